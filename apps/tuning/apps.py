@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class TuningConfig(AppConfig):
+    name = "apps.tuning"
+    label = "tuning"
