@@ -1,0 +1,183 @@
+"""The working table of the feature pipeline: named float32 columns laid out entity by entity, each
+entity's rows in time order, plus the bookkeeping (row position inside its entity) that lets window
+kernels blank the rows whose window would reach into the previous entity."""
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .errors import InvalidInput
+from .kernels import DTYPE
+
+NUMERIC = "numeric"
+TEXT = "text"
+DATETIME = "datetime"
+
+
+def column_kind(series: pd.Series) -> str:
+    if pd.api.types.is_bool_dtype(series.dtype) or pd.api.types.is_numeric_dtype(series.dtype):
+        return NUMERIC
+    if pd.api.types.is_datetime64_any_dtype(series.dtype):
+        return DATETIME
+    return TEXT
+
+
+def _row_label(df: pd.DataFrame, position: int) -> str:
+    # Row numbers as a person counts them in the file: first data row is 1.
+    return str(position + 1)
+
+
+def to_float(series: pd.Series, *, name: str) -> np.ndarray:
+    """Column as float32; text that is not a number raises InvalidInput naming the column and row."""
+    if pd.api.types.is_bool_dtype(series.dtype):
+        return series.to_numpy(dtype=DTYPE, na_value=np.nan)
+    if pd.api.types.is_numeric_dtype(series.dtype):
+        return series.to_numpy(dtype=DTYPE, na_value=np.nan)
+    converted = pd.to_numeric(series, errors="coerce")
+    bad = converted.isna().to_numpy() & series.notna().to_numpy()
+    if bad.any():
+        # Empty strings count as missing, not as garbage.
+        text = series.astype("string")
+        bad &= text.str.strip().fillna("").ne("").to_numpy()
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise InvalidInput(name, f"row {_row_label(series, first)}: {series.iloc[first]!r} is not a number")
+    return converted.to_numpy(dtype=DTYPE, na_value=np.nan)
+
+
+def to_datetime_ns(series: pd.Series, *, name: str) -> np.ndarray:
+    """Column as naive UTC datetime64[ns]; unparseable values raise InvalidInput with the row."""
+    if pd.api.types.is_datetime64_any_dtype(series.dtype):
+        values = series
+        if getattr(values.dtype, "tz", None) is not None:
+            values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+        out = values.to_numpy(dtype="datetime64[ns]")
+    else:
+        # Dates repeat across entities: parse each distinct text once.
+        codes, uniques = pd.factorize(series, use_na_sentinel=True)
+        try:
+            parsed = pd.to_datetime(pd.Index(uniques), errors="coerce", utc=True, format="mixed")
+        except (TypeError, ValueError):
+            parsed = pd.DatetimeIndex([pd.NaT] * len(uniques), tz="UTC")
+        parsed = parsed.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+        bad_unique = np.isnat(parsed)
+        if bad_unique.any():
+            rows = np.flatnonzero(bad_unique[np.maximum(codes, 0)] & (codes >= 0))
+            if len(rows):
+                first = int(rows[0])
+                raise InvalidInput(name, f"row {_row_label(series, first)}: {series.iloc[first]!r} is not a date")
+        out = np.empty(len(series), dtype="datetime64[ns]")
+        if len(parsed):
+            out[:] = parsed[np.maximum(codes, 0)]
+        out[codes < 0] = np.datetime64("NaT")
+    missing = np.isnat(out)
+    if missing.any():
+        first = int(np.flatnonzero(missing)[0])
+        raise InvalidInput(name, f"row {_row_label(series, first)}: the time is empty")
+    return out
+
+
+@dataclass
+class Frame:
+    n: int
+    columns: dict[str, np.ndarray]
+    kinds: dict[str, str]
+    starts: np.ndarray  # first row of each entity
+    sizes: np.ndarray  # rows of each entity
+    order: np.ndarray | None  # original row position of each frame row (None: unchanged order)
+    time: np.ndarray | None = None  # datetime64[ns] per row, when there is a time column
+    entities: list = field(default_factory=list)  # entity value of each group (None for one series)
+    _pos: np.ndarray | None = None
+
+    @property
+    def pos(self) -> np.ndarray:
+        """Position of each row inside its entity (0 for an entity's first row)."""
+        if self._pos is None:
+            self._pos = np.arange(self.n, dtype=np.int64) - np.repeat(self.starts - 0, self.sizes)
+        return self._pos
+
+    def group_of_rows(self) -> np.ndarray:
+        return np.repeat(np.arange(len(self.starts)), self.sizes)
+
+    def blank_warmup(self, values: np.ndarray, lookback: int) -> np.ndarray:
+        """NaN for the first `lookback` rows of every entity: their window starts before the entity."""
+        if lookback <= 0 or self.n == 0:
+            return values
+        if len(self.starts) == 1:
+            values[:lookback] = np.nan
+            return values
+        offsets = np.arange(lookback)
+        index = (self.starts[:, None] + offsets[None, :])
+        valid = offsets[None, :] < self.sizes[:, None]
+        values[index[valid]] = np.nan
+        return values
+
+    def numeric(self, name: str) -> np.ndarray:
+        return self.columns[name]
+
+
+def build_frame(
+    df: pd.DataFrame,
+    *,
+    columns: list[str],
+    time_column: str = "",
+    entity_column: str = "",
+    kinds: dict[str, str] | None = None,
+) -> Frame:
+    """Pick `columns` out of `df`, typed (numeric -> float32) and ordered entity by entity, then by time.
+
+    `kinds` fixes each column's kind (at serving time: as seen in training); without it kinds come
+    from the dtypes. Rows are reordered only when the input is not already grouped and sorted.
+    """
+    for name in [c for c in (time_column, entity_column) if c] + list(columns):
+        if name not in df.columns:
+            raise InvalidInput(name, "missing column")
+    n = len(df)
+    time = to_datetime_ns(df[time_column], name=time_column) if time_column else None
+
+    order = None
+    entities: list = [None]
+    starts = np.array([0], dtype=np.int64)
+    sizes = np.array([n], dtype=np.int64)
+    if entity_column:
+        entity = df[entity_column]
+        codes, uniques = pd.factorize(entity, use_na_sentinel=True)
+        if (codes < 0).any():
+            first = int(np.flatnonzero(codes < 0)[0])
+            raise InvalidInput(entity_column, f"row {first + 1}: the entity is empty")
+        changes = np.count_nonzero(codes[1:] != codes[:-1]) if n else 0
+        grouped = changes == len(uniques) - 1 if n else True
+        in_time = True
+        if grouped and time is not None and n > 1:
+            same = codes[1:] == codes[:-1]
+            in_time = bool(np.all(time[1:][same] >= time[:-1][same]))
+        if not (grouped and in_time):
+            keys = (time.view(np.int64), codes) if time is not None else (np.arange(n), codes)
+            order = np.lexsort(keys)
+            codes = codes[order]
+        counts = np.bincount(codes, minlength=len(uniques)).astype(np.int64)
+        group_order = codes[np.r_[0, np.flatnonzero(codes[1:] != codes[:-1]) + 1]] if n else np.array([], int)
+        sizes = counts[group_order]
+        starts = np.r_[0, np.cumsum(sizes)[:-1]].astype(np.int64) if n else np.array([], dtype=np.int64)
+        entities = [uniques[i] for i in group_order]
+        entities = [e.item() if hasattr(e, "item") else e for e in entities]
+    elif time is not None and n > 1 and not bool(np.all(time[1:] >= time[:-1])):
+        order = np.argsort(time, kind="stable")
+    if order is not None and time is not None:
+        time = time[order]
+
+    out_columns: dict[str, np.ndarray] = {}
+    out_kinds: dict[str, str] = {}
+    for name in columns:
+        series = df[name]
+        kind = (kinds or {}).get(name) or column_kind(series)
+        if kind == NUMERIC:
+            values = to_float(series, name=name)
+        elif kind == DATETIME:
+            values = to_datetime_ns(series, name=name)
+        else:
+            values = series.to_numpy(dtype=object, na_value=None)
+        out_columns[name] = values[order] if order is not None else values
+        out_kinds[name] = kind
+    return Frame(n=n, columns=out_columns, kinds=out_kinds, starts=starts, sizes=sizes, order=order,
+                 time=time, entities=entities)

@@ -1,0 +1,121 @@
+"""Always-valid comparison of a challenger with the champion: the mixture SPRT (mSPRT).
+
+Johari, Pekelis, Walsh, "Always Valid Inference" (2017/2022): with a normal mixing distribution
+N(0, tau^2) over the difference of means theta, the likelihood ratio of H1 (theta != 0) against
+H0 (theta = 0) for the observed difference d with variance V is
+
+    Lambda = sqrt(V / (V + tau^2)) * exp(d^2 tau^2 / (2 V (V + tau^2)))
+
+and under H0, P(Lambda ever >= 1/alpha) <= alpha, however often it is looked at. So the gate
+evaluator may look after every batch of feedback without inflating false promotions; the A/A
+simulation in the tests checks this with the plug-in variances used here.
+
+Outcomes are oriented so that higher is better: accuracy for classifiers, minus the squared error
+for regressors (so "better" means lower MSE, i.e. lower RMSE).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+BETTER = "better"
+WORSE = "worse"
+CONTINUE = "continue"
+
+
+@dataclass(frozen=True)
+class ArmStats:
+    """Per-observation summary of one version's outcomes (higher mean is better)."""
+
+    n: int
+    mean: float
+    variance: float
+    bernoulli_outcomes: bool = False
+
+    @classmethod
+    def bernoulli(cls, *, successes: float, n: int) -> ArmStats:
+        if n <= 0:
+            return cls(n=0, mean=0.0, variance=0.0)
+        # Half a success and half a failure keep the variance positive at 0% or 100% accuracy.
+        smoothed = (successes + 0.5) / (n + 1)
+        return cls(n=n, mean=successes / n, variance=smoothed * (1 - smoothed), bernoulli_outcomes=True)
+
+    @classmethod
+    def squared_errors(cls, *, n: int, sq_error_sum: float, sq_error_sq_sum: float) -> ArmStats:
+        """From the sum of squared errors e^2 and of e^4; the outcome is -e^2."""
+        if n <= 0:
+            return cls(n=0, mean=0.0, variance=0.0)
+        mean_sq = sq_error_sum / n
+        variance = max(sq_error_sq_sum / n - mean_sq**2, 0.0) * (n / (n - 1) if n > 1 else 1.0)
+        return cls(n=n, mean=-mean_sq, variance=variance)
+
+
+@dataclass(frozen=True)
+class SequentialResult:
+    decision: str
+    log_likelihood_ratio: float
+    threshold: float
+    difference: float
+    n_champion: int
+    n_challenger: int
+    reason: str
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        for key in ("log_likelihood_ratio", "threshold", "difference"):
+            data[key] = round(data[key], 6) if math.isfinite(data[key]) else None
+        return data
+
+
+def msprt(champion: ArmStats, challenger: ArmStats, *, alpha: float = 0.05, tau: float = 0.2,
+          min_n: int = 30) -> SequentialResult:
+    """Decides `better`, `worse` or `continue` for the challenger against the champion.
+
+    `tau` is the mixing standard deviation in units of the pooled outcome standard deviation (the
+    effect sizes one expects); `min_n` feedback rows per arm are needed before any decision, because
+    plug-in variances of a handful of observations are unreliable.
+    """
+    if not 0 < alpha < 1:
+        raise ValueError("alpha must be between 0 and 1")
+    if tau <= 0:
+        raise ValueError("tau must be positive")
+    threshold = math.log(1 / alpha)
+    difference = challenger.mean - champion.mean if champion.n and challenger.n else 0.0
+    if champion.n < min_n or challenger.n < min_n:
+        return SequentialResult(
+            CONTINUE, 0.0, threshold, difference, champion.n, challenger.n,
+            f"waiting for feedback: champion {champion.n}, challenger {challenger.n}, need {min_n} each",
+        )
+    if champion.bernoulli_outcomes and challenger.bernoulli_outcomes:
+        # Under H0 both arms share one success rate; its pooled estimate is far steadier than each
+        # arm's own when the challenger's arm is small (10% of traffic) and accuracy is high.
+        pooled = (champion.mean * champion.n + challenger.mean * challenger.n + 0.5) / (champion.n + challenger.n + 1)
+        pooled_variance = pooled * (1 - pooled)
+        variance = pooled_variance * (1 / champion.n + 1 / challenger.n)
+    else:
+        # Same idea for continuous outcomes: the variance of both arms' observations together (the
+        # spread between the arms' means included, which only makes the test more careful).
+        # Per-arm variances of skewed outcomes such as squared errors run low on a small arm.
+        n = champion.n + challenger.n
+        grand_mean = (champion.mean * champion.n + challenger.mean * challenger.n) / n
+        pooled_variance = (
+            (champion.n - 1) * champion.variance + (challenger.n - 1) * challenger.variance
+            + champion.n * (champion.mean - grand_mean) ** 2 + challenger.n * (challenger.mean - grand_mean) ** 2
+        ) / (n - 1)
+        variance = pooled_variance * (1 / champion.n + 1 / challenger.n)
+    if pooled_variance <= 0 or variance <= 0:
+        if difference == 0:
+            return SequentialResult(CONTINUE, 0.0, threshold, 0.0, champion.n, challenger.n, "identical outcomes")
+        # Both arms are constant yet different: the evidence is as strong as it can be.
+        decision = BETTER if difference > 0 else WORSE
+        return SequentialResult(decision, math.inf, threshold, difference, champion.n, challenger.n,
+                                "both versions constant and different")
+    tau2 = tau**2 * pooled_variance
+    log_lr = 0.5 * math.log(variance / (variance + tau2)) + difference**2 * tau2 / (2 * variance * (variance + tau2))
+    if log_lr >= threshold:
+        decision = BETTER if difference > 0 else WORSE
+        reason = f"challenger {'better' if difference > 0 else 'worse'} (log LR {log_lr:.2f} >= {threshold:.2f})"
+    else:
+        decision = CONTINUE
+        reason = f"not yet conclusive (log LR {log_lr:.2f} < {threshold:.2f})"
+    return SequentialResult(decision, log_lr, threshold, difference, champion.n, challenger.n, reason)

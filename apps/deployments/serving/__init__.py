@@ -1,0 +1,1 @@
+"""The per-process serving path: input parsing, routing tables, loaded models, prediction."""

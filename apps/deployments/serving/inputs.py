@@ -1,0 +1,291 @@
+"""Prediction request bodies → a checked table of raw rows.
+
+Accepted shapes: MLflow's scoring formats (`dataframe_split`, `dataframe_records`, `instances`,
+`inputs`) and the Open Inference Protocol V2 request (`inputs: [{name, shape, datatype, data}]`).
+Each is first turned into columns (name → list of values), then checked against what the chosen
+model version needs: every raw column present, no column no served version knows, the JSON type
+each column's kind asks for, finite numbers, no nulls, a row count between 1 and the batch limit.
+Every rejection is an InputError naming the field, which the views turn into a 400.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+NUMERIC = "numeric"
+TEXT = "text"
+DATETIME = "datetime"
+MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+
+V2_NUMERIC_TYPES = {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+                    "FP16", "FP32", "FP64"}
+V2_TYPES = V2_NUMERIC_TYPES | {"BYTES"}
+
+
+class InputError(ValueError):
+    """A request the model cannot take; `field` names the column or the part of the body at fault."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """The raw input of one model version, read from its signature."""
+
+    columns: tuple[str, ...]
+    kinds: dict
+    history_rows: int = 1
+    entity_column: str = ""
+    time_column: str = ""
+
+    @classmethod
+    def from_signature(cls, signature: dict) -> InputSpec:
+        columns = tuple(signature.get("raw_columns") or signature.get("feature_names") or ())
+        kinds = dict(signature.get("raw_kinds") or {})
+        entity = signature.get("entity_column") or ""
+        time_column = signature.get("time_column") or ""
+        for name in columns:
+            kinds.setdefault(name, DATETIME if name == time_column else TEXT if name == entity else NUMERIC)
+        return cls(columns=columns, kinds=kinds, history_rows=int(signature.get("history_rows") or 1),
+                   entity_column=entity, time_column=time_column)
+
+    def v2_datatype(self, column: str) -> str:
+        return "FP64" if self.kinds.get(column) == NUMERIC else "BYTES"
+
+
+def loads_body(raw: bytes) -> dict:
+    """Parses JSON, keeping NaN/Infinity literals so the check can name the field that holds them."""
+    if not raw:
+        raise InputError("body", "the request body is empty; send a JSON object")
+    try:
+        body = json.loads(raw)
+    except UnicodeDecodeError:
+        raise InputError("body", "the request body is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise InputError("body", f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    if not isinstance(body, dict):
+        raise InputError("body", f"expected a JSON object, got {_json_type(body)}")
+    return body
+
+
+def _json_type(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _records_to_columns(records: list, field: str) -> dict[str, list]:
+    if not records:
+        raise InputError(field, "no rows were sent")
+    names: list[str] = []
+    for i, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise InputError(f"{field}[{i}]", f"expected an object of column values, got {_json_type(record)}")
+        if i == 0:
+            names = list(record)
+        elif len(record) != len(names) or any(name not in record for name in names):
+            missing = [n for n in names if n not in record]
+            extra = [n for n in record if n not in names]
+            what = f"lacks {missing[0]!r}" if missing else f"has {extra[0]!r}, which row 0 does not"
+            raise InputError(f"{field}[{i}]", f"every record needs the same columns; this one {what}")
+    return {name: [record[name] for record in records] for name in names}
+
+
+def _rows_to_columns(rows: list, names: list[str], field: str) -> dict[str, list]:
+    if not rows:
+        raise InputError(field, "no rows were sent")
+    width = len(names)
+    for i, row in enumerate(rows):
+        if not isinstance(row, list):
+            raise InputError(f"{field}[{i}]", f"expected an array of {width} values, got {_json_type(row)}")
+        if len(row) != width:
+            raise InputError(f"{field}[{i}]", f"expected {width} values ({', '.join(names)}), got {len(row)}")
+    return {name: [row[j] for row in rows] for j, name in enumerate(names)}
+
+
+def _tensor_to_columns(value, spec: InputSpec, field: str) -> dict[str, list]:
+    """`instances` / `inputs`: records, columns (object of arrays) or rows in signature order."""
+    if isinstance(value, dict):
+        if not value:
+            raise InputError(field, "no columns were sent")
+        columns = {}
+        length = None
+        for name, values in value.items():
+            if not isinstance(values, list):
+                values = [values]
+            if length is None:
+                length = len(values)
+            elif len(values) != length:
+                raise InputError(f"{field}.{name}", f"has {len(values)} values, other columns have {length}")
+            columns[name] = values
+        return columns
+    if not isinstance(value, list):
+        raise InputError(field, f"expected an array of rows or an object of columns, got {_json_type(value)}")
+    if not value:
+        raise InputError(field, "no rows were sent")
+    if isinstance(value[0], dict):
+        return _records_to_columns(value, field)
+    if isinstance(value[0], list):
+        return _rows_to_columns(value, list(spec.columns), field)
+    if len(spec.columns) == 1:
+        return {spec.columns[0]: list(value)}
+    raise InputError(field, f"expected rows of {len(spec.columns)} values ({', '.join(spec.columns)})")
+
+
+def parse_mlflow(body: dict, spec: InputSpec) -> tuple[dict[str, list], str]:
+    """Columns from one of MLflow's four scoring formats; returns (columns, the format's name)."""
+    present = [key for key in MLFLOW_FORMATS if key in body]
+    unknown = [key for key in body if key not in MLFLOW_FORMATS and key not in ("routing_key", "params")]
+    if unknown:
+        raise InputError(unknown[0], f"unknown field; send one of {', '.join(MLFLOW_FORMATS)} (and optionally routing_key)")
+    if len(present) != 1:
+        what = "none" if not present else ", ".join(present)
+        raise InputError("body", f"send exactly one of {', '.join(MLFLOW_FORMATS)}; got {what}")
+    key = present[0]
+    value = body[key]
+    if key == "dataframe_split":
+        if not isinstance(value, dict):
+            raise InputError(key, f"expected an object with 'columns' and 'data', got {_json_type(value)}")
+        names, data = value.get("columns"), value.get("data")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise InputError(f"{key}.columns", "expected an array of column names")
+        if len(set(names)) != len(names):
+            duplicate = next(n for n in names if names.count(n) > 1)
+            raise InputError(f"{key}.columns", f"column {duplicate!r} appears twice")
+        if not isinstance(data, list):
+            raise InputError(f"{key}.data", f"expected an array of rows, got {_json_type(data)}")
+        if not names and data:
+            raise InputError(f"{key}.columns", "no columns were named")
+        return _rows_to_columns(data, names, f"{key}.data"), key
+    if key == "dataframe_records":
+        if not isinstance(value, list):
+            raise InputError(key, f"expected an array of records, got {_json_type(value)}")
+        return _records_to_columns(value, key), key
+    return _tensor_to_columns(value, spec, key), key
+
+
+def parse_v2(body: dict, spec: InputSpec) -> dict[str, list]:
+    """Columns from an Open Inference Protocol V2 request: one input tensor per raw column, or a
+    single [rows, columns] tensor in signature order."""
+    inputs = body.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise InputError("inputs", "expected a non-empty array of input tensors {name, shape, datatype, data}")
+    tensors = []
+    for i, tensor in enumerate(inputs):
+        where = f"inputs[{i}]"
+        if not isinstance(tensor, dict):
+            raise InputError(where, f"expected an object, got {_json_type(tensor)}")
+        name, shape, datatype, data = (tensor.get(k) for k in ("name", "shape", "datatype", "data"))
+        if not isinstance(name, str) or not name:
+            raise InputError(f"{where}.name", "each input needs a name")
+        where = f"inputs[{i}] ({name})"
+        if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+            raise InputError(f"{where}.shape", "expected an array of non-negative integers")
+        if datatype not in V2_TYPES:
+            raise InputError(f"{where}.datatype", f"unknown datatype {datatype!r}")
+        if not isinstance(data, list):
+            raise InputError(f"{where}.data", f"expected an array, got {_json_type(data)}")
+        flat = _flatten(data)
+        expected = math.prod(shape)
+        if len(flat) != expected:
+            raise InputError(f"{where}.data", f"shape {shape} needs {expected} values, got {len(flat)}")
+        tensors.append((name, shape, datatype, flat, where))
+    names = [t[0] for t in tensors]
+    if len(set(names)) != len(names):
+        duplicate = next(n for n in names if names.count(n) > 1)
+        raise InputError("inputs", f"input {duplicate!r} appears twice")
+    if len(tensors) == 1 and tensors[0][0] not in spec.columns and len(tensors[0][1]) == 2 and len(spec.columns) > 1:
+        name, shape, datatype, flat, where = tensors[0]
+        rows, width = shape
+        if width != len(spec.columns):
+            raise InputError(f"{where}.shape", f"a [rows, columns] input needs {len(spec.columns)} columns ({', '.join(spec.columns)})")
+        return {column: flat[j::width] for j, column in enumerate(spec.columns)}
+    columns = {}
+    length = None
+    for name, shape, datatype, flat, where in tensors:
+        if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
+            raise InputError(f"{where}.shape", "a column input has shape [rows] or [rows, 1]")
+        if length is None:
+            length = shape[0]
+        elif shape[0] != length:
+            raise InputError(f"{where}.shape", f"has {shape[0]} rows, other inputs have {length}")
+        kind = spec.kinds.get(name)
+        if kind is not None and (kind == NUMERIC) != (datatype in V2_NUMERIC_TYPES):
+            raise InputError(f"{where}.datatype", f"column {name!r} needs datatype {spec.v2_datatype(name)}, got {datatype}")
+        if datatype == "BOOL":
+            flat = [float(v) if isinstance(v, bool) else v for v in flat]
+        columns[name] = flat
+    return columns
+
+
+def _flatten(data: list) -> list:
+    if not any(isinstance(v, list) for v in data):
+        return data
+    out = []
+    stack = [iter(data)]
+    while stack:
+        for value in stack[-1]:
+            if isinstance(value, list):
+                stack.append(iter(value))
+                break
+            out.append(value)
+        else:
+            stack.pop()
+    return out
+
+
+def check_columns(columns: dict[str, list], spec: InputSpec, *, known: set[str], max_rows: int) -> pd.DataFrame:
+    """The raw rows `spec` needs, as a DataFrame, after checking names, types, values and size.
+
+    `known` is every column some served version of the deployment uses: a column outside it is a
+    client mistake, a column another version needs is simply not passed to this one.
+    """
+    extra = [name for name in columns if name not in known and name not in spec.columns]
+    if extra:
+        raise InputError(extra[0], f"unexpected column; this deployment takes {', '.join(spec.columns)}")
+    missing = [name for name in spec.columns if name not in columns]
+    if missing:
+        raise InputError(missing[0], f"missing column{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
+    n_rows = len(next(iter(columns.values()))) if columns else 0
+    if n_rows == 0:
+        raise InputError("rows", "no rows were sent")
+    if n_rows > max_rows:
+        raise InputError("rows", f"{n_rows} rows is more than the limit of {max_rows} per request")
+    table = {}
+    for name in spec.columns:
+        values = columns[name]
+        kind = spec.kinds.get(name, NUMERIC)
+        if kind == NUMERIC:
+            for i, value in enumerate(values):
+                if type(value) is float:
+                    if value != value or value in (math.inf, -math.inf):
+                        raise InputError(name, f"row {i}: {value} is not allowed; send a finite number")
+                elif type(value) is not int:
+                    if value is None:
+                        raise InputError(name, f"row {i}: null is not allowed; send a number")
+                    raise InputError(name, f"row {i}: expected a number, got {_json_type(value)} {_short(value)}")
+        else:
+            for i, value in enumerate(values):
+                if type(value) is not str:
+                    raise InputError(name, f"row {i}: expected a string{' date' if kind == DATETIME else ''}, got {_json_type(value)} {_short(value)}")
+        table[name] = values
+    return pd.DataFrame(table, columns=list(spec.columns))
+
+
+def _short(value) -> str:
+    text = json.dumps(value) if not isinstance(value, float) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

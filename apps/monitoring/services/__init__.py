@@ -1,0 +1,1 @@
+"""Services of the monitoring app: the prediction-log buffer and feedback."""

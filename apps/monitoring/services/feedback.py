@@ -1,0 +1,128 @@
+"""Ground truth for served predictions, matched by request id, scored per model version."""
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from ..choices import PredictionStatus
+from ..models import Feedback, PredictionLog
+from .logbuffer import prediction_logs_flush
+
+MAX_FEEDBACK_ITEMS = 1000
+
+
+@dataclass(frozen=True)
+class FeedbackResult:
+    requests: int
+    answers_scored: int
+
+
+def same_label(predicted, truth) -> bool:
+    """Class labels compare as numbers when both are numbers (1 == 1.0), otherwise as text."""
+    if isinstance(predicted, (int, float)) and isinstance(truth, (int, float)) and not isinstance(truth, bool):
+        return float(predicted) == float(truth)
+    return str(predicted) == str(truth)
+
+
+def _truth_list(value, n: int, field: str, task: str) -> list:
+    values = value if isinstance(value, list) else [value]
+    if len(values) != n:
+        raise ValidationError({field: f"this request had {n} prediction(s); send {n} ground-truth value(s), got {len(values)}"})
+    for i, item in enumerate(values):
+        if task == "regression":
+            if isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item):
+                raise ValidationError({field: f"value {i}: expected a finite number, got {item!r}"})
+        elif item is None or isinstance(item, (list, dict)):
+            raise ValidationError({field: f"value {i}: expected a class label, got {item!r}"})
+    return values
+
+
+def _score(log: PredictionLog, truth: list, task: str) -> dict:
+    if task == "regression":
+        errors = [(float(p) - float(t)) ** 2 for p, t in zip(log.output, truth)]
+        return {"n": len(errors), "n_correct": None, "sq_error_sum": sum(errors),
+                "sq_error_sq_sum": sum(e * e for e in errors)}
+    correct = sum(1 for p, t in zip(log.output, truth) if same_label(p, t))
+    return {"n": len(truth), "n_correct": correct, "sq_error_sum": None, "sq_error_sq_sum": None}
+
+
+def feedback_record(*, deployment, items: list, user=None) -> FeedbackResult:
+    """Stores ground truth for earlier requests of `deployment`: each item is
+    `{"request_id": <uuid>, "ground_truth": <value, or a list with one value per prediction>}`.
+
+    Every logged answer of the request (the served one and any shadow copy) is scored, so the
+    challenger's accuracy is known in shadow mode too. Sending feedback again for a request replaces
+    the earlier one. All or nothing: one bad item rejects the batch, naming it.
+
+    Not one transaction from the top on purpose: the buffer flush it may need must commit on its
+    own, since the flusher trims Redis as soon as its insert is done.
+    """
+    if not isinstance(items, list) or not items:
+        raise ValidationError({"feedback": "send a non-empty array of {request_id, ground_truth}"})
+    if len(items) > MAX_FEEDBACK_ITEMS:
+        raise ValidationError({"feedback": f"{len(items)} items is more than the limit of {MAX_FEEDBACK_ITEMS}"})
+    parsed: dict[uuid.UUID, tuple[int, object]] = {}
+    for i, item in enumerate(items):
+        field = f"feedback[{i}]"
+        if not isinstance(item, dict):
+            raise ValidationError({field: "expected an object {request_id, ground_truth}"})
+        unknown = set(item) - {"request_id", "ground_truth"}
+        if unknown:
+            raise ValidationError({f"{field}.{sorted(unknown)[0]}": "unknown field"})
+        if "ground_truth" not in item:
+            raise ValidationError({f"{field}.ground_truth": "this field is required"})
+        try:
+            request_id = uuid.UUID(str(item.get("request_id")))
+        except ValueError:
+            raise ValidationError({f"{field}.request_id": f"{item.get('request_id')!r} is not a request id"}) from None
+        if request_id in parsed:
+            raise ValidationError({f"{field}.request_id": f"{request_id} appears twice in this batch"})
+        parsed[request_id] = (i, item["ground_truth"])
+
+    def logs_by_request():
+        grouped: dict[uuid.UUID, list[PredictionLog]] = {}
+        for log in PredictionLog.objects.filter(deployment=deployment, request_id__in=list(parsed)).select_related("model_version"):
+            grouped.setdefault(log.request_id, []).append(log)
+        return grouped
+
+    if len(logs_by_request()) < len(parsed):
+        # Answers from the last few seconds may still sit in the buffer.
+        prediction_logs_flush()
+    with transaction.atomic():
+        return _feedback_store(deployment=deployment, parsed=parsed, logs=logs_by_request())
+
+
+def _feedback_store(*, deployment, parsed: dict, logs: dict) -> FeedbackResult:
+    now = timezone.now()
+    scored = 0
+    existing = {f.prediction_id: f for f in Feedback.objects.select_for_update().filter(prediction__in=[l for ls in logs.values() for l in ls])}
+    to_create = []
+    for request_id, (i, truth) in parsed.items():
+        field = f"feedback[{i}]"
+        answers = logs.get(request_id)
+        if not answers:
+            raise ValidationError({f"{field}.request_id": f"no prediction of deployment {deployment.name!r} has request id {request_id}"})
+        for log in answers:
+            if log.status != PredictionStatus.OK:
+                continue
+            values = _truth_list(truth, len(log.output), f"{field}.ground_truth", log.model_version.task)
+            scores = _score(log, values, log.model_version.task)
+            current = existing.get(log.pk)
+            if current is not None:
+                for key, value in scores.items():
+                    setattr(current, key, value)
+                current.ground_truth, current.received_at = values, now
+                current.save(update_fields=[*scores, "ground_truth", "received_at"])
+            else:
+                to_create.append(Feedback(
+                    prediction=log, deployment=deployment, model_version_id=log.model_version_id, shadow=log.shadow,
+                    ground_truth=values, served_at=log.served_at, received_at=now, **scores,
+                ))
+            scored += 1
+    Feedback.objects.bulk_create(to_create)
+    return FeedbackResult(requests=len(parsed), answers_scored=scored)

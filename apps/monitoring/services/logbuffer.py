@@ -1,0 +1,139 @@
+"""Prediction logs off the request path.
+
+The request path does one Redis round trip: RPUSH of the JSON line(s) plus the Prometheus counters,
+pipelined. `prediction_logs_flush` (a beat task every few seconds, and before gates are evaluated or
+feedback is matched) drains the list into PostgreSQL in batches under a Redis lock:
+
+    LRANGE head → bulk_create(ignore_conflicts) → LTRIM head
+
+A flusher that dies between the insert and the trim leaves the batch in the list; the next flusher
+inserts it again and the unique (request_id, model_version) makes that a no-op, so a line is never
+lost and never counted twice. If Redis cannot take the line, it is written to the database directly.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+
+import redis
+from django.db import transaction
+
+from ..models import PredictionLog
+from ..redis_client import get_redis
+
+logger = logging.getLogger(__name__)
+
+PENDING_KEY = "mlops:predlog:pending"
+COUNT_KEY = "mlops:predlog:count"
+LATENCY_SUM_KEY = "mlops:predlog:latency_ms_sum"
+FLUSH_LOCK_KEY = "mlops:predlog:flush-lock"
+COUNTER_SEPARATOR = "\t"
+
+
+def log_entry(*, request_id: str, deployment_id: int, version_id: int, shadow: bool, status: str, latency_ms: float,
+              n_rows: int, inputs_hash: str, output: list, error: str = "", routing_key_hash: str = "",
+              features: dict | None = None, served_at: float | None = None) -> dict:
+    """The JSON line one answer becomes (short keys: it crosses Redis on every request)."""
+    return {
+        "r": request_id, "d": deployment_id, "v": version_id, "s": int(shadow), "st": status, "l": round(latency_ms, 4),
+        "n": n_rows, "h": inputs_hash, "o": output, "e": error[:2000], "k": routing_key_hash, "f": features or {},
+        "t": served_at if served_at is not None else time.time(),
+    }
+
+
+def counter_field(deployment: str, version: str, status: str, shadow: bool) -> str:
+    return COUNTER_SEPARATOR.join((deployment, version, status, "1" if shadow else "0"))
+
+
+def prediction_log_push(*, entries: list[dict], labels: list[tuple[str, str]]) -> None:
+    """Queues answers for the flusher and counts them; `labels[i]` is (deployment name, version) of
+    `entries[i]`, the Prometheus labels."""
+    try:
+        pipe = get_redis().pipeline(transaction=False)
+        pipe.rpush(PENDING_KEY, *[json.dumps(entry, separators=(",", ":")) for entry in entries])
+        for entry, (deployment, version) in zip(entries, labels):
+            pipe.hincrby(COUNT_KEY, counter_field(deployment, version, entry["st"], bool(entry["s"])), 1)
+            pipe.hincrbyfloat(LATENCY_SUM_KEY, counter_field(deployment, version, entry["st"], bool(entry["s"])), entry["l"])
+        pipe.execute()
+    except redis.RedisError:
+        logger.exception("prediction log buffer unavailable; writing %d log(s) directly", len(entries))
+        _insert(entries)
+
+
+def _model(entry: dict) -> PredictionLog:
+    return PredictionLog(
+        request_id=uuid.UUID(entry["r"]),
+        deployment_id=entry["d"],
+        model_version_id=entry["v"],
+        shadow=bool(entry["s"]),
+        status=entry["st"],
+        error=entry.get("e") or "",
+        latency_ms=float(entry["l"]),
+        n_rows=int(entry["n"]),
+        inputs_hash=entry["h"],
+        output=entry.get("o") or [],
+        routing_key_hash=entry.get("k") or "",
+        features=entry.get("f") or {},
+        served_at=datetime.fromtimestamp(float(entry["t"]), tz=UTC),
+    )
+
+
+def _insert(entries: list[dict]) -> int:
+    from apps.deployments.models import Deployment
+    from apps.registry.models import ModelVersion
+
+    models = []
+    for entry in entries:
+        try:
+            models.append(_model(entry))
+        except (KeyError, TypeError, ValueError):
+            logger.error("dropping a malformed prediction log line: %.300s", entry)
+    # A deployment deleted since the request would make the whole batch fail on its foreign key.
+    deployments = set(Deployment.objects.filter(pk__in={m.deployment_id for m in models}).values_list("pk", flat=True))
+    versions = set(ModelVersion.objects.filter(pk__in={m.model_version_id for m in models}).values_list("pk", flat=True))
+    kept = [m for m in models if m.deployment_id in deployments and m.model_version_id in versions]
+    if len(kept) != len(models):
+        logger.warning("dropping %d prediction log(s) of deleted deployments or versions", len(models) - len(kept))
+    with transaction.atomic():
+        PredictionLog.objects.bulk_create(kept, ignore_conflicts=True, batch_size=1000)
+    return len(kept)
+
+
+def prediction_logs_flush(*, batch_size: int = 2000, wait_s: float = 10.0) -> int:
+    """Moves every queued log line into PostgreSQL; returns how many lines it moved.
+
+    Waits up to `wait_s` for another flusher to finish (0: return 0 at once when one is running).
+    """
+    client = get_redis()
+    lock = client.lock(FLUSH_LOCK_KEY, timeout=120, blocking_timeout=wait_s if wait_s > 0 else None)
+    if not lock.acquire(blocking=wait_s > 0):
+        return 0
+    moved = 0
+    try:
+        while True:
+            raw = client.lrange(PENDING_KEY, 0, batch_size - 1)
+            if not raw:
+                break
+            entries = []
+            for line in raw:
+                try:
+                    entries.append(json.loads(line))
+                except ValueError:
+                    logger.error("dropping an unreadable prediction log line: %.300r", line)
+            _insert(entries)
+            client.ltrim(PENDING_KEY, len(raw), -1)
+            moved += len(raw)
+            lock.extend(120, replace_ttl=True)
+    finally:
+        try:
+            lock.release()
+        except redis.exceptions.LockError:
+            logger.warning("the prediction log flush lock expired before the flush ended")
+    return moved
+
+
+def prediction_logs_pending() -> int:
+    return int(get_redis().llen(PENDING_KEY))

@@ -1,0 +1,131 @@
+import re
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from .models import AliasEvent, ModelAlias, ModelVersion, RegisteredModel
+from .storage import ArtifactIntegrityError, artifact_verify
+
+ALIAS_RE = re.compile(r"^[a-z][a-z0-9_-]{0,49}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,119}$")
+
+
+def registered_model_get_or_create(*, name: str, user=None, description: str = "") -> RegisteredModel:
+    if not NAME_RE.match(name or ""):
+        raise ValidationError({"name": f"{name!r} is not a valid model name (letters, digits, '-', '_', '.')."})
+    try:
+        with transaction.atomic():
+            model, _ = RegisteredModel.objects.get_or_create(
+                name=name, defaults={"created_by": user, "description": description}
+            )
+    except IntegrityError:  # created by someone else between our get and create
+        model = RegisteredModel.objects.get(name=name)
+    return model
+
+
+def _metrics_of(run) -> dict:
+    return {"val": run.val_metrics or {}, "test": run.test_metrics or {}}
+
+
+def model_version_create_from_run(*, run, name: str | None = None, user=None, tags: dict | None = None,
+                                  description: str = "") -> ModelVersion:
+    """Registers a succeeded run's committed artifact as the next version of model `name`
+    (default: the experiment's name). Registering the same run under the same name again returns
+    the existing version. The artifact is verified (every file hashed) before the version exists.
+    """
+    from apps.training.choices import RunStatus
+    from apps.training.models import TrainingRun
+
+    run = TrainingRun.objects.select_related("experiment", "dataset_version").get(pk=run.pk)
+    if run.status != RunStatus.SUCCEEDED:
+        raise ValidationError({"run": f"run {run.pk} is {run.status}; only a succeeded run can be registered."})
+    if not run.artifact_uri or not run.artifact_sha256:
+        raise ValidationError({"run": f"run {run.pk} has no committed artifact."})
+    if tags is not None and not isinstance(tags, dict):
+        raise ValidationError({"tags": "must be an object of tag names to values."})
+    try:
+        artifact_verify(uri=run.artifact_uri, sha256=run.artifact_sha256)
+    except ArtifactIntegrityError as exc:
+        raise ValidationError({"run": f"run {run.pk}'s artifact cannot be registered: {exc}"}) from exc
+
+    name = name or run.experiment.name
+    model = registered_model_get_or_create(name=name, user=user)
+    with transaction.atomic():
+        # The row lock serialises version numbering per model across processes.
+        model = RegisteredModel.objects.select_for_update().get(pk=model.pk)
+        existing = ModelVersion.objects.filter(registered_model=model, training_run=run).first()
+        if existing is not None:
+            return existing
+        model.last_version += 1
+        model.save(update_fields=["last_version", "updated_at"])
+        return ModelVersion.objects.create(
+            registered_model=model,
+            version=model.last_version,
+            framework=run.framework,
+            model_type=run.model_type,
+            task=run.experiment.task,
+            artifact_uri=run.artifact_uri,
+            artifact_sha256=run.artifact_sha256,
+            signature=run.signature,
+            metrics=_metrics_of(run),
+            params=run.params,
+            dataset_version=run.dataset_version,
+            dataset_sha256=run.dataset_sha256,
+            training_run=run,
+            library_versions=run.library_versions,
+            code_version=run.code_version,
+            tags={"experiment": run.experiment.name, **(tags or {})},
+            description=description,
+            created_by=user,
+        )
+
+
+@transaction.atomic
+def model_alias_set(*, model: RegisteredModel, alias: str, version: ModelVersion | None, user=None,
+                    reason: str = "") -> ModelAlias | None:
+    """Points `alias` of `model` at `version` (None removes the alias) and records an AliasEvent."""
+    alias = (alias or "").strip().lower()
+    if not ALIAS_RE.match(alias):
+        raise ValidationError({"alias": f"{alias!r} is not a valid alias (lowercase letters, digits, '-', '_')."})
+    if alias == "latest":
+        raise ValidationError({"alias": "'latest' is reserved: it always means the newest version."})
+    model = RegisteredModel.objects.select_for_update().get(pk=model.pk)
+    if version is not None and version.registered_model_id != model.pk:
+        raise ValidationError({"version": f"{version} is not a version of {model.name}."})
+    current = ModelAlias.objects.select_related("version").filter(registered_model=model, alias=alias).first()
+    previous = current.version if current else None
+    if previous == version:
+        return current
+    now = timezone.now()
+    if version is None:
+        if current is not None:
+            current.delete()
+        result = None
+    elif current is None:
+        result = ModelAlias.objects.create(registered_model=model, alias=alias, version=version, updated_at=now,
+                                           updated_by=user)
+    else:
+        current.version, current.updated_at, current.updated_by = version, now, user
+        current.save(update_fields=["version", "updated_at", "updated_by"])
+        result = current
+    AliasEvent.objects.create(registered_model=model, alias=alias, from_version=previous, to_version=version,
+                              actor=user, reason=reason, created_at=now)
+    return result
+
+
+@transaction.atomic
+def model_version_update(*, version: ModelVersion, tags: dict | None = None, description: str | None = None) -> ModelVersion:
+    """Tags and description are the only mutable parts of a version."""
+    fields = []
+    if tags is not None:
+        if not isinstance(tags, dict) or not all(isinstance(k, str) for k in tags):
+            raise ValidationError({"tags": "must be an object of tag names to values."})
+        version.tags = tags
+        fields.append("tags")
+    if description is not None:
+        version.description = description
+        fields.append("description")
+    if fields:
+        version.save(update_fields=fields)
+    return version

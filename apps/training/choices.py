@@ -1,0 +1,78 @@
+from django.db import models
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+RUN_ACTIVE = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})
+RUN_TERMINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+# The only moves the status service accepts. RUNNING -> QUEUED is a requeue after a lost worker.
+RUN_TRANSITIONS = {
+    RunStatus.QUEUED: {RunStatus.RUNNING, RunStatus.FAILED, RunStatus.CANCELLED},
+    RunStatus.RUNNING: {RunStatus.QUEUED, RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED},
+    RunStatus.SUCCEEDED: set(),
+    RunStatus.FAILED: set(),
+    RunStatus.CANCELLED: set(),
+}
+
+
+class Framework(models.TextChoices):
+    TORCH = "torch", "PyTorch"
+    KERAS = "keras", "TensorFlow / Keras"
+    SKLEARN = "sklearn", "scikit-learn"
+
+
+class Device(models.TextChoices):
+    CPU = "cpu", "CPU"
+    GPU = "gpu", "GPU"
+
+
+class Task(models.TextChoices):
+    REGRESSION = "regression", "Regression"
+    CLASSIFICATION = "classification", "Classification"
+
+
+class Direction(models.TextChoices):
+    MAXIMIZE = "maximize", "Maximise"
+    MINIMIZE = "minimize", "Minimise"
+
+
+class RunOrigin(models.TextChoices):
+    API = "api", "API"
+    ADMIN = "admin", "Admin"
+    CLI = "cli", "Command line"
+    SCHEDULE = "schedule", "Schedule"
+    DATASET = "dataset", "New dataset version"
+    TUNING = "tuning", "Tuning trial"
+    RETRY = "retry", "Retry"
+    DEMO = "demo", "Demo seed"
+    CODE = "code", "Code"
+
+
+class StopReason(models.TextChoices):
+    CANCELLED = "cancelled", "Cancelled"
+    PRUNED = "pruned", "Pruned"
+
+
+class LogLevel(models.TextChoices):
+    DEBUG = "DEBUG", "Debug"
+    INFO = "INFO", "Info"
+    WARNING = "WARNING", "Warning"
+    ERROR = "ERROR", "Error"
+
+
+class ScheduleKind(models.TextChoices):
+    CRON = "cron", "Cron expression"
+    INTERVAL = "interval", "Every N units"
+
+
+class IntervalUnit(models.TextChoices):
+    MINUTES = "minutes", "Minutes"
+    HOURS = "hours", "Hours"
+    DAYS = "days", "Days"

@@ -1,0 +1,33 @@
+"""Training settings with defaults. Each may be set in Django settings or, for worker processes that
+only share the environment, as an environment variable of the same name."""
+from django.conf import settings
+
+from mlops_portal.env import env_int, env_str
+
+_DEFAULTS = {
+    # The running attempt writes a heartbeat this often; the reaper calls a run lost after STALE.
+    "TRAINING_HEARTBEAT_SECONDS": 5,
+    "TRAINING_HEARTBEAT_STALE_SECONDS": 60,
+    # How often the running attempt looks at the database for a stop request.
+    "TRAINING_STOP_POLL_SECONDS": 0.5,
+    "TRAINING_REAPER_INTERVAL_SECONDS": 30,
+    "TRAINING_CPU_QUEUE": "cpu",
+    "TRAINING_GPU_QUEUE": "gpu",
+}
+
+
+def get(name: str):
+    """Django settings first (tests override them), then the environment, then the default."""
+    if hasattr(settings, name):
+        return getattr(settings, name)
+    default = _DEFAULTS[name]
+    if isinstance(default, str):
+        return env_str(name, default)
+    if isinstance(default, float):
+        raw = env_str(name, "")
+        return float(raw) if raw.strip() else default
+    return env_int(name, default)
+
+
+def max_attempts() -> int:
+    return int(getattr(settings, "CELERY_TASK_MAX_ATTEMPTS", 3))

@@ -1,0 +1,436 @@
+"""The framework adapter interface shared by the torch, keras and scikit-learn implementations.
+
+An adapter turns PreparedData into a TrainedModel (`fit`), writes it as safe files (`save`) and
+reads it back (`load`). The training pipeline, tuning and the registry only ever talk to this
+interface; one contract test suite runs every (framework, model_type, task) through it.
+
+Reporter protocol (implemented by the training pipeline):
+    reporter.epoch(epoch, total_epochs, metrics)  once per finished epoch (1-based), metrics are
+        `train_loss`, `train_<metric>`, `val_loss`, `val_<metric>` (see apps.training.metrics);
+    reporter.log(level, message)  level is "INFO", "WARNING" or "ERROR";
+    reporter.should_stop() -> None | "cancelled" | "pruned"  called at every batch (torch, keras)
+        or boosting stage (sklearn), so it must be cheap (cache the answer for a second or so).
+"""
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from apps.training.metrics import (
+    CLASSIFICATION,
+    REGRESSION,
+    compute_metrics,
+    greater_is_better,
+    is_better,
+    metric_base_name,
+    metric_names,
+)
+
+from .windows import Split, training_splits, window_index
+
+STOP_REASONS = ("cancelled", "pruned")
+PREDICT_BATCH_ROWS = 4096
+
+
+class ArtifactError(Exception):
+    """A model directory that is missing files, was written for another framework, or is corrupt."""
+
+
+class UnsafeArtifact(ArtifactError):
+    """A file whose loading could run code (a pickle) or that holds types outside the allowlist."""
+
+
+class InvalidParameter(ValueError):
+    """A hyperparameter the model type does not accept; `param` names it for form/API errors."""
+
+    def __init__(self, param: str, message: str):
+        self.param = param
+        super().__init__(f"{param}: {message}")
+
+
+class Reporter(Protocol):
+    def epoch(self, epoch: int, total_epochs: int, metrics: dict) -> None: ...
+
+    def log(self, level: str, message: str) -> None: ...
+
+    def should_stop(self) -> str | None: ...
+
+
+class NullReporter:
+    """A reporter for callers that do not watch progress (scripts, seeding)."""
+
+    def epoch(self, epoch: int, total_epochs: int, metrics: dict) -> None:
+        pass
+
+    def log(self, level: str, message: str) -> None:
+        pass
+
+    def should_stop(self) -> str | None:
+        return None
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One hyperparameter: kind "int" | "float" | "choice" | "bool", default, inclusive range.
+
+    `log` tells a search strategy to sample the range on a log scale.
+    """
+
+    kind: str
+    default: Any
+    low: float | None = None
+    high: float | None = None
+    choices: tuple = ()
+    log: bool = False
+    help: str = ""
+
+    def validate(self, name: str, value: Any) -> Any:
+        if self.kind == "bool":
+            if not isinstance(value, bool):
+                raise InvalidParameter(name, f"must be true or false, got {value!r}")
+            return value
+        if self.kind == "choice":
+            if value not in self.choices:
+                raise InvalidParameter(name, f"must be one of {list(self.choices)}, got {value!r}")
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise InvalidParameter(name, f"must be a number, got {value!r}")
+        if not math.isfinite(float(value)):
+            raise InvalidParameter(name, f"must be finite, got {value!r}")
+        if self.kind == "int":
+            if float(value) != int(value):
+                raise InvalidParameter(name, f"must be a whole number, got {value!r}")
+            value = int(value)
+        else:
+            value = float(value)
+        if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
+            raise InvalidParameter(name, f"must be between {self.low:g} and {self.high:g}, got {value!r}")
+        return value
+
+    def to_dict(self) -> dict:
+        out = {"kind": self.kind, "default": self.default, "help": self.help}
+        if self.kind in ("int", "float"):
+            out.update(low=self.low, high=self.high, log=self.log)
+        if self.kind == "choice":
+            out["choices"] = list(self.choices)
+        return out
+
+
+def resolve_monitor(task: str, monitor: str | None) -> str:
+    """The validation metric that drives early stopping: `val_loss` unless a task metric is named."""
+    if monitor is None:
+        return "val_loss"
+    base = metric_base_name(monitor)
+    if base not in metric_names(task):
+        raise ValueError(f"monitor: {monitor!r} is not a {task} metric; choose from {metric_names(task)}")
+    # The classification loss is the cross-entropy, i.e. the log loss.
+    return "val_loss" if base == "log_loss" else f"val_{base}"
+
+
+class EarlyStopping:
+    """Tracks the best epoch on the monitored metric and says when patience has run out."""
+
+    def __init__(self, monitor: str, patience: int):
+        self.monitor = monitor
+        self.patience = patience
+        self.best_value: float | None = None
+        self.best_epoch: int | None = None
+        self.wait = 0
+
+    def update(self, epoch: int, metrics: dict) -> bool:
+        """Record an epoch; True when it is the new best (the caller keeps its weights)."""
+        value = metrics.get(self.monitor)
+        if value is None or not math.isfinite(value):
+            if self.best_epoch is None and self.monitor != "val_loss":
+                # ROC AUC is undefined on a single-class validation split; the loss always exists.
+                self.monitor = "val_loss"
+                value = metrics["val_loss"]
+            else:
+                self.wait += 1
+                return False
+        if is_better(self.monitor, value, self.best_value):
+            self.best_value, self.best_epoch, self.wait = value, epoch, 0
+            return True
+        self.wait += 1
+        return False
+
+    @property
+    def exhausted(self) -> bool:
+        return self.wait >= self.patience
+
+
+@dataclass
+class FitContext:
+    """What every adapter's fit needs after validation: splits, class count, target scaling."""
+
+    task: str
+    model_type: str
+    params: dict
+    seed: int
+    reporter: Reporter
+    splits: dict[str, Split]
+    n_features: int
+    n_classes: int | None
+    classes: list | None
+    feature_names: list
+    window: int
+    monitor: str
+    target_mean: float = 0.0
+    target_std: float = 1.0
+    history: list = field(default_factory=list)
+
+    def log(self, message: str, level: str = "INFO") -> None:
+        self.reporter.log(level, message)
+
+    def split_metrics(self, name: str, y_true: np.ndarray, output: np.ndarray) -> dict:
+        """`<split>_loss` and `<split>_<metric>` from the model's output on one split.
+
+        output: regression values in target units, or class probabilities (rows, n_classes). The
+        loss is the training objective on the same scale for every framework: mean squared error
+        of the standardised target, or cross-entropy.
+        """
+        if self.task == REGRESSION:
+            z = (output.astype(np.float64) - y_true) / self.target_std
+            loss = float(np.mean(z**2))
+            metrics = compute_metrics(REGRESSION, y_true, output)
+        else:
+            proba = np.clip(output.astype(np.float64), 1e-12, 1.0)
+            loss = float(-np.mean(np.log(proba[np.arange(y_true.shape[0]), y_true])))
+            metrics = compute_metrics(CLASSIFICATION, y_true, output.argmax(axis=1), output,
+                                      n_classes=self.n_classes)
+            metrics.pop("log_loss", None)  # the same number as the loss
+        return {f"{name}_loss": loss} | {f"{name}_{k}": v for k, v in metrics.items()}
+
+    def record_epoch(self, epoch: int, total: int, metrics: dict) -> None:
+        self.history.append({"epoch": epoch} | metrics)
+        self.reporter.epoch(epoch, total, metrics)
+
+    def should_stop(self) -> str | None:
+        reason = self.reporter.should_stop()
+        if reason is not None and reason not in STOP_REASONS:
+            raise ValueError(f"reporter.should_stop() returned {reason!r}; expected one of {STOP_REASONS}")
+        return reason
+
+
+class TrainedModel(ABC):
+    """A fitted model plus everything needed to use, describe and save it.
+
+    predict/predict_proba take feature rows as produced by the dataset's preprocessor:
+      * (n, n_features): one prediction per row for window-1 models; for recurrent models the rows
+        are series (one, or one per `groups` key, in time order) and every row with `window - 1`
+        earlier rows of its series gets a prediction, in row order (see `input_rows`);
+      * (n, window, n_features): ready-made windows, one prediction per window.
+    """
+
+    framework: str = ""
+
+    def __init__(self, *, model_type: str, task: str, params: dict, n_features: int, window: int,
+                 classes: list | None, n_classes: int | None, feature_names: list | None = None,
+                 target_mean: float = 0.0, target_std: float = 1.0, device: str = "cpu",
+                 stopped_reason: str | None = None, best_epoch: int | None = None,
+                 epochs_trained: int = 0, history: list | None = None, monitor: str = "val_loss"):
+        self.model_type = model_type
+        self.task = task
+        self.params = params
+        self.n_features = n_features
+        self.window = window
+        self.classes = classes
+        self.n_classes = n_classes
+        self.feature_names = list(feature_names or [])
+        self.target_mean = target_mean
+        self.target_std = target_std
+        self.device = device
+        self.stopped_reason = stopped_reason
+        self.best_epoch = best_epoch
+        self.epochs_trained = epochs_trained
+        self.history = history if history is not None else []
+        self.monitor = monitor
+
+    @abstractmethod
+    def _predict_batch(self, inputs: np.ndarray) -> np.ndarray:
+        """Regression values in target units (n,) or class probabilities (n, n_classes)."""
+
+    def _outputs(self, inputs: np.ndarray) -> np.ndarray:
+        if self.epochs_trained == 0:
+            raise RuntimeError(
+                f"the model was stopped ({self.stopped_reason}) before its first epoch finished; "
+                "it has nothing to predict with"
+            )
+        return self.batched_outputs(inputs)
+
+    def batched_outputs(self, inputs: np.ndarray) -> np.ndarray:
+        """_predict_batch over model inputs in chunks (also usable while training)."""
+        chunks = [self._predict_batch(inputs[i:i + PREDICT_BATCH_ROWS])
+                  for i in range(0, inputs.shape[0], PREDICT_BATCH_ROWS)]
+        if not chunks:
+            shape = (0,) if self.task == REGRESSION else (0, self.n_classes)
+            return np.empty(shape, dtype=np.float32)
+        return np.concatenate(chunks)
+
+    def input_rows(self, X, groups=None) -> tuple[np.ndarray, np.ndarray]:
+        """(model inputs, index of the row each input predicts) for X as described on the class."""
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim == 3:
+            if X.shape[1:] != (self.window, self.n_features):
+                raise ValueError(
+                    f"X: expected windows of shape (n, {self.window}, {self.n_features}), got {X.shape}"
+                )
+            inputs = X[:, 0, :] if self.window == 1 else X
+            return inputs, np.arange(X.shape[0])
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise ValueError(f"X: expected {self.n_features} feature columns, got shape {X.shape}")
+        index = window_index(X.shape[0], groups, self.window)
+        inputs = X[index[:, 0]] if self.window == 1 else X[index]
+        return inputs, index[:, -1]
+
+    def predict(self, X, groups=None) -> np.ndarray:
+        outputs = self._outputs(self.input_rows(X, groups)[0])
+        if self.task == REGRESSION:
+            return outputs.astype(np.float32)
+        return outputs.argmax(axis=1).astype(np.int64)
+
+    def predict_proba(self, X, groups=None) -> np.ndarray:
+        if self.task != CLASSIFICATION:
+            raise TypeError("predict_proba is only defined for classification models")
+        return self._outputs(self.input_rows(X, groups)[0])
+
+    def evaluate(self, X, y, groups=None) -> dict:
+        """compute_metrics on the rows that get a prediction (recurrent models skip warm-up rows)."""
+        inputs, rows = self.input_rows(X, groups)
+        y_true = np.asarray(y)[rows]
+        outputs = self._outputs(inputs)
+        if self.task == REGRESSION:
+            return compute_metrics(REGRESSION, y_true, outputs)
+        return compute_metrics(CLASSIFICATION, y_true, outputs.argmax(axis=1), outputs, n_classes=self.n_classes)
+
+    def evaluate_data(self, data) -> dict[str, dict]:
+        """Metrics on each non-empty split of PreparedData: {"train": {...}, "val": ..., "test": ...}."""
+        out = {}
+        for split in ("train", "val", "test"):
+            X = getattr(data, f"X_{split}")
+            if X is not None and len(X):
+                out[split] = self.evaluate(X, getattr(data, f"y_{split}"), getattr(data, f"groups_{split}", None))
+        return out
+
+    def describe(self) -> dict:
+        """The JSON description written to meta.json (the adapter adds files and library versions)."""
+        return {
+            "framework": self.framework,
+            "model_type": self.model_type,
+            "task": self.task,
+            "params": self.params,
+            "n_features": self.n_features,
+            "feature_names": self.feature_names,
+            "window": self.window,
+            "classes": self.classes,
+            "n_classes": self.n_classes,
+            "target_mean": self.target_mean,
+            "target_std": self.target_std,
+            "stopped_reason": self.stopped_reason,
+            "best_epoch": self.best_epoch,
+            "epochs_trained": self.epochs_trained,
+            "monitor": self.monitor,
+        }
+
+    @classmethod
+    def common_kwargs(cls, meta: dict, device: str) -> dict:
+        keys = ("model_type", "task", "params", "n_features", "window", "classes", "n_classes",
+                "feature_names", "target_mean", "target_std", "stopped_reason", "best_epoch",
+                "epochs_trained", "monitor")
+        return {k: meta[k] for k in keys} | {"device": device}
+
+
+class FrameworkAdapter(ABC):
+    """One ML library. Subclasses set `name`, `model_types`, `descriptions`, `supports_gpu`."""
+
+    name: str = ""
+    supports_gpu: bool = True
+    model_types: dict[str, dict[str, ParamSpec]] = {}
+    descriptions: dict[str, str] = {}
+    recurrent_model_types: frozenset = frozenset()
+
+    def describe(self) -> dict:
+        """JSON for forms and the API: every model type with its parameters."""
+        return {
+            model_type: {
+                "description": self.descriptions.get(model_type, ""),
+                "recurrent": model_type in self.recurrent_model_types,
+                "params": {name: spec.to_dict() for name, spec in specs.items()},
+            }
+            for model_type, specs in self.model_types.items()
+        }
+
+    def defaults(self, model_type: str) -> dict:
+        return {name: spec.default for name, spec in self._specs(model_type).items()}
+
+    def validate_params(self, model_type: str, params: dict | None) -> dict:
+        """Complete `params` with defaults and check each value; InvalidParameter names the culprit."""
+        specs = self._specs(model_type)
+        params = dict(params or {})
+        unknown = sorted(set(params) - set(specs))
+        if unknown:
+            raise InvalidParameter(
+                unknown[0], f"is not a parameter of {self.name} {model_type}; known: {', '.join(specs)}"
+            )
+        return {name: spec.validate(name, params.get(name, spec.default)) for name, spec in specs.items()}
+
+    def _specs(self, model_type: str) -> dict[str, ParamSpec]:
+        if model_type not in self.model_types:
+            raise InvalidParameter(
+                "model_type", f"{self.name} has no model type {model_type!r}; choose from {list(self.model_types)}"
+            )
+        return self.model_types[model_type]
+
+    def window_for(self, model_type: str, params: dict) -> int:
+        return int(params.get("window", 1)) if model_type in self.recurrent_model_types else 1
+
+    def begin_fit(self, *, data, task: str, model_type: str, params: dict | None, seed: int,
+                  reporter: Reporter | None, monitor: str | None) -> FitContext:
+        """Validation shared by every adapter's fit: params, monitor, splits, classes, scaling."""
+        params = self.validate_params(model_type, params)
+        monitor = resolve_monitor(task, monitor)
+        classes = list(data.classes) if task == CLASSIFICATION and getattr(data, "classes", None) is not None else None
+        n_classes = None
+        if task == CLASSIFICATION:
+            n_classes = len(classes) if classes else int(np.asarray(data.y_train).max()) + 1
+            n_classes = max(n_classes, 2)
+        window = self.window_for(model_type, params)
+        splits = training_splits(data, task=task, window=window, n_classes=n_classes)
+        context = FitContext(
+            task=task, model_type=model_type, params=params, seed=int(seed), reporter=reporter or NullReporter(),
+            splits=splits, n_features=splits["train"].X.shape[1], n_classes=n_classes, classes=classes,
+            feature_names=list(getattr(data, "feature_names", None) or []), window=window, monitor=monitor,
+        )
+        if task == REGRESSION:
+            y = splits["train"].targets().astype(np.float64)
+            context.target_mean = float(y.mean())
+            std = float(y.std())
+            context.target_std = std if std > 1e-12 else 1.0
+        return context
+
+    @abstractmethod
+    def fit(self, *, data, task: str, model_type: str, params: dict | None = None, seed: int = 0,
+            device: str = "cpu", reporter: Reporter | None = None, monitor: str | None = None) -> TrainedModel:
+        """Train; returns early with `stopped_reason` set when the reporter asks to stop.
+
+        monitor: validation metric for early stopping and best-weight restore (default val_loss).
+        """
+
+    @abstractmethod
+    def save(self, trained: TrainedModel, directory: str | Path) -> None:
+        """Write safe files only (no pickle) plus meta.json into `directory` (created if needed)."""
+
+    @abstractmethod
+    def load(self, directory: str | Path, *, device: str = "cpu") -> TrainedModel:
+        """Read a directory written by `save`; raises UnsafeArtifact / ArtifactError."""
+
+
+__all__ = [
+    "ArtifactError", "EarlyStopping", "FitContext", "FrameworkAdapter", "InvalidParameter", "NullReporter",
+    "ParamSpec", "Reporter", "STOP_REASONS", "TrainedModel", "UnsafeArtifact", "greater_is_better",
+]

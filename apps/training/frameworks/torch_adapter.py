@@ -1,0 +1,200 @@
+"""PyTorch networks: an MLP on feature rows and an LSTM over windows of one entity's rows.
+
+Weights are saved with safetensors (a flat tensor format that cannot carry code); the network is
+rebuilt from meta.json and the tensors loaded into it with strict key checking.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+# cuBLAS needs this before the first CUDA call to give deterministic matmuls on GPU.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+import numpy as np  # noqa: E402
+import safetensors.torch  # noqa: E402
+import torch  # noqa: E402
+from safetensors import SafetensorError  # noqa: E402
+from torch import nn  # noqa: E402
+
+from apps.training.metrics import REGRESSION  # noqa: E402
+
+from .artifacts import library_versions, read_meta, write_meta  # noqa: E402
+from .base import ArtifactError, FitContext, FrameworkAdapter, InvalidParameter, TrainedModel, UnsafeArtifact  # noqa: E402
+from .devices import resolve_device, training_threads  # noqa: E402
+from .neural import NEURAL_DESCRIPTIONS, NEURAL_MODEL_TYPES, EpochProgress  # noqa: E402
+
+MODEL_FILE = "model.safetensors"
+
+
+class MLP(nn.Module):
+    def __init__(self, n_features: int, n_outputs: int, *, hidden_size: int, num_layers: int, dropout: float):
+        super().__init__()
+        layers, width = [], n_features
+        for _ in range(num_layers):
+            layers += [nn.Linear(width, hidden_size), nn.ReLU(), nn.Dropout(dropout)]
+            width = hidden_size
+        layers.append(nn.Linear(width, n_outputs))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class LSTMNet(nn.Module):
+    def __init__(self, n_features: int, n_outputs: int, *, hidden_size: int, num_layers: int, dropout: float):
+        super().__init__()
+        self.rnn = nn.LSTM(n_features, hidden_size, num_layers=num_layers, batch_first=True,
+                           dropout=dropout if num_layers > 1 else 0.0)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden_size, n_outputs)
+
+    def forward(self, x):
+        out, _ = self.rnn(x)
+        return self.head(self.dropout(out[:, -1]))
+
+
+def build_network(model_type: str, params: dict, n_features: int, n_outputs: int) -> nn.Module:
+    cls = LSTMNet if model_type == "lstm" else MLP
+    return cls(n_features, n_outputs, hidden_size=params["hidden_size"], num_layers=params["num_layers"],
+               dropout=params["dropout"])
+
+
+@contextlib.contextmanager
+def torch_settings(*, seed: int, threads: int):
+    """Seeded, deterministic, thread-capped torch for one fit; the process settings come back after."""
+    saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.benchmark,
+             torch.backends.cudnn.deterministic)
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.manual_seed(seed)  # seeds CUDA too
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved[0])
+        torch.use_deterministic_algorithms(saved[1], warn_only=saved[2])
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[3], saved[4]
+
+
+class TorchTrainedModel(TrainedModel):
+    framework = "torch"
+
+    def __init__(self, *, network: nn.Module, **kwargs):
+        super().__init__(**kwargs)
+        self.network = network
+
+    @torch.no_grad()
+    def _predict_batch(self, inputs: np.ndarray) -> np.ndarray:
+        self.network.eval()
+        out = self.network(torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)).to(self.device))
+        return _to_output(out, self.task, self.target_mean, self.target_std)
+
+
+def _to_output(out: torch.Tensor, task: str, mean: float, std: float) -> np.ndarray:
+    if task == REGRESSION:
+        return (out.squeeze(-1).double() * std + mean).float().cpu().numpy()
+    return torch.softmax(out.float(), dim=-1).cpu().numpy()
+
+
+class TorchAdapter(FrameworkAdapter):
+    name = "torch"
+    supports_gpu = True
+    model_types = NEURAL_MODEL_TYPES
+    descriptions = NEURAL_DESCRIPTIONS
+    recurrent_model_types = frozenset({"lstm"})
+
+    def fit(self, *, data, task, model_type, params=None, seed=0, device="cpu", reporter=None, monitor=None):
+        torch_device = resolve_device(device, framework=self.name)
+        ctx = self.begin_fit(data=data, task=task, model_type=model_type, params=params, seed=seed,
+                             reporter=reporter, monitor=monitor)
+        threads = training_threads()
+        ctx.log(f"torch {model_type} ({task}) on {torch_device}: {len(ctx.splits['train'])} train examples, "
+                f"{len(ctx.splits['val'])} val examples, {ctx.n_features} features, window {ctx.window}, "
+                f"{threads} threads")
+        with torch_settings(seed=ctx.seed, threads=threads):
+            return self._train(ctx, torch_device)
+
+    def _train(self, ctx: FitContext, torch_device: str) -> TorchTrainedModel:
+        p = ctx.params
+        n_outputs = 1 if ctx.task == REGRESSION else ctx.n_classes
+        network = build_network(ctx.model_type, p, ctx.n_features, n_outputs).to(torch_device)
+        optimizer = torch.optim.Adam(network.parameters(), lr=p["learning_rate"], weight_decay=p["weight_decay"])
+        loss_fn = nn.MSELoss() if ctx.task == REGRESSION else nn.CrossEntropyLoss()
+        train = ctx.splits["train"]
+        X = torch.from_numpy(train.X).to(torch_device)
+        index = torch.from_numpy(train.index).to(torch_device)
+        if ctx.task == REGRESSION:
+            y = torch.from_numpy((train.y - ctx.target_mean) / ctx.target_std).float().to(torch_device)
+        else:
+            y = torch.from_numpy(train.y).to(torch_device)
+        shuffler = torch.Generator().manual_seed(ctx.seed)
+        trained = TorchTrainedModel(
+            network=network, model_type=ctx.model_type, task=ctx.task, params=p, n_features=ctx.n_features,
+            window=ctx.window, classes=ctx.classes, n_classes=ctx.n_classes, feature_names=ctx.feature_names,
+            target_mean=ctx.target_mean, target_std=ctx.target_std, device=torch_device, history=ctx.history,
+            monitor=ctx.monitor,
+        )
+
+        progress = EpochProgress(
+            ctx, outputs=lambda split: trained.batched_outputs(split.inputs()),
+            snapshot=lambda: {k: v.detach().clone() for k, v in network.state_dict().items()},
+            restore=network.load_state_dict,
+        )
+        reason = None
+        for epoch in range(1, p["epochs"] + 1):
+            network.train()
+            order = torch.randperm(len(train), generator=shuffler).to(torch_device)
+            for start in range(0, len(train), p["batch_size"]):
+                reason = ctx.should_stop()
+                if reason:
+                    break
+                rows = index[order[start:start + p["batch_size"]]]
+                inputs = X[rows[:, 0]] if ctx.window == 1 else X[rows]
+                optimizer.zero_grad(set_to_none=True)
+                out = network(inputs)
+                loss = loss_fn(out.squeeze(-1) if ctx.task == REGRESSION else out, y[rows[:, -1]])
+                loss.backward()
+                if p.get("grad_clip"):
+                    nn.utils.clip_grad_norm_(network.parameters(), p["grad_clip"])
+                optimizer.step()
+            if reason or progress.end_epoch(epoch):
+                break
+        trained.epochs_trained = progress.epochs_done
+        progress.finish(reason)
+        network.eval()
+        trained.stopped_reason = reason
+        trained.best_epoch = progress.best_epoch
+        return trained
+
+    def save(self, trained, directory):
+        if not isinstance(trained, TorchTrainedModel):
+            raise TypeError(f"the torch adapter cannot save a {type(trained).__name__}")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in trained.network.state_dict().items()}
+        safetensors.torch.save_file(tensors, str(directory / MODEL_FILE), metadata={"format": "pt"})
+        write_meta(directory, trained, model_file=MODEL_FILE, libraries=library_versions("torch", "safetensors"))
+
+    def load(self, directory, *, device="cpu"):
+        torch_device = resolve_device(device, framework=self.name)
+        meta, path = read_meta(directory, framework=self.name, model_file=MODEL_FILE)
+        try:
+            params = self.validate_params(meta["model_type"], meta["params"])
+            n_outputs = 1 if meta["task"] == REGRESSION else int(meta["n_classes"])
+            network = build_network(meta["model_type"], params, int(meta["n_features"]), n_outputs)
+        except (InvalidParameter, KeyError, TypeError) as exc:
+            raise ArtifactError(f"meta.json does not describe a torch network: {exc}") from exc
+        try:
+            tensors = safetensors.torch.load_file(str(path), device="cpu")
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise UnsafeArtifact(f"{path.name} is not a safetensors file ({exc}); refusing to load it") from exc
+        try:
+            network.load_state_dict(tensors, strict=True)
+        except RuntimeError as exc:
+            raise ArtifactError(f"{path.name} does not fit the network meta.json describes: {exc}") from exc
+        network.to(torch_device).eval()
+        return TorchTrainedModel(network=network, **TrainedModel.common_kwargs(meta, torch_device))

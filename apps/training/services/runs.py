@@ -1,0 +1,180 @@
+"""The one place a run's status, progress and log change. Every status change writes a RunEvent."""
+import logging
+import math
+from datetime import datetime
+
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.utils import timezone
+
+from apps.training import live
+from apps.training.choices import RUN_TERMINAL, RUN_TRANSITIONS, LogLevel, RunStatus
+from apps.training.models import RunEpoch, RunEvent, RunLogLine, TrainingRun
+from apps.training.signals import run_finished
+
+
+logger = logging.getLogger(__name__)
+
+
+class RunStateError(ValidationError):
+    """A status change the run's current status does not allow (e.g. cancelling a finished run)."""
+
+
+def json_safe(value):
+    """Metrics as JSON the database accepts: numpy scalars to floats, NaN and infinities to None."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if hasattr(value, "item"):  # numpy scalar
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return value
+
+
+def _iso(ts: datetime) -> str:
+    return ts.isoformat().replace("+00:00", "Z")
+
+
+def status_message(run: TrainingRun) -> dict:
+    return {
+        "type": "run.status",
+        "run": run.pk,
+        "status": run.status,
+        "attempt": run.attempts,
+        "stop_reason": run.stop_reason,
+        "error": run.error_message[:500],
+        "experiment": run.experiment_id,
+        "ts": _iso(timezone.now()),
+    }
+
+
+@transaction.atomic
+def run_status_transition(
+    *,
+    run_id: int,
+    to: str,
+    reason: str = "",
+    actor=None,
+    fields: dict | None = None,
+    expected_attempt: int | None = None,
+) -> TrainingRun:
+    """Moves run `run_id` to status `to` under a row lock, writes a RunEvent and, once committed,
+    tells live viewers (groups training-run-<id> and training-runs) and sends run_finished for a
+    terminal status.
+
+    fields: other columns to set in the same write (metrics, error, artifact, ...).
+    expected_attempt: refuse unless the run is still on this attempt (a superseded attempt must not
+    finish a run another worker took over).
+    """
+    run = TrainingRun.objects.select_for_update().select_related("experiment").get(pk=run_id)
+    if to not in RUN_TRANSITIONS[run.status]:
+        raise RunStateError({"status": f"run {run_id} is {run.status}; it cannot become {to}."})
+    if expected_attempt is not None and run.attempts != expected_attempt:
+        raise RunStateError(
+            {"status": f"run {run_id} is on attempt {run.attempts}, not {expected_attempt}; this attempt was superseded."}
+        )
+    now = timezone.now()
+    previous = run.status
+    changed = {"status": to, **(fields or {})}
+    if to == RunStatus.RUNNING:
+        changed.update(started_at=run.started_at or now, heartbeat_at=now)
+    elif to == RunStatus.QUEUED:
+        changed.update(queued_at=now, heartbeat_at=None)
+    elif to in RUN_TERMINAL:
+        changed["finished_at"] = now
+        if to == RunStatus.SUCCEEDED:
+            changed.update(progress=100.0, eta_seconds=0.0)
+    for name, value in changed.items():
+        setattr(run, name, value)
+    # Only the columns this change owns: progress and log counters are written concurrently elsewhere.
+    run.save(update_fields=[*changed, "updated_at"])
+    RunEvent.objects.create(
+        run=run, from_status=previous, to_status=to, attempt=run.attempts, reason=reason[:4000], actor=actor,
+        created_at=now,
+    )
+    message = status_message(run)
+
+    def after_commit():
+        live.publish(live.run_group(run.pk), message)
+        live.publish(live.RUNS_GROUP, message)
+        if to in RUN_TERMINAL:
+            for receiver, result in run_finished.send_robust(sender=TrainingRun, run=run):
+                if isinstance(result, Exception):
+                    logger.error("run_finished receiver %r failed for run %s: %r", receiver, run.pk, result)
+
+    transaction.on_commit(after_commit)
+    return run
+
+
+def run_log_append(*, run_id: int, level: str, message: str, attempt: int = 0) -> RunLogLine:
+    """Stores a log line under the run's next sequence number, then pushes it to live viewers.
+
+    The number comes from an UPDATE ... RETURNING on the run row, so lines written by different
+    processes (the worker, the reaper) never share a number and commit in number order.
+    """
+    level = level.upper() if isinstance(level, str) else LogLevel.INFO
+    if level not in LogLevel.values:
+        level = LogLevel.INFO
+    table = connection.ops.quote_name(TrainingRun._meta.db_table)
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(f"UPDATE {table} SET log_seq = log_seq + 1 WHERE id = %s RETURNING log_seq", [run_id])
+            row = cursor.fetchone()
+        if row is None:
+            raise TrainingRun.DoesNotExist(f"no training run {run_id}")
+        line = RunLogLine.objects.create(
+            run_id=run_id, seq=row[0], attempt=attempt, level=level, message=str(message)[:20000], ts=timezone.now()
+        )
+        payload = log_message(line)
+        transaction.on_commit(lambda: live.publish(live.run_group(run_id), payload))
+    return line
+
+
+def log_message(line: RunLogLine) -> dict:
+    return {
+        "type": "run.log",
+        "run": line.run_id,
+        "seq": line.seq,
+        "level": line.level,
+        "message": line.message,
+        "ts": _iso(line.ts),
+    }
+
+
+def progress_message(run: TrainingRun, metrics: dict) -> dict:
+    return {
+        "type": "run.progress",
+        "run": run.pk,
+        "epoch": run.current_epoch,
+        "total_epochs": run.total_epochs,
+        "percent": round(run.progress, 2),
+        "eta_seconds": None if run.eta_seconds is None else round(run.eta_seconds, 1),
+        "metrics": metrics,
+        "attempt": run.attempts,
+    }
+
+
+def run_progress_record(
+    *, run: TrainingRun, attempt: int, epoch: int, total_epochs: int, metrics: dict, eta_seconds: float | None
+) -> dict:
+    """Stores one epoch's metrics and the run's progress; returns the cleaned metrics."""
+    metrics = json_safe(dict(metrics))
+    total = max(int(total_epochs), 1)
+    epoch = int(epoch)
+    percent = max(0.0, min(100.0, 100.0 * epoch / total))
+    now = timezone.now()
+    with transaction.atomic():
+        RunEpoch.objects.update_or_create(
+            run_id=run.pk, attempt=attempt, epoch=epoch, defaults={"total_epochs": total, "metrics": metrics}
+        )
+        TrainingRun.objects.filter(pk=run.pk).update(
+            current_epoch=epoch, total_epochs=total, progress=percent, eta_seconds=eta_seconds, heartbeat_at=now,
+        )
+        run.current_epoch, run.total_epochs, run.progress, run.eta_seconds = epoch, total, percent, eta_seconds
+        payload = progress_message(run, metrics)
+        transaction.on_commit(lambda: live.publish(live.run_group(run.pk), payload))
+    return metrics

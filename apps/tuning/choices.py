@@ -1,0 +1,67 @@
+from django.db import models
+
+
+class StudyStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    RUNNING = "running", "Running"
+    PAUSED = "paused", "Paused"
+    COMPLETED = "completed", "Completed"
+    STOPPED = "stopped", "Stopped"
+    FAILED = "failed", "Failed"
+
+
+STUDY_TERMINAL = frozenset({StudyStatus.COMPLETED, StudyStatus.STOPPED, StudyStatus.FAILED})
+
+# Allowed study transitions; anything else is refused by the one service that changes a status.
+STUDY_TRANSITIONS = {
+    StudyStatus.DRAFT: {StudyStatus.RUNNING, StudyStatus.STOPPED},
+    StudyStatus.RUNNING: {StudyStatus.PAUSED, StudyStatus.COMPLETED, StudyStatus.STOPPED, StudyStatus.FAILED},
+    StudyStatus.PAUSED: {StudyStatus.RUNNING, StudyStatus.STOPPED},
+    StudyStatus.COMPLETED: set(),
+    StudyStatus.STOPPED: set(),
+    StudyStatus.FAILED: set(),
+}
+
+
+class TrialStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    PRUNED = "pruned", "Pruned"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+TRIAL_ACTIVE = frozenset({TrialStatus.QUEUED, TrialStatus.RUNNING})
+TRIAL_TERMINAL = frozenset({TrialStatus.COMPLETED, TrialStatus.PRUNED, TrialStatus.FAILED, TrialStatus.CANCELLED})
+
+TRIAL_TRANSITIONS = {
+    TrialStatus.QUEUED: {TrialStatus.RUNNING} | TRIAL_TERMINAL,
+    TrialStatus.RUNNING: set(TRIAL_TERMINAL),
+    TrialStatus.COMPLETED: set(),
+    TrialStatus.PRUNED: set(),
+    TrialStatus.FAILED: set(),
+    TrialStatus.CANCELLED: set(),
+}
+
+
+class Strategy(models.TextChoices):
+    GRID = "grid", "Grid search"
+    RANDOM = "random", "Random search"
+    BAYESIAN = "bayesian", "Bayesian optimisation (Gaussian process)"
+
+
+class Direction(models.TextChoices):
+    MINIMIZE = "minimize", "Minimise"
+    MAXIMIZE = "maximize", "Maximise"
+
+
+class PrunerKind(models.TextChoices):
+    NONE = "none", "No pruning"
+    MEDIAN = "median", "Median rule"
+    SUCCESSIVE_HALVING = "successive_halving", "Successive halving"
+
+
+class Device(models.TextChoices):
+    CPU = "cpu", "CPU"
+    GPU = "gpu", "GPU"

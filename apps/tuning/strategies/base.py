@@ -1,0 +1,81 @@
+"""The search-strategy interface: suggest the next parameters from the stored trials.
+
+A strategy keeps no state between calls. Every `suggest` receives the study's trials as records
+(the "tell" half of ask/tell is the database), so any worker can continue any study, and a process
+restart loses nothing. Suggestions are deterministic for a given seed and history.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import numpy as np
+
+from ..space import SearchSpace
+
+TrialState = Literal["pending", "complete", "pruned", "failed"]
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """What a strategy may know about one trial.
+
+    `loss` is the objective turned so that lower is better (the negated value when maximising);
+    for a pruned trial it is the last intermediate loss, for pending and failed trials None.
+    """
+
+    params: Mapping
+    state: TrialState
+    loss: float | None = None
+
+
+class StrategyOptionError(ValueError):
+    def __init__(self, option: str, message: str):
+        self.option = option
+        super().__init__(f"option {option!r}: {message}")
+
+
+class SearchStrategy(ABC):
+    name: ClassVar[str]
+    #: option name -> default; anything else in `options` is refused.
+    default_options: ClassVar[dict] = {}
+
+    def __init__(self, space: SearchSpace, *, seed: int = 0, options: Mapping | None = None):
+        self.space = space
+        self.seed = int(seed)
+        self.options = self.validate_options(options or {})
+
+    @classmethod
+    def validate_options(cls, options: Mapping) -> dict:
+        """Returns the options merged over the defaults; raises StrategyOptionError naming a bad one."""
+        if not isinstance(options, Mapping):
+            raise StrategyOptionError("strategy_options", "must be an object")
+        unknown = sorted(set(options) - set(cls.default_options))
+        if unknown:
+            known = ", ".join(sorted(cls.default_options)) or "none"
+            raise StrategyOptionError(unknown[0], f"is not an option of the {cls.name} strategy (known: {known})")
+        return {**cls.default_options, **options}
+
+    def capacity(self) -> int | None:
+        """How many distinct trials this strategy can ever suggest (None: unbounded)."""
+        return self.space.cardinality
+
+    @abstractmethod
+    def suggest(self, trials: Sequence[TrialRecord], n: int = 1) -> list[dict]:
+        """Up to `n` new parameter sets, none equal to a stored trial's; fewer when the space is used up."""
+
+    def _rng(self, *stream: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed & 0xFFFFFFFF, *stream])
+
+    def _used_keys(self, trials: Sequence[TrialRecord]) -> set:
+        return {self.space.key(t.params) for t in trials}
+
+    def _fresh_random(self, used: set, rng: np.random.Generator, attempts: int = 200) -> dict | None:
+        """A random point not in `used` (None when the tries run out: a nearly exhausted discrete space)."""
+        for _ in range(attempts):
+            params = self.space.sample(rng)
+            if self.space.key(params) not in used:
+                return params
+        return None

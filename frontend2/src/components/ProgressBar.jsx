@@ -1,0 +1,19 @@
+export function ProgressBar({ percent, label, detail }) {
+  const value = Number.isFinite(percent) ? Math.max(0, Math.min(100, percent)) : null;
+  return (
+    <div className="mlops-progress">
+      <div
+        className="mlops-progress__track"
+        role="progressbar"
+        aria-label={label}
+        aria-valuemin={0}
+        aria-valuemax={100}
+        aria-valuenow={value ?? undefined}
+        aria-valuetext={value == null ? "not started" : `${Math.round(value)}%${detail ? `, ${detail}` : ""}`}
+      >
+        <div className={`mlops-progress__bar${value == null ? " mlops-progress__bar--unknown" : ""}`} style={{ width: `${value ?? 100}%` }} />
+      </div>
+      {detail && <div className="mlops-progress__detail">{detail}</div>}
+    </div>
+  );
+}

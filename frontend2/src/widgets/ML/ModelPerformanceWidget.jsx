@@ -1,0 +1,205 @@
+import { useCallback, useEffect, useId, useRef, useState } from "react";
+import { getJson } from "../../lib/api";
+import { formatWeight, humanize } from "../../lib/format";
+import { WINDOWS, normalizeTimeseries, timeseriesPath } from "../../lib/performance";
+import { Chart, PALETTE } from "../../components/charts/Chart";
+import { formatNumber, formatPercent, formatTime } from "../../components/charts/scale";
+import { Empty, ErrorBox, Loading } from "../../components/States";
+
+const LATENCY = [
+  ["p50", "p50", undefined],
+  ["p95", "p95", "6 3"],
+  ["p99", "p99", "2 3"],
+];
+
+const ms = (v) => (Number.isFinite(v) ? `${formatNumber(v)} ms` : "—");
+
+function WindowPicker({ value, onChange, name }) {
+  return (
+    <fieldset className="mlops-segmented">
+      <legend>Time window</legend>
+      {WINDOWS.map((w) => (
+        <label key={w.value} className="mlops-segmented__option">
+          <input type="radio" name={name} value={w.value} checked={value === w.value} onChange={() => onChange(w.value)} />
+          <span>{w.label}</span>
+        </label>
+      ))}
+    </fieldset>
+  );
+}
+
+function SideBySide({ versions, metric }) {
+  const qualityLabel = metric === "rmse" ? "RMSE (latest)" : "Accuracy (latest)";
+  const rows = [
+    ["Role", (v) => humanize(v.role || "—")],
+    ["Traffic weight", (v) => formatWeight(v.weight)],
+    ["Requests", (v) => formatNumber(v.totals.requests)],
+    ["Error rate", (v) => formatPercent(v.totals.errorRate)],
+    [qualityLabel, (v) => (metric === "rmse" ? formatNumber(v.totals.quality) : formatPercent(v.totals.quality))],
+    ["Latency p50", (v) => ms(v.totals.p50)],
+    ["Latency p95", (v) => ms(v.totals.p95)],
+    ["Latency p99", (v) => ms(v.totals.p99)],
+  ];
+  return (
+    <div className="mlops-table-wrap">
+      <table className="mlops-table mlops-compare">
+        <caption>Champion vs challenger over the window</caption>
+        <thead>
+          <tr>
+            <th scope="col">Measure</th>
+            {versions.map((v, i) => (
+              <th scope="col" key={v.key}>
+                <span className="mlops-swatch" style={{ background: PALETTE[i % PALETTE.length] }} aria-hidden="true" />
+                {v.label}
+              </th>
+            ))}
+          </tr>
+        </thead>
+        <tbody>
+          {rows.map(([label, cell]) => (
+            <tr key={label}>
+              <th scope="row">{label}</th>
+              {versions.map((v) => (
+                <td key={v.key}>{cell(v)}</td>
+              ))}
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+/**
+ * Per deployment and model version: accuracy (or RMSE), latency percentiles, request volume and
+ * error rate over a selectable window, champion and challenger side by side. `refreshKey` changes
+ * when the dashboard's socket says this deployment changed, which reloads the series.
+ */
+export function ModelPerformanceWidget({
+  deployments = null,
+  deployment: initial = null,
+  refreshKey = 0,
+  refreshKeys = null,
+  fetchJson = getJson,
+  defaultWindow = "24h",
+}) {
+  const ids = useId();
+  const names = (deployments || []).map((d) => (typeof d === "string" ? d : d.name));
+  const [chosen, setChosen] = useState(initial);
+  const name = chosen && (deployments == null || names.includes(chosen)) ? chosen : initial ?? names[0] ?? null;
+  const [timeWindow, setTimeWindow] = useState(defaultWindow);
+  const [result, setResult] = useState({ status: "idle", data: null, error: null });
+  const [retry, setRetry] = useState(0);
+
+  const load = useCallback(
+    (signal, quiet) => {
+      if (!name) return;
+      if (!quiet) setResult((r) => ({ ...r, status: "loading", error: null }));
+      fetchJson(timeseriesPath(name, timeWindow), { signal })
+        .then((raw) => setResult({ status: "ready", data: normalizeTimeseries(raw), error: null }))
+        .catch((error) => {
+          if (error?.name !== "AbortError") setResult((r) => ({ status: "error", data: r.data, error }));
+        });
+    },
+    [name, timeWindow, fetchJson],
+  );
+
+  useEffect(() => {
+    const controller = new AbortController();
+    load(controller.signal, false);
+    return () => controller.abort();
+  }, [load, retry]);
+
+  // Pushed changes reload quietly, keeping the charts on screen meanwhile.
+  const pushed = refreshKey + (refreshKeys?.[name] || 0);
+  const loadRef = useRef(load);
+  loadRef.current = load;
+  useEffect(() => {
+    if (!pushed) return undefined;
+    const controller = new AbortController();
+    loadRef.current(controller.signal, true);
+    return () => controller.abort();
+  }, [pushed]);
+
+  const data = result.data;
+  const metric = data?.metric ?? "accuracy";
+  const span = data?.hasPoints
+    ? Math.max(...data.versions.flatMap((v) => v.points.map((p) => p.t))) - Math.min(...data.versions.flatMap((v) => v.points.map((p) => p.t)))
+    : 0;
+  const xFormat = (t) => formatTime(t, span);
+  const perVersion = (key) =>
+    (data?.versions || []).map((v, i) => ({
+      name: v.label,
+      color: PALETTE[i % PALETTE.length],
+      points: v.points.filter((p) => p[key] != null).map((p) => ({ x: p.t, y: p[key] })),
+    }));
+
+  let body;
+  if (deployments != null && names.length === 0) body = <Empty>No active deployment to watch yet.</Empty>;
+  else if (!name) body = <Empty>Pick a deployment.</Empty>;
+  else if (result.status === "error" && !data) body = <ErrorBox error={result.error} onRetry={() => setRetry((n) => n + 1)} title="Could not load performance" />;
+  else if (!data) body = <Loading>Loading performance…</Loading>;
+  else if (!data.versions.length) body = <Empty>This deployment serves no model version yet.</Empty>;
+  else
+    body = (
+      <>
+        {result.status === "error" && <ErrorBox error={result.error} onRetry={() => setRetry((n) => n + 1)} title="Showing older data" />}
+        <SideBySide versions={data.versions} metric={metric} />
+        {!data.hasPoints ? (
+          <Empty>No predictions in this window.</Empty>
+        ) : (
+          <div className="mlops-grid mlops-grid--charts">
+            <Chart
+              title={metric === "rmse" ? "RMSE over time (lower is better)" : "Accuracy over time"}
+              series={perVersion("quality")}
+              xFormat={xFormat}
+              yFormat={metric === "rmse" ? formatNumber : formatPercent}
+              emptyText="No feedback (ground truth) yet in this window."
+            />
+            <Chart title="Requests per bucket" series={perVersion("requests").map((s) => ({ ...s, type: "bar" }))} xFormat={xFormat} />
+            <Chart title="Error rate" series={perVersion("errorRate")} xFormat={xFormat} yFormat={formatPercent} yMin={0} />
+            {data.versions.map((v, i) => (
+              <Chart
+                key={v.key}
+                title={`Latency of ${v.label} (ms)`}
+                xFormat={xFormat}
+                series={LATENCY.map(([key, label, dash]) => ({
+                  name: label,
+                  dash,
+                  color: PALETTE[i % PALETTE.length],
+                  points: v.points.filter((p) => p[key] != null).map((p) => ({ x: p.t, y: p[key] })),
+                }))}
+              />
+            ))}
+          </div>
+        )}
+      </>
+    );
+
+  return (
+    <section className="mlops-card mlops-perf" aria-labelledby={`${ids}-title`}>
+      <header className="mlops-card__head">
+        <h2 id={`${ids}-title`}>Model performance{deployments == null && name ? ` · ${name}` : ""}</h2>
+        {result.status === "loading" && data && <span className="mlops-badge mlops-badge--pending">Updating…</span>}
+      </header>
+      <div className="mlops-toolbar">
+        {deployments != null && names.length > 0 && (
+          <label className="mlops-field">
+            <span>Deployment</span>
+            <select value={name ?? ""} onChange={(e) => setChosen(e.target.value)}>
+              {names.map((n) => (
+                <option key={n} value={n}>
+                  {n}
+                </option>
+              ))}
+            </select>
+          </label>
+        )}
+        <WindowPicker value={timeWindow} onChange={setTimeWindow} name={`${ids}-window`} />
+      </div>
+      {body}
+    </section>
+  );
+}
+
+export default ModelPerformanceWidget;

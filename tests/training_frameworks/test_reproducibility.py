@@ -1,0 +1,40 @@
+"""Same seed, same data, CPU: the same model, epoch for epoch."""
+import numpy as np
+import pytest
+
+from apps.training.frameworks import get_adapter
+
+from .support import TINY_PARAMS, RecordingReporter, make_data
+
+CASES = [("torch", "mlp", "binary"), ("torch", "lstm", "regression"), ("keras", "mlp", "multiclass"),
+         ("keras", "lstm", "regression"), ("sklearn", "gradient_boosting", "multiclass")]
+
+
+def _run(framework, model_type, kind, seed):
+    data = make_data(kind)
+    reporter = RecordingReporter()
+    params = TINY_PARAMS[(framework, model_type)]
+    if framework == "sklearn":
+        params = params | {"max_iter": 30, "stage_size": 10}
+    trained = get_adapter(framework).fit(
+        data=data, task="regression" if kind == "regression" else "classification", model_type=model_type,
+        params=params, seed=seed, reporter=reporter,
+    )
+    raw = trained.predict(data.X_test, data.groups_test) if kind == "regression" else \
+        trained.predict_proba(data.X_test, data.groups_test)
+    return reporter.epochs, raw
+
+
+@pytest.mark.parametrize(("framework", "model_type", "kind"), CASES, ids=["-".join(c) for c in CASES])
+def test_the_same_seed_gives_identical_metrics_and_predictions(framework, model_type, kind):
+    epochs_a, raw_a = _run(framework, model_type, kind, seed=11)
+    epochs_b, raw_b = _run(framework, model_type, kind, seed=11)
+    assert epochs_a == epochs_b
+    np.testing.assert_array_equal(raw_a, raw_b)
+
+
+@pytest.mark.parametrize(("framework", "model_type"), [("torch", "mlp"), ("keras", "mlp")])
+def test_another_seed_gives_another_network(framework, model_type):
+    _, raw_a = _run(framework, model_type, "regression", seed=11)
+    _, raw_b = _run(framework, model_type, "regression", seed=12)
+    assert not np.array_equal(raw_a, raw_b)
