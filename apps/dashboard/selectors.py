@@ -258,3 +258,10 @@ def dashboard_summary() -> dict:
         "recent_runs": run_summaries(active=False),
         "studies": study_summaries(),
     }
+
+
+def study_summary_for_trial(*, trial_id: int) -> dict | None:
+    from apps.tuning.models import Trial
+
+    study_id = Trial.objects.filter(pk=trial_id).values_list("study_id", flat=True).first()
+    return None if study_id is None else study_summary(study_id=study_id)

@@ -13,8 +13,10 @@ import time
 
 import redis
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from rest_framework import exceptions
 from rest_framework.authentication import get_authorization_header
+from rest_framework.settings import api_settings
 from rest_framework.throttling import ScopedRateThrottle
 
 from apps.core.authentication import ApiTokenAuthentication
@@ -65,6 +67,13 @@ class PredictRateThrottle(ScopedRateThrottle):
     request (60,000 entries at 60000/minute) and racy between processes; a counter is neither.
     If Redis is unreachable the request is let through (and logged): predictions beat throttling.
     """
+
+    def get_rate(self):
+        # Read at request time (DRF binds THROTTLE_RATES at import), so a changed setting applies.
+        try:
+            return api_settings.DEFAULT_THROTTLE_RATES[self.scope]
+        except KeyError:
+            raise ImproperlyConfigured(f"No throttle rate set for scope {self.scope!r}.") from None
 
     def allow_request(self, request, view):
         self.scope = getattr(view, self.scope_attr, None)

@@ -68,7 +68,7 @@ class RunWatcher:
     def _loop(self):
         poll = float(conf.get("TRAINING_STOP_POLL_SECONDS"))
         beat_every = float(conf.get("TRAINING_HEARTBEAT_SECONDS"))
-        last_beat = 0.0
+        last_beat = time.monotonic()  # the claim that started this attempt wrote the first heartbeat
         try:
             while not self._done.wait(poll):
                 try:

@@ -15,6 +15,7 @@ class TuningStudy(TimeStampedModel):
     """
 
     name = models.CharField(max_length=120, unique=True)
+    experiment = models.ForeignKey("training.Experiment", on_delete=models.PROTECT, related_name="tuning_studies")
     framework = models.CharField(max_length=20)
     model_type = models.CharField(max_length=50)
     search_space = models.JSONField(default=list)
@@ -36,6 +37,10 @@ class TuningStudy(TimeStampedModel):
     running_since = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The best trial's model, registered when the study ends.
+    model_version = models.ForeignKey(
+        "registry.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="tuning_studies"
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -63,7 +68,11 @@ class Trial(TimeStampedModel):
 
     study = models.ForeignKey(TuningStudy, on_delete=models.CASCADE, related_name="trials")
     number = models.PositiveIntegerField()
-    params = models.JSONField(default=dict)
+    params = models.JSONField(default=dict, help_text="The searched parameters (fixed_params excluded).")
+    # TrainingRun.trial_id points back here; this side makes joins and admin links cheap.
+    run = models.OneToOneField(
+        "training.TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="trial"
+    )
     status = models.CharField(max_length=20, choices=TrialStatus.choices, default=TrialStatus.QUEUED, db_index=True)
     # {"<epoch>": value}: JSON object keys are strings; readers convert them back to ints.
     intermediate_values = models.JSONField(default=dict, blank=True)

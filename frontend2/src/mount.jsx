@@ -16,6 +16,10 @@ export function mountWidgets(registry, root = document) {
     const [name, render] = entry;
     el.dataset.mounted = "true";
     el.classList.add("mlops");
+    // Inside an admin change form, Enter in the widget's search box must not submit (and save) the form.
+    el.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && event.target instanceof HTMLInputElement) event.preventDefault();
+    });
     const reactRoot = createRoot(el);
     reactRoot.render(<ErrorBoundary name={name}>{render(el.dataset)}</ErrorBoundary>);
     roots.push(reactRoot);

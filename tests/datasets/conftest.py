@@ -9,6 +9,12 @@ from apps.datasets.preprocessing import DatasetInfo
 
 
 @pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # The role fixtures set passwords; a deliberately slow hasher costs half a second per test here.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def artifact_storage(settings, tmp_path):
     """Each test stores files in its own folder, so 'nothing left in storage' is checkable."""
     location = tmp_path / "artifacts"

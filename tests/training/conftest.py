@@ -4,6 +4,13 @@ from . import factories
 
 
 @pytest.fixture
+def inline_runs(settings):
+    """For runs executed inside a test transaction: the watcher thread has its own database
+    connection and cannot see the uncommitted run, so it must not heartbeat during the test."""
+    settings.TRAINING_HEARTBEAT_SECONDS = 3600
+
+
+@pytest.fixture
 def price_data(db):
     return factories.price_dataset()
 
@@ -14,13 +21,13 @@ def price_experiment(price_data, staff_user):
     return factories.experiment(dataset=dataset, spec=spec, user=staff_user)
 
 
-def start_inline(experiment, *, framework=None, model_type=None, params=None, **kwargs):
+def start_inline(experiment, *, framework=None, model_type=None, params=None, device=None, **kwargs):
     """A run created like any other but not queued: the test executes it in-process."""
     from apps.training.services.experiments import experiment_training_config
     from apps.training.services.training_pipeline import training_run_start
 
     config = experiment_training_config(experiment=experiment, framework=framework, model_type=model_type,
-                                        params=params)
+                                        params=params, device=device)
     if params is None and framework is not None:
         config["params"] = factories.fast_params(config["framework"], config["model_type"])
     return training_run_start(experiment=experiment, dispatch=False, **config, **kwargs)

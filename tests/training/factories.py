@@ -29,7 +29,7 @@ FAST_PARAMS = {
 def fast_params(framework: str, model_type: str, **overrides) -> dict:
     from apps.training.frameworks import get_adapter
 
-    known = get_adapter(framework).model_types[model_type]
+    known = get_adapter(framework).model_types.get(model_type, {})
     params = {k: v for k, v in FAST_PARAMS.get((framework, model_type), {}).items() if k in known}
     return params | overrides
 

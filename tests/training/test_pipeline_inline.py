@@ -9,7 +9,7 @@ from apps.training.services.training_pipeline import training_run_execute
 
 from .conftest import start_inline
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.usefixtures("inline_runs")
 
 
 def test_a_run_goes_from_queued_to_a_registered_loadable_version(price_experiment):

@@ -1,9 +1,15 @@
 """Fixtures: the three synthetic datasets and one fitted model per contract combination."""
+import os
+
 import pytest
 
 from apps.training.frameworks import get_adapter
 
 from .support import TINY_PARAMS, RecordingReporter, make_data, task_of
+
+# Hundreds of rows gain nothing from threads, and on a shared 2-core box OpenMP/TF thread pools
+# spinning against other test processes cost far more than they give.
+os.environ.setdefault("TRAINING_THREADS", "1")
 
 
 @pytest.fixture(scope="session")

@@ -96,3 +96,13 @@ def test_it_refuses_a_monitor_that_is_not_a_metric_of_the_task():
 def test_it_refuses_a_stop_reason_outside_the_protocol():
     with pytest.raises(ValueError, match="should_stop"):
         _fit("sklearn", "linear", RecordingReporter("paused", stop_after_checks=0), params={})
+
+
+@pytest.mark.parametrize("framework", ["torch", "keras"])
+def test_a_network_whose_predictions_blow_up_fails_with_a_message_naming_the_learning_rate(framework):
+    data = make_data("regression")
+    for split in ("train", "val", "test"):
+        setattr(data, f"X_{split}", getattr(data, f"X_{split}") * np.float32(1e36))  # overflows float32
+    with pytest.raises(ValueError, match="learning_rate: training diverged in epoch 1"):
+        _fit(framework, "mlp", RecordingReporter(), kind="regression", data=data,
+             params=TINY_PARAMS[(framework, "mlp")])

@@ -47,6 +47,13 @@ def to_float(series: pd.Series, *, name: str) -> np.ndarray:
 
 def to_datetime_ns(series: pd.Series, *, name: str) -> np.ndarray:
     """Column as naive UTC datetime64[ns]; unparseable values raise InvalidInput with the row."""
+    return parse_times(series, name=name)[0]
+
+
+def parse_times(series: pd.Series, *, name: str) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """(datetime64[ns] per row, code per row, distinct times) -- codes only when parsed from text, where
+    dates repeat across entities and per-date work (calendar features) can be done once per date."""
+    codes = parsed = None
     if pd.api.types.is_datetime64_any_dtype(series.dtype):
         values = series
         if getattr(values.dtype, "tz", None) is not None:
@@ -56,9 +63,13 @@ def to_datetime_ns(series: pd.Series, *, name: str) -> np.ndarray:
         # Dates repeat across entities: parse each distinct text once.
         codes, uniques = pd.factorize(series, use_na_sentinel=True)
         try:
-            parsed = pd.to_datetime(pd.Index(uniques), errors="coerce", utc=True, format="mixed")
-        except (TypeError, ValueError):
-            parsed = pd.DatetimeIndex([pd.NaT] * len(uniques), tz="UTC")
+            parsed = pd.to_datetime(pd.Index(uniques), utc=True, format="ISO8601")
+        except (TypeError, ValueError, OverflowError):
+            # Not all ISO 8601: let pandas guess each value's format (slower, so only as a fallback).
+            try:
+                parsed = pd.to_datetime(pd.Index(uniques), errors="coerce", utc=True, format="mixed")
+            except (TypeError, ValueError, OverflowError):
+                parsed = pd.DatetimeIndex([pd.NaT] * len(uniques), tz="UTC")
         parsed = parsed.tz_localize(None).to_numpy(dtype="datetime64[ns]")
         bad_unique = np.isnat(parsed)
         if bad_unique.any():
@@ -74,7 +85,7 @@ def to_datetime_ns(series: pd.Series, *, name: str) -> np.ndarray:
     if missing.any():
         first = int(np.flatnonzero(missing)[0])
         raise InvalidInput(name, f"row {_row_label(series, first)}: the time is empty")
-    return out
+    return out, codes, parsed
 
 
 @dataclass
@@ -87,17 +98,29 @@ class Frame:
     order: np.ndarray | None  # original row position of each frame row (None: unchanged order)
     time: np.ndarray | None = None  # datetime64[ns] per row, when there is a time column
     entities: list = field(default_factory=list)  # entity value of each group (None for one series)
+    time_codes: np.ndarray | None = None  # index into time_values per row, when times were parsed from text
+    time_values: np.ndarray | None = None
     _pos: np.ndarray | None = None
+    _group: np.ndarray | None = None
+    _to_end: np.ndarray | None = None
 
     @property
     def pos(self) -> np.ndarray:
         """Position of each row inside its entity (0 for an entity's first row)."""
         if self._pos is None:
-            self._pos = np.arange(self.n, dtype=np.int64) - np.repeat(self.starts - 0, self.sizes)
+            self._pos = np.arange(self.n, dtype=np.int64) - np.repeat(self.starts, self.sizes)
         return self._pos
 
     def group_of_rows(self) -> np.ndarray:
-        return np.repeat(np.arange(len(self.starts)), self.sizes)
+        if self._group is None:
+            self._group = np.repeat(np.arange(len(self.starts)), self.sizes)
+        return self._group
+
+    def rows_to_end(self) -> np.ndarray:
+        """Rows after each row within its entity (0 for an entity's last row)."""
+        if self._to_end is None:
+            self._to_end = np.repeat(self.sizes - 1, self.sizes) - self.pos
+        return self._to_end
 
     def blank_warmup(self, values: np.ndarray, lookback: int) -> np.ndarray:
         """NaN for the first `lookback` rows of every entity: their window starts before the entity."""
@@ -133,7 +156,9 @@ def build_frame(
         if name not in df.columns:
             raise InvalidInput(name, "missing column")
     n = len(df)
-    time = to_datetime_ns(df[time_column], name=time_column) if time_column else None
+    time = time_codes = time_values = None
+    if time_column:
+        time, time_codes, time_values = parse_times(df[time_column], name=time_column)
 
     order = None
     entities: list = [None]
@@ -141,30 +166,24 @@ def build_frame(
     sizes = np.array([n], dtype=np.int64)
     if entity_column:
         entity = df[entity_column]
-        codes, uniques = pd.factorize(entity, use_na_sentinel=True)
-        if (codes < 0).any():
-            first = int(np.flatnonzero(codes < 0)[0])
+        if entity.isna().any():
+            first = int(np.flatnonzero(entity.isna().to_numpy())[0])
             raise InvalidInput(entity_column, f"row {first + 1}: the entity is empty")
-        changes = np.count_nonzero(codes[1:] != codes[:-1]) if n else 0
-        grouped = changes == len(uniques) - 1 if n else True
-        in_time = True
-        if grouped and time is not None and n > 1:
-            same = codes[1:] == codes[:-1]
-            in_time = bool(np.all(time[1:][same] >= time[:-1][same]))
-        if not (grouped and in_time):
+        starts, entities = _runs(entity)
+        if starts is None or (time is not None and not _sorted_within(time, starts, n)):
+            # Not grouped entity by entity in time order: sort (entities in order of appearance).
+            codes, uniques = pd.factorize(entity)
             keys = (time.view(np.int64), codes) if time is not None else (np.arange(n), codes)
             order = np.lexsort(keys)
-            codes = codes[order]
-        counts = np.bincount(codes, minlength=len(uniques)).astype(np.int64)
-        group_order = codes[np.r_[0, np.flatnonzero(codes[1:] != codes[:-1]) + 1]] if n else np.array([], int)
-        sizes = counts[group_order]
-        starts = np.r_[0, np.cumsum(sizes)[:-1]].astype(np.int64) if n else np.array([], dtype=np.int64)
-        entities = [uniques[i] for i in group_order]
+            starts, entities = _runs(entity.iloc[order])
+        sizes = np.diff(np.r_[starts, n]).astype(np.int64)
         entities = [e.item() if hasattr(e, "item") else e for e in entities]
     elif time is not None and n > 1 and not bool(np.all(time[1:] >= time[:-1])):
         order = np.argsort(time, kind="stable")
     if order is not None and time is not None:
         time = time[order]
+        if time_codes is not None:
+            time_codes = time_codes[order]
 
     out_columns: dict[str, np.ndarray] = {}
     out_kinds: dict[str, str] = {}
@@ -180,4 +199,26 @@ def build_frame(
         out_columns[name] = values[order] if order is not None else values
         out_kinds[name] = kind
     return Frame(n=n, columns=out_columns, kinds=out_kinds, starts=starts, sizes=sizes, order=order,
-                 time=time, entities=entities)
+                 time=time, entities=entities, time_codes=time_codes, time_values=time_values)
+
+
+def _runs(entity: pd.Series) -> tuple[np.ndarray | None, list]:
+    """Start row and value of each run of equal entities; (None, []) when an entity comes back later
+    (the rows are not grouped)."""
+    n = len(entity)
+    if n == 0:
+        return np.array([], dtype=np.int64), []
+    changed = entity.ne(entity.shift()).to_numpy(dtype=bool)
+    starts = np.flatnonzero(changed).astype(np.int64)
+    values = entity.iloc[starts].tolist()
+    if len(set(values)) != len(values):
+        return None, []
+    return starts, values
+
+
+def _sorted_within(time: np.ndarray, starts: np.ndarray, n: int) -> bool:
+    if n < 2:
+        return True
+    steps = time[1:] >= time[:-1]
+    steps[starts[1:] - 1] = True  # a new entity may start at any time
+    return bool(steps.all())

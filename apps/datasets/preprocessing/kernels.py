@@ -1,96 +1,120 @@
 """Window kernels over one flat array holding every entity's series back to back.
 
-Each output value at row t is computed from the rows t-L+1..t only, in the same order of operations
-for every t (shifted elementwise adds, never running sums or recursive filters). That is what makes a
-feature computed over a long training history bit-for-bit equal to the same feature computed at
-serving time from just `history_rows` rows. Windows that reach back across an entity boundary are
-blanked by `Frame.blank_warmup`, so nothing leaks from one ticker into the next.
+Each output value at row t is computed from the rows t-L+1..t only, by the same expression for every
+t (a fixed tree of elementwise operations on shifted arrays; never running sums or recursive filters,
+whose rounding would depend on everything before). That is what makes a feature computed over a long
+training history bit-for-bit equal to the same feature computed at serving time from just
+`history_rows` rows. Windows reaching back across an entity boundary are blanked by
+`Frame.blank_warmup`, so nothing leaks from one ticker into the next.
+
+Windows are combined by doubling: the sum over 2m rows is the sum over m rows plus the sum over the m
+rows before, so a window of w rows costs about log2(w) passes over the data instead of w.
 """
 import numpy as np
 
 DTYPE = np.float32
-NAN = DTYPE(np.nan)
 
 
 def shift(x: np.ndarray, k: int) -> np.ndarray:
     """x[t-k] at row t (k > 0: past; k < 0: future), NaN where there is none."""
     out = np.empty_like(x)
+    n = len(x)
     if k == 0:
         out[:] = x
+    elif abs(k) >= n:
+        out[:] = np.nan
     elif k > 0:
         out[:k] = np.nan
-        out[k:] = x[:-k] if k < len(x) else x[:0]
-        if k >= len(x):
-            out[:] = np.nan
+        out[k:] = x[:-k]
     else:
-        k = -k
-        if k >= len(x):
-            out[:] = np.nan
-        else:
-            out[:-k] = x[k:]
-            out[-k:] = np.nan
+        out[:k] = x[-k:]
+        out[k:] = np.nan
     return out
+
+
+def _combine_add(a, b, size, decay, out):
+    if decay is None:
+        np.add(a, b, out=out)
+    else:
+        np.multiply(b, out.dtype.type(decay ** size), out=out)
+        out += a
+
+
+def _combine_min(a, b, size, decay, out):
+    np.minimum(a, b, out=out)
+
+
+def _combine_max(a, b, size, decay, out):
+    np.maximum(a, b, out=out)
+
+
+def _window(x: np.ndarray, w: int, combine, decay: float | None = None) -> np.ndarray:
+    """Reduce the last `w` rows at every row: out[t] = x[t] (+) d*x[t-1] (+) d^2*x[t-2] ... over w rows,
+    built by doubling; NaN for t < w-1."""
+    n = len(x)
+    levels = {}
+    current, size = x, 1
+    while size * 2 <= w:
+        if w & size:
+            levels[size] = current
+        following = np.empty_like(current)
+        following[:size] = np.nan
+        if size < n:
+            combine(current[size:], current[:-size], size, decay, following[size:])
+        else:
+            following[:] = np.nan
+        current, size = following, size * 2
+    if w & size and size not in levels:
+        levels[size] = current
+    # Now `current` covers `size` rows (the top bit of w); add the lower bits further back.
+    result = current.copy() if current is x else current
+    offset = size
+    for bit in sorted(levels, reverse=True):
+        if bit == size:
+            continue
+        part = levels[bit]
+        if offset < n:
+            scratch = np.empty(n - offset, dtype=result.dtype)
+            combine(result[offset:], part[:-offset], offset, decay, scratch)
+            result[offset:] = scratch
+        result[: min(offset, n)] = np.nan
+        offset += bit
+    result[: min(w - 1, n)] = np.nan
+    return result
 
 
 def window_sum(x: np.ndarray, w: int) -> np.ndarray:
-    out = x.copy()
-    for i in range(1, w):
-        if i >= len(x):
-            break
-        out[i:] += x[:-i]
-    out[: w - 1] = np.nan
-    return out
+    return _window(x, w, _combine_add)
 
 
 def window_mean(x: np.ndarray, w: int) -> np.ndarray:
     out = window_sum(x, w)
-    out *= DTYPE(1.0 / w)
+    out *= out.dtype.type(1.0 / w)
     return out
 
 
 def window_std(x: np.ndarray, w: int, ddof: int = 1) -> np.ndarray:
-    """Standard deviation of each window, from deviations to the window's last value (no cancellation
-    between two large sums, which float32 could not afford for price-level series)."""
-    s1 = np.zeros_like(x)
-    s2 = np.zeros_like(x)
-    tmp = np.empty_like(x)
-    for i in range(1, w):
-        if i >= len(x):
-            break
-        d = tmp[i:]
-        np.subtract(x[:-i], x[i:], out=d)
-        s1[i:] += d
-        np.multiply(d, d, out=d)
-        s2[i:] += d
-    np.multiply(s1, s1, out=tmp)
-    tmp *= DTYPE(1.0 / w)
-    np.subtract(s2, tmp, out=s2)
-    np.maximum(s2, 0, out=s2)
-    s2 *= DTYPE(1.0 / (w - ddof))
-    np.sqrt(s2, out=s2)
-    # A NaN anywhere in the window propagates through the deviations, as pandas' rolling(min_periods=w).
-    s2[: w - 1] = np.nan
-    return s2
+    """Standard deviation of each window from sums of values and squares taken in float64, where the
+    cancellation between the two sums costs nothing at the precision float32 features keep."""
+    wide = x.astype(np.float64)
+    total = window_sum(wide, w)
+    np.multiply(wide, wide, out=wide)
+    squares = window_sum(wide, w)
+    np.multiply(total, total, out=total)
+    total *= 1.0 / w
+    np.subtract(squares, total, out=squares)
+    np.maximum(squares, 0, out=squares)
+    squares *= 1.0 / (w - ddof)
+    np.sqrt(squares, out=squares)
+    return squares.astype(x.dtype)
 
 
 def window_min(x: np.ndarray, w: int) -> np.ndarray:
-    out = x.copy()
-    for i in range(1, w):
-        if i >= len(x):
-            break
-        np.minimum(out[i:], x[:-i], out=out[i:])
-    out[: w - 1] = np.nan
-    return out
+    return _window(x, w, _combine_min)
 
 
 def window_max(x: np.ndarray, w: int) -> np.ndarray:
-    out = x.copy()
-    for i in range(1, w):
-        if i >= len(x):
-            break
-        np.maximum(out[i:], x[:-i], out=out[i:])
-    out[: w - 1] = np.nan
-    return out
+    return _window(x, w, _combine_max)
 
 
 def ema_window(span: int) -> int:
@@ -104,14 +128,7 @@ def truncated_ema(x: np.ndarray, span: int) -> np.ndarray:
     that window). A finite window keeps it reproducible from a bounded history."""
     length = ema_window(span)
     decay = 1.0 - 2.0 / (span + 1.0)
-    weights = decay ** np.arange(length, dtype=np.float64)
-    weights /= weights.sum()
-    out = x * DTYPE(weights[0])
-    tmp = np.empty_like(x)
-    for i in range(1, length):
-        if i >= len(x):
-            break
-        np.multiply(x[:-i], DTYPE(weights[i]), out=tmp[i:])
-        out[i:] += tmp[i:]
-    out[: length - 1] = np.nan
+    out = _window(x, length, _combine_add, decay=decay)
+    weight = (1.0 - decay ** length) / (1.0 - decay)
+    out *= out.dtype.type(1.0 / weight)
     return out

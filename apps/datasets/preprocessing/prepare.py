@@ -139,7 +139,7 @@ def prepare_training_data(*, df: pd.DataFrame, dataset, spec: dict, seed: int = 
 
 def _rows_near_end(frame: Frame, lead: int) -> np.ndarray:
     """Rows whose `lead`-rows-ahead row belongs to the next entity (or does not exist)."""
-    return frame.pos >= np.repeat(frame.sizes, frame.sizes) - lead
+    return frame.rows_to_end() < lead
 
 
 def _targets(frame: Frame, spec: dict, info: DatasetInfo) -> tuple[np.ndarray, list | None, int]:
@@ -149,13 +149,18 @@ def _targets(frame: Frame, spec: dict, info: DatasetInfo) -> tuple[np.ndarray, l
     target = spec.get("target")
     if target:
         horizon = target["horizon"]
+        unknown = _rows_near_end(frame, horizon)
+        if target["kind"] == "direction":
+            future = k.shift(raw, -horizon)
+            y = (future > raw).astype(np.float64)
+            unknown |= np.isnan(future)
+            unknown |= np.isnan(raw)
+            y[unknown] = np.nan
+            return y, list(DIRECTION_CLASSES), horizon
         current = raw.astype(np.float64)
         future = k.shift(current, -horizon)
-        future[_rows_near_end(frame, horizon)] = np.nan
+        future[unknown] = np.nan
         with np.errstate(divide="ignore", invalid="ignore"):
-            if target["kind"] == "direction":
-                y = np.where(np.isnan(future) | np.isnan(current), np.nan, (future > current).astype(np.float64))
-                return y, list(DIRECTION_CLASSES), horizon
             if target["kind"] == "return":
                 y = future / current - 1
             elif target["kind"] == "log_return":
@@ -206,14 +211,25 @@ def _raw_columns(state, features: list[str], info: DatasetInfo) -> list[str]:
     return order + sorted(raw - set(order))
 
 
-def _matrix(frame: Frame, features: list[str], rows: np.ndarray) -> np.ndarray:
+def _matrix(frame: Frame, features: list[str], rows: np.ndarray, block: int = 8192) -> np.ndarray:
+    """Rows x features, C-ordered. Gathered a block of rows at a time into a feature-major scratch and
+    transposed while it is still in cache: writing one column at a time into a C-ordered matrix would
+    stride through memory once per feature."""
     out = np.empty((len(rows), len(features)), dtype=np.float32)
-    for j, name in enumerate(features):
-        out[:, j] = frame.columns[name][rows]
+    columns = [frame.columns[name] for name in features]
+    scratch = np.empty((len(features), block), dtype=np.float32)
+    for start in range(0, len(rows), block):
+        chunk = rows[start:start + block]
+        size = len(chunk)
+        for j, values in enumerate(columns):
+            np.take(values, chunk, out=scratch[j, :size])
+        out[start:start + size] = scratch[:, :size].T
     return out
 
 
 def _groups(frame: Frame, rows: np.ndarray) -> np.ndarray:
+    """Entity of each (ascending) row: rows are grouped, so count them per entity and repeat."""
     entities = np.empty(len(frame.entities), dtype=object)
     entities[:] = frame.entities
-    return entities[frame.group_of_rows()[rows]]
+    bounds = np.searchsorted(rows, np.r_[frame.starts, frame.n])
+    return np.repeat(entities, np.diff(bounds))

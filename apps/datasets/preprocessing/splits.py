@@ -38,8 +38,10 @@ def time_ordered_split(*, candidates: np.ndarray, times: np.ndarray, fractions,
     values = times[candidates]
     if len(candidates) < 3:
         raise DataError(f"only {len(candidates)} usable rows; a time-ordered split needs more")
-    first_cut = np.quantile(values, train_f, method="lower")
-    second_cut = np.quantile(values, train_f + val_f, method="lower")
+    # Both cut-offs from one partial sort ("lower" quantiles: actual times of rows).
+    kth = [int(np.floor(q * (len(values) - 1))) for q in (train_f, train_f + val_f)]
+    partitioned = np.partition(values, kth)
+    first_cut, second_cut = partitioned[kth[0]], partitioned[kth[1]]
     train = values <= first_cut
     val = (values > first_cut) & (values <= second_cut)
     test = values > second_cut

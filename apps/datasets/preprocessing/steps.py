@@ -99,7 +99,7 @@ class Step:
 
 
 def _finite(values: np.ndarray) -> np.ndarray:
-    values[~np.isfinite(values)] = np.nan
+    np.copyto(values, np.nan, where=np.isinf(values))
     return values
 
 
@@ -142,12 +142,14 @@ class Returns(Step):
     def run(self, frame, state, fitted, fit_rows):
         for column, period, name in self._outputs():
             x = frame.columns[column]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                ratio = x / k.shift(x, period)
-                if self.log:
-                    np.log(ratio, out=ratio)
-                else:
-                    ratio -= k.DTYPE(1)
+            ratio = np.full_like(x, np.nan)
+            if period < len(x):
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    np.divide(x[period:], x[:-period], out=ratio[period:])
+                    if self.log:
+                        np.log(ratio, out=ratio)
+                    else:
+                        ratio -= k.DTYPE(1)
             frame.columns[name] = frame.blank_warmup(_finite(ratio), period)
         return None
 
@@ -203,7 +205,8 @@ class Rsi(Step):
     def run(self, frame, state, fitted, fit_rows):
         x = frame.columns[self.params["column"]]
         n = self.params["window"]
-        delta = x - k.shift(x, 1)
+        delta = np.full_like(x, np.nan)
+        np.subtract(x[1:], x[:-1], out=delta[1:])
         gains = k.window_sum(np.maximum(delta, 0), n)
         losses = k.window_sum(np.maximum(-delta, 0), n)
         total = gains + losses
@@ -320,30 +323,43 @@ class Calendar(Step):
 
     def run(self, frame, state, fitted, fit_rows):
         column = self._column(state)
-        values = frame.time if column == state.time_column and frame.time is not None else frame.columns[column]
-        if values.dtype == object:
-            from .frame import to_datetime_ns
+        if column == state.time_column and frame.time is not None:
+            values, codes, distinct = frame.time, frame.time_codes, frame.time_values
+        else:
             import pandas as pd
 
-            values = to_datetime_ns(pd.Series(values), name=column)
-        days = values.astype("datetime64[D]")
-        months = values.astype("datetime64[M]")
-        years = values.astype("datetime64[Y]")
-        day_numbers = days.astype(np.int64)
-        parts = {
-            # 1970-01-01 was a Thursday; Monday is 0 as in pandas.
-            "dayofweek": lambda: (day_numbers + 3) % 7,
-            "day": lambda: (days - months.astype("datetime64[D]")).astype(np.int64) + 1,
-            "month": lambda: months.astype(np.int64) % 12 + 1,
-            "quarter": lambda: (months.astype(np.int64) % 12) // 3 + 1,
-            "year": lambda: years.astype(np.int64) + 1970,
-            "dayofyear": lambda: (days - years.astype("datetime64[D]")).astype(np.int64) + 1,
-            "is_month_start": lambda: (days == months.astype("datetime64[D]")),
-            "is_month_end": lambda: ((days + 1).astype("datetime64[M]") != months),
-        }
-        for feature in self.params["features"]:
-            frame.columns[f"{column}_{feature}"] = parts[feature]().astype(k.DTYPE)
+            from .frame import parse_times
+
+            raw = frame.columns[column]
+            values, codes, distinct = parse_times(pd.Series(raw) if raw.dtype == object else pd.Series(raw),
+                                                  name=column)
+        if codes is not None and distinct is not None and len(distinct) * 4 < len(values):
+            # Dates repeat across entities: compute each once and spread by code.
+            parts = calendar_parts(distinct, self.params["features"])
+            for feature, part in parts.items():
+                frame.columns[f"{column}_{feature}"] = part.astype(k.DTYPE)[codes]
+        else:
+            for feature, part in calendar_parts(values, self.params["features"]).items():
+                frame.columns[f"{column}_{feature}"] = part.astype(k.DTYPE)
         return None
+
+
+def calendar_parts(values: np.ndarray, features: list[str]) -> dict[str, np.ndarray]:
+    days = values.astype("datetime64[D]")
+    months = values.astype("datetime64[M]")
+    years = values.astype("datetime64[Y]")
+    parts = {
+        # 1970-01-01 was a Thursday; Monday is 0 as in pandas.
+        "dayofweek": lambda: (days.astype(np.int64) + 3) % 7,
+        "day": lambda: (days - months.astype("datetime64[D]")).astype(np.int64) + 1,
+        "month": lambda: months.astype(np.int64) % 12 + 1,
+        "quarter": lambda: (months.astype(np.int64) % 12) // 3 + 1,
+        "year": lambda: years.astype(np.int64) + 1970,
+        "dayofyear": lambda: (days - years.astype("datetime64[D]")).astype(np.int64) + 1,
+        "is_month_start": lambda: (days == months.astype("datetime64[D]")),
+        "is_month_end": lambda: ((days + 1).astype("datetime64[M]") != months),
+    }
+    return {feature: parts[feature]() for feature in features}
 
 
 class Impute(Step):
@@ -425,16 +441,23 @@ class Scale(Step):
         return fitted
 
     def _fit(self, sample):
-        sample = sample[np.isfinite(sample)].astype(np.float64)
+        finite = np.isfinite(sample)
+        if not finite.all():
+            sample = sample[finite]
         if not len(sample):
             return [0.0, 1.0]
         method = self.params["method"]
         if method == "standard":
-            center, scale = sample.mean(), sample.std()
+            # numpy sums float32 pairwise: accurate to a few ulps without a float64 copy.
+            center = float(sample.mean())
+            deviations = sample - np.float32(center)
+            np.square(deviations, out=deviations)
+            scale = float(np.sqrt(deviations.mean()))
         elif method == "minmax":
-            center, scale = sample.min(), sample.max() - sample.min()
+            center = float(sample.min())
+            scale = float(sample.max()) - center
         else:
-            q1, median, q3 = np.percentile(sample, [25, 50, 75])
+            q1, median, q3 = np.percentile(sample.astype(np.float64), [25, 50, 75])
             center, scale = median, q3 - q1
         # A constant column stays constant instead of dividing by zero.
         return [float(center), float(scale) if scale > 0 else 1.0]

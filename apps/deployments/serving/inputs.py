@@ -45,9 +45,19 @@ class InputSpec:
     time_column: str = ""
 
     @classmethod
-    def from_signature(cls, signature: dict) -> InputSpec:
+    def from_signature(cls, signature: dict, *, kinds: dict | None = None) -> InputSpec:
+        """`kinds` (the fitted preprocessor's raw_kinds) wins; else the dtypes the signature lists."""
         columns = tuple(signature.get("raw_columns") or signature.get("feature_names") or ())
-        kinds = dict(signature.get("raw_kinds") or {})
+        kinds = dict(kinds or signature.get("raw_kinds") or {})
+        for item in signature.get("inputs") or []:
+            if isinstance(item, dict) and item.get("name") in columns and item["name"] not in kinds:
+                dtype = str(item.get("dtype", ""))
+                if dtype in ("int64", "float64", "bool", "float32", "int32"):
+                    kinds[item["name"]] = NUMERIC
+                elif dtype.startswith("datetime"):
+                    kinds[item["name"]] = DATETIME
+                elif dtype in ("string", "object", "text"):
+                    kinds[item["name"]] = TEXT
         entity = signature.get("entity_column") or ""
         time_column = signature.get("time_column") or ""
         for name in columns:
@@ -279,8 +289,10 @@ def check_columns(columns: dict[str, list], spec: InputSpec, *, known: set[str],
                         raise InputError(name, f"row {i}: null is not allowed; send a number")
                     raise InputError(name, f"row {i}: expected a number, got {_json_type(value)} {_short(value)}")
         else:
+            # Entity keys may be numbers (customer 17); anything else textual must be a string.
+            allowed = (str, int) if name == spec.entity_column else (str,)
             for i, value in enumerate(values):
-                if type(value) is not str:
+                if type(value) not in allowed:
                     raise InputError(name, f"row {i}: expected a string{' date' if kind == DATETIME else ''}, got {_json_type(value)} {_short(value)}")
         table[name] = values
     return pd.DataFrame(table, columns=list(spec.columns))

@@ -212,7 +212,8 @@ class ServingState:
                 except Exception as exc:
                     raise ModelUnavailable(f"{mv} of deployment {name!r} cannot be loaded: {exc}") from exc
                 self._models[key] = loaded
-            spec = InputSpec.from_signature(mv.signature or getattr(loaded, "signature", {}) or {})
+            spec = InputSpec.from_signature(mv.signature or getattr(loaded, "signature", {}) or {},
+                                            kinds=getattr(getattr(loaded, "preprocessor", None), "raw_kinds", None))
             versions[mv.pk] = ServedVersion(
                 version_id=mv.pk, model_name=mv.registered_model.name, version=mv.version, task=mv.task,
                 framework=mv.framework, spec=spec, loaded=loaded,

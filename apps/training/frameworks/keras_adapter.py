@@ -111,6 +111,7 @@ class KerasAdapter(FrameworkAdapter):
         ctx.log(f"keras {model_type} ({task}) on {tf_device}: {len(ctx.splits['train'])} train examples, "
                 f"{len(ctx.splits['val'])} val examples, {ctx.n_features} features, window {ctx.window}")
         keras = keras_module()
+        # Seeds python, numpy's global generator and TF at once (the worker process is ours).
         keras.utils.set_random_seed(ctx.seed)
         with tf_module().device(tf_device):
             return self._train(ctx, keras, tf_device)
@@ -142,7 +143,7 @@ class KerasAdapter(FrameworkAdapter):
             ctx, outputs=lambda split: trained.batched_outputs(split.inputs()),
             snapshot=model.get_weights, restore=model.set_weights,
         )
-        callback = _ProgressCallback(ctx, progress)
+        callback = progress_callback(ctx, progress)
         model.fit(train.inputs(), y, batch_size=p["batch_size"], epochs=p["epochs"], shuffle=True, verbose=0,
                   callbacks=[callback])
         trained.epochs_trained = progress.epochs_done
@@ -210,17 +211,11 @@ def _named_objects(node):
             yield from _named_objects(value)
 
 
-class _ProgressCallback:
-    """Placeholder replaced by a keras.callbacks.Callback subclass on first use (keras imports lazily)."""
-
-    def __new__(cls, ctx: FitContext, progress: EpochProgress):
-        return _progress_callback_class()(ctx, progress)
-
-
 _callback_class = None
 
 
-def _progress_callback_class():
+def progress_callback(ctx: FitContext, progress: EpochProgress):
+    """A keras Callback (its class is defined on first use because keras is imported lazily)."""
     global _callback_class
     if _callback_class is None:
         keras = keras_module()
@@ -250,4 +245,4 @@ def _progress_callback_class():
                     self.model.stop_training = True
 
         _callback_class = ProgressCallback
-    return _callback_class
+    return _callback_class(ctx, progress)

@@ -5,6 +5,8 @@ comparison between frameworks is about the library, not about different knobs.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .base import EarlyStopping, FitContext, ParamSpec
 
 NEURAL_DESCRIPTIONS = {
@@ -53,11 +55,19 @@ class EpochProgress:
 
     def end_epoch(self, epoch: int) -> bool:
         """Report epoch `epoch` (1-based); True when patience has run out and training should end."""
-        metrics = {}
-        for name in ("train", "val"):
-            split = self.ctx.splits[name]
-            metrics |= self.ctx.split_metrics(name, split.targets(), self._outputs(split))
+        outputs = {name: self._outputs(self.ctx.splits[name]) for name in ("train", "val")}
         self.epochs_done = epoch
+        if not all(np.isfinite(out).all() for out in outputs.values()):
+            if self.best_state is None:
+                raise ValueError(
+                    f"learning_rate: training diverged in epoch {epoch} (the network's predictions are not "
+                    "finite); lower the learning rate or check the feature scaling"
+                )
+            self.ctx.log(f"training diverged in epoch {epoch} (predictions are not finite); stopping", "WARNING")
+            return True
+        metrics = {}
+        for name, output in outputs.items():
+            metrics |= self.ctx.split_metrics(name, self.ctx.splits[name].targets(), output)
         self.ctx.record_epoch(epoch, self.total, metrics)
         if self.stopper.update(epoch, metrics):
             self.best_state = self._snapshot()

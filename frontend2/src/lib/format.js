@@ -12,18 +12,10 @@ export function formatDateTime(ts) {
   return d.toLocaleString(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", hour12: false });
 }
 
-export function formatWeight(w) {
-  if (w == null || !Number.isFinite(Number(w))) return "—";
-  const n = Number(w);
-  // Weights may come as fractions (0.9) or percents (90).
-  const pct = n <= 1 ? n * 100 : n;
-  return `${Number(pct.toFixed(1))}%`;
-}
-
-export function weightFraction(w) {
-  const n = Number(w);
-  if (!Number.isFinite(n)) return 0;
-  return n <= 1 ? n : n / 100;
+/** Traffic weights are percents (0-100), as the deployments app stores them. */
+export function formatWeight(percent) {
+  if (percent == null || !Number.isFinite(Number(percent))) return "—";
+  return `${Number(Number(percent).toFixed(1))}%`;
 }
 
 export function humanize(text) {

@@ -7,6 +7,9 @@
  *                points: [{t, count, errors, client_errors, error_rate, p50_ms, p95_ms, p99_ms,
  *                          feedback, accuracy, rmse}]}]}
  * Empty buckets carry count 0 and null latencies; they are kept so gaps show as gaps.
+ * The side-by-side totals come from .../summary?window= ({versions: [{model_version_id, requests,
+ * server_errors, error_rate, p50_ms, p95_ms, p99_ms, feedback_rows, accuracy, rmse, drift}]}) when
+ * given, else from the buckets (then latency is the last bucket's).
  */
 export const WINDOWS = [
   { value: "15m", label: "15 min" },
@@ -17,7 +20,12 @@ export const WINDOWS = [
 ];
 
 export function timeseriesPath(name, window) {
-  return `/api/v1/monitoring/deployments/${encodeURIComponent(name)}/timeseries?window=${encodeURIComponent(window)}`;
+  return `/api/v1/monitoring/deployments/${encodeURIComponent(name)}/series?window=${encodeURIComponent(window)}`;
+}
+
+/** Whole-window figures per version (true percentiles over the window, accuracy over all feedback). */
+export function windowSummaryPath(name, window) {
+  return `/api/v1/monitoring/deployments/${encodeURIComponent(name)}/summary?window=${encodeURIComponent(window)}`;
 }
 
 const num = (v) => (v == null || v === "" ? null : Number.isFinite(Number(v)) ? Number(v) : null);
@@ -42,7 +50,13 @@ function lastDefined(points, key) {
   return null;
 }
 
-export function normalizeTimeseries(raw) {
+function maxPsi(drift) {
+  const values = Object.values(drift || {}).map((d) => d?.psi).filter((v) => Number.isFinite(v));
+  return values.length ? Math.max(...values) : null;
+}
+
+export function normalizeTimeseries(raw, summary = null) {
+  const windowed = new Map((summary?.versions || []).map((v) => [String(v.model_version_id), v]));
   const regression = raw?.metric === "rmse" || (!raw?.metric && (raw?.versions || []).some((v) => v.task === "regression"));
   const metric = regression ? "rmse" : "accuracy";
   const versions = (raw?.versions || []).map((v) => {
@@ -52,22 +66,39 @@ export function normalizeTimeseries(raw) {
       .sort((a, b) => a.t - b.t);
     const requests = points.reduce((sum, p) => sum + p.requests, 0);
     const errors = points.reduce((sum, p) => sum + p.errors, 0);
+    const w = windowed.get(String(v.model_version_id));
+    const totals = w
+      ? {
+          requests: num(w.requests) ?? 0,
+          errors: num(w.server_errors) ?? 0,
+          errorRate: num(w.error_rate),
+          quality: num(w[metric]),
+          feedback: num(w.feedback_rows),
+          p50: num(w.p50_ms),
+          p95: num(w.p95_ms),
+          p99: num(w.p99_ms),
+          drift: maxPsi(w.drift),
+        }
+      : {
+          requests,
+          errors,
+          errorRate: requests ? errors / requests : null,
+          quality: lastDefined(points, "quality"),
+          feedback: null,
+          p50: lastDefined(points, "p50"),
+          p95: lastDefined(points, "p95"),
+          p99: lastDefined(points, "p99"),
+          drift: null,
+        };
     return {
       key: String(v.model_version_id ?? v.version),
-      label: `${v.version}${v.shadow ? " (shadow)" : ""}`,
+      // The series names versions by number; "v3" reads better in legends and table headers.
+      label: `${/^\d+$/.test(String(v.version)) ? `v${v.version}` : v.version}${v.shadow ? " (shadow)" : ""}`,
       role: v.role ?? null,
       shadow: !!v.shadow,
       weight: num(v.weight),
       points,
-      totals: {
-        requests,
-        errors,
-        errorRate: requests ? errors / requests : null,
-        quality: lastDefined(points, "quality"),
-        p50: lastDefined(points, "p50"),
-        p95: lastDefined(points, "p95"),
-        p99: lastDefined(points, "p99"),
-      },
+      totals,
     };
   });
   // Champion first, then challengers: the side-by-side columns read left to right.

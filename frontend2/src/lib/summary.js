@@ -7,7 +7,7 @@
  *   {type: "study", study: {...}}                a tuning study changed (trial finished, status)
  */
 export const ACTIVE_RUN_STATUSES = new Set(["queued", "running"]);
-export const ACTIVE_STUDY_STATUSES = new Set(["queued", "running", "pending"]);
+export const ACTIVE_STUDY_STATUSES = new Set(["running", "paused"]);
 const RECENT_RUNS = 20;
 
 function upsert(list, item, key, keep) {

@@ -14,14 +14,15 @@ export const SUMMARY_PATH = "/api/v1/dashboard/summary";
 export const DASHBOARD_SOCKET_PATH = "/ws/dashboard/";
 
 export function actionPath(deploymentName, action) {
-  return `/api/v1/deployments/${encodeURIComponent(deploymentName)}/${action}`;
+  return `/api/v1/deployments/${encodeURIComponent(deploymentName)}/rollout/${action}`;
 }
 
 /**
  * The analysts' and staff's live view: deployments with their traffic split, rollout stage, gates
  * and last events; running training runs and tuning studies; model performance and training logs.
  * Loaded once, then kept current by pushes on ws/dashboard/ (a reconnect reloads, to catch up).
- * Staff (GET /api/v1/me → can_act) get promote / pause / roll back buttons behind a confirmation.
+ * Staff (GET /api/v1/me → can_act) get promote / pause / roll back buttons behind a confirmation;
+ * the result shows up through the same push as anyone else's change.
  */
 export function MLOpsDashboard({ fetchJson = getJson, sendJson = postJson, WebSocketImpl }) {
   const [me, setMe] = useState(null);
@@ -71,8 +72,8 @@ export function MLOpsDashboard({ fetchJson = getJson, sendJson = postJson, WebSo
     const { deployment, action } = pending;
     setPending((p) => ({ ...p, busy: true, error: null }));
     try {
-      const result = await sendJson(actionPath(deployment.name, action.key), reason ? { reason } : {});
-      if (result?.name === deployment.name && result.versions) onMessage({ type: "deployment", deployment: result });
+      // The stage we saw: if the rollout moved meanwhile the server refuses (409) instead of acting twice.
+      await sendJson(actionPath(deployment.name, action.key), { stage: deployment.rollout?.stage_index ?? 0, reason });
       setPending(null);
       setNotice(`${action.verb}: done for ${deployment.name}.`);
     } catch (err) {

@@ -6,23 +6,30 @@ import { MLOpsDashboard } from "./MLOpsDashboard";
 
 const DEPLOYMENT = {
   name: "price-direction",
-  status: "active",
+  status: "rolling_out",
+  active: true,
   versions: [
-    { id: 1, label: "price-direction v1", role: "champion", weight: 0.9, framework: "torch", model_type: "mlp" },
-    { id: 2, label: "price-direction v2", role: "challenger", weight: 0.1, framework: "keras", model_type: "mlp" },
+    { id: 1, model_version_id: 11, label: "price-direction v1", version: 1, role: "champion", weight: 90, shadow: false, framework: "torch", model_type: "mlp" },
+    { id: 2, model_version_id: 12, label: "price-direction v2", version: 2, role: "challenger", weight: 10, shadow: false, framework: "keras", model_type: "mlp" },
   ],
   rollout: {
-    stage: 10,
-    stage_index: 0,
-    stages: [10, 50, 100],
+    id: 4,
     status: "running",
+    stage_index: 0,
+    stage: 10,
+    stages: [10, 50, 100],
+    champion: "price-direction v1",
+    challenger: "price-direction v2",
+    decision: "hold",
+    decision_reason: "waiting on min_predictions",
     gates: [
-      { name: "accuracy", metric: "accuracy", op: "gte", threshold: 0.55, value: 0.61, passed: true },
-      { name: "p95 latency", metric: "latency_p95_ms", op: "lte", threshold: 50, value: null, passed: null },
+      { name: "min_predictions", state: "pending", value: 150, threshold: 200, detail: "150 of 200 challenger predictions in this stage" },
+      { name: "error_rate", state: "pass", value: 0.01, threshold: 0.02, detail: "2 errors in 200 requests" },
+      { name: "accuracy_vs_champion", state: "fail", value: null, threshold: 0.05, detail: "challenger worse" },
     ],
   },
-  events: [{ id: 1, kind: "rollout_started", message: "challenger at 10%", user: "staff", created_at: "2025-01-01T10:00:00Z" }],
-  actions: { promote: true, pause: true, rollback: true },
+  events: [{ id: 1, kind: "rollout_started", label: "Rollout started", reason: "challenger at 10%", actor: "staff", created_at: "2025-01-01T10:00:00Z" }],
+  actions: { promote: true, pause: true, resume: false, rollback: true },
 };
 
 const SUMMARY = {
@@ -56,12 +63,16 @@ describe("MLOpsDashboard", () => {
     const c = card();
     expect(within(c).getAllByTestId("weight").map((td) => td.textContent)).toEqual(["90%", "10%"]);
     expect(within(c).getByRole("img", { name: "Traffic split: price-direction v1 90%, price-direction v2 10%" })).toBeInTheDocument();
-    expect(within(c).getByText(/stage/)).toHaveTextContent("stage 10% (1 of 3)");
+    expect(c.querySelector(".mlops-rollout__stage")).toHaveTextContent("Rollout Running stage 10% (1 of 3) · price-direction v2 challenging price-direction v1");
     expect(within(c).getByRole("list", { name: "Rollout stages" }).querySelector("[aria-current=step]")).toHaveTextContent("10%");
-    const gates = within(c).getByRole("list", { name: "Gates of this stage" });
-    expect(gates).toHaveTextContent("accuracy ≥ 0.55now 0.61 (passing)");
-    expect(gates).toHaveTextContent("latency_p95_ms ≤ 50no data yet (not evaluated)");
-    expect(within(c).getByText(/challenger at 10%/)).toBeInTheDocument();
+    const gates = within(within(c).getByRole("list", { name: "Gates of this stage" })).getAllByRole("listitem");
+    expect(gates.map((g) => g.textContent)).toEqual([
+      "…Min predictions150 of 200 challenger predictions in this stage (pending)",
+      "✓Error rate2 errors in 200 requests (limit 2.0%) (passing)",
+      "✗Accuracy vs championchallenger worse (failing)",
+    ]);
+    expect(within(c).getByText(/Gates: waiting on min_predictions/)).toBeInTheDocument();
+    expect(within(c).getByText(/Rollout started/).closest("li")).toHaveTextContent("Rollout started: challenger at 10% · staff");
   });
 
   it("shows running training runs and tuning studies with their progress", async () => {
@@ -70,6 +81,16 @@ describe("MLOpsDashboard", () => {
     expect(screen.getByText(/Epoch 1\/3 · 33% · ETA 40s · loss 0.5/)).toBeInTheDocument();
     expect(screen.getByRole("progressbar", { name: "Study lr search progress" })).toHaveAttribute("aria-valuenow", "40");
     expect(screen.getByText(/4 of 10 trials, 1 running · best accuracy 0.61/)).toBeInTheDocument();
+  });
+
+  it("disables the actions the rollout's state does not allow and offers resume when paused", async () => {
+    const paused = { ...DEPLOYMENT, status: "paused", rollout: { ...DEPLOYMENT.rollout, status: "paused" }, actions: { promote: true, pause: false, resume: true, rollback: true } };
+    setup({ routes: { "/api/v1/dashboard/summary": { ...SUMMARY, deployments: [paused] } } });
+    await screen.findByRole("heading", { name: "Deployments" });
+    expect(within(card()).getByRole("button", { name: "Pause" })).toBeDisabled();
+    expect(within(card()).getByRole("button", { name: "Pause" })).toHaveAttribute("title", "Pause needs a running rollout");
+    expect(within(card()).getByRole("button", { name: "Resume" })).toBeEnabled();
+    expect(within(card()).getByRole("button", { name: "Roll back" })).toBeEnabled();
   });
 
   it("gives staff the actions behind a confirmation that posts to the deployment", async () => {
@@ -81,19 +102,19 @@ describe("MLOpsDashboard", () => {
     expect(within(dialog).getByRole("button", { name: "Cancel" })).toHaveFocus();
     await user.type(within(dialog).getByLabelText(/Reason/), "challenger is worse");
     await user.click(within(dialog).getByRole("button", { name: "Roll back" }));
-    expect(send).toHaveBeenCalledWith("/api/v1/deployments/price-direction/rollback", { reason: "challenger is worse" });
+    expect(send).toHaveBeenCalledWith("/api/v1/deployments/price-direction/rollout/rollback", { stage: 0, reason: "challenger is worse" });
     await waitFor(() => expect(screen.queryByRole("dialog")).not.toBeInTheDocument());
     expect(screen.getByText("Roll back: done for price-direction.")).toBeInTheDocument();
   });
 
   it("keeps the dialog open with the server's message when an action is refused, and Escape closes it", async () => {
     const user = userEvent.setup();
-    const send = vi.fn(() => Promise.reject(new Error("Only ML Staff may change this.")));
+    const send = vi.fn(() => Promise.reject(new Error("rollout 4 is at stage 2 (50%) now, not stage 1; someone acted first — reload and decide again")));
     setup({ sendJson: send });
     await screen.findByRole("heading", { name: "Deployments" });
     await user.click(within(card()).getByRole("button", { name: "Promote" }));
     await user.click(within(screen.getByRole("dialog")).getByRole("button", { name: "Promote" }));
-    expect(await within(screen.getByRole("dialog")).findByRole("alert")).toHaveTextContent("Only ML Staff may change this.");
+    expect(await within(screen.getByRole("dialog")).findByRole("alert")).toHaveTextContent("someone acted first");
     await user.keyboard("{Escape}");
     expect(screen.queryByRole("dialog")).not.toBeInTheDocument();
   });
@@ -113,12 +134,12 @@ describe("MLOpsDashboard", () => {
     act(() => dashboardSocket().open());
     const promoted = {
       ...DEPLOYMENT,
-      versions: [{ ...DEPLOYMENT.versions[0], weight: 0.5 }, { ...DEPLOYMENT.versions[1], weight: 0.5 }],
+      versions: [{ ...DEPLOYMENT.versions[0], weight: 50 }, { ...DEPLOYMENT.versions[1], weight: 50 }],
       rollout: { ...DEPLOYMENT.rollout, stage: 50, stage_index: 1 },
     };
     act(() => dashboardSocket().receive({ type: "deployment", deployment: promoted }));
     expect(within(card()).getAllByTestId("weight").map((td) => td.textContent)).toEqual(["50%", "50%"]);
-    expect(within(card()).getByText(/stage/)).toHaveTextContent("stage 50% (2 of 3)");
+    expect(card().querySelector(".mlops-rollout__stage")).toHaveTextContent("stage 50% (2 of 3)");
     act(() => dashboardSocket().receive({ type: "run", run: { id: 12, status: "succeeded" } }));
     expect(screen.getByText("No training run is queued or running.")).toBeInTheDocument();
     expect(summaryCalls()).toBe(1);

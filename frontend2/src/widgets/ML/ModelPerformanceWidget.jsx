@@ -1,7 +1,7 @@
 import { useCallback, useEffect, useId, useRef, useState } from "react";
 import { getJson } from "../../lib/api";
 import { formatWeight, humanize } from "../../lib/format";
-import { WINDOWS, normalizeTimeseries, timeseriesPath } from "../../lib/performance";
+import { WINDOWS, normalizeTimeseries, timeseriesPath, windowSummaryPath } from "../../lib/performance";
 import { Chart, PALETTE } from "../../components/charts/Chart";
 import { formatNumber, formatPercent, formatTime } from "../../components/charts/scale";
 import { Empty, ErrorBox, Loading } from "../../components/States";
@@ -29,16 +29,17 @@ function WindowPicker({ value, onChange, name }) {
 }
 
 function SideBySide({ versions, metric }) {
-  const qualityLabel = metric === "rmse" ? "RMSE (latest)" : "Accuracy (latest)";
   const rows = [
     ["Role", (v) => humanize(v.role || "—")],
     ["Traffic weight", (v) => formatWeight(v.weight)],
     ["Requests", (v) => formatNumber(v.totals.requests)],
     ["Error rate", (v) => formatPercent(v.totals.errorRate)],
-    [qualityLabel, (v) => (metric === "rmse" ? formatNumber(v.totals.quality) : formatPercent(v.totals.quality))],
+    [metric === "rmse" ? "RMSE" : "Accuracy", (v) => (metric === "rmse" ? formatNumber(v.totals.quality) : formatPercent(v.totals.quality))],
+    ["Labelled rows", (v) => (v.totals.feedback == null ? "—" : formatNumber(v.totals.feedback))],
     ["Latency p50", (v) => ms(v.totals.p50)],
     ["Latency p95", (v) => ms(v.totals.p95)],
     ["Latency p99", (v) => ms(v.totals.p99)],
+    ["Max feature drift (PSI)", (v) => (v.totals.drift == null ? "—" : formatNumber(v.totals.drift))],
   ];
   return (
     <div className="mlops-table-wrap">
@@ -81,7 +82,7 @@ export function ModelPerformanceWidget({
   refreshKey = 0,
   refreshKeys = null,
   fetchJson = getJson,
-  defaultWindow = "24h",
+  defaultWindow = "1h",
 }) {
   const ids = useId();
   const names = (deployments || []).map((d) => (typeof d === "string" ? d : d.name));
@@ -95,8 +96,8 @@ export function ModelPerformanceWidget({
     (signal, quiet) => {
       if (!name) return;
       if (!quiet) setResult((r) => ({ ...r, status: "loading", error: null }));
-      fetchJson(timeseriesPath(name, timeWindow), { signal })
-        .then((raw) => setResult({ status: "ready", data: normalizeTimeseries(raw), error: null }))
+      Promise.all([fetchJson(timeseriesPath(name, timeWindow), { signal }), fetchJson(windowSummaryPath(name, timeWindow), { signal })])
+        .then(([series, summary]) => setResult({ status: "ready", data: normalizeTimeseries(series, summary), error: null }))
         .catch((error) => {
           if (error?.name !== "AbortError") setResult((r) => ({ status: "error", data: r.data, error }));
         });

@@ -19,24 +19,41 @@ const SERIES = {
   deployment: "price-direction",
   window: "24h",
   versions: [
-    { model_version_id: 2, version: "price-direction v2", role: "challenger", weight: 10, task: "classification", points: [point(0, { accuracy: 0.61 }), point(5, { accuracy: 0.63, count: 12, errors: 0, error_rate: 0 })] },
-    { model_version_id: 1, version: "price-direction v1", role: "champion", weight: 90, task: "classification", points: [point(0, { accuracy: 0.58 }), point(5, { accuracy: 0.57 })] },
+    { model_version_id: 2, version: "2", role: "challenger", weight: 10, task: "classification", points: [point(0, { accuracy: 0.61 }), point(5, { accuracy: 0.63, count: 12, errors: 0, error_rate: 0 })] },
+    { model_version_id: 1, version: "1", role: "champion", weight: 90, task: "classification", points: [point(0, { accuracy: 0.58 }), point(5, { accuracy: 0.57 })] },
+  ],
+};
+
+const WINDOW = {
+  deployment: "price-direction",
+  window: "24h",
+  versions: [
+    { model_version_id: 1, version: "1", role: "champion", weight: 90, requests: 200, server_errors: 4, error_rate: 0.02, p50_ms: 4.5, p95_ms: 9.5, p99_ms: 16, feedback_rows: 120, accuracy: 0.575, rmse: null, drift: { close: { psi: 0.04, served_values: 90 }, volume: { psi: 0.31, served_values: 90 } } },
+    { model_version_id: 2, version: "2", role: "challenger", weight: 10, requests: 112, server_errors: 2, error_rate: 0.0179, p50_ms: 4, p95_ms: 9, p99_ms: 15, feedback_rows: 60, accuracy: 0.62, rmse: null, drift: {} },
   ],
 };
 
 describe("ModelPerformanceWidget", () => {
   it("shows champion and challenger side by side with accuracy, latency, volume and error rate", async () => {
-    const fetchJson = fakeFetch({ "/api/v1/monitoring/deployments/price-direction/timeseries?window=24h": SERIES });
+    const fetchJson = fakeFetch({
+      "/api/v1/monitoring/deployments/price-direction/series?window=1h": SERIES,
+      "/api/v1/monitoring/deployments/price-direction/summary?window=1h": WINDOW,
+    });
     render(<ModelPerformanceWidget deployments={[{ name: "price-direction" }]} fetchJson={fetchJson} />);
     const table = await screen.findByRole("table", { name: /Champion vs challenger/ });
     const headers = within(table).getAllByRole("columnheader").map((th) => th.textContent);
-    expect(headers).toEqual(["Measure", "price-direction v1", "price-direction v2"]);
+    expect(headers).toEqual(["Measure", "v1", "v2"]);
     const row = (name) => within(table).getByRole("rowheader", { name }).closest("tr");
-    expect(within(row("Traffic weight")).getAllByRole("cell").map((c) => c.textContent)).toEqual(["90%", "10%"]);
-    expect(within(row("Requests")).getAllByRole("cell").map((c) => c.textContent)).toEqual(["200", "112"]);
-    expect(within(row("Accuracy (latest)")).getAllByRole("cell").map((c) => c.textContent)).toEqual(["57%", "63%"]);
-    expect(within(row("Latency p99")).getAllByRole("cell").map((c) => c.textContent)).toEqual(["15 ms", "15 ms"]);
-    for (const title of ["Accuracy over time", "Requests per bucket", "Error rate", "Latency of price-direction v1 (ms)", "Latency of price-direction v2 (ms)"]) {
+    const cells = (name) => within(row(name)).getAllByRole("cell").map((c) => c.textContent);
+    expect(cells("Role")).toEqual(["Champion", "Challenger"]);
+    expect(cells("Traffic weight")).toEqual(["90%", "10%"]);
+    expect(cells("Requests")).toEqual(["200", "112"]);
+    expect(cells("Error rate")).toEqual(["2.0%", "1.8%"]);
+    expect(cells("Accuracy")).toEqual(["57%", "62%"]);
+    expect(cells("Labelled rows")).toEqual(["120", "60"]);
+    expect(cells("Latency p99")).toEqual(["16 ms", "15 ms"]);
+    expect(cells("Max feature drift (PSI)")).toEqual(["0.31", "—"]);
+    for (const title of ["Accuracy over time", "Requests per bucket", "Error rate", "Latency of v1 (ms)", "Latency of v2 (ms)"]) {
       expect(screen.getByRole("img", { name: title })).toBeInTheDocument();
     }
     expect(screen.getByRole("img", { name: "Requests per bucket" }).querySelectorAll("rect")).toHaveLength(4);
@@ -48,7 +65,8 @@ describe("ModelPerformanceWidget", () => {
     render(<ModelPerformanceWidget deployment="price-direction" fetchJson={fetchJson} />);
     await screen.findByRole("table");
     await user.click(screen.getByRole("radio", { name: "7 days" }));
-    await waitFor(() => expect(fetchJson.calls.at(-1)).toBe("/api/v1/monitoring/deployments/price-direction/timeseries?window=7d"));
+    await waitFor(() => expect(fetchJson.calls).toContain("/api/v1/monitoring/deployments/price-direction/series?window=7d"));
+    expect(fetchJson.calls).toContain("/api/v1/monitoring/deployments/price-direction/summary?window=7d");
     expect(screen.getByRole("radio", { name: "7 days" })).toBeChecked();
   });
 
@@ -56,9 +74,14 @@ describe("ModelPerformanceWidget", () => {
     const regression = {
       versions: [{ model_version_id: 5, version: "returns v1", role: "champion", weight: 100, task: "regression", points: [point(0, { rmse: 0.042 })] }],
     };
-    render(<ModelPerformanceWidget deployment="returns" fetchJson={fakeFetch({ "/api/v1/monitoring/deployments/*": regression })} />);
+    const windowed = { versions: [{ model_version_id: 5, requests: 100, server_errors: 0, rmse: 0.042, feedback_rows: 30, drift: {} }] };
+    const fetchJson = fakeFetch({
+      "/api/v1/monitoring/deployments/returns/series?window=1h": regression,
+      "/api/v1/monitoring/deployments/returns/summary?window=1h": windowed,
+    });
+    render(<ModelPerformanceWidget deployment="returns" fetchJson={fetchJson} />);
     expect(await screen.findByRole("img", { name: "RMSE over time (lower is better)" })).toBeInTheDocument();
-    expect(screen.getByRole("rowheader", { name: "RMSE (latest)" }).closest("tr")).toHaveTextContent("0.042");
+    expect(screen.getByRole("rowheader", { name: "RMSE" }).closest("tr")).toHaveTextContent("0.042");
   });
 
   it("says when the window has no predictions", async () => {
@@ -92,6 +115,6 @@ describe("ModelPerformanceWidget", () => {
     rerender(<ModelPerformanceWidget deployment="price-direction" fetchJson={fetchJson} refreshKeys={{ other: 1 }} />);
     expect(fetchJson.calls.length).toBe(before);
     rerender(<ModelPerformanceWidget deployment="price-direction" fetchJson={fetchJson} refreshKeys={{ "price-direction": 1 }} />);
-    await waitFor(() => expect(fetchJson.calls.length).toBe(before + 1));
+    await waitFor(() => expect(fetchJson.calls.length).toBe(before + 2));
   });
 });

@@ -1,36 +1,49 @@
-import { formatDateTime, formatWeight, humanize, weightFraction } from "../../../lib/format";
+import { formatDateTime, formatWeight, humanize } from "../../../lib/format";
 import { PALETTE } from "../../../components/charts/Chart";
-import { formatNumber } from "../../../components/charts/scale";
+import { formatNumber, formatPercent } from "../../../components/charts/scale";
 
 export const ACTIONS = [
   {
     key: "promote",
     label: "Promote",
     verb: "Promote",
-    explain: (d) => `Move ${d.name}'s rollout to its next stage now, or make the challenger the champion at the last stage.`,
+    needs: "a running or paused rollout",
+    explain: (d) =>
+      `Move ${d.name}'s challenger to the next rollout stage now without waiting for the gates (at the last stage it becomes the champion).`,
   },
-  { key: "pause", label: "Pause", verb: "Pause", explain: (d) => `Freeze ${d.name}'s rollout at its current traffic split.` },
-  { key: "resume", label: "Resume", verb: "Resume", explain: (d) => `Let ${d.name}'s rollout continue through its gates.`, optional: true },
+  { key: "pause", label: "Pause", verb: "Pause", needs: "a running rollout", explain: (d) => `Freeze ${d.name}'s rollout at its current traffic split; gates stop moving it.` },
+  { key: "resume", label: "Resume", verb: "Resume", needs: "a paused rollout", explain: (d) => `Let ${d.name}'s rollout continue through its gates.`, optional: true },
   {
     key: "rollback",
     label: "Roll back",
     verb: "Roll back",
+    needs: "a running or paused rollout",
     danger: true,
-    explain: (d) => `Send all of ${d.name}'s traffic back to the champion and stop the rollout.`,
+    explain: (d) => `Send all of ${d.name}'s traffic back to the champion and end the rollout.`,
   },
 ];
 
-const OPS = { gte: "≥", ">=": "≥", lte: "≤", "<=": "≤", gt: ">", ">": ">", lt: "<", "<": "<" };
+// Health gates have a ceiling worth showing next to the measured value.
+const LIMITS = {
+  error_rate: (t) => formatPercent(t),
+  p99_latency_ms: (t) => `${formatNumber(t)} ms`,
+};
+
+const GATE_STATES = {
+  pass: ["✓", "passing"],
+  fail: ["✗", "failing"],
+  pending: ["…", "pending"],
+};
 
 function TrafficSplit({ versions }) {
-  const total = versions.reduce((sum, v) => sum + weightFraction(v.weight), 0) || 1;
+  const serving = versions.filter((v) => !v.shadow);
   return (
-    <div className="mlops-split" role="img" aria-label={`Traffic split: ${versions.map((v) => `${v.label} ${formatWeight(v.weight)}`).join(", ")}`}>
-      {versions.map((v, i) => (
+    <div className="mlops-split" role="img" aria-label={`Traffic split: ${serving.map((v) => `${v.label} ${formatWeight(v.weight)}`).join(", ")}`}>
+      {serving.map((v) => (
         <span
           key={v.id ?? v.label}
           className="mlops-split__part"
-          style={{ flexGrow: weightFraction(v.weight) / total, background: PALETTE[i % PALETTE.length] }}
+          style={{ flexGrow: Math.max(0, Number(v.weight) || 0), background: PALETTE[versions.indexOf(v) % PALETTE.length] }}
           title={`${v.label}: ${formatWeight(v.weight)}`}
         />
       ))}
@@ -39,55 +52,65 @@ function TrafficSplit({ versions }) {
 }
 
 function Gate({ gate }) {
-  const state = gate.passed === true ? "pass" : gate.passed === false ? "fail" : "pending";
-  const icon = { pass: "✓", fail: "✗", pending: "…" }[state];
-  const condition = gate.metric ? `${gate.metric} ${OPS[gate.op] || gate.op || ""} ${gate.threshold ?? ""}`.trim() : "";
+  const [icon, said] = GATE_STATES[gate.state] || GATE_STATES.pending;
   return (
-    <li className={`mlops-gate mlops-gate--${state}`}>
+    <li className={`mlops-gate mlops-gate--${gate.state in GATE_STATES ? gate.state : "pending"}`}>
       <span className="mlops-gate__icon" aria-hidden="true">{icon}</span>
-      <span className="mlops-gate__name">{gate.name || condition}</span>
-      {gate.name && condition && <span className="mlops-gate__cond">{condition}</span>}
+      <span className="mlops-gate__name">{humanize(gate.name)}</span>
       <span className="mlops-gate__value">
-        {gate.value == null ? "no data yet" : `now ${typeof gate.value === "number" ? formatNumber(gate.value) : gate.value}`}
-        <span className="mlops-sr"> ({state === "pass" ? "passing" : state === "fail" ? "failing" : "not evaluated"})</span>
+        {gate.detail || (gate.value == null ? "no data yet" : formatNumber(gate.value))}
+        {gate.threshold != null && LIMITS[gate.name] ? ` (limit ${LIMITS[gate.name](gate.threshold)})` : ""}
       </span>
+      <span className="mlops-sr"> ({said})</span>
     </li>
   );
 }
 
+const pct = (v) => (typeof v === "number" ? `${Number(v.toFixed(1))}%` : String(v));
+
 function Rollout({ rollout }) {
-  if (!rollout) return <p className="mlops-note">No rollout in progress.</p>;
+  if (!rollout) return <p className="mlops-note">No rollout yet.</p>;
   const stages = rollout.stages || [];
-  const index = rollout.stage_index ?? stages.findIndex((s) => String(s) === String(rollout.stage));
+  const index = rollout.stage_index ?? -1;
+  const open = ["draft", "running", "paused"].includes(rollout.status);
   return (
     <div className="mlops-rollout">
       <p className="mlops-rollout__stage">
         Rollout <span className={`mlops-pill mlops-pill--${rollout.status}`}>{humanize(rollout.status)}</span>
-        {rollout.stage != null && (
+        {open && rollout.stage != null && (
           <>
-            {" "}stage <strong>{typeof rollout.stage === "number" ? `${rollout.stage}%` : rollout.stage}</strong>
+            {" "}stage <strong>{pct(rollout.stage)}</strong>
             {stages.length > 0 && index >= 0 && ` (${index + 1} of ${stages.length})`}
           </>
         )}
+        {rollout.challenger && (
+          <span className="mlops-muted">
+            {" "}· {rollout.challenger} challenging {rollout.champion}
+          </span>
+        )}
       </p>
-      {stages.length > 0 && (
+      {open && stages.length > 0 && (
         <ol className="mlops-stepper" aria-label="Rollout stages">
           {stages.map((s, i) => (
             <li key={i} className={i < index ? "done" : i === index ? "current" : ""} aria-current={i === index ? "step" : undefined}>
-              {typeof s === "number" ? `${s}%` : s}
+              {pct(s)}
             </li>
           ))}
         </ol>
       )}
-      {rollout.gates?.length > 0 ? (
-        <ul className="mlops-gates" aria-label="Gates of this stage">
-          {rollout.gates.map((g, i) => (
-            <Gate key={g.name || i} gate={g} />
-          ))}
-        </ul>
-      ) : (
-        <p className="mlops-note">This stage has no gates.</p>
-      )}
+      {open &&
+        (rollout.gates?.length > 0 ? (
+          <>
+            <ul className="mlops-gates" aria-label="Gates of this stage">
+              {rollout.gates.map((g, i) => (
+                <Gate key={g.name || i} gate={g} />
+              ))}
+            </ul>
+            {rollout.decision_reason && <p className="mlops-note">Gates: {rollout.decision_reason}</p>}
+          </>
+        ) : (
+          <p className="mlops-note">{rollout.status === "running" ? "Gates not evaluated yet in this stage." : "Gates are evaluated while the rollout runs."}</p>
+        ))}
     </div>
   );
 }
@@ -122,7 +145,7 @@ export function DeploymentCard({ deployment: d, canAct, onAction }) {
                     {v.label}
                     {v.framework && <span className="mlops-muted"> · {v.framework}{v.model_type ? `/${v.model_type}` : ""}</span>}
                   </td>
-                  <td>{humanize(v.role)}</td>
+                  <td>{humanize(v.role)}{v.shadow ? " (shadow)" : ""}</td>
                   <td data-testid="weight">{formatWeight(v.weight)}</td>
                 </tr>
               ))}
@@ -139,9 +162,9 @@ export function DeploymentCard({ deployment: d, canAct, onAction }) {
           <ul>
             {d.events.map((e, i) => (
               <li key={e.id ?? i}>
-                <time dateTime={e.created_at}>{formatDateTime(e.created_at)}</time> <strong>{humanize(e.kind)}</strong>
-                {e.message ? ` ${e.message}` : ""}
-                {e.user ? <span className="mlops-muted"> by {e.user}</span> : null}
+                <time dateTime={e.created_at}>{formatDateTime(e.created_at)}</time> <strong>{e.label || humanize(e.kind)}</strong>
+                {e.reason ? `: ${e.reason}` : ""}
+                {e.actor ? <span className="mlops-muted"> · {e.actor}</span> : null}
               </li>
             ))}
           </ul>
@@ -152,14 +175,14 @@ export function DeploymentCard({ deployment: d, canAct, onAction }) {
       {canAct && (
         <div className="mlops-actions" role="group" aria-label={`Actions for ${d.name}`}>
           {actions.map((a) => {
-            const allowed = d.actions ? d.actions[a.key] !== false : true;
+            const allowed = !!d.actions?.[a.key];
             return (
               <button
                 key={a.key}
                 type="button"
                 className={`mlops-btn${a.danger ? " mlops-btn--danger" : ""}`}
                 disabled={!allowed}
-                title={allowed ? undefined : `${a.label} is not possible in the current state`}
+                title={allowed ? undefined : `${a.label} needs ${a.needs}`}
                 onClick={() => onAction(d, a)}
               >
                 {a.label}

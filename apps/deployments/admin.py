@@ -1,0 +1,380 @@
+"""Admin: deployments with versions, weights, window metrics and events; rollouts with stage and
+gates; actions promote / pause / resume / abort / roll back behind a confirmation page, ML Staff only."""
+from datetime import timedelta
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+from apps.core.roles import is_ml_staff
+from apps.registry.models import ModelVersion
+
+from .choices import OPEN_ROLLOUT_STATUSES, GateState, RolloutAction
+from .models import Deployment, DeploymentEvent, DeploymentVersion, Rollout
+from .selectors import deployment_open_rollout
+from .services.model_deployment_service import (
+    TransitionConflict,
+    deployment_create,
+    deployment_rollback,
+    rollout_create,
+    rollout_transition,
+    validate_gates,
+    validate_stages,
+)
+
+CONFIRM_TEMPLATE = "admin/deployments/confirm_action.html"
+
+
+def _require_staff(request):
+    if not is_ml_staff(request.user):
+        raise PermissionDenied("Only ML Staff may act on deployments.")
+
+
+def _error_text(exc) -> str:
+    if isinstance(exc, ValidationError) and hasattr(exc, "message_dict"):
+        return "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
+    if isinstance(exc, ValidationError):
+        return " ".join(exc.messages)
+    return str(exc)
+
+
+class DeploymentVersionInline(admin.TabularInline):
+    model = DeploymentVersion
+    fields = ("model_version", "role", "weight", "shadow", "updated_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ("-weight", "position")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class DeploymentEventInline(admin.TabularInline):
+    model = DeploymentEvent
+    fields = ("created_at", "kind", "actor_label", "from_status", "to_status", "stage_index", "reason")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    max_num = 0
+    ordering = ("-created_at",)
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).order_by("-created_at")
+
+
+class DeploymentAddForm(forms.ModelForm):
+    initial_version = forms.ModelChoiceField(
+        queryset=ModelVersion.objects.select_related("registered_model"),
+        help_text="Serves all traffic at first (the champion).",
+    )
+
+    class Meta:
+        model = Deployment
+        fields = ("name", "description")
+
+
+class RollbackForm(forms.Form):
+    model_version = forms.ModelChoiceField(queryset=ModelVersion.objects.none(), label="Roll back to")
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+
+    def __init__(self, *args, deployment=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["model_version"].queryset = ModelVersion.objects.filter(
+            registered_model=deployment.registered_model).select_related("registered_model")
+
+
+@admin.register(Deployment)
+class DeploymentAdmin(admin.ModelAdmin):
+    list_display = ("name", "registered_model", "serving", "rollout_state", "generation", "updated_at")
+    search_fields = ("name", "registered_model__name")
+    readonly_fields = ("registered_model", "generation", "created_by", "created_at", "updated_at", "monitoring")
+    inlines = [DeploymentVersionInline, DeploymentEventInline]
+    actions = ["rollback_action"]
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = DeploymentAddForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ("name", "description", "initial_version")
+        return ("name", "description", "registered_model", "generation", "created_by", "created_at", "updated_at", "monitoring")
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ()
+        return ("name", *self.readonly_fields)
+
+    def get_inlines(self, request, obj):
+        return self.inlines if obj is not None else []
+
+    def has_add_permission(self, request):
+        return is_ml_staff(request.user)
+
+    def has_change_permission(self, request, obj=None):
+        return is_ml_staff(request.user)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        created = deployment_create(name=form.cleaned_data["name"], model_version=form.cleaned_data["initial_version"],
+                                    user=request.user, description=form.cleaned_data.get("description", ""))
+        obj.pk = created.pk
+        obj.generation = created.generation
+
+    @admin.display(description="serving")
+    def serving(self, obj):
+        rows = [r for r in obj.versions.select_related("model_version") if r.weight > 0 or r.shadow]
+        return ", ".join(f"v{r.model_version.version} {'shadow' if r.shadow else f'{r.weight:g}%'}" for r in rows) or "-"
+
+    @admin.display(description="rollout")
+    def rollout_state(self, obj):
+        rollout = deployment_open_rollout(deployment=obj)
+        if rollout is None:
+            return "-"
+        return f"{rollout.get_status_display()} · stage {rollout.stage_index + 1}/{len(rollout.stages)} ({rollout.current_percent:g}%)"
+
+    @admin.display(description="monitoring (last hour)")
+    def monitoring(self, obj):
+        from apps.monitoring.selectors import feature_drift, version_windows
+
+        since = timezone.now() - timedelta(hours=1)
+        windows = version_windows(deployment=obj, since=since)
+        rows = []
+        versions = ModelVersion.objects.select_related("dataset_version").in_bulk(list(windows))
+        for version_id, w in sorted(windows.items()):
+            version = versions.get(version_id)
+            drift = feature_drift(deployment=obj, model_version=version, since=since) if version else {}
+            worst = max(((f, d["psi"]) for f, d in drift.items() if d["psi"] is not None), key=lambda x: x[1], default=None)
+            quality = (f"accuracy {w.accuracy:.3f}" if w.accuracy is not None else
+                       f"RMSE {w.rmse:.4g}" if w.rmse is not None else "no feedback")
+            rows.append((
+                f"v{version.version if version else version_id}", w.requests,
+                "-" if w.error_rate is None else f"{w.error_rate:.2%}",
+                " / ".join("-" if v is None else f"{v:.1f}" for v in (w.p50_ms, w.p95_ms, w.p99_ms)),
+                f"{quality} ({w.feedback_rows} rows)",
+                "-" if worst is None else f"{worst[0]}: {worst[1]:.3f}",
+            ))
+        if not rows:
+            return "No predictions in the last hour."
+        header = format_html(
+            "<tr><th>version</th><th>requests</th><th>error rate</th><th>p50 / p95 / p99 ms</th>"
+            "<th>quality</th><th>max PSI</th></tr>"
+        )
+        body = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows)
+        return format_html("<table>{}{}</table>", header, body)
+
+    @admin.action(description="Roll back to a version…")
+    def rollback_action(self, request, queryset):
+        _require_staff(request)
+        if queryset.count() != 1:
+            self.message_user(request, "Roll back one deployment at a time.", messages.WARNING)
+            return None
+        deployment = queryset.first()
+        form = RollbackForm(request.POST if "confirm" in request.POST else None, deployment=deployment)
+        if "confirm" in request.POST and form.is_valid():
+            try:
+                deployment_rollback(deployment=deployment, model_version=form.cleaned_data["model_version"],
+                                    user=request.user, reason=form.cleaned_data["reason"])
+            except (ValidationError, TransitionConflict) as exc:
+                self.message_user(request, f"{deployment}: {_error_text(exc)}", messages.ERROR)
+                return None
+            self.message_user(request, f"{deployment} now serves {form.cleaned_data['model_version']} at 100%.")
+            return None
+        return TemplateResponse(request, CONFIRM_TEMPLATE, {
+            **self.admin_site.each_context(request), "title": f"Roll back {deployment.name}",
+            "opts": self.model._meta, "objects": [deployment], "form": form, "action": "rollback_action",
+            "action_label": "Roll back", "explanation": "All traffic moves to the chosen version; an open rollout ends as rolled back.",
+            "selected": [deployment.pk],
+        })
+
+
+class RolloutAddForm(forms.ModelForm):
+    stages = forms.JSONField(initial=validate_stages(None), help_text="[{percent, min_duration_s, min_predictions, min_feedback}], last at 100")
+    gates = forms.JSONField(initial=validate_gates(None), help_text="Thresholds; see the docs of each key in the API schema")
+
+    class Meta:
+        model = Rollout
+        fields = ("deployment", "challenger", "stages", "gates")
+
+    def clean_stages(self):
+        try:
+            return validate_stages(self.cleaned_data["stages"])
+        except ValidationError as exc:
+            raise forms.ValidationError(_error_text(exc)) from exc
+
+    def clean_gates(self):
+        try:
+            return validate_gates(self.cleaned_data["gates"])
+        except ValidationError as exc:
+            raise forms.ValidationError(_error_text(exc)) from exc
+
+    def clean(self):
+        data = super().clean()
+        deployment, challenger = data.get("deployment"), data.get("challenger")
+        if deployment and challenger and challenger.registered_model_id != deployment.registered_model_id:
+            self.add_error("challenger", f"{challenger} is not a version of {deployment.registered_model}")
+        if deployment and Rollout.objects.filter(deployment=deployment, status__in=OPEN_ROLLOUT_STATUSES).exists():
+            self.add_error("deployment", f"{deployment} already has an open rollout")
+        return data
+
+
+def _gate_table(gate_status: dict):
+    gates = (gate_status or {}).get("gates") or []
+    if not gates:
+        return "not evaluated yet"
+    colors = {GateState.PASS: "#2e7d32", GateState.FAIL: "#c62828", GateState.PENDING: "#8d6e00"}
+    rows = format_html_join("", "<tr><td>{}</td><td style='color:{}'><b>{}</b></td><td>{}</td></tr>", (
+        (g["name"], colors.get(g["state"], "inherit"), g["state"], g["detail"]) for g in gates
+    ))
+    return format_html("<p>{}: {}</p><table><tr><th>gate</th><th>state</th><th>detail</th></tr>{}</table>",
+                       gate_status.get("action", ""), gate_status.get("reason", ""), rows)
+
+
+@admin.register(Rollout)
+class RolloutAdmin(admin.ModelAdmin):
+    list_display = ("id", "deployment", "champion", "challenger", "status", "stage", "gates_summary", "evaluated_at")
+    list_filter = ("status", "deployment")
+    readonly_fields = ("deployment", "champion", "challenger", "status", "stage", "stages_display", "gates_display",
+                       "gate_table", "started_at", "stage_started_at", "evaluated_at", "ended_at", "created_by", "created_at")
+    actions = ["start_action", "promote_action", "pause_action", "resume_action", "abort_action", "rollback_action"]
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = RolloutAddForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ("deployment", "challenger", "stages", "gates")
+        return self.readonly_fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return () if obj is None else self.readonly_fields
+
+    def has_add_permission(self, request):
+        return is_ml_staff(request.user)
+
+    def has_change_permission(self, request, obj=None):
+        return is_ml_staff(request.user)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return
+        try:
+            created = rollout_create(deployment=form.cleaned_data["deployment"], challenger=form.cleaned_data["challenger"],
+                                     stages=form.cleaned_data["stages"], gates=form.cleaned_data["gates"], user=request.user)
+        except (ValidationError, TransitionConflict) as exc:
+            raise PermissionDenied(_error_text(exc)) from exc
+        obj.pk = created.pk
+
+    @admin.display(description="stage")
+    def stage(self, obj):
+        return f"{obj.stage_index + 1}/{len(obj.stages)} ({obj.current_percent:g}% to challenger)"
+
+    @admin.display(description="gates")
+    def gates_summary(self, obj):
+        status = obj.gate_status or {}
+        return f"{status.get('action', '-')}: {status.get('reason', '')}"[:120]
+
+    @admin.display(description="stages")
+    def stages_display(self, obj):
+        return format_html_join("", "<div>{}: {}% · ≥{}s · ≥{} predictions · ≥{} feedback</div>", (
+            (i + 1, f"{s['percent']:g}", f"{s['min_duration_s']:g}", s["min_predictions"], s["min_feedback"])
+            for i, s in enumerate(obj.stages)
+        ))
+
+    @admin.display(description="gate settings")
+    def gates_display(self, obj):
+        return format_html_join("", "<div>{}: {}</div>", sorted(obj.gates.items()))
+
+    @admin.display(description="gate status")
+    def gate_table(self, obj):
+        return _gate_table(obj.gate_status)
+
+    def _act(self, request, queryset, action: RolloutAction, label: str, explanation: str):
+        _require_staff(request)
+        if "confirm" in request.POST:
+            done = 0
+            for rollout in queryset:
+                seen = request.POST.get(f"stage_{rollout.pk}")
+                try:
+                    rollout_transition(rollout=rollout, action=action, user=request.user,
+                                       expected_stage=int(seen) if seen not in (None, "") else None,
+                                       reason=request.POST.get("reason", ""))
+                    done += 1
+                except (ValidationError, TransitionConflict) as exc:
+                    self.message_user(request, f"Rollout {rollout.pk}: {_error_text(exc)}", messages.ERROR)
+            if done:
+                self.message_user(request, f"{label}: {done} rollout(s).")
+            return None
+        return TemplateResponse(request, CONFIRM_TEMPLATE, {
+            **self.admin_site.each_context(request), "title": f"{label} rollout(s)?", "opts": self.model._meta,
+            "objects": list(queryset.select_related("deployment", "champion", "challenger")), "action": request.POST.get("action"),
+            "action_label": label, "explanation": explanation, "with_stage": True,
+            "selected": list(queryset.values_list("pk", flat=True)), "form": None,
+        })
+
+    @admin.action(description="Start (draft → first stage)")
+    def start_action(self, request, queryset):
+        return self._act(request, queryset, RolloutAction.START, "Start", "Traffic moves to the first stage's split.")
+
+    @admin.action(description="Promote to the next stage…")
+    def promote_action(self, request, queryset):
+        return self._act(request, queryset, RolloutAction.PROMOTE, "Promote",
+                         "Each rollout moves one stage on from the stage shown; at the last stage the challenger becomes champion.")
+
+    @admin.action(description="Pause…")
+    def pause_action(self, request, queryset):
+        return self._act(request, queryset, RolloutAction.PAUSE, "Pause", "Weights stay as they are; gates stop deciding.")
+
+    @admin.action(description="Resume…")
+    def resume_action(self, request, queryset):
+        return self._act(request, queryset, RolloutAction.RESUME, "Resume", "Gates decide again.")
+
+    @admin.action(description="Abort…")
+    def abort_action(self, request, queryset):
+        return self._act(request, queryset, RolloutAction.ABORT, "Abort", "All traffic goes back to the champion.")
+
+    @admin.action(description="Roll back…")
+    def rollback_action(self, request, queryset):
+        return self._act(request, queryset, RolloutAction.ROLLBACK, "Roll back",
+                         "All traffic goes back to the champion; the rollout ends as rolled back.")
+
+
+@admin.register(DeploymentEvent)
+class DeploymentEventAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "deployment", "kind", "actor_label", "from_status", "to_status", "stage_index", "short_reason")
+    list_filter = ("kind", "deployment")
+    search_fields = ("reason", "actor_label", "deployment__name")
+    readonly_fields = ("deployment", "rollout", "kind", "from_status", "to_status", "stage_index", "actor", "actor_label",
+                       "reason", "traffic", "metrics", "created_at")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="reason")
+    def short_reason(self, obj):
+        return obj.reason[:100]
+

@@ -1,0 +1,301 @@
+"""Prediction and feedback endpoints (MLflow scoring formats) and the Open Inference Protocol V2.
+
+Bodies are read by the serving path itself, not by DRF's parser: it keeps NaN/Infinity literals
+so the rejection can name the column and row that hold them, and it answers malformed JSON with
+a 400 that says where. Any portal role may predict (HasPortalRole), per-client throttled under the
+"predict" scope.
+"""
+import json
+import time
+
+from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import HttpResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.views import APIView
+
+from apps.core.health import check_database, check_redis
+from apps.core.permissions import HasPortalRole
+
+from .auth import CachedApiTokenAuthentication, PredictRateThrottle
+from .selectors import deployment_get, deployment_serving_versions, deployment_signature
+from .serializers import (
+    ErrorSerializer,
+    FeedbackRequestSerializer,
+    FeedbackResponseSerializer,
+    PredictRequestSerializer,
+    PredictResponseSerializer,
+    V2ErrorSerializer,
+    V2InferRequestSerializer,
+    V2InferResponseSerializer,
+    V2LiveSerializer,
+    V2ModelMetadataSerializer,
+    V2ModelReadySerializer,
+    V2ReadySerializer,
+)
+from .serving.inputs import InputError, loads_body
+from .serving.state import serving_state
+from .services.model_deployment_service import (
+    DeploymentNotFound,
+    ModelUnavailable,
+    PredictionFailed,
+    PredictionInputError,
+    feedback_record,
+    predict,
+)
+
+ROUTING_HEADER = "HTTP_X_ROUTING_KEY"
+ROUTING_KEY_PARAMETER = OpenApiParameter(
+    "X-Routing-Key", str, OpenApiParameter.HEADER, required=False,
+    description="Sticky assignment: requests with the same key reach the same version while weights stand.",
+)
+
+
+def json_response(data: dict, status: int = 200, headers: dict | None = None) -> HttpResponse:
+    response = HttpResponse(json.dumps(data, separators=(",", ":")), content_type="application/json", status=status)
+    for key, value in (headers or {}).items():
+        response[key] = value
+    return response
+
+
+def _raw_body(request) -> bytes:
+    try:
+        return request.body
+    except RequestDataTooBig:
+        raise InputError("body", "the request body is larger than the server accepts; send fewer rows per request") from None
+
+
+def _routing_key(request, value) -> str | None:
+    header = request.META.get(ROUTING_HEADER)
+    if header:
+        return header
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
+        raise InputError("routing_key", "expected a non-empty string (e.g. a customer or portfolio id)")
+    return str(value)
+
+
+class PredictionEndpoint(APIView):
+    authentication_classes = [CachedApiTokenAuthentication, SessionAuthentication]
+    permission_classes = [HasPortalRole]
+    throttle_classes = [PredictRateThrottle]
+    throttle_scope = "predict"
+    parser_classes = []
+
+
+def _error(message: str, status: int, **extra) -> HttpResponse:
+    return json_response({"detail": message, **{k: v for k, v in extra.items() if v is not None}}, status=status)
+
+
+class PredictApi(PredictionEndpoint):
+    @extend_schema(
+        request=PredictRequestSerializer,
+        responses={200: PredictResponseSerializer, 400: ErrorSerializer, 404: ErrorSerializer, 429: ErrorSerializer,
+                   503: ErrorSerializer},
+        parameters=[ROUTING_KEY_PARAMETER],
+        summary="Predict (MLflow scoring formats: dataframe_split, dataframe_records, instances, inputs)",
+        description="Send raw rows with the columns in the deployment's signature (GET /api/v1/deployments/<name>). "
+                    "Models with history features need the last `history_rows` rows per entity, oldest first.",
+    )
+    def post(self, request, name):
+        started = time.perf_counter()
+        try:
+            raw = _raw_body(request)
+            body = loads_body(raw)
+            routing_key = _routing_key(request, body.get("routing_key"))
+            result = predict(deployment=name, body=body, raw_body=raw, protocol="mlflow", routing_key=routing_key,
+                             started=started)
+        except PredictionInputError as exc:
+            return _error(f"{exc.field}: {exc.message}", 400, field=exc.field, needed_rows=exc.needed_rows,
+                          model_version=exc.version)
+        except InputError as exc:
+            return _error(f"{exc.field}: {exc.message}", 400, field=exc.field)
+        except DeploymentNotFound:
+            return _error(f"No deployment named {name!r}.", 404)
+        except ModelUnavailable as exc:
+            return _error(str(exc), 503)
+        except PredictionFailed as exc:
+            return _error(str(exc), 500)
+        return json_response(
+            {"predictions": result.predictions, "model_version": result.model_version, "model_name": result.model_name,
+             "request_id": result.request_id, "rows": result.row_labels},
+            headers={"X-Request-Id": result.request_id, "X-Model-Version": result.model_version},
+        )
+
+
+class FeedbackApi(PredictionEndpoint):
+    @extend_schema(
+        request=FeedbackRequestSerializer,
+        responses={200: FeedbackResponseSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
+        summary="Ground truth for earlier predictions, by request id",
+    )
+    def post(self, request, name):
+        try:
+            body = loads_body(_raw_body(request))
+        except InputError as exc:
+            return _error(f"{exc.field}: {exc.message}", 400, field=exc.field)
+        deployment = deployment_get(name=name)
+        if deployment is None:
+            return _error(f"No deployment named {name!r}.", 404)
+        if "feedback" in body:
+            unknown = sorted(set(body) - {"feedback"})
+            if unknown:
+                return _error(f"{unknown[0]}: unknown field", 400, field=unknown[0])
+            items = body["feedback"]
+        else:
+            items = [body]
+        try:
+            result = feedback_record(deployment=deployment, items=items, user=request.user)
+        except DjangoValidationError as exc:
+            field, messages = next(iter(exc.message_dict.items()))
+            return _error(f"{field}: {messages[0]}", 400, field=field)
+        return json_response({"requests": result.requests, "answers_scored": result.answers_scored})
+
+
+class V2Endpoint(PredictionEndpoint):
+    """Errors in the protocol's shape: {"error": "..."}."""
+
+    def handle_exception(self, exc):
+        response = super().handle_exception(exc)
+        data = response.data
+        if isinstance(data, dict) and "detail" in data:
+            message = str(data["detail"])
+        elif isinstance(data, dict):
+            field, value = next(iter(data.items()))
+            message = f"{field}: {value[0] if isinstance(value, list) else value}"
+        else:
+            message = str(data)
+        response.data = {"error": message}
+        return response
+
+
+def _v2_error(message: str, status: int) -> HttpResponse:
+    return json_response({"error": message}, status=status)
+
+
+def _v2_datatype(values: list) -> str:
+    if all(isinstance(v, bool) for v in values) and values:
+        return "BOOL"
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return "INT64"
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return "FP64"
+    return "BYTES"
+
+
+def _prediction_datatype(signature: dict) -> str:
+    if signature.get("task") == "regression":
+        return "FP64"
+    classes = signature.get("classes") or []
+    return _v2_datatype(classes) if classes else "INT64"
+
+
+class V2LiveApi(V2Endpoint):
+    @extend_schema(responses={200: V2LiveSerializer}, summary="V2: server live", tags=["inference-v2"])
+    def get(self, request):
+        return json_response({"live": True})
+
+
+class V2ReadyApi(V2Endpoint):
+    @extend_schema(responses={200: V2ReadySerializer, 400: V2ReadySerializer}, summary="V2: server ready",
+                   tags=["inference-v2"])
+    def get(self, request):
+        problems = [p for p in (check_database(), check_redis()) if p]
+        return json_response({"ready": not problems}, status=200 if not problems else 400)
+
+
+class V2ModelMetadataApi(V2Endpoint):
+    @extend_schema(responses={200: V2ModelMetadataSerializer, 404: V2ErrorSerializer}, summary="V2: model metadata",
+                   tags=["inference-v2"])
+    def get(self, request, name):
+        deployment = deployment_get(name=name)
+        if deployment is None:
+            return _v2_error(f"no model named {name!r}", 404)
+        signature = deployment_signature(deployment=deployment)
+        versions = [str(r.model_version.version) for r in deployment_serving_versions(deployment=deployment)]
+        frameworks = sorted({r.model_version.framework for r in deployment_serving_versions(deployment=deployment)})
+        return json_response({
+            "name": name,
+            "versions": versions,
+            "platform": f"mlops-portal/{'+'.join(frameworks)}",
+            "inputs": [{"name": c["name"], "datatype": c["v2_datatype"], "shape": [-1]} for c in signature.get("inputs", [])],
+            "outputs": [
+                {"name": "predictions", "datatype": _prediction_datatype(signature), "shape": [-1]},
+                {"name": "rows", "datatype": "BYTES", "shape": [-1]},
+            ],
+            "parameters": {
+                "task": signature.get("task"),
+                "history_rows": signature.get("history_rows", 1),
+                "entity_column": signature.get("entity_column"),
+                "time_column": signature.get("time_column"),
+                "classes": signature.get("classes"),
+                "model_version": signature.get("model_version"),
+            },
+        })
+
+
+class V2ModelReadyApi(V2Endpoint):
+    @extend_schema(responses={200: V2ModelReadySerializer, 400: V2ModelReadySerializer, 404: V2ErrorSerializer},
+                   summary="V2: model ready (loaded in this process)", tags=["inference-v2"])
+    def get(self, request, name):
+        try:
+            serving_state.table(name)
+        except DeploymentNotFound:
+            return _v2_error(f"no model named {name!r}", 404)
+        except ModelUnavailable:
+            return json_response({"name": name, "ready": False}, status=400)
+        return json_response({"name": name, "ready": True})
+
+
+class V2InferApi(V2Endpoint):
+    @extend_schema(
+        request=V2InferRequestSerializer,
+        responses={200: V2InferResponseSerializer, 400: V2ErrorSerializer, 404: V2ErrorSerializer,
+                   503: V2ErrorSerializer},
+        parameters=[ROUTING_KEY_PARAMETER],
+        summary="V2: infer (one input tensor per raw column, or one [rows, columns] tensor)",
+        tags=["inference-v2"],
+    )
+    def post(self, request, name):
+        started = time.perf_counter()
+        try:
+            raw = _raw_body(request)
+            body = loads_body(raw)
+            parameters = body.get("parameters") or {}
+            if not isinstance(parameters, dict):
+                raise InputError("parameters", "expected an object")
+            client_id = body.get("id")
+            if client_id is not None and not isinstance(client_id, str):
+                raise InputError("id", "expected a string")
+            requested = body.get("outputs")
+            if requested is not None and (not isinstance(requested, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in requested)):
+                raise InputError("outputs", "expected an array of {name}")
+            names = [o["name"] for o in requested] if requested else ["predictions", "rows"]
+            unknown = [n for n in names if n not in ("predictions", "rows")]
+            if unknown:
+                raise InputError("outputs", f"unknown output {unknown[0]!r}; this model has predictions and rows")
+            routing_key = _routing_key(request, parameters.get("routing_key"))
+            result = predict(deployment=name, body=body, raw_body=raw, protocol="v2", routing_key=routing_key,
+                             started=started)
+        except InputError as exc:
+            return _v2_error(f"{exc.field}: {exc.message}", 400)
+        except DeploymentNotFound:
+            return _v2_error(f"no model named {name!r}", 404)
+        except ModelUnavailable as exc:
+            return _v2_error(str(exc), 503)
+        except PredictionFailed as exc:
+            return _v2_error(str(exc), 500)
+        values = {"predictions": result.predictions, "rows": [str(r) for r in result.row_labels]}
+        outputs = []
+        for output in names:
+            data = values[output]
+            datatype = "BYTES" if output == "rows" else ("FP64" if result.task == "regression" else _v2_datatype(data))
+            outputs.append({"name": output, "shape": [len(data)], "datatype": datatype, "data": data})
+        return json_response(
+            {"model_name": name, "model_version": result.model_version, "id": client_id or result.request_id,
+             "parameters": {"request_id": result.request_id, "model": result.model_name}, "outputs": outputs},
+            headers={"X-Request-Id": result.request_id, "X-Model-Version": result.model_version},
+        )
+

@@ -1,0 +1,254 @@
+"""API shapes of deployments, rollouts, events and the prediction protocols."""
+from rest_framework import serializers
+
+from .choices import RolloutAction
+from .selectors import deployment_open_rollout, deployment_signature
+
+
+class DeploymentVersionSerializer(serializers.Serializer):
+    model_version_id = serializers.IntegerField()
+    version = serializers.IntegerField(source="model_version.version")
+    framework = serializers.CharField(source="model_version.framework")
+    model_type = serializers.CharField(source="model_version.model_type")
+    role = serializers.CharField()
+    weight = serializers.FloatField(help_text="Percent of live traffic.")
+    shadow = serializers.BooleanField()
+
+
+class DeploymentRolloutSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.CharField()
+    stage_index = serializers.IntegerField()
+    stage_count = serializers.SerializerMethodField()
+    percent = serializers.FloatField(source="current_percent", help_text="Challenger's share of traffic now.")
+    champion_version = serializers.IntegerField(source="champion.version")
+    challenger_version = serializers.IntegerField(source="challenger.version")
+    champion_id = serializers.IntegerField()
+    challenger_id = serializers.IntegerField()
+    stages = serializers.JSONField()
+    gates = serializers.JSONField()
+    gate_status = serializers.JSONField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    stage_started_at = serializers.DateTimeField(allow_null=True)
+    evaluated_at = serializers.DateTimeField(allow_null=True)
+    ended_at = serializers.DateTimeField(allow_null=True)
+
+    def get_stage_count(self, obj) -> int:
+        return len(obj.stages)
+
+
+class DeploymentEventSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    rollout_id = serializers.IntegerField(allow_null=True)
+    from_status = serializers.CharField()
+    to_status = serializers.CharField()
+    stage_index = serializers.IntegerField(allow_null=True)
+    actor = serializers.CharField(source="actor_label")
+    reason = serializers.CharField()
+    traffic = serializers.JSONField()
+    metrics = serializers.JSONField()
+    created_at = serializers.DateTimeField()
+
+
+class DeploymentSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    description = serializers.CharField()
+    registered_model = serializers.CharField(source="registered_model.name")
+    generation = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    versions = serializers.SerializerMethodField()
+    rollout = serializers.SerializerMethodField()
+
+    def get_versions(self, obj) -> DeploymentVersionSerializer(many=True):
+        rows = [r for r in obj.versions.all() if r.weight > 0 or r.shadow]
+        return DeploymentVersionSerializer(rows, many=True).data
+
+    def get_rollout(self, obj) -> DeploymentRolloutSerializer(allow_null=True):
+        rollout = deployment_open_rollout(deployment=obj)
+        return DeploymentRolloutSerializer(rollout).data if rollout else None
+
+
+class SignatureInputSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    kind = serializers.CharField(help_text="numeric, text or datetime")
+    v2_datatype = serializers.CharField()
+
+
+class SignatureSerializer(serializers.Serializer):
+    model_version = serializers.CharField()
+    task = serializers.CharField()
+    inputs = SignatureInputSerializer(many=True)
+    history_rows = serializers.IntegerField(help_text="Raw rows per entity one prediction needs, oldest first.")
+    entity_column = serializers.CharField(allow_null=True)
+    time_column = serializers.CharField(allow_null=True)
+    classes = serializers.ListField(child=serializers.JSONField(), allow_null=True)
+
+
+class DeploymentDetailSerializer(DeploymentSerializer):
+    signature = serializers.SerializerMethodField()
+    events = serializers.SerializerMethodField()
+    last_rollout = serializers.SerializerMethodField()
+
+    def get_signature(self, obj) -> SignatureSerializer:
+        return deployment_signature(deployment=obj)
+
+    def get_events(self, obj) -> DeploymentEventSerializer(many=True):
+        return DeploymentEventSerializer(self.context.get("events", []), many=True).data
+
+    def get_last_rollout(self, obj) -> DeploymentRolloutSerializer(allow_null=True):
+        rollout = self.context.get("last_rollout")
+        return DeploymentRolloutSerializer(rollout).data if rollout else None
+
+
+class DeploymentCreateSerializer(serializers.Serializer):
+    name = serializers.SlugField(max_length=100)
+    model_version_id = serializers.IntegerField()
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class TrafficItemSerializer(serializers.Serializer):
+    model_version_id = serializers.IntegerField()
+    weight = serializers.FloatField(min_value=0, max_value=100)
+    shadow = serializers.BooleanField(required=False, default=False)
+
+
+class TrafficSerializer(serializers.Serializer):
+    traffic = TrafficItemSerializer(many=True)
+    reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class RollbackSerializer(serializers.Serializer):
+    model_version_id = serializers.IntegerField(required=False)
+    version = serializers.IntegerField(required=False, help_text="Version number of the deployment's model.")
+    reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+    def validate(self, attrs):
+        if ("model_version_id" in attrs) == ("version" in attrs):
+            raise serializers.ValidationError({"version": "give exactly one of version or model_version_id"})
+        return attrs
+
+
+class RolloutCreateSerializer(serializers.Serializer):
+    challenger_version_id = serializers.IntegerField(required=False)
+    challenger_version = serializers.IntegerField(required=False, help_text="Version number of the deployment's model.")
+    stages = serializers.JSONField(required=False, help_text="[{percent, min_duration_s, min_predictions, min_feedback}]")
+    gates = serializers.JSONField(required=False, help_text="{max_error_rate, max_p99_ms, alpha, tau, ...}")
+    start = serializers.BooleanField(required=False, default=True)
+    reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+    def validate(self, attrs):
+        if ("challenger_version_id" in attrs) == ("challenger_version" in attrs):
+            raise serializers.ValidationError({"challenger_version": "give exactly one of challenger_version or challenger_version_id"})
+        return attrs
+
+
+class RolloutActionSerializer(serializers.Serializer):
+    stage = serializers.IntegerField(
+        required=False, min_value=0,
+        help_text="The stage index you saw (required for promote and rollback): if the rollout moved "
+                  "meanwhile the request is refused with 409 instead of acting twice.",
+    )
+    reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+ROLLOUT_ACTIONS = [a.value for a in RolloutAction]
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    field = serializers.CharField(required=False)
+    needed_rows = serializers.IntegerField(required=False)
+
+
+class DataframeSplitSerializer(serializers.Serializer):
+    columns = serializers.ListField(child=serializers.CharField())
+    data = serializers.ListField(child=serializers.ListField(child=serializers.JSONField()))
+
+
+class PredictRequestSerializer(serializers.Serializer):
+    """Exactly one of the four MLflow scoring formats, plus an optional sticky routing key."""
+
+    dataframe_split = DataframeSplitSerializer(required=False)
+    dataframe_records = serializers.ListField(child=serializers.DictField(), required=False)
+    instances = serializers.JSONField(required=False, help_text="Records, or rows in signature order.")
+    inputs = serializers.JSONField(required=False, help_text="Columns {name: [values]}, or rows in signature order.")
+    routing_key = serializers.CharField(required=False, help_text="Or header X-Routing-Key: same key, same version.")
+
+
+class PredictResponseSerializer(serializers.Serializer):
+    predictions = serializers.ListField(child=serializers.JSONField())
+    model_version = serializers.CharField()
+    model_name = serializers.CharField()
+    request_id = serializers.UUIDField()
+    rows = serializers.ListField(child=serializers.JSONField(), help_text="What each prediction is for (entity, time or row).")
+
+
+class FeedbackItemSerializer(serializers.Serializer):
+    request_id = serializers.UUIDField()
+    ground_truth = serializers.JSONField(help_text="A value, or a list with one value per prediction of the request.")
+
+
+class FeedbackRequestSerializer(serializers.Serializer):
+    feedback = FeedbackItemSerializer(many=True)
+
+
+class FeedbackResponseSerializer(serializers.Serializer):
+    requests = serializers.IntegerField()
+    answers_scored = serializers.IntegerField()
+
+
+class V2TensorSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    shape = serializers.ListField(child=serializers.IntegerField())
+    datatype = serializers.CharField()
+    data = serializers.ListField(child=serializers.JSONField())
+    parameters = serializers.DictField(required=False)
+
+
+class V2InferRequestSerializer(serializers.Serializer):
+    id = serializers.CharField(required=False)
+    parameters = serializers.DictField(required=False, help_text='{"routing_key": "..."} for sticky routing.')
+    inputs = V2TensorSerializer(many=True)
+    outputs = serializers.ListField(child=serializers.DictField(), required=False)
+
+
+class V2InferResponseSerializer(serializers.Serializer):
+    model_name = serializers.CharField()
+    model_version = serializers.CharField()
+    id = serializers.CharField()
+    parameters = serializers.DictField()
+    outputs = V2TensorSerializer(many=True)
+
+
+class V2MetadataTensorSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    datatype = serializers.CharField()
+    shape = serializers.ListField(child=serializers.IntegerField())
+
+
+class V2ModelMetadataSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    versions = serializers.ListField(child=serializers.CharField())
+    platform = serializers.CharField()
+    inputs = V2MetadataTensorSerializer(many=True)
+    outputs = V2MetadataTensorSerializer(many=True)
+    parameters = serializers.DictField()
+
+
+class V2ErrorSerializer(serializers.Serializer):
+    error = serializers.CharField()
+
+
+class V2LiveSerializer(serializers.Serializer):
+    live = serializers.BooleanField()
+
+
+class V2ReadySerializer(serializers.Serializer):
+    ready = serializers.BooleanField()
+
+
+class V2ModelReadySerializer(serializers.Serializer):
+    name = serializers.CharField()
+    ready = serializers.BooleanField()

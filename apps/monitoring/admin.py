@@ -1,0 +1,35 @@
+"""Read-only admin views of what was served and the ground truth that came back; the window
+metrics per deployment and version show on each deployment's admin page."""
+from django.contrib import admin
+
+from .models import Feedback, PredictionLog
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(PredictionLog)
+class PredictionLogAdmin(ReadOnlyAdmin):
+    list_display = ("served_at", "deployment", "model_version", "status", "shadow", "latency_ms", "n_rows", "request_id")
+    list_filter = ("status", "shadow", "deployment")
+    search_fields = ("request_id", "inputs_hash", "routing_key_hash")
+    date_hierarchy = "served_at"
+    list_select_related = ("deployment", "model_version__registered_model")
+    show_full_result_count = False
+
+
+@admin.register(Feedback)
+class FeedbackAdmin(ReadOnlyAdmin):
+    list_display = ("received_at", "deployment", "model_version", "shadow", "n", "n_correct", "sq_error_sum", "served_at")
+    list_filter = ("shadow", "deployment")
+    search_fields = ("prediction__request_id",)
+    list_select_related = ("deployment", "model_version__registered_model")
+    raw_id_fields = ("prediction",)

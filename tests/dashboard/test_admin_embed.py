@@ -1,0 +1,26 @@
+"""The widgets embedded in admin pages: placeholder plus the embed bundle, outside the admin form."""
+import json
+
+import pytest
+from django.test import Client
+
+
+@pytest.mark.parametrize("who", ["staff_user", "analyst_user"])
+def test_the_deployment_admin_page_embeds_the_performance_widget(request, who, rolling_deployment, built_frontend):
+    client = Client()
+    client.force_login(request.getfixturevalue(who))
+    response = client.get(f"/admin/deployments/deployment/{rolling_deployment.pk}/change/")
+    assert response.status_code == 200
+    body = response.content.decode()
+    placeholder = '<div class="mlops-embed" data-widget="model-performance" data-deployment="price-direction"></div>'
+    assert placeholder in body
+    assert body.index("</form>") < body.index(placeholder)  # Enter in the widget must not submit the form
+    embed = json.loads(built_frontend.read_text())["src/embed.jsx"]
+    assert f'<script type="module" src="/static/{embed["file"]}"></script>' in body
+
+
+def test_the_add_page_has_no_widget(staff_user, db):
+    client = Client()
+    client.force_login(staff_user)
+    body = client.get("/admin/deployments/deployment/add/").content.decode()
+    assert 'data-widget="model-performance"' not in body and "src/embed" not in body

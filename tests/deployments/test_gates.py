@@ -1,0 +1,146 @@
+"""Gates decide rollouts from real traffic and real feedback: advance, complete, roll back."""
+import pytest
+
+from apps.deployments.choices import EventKind, RolloutStatus
+from apps.deployments.models import DeploymentEvent, DeploymentVersion, Rollout
+from apps.deployments.services.model_deployment_service import rollout_create, rollouts_evaluate_all
+
+from .conftest import classification_frame, wait_until
+
+PREDICT = "/api/v1/deployments/price-direction/predict"
+FEEDBACK = "/api/v1/deployments/price-direction/feedback"
+QUICK_STAGES = [
+    {"percent": 10, "min_duration_s": 0, "min_predictions": 3, "min_feedback": 40},
+    {"percent": 50, "min_duration_s": 0, "min_predictions": 3, "min_feedback": 40},
+    {"percent": 100, "min_duration_s": 0, "min_predictions": 3, "min_feedback": 0},
+]
+QUICK_GATES = {"min_feedback_per_arm": 40, "min_requests_for_health": 3, "max_p99_ms": 10_000, "max_error_rate": 0.2}
+
+
+def serve_and_label(client, *, requests: int, rows_per_request: int = 20, seed: int = 0) -> dict[str, int]:
+    """Sends labelled rows for prediction, then their true labels as feedback; returns requests per version."""
+    frame = classification_frame(n=requests * rows_per_request, seed=100 + seed)
+    per_version: dict[str, int] = {}
+    feedback = []
+    for i in range(requests):
+        chunk = frame.iloc[i * rows_per_request:(i + 1) * rows_per_request]
+        response = client.post(PREDICT, {"dataframe_split": {"columns": ["f1", "f2", "f3"],
+                                                             "data": chunk[["f1", "f2", "f3"]].values.tolist()}},
+                                format="json")
+        assert response.status_code == 200, response.content
+        data = response.json()
+        per_version[data["model_version"]] = per_version.get(data["model_version"], 0) + 1
+        feedback.append({"request_id": data["request_id"], "ground_truth": chunk["label"].tolist()})
+    response = client.post(FEEDBACK, {"feedback": feedback}, format="json")
+    assert response.status_code == 200, response.content
+    return per_version
+
+
+def challenger_share(rollout) -> float:
+    return DeploymentVersion.objects.get(deployment=rollout.deployment, model_version=rollout.challenger).weight
+
+
+@pytest.fixture
+def poor_champion_deployment(make_version, staff_user, django_capture_on_commit_callbacks):
+    """Champion trained on labels 35% flipped; challenger on clean labels: clearly better."""
+    from apps.deployments.services.model_deployment_service import deployment_create
+
+    champion = make_version(seed=0, flip=0.35)
+    challenger = make_version(seed=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        deployment = deployment_create(name="price-direction", model_version=champion, user=staff_user)
+    return deployment, champion, challenger
+
+
+def test_a_clearly_worse_challenger_is_rolled_back_automatically(deployment, make_version, staff_user, analyst_api,
+                                                                 django_capture_on_commit_callbacks):
+    worse = make_version(seed=1, flip=0.45)
+    with django_capture_on_commit_callbacks(execute=True):
+        rollout = rollout_create(deployment=deployment, challenger=worse, stages=QUICK_STAGES, gates=QUICK_GATES,
+                                 user=staff_user, start=True)
+    for round_ in range(8):
+        with django_capture_on_commit_callbacks(execute=True):
+            serve_and_label(analyst_api, requests=40, seed=round_)
+            rollouts_evaluate_all()
+        rollout.refresh_from_db()
+        if rollout.status != RolloutStatus.RUNNING:
+            break
+    assert rollout.status == RolloutStatus.ROLLED_BACK
+    assert rollout.stage_index == 0, "it never reached 50%"
+    event = DeploymentEvent.objects.get(rollout=rollout, kind=EventKind.ROLLOUT_ROLLED_BACK)
+    assert event.actor_label == "gate-evaluator" and event.actor is None
+    assert "accuracy_vs_champion failed" in event.reason
+    assert event.metrics["sequential_test"]["decision"] == "worse"
+    assert event.metrics["challenger"]["accuracy"] < event.metrics["champion"]["accuracy"]
+    assert challenger_share(rollout) == 0
+    assert analyst_api.post(PREDICT, {"instances": [{"f1": 1, "f2": 0, "f3": 0}]}, format="json").json()["model_version"] \
+        == str(deployment.versions.get(weight=100).model_version.version)
+
+
+def test_a_challenger_over_the_latency_limit_is_rolled_back_by_the_health_gate(deployment, challenger, staff_user, analyst_api,
+                                                                                django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        rollout = rollout_create(deployment=deployment, challenger=challenger, stages=QUICK_STAGES, user=staff_user, start=True,
+                                 gates={**QUICK_GATES, "max_p99_ms": 0.001})
+    for round_ in range(6):
+        with django_capture_on_commit_callbacks(execute=True):
+            serve_and_label(analyst_api, requests=30, rows_per_request=2, seed=round_)
+            rollouts_evaluate_all()
+        rollout.refresh_from_db()
+        if rollout.status != RolloutStatus.RUNNING:
+            break
+    assert rollout.status == RolloutStatus.ROLLED_BACK
+    assert "p99_latency_ms failed" in DeploymentEvent.objects.get(rollout=rollout, kind=EventKind.ROLLOUT_ROLLED_BACK).reason
+
+
+def test_gates_wait_for_the_stage_minimums_and_say_what_they_wait_for(deployment, challenger, staff_user, analyst_api,
+                                                                      django_capture_on_commit_callbacks):
+    stages = [{**QUICK_STAGES[0], "min_duration_s": 3600}, QUICK_STAGES[1], QUICK_STAGES[2]]
+    with django_capture_on_commit_callbacks(execute=True):
+        rollout = rollout_create(deployment=deployment, challenger=challenger, stages=stages, gates=QUICK_GATES,
+                                 user=staff_user, start=True)
+        serve_and_label(analyst_api, requests=10, seed=1)
+        assert rollouts_evaluate_all() == {rollout.pk: "hold"}
+    rollout.refresh_from_db()
+    assert rollout.status == RolloutStatus.RUNNING and rollout.stage_index == 0
+    gates = {g["name"]: g for g in rollout.gate_status["gates"]}
+    assert gates["min_duration"]["state"] == "pending"
+    assert "min_duration" in rollout.gate_status["reason"]
+    detail = analyst_api.get("/api/v1/deployments/price-direction").json()
+    assert detail["rollout"]["gate_status"]["action"] == "hold"
+
+
+@pytest.mark.worker
+def test_a_better_challenger_is_advanced_10_50_100_and_completed_by_the_beat_task(celery_worker, make_version, staff_user,
+                                                                                  analyst_api):
+    """The gate task runs in the real worker, as beat sends it; traffic and feedback come through the API."""
+    from mlops_portal.celery import app
+
+    from apps.deployments.services.model_deployment_service import deployment_create
+
+    champion = make_version(seed=0, flip=0.35)
+    challenger = make_version(seed=1)
+    deployment = deployment_create(name="price-direction", model_version=champion, user=staff_user)
+    rollout = rollout_create(deployment=deployment, challenger=challenger, stages=QUICK_STAGES, gates=QUICK_GATES,
+                             user=staff_user, start=True)
+    seen_percents = [challenger_share(rollout)]
+    for round_ in range(12):
+        served = serve_and_label(analyst_api, requests=30, seed=round_)
+        assert set(served) <= {str(champion.version), str(challenger.version)}
+        before = Rollout.objects.values_list("stage_index", "status").get(pk=rollout.pk)
+        app.send_task("deployments.evaluate_rollouts", queue="default")
+        assert wait_until(lambda: Rollout.objects.filter(pk=rollout.pk).exclude(evaluated_at=None).exists(), timeout=30)
+        wait_until(lambda: Rollout.objects.values_list("stage_index", "status").get(pk=rollout.pk) != before, timeout=5)
+        rollout.refresh_from_db()
+        if challenger_share(rollout) != seen_percents[-1]:
+            seen_percents.append(challenger_share(rollout))
+        if rollout.status != RolloutStatus.RUNNING:
+            break
+    assert rollout.status == RolloutStatus.COMPLETED, rollout.gate_status
+    assert seen_percents == [10.0, 50.0, 100.0]
+    events = list(DeploymentEvent.objects.filter(rollout=rollout).order_by("created_at", "id"))
+    automatic = [e for e in events if e.actor_label == "gate-evaluator"]
+    assert [e.kind for e in automatic] == [EventKind.STAGE_ADVANCED, EventKind.STAGE_ADVANCED, EventKind.ROLLOUT_COMPLETED]
+    promotion = automatic[1]
+    assert promotion.metrics["sequential_test"]["decision"] == "better"
+    assert DeploymentVersion.objects.get(deployment=deployment, model_version=challenger).weight == 100.0

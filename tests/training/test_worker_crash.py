@@ -1,0 +1,88 @@
+"""A worker killed mid-run never leaves the run RUNNING: redelivery to a new attempt, or the reaper."""
+import os
+import signal
+import time
+import uuid
+
+import pytest
+
+from apps.training.choices import RunStatus
+from apps.training.models import RunEvent
+from apps.training.services.training_pipeline import training_runs_reap
+
+from .conftest import start_inline
+from .waiting import wait_for_epoch, wait_for_run
+
+pytestmark = pytest.mark.worker
+
+# Long enough to be killed after its first epoch, short enough for the next attempt to finish fast.
+LONG = {"epochs": 60, "patience": 60, "hidden_size": 8, "num_layers": 1, "batch_size": 16}
+
+
+@pytest.fixture
+def private_queue(settings):
+    """Route this test's runs to a queue only the test's own workers consume."""
+    name = f"crash-{uuid.uuid4().hex[:8]}"
+    settings.TRAINING_CPU_QUEUE = name
+    return name
+
+
+def _start(experiment):
+    from apps.training.services.training_pipeline import _dispatch
+
+    run = start_inline(experiment, framework="torch", model_type="mlp", params=LONG)
+    _dispatch(run.pk, run.queue, run.celery_task_id)
+    return run
+
+
+def test_a_sigkilled_pool_process_is_redelivered_and_the_next_attempt_finishes(
+        worker_factory, price_experiment, private_queue):
+    worker = worker_factory(queues=private_queue, concurrency=1)
+    run = _start(price_experiment)
+    run = wait_for_epoch(run, 1)
+    assert run.status == RunStatus.RUNNING and run.attempts == 1
+    assert run.worker_pid in worker.child_pids()
+
+    os.kill(run.worker_pid, signal.SIGKILL)
+
+    run = wait_for_run(run, timeout=120)
+    assert run.status == RunStatus.SUCCEEDED, run.error_message
+    assert run.attempts == 2
+    lost = RunEvent.objects.filter(run=run, from_status="running", to_status="queued").get()
+    assert "was lost" in lost.reason and "redelivered" in lost.reason
+    assert run.model_versions.count() == 1
+
+
+def test_a_whole_worker_sigkilled_is_found_by_the_reaper_and_finished_by_another(
+        worker_factory, price_experiment, private_queue, settings):
+    first = worker_factory(queues=private_queue, concurrency=1)
+    run = _start(price_experiment)
+    run = wait_for_epoch(run, 1)
+    first.kill()  # main process and pool: the broker keeps the message unacknowledged
+
+    settings.TRAINING_HEARTBEAT_STALE_SECONDS = 2
+    time.sleep(2.5)
+    assert training_runs_reap() == {"requeued": 1, "failed": 0, "cancelled": 0}
+    worker_factory(queues=private_queue, concurrency=1)
+
+    run = wait_for_run(run, timeout=120)
+    assert run.status == RunStatus.SUCCEEDED, run.error_message
+    assert run.attempts == 2
+    assert "no heartbeat" in RunEvent.objects.filter(run=run, from_status="running", to_status="queued").get().reason
+
+
+def test_a_whole_worker_sigkilled_on_the_last_attempt_ends_the_run_failed(
+        worker_factory, price_experiment, private_queue, settings):
+    settings.CELERY_TASK_MAX_ATTEMPTS = 1
+    worker = worker_factory(queues=private_queue, concurrency=1)
+    run = _start(price_experiment)
+    assert run.max_attempts == 1
+    wait_for_epoch(run, 1)
+    worker.kill()
+
+    settings.TRAINING_HEARTBEAT_STALE_SECONDS = 1
+    time.sleep(1.5)
+    assert training_runs_reap() == {"requeued": 0, "failed": 1, "cancelled": 0}
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED
+    assert "worker lost" in run.error_message and "1 of 1 attempts" in run.error_message
