@@ -112,6 +112,8 @@ def worker_env() -> dict:
     env["REDIS_URL"] = settings.REDIS_URL
     env["MEDIA_ROOT"] = str(settings.MEDIA_ROOT)
     env["PYTHONUNBUFFERED"] = "1"
+    # Two pool processes on two cores: one thread each, or they fight over the CPUs.
+    env.setdefault("TRAINING_THREADS", "1")
     return env
 
 

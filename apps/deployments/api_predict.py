@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.authentication import SessionAuthentication
+from rest_framework.parsers import JSONParser
 from rest_framework.views import APIView
 
 from apps.core.health import check_database, check_redis
@@ -82,7 +83,9 @@ class PredictionEndpoint(APIView):
     permission_classes = [HasPortalRole]
     throttle_classes = [PredictRateThrottle]
     throttle_scope = "predict"
-    parser_classes = []
+    # Declared for content negotiation and the schema; the body itself is read by the serving path
+    # (request.data is never touched), see the module docstring.
+    parser_classes = [JSONParser]
 
 
 def _error(message: str, status: int, **extra) -> HttpResponse:

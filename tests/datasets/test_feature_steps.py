@@ -18,8 +18,8 @@ def features(df: pd.DataFrame, steps: list, info=SERIES, fit_rows=None) -> pd.Da
     columns = [c for c in df.columns if c not in (info.time_column, info.entity_column)]
     frame = build_frame(df, columns=columns, time_column=info.time_column, entity_column=info.entity_column,
                         kinds={c: column_kind(df[c]) for c in columns})
-    mask = np.ones(frame.n, dtype=bool) if fit_rows is None else fit_rows
-    state, fitted = run_steps(frame, spec=spec, info=info, fit_rows=mask)
+    rows = np.arange(frame.n) if fit_rows is None else np.flatnonzero(fit_rows)
+    state, fitted = run_steps(frame, spec=spec, info=info, fit_rows=rows)
     out = pd.DataFrame({name: values for name, values in frame.columns.items() if values.dtype != object})
     out.attrs["fitted"] = fitted
     return out

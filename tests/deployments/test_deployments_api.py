@@ -115,7 +115,7 @@ def test_staff_promote_from_the_admin_after_a_confirmation_page_and_a_stale_page
     event = DeploymentEvent.objects.filter(kind=EventKind.STAGE_ADVANCED).get()
     assert event.actor == staff_user and event.reason == "from admin"
     page = client.get(f"/admin/deployments/rollout/{running_rollout.pk}/change/")
-    assert page.status_code == 200 and b"gate status" in page.content
+    assert page.status_code == 200 and b"Gate status" in page.content
 
 
 def test_analysts_see_the_admin_pages_but_cannot_act(running_rollout, deployment, analyst_user, client):

@@ -89,8 +89,8 @@ class FittedPreprocessor:
         frame = self._frame(df)
         columns = self._features(frame)
         index = df.index if frame.order is None else df.index[frame.order]
-        matrix = np.column_stack(columns) if columns else np.empty((frame.n, 0), dtype=np.float32)
-        return pd.DataFrame(matrix, columns=list(self.feature_names), index=index)
+        # One array per column, not copied into a 2-D block.
+        return pd.DataFrame(dict(zip(self.feature_names, columns)), index=index, copy=False)
 
     def serving_features(self, df: pd.DataFrame) -> tuple[pd.DataFrame, list]:
         """Feature rows to predict on and a label for each (its entity, else its time, else its row).

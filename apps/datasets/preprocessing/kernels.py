@@ -93,20 +93,25 @@ def window_mean(x: np.ndarray, w: int) -> np.ndarray:
     return out
 
 
-def window_std(x: np.ndarray, w: int, ddof: int = 1) -> np.ndarray:
-    """Standard deviation of each window from sums of values and squares taken in float64, where the
-    cancellation between the two sums costs nothing at the precision float32 features keep."""
+def window_mean_std(x: np.ndarray, w: int, ddof: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of each window, from sums of values and of squares taken in
+    float64, where the cancellation between the two sums costs nothing at float32 precision."""
     wide = x.astype(np.float64)
     total = window_sum(wide, w)
     np.multiply(wide, wide, out=wide)
     squares = window_sum(wide, w)
+    mean = (total * (1.0 / w)).astype(x.dtype)
     np.multiply(total, total, out=total)
     total *= 1.0 / w
     np.subtract(squares, total, out=squares)
     np.maximum(squares, 0, out=squares)
     squares *= 1.0 / (w - ddof)
     np.sqrt(squares, out=squares)
-    return squares.astype(x.dtype)
+    return mean, squares.astype(x.dtype)
+
+
+def window_std(x: np.ndarray, w: int, ddof: int = 1) -> np.ndarray:
+    return window_mean_std(x, w, ddof)[1]
 
 
 def window_min(x: np.ndarray, w: int) -> np.ndarray:

@@ -8,8 +8,8 @@ from .steps import State
 
 def run_steps(frame: Frame, *, spec: dict, info: DatasetInfo, fitted: list | None = None,
               fit_rows: np.ndarray | None = None) -> tuple[State, list]:
-    """Applies every step in order. Without `fitted`, stateful steps fit on `fit_rows` (the training
-    rows) as they go, so each sees the columns exactly as the steps before it left them. Returns the
+    """Applies every step in order. Without `fitted`, stateful steps fit on `fit_rows` (indices of the
+    training rows) as they go, so each sees the columns exactly as the steps before it left them. Returns the
     final column state and the fitted parameters of every step (None for stateless ones)."""
     kinds = dict(frame.kinds)
     for column in (info.time_column, info.entity_column):

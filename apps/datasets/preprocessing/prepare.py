@@ -88,9 +88,7 @@ def prepare_training_data(*, df: pd.DataFrame, dataset, spec: dict, seed: int = 
     if info.task == CLASSIFICATION and len(np.unique(y_all[rows.train])) < 2:
         raise DataError("the training split holds a single class; a classifier needs at least two")
 
-    fit_rows = np.zeros(frame.n, dtype=bool)
-    fit_rows[rows.train] = True
-    state, fitted = run_steps(frame, spec=spec, info=info, fit_rows=fit_rows)
+    state, fitted = run_steps(frame, spec=spec, info=info, fit_rows=rows.train)
     features = spec["features"] if spec["features"] is not None else state.candidates()
     missing = [f for f in features if f not in frame.columns]
     if missing:

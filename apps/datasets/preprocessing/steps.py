@@ -180,9 +180,17 @@ class Rolling(Step):
                       step=self.index, key="windows")
 
     def run(self, frame, state, fitted, fit_rows):
-        for column, window, stat, name in self._outputs():
-            out = self.KERNELS[stat](frame.columns[column], window)
-            frame.columns[name] = frame.blank_warmup(out, window - 1)
+        stats = self.params["stats"]
+        for column in self.params["columns"]:
+            x = frame.columns[column]
+            for window in self.params["windows"]:
+                values = {}
+                if "std" in stats:
+                    # Mean and std share their window sums.
+                    values["mean"], values["std"] = k.window_mean_std(x, window)
+                for stat in stats:
+                    out = values[stat] if stat in values else self.KERNELS[stat](x, window)
+                    frame.columns[f"{column}_roll{window}_{stat}"] = frame.blank_warmup(out, window - 1)
         return None
 
 
@@ -291,8 +299,7 @@ class Bollinger(Step):
     def run(self, frame, state, fitted, fit_rows):
         x = frame.columns[self.params["column"]]
         w = self.params["window"]
-        mean = k.window_mean(x, w)
-        width = k.window_std(x, w, ddof=0)
+        mean, width = k.window_mean_std(x, w, ddof=0)
         width *= k.DTYPE(self.params["num_std"])
         with np.errstate(divide="ignore", invalid="ignore"):
             pctb = (x - (mean - width)) / (width + width)
@@ -395,7 +402,7 @@ class Impute(Step):
             reducer = np.nanmean if self.params["strategy"] == "mean" else np.nanmedian
             values = {}
             for column in self._targets(state):
-                sample = frame.columns[column][fit_rows]
+                sample = np.take(frame.columns[column], fit_rows)
                 finite = sample[np.isfinite(sample)]
                 values[column] = float(reducer(finite.astype(np.float64))) if len(finite) else 0.0
             fitted = {"values": values}
@@ -433,7 +440,7 @@ class Scale(Step):
     def run(self, frame, state, fitted, fit_rows):
         if fitted is None:
             columns = state.candidates() if self.params["columns"] == "*" else self.params["columns"]
-            fitted = {"columns": {c: self._fit(frame.columns[c][fit_rows]) for c in columns}}
+            fitted = {"columns": {c: self._fit(np.take(frame.columns[c], fit_rows)) for c in columns}}
         for column, (center, scale) in fitted["columns"].items():
             x = frame.columns[column] - k.DTYPE(center)
             x *= k.DTYPE(1.0 / scale)
@@ -482,7 +489,7 @@ class OneHot(Step):
         if fitted is None:
             fitted = {"categories": {}}
             for column in self.params["columns"]:
-                labels = _labels(frame.columns[column][fit_rows])
+                labels = _labels(np.take(frame.columns[column], fit_rows))
                 labels = labels[labels != ""]
                 values, counts = np.unique(labels, return_counts=True)
                 top = values[np.argsort(-counts, kind="stable")[: self.params["max_categories"]]]

@@ -61,6 +61,7 @@ def run_status_transition(
     actor=None,
     fields: dict | None = None,
     expected_attempt: int | None = None,
+    announce: bool = True,
 ) -> TrainingRun:
     """Moves run `run_id` to status `to` under a row lock, writes a RunEvent and, once committed,
     tells live viewers (groups training-run-<id> and training-runs) and sends run_finished for a
@@ -69,6 +70,8 @@ def run_status_transition(
     fields: other columns to set in the same write (metrics, error, artifact, ...).
     expected_attempt: refuse unless the run is still on this attempt (a superseded attempt must not
     finish a run another worker took over).
+    announce=False: the caller calls run_status_announce later in the same transaction (so that log
+    lines it writes first reach viewers before the terminal status does).
     """
     run = TrainingRun.objects.select_for_update().select_related("experiment").get(pk=run_id)
     if to not in RUN_TRANSITIONS[run.status]:
@@ -96,18 +99,25 @@ def run_status_transition(
         run=run, from_status=previous, to_status=to, attempt=run.attempts, reason=reason[:4000], actor=actor,
         created_at=now,
     )
+    if announce:
+        run_status_announce(run)
+    return run
+
+
+def run_status_announce(run: TrainingRun) -> None:
+    """Once the transaction commits: push the run's status to live viewers and, for a terminal
+    status, send run_finished."""
     message = status_message(run)
 
     def after_commit():
         live.publish(live.run_group(run.pk), message)
         live.publish(live.RUNS_GROUP, message)
-        if to in RUN_TERMINAL:
+        if run.status in RUN_TERMINAL:
             for receiver, result in run_finished.send_robust(sender=TrainingRun, run=run):
                 if isinstance(result, Exception):
                     logger.error("run_finished receiver %r failed for run %s: %r", receiver, run.pk, result)
 
     transaction.on_commit(after_commit)
-    return run
 
 
 def run_log_append(*, run_id: int, level: str, message: str, attempt: int = 0) -> RunLogLine:

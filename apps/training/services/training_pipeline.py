@@ -53,6 +53,7 @@ from apps.training.services.runs import (
     RunStateError,
     json_safe,
     run_log_append,
+    run_status_announce,
     run_status_transition,
     status_message,
 )
@@ -437,11 +438,13 @@ def _finish_success(run: TrainingRun, fields: dict) -> TrainingRun:
 
     with transaction.atomic():
         done = run_status_transition(run_id=run.pk, to=RunStatus.SUCCEEDED, reason="training finished",
-                                     fields=fields, expected_attempt=run.attempts)
+                                     fields=fields, expected_attempt=run.attempts, announce=False)
         if run.register_model:
             version = model_version_create_from_run(run=done, name=run.experiment.model_name, user=run.created_by)
             run_log_append(run_id=run.pk, level="INFO", attempt=run.attempts,
                            message=f"registered as {version.registered_model.name} version {version.version}")
+        # After the last log line: a viewer may stop listening at the terminal status.
+        run_status_announce(done)
     return done
 
 
