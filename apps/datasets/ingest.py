@@ -19,6 +19,8 @@ from django.core.exceptions import ValidationError
 from .choices import FileFormat
 
 CHUNK_BYTES = 1024 * 1024
+# Cells that mean "no value" in a CSV (others, such as "n/a" in a numeric column, are errors).
+NA_VALUES = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"]
 # A text column whose non-empty values are nearly all numbers is a numeric column with bad values.
 NUMERIC_SHARE = 0.9
 TRUE_FALSE = {"true", "false"}
@@ -157,7 +159,7 @@ def read_table(path: str, file_format: str, *, numeric_columns: set[str] = froze
         names = _csv_header(path)
         _check_header(names)
         try:
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], skipinitialspace=True,
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=NA_VALUES, skipinitialspace=True,
                                 encoding="utf-8-sig")
         except pd.errors.EmptyDataError:
             raise file_error("the file is empty") from None

@@ -13,12 +13,16 @@ def _number(value) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def profile_of(frame: pd.DataFrame) -> dict:
+def profile_of(frame: pd.DataFrame, *, time_column: str = "") -> dict:
     """{column: {...}}: numeric columns get mean/std/min/max/quantiles/histogram, the others
-    distinct counts and their most frequent values (dates: first and last)."""
+    distinct counts and their most frequent values (dates, and the time column: first and last)."""
     out = {}
     for name in frame.columns:
         series = frame[name]
+        if name == time_column and not pd.api.types.is_datetime64_any_dtype(series.dtype):
+            from .preprocessing.frame import to_datetime_ns
+
+            series = pd.Series(to_datetime_ns(series, name=name))
         if pd.api.types.is_bool_dtype(series.dtype):
             series = series.astype("float64")
         if pd.api.types.is_numeric_dtype(series.dtype):
@@ -26,6 +30,7 @@ def profile_of(frame: pd.DataFrame) -> dict:
         elif pd.api.types.is_datetime64_any_dtype(series.dtype):
             present = series.dropna()
             out[str(name)] = {"kind": "datetime", "count": int(len(present)), "nulls": int(series.isna().sum()),
+                              "distinct": int(present.nunique()),
                               "min": present.min().isoformat() if len(present) else None,
                               "max": present.max().isoformat() if len(present) else None}
         else:

@@ -10,7 +10,7 @@ from django.core.files.storage import storages
 from django.db.models import QuerySet
 
 from .choices import FileFormat
-from .ingest import apply_schema
+from .ingest import NA_VALUES, apply_schema
 from .models import Dataset, DatasetVersion, FeatureSpec
 from .preprocessing import DatasetInfo, prepare_training_data
 
@@ -66,7 +66,7 @@ def _parse(version: DatasetVersion, content: bytes) -> pd.DataFrame:
         frame.columns = [str(c).strip() for c in frame.columns]
     else:
         dtypes = {c["name"]: {"float64": "float64", "int64": "Int64"}.get(c["dtype"], "str") for c in version.schema}
-        frame = pd.read_csv(io.BytesIO(content), encoding="utf-8-sig", keep_default_na=False, na_values=[""],
+        frame = pd.read_csv(io.BytesIO(content), encoding="utf-8-sig", keep_default_na=False, na_values=NA_VALUES,
                             skipinitialspace=True, dtype=dtypes)
         frame.columns = [str(c).strip() for c in frame.columns]
     return apply_schema(frame, version.schema)

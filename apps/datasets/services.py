@@ -90,7 +90,7 @@ def dataset_version_create(*, dataset: Dataset, file, filename: str, user=None,
         if dataset.entity_column and table.frame[dataset.entity_column].isna().any():
             row = int(table.frame[dataset.entity_column].isna().to_numpy().nonzero()[0][0]) + 1
             raise file_error(f"row {row}, column {dataset.entity_column!r}: the entity is empty")
-        profile = profile_of(table.frame)
+        profile = profile_of(table.frame, time_column=dataset.time_column)
         return _store_version(dataset=dataset, spooled=spooled, table=table, profile=profile,
                               file_format=file_format, filename=filename, user=user, source=source)
     finally:

@@ -23,7 +23,6 @@ WINDOWS = {
     "7d": (timedelta(days=7), 3 * 3600),
 }
 DEFAULT_WINDOW = "1h"
-PSI_EPSILON = 1e-4
 
 
 @dataclass
@@ -124,6 +123,12 @@ def window_bounds(window: str, *, now: datetime | None = None) -> tuple[datetime
     return datetime.fromtimestamp(start_epoch, tz), datetime.fromtimestamp(end_epoch, tz), bucket
 
 
+def _bucket_index(times: pd.Series, start_epoch: float, bucket: int) -> pd.Series:
+    # Seconds since the epoch whatever unit pandas picked for the column (ns, us...).
+    seconds = (pd.to_datetime(times, utc=True) - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+    return ((seconds - start_epoch) // bucket).astype(int)
+
+
 def deployment_series(*, deployment, window: str = DEFAULT_WINDOW, now: datetime | None = None) -> dict:
     """Time buckets per model version for the dashboard: count, error rate, p50/p95/p99 latency,
     and accuracy or RMSE from feedback on the answers served in each bucket."""
@@ -159,7 +164,7 @@ def deployment_series(*, deployment, window: str = DEFAULT_WINDOW, now: datetime
 
     if logs:
         frame = pd.DataFrame(logs, columns=["version", "served_at", "status", "latency", "shadow"])
-        frame["bucket"] = ((pd.to_datetime(frame["served_at"], utc=True).astype("int64") / 1e9 - start_epoch) // bucket).astype(int)
+        frame["bucket"] = _bucket_index(frame["served_at"], start_epoch, bucket)
         frame["ok"] = frame["status"] == PredictionStatus.OK
         frame["server_error"] = frame["status"] == PredictionStatus.SERVER_ERROR
         frame["client_error"] = frame["status"] == PredictionStatus.CLIENT_ERROR
@@ -176,7 +181,7 @@ def deployment_series(*, deployment, window: str = DEFAULT_WINDOW, now: datetime
             }
     if feedback:
         frame = pd.DataFrame(feedback, columns=["version", "served_at", "n", "n_correct", "sq"])
-        frame["bucket"] = ((pd.to_datetime(frame["served_at"], utc=True).astype("int64") / 1e9 - start_epoch) // bucket).astype(int)
+        frame["bucket"] = _bucket_index(frame["served_at"], start_epoch, bucket)
         sums = frame.groupby(["version", "bucket"], sort=True)[["n", "n_correct", "sq"]].sum(min_count=1)
         for (version_id, index), row in sums.iterrows():
             entry = version_entry(int(version_id))
@@ -215,14 +220,31 @@ def deployment_series(*, deployment, window: str = DEFAULT_WINDOW, now: datetime
 
 
 def psi(expected_counts, actual_counts) -> float:
-    """Population stability index between two histograms over the same bins."""
-    expected = np.asarray(expected_counts, dtype=float)
-    actual = np.asarray(actual_counts, dtype=float)
-    if expected.sum() <= 0 or actual.sum() <= 0:
+    """Population stability index between two histograms over the same bins (half a count added
+    to every bin so an empty bin does not dominate)."""
+    expected = np.asarray(expected_counts, dtype=float) + 0.5
+    actual = np.asarray(actual_counts, dtype=float) + 0.5
+    if expected.sum() <= 0.5 * len(expected) or actual.sum() <= 0.5 * len(actual):
         return float("nan")
-    e = np.clip(expected / expected.sum(), PSI_EPSILON, None)
-    a = np.clip(actual / actual.sum(), PSI_EPSILON, None)
+    e = expected / expected.sum()
+    a = actual / actual.sum()
     return float(np.sum((a - e) * np.log(a / e)))
+
+
+def coarsen(edges, counts, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Merges neighbouring histogram bins into about `bins` bins of equal training mass, so a small
+    served sample still has several values per bin (PSI over sparse bins is biased upwards)."""
+    edges = np.asarray(edges, dtype=float)
+    counts = np.asarray(counts, dtype=float)
+    if bins >= len(counts) or counts.sum() <= 0:
+        return edges, counts
+    share = np.cumsum(counts) / counts.sum()
+    cuts = sorted({int(np.searchsorted(share, q)) for q in np.linspace(0, 1, bins + 1)[1:-1]})
+    groups = np.split(np.arange(len(counts)), [c + 1 for c in cuts if c + 1 < len(counts)])
+    groups = [g for g in groups if len(g)]
+    merged_edges = np.array([edges[g[0]] for g in groups] + [edges[-1]])
+    merged_counts = np.array([counts[g].sum() for g in groups])
+    return merged_edges, merged_counts
 
 
 def binned_counts(values, edges) -> np.ndarray:
@@ -232,6 +254,9 @@ def binned_counts(values, edges) -> np.ndarray:
     values = values[np.isfinite(values)]
     index = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 2)
     return np.bincount(index, minlength=len(edges) - 1)
+
+
+VALUES_PER_BIN = 10
 
 
 def feature_drift(*, deployment, model_version, since: datetime, until: datetime | None = None,
@@ -258,8 +283,8 @@ def feature_drift(*, deployment, model_version, since: datetime, until: datetime
         if len(values) < min_values:
             out[name] = {"psi": None, "served_values": len(values)}
             continue
-        counts = binned_counts(values, histogram["edges"])
-        out[name] = {"psi": _round(psi(histogram["counts"], counts)), "served_values": len(values)}
+        edges, expected = coarsen(histogram["edges"], histogram["counts"], max(3, len(values) // VALUES_PER_BIN))
+        out[name] = {"psi": _round(psi(expected, binned_counts(values, edges))), "served_values": len(values)}
     return out
 
 

@@ -1,5 +1,8 @@
 from django.db import models
 
+# The same choice sets as training's, so forms, the API schema and comparisons agree.
+from apps.training.choices import Device, Direction  # noqa: F401
+
 
 class StudyStatus(models.TextChoices):
     DRAFT = "draft", "Draft"
@@ -51,17 +54,8 @@ class Strategy(models.TextChoices):
     BAYESIAN = "bayesian", "Bayesian optimisation (Gaussian process)"
 
 
-class Direction(models.TextChoices):
-    MINIMIZE = "minimize", "Minimise"
-    MAXIMIZE = "maximize", "Maximise"
-
-
 class PrunerKind(models.TextChoices):
     NONE = "none", "No pruning"
     MEDIAN = "median", "Median rule"
     SUCCESSIVE_HALVING = "successive_halving", "Successive halving"
 
-
-class Device(models.TextChoices):
-    CPU = "cpu", "CPU"
-    GPU = "gpu", "GPU"

@@ -3,11 +3,13 @@ Channels), the test database, Redis and a real Celery worker.
 
 Screenshots of every width land in tests/artifacts/screenshots/.
 """
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from datetime import timedelta
 from pathlib import Path
@@ -90,7 +92,8 @@ def open_dashboard(browser, server_url):
     contexts = []
 
     def open_as(user, *, width=1280, height=900):
-        context = browser.new_context(viewport={"width": width, "height": height})
+        # Reduced motion: screenshots show settled bars, not a transition caught half-way.
+        context = browser.new_context(viewport={"width": width, "height": height}, reduced_motion="reduce")
         contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(TIMEOUT_MS)
@@ -111,6 +114,28 @@ def open_dashboard(browser, server_url):
         context.close()
 
 
+@pytest.fixture
+def live_staff_api(server_url, staff_user):
+    """REST calls to the live server with a staff token. Calls go over HTTP, not the in-process test
+    client: this thread runs Playwright's event loop, where sync code that pushes to Channels fails."""
+    from apps.core.services import api_token_create
+
+    _, raw = api_token_create(user=staff_user, name="browser tests")
+
+    def post(path: str, body) -> tuple[int, dict]:
+        request = urllib.request.Request(
+            f"{server_url}{path}", data=json.dumps(body).encode(), method="POST",
+            headers={"Authorization": f"Bearer {raw}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+    return post
+
+
 def _deployment_card(page):
     return page.locator("article[data-deployment='price-direction']")
 
@@ -119,7 +144,7 @@ def _weights(page) -> list[str]:
     return _deployment_card(page).locator("[data-testid=weight]").all_inner_texts()
 
 
-def test_a_training_runs_log_lines_appear_in_the_widget_while_it_runs(open_dashboard, staff_user, staff_api, experiment,
+def test_a_training_runs_log_lines_appear_in_the_widget_while_it_runs(open_dashboard, staff_user, live_staff_api, experiment,
                                                                       celery_worker):
     from apps.training.models import TrainingRun
 
@@ -132,15 +157,15 @@ def test_a_training_runs_log_lines_appear_in_the_widget_while_it_runs(open_dashb
             if (!window.__firstLineAt && document.querySelector('.mlops-logs [data-seq]')) window.__firstLineAt = Date.now();
         }).observe(document.body, {subtree: true, childList: true});
     }""")
-    response = staff_api.post(f"/api/v1/experiments/{experiment.pk}/train", {
+    status, body = live_staff_api(f"/api/v1/experiments/{experiment.pk}/train", {
         "framework": "torch", "model_type": "mlp",
-        "params": {"epochs": 30, "batch_size": 2, "hidden_size": 8, "num_layers": 1, "patience": 1000},
-    }, format="json")
-    assert response.status_code == 201, response.content
-    run_id = response.json()["id"]
+        "params": {"epochs": 12, "hidden_size": 8, "num_layers": 1, "patience": 1000},
+    })
+    assert status == 201, body
+    run_id = body["id"]
 
     logs = page.locator(".mlops-logs")
-    logs.locator(".mlops-log__msg", has_text="epoch 1/30").wait_for()
+    logs.locator(".mlops-log__msg", has_text="epoch 1/12").wait_for(timeout=60_000)
     logs.locator(".mlops-pill--succeeded").wait_for(timeout=90_000)
     run = TrainingRun.objects.get(pk=run_id)
     assert run.status == "succeeded", run.error_message
@@ -156,15 +181,14 @@ def test_a_training_runs_log_lines_appear_in_the_widget_while_it_runs(open_dashb
     assert page.errors == []
 
 
-def test_a_rollout_change_made_through_the_api_shows_on_the_dashboard_without_reload(open_dashboard, analyst_user, staff_api,
-                                                                                      rolling_deployment):
+def test_a_rollout_change_made_through_the_api_shows_on_the_dashboard_without_reload(open_dashboard, analyst_user,
+                                                                                      live_staff_api, rolling_deployment):
     page = open_dashboard(analyst_user)
     assert _weights(page) == ["90%", "10%"]
     page.evaluate("window.__sameDocument = true")
 
-    response = staff_api.post("/api/v1/deployments/price-direction/rollout/promote", {"stage": 0, "reason": "early success"},
-                              format="json")
-    assert response.status_code == 200, response.content
+    status, body = live_staff_api("/api/v1/deployments/price-direction/rollout/promote", {"stage": 0, "reason": "early success"})
+    assert status == 200, body
 
     page.wait_for_function(
         "() => [...document.querySelectorAll(\"article[data-deployment='price-direction'] [data-testid=weight]\")]"
@@ -209,7 +233,7 @@ def test_staff_pause_a_rollout_from_the_dashboard_after_confirming(open_dashboar
     assert page.errors == []
 
 
-def _traffic_for_the_last_hour(deployment, staff_api, n: int = 48):
+def _traffic_for_the_last_hour(deployment, post, n: int = 48):
     """Real predictions and feedback through the REST API, then spread over the last hour."""
     from django.utils import timezone
 
@@ -220,12 +244,14 @@ def _traffic_for_the_last_hour(deployment, staff_api, n: int = 48):
     example = load_model_version(deployment_primary_version(deployment=deployment)).input_example["rows"]
     request_ids = []
     for _ in range(n):
-        response = staff_api.post("/api/v1/deployments/price-direction/predict", {"dataframe_records": example}, format="json")
-        assert response.status_code == 200, response.content
-        request_ids.append(response.json()["request_id"])
-    truth = [{"request_id": rid, "ground_truth": ["up", "down"][i % 2]} for i, rid in enumerate(request_ids)]
-    response = staff_api.post("/api/v1/deployments/price-direction/feedback", truth, format="json")
-    assert response.status_code in (200, 201), response.content
+        status, body = post("/api/v1/deployments/price-direction/predict", {"dataframe_records": example})
+        assert status == 200, body
+        request_ids.append(body["request_id"])
+    # Two rows per request (one per ticker); alternate the truth so the accuracy is neither 0 nor 1.
+    truth = [{"request_id": rid, "ground_truth": [["up", "down"], ["up", "up"], ["down", "down"]][i % 3]}
+             for i, rid in enumerate(request_ids)]
+    status, body = post("/api/v1/deployments/price-direction/feedback", {"feedback": truth})
+    assert status in (200, 201), body
     now = timezone.now()
     for i, rid in enumerate(request_ids):
         served = now - timedelta(minutes=55 * (n - i) / n)
@@ -234,16 +260,25 @@ def _traffic_for_the_last_hour(deployment, staff_api, n: int = 48):
 
 
 def test_at_each_width_the_page_has_no_horizontal_overflow_and_targets_are_touch_sized(
-    open_dashboard, staff_user, staff_api, rolling_deployment, running_run
+    open_dashboard, staff_user, live_staff_api, rolling_deployment, running_run
 ):
-    _traffic_for_the_last_hour(rolling_deployment, staff_api)
+    _traffic_for_the_last_hour(rolling_deployment, live_staff_api)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     problems = []
     for width in WIDTHS:
         page = open_dashboard(staff_user, width=width, height=900)
         page.get_by_role("table", name="Champion vs challenger over the window").wait_for()
-        page.get_by_role("img", name="Requests per bucket").wait_for()
+        requests_chart = page.get_by_role("img", name="Requests per bucket")
+        requests_chart.wait_for()
+        bars = requests_chart.locator("rect").evaluate_all("rs => rs.filter(r => +r.getAttribute('height') > 0).length")
+        if not bars:
+            problems.append(f"{width}px: the requests chart has no bars although predictions were served")
+        page.get_by_role("img", name="Loss by epoch").wait_for()
         page.screenshot(path=str(SCREENSHOTS / f"dashboard-{width}.png"), full_page=True)
+        # Section by section as well, readable at full size when reviewing a narrow layout.
+        for name, section in (("deployments", "section[aria-labelledby=deployments-title]"),
+                              ("performance", ".mlops-perf"), ("logs", ".mlops-logs")):
+            page.locator(section).screenshot(path=str(SCREENSHOTS / f"dashboard-{width}-{name}.png"))
         overflow = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
         if overflow[0] > overflow[1]:
             problems.append(f"{width}px: page is {overflow[0]}px wide")

@@ -116,6 +116,13 @@ def test_a_column_numeric_in_the_previous_version_must_stay_numeric(staff_api, t
     assert DatasetVersion.objects.count() == 1 and len(stored_files(artifact_storage)) == 1
 
 
+def test_common_missing_value_markers_are_empty_cells_not_words(staff_api, table_dataset):
+    content = b"x1,label\n1.5,yes\nNA,no\n,yes\nnull,no\n2.5,yes\n"
+    response = post_file(staff_api, table_dataset, "t.csv", content)
+    assert response.status_code == 201, response.content
+    assert response.json()["schema"][0] == {"name": "x1", "dtype": "float64", "nulls": 3}
+
+
 def test_it_rejects_a_column_that_is_empty_in_every_row(staff_api, table_dataset, artifact_storage):
     content = b"x1,notes,label\n1,,yes\n2,,no\n"
     assert_rejected(post_file(staff_api, table_dataset, "t.csv", content), "column 'notes' is empty in every row",
@@ -132,6 +139,14 @@ def test_it_rejects_a_file_over_the_size_limit(staff_api, table_dataset, table_c
     settings.DATASET_UPLOAD_MAX_BYTES = 500
     assert len(table_csv) > 500
     assert_rejected(post_file(staff_api, table_dataset, "t.csv", table_csv), "over the limit of 500 bytes",
+                    artifact_storage=artifact_storage)
+
+
+def test_a_request_body_far_over_the_limit_is_refused_before_it_is_read(staff_api, table_dataset, settings,
+                                                                       artifact_storage):
+    settings.DATASET_UPLOAD_MAX_BYTES = 1000
+    big = b"x1,label\n" + b"1.0,yes\n" * 20_000
+    assert_rejected(post_file(staff_api, table_dataset, "t.csv", big), "the upload is", "over the limit of 1,000 bytes",
                     artifact_storage=artifact_storage)
 
 
@@ -202,3 +217,34 @@ def test_a_tampered_stored_file_is_refused_on_read(staff_api, table_dataset, tab
         dataset_version_dataframe(version=version)
     response = staff_api.get(f"/api/v1/datasets/{table_dataset.pk}/versions/1/preview/")
     assert response.status_code == 409
+
+
+def test_the_time_column_is_profiled_as_dates(staff_api, price_dataset, prices):
+    body = post_file(staff_api, price_dataset, "p.csv", csv_bytes(prices)).json()
+    assert body["profile"]["date"]["kind"] == "datetime"
+    assert body["profile"]["date"]["min"].startswith(prices.date.min())
+    assert body["profile"]["date"]["distinct"] == 160
+
+
+def test_a_new_version_is_announced_once_after_commit(staff_user, table_dataset, table_csv,
+                                                      django_capture_on_commit_callbacks):
+    from apps.datasets.services import dataset_version_create
+    from apps.datasets.signals import dataset_version_created
+
+    received = []
+
+    def listener(sender, version, **kwargs):
+        received.append(version.pk)
+
+    dataset_version_created.connect(listener)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            version, created = dataset_version_create(dataset=table_dataset, file=upload("t.csv", table_csv),
+                                                      filename="t.csv", user=staff_user)
+        with django_capture_on_commit_callbacks(execute=True):
+            again, created_again = dataset_version_create(dataset=table_dataset, file=upload("t.csv", table_csv),
+                                                          filename="t.csv", user=staff_user)
+    finally:
+        dataset_version_created.disconnect(listener)
+    assert created and not created_again and again.pk == version.pk
+    assert received == [version.pk]

@@ -146,3 +146,22 @@ def test_the_saved_form_is_plain_json_and_refuses_other_documents(trained):
         FittedPreprocessor.from_dict({"format": "pickle"})
     assert preprocessor.feature_names == data.feature_names
     assert preprocessor.raw_columns == ["date", "ticker", "close", "volume"]
+
+
+def test_categories_and_imputed_values_are_served_as_trained():
+    rng = np.random.default_rng(4)
+    df = pd.DataFrame({"size": rng.normal(10, 2, 90), "colour": rng.choice(["red", "blue"], 90),
+                       "label": rng.choice(["a", "b"], 90)})
+    df.loc[[3, 50], "size"] = np.nan
+    spec = {"steps": [{"op": "impute", "columns": ["size"], "strategy": "median"},
+                      {"op": "one_hot", "columns": ["colour"]}, {"op": "scale", "columns": ["size"]}]}
+    data = prepare_training_data(df=df, dataset=DatasetInfo(task="classification", target_column="label"), spec=spec)
+    preprocessor = FittedPreprocessor.from_dict(json.loads(json.dumps(data.preprocessor.to_dict())))
+    assert preprocessor.feature_names == ["size", "colour=blue", "colour=red"]
+    assert preprocessor.raw_kinds == {"colour": "text", "size": "numeric"}
+    request = pd.DataFrame({"size": [None, "12.5"], "colour": ["green", "red"]})  # JSON-ish: text numbers
+    served, _ = preprocessor.serving_features(request)
+    median = preprocessor.fitted[0]["values"]["size"]
+    center, scale = preprocessor.fitted[2]["columns"]["size"]
+    assert served["size"].iloc[0] == pytest.approx((median - center) / scale, rel=1e-5)
+    assert served[["colour=blue", "colour=red"]].to_numpy().tolist() == [[0, 0], [0, 1]]

@@ -168,3 +168,71 @@ def wait_until(predicate, timeout=10.0, interval=0.05):
 
 def finite(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+class WebProcess:
+    """A real `daphne` web process on the test database and Redis, like one of production's."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.proc = None
+        self.log_path = None
+
+    def start(self, timeout: float = 60.0):
+        import subprocess
+        import sys
+        import urllib.request
+
+        from tests.conftest import ARTIFACTS, ROOT, worker_env
+
+        self.log_path = ARTIFACTS / f"daphne-{self.port}.log"
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "mlops_portal.asgi:application"],
+            cwd=ROOT, env=worker_env(), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daphne exited early, see {self.log_path}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as response:
+                    if response.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"daphne did not answer within {timeout}s, see {self.log_path}")
+
+    def stop(self):
+        import os
+        import signal
+
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except Exception:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        if getattr(self, "_log", None):
+            self._log.close()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def web_processes(transactional_db):
+    """Two web processes, started in parallel; stopped after the test."""
+    import concurrent.futures
+
+    processes = [WebProcess(free_port()), WebProcess(free_port())]
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda p: p.start(), processes))
+    yield processes
+    for process in processes:
+        process.stop()

@@ -29,10 +29,9 @@ def _row_label(df: pd.DataFrame, position: int) -> str:
 
 def to_float(series: pd.Series, *, name: str) -> np.ndarray:
     """Column as float32; text that is not a number raises InvalidInput naming the column and row."""
-    if pd.api.types.is_bool_dtype(series.dtype):
-        return series.to_numpy(dtype=DTYPE, na_value=np.nan)
-    if pd.api.types.is_numeric_dtype(series.dtype):
-        return series.to_numpy(dtype=DTYPE, na_value=np.nan)
+    if pd.api.types.is_bool_dtype(series.dtype) or pd.api.types.is_numeric_dtype(series.dtype):
+        # copy=True: steps work in place and must never write into the caller's DataFrame.
+        return series.to_numpy(dtype=DTYPE, na_value=np.nan, copy=True)
     converted = pd.to_numeric(series, errors="coerce")
     bad = converted.isna().to_numpy() & series.notna().to_numpy()
     if bad.any():
@@ -42,7 +41,7 @@ def to_float(series: pd.Series, *, name: str) -> np.ndarray:
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
         raise InvalidInput(name, f"row {_row_label(series, first)}: {series.iloc[first]!r} is not a number")
-    return converted.to_numpy(dtype=DTYPE, na_value=np.nan)
+    return converted.to_numpy(dtype=DTYPE, na_value=np.nan, copy=True)
 
 
 def to_datetime_ns(series: pd.Series, *, name: str) -> np.ndarray:
@@ -90,6 +89,9 @@ def parse_times(series: pd.Series, *, name: str) -> tuple[np.ndarray, np.ndarray
 
 @dataclass
 class Frame:
+    """Columns are arrays the frame owns (never views of the caller's data, never shared between two
+    names), so steps may update them in place."""
+
     n: int
     columns: dict[str, np.ndarray]
     kinds: dict[str, str]

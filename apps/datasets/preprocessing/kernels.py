@@ -33,6 +33,7 @@ def shift(x: np.ndarray, k: int) -> np.ndarray:
 
 
 def _combine_add(a, b, size, decay, out):
+    """out = a + decay**size * b; `out` must not share memory with `a` or `b` when weighted."""
     if decay is None:
         np.add(a, b, out=out)
     else:
@@ -50,19 +51,22 @@ def _combine_max(a, b, size, decay, out):
 
 def _window(x: np.ndarray, w: int, combine, decay: float | None = None) -> np.ndarray:
     """Reduce the last `w` rows at every row: out[t] = x[t] (+) d*x[t-1] (+) d^2*x[t-2] ... over w rows,
-    built by doubling; NaN for t < w-1."""
+    built by doubling; NaN for t < w-1. Intermediate levels reuse buffers: fresh memory has to be
+    faulted in page by page, which costs more than the arithmetic."""
     n = len(x)
     levels = {}
-    current, size = x, 1
+    current, size, spare = x, 1, None
     while size * 2 <= w:
-        if w & size:
+        keep = bool(w & size)
+        if keep:
             levels[size] = current
-        following = np.empty_like(current)
+        following = spare if spare is not None else np.empty_like(x)
         following[:size] = np.nan
         if size < n:
             combine(current[size:], current[:-size], size, decay, following[size:])
         else:
             following[:] = np.nan
+        spare = None if keep or current is x else current
         current, size = following, size * 2
     if w & size and size not in levels:
         levels[size] = current
@@ -74,9 +78,12 @@ def _window(x: np.ndarray, w: int, combine, decay: float | None = None) -> np.nd
             continue
         part = levels[bit]
         if offset < n:
-            scratch = np.empty(n - offset, dtype=result.dtype)
-            combine(result[offset:], part[:-offset], offset, decay, scratch)
-            result[offset:] = scratch
+            if decay is None:
+                combine(result[offset:], part[:-offset], offset, decay, result[offset:])
+            else:
+                scratch = (spare if spare is not None else np.empty_like(x))[: n - offset]
+                combine(result[offset:], part[:-offset], offset, decay, scratch)
+                result[offset:] = scratch
         result[: min(offset, n)] = np.nan
         offset += bit
     result[: min(w - 1, n)] = np.nan

@@ -31,8 +31,12 @@ from dataclasses import dataclass
 from .errors import SpecError
 from .frame import DATETIME, NUMERIC
 from .params import Param, clean_params
-from .steps import OPS, State, Step
+from .indicators import Bollinger, Calendar, Macd, Rsi
+from .steps import Impute, Lags, LogReturns, OneHot, Returns, Rolling, Scale, State, Step
 
+OPS: dict[str, type[Step]] = {
+    cls.op: cls for cls in (Impute, Scale, OneHot, Lags, Returns, LogReturns, Rolling, Rsi, Macd, Bollinger, Calendar)
+}
 SPEC_FORMAT_VERSION = 1
 MAX_STEPS = 100
 TARGET_KINDS = ("direction", "return", "log_return", "value")

@@ -52,7 +52,7 @@ __all__ = [
 
 
 def predict(*, deployment: str, body: dict, raw_body: bytes, protocol: str = "mlflow", routing_key: str | None = None,
-            started: float | None = None) -> Prediction:
+            started: float | None = None, served_at: float | None = None) -> Prediction:
     """Serves one prediction request of `deployment` (by name).
 
     Raises DeploymentNotFound, ModelUnavailable (no loadable version), PredictionInputError (bad
@@ -60,7 +60,7 @@ def predict(*, deployment: str, body: dict, raw_body: bytes, protocol: str = "ml
     raised on valid input). Every outcome after routing is logged against the chosen version.
     """
     return predictor.predict(deployment=deployment, body=body, protocol=protocol, raw_body=raw_body,
-                             routing_key=routing_key, started=started)
+                             routing_key=routing_key, started=started, served_at=served_at)
 
 
 def feedback_record(*, deployment: Deployment, items: list, user=None) -> FeedbackResult:

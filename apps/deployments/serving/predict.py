@@ -99,9 +99,10 @@ class Predictor:
         return self.state.table(deployment)
 
     def predict(self, *, deployment: str, body: dict, protocol: str, raw_body: bytes, routing_key: str | None = None,
-                started: float | None = None) -> Prediction:
+                started: float | None = None, served_at: float | None = None) -> Prediction:
         """Serves one request. `protocol` is "mlflow" or "v2"; `started` a perf_counter() taken when the
-        request arrived (the logged latency covers everything from there to the answer)."""
+        request arrived (the logged latency covers everything from there to the answer); `served_at`
+        (epoch seconds) only when replaying recorded traffic, e.g. the demo's history."""
         started = time.perf_counter() if started is None else started
         table = self.table(deployment)
         version_id = table.router.pick(routing_key)
@@ -116,17 +117,18 @@ class Predictor:
             predictions, labels = _run_model(served, frame)
         except InputError as exc:
             self._log(table, served, request_id, started, PredictionStatus.CLIENT_ERROR, inputs_hash, key_hash,
-                      error=str(exc))
+                      error=str(exc), served_at=served_at)
             if not isinstance(exc, PredictionInputError):
                 exc = PredictionInputError(exc.field, exc.message, version=served.label)
             raise exc from None
         except Exception as exc:
             logger.exception("%s v%s failed on a request of %s", served.model_name, served.version, deployment)
             self._log(table, served, request_id, started, PredictionStatus.SERVER_ERROR, inputs_hash, key_hash,
-                      error=f"{type(exc).__name__}: {exc}")
+                      error=f"{type(exc).__name__}: {exc}", served_at=served_at)
             raise PredictionFailed(f"model version {served.label} failed: {type(exc).__name__}") from exc
         latency_ms = self._log(table, served, request_id, started, PredictionStatus.OK, inputs_hash, key_hash,
-                               output=predictions, n_rows=len(frame), features=_drift_sample(frame, served))
+                               output=predictions, n_rows=len(frame), features=_drift_sample(frame, served),
+                               served_at=served_at)
         if table.router.shadow_ids:
             self._shadow(table, columns, request_id, inputs_hash, key_hash)
         return Prediction(
@@ -136,12 +138,12 @@ class Predictor:
         )
 
     def _log(self, table, served, request_id, started, status, inputs_hash, key_hash, *, output=None, n_rows=0,
-             features=None, error="", shadow=False) -> float:
+             features=None, error="", shadow=False, served_at=None) -> float:
         latency_ms = (time.perf_counter() - started) * 1000
         entry = log_entry(
             request_id=request_id, deployment_id=table.deployment_id, version_id=served.version_id, shadow=shadow,
             status=status, latency_ms=latency_ms, n_rows=n_rows, inputs_hash=inputs_hash, output=output or [],
-            error=error, routing_key_hash=key_hash, features=features,
+            error=error, routing_key_hash=key_hash, features=features, served_at=served_at,
         )
         prediction_log_push(entries=[entry], labels=[(table.name, served.label)])
         return latency_ms

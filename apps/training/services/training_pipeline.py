@@ -406,7 +406,8 @@ def _train(run: TrainingRun, reporter, watcher) -> dict:
     val_metrics = json_safe(evaluation.get("val", {}))
     test_metrics = json_safe(evaluation.get("test", {}))
     primary = val_metrics.get(experiment.primary_metric)
-    reporter.log("INFO", f"validation {experiment.primary_metric}={primary}; test: "
+    shown = f"{primary:.4g}" if isinstance(primary, (int, float)) else "n/a"
+    reporter.log("INFO", f"validation {experiment.primary_metric}={shown}; test: "
                          + ", ".join(f"{k}={v:.4g}" for k, v in test_metrics.items() if isinstance(v, (int, float))))
 
     signature = build_signature(data=data, preprocessor=data.preprocessor, trained=trained, experiment=experiment,

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..space import SearchSpace
 
-TrialState = Literal["pending", "complete", "pruned", "failed"]
+TrialState = Literal["pending", "complete", "pruned", "failed", "cancelled"]
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,8 @@ class TrialRecord:
     """What a strategy may know about one trial.
 
     `loss` is the objective turned so that lower is better (the negated value when maximising);
-    for a pruned trial it is the last intermediate loss, for pending and failed trials None.
+    for a pruned trial it is the last intermediate loss, otherwise None. Cancelled trials (stopped
+    by a person) say nothing about their point; strategies only avoid suggesting it again.
     """
 
     params: Mapping

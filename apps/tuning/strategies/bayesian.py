@@ -1,3 +1,4 @@
+import warnings
 from collections.abc import Mapping, Sequence
 from numbers import Real
 
@@ -75,8 +76,13 @@ class BayesianStrategy(SearchStrategy):
         xs = observed_x + [self.space.to_point(p) for p in pending]
         ys = observed_y + [lie] * len(pending)
         optimizer = self._optimizer(len(trials))
-        optimizer.tell(xs, ys)
-        points = [optimizer.ask()] if remaining == 1 else optimizer.ask(n_points=remaining, strategy=self.options["liar"])
+        with warnings.catch_warnings():
+            # skopt warns when its optimum is a known point and it falls back to a random one; the
+            # duplicate check below does the same, so the warning only adds noise to worker logs.
+            warnings.filterwarnings("ignore", message="The objective has been evaluated at point")
+            optimizer.tell(xs, ys)
+            points = [optimizer.ask()] if remaining == 1 else optimizer.ask(n_points=remaining,
+                                                                           strategy=self.options["liar"])
         for point in points:
             params = self.space.from_point(point)
             key = self.space.key(params)

@@ -11,7 +11,8 @@ export function ProgressBar({ percent, label, detail }) {
         aria-valuenow={value ?? undefined}
         aria-valuetext={value == null ? "not started" : `${Math.round(value)}%${detail ? `, ${detail}` : ""}`}
       >
-        <div className={`mlops-progress__bar${value == null ? " mlops-progress__bar--unknown" : ""}`} style={{ width: `${value ?? 100}%` }} />
+        {/* Remounted when the value becomes known, so it does not slide down from the full "unknown" stripe. */}
+        <div key={value == null ? "unknown" : "known"} className={`mlops-progress__bar${value == null ? " mlops-progress__bar--unknown" : ""}`} style={{ width: `${value ?? 100}%` }} />
       </div>
       {detail && <div className="mlops-progress__detail">{detail}</div>}
     </div>

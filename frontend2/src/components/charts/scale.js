@@ -23,9 +23,13 @@ function niceStep(span, count) {
 export function niceTicks(lo, hi, count = 4) {
   if (!Number.isFinite(lo) || !Number.isFinite(hi)) return [0, 1];
   if (lo === hi) {
-    const pad = lo === 0 ? 1 : Math.abs(lo) * 0.1;
-    lo -= pad;
-    hi += pad;
+    // A flat zero line (no errors) sits on the floor of a 0..1 axis, not in the middle of -1..1.
+    if (lo === 0) hi = 1;
+    else {
+      const pad = Math.abs(lo) * 0.1;
+      lo -= pad;
+      hi += pad;
+    }
   }
   const step = niceStep(hi - lo, count);
   const start = Math.floor(lo / step) * step;

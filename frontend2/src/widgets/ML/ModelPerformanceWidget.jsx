@@ -128,11 +128,12 @@ export function ModelPerformanceWidget({
     ? Math.max(...data.versions.flatMap((v) => v.points.map((p) => p.t))) - Math.min(...data.versions.flatMap((v) => v.points.map((p) => p.t)))
     : 0;
   const xFormat = (t) => formatTime(t, span);
+  // Empty buckets stay in as gaps (y null), so a line does not pretend to know what happened there.
   const perVersion = (key) =>
     (data?.versions || []).map((v, i) => ({
       name: v.label,
       color: PALETTE[i % PALETTE.length],
-      points: v.points.filter((p) => p[key] != null).map((p) => ({ x: p.t, y: p[key] })),
+      points: v.points.map((p) => ({ x: p.t, y: p[key] })),
     }));
 
   let body;
@@ -157,7 +158,11 @@ export function ModelPerformanceWidget({
               yFormat={metric === "rmse" ? formatNumber : formatPercent}
               emptyText="No feedback (ground truth) yet in this window."
             />
-            <Chart title="Requests per bucket" series={perVersion("requests").map((s) => ({ ...s, type: "bar" }))} xFormat={xFormat} />
+            <Chart
+              title="Requests per bucket"
+              series={perVersion("requests").map((s, i) => ({ ...s, type: "bar", legend: `${formatNumber(data.versions[i].totals.requests)} in window` }))}
+              xFormat={xFormat}
+            />
             <Chart title="Error rate" series={perVersion("errorRate")} xFormat={xFormat} yFormat={formatPercent} yMin={0} />
             {data.versions.map((v, i) => (
               <Chart
@@ -168,7 +173,7 @@ export function ModelPerformanceWidget({
                   name: label,
                   dash,
                   color: PALETTE[i % PALETTE.length],
-                  points: v.points.filter((p) => p[key] != null).map((p) => ({ x: p.t, y: p[key] })),
+                  points: v.points.map((p) => ({ x: p.t, y: p[key] })),
                 }))}
               />
             ))}

@@ -195,7 +195,7 @@ export function TrainingLogsWidget({
         {groups.length > 0 && (
           <div className="mlops-grid mlops-grid--charts">
             {groups.map(([base, series]) => (
-              <Chart key={base} title={`${humanize(base)} by epoch`} series={series} height={150} xFormat={(v) => String(Math.round(v))} />
+              <Chart key={base} title={`${humanize(base)} by epoch`} series={series} height={150} xIntegers xFormat={(v) => String(v)} />
             ))}
           </div>
         )}

@@ -143,7 +143,7 @@ export function DeploymentCard({ deployment: d, canAct, onAction }) {
                   <td>
                     <span className="mlops-swatch" style={{ background: PALETTE[i % PALETTE.length] }} aria-hidden="true" />
                     {v.label}
-                    {v.framework && <span className="mlops-muted"> · {v.framework}{v.model_type ? `/${v.model_type}` : ""}</span>}
+                    {v.framework && <span className="mlops-muted">{v.framework}{v.model_type ? `/${v.model_type}` : ""}</span>}
                   </td>
                   <td>{humanize(v.role)}{v.shadow ? " (shadow)" : ""}</td>
                   <td data-testid="weight">{formatWeight(v.weight)}</td>

@@ -1,0 +1,207 @@
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.urls import reverse
+from django.utils.html import format_html
+
+from apps.core.roles import is_ml_staff
+
+from . import charts, selectors
+from .choices import StudyStatus, TrialStatus
+from .forms import StudyAdminForm
+from .models import Trial, TuningEvent, TuningStudy
+from .services import study_create, study_pause, study_resume, study_start, study_stop, study_update
+from .services.studies import EDITABLE_FIELDS
+
+STATUS_COLORS = {
+    StudyStatus.DRAFT: "#6b7280", StudyStatus.RUNNING: "#2563eb", StudyStatus.PAUSED: "#d97706",
+    StudyStatus.COMPLETED: "#16a34a", StudyStatus.STOPPED: "#6b7280", StudyStatus.FAILED: "#dc2626",
+    TrialStatus.QUEUED: "#6b7280", TrialStatus.COMPLETED: "#16a34a", TrialStatus.PRUNED: "#9333ea",
+    TrialStatus.CANCELLED: "#d97706",
+}
+
+
+def _errors(exc: ValidationError) -> str:
+    if hasattr(exc, "error_dict"):
+        return "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in exc.message_dict.items())
+    return " ".join(exc.messages)
+
+
+def _badge(status: str, label: str):
+    return format_html('<b style="color:{}">{}</b>', STATUS_COLORS.get(status, "#000"), label)
+
+
+class TrialInline(admin.TabularInline):
+    model = Trial
+    fields = ["number", "status_col", "params", "value", "epochs", "run_link", "error"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    ordering = ["number"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="status")
+    def status_col(self, obj):
+        return _badge(obj.status, obj.get_status_display())
+
+    @admin.display(description="epochs reported")
+    def epochs(self, obj):
+        series = obj.intermediate_series()
+        if not series:
+            return "—"
+        pruned = f", pruned at {obj.prune_requested_at_epoch}" if obj.prune_requested_at_epoch else ""
+        return f"{len(series)} (last {series[max(series)]:.4g}{pruned})"
+
+    @admin.display(description="run")
+    def run_link(self, obj):
+        if not obj.run_id:
+            return "—"
+        return format_html('<a href="{}">run {}</a>', reverse("admin:training_trainingrun_change", args=[obj.run_id]),
+                           obj.run_id)
+
+
+class EventInline(admin.TabularInline):
+    model = TuningEvent
+    fields = ["created_at", "trial", "from_status", "to_status", "reason", "actor"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(TuningStudy)
+class TuningStudyAdmin(admin.ModelAdmin):
+    form = StudyAdminForm
+    list_display = ["name", "experiment", "framework", "model_type", "strategy", "status_col", "trials_col",
+                    "best_col", "created_at"]
+    list_filter = ["status", "strategy", "framework", "pruner"]
+    search_fields = ["name", "experiment__name"]
+    actions = ["start_studies", "pause_studies", "resume_studies", "stop_studies"]
+    inlines = [TrialInline, EventInline]
+    change_form_template = "admin/tuning/tuningstudy/change_form.html"
+    STATE_FIELDS = ["status", "started_at", "finished_at", "running_seconds", "model_version", "created_by"]
+
+    def get_queryset(self, request):
+        return selectors.study_list()
+
+    def get_fields(self, request, obj=None):
+        fields = ["name", "experiment", *EDITABLE_FIELDS]
+        return fields + self.STATE_FIELDS if obj else fields
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        if obj.status != StudyStatus.DRAFT:
+            return ["name", "experiment", *EDITABLE_FIELDS, *self.STATE_FIELDS]
+        return ["name", "experiment", *self.STATE_FIELDS]
+
+    def has_act_permission(self, request) -> bool:
+        return is_ml_staff(request.user)
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # a study's trials and events are its audit trail; stop it instead
+
+    @admin.display(description="status", ordering="status")
+    def status_col(self, obj):
+        return _badge(obj.status, obj.get_status_display())
+
+    @admin.display(description="trials")
+    def trials_col(self, obj):
+        running = f", {obj.n_running} running" if getattr(obj, "n_running", 0) else ""
+        return f"{getattr(obj, 'n_finished', 0)}/{obj.max_trials}{running}"
+
+    @admin.display(description="best")
+    def best_col(self, obj):
+        best = selectors.study_best_trial(study=obj)
+        return "—" if best is None else f"#{best.number}: {best.value:.4g}"
+
+    def save_model(self, request, obj, form, change):
+        if not is_ml_staff(request.user):
+            raise PermissionDenied("Only ML Staff may do this.")
+        if change:
+            if obj.status == StudyStatus.DRAFT:
+                study_update(study=obj, data=form.resolved, user=request.user)
+            return
+        study = study_create(name=form.cleaned_data["name"], experiment=form.cleaned_data["experiment"],
+                             user=request.user, **form.resolved)
+        obj.pk = study.pk
+
+    def save_related(self, request, form, formsets, change):
+        pass  # trials and events are written by services only
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        study = selectors.study_get(study_id=object_id)
+        if study is not None:
+            history = selectors.study_history(study=study)
+            extra_context = {
+                **(extra_context or {}),
+                "study": study,
+                "status_badge": _badge(study.status, study.get_status_display()),
+                "best": selectors.study_best_trial(study=study),
+                "history_chart": charts.history_svg(history, metric=study.objective_metric),
+                "importance_chart": charts.importances_svg(selectors.study_param_importances(study=study)),
+                "parallel_chart": charts.parallel_coordinates_svg(selectors.study_parallel_coordinates(study=study)),
+                "can_act": is_ml_staff(request.user),
+                "verbs": _verbs_for(study.status),
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _act(self, request, queryset, service, verb: str):
+        if not is_ml_staff(request.user):
+            raise PermissionDenied("Only ML Staff may do this.")
+        done = []
+        for study in queryset:
+            try:
+                service(study=study, user=request.user)
+            except ValidationError as exc:
+                self.message_user(request, f"{study.name}: not {verb}: {_errors(exc)}", messages.ERROR)
+                continue
+            done.append(study.name)
+        if done:
+            self.message_user(request, f"{verb.capitalize()}: {', '.join(done)}.", messages.SUCCESS)
+
+    @admin.action(description="Start selected studies", permissions=["act"])
+    def start_studies(self, request, queryset):
+        self._act(request, queryset, study_start, "started")
+
+    @admin.action(description="Pause selected studies", permissions=["act"])
+    def pause_studies(self, request, queryset):
+        self._act(request, queryset, study_pause, "paused")
+
+    @admin.action(description="Resume selected studies", permissions=["act"])
+    def resume_studies(self, request, queryset):
+        self._act(request, queryset, study_resume, "resumed")
+
+    @admin.action(description="Stop selected studies", permissions=["act"])
+    def stop_studies(self, request, queryset):
+        self._act(request, queryset, study_stop, "stopped")
+
+
+def _verbs_for(status: str) -> list[tuple[str, str]]:
+    """(admin action, button label) pairs that make sense for a study in `status`."""
+    return {
+        StudyStatus.DRAFT: [("start_studies", "Start"), ("stop_studies", "Stop")],
+        StudyStatus.RUNNING: [("pause_studies", "Pause"), ("stop_studies", "Stop")],
+        StudyStatus.PAUSED: [("resume_studies", "Resume"), ("stop_studies", "Stop")],
+    }.get(status, [])
+
+
+@admin.register(Trial)
+class TrialAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "status", "value", "run", "created_at"]
+    list_filter = ["status"]
+    search_fields = ["study__name"]
+    list_select_related = ["study", "run"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in Trial._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

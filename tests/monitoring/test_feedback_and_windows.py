@@ -1,0 +1,163 @@
+"""Ground truth by request id, and what the dashboard and Prometheus see: windows, series, drift."""
+import math
+
+import numpy as np
+import pytest
+
+from apps.deployments.serving.predict import predictor
+from apps.monitoring.models import Feedback, PredictionLog
+from apps.monitoring.selectors import binned_counts, deployment_series, psi, version_windows
+from apps.monitoring.services.logbuffer import prediction_logs_flush
+from tests.deployments.conftest import classification_frame, record, regression_frame
+
+PREDICT = "/api/v1/deployments/price-direction/predict"
+FEEDBACK = "/api/v1/deployments/price-direction/feedback"
+SERIES = "/api/v1/monitoring/deployments/price-direction/series"
+
+
+def predict_labelled(client, frame, columns=("f1", "f2", "f3")):
+    response = client.post(PREDICT, {"dataframe_split": {"columns": list(columns), "data": frame[list(columns)].values.tolist()}},
+                           format="json")
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def test_feedback_scores_each_answer_and_may_arrive_before_the_log_is_flushed(deployment, champion, analyst_api):
+    frame = classification_frame(n=10, seed=5)
+    data = predict_labelled(analyst_api, frame)
+    response = analyst_api.post(FEEDBACK, {"request_id": data["request_id"], "ground_truth": frame["label"].tolist()}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json() == {"requests": 1, "answers_scored": 1}
+    feedback = Feedback.objects.get()
+    assert feedback.n == 10
+    assert feedback.n_correct == sum(int(p == t) for p, t in zip(data["predictions"], frame["label"]))
+    again = analyst_api.post(FEEDBACK, {"feedback": [{"request_id": data["request_id"], "ground_truth": [0] * 10}]}, format="json")
+    assert again.status_code == 200 and Feedback.objects.count() == 1, "sending again replaces, never double counts"
+    assert Feedback.objects.get().n_correct == data["predictions"].count(0)
+
+
+def test_bad_feedback_is_refused_naming_the_item_and_nothing_is_stored(deployment, analyst_api, outsider_api):
+    data = predict_labelled(analyst_api, classification_frame(n=2, seed=6))
+    cases = [
+        ({"feedback": []}, "feedback"),
+        ({"feedback": [{"request_id": "not-a-uuid", "ground_truth": 1}]}, "feedback[0].request_id"),
+        ({"feedback": [{"request_id": "8a0c8bd4-4b7a-4d53-9d7e-0e0f0a0b0c0d", "ground_truth": 1}]}, "feedback[0].request_id"),
+        ({"feedback": [{"request_id": data["request_id"], "ground_truth": [1]}]}, "feedback[0].ground_truth"),
+        ({"feedback": [{"request_id": data["request_id"]}]}, "feedback[0].ground_truth"),
+        ({"feedback": [{"request_id": data["request_id"], "ground_truth": [1, 0]}, {"request_id": data["request_id"], "ground_truth": [1, 0]}]},
+         "feedback[1].request_id"),
+        ({"feedback": [], "extra": 1}, "extra"),
+    ]
+    for body, field in cases:
+        response = analyst_api.post(FEEDBACK, body, format="json")
+        assert response.status_code == 400, (body, response.content)
+        assert response.json()["field"] == field, (field, response.json())
+    assert analyst_api.generic("POST", FEEDBACK, b"{oops", content_type="application/json").status_code == 400
+    assert outsider_api.post(FEEDBACK, {"request_id": data["request_id"], "ground_truth": [1, 0]}, format="json").status_code == 403
+    assert analyst_api.post("/api/v1/deployments/nope/feedback", {"feedback": []}, format="json").status_code == 404
+    assert not Feedback.objects.exists()
+
+
+def test_regression_feedback_gives_rmse_per_version(make_version, staff_user, analyst_api, django_capture_on_commit_callbacks):
+    from apps.deployments.services.model_deployment_service import deployment_create
+
+    version = make_version("regression")
+    with django_capture_on_commit_callbacks(execute=True):
+        deployment = deployment_create(name="price-direction", model_version=version, user=staff_user)
+    frame = regression_frame(n=20, seed=9)
+    data = predict_labelled(analyst_api, frame, columns=("f1", "f2"))
+    assert analyst_api.post(FEEDBACK, {"request_id": data["request_id"], "ground_truth": frame["y"].tolist()},
+                            format="json").status_code == 200
+    expected = math.sqrt(np.mean((np.array(data["predictions"]) - frame["y"].to_numpy()) ** 2))
+    window = version_windows(deployment=deployment, since=PredictionLog.objects.get().served_at)[version.pk]
+    assert window.accuracy is None and window.rmse == pytest.approx(expected)
+    bad = analyst_api.post(FEEDBACK, {"request_id": data["request_id"], "ground_truth": ["up"] * 20}, format="json")
+    assert bad.status_code == 400 and "finite number" in bad.json()["detail"]
+
+
+def test_the_series_has_buckets_per_version_with_counts_latency_percentiles_and_accuracy(
+        deployment, two_versions, staff_user, analyst_api, outsider_api, django_capture_on_commit_callbacks):
+    from apps.deployments.services.model_deployment_service import deployment_set_traffic
+
+    champion, challenger = two_versions
+    with django_capture_on_commit_callbacks(execute=True):
+        deployment_set_traffic(deployment=deployment, user=staff_user, allocations=[
+            {"model_version": champion, "weight": 50}, {"model_version": challenger, "weight": 50}])
+    frame = classification_frame(n=60, seed=8)
+    feedback = []
+    for i in range(30):
+        chunk = frame.iloc[2 * i:2 * i + 2]
+        data = predict_labelled(analyst_api, chunk)
+        feedback.append({"request_id": data["request_id"], "ground_truth": chunk["label"].tolist()})
+    analyst_api.post(PREDICT, {"instances": [{"f1": "bad", "f2": 0, "f3": 0}]}, format="json")
+    analyst_api.post(FEEDBACK, {"feedback": feedback}, format="json")
+    prediction_logs_flush()
+
+    response = analyst_api.get(SERIES, {"window": "15m"})
+    assert response.status_code == 200
+    series = response.json()
+    assert series["bucket_seconds"] == 30 and len(series["versions"]) == 2
+    assert [v["role"] for v in series["versions"]] == ["champion", "challenger"]
+    total = sum(p["count"] for v in series["versions"] for p in v["points"])
+    assert total == 31
+    assert sum(p["client_errors"] for v in series["versions"] for p in v["points"]) == 1
+    for version in series["versions"]:
+        assert len(version["points"]) == 30
+        busy = [p for p in version["points"] if p["count"]]
+        assert busy and all(p["p50_ms"] <= p["p95_ms"] <= p["p99_ms"] for p in busy if p["p50_ms"] is not None)
+        labelled = [p for p in version["points"] if p["feedback"]]
+        assert labelled and all(0 <= p["accuracy"] <= 1 for p in labelled)
+    assert analyst_api.get(SERIES, {"window": "3y"}).status_code == 400
+    assert outsider_api.get(SERIES).status_code == 403
+    assert analyst_api.get("/api/v1/monitoring/deployments/nope/series").status_code == 404
+    summary = analyst_api.get("/api/v1/monitoring/deployments/price-direction/summary", {"window": "1h"}).json()
+    assert sum(v["requests"] for v in summary["versions"]) == 31
+    assert all(v["feedback_rows"] > 0 for v in summary["versions"])
+
+
+def test_psi_is_zero_for_the_training_distribution_and_grows_with_a_shift():
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=5000)
+    counts, edges = np.histogram(train, bins=20)
+    same = binned_counts(rng.normal(size=2000), edges)
+    shifted = binned_counts(rng.normal(loc=1.0, size=2000), edges)
+    assert psi(counts, same) < 0.05
+    assert psi(counts, shifted) > 0.25
+    assert binned_counts([-100, 100], edges).tolist() == [1] + [0] * 18 + [1], "outliers land in the end bins"
+
+
+def test_drift_of_served_inputs_is_measured_against_the_training_profile(deployment, champion, analyst_api):
+    from django.utils import timezone
+
+    from apps.monitoring.selectors import feature_drift
+
+    start = timezone.now()
+    rng = np.random.default_rng(1)
+    for _ in range(12):
+        rows = [record(float(a), float(b), float(c)) for a, b, c in rng.normal(size=(5, 3))]
+        rows = [{**r, "f3": r["f3"] + 3.0} for r in rows]  # f3 moved three standard deviations
+        analyst_api.post(PREDICT, {"dataframe_records": rows}, format="json")
+    prediction_logs_flush()
+    drift = feature_drift(deployment=deployment, model_version=champion, since=start)
+    assert drift["f1"]["served_values"] == 60
+    assert drift["f1"]["psi"] < 0.5 < drift["f3"]["psi"]
+
+
+def test_metrics_are_exposed_for_prometheus_to_tokens_of_portal_users_and_allowed_addresses(deployment, analyst_api, anon_api,
+                                                                                             outsider_api, settings):
+    for _ in range(3):
+        analyst_api.post(PREDICT, {"instances": [record()]}, format="json")
+    analyst_api.post(PREDICT, {"instances": [{"f1": 1}]}, format="json")
+    assert predictor.shadow_drain()
+    prediction_logs_flush()
+    response = analyst_api.get("/metrics")
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/plain")
+    text = response.content.decode()
+    assert 'mlops_predictions_total{deployment="price-direction",shadow="false",status="ok",version="1"} 3.0' in text
+    assert 'mlops_predictions_total{deployment="price-direction",shadow="false",status="client_error",version="1"} 1.0' in text
+    assert 'mlops_prediction_latency_ms{deployment="price-direction",quantile="0.99",version="1"}' in text
+    assert 'mlops_deployment_traffic_percent{deployment="price-direction",role="champion",shadow="false",version="1"} 100.0' in text
+    assert anon_api.get("/metrics").status_code == 401
+    assert outsider_api.get("/metrics").status_code == 401
+    settings.METRICS_ALLOWED_IPS = ["127.0.0.0/8"]
+    assert anon_api.get("/metrics").status_code == 200
