@@ -17,7 +17,8 @@ class VersionSerializer(serializers.Serializer):
 
 class GateSerializer(serializers.Serializer):
     name = serializers.CharField()
-    state = serializers.ChoiceField(choices=["pass", "fail", "pending"])
+    # Plain strings, not choice fields: their enums would collide in the schema with other apps' "state".
+    state = serializers.CharField(help_text="pass | fail | pending")
     value = serializers.FloatField(allow_null=True)
     threshold = serializers.FloatField(allow_null=True)
     detail = serializers.CharField(allow_blank=True)
@@ -62,7 +63,7 @@ class DeploymentSummarySerializer(serializers.Serializer):
     description = serializers.CharField(allow_blank=True)
     registered_model = serializers.CharField()
     active = serializers.BooleanField()
-    status = serializers.ChoiceField(choices=["serving", "rolling_out", "paused", "draft_rollout"])
+    status = serializers.CharField(help_text="serving | rolling_out | paused | draft_rollout")
     generation = serializers.IntegerField()
     updated_at = serializers.DateTimeField()
     versions = VersionSerializer(many=True)

@@ -58,12 +58,35 @@ def running_run(experiment):
     """A queued run moved to running with two epochs recorded, as a worker would have done."""
     from apps.training.choices import RunStatus
     from apps.training.services.experiments import experiment_training_config
-    from apps.training.services.runs import run_progress_record, run_status_transition
+    from apps.training.services.runs import run_log_append, run_progress_record, run_status_transition
     from apps.training.services.training_pipeline import training_run_start
 
     run = training_run_start(experiment=experiment, dispatch=False, **experiment_training_config(experiment=experiment))
     run = run_status_transition(run_id=run.pk, to=RunStatus.RUNNING, reason="test", fields={"attempts": 1})
+    run_log_append(run_id=run.pk, level="INFO", message="preparing 240 rows of price-direction (train 168, val 36, test 36)",
+                   attempt=1)
     for epoch, loss in ((1, 0.9), (2, 0.7)):
         run_progress_record(run=run, attempt=1, epoch=epoch, total_epochs=5, metrics={"loss": loss, "val_loss": loss + 0.1},
                             eta_seconds=12.0)
+        run_log_append(run_id=run.pk, level="INFO", message=f"epoch {epoch}/5: loss={loss:.4g}, val_loss={loss + 0.1:.4g}",
+                       attempt=1)
+    run_log_append(run_id=run.pk, level="WARNING", message="validation loss above training loss for 2 epochs", attempt=1)
     return run
+
+
+@pytest.fixture
+def running_study(experiment):
+    """`lr-search` (bayesian, 8 trials planned): two trials done, one pruned, one running — moved
+    through tuning's own status services, without dispatching any training."""
+    from apps.tuning.services.state import study_status_change, trial_create, trial_status_change
+    from apps.tuning.services.studies import study_create
+
+    study = study_create(name="lr-search", experiment=experiment, strategy="bayesian", max_trials=8,
+                         search_space=[{"name": "alpha", "type": "float", "low": 0.001, "high": 100.0, "log": True}])
+    study = study_status_change(study=study, to="running", reason="test")
+    for number, to, value in ((1, "completed", 0.61), (2, "completed", 0.64), (3, "pruned", None), (4, "running", None)):
+        trial = trial_create(study=study, number=number, params={"alpha": 0.1 * number}, reason="test")
+        trial = trial_status_change(trial=trial, to="running", reason="test")
+        if to != "running":
+            trial_status_change(trial=trial, to=to, reason="test", fields={"value": value})
+    return study

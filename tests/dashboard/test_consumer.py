@@ -118,16 +118,15 @@ def test_epoch_progress_from_the_worker_signal_reaches_the_dashboard(running_run
                        "eta_seconds": 0.0, "metrics": {"loss": 0.5}, "attempt": 1}
 
 
-def test_a_study_change_is_pushed_as_the_fresh_study(analyst_user):
-    from apps.tuning.models import Trial, TuningStudy
-
-    study = TuningStudy.objects.create(name="lr-search", framework="sklearn", model_type="linear", objective_metric="accuracy",
-                                       direction="maximize", max_trials=4, status="running")
-    Trial.objects.create(study=study, number=0, status="completed", value=0.6)
+def test_a_study_paused_through_its_service_is_pushed_as_the_fresh_study(running_study, analyst_user):
+    from apps.tuning.services.studies import study_pause
 
     async def scenario(comm):
-        await get_channel_layer().group_send("tuning-studies", {"type": "study.changed", "study": study.pk})
-        return await receive_until(comm, "study")
+        await sync_to_async(study_pause)(study=running_study)
+        while True:
+            message = await receive_until(comm, "study")
+            if message["study"]["status"] == "paused":
+                return message["study"]
 
-    shown = run_scenario(session_cookie(analyst_user), scenario)["study"]
-    assert (shown["id"], shown["completed_trials"], shown["n_trials"], shown["best_value"]) == (study.pk, 1, 4, 0.6)
+    shown = run_scenario(session_cookie(analyst_user), scenario)
+    assert (shown["id"], shown["completed_trials"], shown["n_trials"], shown["best_value"]) == (running_study.pk, 3, 8, 0.64)

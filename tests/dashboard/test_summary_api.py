@@ -99,16 +99,12 @@ def test_finished_runs_leave_the_active_list_but_stay_among_the_recent(experimen
     assert [(r["id"], r["status"], r["percent"]) for r in data["recent_runs"]] == [(version.training_run_id, "succeeded", 100.0)]
 
 
-def test_running_studies_show_trials_done_and_the_best_value(db, analyst_api):
-    from apps.tuning.models import Trial, TuningStudy
+def test_running_studies_show_trials_done_and_the_best_value(running_study, analyst_api):
+    from apps.tuning.services.studies import study_create
 
-    study = TuningStudy.objects.create(name="lr-search", framework="sklearn", model_type="linear", strategy="bayesian",
-                                       objective_metric="accuracy", direction="maximize", max_trials=8, status="running")
-    for number, status, value in ((0, "completed", 0.61), (1, "completed", 0.64), (2, "pruned", None), (3, "running", None)):
-        Trial.objects.create(study=study, number=number, status=status, value=value)
-    TuningStudy.objects.create(name="old", framework="sklearn", model_type="linear", objective_metric="rmse",
-                               direction="minimize", status="completed")
-    [shown] = analyst_api.get(URL).json()["studies"]
-    assert shown["name"] == "lr-search" and shown["strategy"] == "bayesian"
+    study_create(name="draft-one", experiment=running_study.experiment,
+                 search_space=[{"name": "alpha", "type": "float", "low": 0.01, "high": 1.0}])
+    [shown] = analyst_api.get(URL).json()["studies"]  # the draft is not running: not shown
+    assert shown["name"] == "lr-search" and shown["strategy"] == "bayesian" and shown["status"] == "running"
     assert (shown["n_trials"], shown["completed_trials"], shown["running_trials"]) == (8, 3, 1)
-    assert (shown["best_value"], shown["best_trial"], shown["metric"]) == (0.64, 1, "accuracy")
+    assert (shown["best_value"], shown["best_trial"], shown["metric"]) == (0.64, 2, "accuracy")

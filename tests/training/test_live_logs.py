@@ -62,8 +62,8 @@ def test_a_viewer_gets_live_lines_in_order_and_misses_none_after_reconnecting(ce
     from apps.training.models import RunLogLine
     from apps.training.services.training_pipeline import _dispatch
 
-    run = start_inline(price_experiment, framework="torch", model_type="mlp",
-                       params={"epochs": 12, "patience": 12, "hidden_size": 8, "num_layers": 1})
+    run = start_inline(price_experiment, framework="sklearn", model_type="gradient_boosting",
+                       params={"max_iter": 120, "stage_size": 10, "patience": 1000, "min_samples_leaf": 5})
     headers = _headers(analyst_user)
 
     async def watch():

@@ -17,8 +17,8 @@ from .waiting import wait_for_epoch, wait_for_run
 
 pytestmark = pytest.mark.worker
 
-# Long enough to be killed after its first epoch, short enough for the next attempt to finish fast.
-LONG = {"epochs": 40, "patience": 40, "hidden_size": 8, "num_layers": 1, "batch_size": 16}
+# 100 reported stages: long enough to be killed after the first, short enough to finish fast after.
+LONG = {"max_iter": 1000, "stage_size": 10, "patience": 1000, "min_samples_leaf": 5}
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def private_queue(settings):
 def _start(experiment):
     from apps.training.services.training_pipeline import _dispatch
 
-    run = start_inline(experiment, framework="torch", model_type="mlp", params=LONG)
+    run = start_inline(experiment, framework="sklearn", model_type="gradient_boosting", params=LONG)
     _dispatch(run.pk, run.queue, run.celery_task_id)
     return run
 
@@ -60,12 +60,13 @@ def test_a_whole_worker_sigkilled_is_found_by_the_reaper_and_finished_by_another
     first = worker_factory(queues=private_queue, concurrency=1)
     run = _start(price_experiment)
     run = wait_for_epoch(run, 1)
+    # A second worker on the queue, idle: the message is already delivered (unacknowledged) to the first.
+    worker_factory(queues=private_queue, concurrency=1)
     first.kill()  # main process and pool: the broker keeps the message unacknowledged
 
-    settings.TRAINING_HEARTBEAT_STALE_SECONDS = 2
-    time.sleep(2.5)
+    settings.TRAINING_HEARTBEAT_STALE_SECONDS = 1
+    time.sleep(1.5)
     assert training_runs_reap() == {"requeued": 1, "failed": 0, "cancelled": 0}
-    worker_factory(queues=private_queue, concurrency=1)
 
     run = wait_for_run(run, timeout=120)
     assert run.status == RunStatus.SUCCEEDED, run.error_message

@@ -1,9 +1,10 @@
 """Study services without a worker: runs are executed in-process where a test needs them to end."""
 import threading
+import time
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import connection
+from django.db import connection, transaction
 
 from apps.registry.models import ModelVersion
 from apps.training.choices import RunOrigin, RunStatus
@@ -221,21 +222,24 @@ def test_two_workers_finishing_trials_at_once_do_not_launch_more_than_the_budget
     # Both runs end "at once": no signal yet, each worker's receiver is about to record its own.
     TrainingRun.objects.filter(pk__in=[r.pk for r in runs]).update(status=RunStatus.SUCCEEDED,
                                                                    val_metrics={"rmse": 50.0})
-    barrier = threading.Barrier(2)
     errors = []
 
     def finish(run_id):
         try:
-            barrier.wait(timeout=10)
             trial_record_run_end(run_id=run_id)
-        except Exception as exc:  # pragma: no cover - reported below
+        except Exception as exc:  # reported below
             errors.append(exc)
         finally:
             connection.close()
 
     threads = [threading.Thread(target=finish, args=(r.pk,)) for r in runs]
-    for thread in threads:
-        thread.start()
+    # Holding both trials' row locks lines the two receivers up at the same point; releasing them
+    # lets both go at once, each sure its own trial just ended and a slot just opened.
+    with transaction.atomic():
+        list(Trial.objects.select_for_update().filter(study=study))
+        for thread in threads:
+            thread.start()
+        time.sleep(0.5)
     for thread in threads:
         thread.join(30)
 

@@ -98,8 +98,9 @@ def prepare_training_data(*, df: pd.DataFrame, dataset, spec: dict, seed: int = 
         raise SpecError("the spec leaves no numeric feature column", key="steps")
 
     usable = np.ones(frame.n, dtype=bool)
+    finite = np.empty(frame.n, dtype=bool)
     for name in features:
-        usable &= np.isfinite(frame.columns[name])
+        usable &= np.isfinite(frame.columns[name], out=finite)
     split_rows = [r[usable[r]] for r in (rows.train, rows.val, rows.test)]
     for name, r in zip(("train", "validation", "test"), split_rows):
         if len(r) == 0:

@@ -263,7 +263,12 @@ class Scale(Step):
     def run(self, frame, state, fitted, fit_rows):
         if fitted is None:
             columns = state.candidates() if self.params["columns"] == "*" else self.params["columns"]
-            fitted = {"columns": {c: self._fit(np.take(frame.columns[c], fit_rows)) for c in columns}}
+            # One sample buffer for every column: fewer fresh pages to fault in.
+            sample = np.empty(len(fit_rows), dtype=k.DTYPE)
+            fitted = {"columns": {}}
+            for column in columns:
+                np.take(frame.columns[column], fit_rows, out=sample)
+                fitted["columns"][column] = self._fit(sample)
         for column, (center, scale) in fitted["columns"].items():
             # In place: every frame column is an array of the frame's own (Frame's contract).
             x = frame.columns[column]
@@ -282,8 +287,7 @@ class Scale(Step):
             # numpy sums float32 pairwise: accurate to a few ulps without a float64 copy.
             center = float(sample.mean())
             deviations = sample - np.float32(center)
-            np.square(deviations, out=deviations)
-            scale = float(np.sqrt(deviations.mean()))
+            scale = float(np.sqrt(np.dot(deviations, deviations) / len(deviations)))
         elif method == "minmax":
             center = float(sample.min())
             scale = float(sample.max()) - center

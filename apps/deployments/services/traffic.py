@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from ..choices import OPEN_ROLLOUT_STATUSES, EventKind, VersionRole
 from ..models import Deployment, DeploymentEvent, DeploymentVersion, Rollout
-from ..notify import after_commit
+from ..notify import after_commit, deployment_stamp
 
 SNAPSHOT_WINDOW = timedelta(minutes=15)
 
@@ -116,7 +116,7 @@ def champion_alias_move(deployment: Deployment, version, user, reason: str) -> N
 
 def routing_changed(deployment: Deployment) -> None:
     """Caller holds the lock and has rewritten the weights: new generation, published on commit."""
-    after_commit(deployment.name, bump_generation(deployment))
+    after_commit(deployment.name, (deployment_stamp(deployment.created_at), bump_generation(deployment)))
 
 
 @transaction.atomic

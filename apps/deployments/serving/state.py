@@ -22,7 +22,7 @@ import redis
 from django.conf import settings
 from django.db import close_old_connections, connection
 
-from ..notify import GENERATION_KEY, publish_generation
+from ..notify import GENERATION_KEY, deployment_stamp, parse_generation, publish_generation
 from ..router import Route, RoutingTable
 from .inputs import InputSpec
 
@@ -58,6 +58,7 @@ class ServedVersion:
 class ServingTable:
     deployment_id: int
     name: str
+    stamp: str
     generation: int
     router: RoutingTable
     versions: dict  # version_id -> ServedVersion
@@ -86,7 +87,7 @@ class ServingState:
         self._loader = loader or _load_model
         self._tables: dict[str, ServingTable] = {}
         self._models: dict[tuple[int, str], object] = {}
-        self._remote: dict[str, int] = {}
+        self._remote: dict[str, tuple[str, int]] = {}
         self._next_poll = 0.0
         self._lock = threading.Lock()
         self._building: set[str] = set()
@@ -113,14 +114,27 @@ class ServingState:
         except redis.RedisError:
             logger.warning("cannot read routing generations from Redis; serving the current tables")
             return
-        self._remote = {k.decode(): int(v) for k, v in raw.items()}
+        remote = {}
+        for key, value in raw.items():
+            parsed = parse_generation(value)
+            if parsed is not None:
+                remote[key.decode()] = parsed
+        self._remote = remote
+
+    @staticmethod
+    def _is_current(table: ServingTable | None, remote: tuple[str, int] | None) -> bool:
+        if table is None:
+            return False
+        if remote is None:
+            return True
+        stamp, generation = remote
+        return stamp == table.stamp and generation <= table.generation
 
     def table(self, name: str) -> ServingTable:
         """The table to route this request with (DeploymentNotFound, ModelUnavailable)."""
         self._poll()
         current = self._tables.get(name)
-        remote = self._remote.get(name)
-        if current is not None and (remote is None or remote <= current.generation):
+        if self._is_current(current, self._remote.get(name)):
             return current
         if current is None:
             return self._build_now(name)
@@ -133,15 +147,10 @@ class ServingState:
             logger.exception("keeping generation %s of %s: the new table could not be built", current.generation, name)
             return current
 
-    def invalidate(self, name: str) -> None:
-        """Makes the next request rebuild `name`'s table (this process only)."""
-        self._remote[name] = max(self._remote.get(name, 0), self._tables[name].generation + 1) if name in self._tables else 0
-
     def _build_now(self, name: str) -> ServingTable:
         with self._lock:
             current = self._tables.get(name)
-            remote = self._remote.get(name)
-            if current is not None and (remote is None or remote <= current.generation):
+            if self._is_current(current, self._remote.get(name)):
                 return current  # another thread built it while this one waited
             table = self._build(name)
             self._install(table)
@@ -182,13 +191,15 @@ class ServingState:
         for key in [k for k in self._models if k not in used]:
             del self._models[key]
         remote = self._remote.get(table.name)
-        if remote is None:
-            publish_generation(table.name, table.generation)
+        if remote is None or remote[0] != table.stamp:
+            # Nothing published yet, or left over from another incarnation of this name.
+            publish_generation(table.name, table.stamp, table.generation)
+            self._remote[table.name] = (table.stamp, table.generation)
 
     def _build(self, name: str) -> ServingTable:
         from ..models import Deployment, DeploymentVersion
 
-        head = Deployment.objects.filter(name=name).values("pk", "generation").first()
+        head = Deployment.objects.filter(name=name).values("pk", "generation", "created_at").first()
         if head is None:
             raise DeploymentNotFound(name)
         rows = list(
@@ -221,7 +232,7 @@ class ServingState:
             )
         known = frozenset(c for v in versions.values() for c in v.spec.columns)
         return ServingTable(
-            deployment_id=head["pk"], name=name, generation=head["generation"],
+            deployment_id=head["pk"], name=name, stamp=deployment_stamp(head["created_at"]), generation=head["generation"],
             router=RoutingTable(name, head["generation"], routes), versions=versions, known_columns=known,
         )
 

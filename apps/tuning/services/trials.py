@@ -42,7 +42,7 @@ def trial_record_epoch(*, run, epoch: int, metrics: dict) -> Trial | None:
     from apps.training.services.training_pipeline import RunStateError, training_run_request_stop
 
     with transaction.atomic():
-        trial = Trial.objects.select_for_update().select_related("study__experiment").filter(pk=run.trial_id).first()
+        trial = Trial.objects.select_for_update(of=("self",)).select_related("study__experiment").filter(pk=run.trial_id).first()
         if trial is None or trial.status in TRIAL_TERMINAL or (trial.run_id and trial.run_id != run.pk):
             return trial
         if trial.status == TrialStatus.QUEUED:
@@ -109,7 +109,7 @@ def trial_record_run_end(*, run_id: int) -> Trial | None:
     with transaction.atomic():
         # Lock order everywhere: study, then trial.
         TuningStudy.objects.select_for_update().get(pk=study_id)
-        trial = Trial.objects.select_for_update().select_related("study__experiment").get(pk=run.trial_id)
+        trial = Trial.objects.select_for_update(of=("self",)).select_related("study__experiment").get(pk=run.trial_id)
         if trial.status in TRIAL_TERMINAL or (trial.run_id and trial.run_id != run.pk):
             return trial
         status, fields, reason = _outcome(trial, run)

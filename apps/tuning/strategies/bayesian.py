@@ -32,7 +32,7 @@ class BayesianStrategy(SearchStrategy):
         "acq_optimizer": "auto",
         "n_points": 1000,
         "n_restarts_optimizer": 3,
-        "gp_restarts": 1,
+        "gp_restarts": 0,
         "liar": "cl_min",
     }
 

@@ -1,0 +1,117 @@
+"""Starting the servers under test: the portal (N daphne processes sharing one listening socket)
+and `mlflow models serve` (N uvicorn workers), plus the database and MLflow venv they need."""
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+MLFLOW_VENV = ROOT / "bench" / ".venv-mlflow"
+# MLflow only in the benchmark's own venv, with the portal's versions of the libraries the
+# models need, so both servers run the same estimator code.
+MLFLOW_REQUIREMENTS = [
+    "mlflow-skinny==3.17.2", "scikit-learn==1.9.1", "torch==2.13.0", "skops==0.16.0", "safetensors==0.8.0",
+    "pandas==3.1.1", "numpy>=2,<3",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ensure_mlflow_venv(log) -> Path:
+    python = MLFLOW_VENV / "bin" / "python"
+    marker = MLFLOW_VENV / ".installed"
+    if marker.exists() and marker.read_text() == "\n".join(MLFLOW_REQUIREMENTS):
+        return python
+    log(f"creating {MLFLOW_VENV} with {', '.join(MLFLOW_REQUIREMENTS)} (first run only; several minutes)")
+    subprocess.run(["python3", "-m", "venv", str(MLFLOW_VENV)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", *MLFLOW_REQUIREMENTS], check=True)
+    marker.write_text("\n".join(MLFLOW_REQUIREMENTS))
+    return python
+
+
+def wait_http(url: str, *, timeout: float, headers: dict | None = None, proc=None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{url}: the server exited with {proc.returncode}")
+        try:
+            request = urllib.request.Request(url, headers=headers or {})
+            with urllib.request.urlopen(request, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except (OSError, urllib.error.HTTPError):
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"{url} did not answer within {timeout}s")
+
+
+class Servers:
+    def __init__(self):
+        self.procs: list[subprocess.Popen] = []
+        self.sockets: list[socket.socket] = []
+
+    def portal(self, *, workers: int, env: dict, log_path: Path) -> int:
+        """`workers` daphne processes accepting on one socket (the kernel spreads connections)."""
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(2048)
+        listener.set_inheritable(True)
+        self.sockets.append(listener)
+        port = listener.getsockname()[1]
+        log = open(log_path, "ab")
+        for _ in range(workers):
+            self.procs.append(subprocess.Popen(
+                [str(ROOT / ".venv" / "bin" / "python"), "-m", "daphne", "--fd", str(listener.fileno()), "-v", "0",
+                 "mlops_portal.asgi:application"],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, pass_fds=[listener.fileno()],
+                start_new_session=True,
+            ))
+        return port
+
+    def mlflow(self, *, python: Path, model_dir: Path, workers: int, log_path: Path) -> tuple[int, subprocess.Popen]:
+        port = free_port()
+        # Access logs off, as on the portal (uvicorn reads UVICORN_* options from the environment).
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "UVICORN_ACCESS_LOG": "false"}
+        proc = subprocess.Popen(
+            [str(python.parent / "mlflow"), "models", "serve", "-m", str(model_dir), "-h", "127.0.0.1", "-p", str(port),
+             "-w", str(workers), "--env-manager", "local"],
+            cwd=str(model_dir.parent), env=env, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs.append(proc)
+        return port, proc
+
+    def stop_one(self, proc: subprocess.Popen) -> None:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        self.procs.remove(proc)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    continue
+        for proc in self.procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        self.procs.clear()
+        for listener in self.sockets:
+            listener.close()
+        self.sockets.clear()
