@@ -178,6 +178,16 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Datasets, training, tuning, registry, deployments and predictions.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Several apps have a "status"; name each choice set after its domain.
+    "ENUM_NAME_OVERRIDES": {
+        "RunStatusEnum": "apps.training.choices.RunStatus",
+        "RolloutStatusEnum": "apps.deployments.choices.RolloutStatus",
+        "GateStateEnum": "apps.deployments.choices.GateState",
+        "PredictionStatusEnum": "apps.monitoring.choices.PredictionStatus",
+        "StudyStatusEnum": "apps.tuning.choices.StudyStatus",
+        "TrialStatusEnum": "apps.tuning.choices.TrialStatus",
+        "DirectionEnum": "apps.training.choices.Direction",
+    },
 }
 
 # API tokens live this long unless created with another lifetime.

@@ -17,8 +17,8 @@ from .waiting import wait_for_epoch, wait_for_run
 
 pytestmark = pytest.mark.worker
 
-# 100 reported stages: long enough to be killed after the first, short enough to finish fast after.
-LONG = {"max_iter": 1000, "stage_size": 10, "patience": 1000, "min_samples_leaf": 5}
+# 40 reported stages: long enough to be killed after the first, short enough to finish fast after.
+LONG = {"max_iter": 400, "stage_size": 10, "patience": 1000, "min_samples_leaf": 5}
 
 
 @pytest.fixture

@@ -27,4 +27,4 @@ def wait_for_epoch(run, epoch: int, *, timeout: float = 60):
     from apps.training.models import TrainingRun
 
     return wait_for(lambda: TrainingRun.objects.filter(pk=run.pk, current_epoch__gte=epoch).first(),
-                    timeout=timeout, what=f"run {run.pk} to finish epoch {epoch}")
+                    timeout=timeout, interval=0.05, what=f"run {run.pk} to finish epoch {epoch}")

@@ -16,7 +16,7 @@ from apps.tuning.strategies import TrialRecord, get_strategy
 BRANIN_MIN = 0.397887
 SPACE = [{"name": "x1", "type": "float", "low": -5.0, "high": 10.0},
          {"name": "x2", "type": "float", "low": 0.0, "high": 15.0}]
-SEEDS = range(10)
+SEEDS = range(int(os.environ.get("BRANIN_SEEDS", 10)))
 
 
 def branin(x1: float, x2: float) -> float:

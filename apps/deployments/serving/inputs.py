@@ -13,6 +13,7 @@ import json
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 NUMERIC = "numeric"
@@ -294,8 +295,8 @@ def check_columns(columns: dict[str, list], spec: InputSpec, *, known: set[str],
             for i, value in enumerate(values):
                 if type(value) not in allowed:
                     raise InputError(name, f"row {i}: expected a string{' date' if kind == DATETIME else ''}, got {_json_type(value)} {_short(value)}")
-        table[name] = values
-    return pd.DataFrame(table, columns=list(spec.columns))
+        table[name] = np.asarray(values, dtype=np.float64) if kind == NUMERIC else values
+    return pd.DataFrame(table)
 
 
 def _short(value) -> str:

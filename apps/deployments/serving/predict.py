@@ -64,11 +64,10 @@ def _json_safe(values) -> list:
     return [v.item() if isinstance(v, np.generic) else v for v in values]
 
 
-def _drift_sample(frame, served: ServedVersion) -> dict:
-    if not served.numeric_columns:
-        return {}
-    tail = frame.iloc[-DRIFT_SAMPLE_ROWS:] if len(frame) > DRIFT_SAMPLE_ROWS else frame
-    return {c: [float(v) for v in tail[c].tolist()] for c in served.numeric_columns}
+def _drift_sample(columns: dict, served: ServedVersion) -> dict:
+    """The last few rows' numeric inputs, straight from the request's columns (no pandas here:
+    this runs on every request)."""
+    return {c: [float(v) for v in columns[c][-DRIFT_SAMPLE_ROWS:]] for c in served.numeric_columns if c in columns}
 
 
 def _run_model(served: ServedVersion, frame) -> tuple[list, list]:
@@ -127,7 +126,7 @@ class Predictor:
                       error=f"{type(exc).__name__}: {exc}", served_at=served_at)
             raise PredictionFailed(f"model version {served.label} failed: {type(exc).__name__}") from exc
         latency_ms = self._log(table, served, request_id, started, PredictionStatus.OK, inputs_hash, key_hash,
-                               output=predictions, n_rows=len(frame), features=_drift_sample(frame, served),
+                               output=predictions, n_rows=len(frame), features=_drift_sample(columns, served),
                                served_at=served_at)
         if table.router.shadow_ids:
             self._shadow(table, columns, request_id, inputs_hash, key_hash)
@@ -176,7 +175,7 @@ class Predictor:
                       error=f"{type(exc).__name__}: {exc}", shadow=True)
         else:
             self._log(table, served, request_id, started, PredictionStatus.OK, inputs_hash, key_hash,
-                      output=predictions, n_rows=len(frame), features=_drift_sample(frame, served), shadow=True)
+                      output=predictions, n_rows=len(frame), features=_drift_sample(columns, served), shadow=True)
         finally:
             with self._shadow_lock:
                 self._shadow_pending -= 1

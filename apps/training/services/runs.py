@@ -126,6 +126,7 @@ def run_log_append(*, run_id: int, level: str, message: str, attempt: int = 0) -
     The number comes from an UPDATE ... RETURNING on the run row, so lines written by different
     processes (the worker, the reaper) never share a number and commit in number order.
     """
+    emitted = timezone.now()  # the line's time is when it was emitted, before any I/O
     level = level.upper() if isinstance(level, str) else LogLevel.INFO
     if level not in LogLevel.values:
         level = LogLevel.INFO
@@ -137,7 +138,7 @@ def run_log_append(*, run_id: int, level: str, message: str, attempt: int = 0) -
         if row is None:
             raise TrainingRun.DoesNotExist(f"no training run {run_id}")
         line = RunLogLine.objects.create(
-            run_id=run_id, seq=row[0], attempt=attempt, level=level, message=str(message)[:20000], ts=timezone.now()
+            run_id=run_id, seq=row[0], attempt=attempt, level=level, message=str(message)[:20000], ts=emitted
         )
         payload = log_message(line)
         transaction.on_commit(lambda: live.publish(live.run_group(run_id), payload))

@@ -3,6 +3,7 @@ from collections.abc import Mapping, Sequence
 from numbers import Real
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from .base import SearchStrategy, StrategyOptionError, TrialRecord
 
@@ -76,7 +77,9 @@ class BayesianStrategy(SearchStrategy):
         xs = observed_x + [self.space.to_point(p) for p in pending]
         ys = observed_y + [lie] * len(pending)
         optimizer = self._optimizer(len(trials))
-        with warnings.catch_warnings():
+        # A GP over a few hundred points gains nothing from BLAS threads, and workers run several
+        # processes per core: more threads only oversubscribe (3x slower on a busy 2-core host).
+        with threadpool_limits(limits=1), warnings.catch_warnings():
             # skopt warns when its optimum is a known point and it falls back to a random one; the
             # duplicate check below does the same, so the warning only adds noise to worker logs.
             warnings.filterwarnings("ignore", message="The objective has been evaluated at point")
