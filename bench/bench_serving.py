@@ -134,6 +134,8 @@ def main() -> None:
     parser.add_argument("--soak-seconds", type=float, default=60.0)
     parser.add_argument("--soak-connections", type=int, default=100)
     parser.add_argument("--keep", action="store_true", help="keep the database and temporary files")
+    parser.add_argument("--asgi", default="mlops_portal.asgi:application",
+                        help="the portal's ASGI application")
     args = parser.parse_args()
 
     mlflow_python = ensure_mlflow_venv(log)
@@ -163,16 +165,16 @@ def main() -> None:
                         built["artifacts"]["sklearn"], built["artifacts"]["torch"], str(exported)], check=True,
                        env={**os.environ, "MLFLOW_TRACKING_URI": f"file://{work / 'mlruns'}"})
 
-        portal_port = servers.portal(workers=args.workers, env=env, log_path=work / "portal.log")
+        portal_port = servers.portal(workers=args.workers, env=env, log_path=work / "portal.log", asgi=args.asgi)
         auth = {"Authorization": f"Bearer {token}"}
         for deployment in ("bench-sklearn", "bench-torch"):
             wait_http(f"http://127.0.0.1:{portal_port}/v2/models/{deployment}/ready", timeout=120, headers=auth)
-        log(f"portal: {args.workers} daphne processes on port {portal_port}")
+        log(f"portal: {args.workers} daphne processes ({args.asgi}) on port {portal_port}")
 
         for framework, deployment in (("sklearn", "bench-sklearn"), ("torch", "bench-torch")):
             mlflow_port, mlflow_proc = servers.mlflow(python=mlflow_python, model_dir=exported / framework, workers=args.workers,
                                          log_path=work / f"mlflow-{framework}.log")
-            wait_http(f"http://127.0.0.1:{mlflow_port}/ping", timeout=120)
+            wait_http(f"http://127.0.0.1:{mlflow_port}/ping", timeout=120, proc=mlflow_proc)
             parity, served_by = same_predictions(portal_port, mlflow_port, deployment, token, sample_rows(50, seed=3))
             log(f"{framework}: mlflow on port {mlflow_port}; same predictions for 50 rows: {parity} (portal version {served_by})")
             bodies = [rows_body([row]) for row in sample_rows(64, seed=11)]
@@ -212,6 +214,11 @@ def main() -> None:
         print(f"soak     portal : {soak.count} requests in {soak.elapsed_s:.1f}s ({soak.rps:.1f} req/s), "
               f"errors {soak.errors}, p50 {soak.percentile(50):.2f} ms, p99 {soak.percentile(99):.2f} ms")
         print(f"soak     logs   : served {len(served)}, logged {logged}, lost {len(served - logged_ids)} (target 0)")
+    except BaseException:
+        for path in sorted(work.glob("*.log")):
+            lines = path.read_text(errors="replace").splitlines()[-25:]
+            print(f"--- last lines of {path.name}:\n" + "\n".join(lines), file=sys.stderr)
+        raise
     finally:
         servers.stop()
         if not args.keep:

@@ -190,6 +190,9 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# Prometheus may scrape /metrics from these addresses/networks without a token (comma-separated).
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", [])
+
 # API tokens live this long unless created with another lifetime.
 API_TOKEN_DEFAULT_DAYS = env_int("API_TOKEN_DEFAULT_DAYS", 365)
 

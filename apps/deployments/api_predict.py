@@ -3,7 +3,9 @@
 Bodies are read by the serving path itself, not by DRF's parser: it keeps NaN/Infinity literals
 so the rejection can name the column and row that hold them, and it answers malformed JSON with
 a 400 that says where. Any portal role may predict (HasPortalRole), per-client throttled under the
-"predict" scope.
+"predict" scope. In production, token-authenticated predict/infer POSTs are answered by the ASGI
+fast path (apps.deployments.serving.fastpath) with the same shared steps and bodies; these views
+serve session users, the test client and the OpenAPI schema.
 """
 import json
 import time
@@ -36,15 +38,18 @@ from .serializers import (
     V2ReadySerializer,
 )
 from .serving.inputs import InputError, loads_body
-from .serving.state import serving_state
-from .services.model_deployment_service import (
-    DeploymentNotFound,
-    ModelUnavailable,
-    PredictionFailed,
-    PredictionInputError,
-    feedback_record,
-    predict,
+from .serving.protocol import (
+    MLFLOW,
+    V2,
+    describe_error,
+    error_body,
+    request_options,
+    response_body,
+    response_headers,
+    v2_datatype,
 )
+from .serving.state import serving_state
+from .services.model_deployment_service import DeploymentNotFound, ModelUnavailable, feedback_record, predict
 
 ROUTING_HEADER = "HTTP_X_ROUTING_KEY"
 ROUTING_KEY_PARAMETER = OpenApiParameter(
@@ -67,17 +72,6 @@ def _raw_body(request) -> bytes:
         raise InputError("body", "the request body is larger than the server accepts; send fewer rows per request") from None
 
 
-def _routing_key(request, value) -> str | None:
-    header = request.META.get(ROUTING_HEADER)
-    if header:
-        return header
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
-        raise InputError("routing_key", "expected a non-empty string (e.g. a customer or portfolio id)")
-    return str(value)
-
-
 class PredictionEndpoint(APIView):
     authentication_classes = [CachedApiTokenAuthentication, SessionAuthentication]
     permission_classes = [HasPortalRole]
@@ -89,7 +83,26 @@ class PredictionEndpoint(APIView):
 
 
 def _error(message: str, status: int, **extra) -> HttpResponse:
-    return json_response({"detail": message, **{k: v for k, v in extra.items() if v is not None}}, status=status)
+    return json_response(error_body(MLFLOW, message, **extra), status=status)
+
+
+def serve_prediction(request, name: str, protocol: str) -> HttpResponse:
+    """Thin: read the body, call the prediction service, render in the protocol's shape. (The ASGI
+    fast path in apps.deployments.serving.fastpath does the same for token-authenticated requests.)"""
+    started = time.perf_counter()
+    try:
+        raw = _raw_body(request)
+        body = loads_body(raw)
+        options = request_options(protocol, body, request.META.get(ROUTING_HEADER))
+        result = predict(deployment=name, body=body, raw_body=raw, protocol=protocol, routing_key=options.routing_key,
+                         started=started)
+    except Exception as exc:
+        described = describe_error(exc, name)
+        if described is None:
+            raise
+        status, message, extra = described
+        return json_response(error_body(protocol, message, **extra), status=status)
+    return json_response(response_body(protocol, name, result, options), headers=response_headers(result))
 
 
 class PredictApi(PredictionEndpoint):
@@ -103,29 +116,7 @@ class PredictApi(PredictionEndpoint):
                     "Models with history features need the last `history_rows` rows per entity, oldest first.",
     )
     def post(self, request, name):
-        started = time.perf_counter()
-        try:
-            raw = _raw_body(request)
-            body = loads_body(raw)
-            routing_key = _routing_key(request, body.get("routing_key"))
-            result = predict(deployment=name, body=body, raw_body=raw, protocol="mlflow", routing_key=routing_key,
-                             started=started)
-        except PredictionInputError as exc:
-            return _error(f"{exc.field}: {exc.message}", 400, field=exc.field, needed_rows=exc.needed_rows,
-                          model_version=exc.version)
-        except InputError as exc:
-            return _error(f"{exc.field}: {exc.message}", 400, field=exc.field)
-        except DeploymentNotFound:
-            return _error(f"No deployment named {name!r}.", 404)
-        except ModelUnavailable as exc:
-            return _error(str(exc), 503)
-        except PredictionFailed as exc:
-            return _error(str(exc), 500)
-        return json_response(
-            {"predictions": result.predictions, "model_version": result.model_version, "model_name": result.model_name,
-             "request_id": result.request_id, "rows": result.row_labels},
-            headers={"X-Request-Id": result.request_id, "X-Model-Version": result.model_version},
-        )
+        return serve_prediction(request, name, MLFLOW)
 
 
 class FeedbackApi(PredictionEndpoint):
@@ -178,21 +169,11 @@ def _v2_error(message: str, status: int) -> HttpResponse:
     return json_response({"error": message}, status=status)
 
 
-def _v2_datatype(values: list) -> str:
-    if all(isinstance(v, bool) for v in values) and values:
-        return "BOOL"
-    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        return "INT64"
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        return "FP64"
-    return "BYTES"
-
-
 def _prediction_datatype(signature: dict) -> str:
     if signature.get("task") == "regression":
         return "FP64"
     classes = signature.get("classes") or []
-    return _v2_datatype(classes) if classes else "INT64"
+    return v2_datatype(classes) if classes else "INT64"
 
 
 class V2LiveApi(V2Endpoint):
@@ -262,43 +243,4 @@ class V2InferApi(V2Endpoint):
         tags=["inference-v2"],
     )
     def post(self, request, name):
-        started = time.perf_counter()
-        try:
-            raw = _raw_body(request)
-            body = loads_body(raw)
-            parameters = body.get("parameters") or {}
-            if not isinstance(parameters, dict):
-                raise InputError("parameters", "expected an object")
-            client_id = body.get("id")
-            if client_id is not None and not isinstance(client_id, str):
-                raise InputError("id", "expected a string")
-            requested = body.get("outputs")
-            if requested is not None and (not isinstance(requested, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in requested)):
-                raise InputError("outputs", "expected an array of {name}")
-            names = [o["name"] for o in requested] if requested else ["predictions", "rows"]
-            unknown = [n for n in names if n not in ("predictions", "rows")]
-            if unknown:
-                raise InputError("outputs", f"unknown output {unknown[0]!r}; this model has predictions and rows")
-            routing_key = _routing_key(request, parameters.get("routing_key"))
-            result = predict(deployment=name, body=body, raw_body=raw, protocol="v2", routing_key=routing_key,
-                             started=started)
-        except InputError as exc:
-            return _v2_error(f"{exc.field}: {exc.message}", 400)
-        except DeploymentNotFound:
-            return _v2_error(f"no model named {name!r}", 404)
-        except ModelUnavailable as exc:
-            return _v2_error(str(exc), 503)
-        except PredictionFailed as exc:
-            return _v2_error(str(exc), 500)
-        values = {"predictions": result.predictions, "rows": [str(r) for r in result.row_labels]}
-        outputs = []
-        for output in names:
-            data = values[output]
-            datatype = "BYTES" if output == "rows" else ("FP64" if result.task == "regression" else _v2_datatype(data))
-            outputs.append({"name": output, "shape": [len(data)], "datatype": datatype, "data": data})
-        return json_response(
-            {"model_name": name, "model_version": result.model_version, "id": client_id or result.request_id,
-             "parameters": {"request_id": result.request_id, "model": result.model_name}, "outputs": outputs},
-            headers={"X-Request-Id": result.request_id, "X-Model-Version": result.model_version},
-        )
-
+        return serve_prediction(request, name, V2)

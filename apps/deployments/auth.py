@@ -19,7 +19,7 @@ from rest_framework.authentication import get_authorization_header
 from rest_framework.settings import api_settings
 from rest_framework.throttling import ScopedRateThrottle
 
-from apps.core.authentication import ApiTokenAuthentication
+from apps.core.authentication import ApiTokenAuthentication, authenticate_raw_token
 from apps.core.models import hash_token
 from apps.core.roles import has_portal_role
 
@@ -28,35 +28,94 @@ logger = logging.getLogger(__name__)
 _MAX_CACHED_TOKENS = 10_000
 
 
-class CachedApiTokenAuthentication(ApiTokenAuthentication):
-    _cache: dict[str, tuple[float, object, object]] = {}
-    _lock = threading.Lock()
+_cache: dict[str, tuple[float, object, object]] = {}
+_cache_lock = threading.Lock()
+KEYWORDS = ("bearer", "token")
 
+
+def split_authorization(header: bytes | str) -> str | None:
+    """The raw token of an `Authorization: Bearer <token>` header, None when it is another scheme."""
+    parts = (header.decode(errors="replace") if isinstance(header, bytes) else header).split()
+    if not parts or parts[0].lower() not in KEYWORDS:
+        return None
+    if len(parts) != 2:
+        raise exceptions.AuthenticationFailed("Authorization header must be 'Bearer <token>'.")
+    return parts[1]
+
+
+def cached_token_user(raw: str):
+    """(user, token) from the cache without touching the database, or None."""
+    hit = _cache.get(hash_token(raw))
+    if hit is not None and hit[0] > time.monotonic() and not hit[2].is_expired:
+        return hit[1], hit[2]
+    return None
+
+
+def verify_token(raw: str):
+    """(user, token) for a raw token, checked in the database on a cache miss (roles loaded too);
+    AuthenticationFailed when it is not valid."""
+    hit = cached_token_user(raw)
+    if hit is not None:
+        return hit
+    token = authenticate_raw_token(raw)
+    user = token.user
+    has_portal_role(user)  # computes and caches the roles on the user object
+    ttl = float(getattr(settings, "DEPLOYMENTS_AUTH_CACHE_SECONDS", 5))
+    if ttl > 0:
+        with _cache_lock:
+            if len(_cache) >= _MAX_CACHED_TOKENS:
+                _cache.clear()
+            _cache[hash_token(raw)] = (time.monotonic() + ttl, user, token)
+    return user, token
+
+
+class CachedApiTokenAuthentication(ApiTokenAuthentication):
     def authenticate(self, request):
-        header = get_authorization_header(request).split()
-        if not header or header[0].decode(errors="replace").lower() not in self.keywords:
-            return None
-        if len(header) != 2:
-            raise exceptions.AuthenticationFailed("Authorization header must be 'Bearer <token>'.")
-        key = hash_token(header[1].decode(errors="replace"))
-        now = time.monotonic()
-        hit = self._cache.get(key)
-        if hit is not None and hit[0] > now and not hit[2].is_expired:
-            return hit[1], hit[2]
-        user, token = super().authenticate(request)
-        has_portal_role(user)  # computes and caches the roles on the user object
-        ttl = float(getattr(settings, "DEPLOYMENTS_AUTH_CACHE_SECONDS", 5))
-        if ttl > 0:
-            with self._lock:
-                if len(self._cache) >= _MAX_CACHED_TOKENS:
-                    self._cache.clear()
-                self._cache[key] = (now + ttl, user, token)
-        return user, token
+        raw = split_authorization(get_authorization_header(request))
+        return None if raw is None else verify_token(raw)
 
     @classmethod
     def forget_all(cls) -> None:
-        with cls._lock:
-            cls._cache.clear()
+        with _cache_lock:
+            _cache.clear()
+
+
+def throttle_rate(scope: str) -> tuple[int | None, int]:
+    """(requests, seconds) of a scope from REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], read now."""
+    try:
+        rate = api_settings.DEFAULT_THROTTLE_RATES[scope]
+    except KeyError:
+        raise ImproperlyConfigured(f"No throttle rate set for scope {scope!r}.") from None
+    return ScopedRateThrottle().parse_rate(rate)
+
+
+def throttle_take(scope: str, counts: dict) -> tuple[dict, float]:
+    """Counts `counts[ident]` requests of each client against the scope's rate in one Redis round
+    trip; returns ({ident: how many of them may go}, seconds until the window ends)."""
+    limit, duration = throttle_rate(scope)
+    if limit is None:
+        return dict(counts), 0.0
+    now = time.time()
+    window = int(now // duration)
+    wait = (window + 1) * duration - now
+    from apps.monitoring.redis_client import get_redis
+
+    idents = list(counts)
+    try:
+        pipe = get_redis().pipeline(transaction=False)
+        for ident in idents:
+            key = f"mlops:throttle:{scope}:{ident}:{window}"
+            pipe.incrby(key, counts[ident])
+            pipe.expire(key, int(duration) + 1)
+        totals = pipe.execute()[::2]
+    except redis.RedisError:
+        logger.warning("throttle counter unavailable; letting the requests through")
+        return dict(counts), 0.0
+    allowed = {}
+    for ident, total in zip(idents, totals):
+        before = total - counts[ident]
+        allowed[ident] = max(0, min(counts[ident], limit - before))
+    return allowed, wait
 
 
 class PredictRateThrottle(ScopedRateThrottle):
@@ -79,27 +138,9 @@ class PredictRateThrottle(ScopedRateThrottle):
         self.scope = getattr(view, self.scope_attr, None)
         if not self.scope:
             return True
-        self.rate = self.get_rate()
-        self.num_requests, self.duration = self.parse_rate(self.rate)
-        if self.num_requests is None:
-            return True
         ident = request.user.pk if request.user and request.user.is_authenticated else self.get_ident(request)
-        now = time.time()
-        window = int(now // self.duration)
-        key = f"mlops:throttle:{self.scope}:{ident}:{window}"
-        from apps.monitoring.redis_client import get_redis
-
-        try:
-            pipe = get_redis().pipeline(transaction=False)
-            pipe.incr(key)
-            pipe.expire(key, int(self.duration) + 1)
-            count = pipe.execute()[0]
-        except redis.RedisError:
-            logger.warning("throttle counter unavailable; letting the request through")
-            return True
-        self._wait = (window + 1) * self.duration - now
-        return count <= self.num_requests
+        allowed, self._wait = throttle_take(self.scope, {ident: 1})
+        return allowed[ident] == 1
 
     def wait(self):
         return max(getattr(self, "_wait", 0.0), 0.0)
-

@@ -11,6 +11,8 @@ _DEFAULTS = {
     # How often the running attempt looks at the database for a stop request.
     "TRAINING_STOP_POLL_SECONDS": 0.5,
     "TRAINING_REAPER_INTERVAL_SECONDS": 30,
+    # Log lines and epoch results are stored by a background thread (1) or by the training thread (0).
+    "TRAINING_WRITE_BEHIND": 1,
     "TRAINING_CPU_QUEUE": "cpu",
     "TRAINING_GPU_QUEUE": "gpu",
 }

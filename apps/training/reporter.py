@@ -1,6 +1,7 @@
 """What runs beside a training attempt: the heartbeat / stop watcher thread and the reporter the
 framework adapters call (epoch metrics, log lines, should_stop)."""
 import logging
+import queue
 import threading
 import time
 
@@ -9,7 +10,7 @@ from django.db import close_old_connections, connection
 from . import conf
 from .choices import RunStatus
 from .models import TrainingRun
-from .services.runs import run_log_append, run_progress_record
+from .services.runs import epoch_record, log_record, run_records_write
 from .signals import run_epoch_completed
 
 logger = logging.getLogger(__name__)
@@ -94,36 +95,115 @@ class RunWatcher:
             connection.close()
 
 
-class RunReporter:
-    """The reporter handed to adapter.fit (see apps.training.frameworks.base.Reporter)."""
+class RunWriter:
+    """Write-behind for the training thread: log lines and epoch results are queued and a daemon
+    thread stores them (batched, in order, one transaction per batch) and pushes them to viewers,
+    so a slow database never slows training. run_epoch_completed is sent from this thread once the
+    epoch is stored. flush() waits until everything queued so far is stored.
 
-    def __init__(self, run: TrainingRun, attempt: int, watcher: RunWatcher | None):
+    sync=True writes in the calling thread instead (for callers inside an uncommitted transaction,
+    which another connection could not see).
+    """
+
+    BATCH = 500
+
+    def __init__(self, run: TrainingRun, attempt: int, *, sync: bool = False):
+        self.run = run
+        self.attempt = attempt
+        self.sync = sync
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = None if sync else threading.Thread(target=self._loop, name=f"run-{run.pk}-writer", daemon=True)
+
+    def __enter__(self):
+        if self._thread is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=60)
+        return False
+
+    def put(self, record: tuple) -> None:
+        if self.sync:
+            self._write([record])
+        else:
+            self._queue.put(record)
+
+    def flush(self, timeout: float = 60.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return not self._queue.unfinished_tasks
+
+    def _loop(self):
+        try:
+            while True:
+                batch = [self._queue.get()]
+                while len(batch) < self.BATCH:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                records = [r for r in batch if r is not None]
+                try:
+                    if records:
+                        self._write(records)
+                finally:
+                    for _ in batch:
+                        self._queue.task_done()
+                if len(records) < len(batch):
+                    return
+        finally:
+            connection.close()
+
+    def _write(self, records: list[tuple]) -> None:
+        for attempt in (1, 2):
+            try:
+                stored = run_records_write(run=self.run, attempt=self.attempt, records=records)
+                break
+            except Exception:
+                # A dropped connection is retried once; a batch that cannot be stored is logged, not fatal.
+                logger.exception("run %s: could not store %d log/epoch records (try %d)", self.run.pk, len(records),
+                                 attempt)
+                close_old_connections()
+                if attempt == 2 or self.sync:
+                    return
+        for epoch, metrics in stored:
+            # A failing receiver (e.g. tuning bookkeeping) must not fail the training itself.
+            for receiver, result in run_epoch_completed.send_robust(
+                sender=TrainingRun, run=self.run, epoch=epoch, metrics=metrics
+            ):
+                if isinstance(result, Exception):
+                    logger.error("run_epoch_completed receiver %r failed: %r", receiver, result)
+
+
+class RunReporter:
+    """The reporter handed to adapter.fit (see apps.training.frameworks.base.Reporter): log() and
+    epoch() only enqueue, should_stop() only reads a flag, so the training loop does no I/O."""
+
+    def __init__(self, run: TrainingRun, attempt: int, watcher: RunWatcher | None, writer: RunWriter):
         self.run = run
         self.attempt = attempt
         self.watcher = watcher
+        self.writer = writer
         self.started = time.monotonic()
-        self.last_metrics: dict = {}
 
     def log(self, level: str, message: str) -> None:
-        run_log_append(run_id=self.run.pk, level=level, message=message, attempt=self.attempt)
+        self.writer.put(log_record(level, message))
 
     def epoch(self, epoch: int, total_epochs: int, metrics: dict) -> None:
         elapsed = time.monotonic() - self.started
         remaining = max(int(total_epochs) - int(epoch), 0)
-        eta = elapsed / max(int(epoch), 1) * remaining
-        clean = run_progress_record(
-            run=self.run, attempt=self.attempt, epoch=epoch, total_epochs=total_epochs, metrics=metrics,
-            eta_seconds=eta,
-        )
-        self.last_metrics = clean
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in clean.items() if isinstance(v, (int, float)))
-        self.log("INFO", f"epoch {epoch}/{total_epochs}: {shown}")
-        # A failing receiver (e.g. a tuning bookkeeping error) must not fail the training itself.
-        for receiver, result in run_epoch_completed.send_robust(
-            sender=TrainingRun, run=self.run, epoch=int(epoch), metrics=clean
-        ):
-            if isinstance(result, Exception):
-                logger.error("run_epoch_completed receiver %r failed: %r", receiver, result)
+        record = epoch_record(epoch, total_epochs, metrics, elapsed / max(int(epoch), 1) * remaining)
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in record[3].items() if isinstance(v, (int, float)))
+        self.writer.put(record)
+        self.writer.put(log_record("INFO", f"epoch {epoch}/{total_epochs}: {shown}"))
+
+    def flush(self) -> None:
+        if not self.writer.flush():
+            logger.error("run %s: log/epoch records still queued after the flush timeout", self.run.pk)
 
     def should_stop(self) -> str | None:
         reason = self.watcher.stop_reason if self.watcher else None

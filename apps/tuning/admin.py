@@ -88,6 +88,9 @@ class TuningStudyAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         return selectors.study_list()
 
+    def get_inlines(self, request, obj):
+        return self.inlines if obj is not None else []
+
     def get_fields(self, request, obj=None):
         fields = ["name", "experiment", *EDITABLE_FIELDS]
         return fields + self.STATE_FIELDS if obj else fields

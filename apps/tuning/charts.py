@@ -17,7 +17,7 @@ def _fmt(value) -> str:
 
 def _open(width: int, height: int, title: str) -> list[str]:
     return [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="tuning-chart" viewBox="0 0 {width} {height}" width="100%" '
         f'style="max-width:{width}px" role="img" aria-label="{escape(title)}" {FONT}>',
         f'<text x="8" y="14" font-size="12" font-weight="bold">{escape(title)}</text>',
     ]
@@ -86,7 +86,8 @@ def importances_svg(importances: dict, *, width: int = 560) -> str:
     for i, row in enumerate(rows):
         y = pad_t + i * bar_h
         length = max(row["importance"], 0.0) * w
-        parts.append(f'<text x="{label_w - 6}" y="{y + 13}" font-size="11" text-anchor="end">{escape(row["param"])}</text>')
+        parts.append(f'<text x="{label_w - 6}" y="{y + 13}" font-size="11" text-anchor="end">'
+                     f'{escape(row["param"])}</text>')
         parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{length:.1f}" height="{bar_h - 6}" fill="{BLUE}"/>')
         parts.append(f'<text x="{label_w + length + 4:.1f}" y="{y + 13}" font-size="10">{row["importance"]:.2f}</text>')
     parts.append("</svg>")

@@ -58,7 +58,7 @@ class Servers:
         self.procs: list[subprocess.Popen] = []
         self.sockets: list[socket.socket] = []
 
-    def portal(self, *, workers: int, env: dict, log_path: Path) -> int:
+    def portal(self, *, workers: int, env: dict, log_path: Path, asgi: str = "mlops_portal.asgi:application") -> int:
         """`workers` daphne processes accepting on one socket (the kernel spreads connections)."""
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -71,7 +71,7 @@ class Servers:
         for _ in range(workers):
             self.procs.append(subprocess.Popen(
                 [str(ROOT / ".venv" / "bin" / "python"), "-m", "daphne", "--fd", str(listener.fileno()), "-v", "0",
-                 "mlops_portal.asgi:application"],
+                 asgi],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, pass_fds=[listener.fileno()],
                 start_new_session=True,
             ))
@@ -80,7 +80,8 @@ class Servers:
     def mlflow(self, *, python: Path, model_dir: Path, workers: int, log_path: Path) -> tuple[int, subprocess.Popen]:
         port = free_port()
         # Access logs off, as on the portal (uvicorn reads UVICORN_* options from the environment).
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "UVICORN_ACCESS_LOG": "false"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "UVICORN_ACCESS_LOG": "false",
+               "PATH": f"{python.parent}:{os.environ.get('PATH', '')}"}  # MLflow execs `uvicorn`
         proc = subprocess.Popen(
             [str(python.parent / "mlflow"), "models", "serve", "-m", str(model_dir), "-h", "127.0.0.1", "-p", str(port),
              "-w", str(workers), "--env-manager", "local"],

@@ -171,7 +171,10 @@ def finite(value) -> bool:
 
 
 class WebProcess:
-    """A real `daphne` web process on the test database and Redis, like one of production's."""
+    """A real `daphne` web process on the test database and Redis, like one of production's: the
+    portal's ASGI application, prediction fast path included (mlops_portal.asgi)."""
+
+    application = "mlops_portal.asgi:application"
 
     def __init__(self, port: int):
         self.port = port
@@ -188,7 +191,7 @@ class WebProcess:
         self.log_path = ARTIFACTS / f"daphne-{self.port}.log"
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "mlops_portal.asgi:application"],
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), self.application],
             cwd=ROOT, env=worker_env(), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + timeout

@@ -3,7 +3,6 @@ import math
 import uuid
 
 import pandas as pd
-import pytest
 
 from apps.deployments.serving.predict import predictor
 from apps.monitoring.models import PredictionLog

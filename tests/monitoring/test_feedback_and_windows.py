@@ -6,7 +6,7 @@ import pytest
 
 from apps.deployments.serving.predict import predictor
 from apps.monitoring.models import Feedback, PredictionLog
-from apps.monitoring.selectors import binned_counts, deployment_series, psi, version_windows
+from apps.monitoring.selectors import binned_counts, psi, version_windows
 from apps.monitoring.services.logbuffer import prediction_logs_flush
 from tests.deployments.conftest import classification_frame, record, regression_frame
 

@@ -6,6 +6,7 @@ from tests.training import factories
 @pytest.fixture
 def inline_runs(settings):
     settings.TRAINING_HEARTBEAT_SECONDS = 3600
+    settings.TRAINING_WRITE_BEHIND = False
 
 
 @pytest.fixture

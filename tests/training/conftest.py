@@ -5,9 +5,11 @@ from . import factories
 
 @pytest.fixture
 def inline_runs(settings):
-    """For runs executed inside a test transaction: the watcher thread has its own database
-    connection and cannot see the uncommitted run, so it must not heartbeat during the test."""
+    """For runs executed inside a test transaction: the watcher and writer threads have their own
+    database connections and cannot see the uncommitted run, so the watcher must not heartbeat and
+    log lines are written by the training thread."""
     settings.TRAINING_HEARTBEAT_SECONDS = 3600
+    settings.TRAINING_WRITE_BEHIND = False
 
 
 @pytest.fixture

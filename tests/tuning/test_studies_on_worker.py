@@ -103,7 +103,8 @@ def test_a_study_interrupted_by_a_worker_crash_resumes_without_duplicates(
         strategy="random", max_trials=3, parallelism=2, user=staff_user, start=True,
     )
     deadline = time.monotonic() + 90
-    while TrainingRun.objects.filter(trial_id__isnull=False, status=RunStatus.RUNNING, current_epoch__gte=2).count() < 2:
+    training = TrainingRun.objects.filter(trial_id__isnull=False, status=RunStatus.RUNNING, current_epoch__gte=2)
+    while training.count() < 2:
         assert time.monotonic() < deadline, "the first two trials did not start training"
         time.sleep(0.1)
 

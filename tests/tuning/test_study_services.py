@@ -77,7 +77,7 @@ def test_a_study_spends_its_budget_and_registers_its_best_trial_tagged_with_the_
     ([{"name": "depth", "type": "int", "low": 1, "high": 3}], "'depth': is not a hyperparameter of sklearn linear"),
     ([{"name": "alpha", "type": "float", "low": 1e-3, "high": 1e6, "log": True}], "'alpha': 1000000.0 is not accepted"),
     ([{"name": "max_iter", "type": "float", "low": 10, "high": 20}], "'max_iter': takes whole numbers"),
-    ([{"name": "alpha", "type": "float", "low": 0, "high": 1, "log": True}], "'alpha': a log-scale range needs positive"),
+    ([{"name": "alpha", "type": "float", "low": 0, "high": 1, "log": True}], "'alpha': a log-scale range needs"),
     ([{"name": "alpha", "type": "float", "low": 2, "high": 1}], "'alpha': low (2) is greater than high (1)"),
     ([{"name": "max_iter", "type": "int", "low": 50, "high": 50}], "'max_iter': the range is empty"),
     ([], "non-empty list"),

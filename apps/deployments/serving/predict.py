@@ -1,4 +1,9 @@
-"""The prediction path: route, check the input, predict, log — with one Redis round trip for the log.
+"""The prediction path: route, check the input, predict, log — one Redis round trip for the log.
+
+`Predictor.predict` serves one request start to end (the DRF views, the demo). The ASGI fast path
+(apps.deployments.serving.fastpath) uses the same steps split in two — `prepare` in the request, then
+`run_batch` for every request the event loop gathered — so concurrent requests for the same model
+version share one preprocessor and model call and one Redis pipeline (dynamic batching).
 
 Shadow versions get a copy of the request on a small per-process thread pool, after the answer is
 ready; their answers are logged under the same request id and never returned.
@@ -11,9 +16,10 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 from django.conf import settings
 
 from apps.monitoring.choices import PredictionStatus
@@ -54,6 +60,26 @@ class Prediction:
     latency_ms: float
 
 
+@dataclass
+class Prepared:
+    """A routed, checked request waiting for its model call."""
+
+    table: ServingTable
+    served: ServedVersion
+    request_id: str
+    columns: dict
+    frame: pd.DataFrame
+    inputs_hash: str
+    key_hash: str
+    started: float
+    served_at: float | None = None
+    outcome: tuple | None = field(default=None, repr=False)  # (predictions, labels) or an exception
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.frame)
+
+
 def max_batch_rows() -> int:
     return int(getattr(settings, "DEPLOYMENTS_MAX_BATCH_ROWS", 1000))
 
@@ -87,6 +113,12 @@ def _run_model(served: ServedVersion, frame) -> tuple[list, list]:
     return _json_safe(predictions), _json_safe(labels)
 
 
+def batchable(served: ServedVersion) -> bool:
+    """Rows of different requests may share one model call only when each prediction depends on its
+    own row alone: no history (lags, windows) and no recurrent window in the model."""
+    return served.spec.history_rows <= 1 and int(getattr(served.loaded, "window", 1) or 1) <= 1
+
+
 class Predictor:
     def __init__(self, state=serving_state):
         self.state = state
@@ -97,55 +129,119 @@ class Predictor:
     def table(self, deployment: str) -> ServingTable:
         return self.state.table(deployment)
 
+    def prepare(self, *, table: ServingTable, body: dict, protocol: str, raw_body: bytes, routing_key: str | None,
+                started: float, served_at: float | None = None) -> Prepared:
+        """Routes the request and checks its input against the chosen version (InputError is logged
+        against that version and re-raised as PredictionInputError)."""
+        served = table.versions[table.router.pick(routing_key)]
+        request_id = str(uuid.uuid4())
+        inputs_hash = hashlib.blake2b(raw_body, digest_size=16).hexdigest()
+        key_hash = routing_key_hash(routing_key) if routing_key is not None else ""
+        try:
+            columns = parse_v2(body, served.spec) if protocol == "v2" else parse_mlflow(body, served.spec)[0]
+            frame = check_columns(columns, served.spec, known=table.known_columns, max_rows=max_batch_rows())
+        except InputError as exc:
+            self._push([self._entry(table, served, request_id, started, PredictionStatus.CLIENT_ERROR, inputs_hash,
+                                    key_hash, error=str(exc), served_at=served_at)])
+            raise PredictionInputError(exc.field, exc.message, version=served.label) from None
+        return Prepared(table=table, served=served, request_id=request_id, columns=columns, frame=frame,
+                        inputs_hash=inputs_hash, key_hash=key_hash, started=started, served_at=served_at)
+
     def predict(self, *, deployment: str, body: dict, protocol: str, raw_body: bytes, routing_key: str | None = None,
                 started: float | None = None, served_at: float | None = None) -> Prediction:
         """Serves one request. `protocol` is "mlflow" or "v2"; `started` a perf_counter() taken when the
         request arrived (the logged latency covers everything from there to the answer); `served_at`
         (epoch seconds) only when replaying recorded traffic, e.g. the demo's history."""
         started = time.perf_counter() if started is None else started
-        table = self.table(deployment)
-        version_id = table.router.pick(routing_key)
-        served = table.versions[version_id]
-        request_id = str(uuid.uuid4())
-        inputs_hash = hashlib.blake2b(raw_body, digest_size=16).hexdigest()
-        key_hash = routing_key_hash(routing_key) if routing_key is not None else ""
-        columns = None
-        try:
-            columns = parse_v2(body, served.spec) if protocol == "v2" else parse_mlflow(body, served.spec)[0]
-            frame = check_columns(columns, served.spec, known=table.known_columns, max_rows=max_batch_rows())
-            predictions, labels = _run_model(served, frame)
-        except InputError as exc:
-            self._log(table, served, request_id, started, PredictionStatus.CLIENT_ERROR, inputs_hash, key_hash,
-                      error=str(exc), served_at=served_at)
-            if not isinstance(exc, PredictionInputError):
-                exc = PredictionInputError(exc.field, exc.message, version=served.label)
-            raise exc from None
-        except Exception as exc:
-            logger.exception("%s v%s failed on a request of %s", served.model_name, served.version, deployment)
-            self._log(table, served, request_id, started, PredictionStatus.SERVER_ERROR, inputs_hash, key_hash,
-                      error=f"{type(exc).__name__}: {exc}", served_at=served_at)
-            raise PredictionFailed(f"model version {served.label} failed: {type(exc).__name__}") from exc
-        latency_ms = self._log(table, served, request_id, started, PredictionStatus.OK, inputs_hash, key_hash,
-                               output=predictions, n_rows=len(frame), features=_drift_sample(columns, served),
-                               served_at=served_at)
-        if table.router.shadow_ids:
-            self._shadow(table, columns, request_id, inputs_hash, key_hash)
+        prepared = self.prepare(table=self.table(deployment), body=body, protocol=protocol, raw_body=raw_body,
+                                routing_key=routing_key, started=started, served_at=served_at)
+        self.run_batch([prepared])
+        return self.result(prepared)
+
+    def run_batch(self, batch: list[Prepared]) -> None:
+        """Predicts every prepared request (all of one model version when more than one), logs each
+        answer in one Redis pipeline, and leaves each request's outcome on it. Rows of several requests
+        go through one model call; if that call fails, each request is retried alone so an error is
+        charged to the request that caused it."""
+        if len(batch) == 1 or not batchable(batch[0].served):
+            for item in batch:
+                item.outcome = self._call(item.served, item.frame)
+        else:
+            combined = pd.concat([item.frame for item in batch], ignore_index=True)
+            outcome = self._call(batch[0].served, combined)
+            if isinstance(outcome, Exception):
+                for item in batch:
+                    item.outcome = self._call(item.served, item.frame)
+            else:
+                self._split(batch, *outcome)
+        entries = []
+        for item in batch:
+            if isinstance(item.outcome, PredictionInputError):
+                entries.append(self._entry(item.table, item.served, item.request_id, item.started,
+                                           PredictionStatus.CLIENT_ERROR, item.inputs_hash, item.key_hash,
+                                           error=str(item.outcome), served_at=item.served_at))
+            elif isinstance(item.outcome, Exception):
+                entries.append(self._entry(item.table, item.served, item.request_id, item.started,
+                                           PredictionStatus.SERVER_ERROR, item.inputs_hash, item.key_hash,
+                                           error=f"{type(item.outcome).__name__}: {item.outcome}", served_at=item.served_at))
+            else:
+                entries.append(self._entry(item.table, item.served, item.request_id, item.started, PredictionStatus.OK,
+                                           item.inputs_hash, item.key_hash, output=item.outcome[0], n_rows=item.n_rows,
+                                           features=_drift_sample(item.columns, item.served), served_at=item.served_at))
+        self._push(entries)
+        for item in batch:
+            if not isinstance(item.outcome, Exception) and item.table.router.shadow_ids:
+                self._shadow(item.table, item.columns, item.request_id, item.inputs_hash, item.key_hash)
+
+    def result(self, item: Prepared) -> Prediction:
+        """The answer for a request after run_batch, or its error raised."""
+        if isinstance(item.outcome, PredictionInputError):
+            raise item.outcome
+        if isinstance(item.outcome, Exception):
+            raise PredictionFailed(f"model version {item.served.label} failed: {type(item.outcome).__name__}") from item.outcome
+        predictions, labels = item.outcome
         return Prediction(
-            request_id=request_id, deployment=deployment, model_name=served.model_name, model_version=served.label,
-            version_id=served.version_id, task=served.task, predictions=predictions, row_labels=labels,
-            latency_ms=latency_ms,
+            request_id=item.request_id, deployment=item.table.name, model_name=item.served.model_name,
+            model_version=item.served.label, version_id=item.served.version_id, task=item.served.task,
+            predictions=predictions, row_labels=labels, latency_ms=(time.perf_counter() - item.started) * 1000,
         )
 
-    def _log(self, table, served, request_id, started, status, inputs_hash, key_hash, *, output=None, n_rows=0,
-             features=None, error="", shadow=False, served_at=None) -> float:
-        latency_ms = (time.perf_counter() - started) * 1000
+    def _call(self, served: ServedVersion, frame):
+        try:
+            return _run_model(served, frame)
+        except PredictionInputError as exc:
+            return exc
+        except Exception as exc:
+            logger.exception("%s v%s failed on %d rows", served.model_name, served.version, len(frame))
+            return exc
+
+    @staticmethod
+    def _split(batch: list[Prepared], predictions: list, labels: list) -> None:
+        spec = batch[0].served.spec
+        offset = 0
+        for item in batch:
+            n = item.n_rows
+            own_labels = labels[offset:offset + n]
+            if not spec.entity_column and not spec.time_column:
+                # Without entity or time a row is labelled by its position in its own request.
+                own_labels = [str(i) for i in range(n)]
+            item.outcome = (predictions[offset:offset + n], own_labels)
+            offset += n
+
+    @staticmethod
+    def _entry(table, served, request_id, started, status, inputs_hash, key_hash, *, output=None, n_rows=0,
+               features=None, error="", shadow=False, served_at=None) -> tuple[dict, tuple[str, str]]:
         entry = log_entry(
             request_id=request_id, deployment_id=table.deployment_id, version_id=served.version_id, shadow=shadow,
-            status=status, latency_ms=latency_ms, n_rows=n_rows, inputs_hash=inputs_hash, output=output or [],
-            error=error, routing_key_hash=key_hash, features=features, served_at=served_at,
+            status=status, latency_ms=(time.perf_counter() - started) * 1000, n_rows=n_rows, inputs_hash=inputs_hash,
+            output=output or [], error=error, routing_key_hash=key_hash, features=features, served_at=served_at,
         )
-        prediction_log_push(entries=[entry], labels=[(table.name, served.label)])
-        return latency_ms
+        return entry, (table.name, served.label)
+
+    @staticmethod
+    def _push(entries: list[tuple[dict, tuple[str, str]]]) -> None:
+        if entries:
+            prediction_log_push(entries=[e for e, _ in entries], labels=[label for _, label in entries])
 
     def _shadow(self, table: ServingTable, columns: dict, request_id: str, inputs_hash: str, key_hash: str) -> None:
         limit = int(getattr(settings, "DEPLOYMENTS_SHADOW_QUEUE", 200))
@@ -167,15 +263,18 @@ class Predictor:
             frame = check_columns(columns, served.spec, known=table.known_columns, max_rows=max_batch_rows())
             predictions, _ = _run_model(served, frame)
         except InputError as exc:
-            self._log(table, served, request_id, started, PredictionStatus.CLIENT_ERROR, inputs_hash, key_hash,
-                      error=str(exc), shadow=True)
+            entry = self._entry(table, served, request_id, started, PredictionStatus.CLIENT_ERROR, inputs_hash, key_hash,
+                                error=str(exc), shadow=True)
         except Exception as exc:
             logger.exception("shadow %s v%s failed", served.model_name, served.version)
-            self._log(table, served, request_id, started, PredictionStatus.SERVER_ERROR, inputs_hash, key_hash,
-                      error=f"{type(exc).__name__}: {exc}", shadow=True)
+            entry = self._entry(table, served, request_id, started, PredictionStatus.SERVER_ERROR, inputs_hash, key_hash,
+                                error=f"{type(exc).__name__}: {exc}", shadow=True)
         else:
-            self._log(table, served, request_id, started, PredictionStatus.OK, inputs_hash, key_hash,
-                      output=predictions, n_rows=len(frame), features=_drift_sample(columns, served), shadow=True)
+            entry = self._entry(table, served, request_id, started, PredictionStatus.OK, inputs_hash, key_hash,
+                                output=predictions, n_rows=len(frame), features=_drift_sample(columns, served),
+                                shadow=True)
+        try:
+            self._push([entry])
         finally:
             with self._shadow_lock:
                 self._shadow_pending -= 1

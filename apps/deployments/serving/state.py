@@ -79,7 +79,19 @@ def _setting(name: str, default):
 def _load_model(version):
     from apps.registry.loading import load_model_version
 
+    if version.framework == "torch":
+        _serve_torch_single_threaded()
     return load_model_version(version)
+
+
+def _serve_torch_single_threaded() -> None:
+    """A web process serves many small requests at once, in processes and in batches: torch's own
+    intra-op threads only fight the other processes for the cores (and spin while idle)."""
+    import torch
+
+    threads = int(_setting("DEPLOYMENTS_TORCH_THREADS", 1))
+    if threads > 0 and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 class ServingState:
@@ -146,6 +158,18 @@ class ServingState:
         except ModelUnavailable:
             logger.exception("keeping generation %s of %s: the new table could not be built", current.generation, name)
             return current
+
+    def table_nowait(self, name: str) -> ServingTable | None:
+        """For the event loop: the table to use now without touching the database, or None when it
+        must be built first (call `table` in a thread for that)."""
+        self._poll()
+        current = self._tables.get(name)
+        if self._is_current(current, self._remote.get(name)):
+            return current
+        if current is not None and _setting("DEPLOYMENTS_RELOAD_IN_BACKGROUND", True):
+            self._build_in_background(name)
+            return current
+        return None
 
     def _build_now(self, name: str) -> ServingTable:
         with self._lock:

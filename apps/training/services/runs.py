@@ -120,25 +120,32 @@ def run_status_announce(run: TrainingRun) -> None:
     transaction.on_commit(after_commit)
 
 
-def run_log_append(*, run_id: int, level: str, message: str, attempt: int = 0) -> RunLogLine:
-    """Stores a log line under the run's next sequence number, then pushes it to live viewers.
-
-    The number comes from an UPDATE ... RETURNING on the run row, so lines written by different
-    processes (the worker, the reaper) never share a number and commit in number order.
-    """
-    emitted = timezone.now()  # the line's time is when it was emitted, before any I/O
+def _level(level) -> str:
     level = level.upper() if isinstance(level, str) else LogLevel.INFO
-    if level not in LogLevel.values:
-        level = LogLevel.INFO
+    return level if level in LogLevel.values else LogLevel.INFO
+
+
+def _allocate_seqs(run_id: int, count: int) -> int:
+    """Reserves `count` sequence numbers for run `run_id`; returns the first.
+
+    An UPDATE ... RETURNING on the run row: lines written by different processes (the worker, the
+    reaper, a stop request) never share a number, and the row lock makes them commit in order."""
     table = connection.ops.quote_name(TrainingRun._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {table} SET log_seq = log_seq + %s WHERE id = %s RETURNING log_seq", [count, run_id])
+        row = cursor.fetchone()
+    if row is None:
+        raise TrainingRun.DoesNotExist(f"no training run {run_id}")
+    return row[0] - count + 1
+
+
+def run_log_append(*, run_id: int, level: str, message: str, attempt: int = 0) -> RunLogLine:
+    """Stores one log line under the run's next sequence number, then pushes it to live viewers."""
+    emitted = timezone.now()  # the line's time is when it was emitted, before any I/O
     with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(f"UPDATE {table} SET log_seq = log_seq + 1 WHERE id = %s RETURNING log_seq", [run_id])
-            row = cursor.fetchone()
-        if row is None:
-            raise TrainingRun.DoesNotExist(f"no training run {run_id}")
         line = RunLogLine.objects.create(
-            run_id=run_id, seq=row[0], attempt=attempt, level=level, message=str(message)[:20000], ts=emitted
+            run_id=run_id, seq=_allocate_seqs(run_id, 1), attempt=attempt, level=_level(level),
+            message=str(message)[:20000], ts=emitted,
         )
         payload = log_message(line)
         transaction.on_commit(lambda: live.publish(live.run_group(run_id), payload))
@@ -169,23 +176,67 @@ def progress_message(run: TrainingRun, metrics: dict) -> dict:
     }
 
 
-def run_progress_record(
-    *, run: TrainingRun, attempt: int, epoch: int, total_epochs: int, metrics: dict, eta_seconds: float | None
-) -> dict:
-    """Stores one epoch's metrics and the run's progress; returns the cleaned metrics."""
-    metrics = json_safe(dict(metrics))
-    total = max(int(total_epochs), 1)
-    epoch = int(epoch)
-    percent = max(0.0, min(100.0, 100.0 * epoch / total))
-    now = timezone.now()
+def log_record(level: str, message: str) -> tuple:
+    return ("log", _level(level), str(message)[:20000], timezone.now())
+
+
+def epoch_record(epoch: int, total_epochs: int, metrics: dict, eta_seconds: float | None) -> tuple:
+    return ("epoch", int(epoch), max(int(total_epochs), 1), json_safe(dict(metrics)), eta_seconds, timezone.now())
+
+
+def run_records_write(*, run: TrainingRun, attempt: int, records: list[tuple]) -> list[tuple[int, dict]]:
+    """Stores a batch of log lines and epoch results (log_record / epoch_record) in one transaction,
+    in their order, moves the run's progress to the newest epoch and, after commit, pushes them to
+    live viewers in the same order. Returns [(epoch, metrics)] of the epochs stored.
+
+    One UPDATE of the run row both reserves the lines' sequence numbers and records the progress:
+    this is on the training loop's hot path (through the write-behind thread), once per epoch."""
+    latest = None
+    for record in records:
+        if record[0] == "epoch":
+            _, epoch, total, _, eta, _ = record
+            latest = (epoch, total, max(0.0, min(100.0, 100.0 * epoch / total)), eta)
+    count = sum(1 for r in records if r[0] == "log")
+    lines, epochs, payloads, stored = [], [], [], []
+    table = connection.ops.quote_name(TrainingRun._meta.db_table)
     with transaction.atomic():
-        RunEpoch.objects.update_or_create(
-            run_id=run.pk, attempt=attempt, epoch=epoch, defaults={"total_epochs": total, "metrics": metrics}
-        )
-        TrainingRun.objects.filter(pk=run.pk).update(
-            current_epoch=epoch, total_epochs=total, progress=percent, eta_seconds=eta_seconds, heartbeat_at=now,
-        )
-        run.current_epoch, run.total_epochs, run.progress, run.eta_seconds = epoch, total, percent, eta_seconds
-        payload = progress_message(run, metrics)
-        transaction.on_commit(lambda: live.publish(live.run_group(run.pk), payload))
-    return metrics
+        if latest is not None:
+            epoch, total, percent, eta = latest
+            sql = (f"UPDATE {table} SET log_seq = log_seq + %s, current_epoch = %s, total_epochs = %s, progress = %s, "
+                   f"eta_seconds = %s, heartbeat_at = %s WHERE id = %s RETURNING log_seq")
+            params = [count, epoch, total, percent, eta, timezone.now(), run.pk]
+        else:
+            sql, params = f"UPDATE {table} SET log_seq = log_seq + %s WHERE id = %s RETURNING log_seq", [count, run.pk]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        if row is None:
+            raise TrainingRun.DoesNotExist(f"no training run {run.pk}")
+        seq = row[0] - count + 1
+        for record in records:
+            if record[0] == "log":
+                _, level, message, ts = record
+                line = RunLogLine(run_id=run.pk, seq=seq, attempt=attempt, level=level, message=message, ts=ts)
+                seq += 1
+                lines.append(line)
+                payloads.append(log_message(line))
+            else:
+                _, epoch, total, metrics, eta, ts = record
+                epochs.append(RunEpoch(run_id=run.pk, attempt=attempt, epoch=epoch, total_epochs=total,
+                                       metrics=metrics, created_at=ts))
+                payloads.append({
+                    "type": "run.progress", "run": run.pk, "epoch": epoch, "total_epochs": total,
+                    "percent": round(100.0 * epoch / total, 2), "eta_seconds": None if eta is None else round(eta, 1),
+                    "metrics": metrics, "attempt": attempt,
+                })
+                stored.append((epoch, metrics))
+        if lines:
+            RunLogLine.objects.bulk_create(lines)
+        if epochs:
+            RunEpoch.objects.bulk_create(epochs, update_conflicts=True, unique_fields=["run", "attempt", "epoch"],
+                                         update_fields=["total_epochs", "metrics", "created_at"])
+        if latest is not None:
+            run.current_epoch, run.total_epochs, run.progress, run.eta_seconds = latest
+        group = live.run_group(run.pk)
+        transaction.on_commit(lambda: [live.publish(group, payload) for payload in payloads])
+    return stored

@@ -463,18 +463,20 @@ def training_run_execute(*, run_id: int, celery_task_id: str = "") -> TrainingRu
     had already ended. Never raises for training errors: they end the run FAILED with the reason.
     """
     from apps.training.frameworks import NoGpuAvailable
-    from apps.training.reporter import RunReporter, RunWatcher
+    from apps.training.reporter import RunReporter, RunWatcher, RunWriter
 
     run = _claim(run_id=run_id, celery_task_id=celery_task_id)
     if run is None:
         return None
     attempt = run.attempts
+    sync = not conf.get("TRAINING_WRITE_BEHIND")
     try:
-        with RunWatcher(run.pk, attempt) as watcher:
-            reporter = RunReporter(run, attempt, watcher)
+        with RunWatcher(run.pk, attempt) as watcher, RunWriter(run, attempt, sync=sync) as writer:
+            reporter = RunReporter(run, attempt, watcher, writer)
             try:
                 fields = _train(run, reporter, watcher)
                 artifact_uri = fields["artifact_uri"]
+                reporter.flush()  # every line and epoch stored before the run may end
                 try:
                     _finish_success(run, fields)
                 except Exception:
@@ -487,18 +489,18 @@ def training_run_execute(*, run_id: int, celery_task_id: str = "") -> TrainingRu
                     logger.warning("run %s attempt %s was superseded; stopping without a status change", run.pk, attempt)
                 else:
                     reporter.log("WARNING", f"stopped: {stop.reason}")
+                    reporter.flush()
                     _safe_transition(run, to=RunStatus.CANCELLED, reason=f"stopped ({stop.reason})",
                                      fields={"stop_reason": stop.reason})
             except NoGpuAvailable as exc:
                 reporter.log("ERROR", str(exc))
+                reporter.flush()
                 _safe_transition(run, to=RunStatus.FAILED, reason="no GPU", fields={"error_message": str(exc)})
             except Exception as exc:
                 message = f"{type(exc).__name__}: {exc}"
                 logger.exception("training run %s failed", run.pk)
-                try:
-                    reporter.log("ERROR", message)
-                except Exception:
-                    logger.exception("could not log the failure of run %s", run.pk)
+                reporter.log("ERROR", message)
+                reporter.flush()
                 _safe_transition(run, to=RunStatus.FAILED, reason=message[:500],
                                  fields={"error_message": message[:4000], "traceback": traceback.format_exc()[-20000:]})
     finally:

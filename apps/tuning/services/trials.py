@@ -42,7 +42,8 @@ def trial_record_epoch(*, run, epoch: int, metrics: dict) -> Trial | None:
     from apps.training.services.training_pipeline import RunStateError, training_run_request_stop
 
     with transaction.atomic():
-        trial = Trial.objects.select_for_update(of=("self",)).select_related("study__experiment").filter(pk=run.trial_id).first()
+        trial = (Trial.objects.select_for_update(of=("self",)).select_related("study__experiment")
+                 .filter(pk=run.trial_id).first())
         if trial is None or trial.status in TRIAL_TERMINAL or (trial.run_id and trial.run_id != run.pk):
             return trial
         if trial.status == TrialStatus.QUEUED:
@@ -82,7 +83,9 @@ def _outcome(trial: Trial, run) -> tuple[str, dict, str]:
         # it was judged unpromising all the same.
         return TrialStatus.PRUNED, {}, f"pruned at epoch {trial.prune_requested_at_epoch}"
     if run.status == RunStatus.SUCCEEDED:
-        value = (run.val_metrics or {}).get(study.objective_metric)
+        metrics = run.val_metrics or {}
+        # Final metrics are keyed by bare name ("rmse"); accept the epoch-style "val_rmse" as well.
+        value = metrics.get(study.objective_metric, metrics.get(f"val_{study.objective_metric}"))
         if value is None:
             message = f"run {run.pk} reported no validation {study.objective_metric}"
             return TrialStatus.FAILED, {"error": message}, message

@@ -56,7 +56,8 @@ def check_space_against_model(space: SearchSpace, *, framework: str, model_type:
                 spec.validate(parameter.name, value)
             except InvalidParameter as exc:
                 detail = str(exc).removeprefix(f"{parameter.name}: ")
-                raise SearchSpaceError(parameter.name, f"{value!r} is not accepted by {framework} {model_type}: {detail}")
+                raise SearchSpaceError(parameter.name,
+                                       f"{value!r} is not accepted by {framework} {model_type}: {detail}")
 
 
 def _representative_point(space: SearchSpace) -> dict:
@@ -85,7 +86,8 @@ def validate_study_config(*, experiment, framework: str, model_type: str, search
     adapter = get_adapter(framework)
     if model_type not in adapter.model_types:
         raise ValidationError(
-            {"model_type": f"{framework} has no model type {model_type!r}; choose from {', '.join(adapter.model_types)}."}
+            {"model_type": f"{framework} has no model type {model_type!r}; "
+                           f"choose from {', '.join(adapter.model_types)}."}
         )
     if device not in Device.values:
         errors["device"] = f"must be one of {', '.join(Device.values)}, got {device!r}."

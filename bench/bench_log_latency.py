@@ -1,0 +1,155 @@
+"""Live log latency: from a log line emitted by a training run in the Celery worker to its arrival at a
+WebSocket client connected to a real daphne server.
+
+    .venv/bin/python bench/bench_log_latency.py [--epochs 300]
+
+Same needs as bench_pipeline_overhead.py (PostgreSQL, Redis; own database, own queue, own worker),
+plus a daphne subprocess on a free port. A logged-in analyst's session cookie opens
+ws/training/runs/<id>/?after=0 before the run is queued, so every line arrives live (none replayed).
+Latency = arrival time at the client - the line's `ts` (set when the worker emitted it); one line per
+epoch plus the pipeline's own lines, >= 200 in all.
+
+The baseline, measured in the same invocation, is a bare channel-layer round trip (group_send ->
+receive on the same Redis) from this process. Prints p50 / p95 / max of both and p95 / baseline p95;
+the target is p95 <= 100 ms.
+"""
+import argparse
+import asyncio
+import json
+import socket
+import statistics
+import sys
+import time
+import urllib.request
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_pipeline_overhead import Environment, log, price_experiment  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
+def start_daphne(env: Environment, port: int, timeout: float = 60):
+    proc = env.spawn([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+                      "mlops_portal.asgi:application"], "daphne")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"daphne exited; see {env.media}/daphne.log")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
+                if response.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("daphne did not answer in time")
+
+
+def session_cookie(user) -> str:
+    from django.conf import settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.save()
+    return f"{settings.SESSION_COOKIE_NAME}={session.session_key}"
+
+
+async def channel_layer_baseline(count: int = 300) -> list[float]:
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    group = f"bench-{uuid.uuid4().hex[:6]}"
+    await layer.group_add(group, channel)
+    samples = []
+    for i in range(count):
+        started = time.perf_counter()
+        await layer.group_send(group, {"type": "run.log", "seq": i, "message": "x" * 80})
+        await layer.receive(channel)
+        samples.append(time.perf_counter() - started)
+    await layer.group_discard(group, channel)
+    return samples
+
+
+async def watch(url: str, cookie: str, origin: str, dispatch) -> list[float]:
+    from websockets.asyncio.client import connect
+
+    latencies = []
+    async with connect(url, additional_headers={"Cookie": cookie}, origin=origin, max_size=2**22) as ws:
+        await asyncio.to_thread(dispatch)
+        while True:
+            raw = await asyncio.wait_for(ws.recv(), timeout=600)
+            arrived = time.time()
+            message = json.loads(raw)
+            if message["type"] == "run.log":
+                latencies.append(arrived - datetime.fromisoformat(message["ts"]).timestamp())
+            elif message["type"] == "run.status" and message["status"] in ("succeeded", "failed", "cancelled"):
+                if message["status"] != "succeeded":
+                    raise SystemExit(f"the run ended {message['status']}: {message.get('error')}")
+                return latencies
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, default=300)
+    args = parser.parse_args()
+
+    with Environment("bench_loglat") as env:
+        env.start_worker(f"bench-{uuid.uuid4().hex[:6]}@loglat")
+        port = free_port()
+        start_daphne(env, port)
+        params = {"hidden_size": 16, "num_layers": 1, "batch_size": 64, "epochs": args.epochs,
+                  "patience": args.epochs}
+        experiment, user = price_experiment(name="bench-log-latency", tickers=2, days=250, params=params)
+
+        from apps.core.roles import ANALYST
+        from apps.core.services import user_with_role_ensure
+        from apps.training.services.training_pipeline import _dispatch, training_run_start
+
+        viewer = user_with_role_ensure(username="bench-viewer", password=uuid.uuid4().hex, role=ANALYST)
+        cookie = session_cookie(viewer)
+
+        log("warm-up run (imports torch in the worker)")
+        warm = training_run_start(experiment=experiment, framework="torch", model_type="mlp",
+                                  params=params | {"epochs": 2, "patience": 2}, user=user, dispatch=False)
+        asyncio.run(watch(f"ws://127.0.0.1:{port}/ws/training/runs/{warm.pk}/?after=0", cookie,
+                          f"http://127.0.0.1:{port}", lambda: _dispatch(warm.pk, warm.queue, warm.celery_task_id)))
+
+        baseline = asyncio.run(channel_layer_baseline())
+        run = training_run_start(experiment=experiment, framework="torch", model_type="mlp", params=params,
+                                 user=user, dispatch=False)
+        log(f"run {run.pk}: {args.epochs} epochs, watching ws/training/runs/{run.pk}/ through daphne on :{port}")
+        latencies = asyncio.run(watch(f"ws://127.0.0.1:{port}/ws/training/runs/{run.pk}/?after=0", cookie,
+                                      f"http://127.0.0.1:{port}",
+                                      lambda: _dispatch(run.pk, run.queue, run.celery_task_id)))
+
+    ms = [v * 1000 for v in latencies]
+    base_ms = [v * 1000 for v in baseline]
+    p50, p95 = statistics.median(ms), percentile(ms, 95)
+    b50, b95 = statistics.median(base_ms), percentile(base_ms, 95)
+    print()
+    print(f"log lines received live    {len(ms)}")
+    print(f"worker -> WebSocket client p50 {p50:7.2f} ms   p95 {p95:7.2f} ms   max {max(ms):7.2f} ms")
+    print(f"channel-layer round trip   p50 {b50:7.2f} ms   p95 {b95:7.2f} ms   (baseline, {len(base_ms)} sends)")
+    print(f"ratio p95 / baseline p95 = {p95 / b95:.1f}")
+    print(f"target p95 <= 100 ms: {'met' if p95 <= 100 and len(ms) >= 200 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
