@@ -4,7 +4,8 @@ on two Celery workers (one pool process each), through the real tuning services.
     .venv/bin/python bench/bench_tuning_parallel.py [--trials 8] [--seconds 4] [--threads 1]
 
 Needs PostgreSQL (the server of DATABASE_URL; the bench creates and drops its own database) and Redis
-(BENCH_REDIS_URL, default redis://127.0.0.1:6379/12, flushed: it is the bench's own). The workload is
+(BENCH_TUNING_REDIS_URL, default redis://127.0.0.1:6379/14, flushed: it is the bench's own; not the
+pipeline bench's db 12, so the two can run side by side without stealing each other's tasks). The workload is
 scikit-learn histogram gradient boosting on synthetic price features with a fixed number of boosting
 iterations (early stopping off) and the learning rate searched, so every trial does the same work;
 nothing sleeps. --threads sets TRAINING_THREADS for both workers (1: one trial per core). Iterations
@@ -15,6 +16,7 @@ Prints both wall times (study start to COMPLETED) and parallel / serial; the tar
 """
 import argparse
 import os
+import signal
 import statistics
 import sys
 import time
@@ -22,6 +24,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ["BENCH_REDIS_URL"] = os.environ.get("BENCH_TUNING_REDIS_URL", "redis://127.0.0.1:6379/14")
 
 from bench_pipeline_overhead import Environment, log, price_experiment  # noqa: E402
 
@@ -66,20 +69,25 @@ def main():
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=4.0, help="target training time of one trial")
     parser.add_argument("--threads", type=int, default=1, help="TRAINING_THREADS of the workers")
-    parser.add_argument("--repeats", type=int, default=1, help="serial/parallel pairs, alternating")
+    parser.add_argument("--repeats", type=int, default=2, help="serial/parallel pairs, alternating")
     args = parser.parse_args()
     os.environ["TRAINING_THREADS"] = str(args.threads)
+    # A plain `kill` or `timeout` must still stop the workers and drop the database on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     with Environment("bench_tuning") as env:
         for i in range(2):
             env.start_worker(f"bench-{uuid.uuid4().hex[:6]}-{i}@tuning")
         experiment, user = price_experiment(name="bench-tuning", tickers=5, days=800, params={"epochs": 1})
 
-        log("warm-up and calibration: two short studies (imports in both workers, dataset cached)")
+        log("warm-up and calibration: short studies (imports in both workers, dataset cached)")
         run_study(experiment, user, name="warm-up", trials=2, parallelism=2, iterations=20)
-        _, probe = run_study(experiment, user, name="calibrate", trials=2, parallelism=1, iterations=40)
-        per_iteration = statistics.median(trial_seconds(probe)) / 40
-        iterations = int(min(5000, max(20, args.seconds / per_iteration)))
+        # The difference of two probes is the cost of the iterations alone, without the fixed part
+        # (data preparation, artifact) that every trial pays whatever its length.
+        short, long = (statistics.median(trial_seconds(run_study(
+            experiment, user, name=f"calibrate-{n}", trials=2, parallelism=1, iterations=n)[1])) for n in (40, 200))
+        per_iteration = max((long - short) / 160, 1e-4)
+        iterations = int(min(5000, max(40, (args.seconds - short) / per_iteration + 40)))
         log(f"{per_iteration * 1000:.1f} ms per boosting iteration -> {iterations} iterations per trial "
             f"(~{args.seconds:g} s); TRAINING_THREADS={args.threads}")
 

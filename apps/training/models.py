@@ -98,6 +98,7 @@ class TrainingRun(TimeStampedModel):
     worker_host = models.CharField(max_length=255, blank=True)
     worker_pid = models.PositiveIntegerField(null=True, blank=True)
 
+    cpu_seconds = models.FloatField(null=True, blank=True, help_text="CPU time of the last attempt's process.")
     current_epoch = models.PositiveIntegerField(default=0)
     total_epochs = models.PositiveIntegerField(default=0)
     progress = models.FloatField(default=0.0, help_text="Percent done, 0-100.")

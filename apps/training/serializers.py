@@ -81,8 +81,8 @@ class RunOutputSerializer(serializers.ModelSerializer):
             "id", "experiment", "experiment_name", "dataset_version", "dataset_version_id", "dataset_sha256",
             "framework", "model_type", "params", "device", "queue", "seed", "origin", "register_model", "trial_id",
             "retry_of", "status", "celery_task_id", "attempts", "max_attempts", "stop_requested", "stop_reason",
-            "created_at", "queued_at", "started_at", "finished_at", "heartbeat_at", "worker_host", "current_epoch",
-            "total_epochs", "progress", "eta_seconds", "log_seq", "val_metrics", "test_metrics",
+            "created_at", "queued_at", "started_at", "finished_at", "heartbeat_at", "worker_host", "cpu_seconds",
+            "current_epoch", "total_epochs", "progress", "eta_seconds", "log_seq", "val_metrics", "test_metrics",
             "primary_metric_value", "error_message", "code_version", "library_versions", "artifact_uri",
             "artifact_sha256", "signature", "model_versions",
         ]

@@ -32,7 +32,9 @@ import platform
 import secrets
 import socket
 import subprocess
+import sys
 import tempfile
+import time
 import traceback
 import uuid
 from datetime import timedelta
@@ -69,6 +71,7 @@ __all__ = [
     "training_runs_reap",
 ]
 
+GIL_SWITCH_INTERVAL = 0.001
 LIBRARIES = ("django", "celery", "numpy", "pandas", "scikit-learn", "torch", "tensorflow-cpu", "tensorflow", "keras",
              "skops", "safetensors")
 
@@ -470,6 +473,15 @@ def training_run_execute(*, run_id: int, celery_task_id: str = "") -> TrainingRu
         return None
     attempt = run.attempts
     sync = not conf.get("TRAINING_WRITE_BEHIND")
+    cpu_started = time.process_time()
+    # The writer, watcher and publisher threads wait for the GIL after each database or Redis
+    # round trip; a shorter switch interval bounds that wait, and so the latency of live logs.
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(switch_interval, GIL_SWITCH_INTERVAL))
+
+    def cpu() -> dict:
+        return {"cpu_seconds": round(time.process_time() - cpu_started, 3)}
+
     try:
         with RunWatcher(run.pk, attempt) as watcher, RunWriter(run, attempt, sync=sync) as writer:
             reporter = RunReporter(run, attempt, watcher, writer)
@@ -478,7 +490,7 @@ def training_run_execute(*, run_id: int, celery_task_id: str = "") -> TrainingRu
                 artifact_uri = fields["artifact_uri"]
                 reporter.flush()  # every line and epoch stored before the run may end
                 try:
-                    _finish_success(run, fields)
+                    _finish_success(run, fields | cpu())
                 except Exception:
                     from apps.registry.storage import artifact_delete
 
@@ -491,20 +503,22 @@ def training_run_execute(*, run_id: int, celery_task_id: str = "") -> TrainingRu
                     reporter.log("WARNING", f"stopped: {stop.reason}")
                     reporter.flush()
                     _safe_transition(run, to=RunStatus.CANCELLED, reason=f"stopped ({stop.reason})",
-                                     fields={"stop_reason": stop.reason})
+                                     fields={"stop_reason": stop.reason} | cpu())
             except NoGpuAvailable as exc:
                 reporter.log("ERROR", str(exc))
                 reporter.flush()
-                _safe_transition(run, to=RunStatus.FAILED, reason="no GPU", fields={"error_message": str(exc)})
+                _safe_transition(run, to=RunStatus.FAILED, reason="no GPU", fields={"error_message": str(exc)} | cpu())
             except Exception as exc:
                 message = f"{type(exc).__name__}: {exc}"
                 logger.exception("training run %s failed", run.pk)
                 reporter.log("ERROR", message)
                 reporter.flush()
                 _safe_transition(run, to=RunStatus.FAILED, reason=message[:500],
-                                 fields={"error_message": message[:4000], "traceback": traceback.format_exc()[-20000:]})
+                                 fields={"error_message": message[:4000], "traceback": traceback.format_exc()[-20000:]}
+                                 | cpu())
     finally:
         live.flush(timeout=5)
+        sys.setswitchinterval(switch_interval)
     return TrainingRun.objects.select_related("experiment").get(pk=run.pk)
 
 
