@@ -170,7 +170,8 @@ class FeatureSpecListApi(GenericAPIView):
 
     def get_queryset(self):
         dataset = self.request.query_params.get("dataset")
-        if dataset is not None and not dataset.isdigit():
+        # isdigit alone takes "²", which int() refuses.
+        if dataset is not None and not (dataset.isascii() and dataset.isdigit()):
             raise ValidationError({"dataset": "must be a dataset id."})
         return selectors.feature_spec_list(dataset=_dataset(dataset) if dataset else None)
 

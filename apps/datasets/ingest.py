@@ -92,20 +92,31 @@ class ParsedTable:
     schema: list[dict]
 
 
+def _line_at(path: str, offset: int) -> int:
+    with open(path, "rb") as again:
+        return again.read(max(offset, 0)).count(b"\n") + 1
+
+
 def _check_utf8(path: str) -> None:
+    """UTF-8 text without NUL bytes (valid UTF-8, but PostgreSQL stores no NUL in text or jsonb)."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     offset = 0
     line = 1
     with open(path, "rb") as handle:
         while chunk := handle.read(CHUNK_BYTES):
+            nul = chunk.find(b"\x00")
+            if nul >= 0:
+                raise file_error(
+                    f"the file holds a NUL byte (0x00) at offset {offset + nul} (line {_line_at(path, offset + nul)}); "
+                    "a text file has none: remove it, or check the file is really CSV"
+                )
             try:
                 decoder.decode(chunk)
             except UnicodeDecodeError as exc:
                 # Position inside the buffer the decoder held: pending bytes from the last chunk + this one.
                 pending = len(exc.object) - len(chunk)
                 bad = offset - pending + exc.start
-                with open(path, "rb") as again:
-                    line = again.read(max(bad, 0)).count(b"\n") + 1
+                line = _line_at(path, bad)
                 raise file_error(
                     f"cannot read the file as UTF-8 text: byte 0x{exc.object[exc.start]:02x} at offset {bad} "
                     f"(line {line}); save it as UTF-8"
@@ -197,7 +208,22 @@ def _read_parquet(path: str) -> pd.DataFrame:
     except (pa.ArrowException, ValueError, TypeError) as exc:
         raise file_error(f"the Parquet file holds types this portal cannot read: {exc}") from None
     frame.columns = names
+    _check_no_nul(frame)
     return frame
+
+
+def _check_no_nul(frame: pd.DataFrame) -> None:
+    """PostgreSQL stores no NUL in text or jsonb (the schema and profile hold names and values)."""
+    for name in frame.columns:
+        if "\x00" in name:
+            raise file_error(f"column name {name!r} holds a NUL character (\\x00); rename the column")
+    for name in frame.columns:
+        column = frame[name]
+        if column.dtype == object or pd.api.types.is_string_dtype(column.dtype):
+            hits = column.map(lambda v: isinstance(v, str) and "\x00" in v)
+            if hits.any():
+                position = int(hits.to_numpy().argmax())
+                raise file_error(f"row {position + 1}, column {name!r}: the value holds a NUL character (\\x00); remove it")
 
 
 def _type_columns(frame: pd.DataFrame, *, numeric_columns, text_row_offset: int) -> pd.DataFrame:

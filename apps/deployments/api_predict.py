@@ -3,7 +3,8 @@
 Bodies are read by the serving path itself, not by DRF's parser: it keeps NaN/Infinity literals
 so the rejection can name the column and row that hold them, and it answers malformed JSON with
 a 400 that says where. Any portal role may predict (HasPortalRole), per-client throttled under the
-"predict" scope. In production, token-authenticated predict/infer POSTs are answered by the ASGI
+"predict" scope; only ML Staff may send ground truth (IsMLStaff), since it drives automatic
+promotion and rollback. In production, token-authenticated predict/infer POSTs are answered by the ASGI
 fast path (apps.deployments.serving.fastpath) with the same shared steps and bodies; these views
 serve session users, the test client and the OpenAPI schema.
 """
@@ -19,7 +20,7 @@ from rest_framework.parsers import JSONParser
 from rest_framework.views import APIView
 
 from apps.core.health import check_database, check_redis
-from apps.core.permissions import HasPortalRole
+from apps.core.permissions import HasPortalRole, IsMLStaff
 
 from .auth import CachedApiTokenAuthentication, PredictRateThrottle
 from .selectors import deployment_get, deployment_serving_versions, deployment_signature
@@ -120,6 +121,9 @@ class PredictApi(PredictionEndpoint):
 
 
 class FeedbackApi(PredictionEndpoint):
+    # Ground truth moves the rollout gates: analysts read, staff act.
+    permission_classes = [IsMLStaff]
+
     @extend_schema(
         request=FeedbackRequestSerializer,
         responses={200: FeedbackResponseSerializer, 400: ErrorSerializer, 404: ErrorSerializer},

@@ -127,7 +127,7 @@ class TuningStudyAdmin(admin.ModelAdmin):
             raise PermissionDenied("Only ML Staff may do this.")
         if change:
             if obj.status == StudyStatus.DRAFT:
-                study_update(study=obj, data=form.resolved, user=request.user)
+                study_update(study=obj, data=form.resolved)
             return
         study = study_create(name=form.cleaned_data["name"], experiment=form.cleaned_data["experiment"],
                              user=request.user, **form.resolved)

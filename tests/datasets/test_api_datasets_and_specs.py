@@ -126,3 +126,10 @@ def test_outsiders_cannot_validate_or_preview(outsider_api, prices_v1):
     assert outsider_api.post("/api/v1/feature-specs/validate/", {"spec": {"steps": []}}, format="json").status_code == 403
     assert outsider_api.post("/api/v1/feature-specs/preview/", {"dataset": prices_v1.pk, "spec": {}},
                              format="json").status_code == 403
+
+
+def test_listing_feature_specs_by_a_dataset_that_is_not_an_id_is_a_400_naming_the_parameter(analyst_api):
+    for value in ("%C2%B2", "%D9%A3", "abc"):  # superscript two and Arabic-Indic three are "digits" to isdigit
+        response = analyst_api.get(f"/api/v1/feature-specs/?dataset={value}")
+        assert response.status_code == 400 and "dataset" in response.json(), value
+    assert analyst_api.get("/api/v1/feature-specs/?dataset=99999999999999999999999").status_code == 404

@@ -135,6 +135,22 @@ def test_it_rejects_a_file_that_is_not_utf8(staff_api, table_dataset, artifact_s
                     artifact_storage=artifact_storage)
 
 
+def test_it_rejects_a_nul_byte_in_a_csv_cell_or_header_naming_offset_and_line(staff_api, table_dataset, artifact_storage):
+    assert_rejected(post_file(staff_api, table_dataset, "t.csv", b"x1,label\n1,yes\n2,hello\x00x\n"),
+                    "NUL byte", "offset 22", "line 3", artifact_storage=artifact_storage)
+    assert_rejected(post_file(staff_api, table_dataset, "t.csv", b"x1,la\x00bel\n1,yes\n"),
+                    "NUL byte", "offset 5", "line 1", artifact_storage=artifact_storage)
+
+
+def test_it_rejects_a_nul_in_a_parquet_column_name_or_string_value(staff_api, table_dataset, artifact_storage):
+    named = parquet_bytes(pd.DataFrame({"x1": [1.0, 2.0], "la\x00bel": ["yes", "no"]}))
+    assert_rejected(post_file(staff_api, table_dataset, "t.parquet", named, "application/octet-stream"),
+                    "column name", "NUL", artifact_storage=artifact_storage)
+    valued = parquet_bytes(pd.DataFrame({"x1": [1.0, 2.0], "label": ["yes", "n\x00o"]}))
+    assert_rejected(post_file(staff_api, table_dataset, "t.parquet", valued, "application/octet-stream"),
+                    "row 2, column 'label'", "NUL", artifact_storage=artifact_storage)
+
+
 def test_it_rejects_a_file_over_the_size_limit(staff_api, table_dataset, table_csv, settings, artifact_storage):
     settings.DATASET_UPLOAD_MAX_BYTES = 500
     assert len(table_csv) > 500

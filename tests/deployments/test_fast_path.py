@@ -16,7 +16,7 @@ from apps.deployments.services.model_deployment_service import deployment_create
 from apps.monitoring.models import PredictionLog
 from apps.monitoring.services.logbuffer import prediction_logs_flush
 
-from .conftest import classification_frame, record
+from .conftest import classification_frame, record, wait_until
 
 # The fast path reads tokens and tables through Channels' database_sync_to_async, which closes
 # "old" connections around each query: it needs committed data.
@@ -36,7 +36,8 @@ def served(make_version, staff_user, analyst_user):
 
 def call(app, path, body, token=None, extra_headers=()):
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    headers = [(b"content-type", b"application/json"), *extra_headers]
+    # Without a Host in ALLOWED_HOSTS the fast path hands the request to Django, which refuses it.
+    headers = [(b"host", b"testserver"), (b"content-type", b"application/json"), *extra_headers]
     if token:
         headers.append((b"authorization", f"Bearer {token}".encode()))
 
@@ -126,7 +127,8 @@ def test_concurrent_requests_share_one_model_call_and_each_gets_its_own_answer(s
     bodies.append({"dataframe_records": [{"f1": "bad", "f2": 0, "f3": 0}]})
 
     async def burst():
-        headers = [(b"content-type", b"application/json"), (b"authorization", f"Bearer {token}".encode())]
+        headers = [(b"host", b"testserver"), (b"content-type", b"application/json"),
+                   (b"authorization", f"Bearer {token}".encode())]
         communicators = [HttpCommunicator(app, "POST", PREDICT, body=json.dumps(b).encode(), headers=headers) for b in bodies]
         return await asyncio.gather(*(c.get_response(timeout=30) for c in communicators))
 
@@ -141,3 +143,64 @@ def test_concurrent_requests_share_one_model_call_and_each_gets_its_own_answer(s
     prediction_logs_flush()
     statuses = list(PredictionLog.objects.filter(request_id__in=[a["request_id"] for a in answers[:8]]).values_list("status", flat=True))
     assert statuses == ["ok"] * 8
+
+
+def burst_of(app, token, bodies: list[bytes]) -> list[tuple[int, dict]]:
+    async def burst():
+        headers = [(b"host", b"testserver"), (b"content-type", b"application/json"),
+                   (b"authorization", f"Bearer {token}".encode())]
+        communicators = [HttpCommunicator(app, "POST", PREDICT, body=b, headers=headers) for b in bodies]
+        return await asyncio.gather(*(c.get_response(timeout=30) for c in communicators))
+
+    return [(r["status"], json.loads(r["body"])) for r in async_to_sync(burst)()]
+
+
+def test_a_request_that_breaks_its_preparation_fails_alone_and_not_its_whole_batch(served, monkeypatch):
+    _, token = served
+    app = PredictionFastPath(get_asgi_application())
+    original = predict_module.check_columns
+
+    def breaks_on_13(columns, spec, **kwargs):
+        if columns.get("f1") == [13]:
+            raise RuntimeError("a bug this request triggers")
+        return original(columns, spec, **kwargs)
+
+    monkeypatch.setattr(predict_module, "check_columns", breaks_on_13)
+    good = json.dumps({"dataframe_records": [record()]}).encode()
+    bad = json.dumps({"dataframe_records": [record(f1=13)]}).encode()
+    answers = burst_of(app, token, [good, bad, good])
+    assert [status for status, _ in answers] == [200, 500, 200]
+
+
+def test_integers_too_large_for_a_number_are_a_400_naming_the_field_on_both_paths_and_in_a_batch(served):
+    _, token = served
+    app = PredictionFastPath(get_asgi_application())
+    good = json.dumps({"dataframe_records": [record()]}).encode()
+    huge = b'{"dataframe_records": [{"f1": 1' + b"0" * 400 + b', "f2": 1, "f3": 1}]}'
+    answers = burst_of(app, token, [good, huge, good])
+    assert [status for status, _ in answers] == [200, 400, 200]
+    assert answers[1][1]["field"] == "f1" and "too large" in answers[1][1]["detail"]
+    assert via_drf(PREDICT, huge, token, raw=True) == (400, answers[1][1])
+    past_python_limit = b'{"dataframe_records": [{"f1": ' + b"1" * 5000 + b', "f2": 1, "f3": 1}]}'
+    fast_status, fast_body, _ = call(app, PREDICT, past_python_limit, token)
+    assert (fast_status, fast_body["field"]) == (400, "body")
+    assert via_drf(PREDICT, past_python_limit, token, raw=True) == (400, fast_body)
+    assert call(app, PREDICT, b"[" * 100_000 + b"]" * 100_000, token)[0] == 400
+
+
+def test_with_redis_down_the_fast_path_still_answers_and_the_log_reaches_postgresql(served, settings):
+    _, token = served
+    app = PredictionFastPath(get_asgi_application())
+    assert call(app, PREDICT, {"instances": [record()]}, token)[0] == 200
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
+    status, body, _ = call(app, PREDICT, {"instances": [record()]}, token)
+    assert status == 200, body
+    assert wait_until(lambda: PredictionLog.objects.filter(request_id=body["request_id"]).exists())
+
+
+def test_the_fast_path_refuses_a_bad_token_before_it_buffers_the_body(served, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 100
+    app = PredictionFastPath(get_asgi_application())
+    oversized = {"instances": [record()] * 20}
+    assert call(app, PREDICT, oversized, "mlp_nope_nope")[0] == 401
+    assert call(app, PREDICT, oversized, served[1])[0] == 400

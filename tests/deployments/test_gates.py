@@ -17,8 +17,9 @@ QUICK_STAGES = [
 QUICK_GATES = {"min_feedback_per_arm": 40, "min_requests_for_health": 3, "max_p99_ms": 10_000, "max_error_rate": 0.2}
 
 
-def serve_and_label(client, *, requests: int, rows_per_request: int = 20, seed: int = 0) -> dict[str, int]:
-    """Sends labelled rows for prediction, then their true labels as feedback; returns requests per version."""
+def serve_and_label(client, labeller, *, requests: int, rows_per_request: int = 20, seed: int = 0) -> dict[str, int]:
+    """Sends labelled rows for prediction (as `client`), then their true labels as feedback (as
+    `labeller`, ML Staff); returns requests per version."""
     frame = classification_frame(n=requests * rows_per_request, seed=100 + seed)
     per_version: dict[str, int] = {}
     feedback = []
@@ -31,7 +32,7 @@ def serve_and_label(client, *, requests: int, rows_per_request: int = 20, seed: 
         data = response.json()
         per_version[data["model_version"]] = per_version.get(data["model_version"], 0) + 1
         feedback.append({"request_id": data["request_id"], "ground_truth": chunk["label"].tolist()})
-    response = client.post(FEEDBACK, {"feedback": feedback}, format="json")
+    response = labeller.post(FEEDBACK, {"feedback": feedback}, format="json")
     assert response.status_code == 200, response.content
     return per_version
 
@@ -53,14 +54,14 @@ def poor_champion_deployment(make_version, staff_user, django_capture_on_commit_
 
 
 def test_a_clearly_worse_challenger_is_rolled_back_automatically(deployment, make_version, staff_user, analyst_api,
-                                                                 django_capture_on_commit_callbacks):
+                                                                 staff_api, django_capture_on_commit_callbacks):
     worse = make_version(seed=1, flip=0.45)
     with django_capture_on_commit_callbacks(execute=True):
         rollout = rollout_create(deployment=deployment, challenger=worse, stages=QUICK_STAGES, gates=QUICK_GATES,
                                  user=staff_user, start=True)
     for round_ in range(8):
         with django_capture_on_commit_callbacks(execute=True):
-            serve_and_label(analyst_api, requests=40, seed=round_)
+            serve_and_label(analyst_api, staff_api, requests=40, seed=round_)
             rollouts_evaluate_all()
         rollout.refresh_from_db()
         if rollout.status != RolloutStatus.RUNNING:
@@ -78,13 +79,13 @@ def test_a_clearly_worse_challenger_is_rolled_back_automatically(deployment, mak
 
 
 def test_a_challenger_over_the_latency_limit_is_rolled_back_by_the_health_gate(deployment, challenger, staff_user, analyst_api,
-                                                                                django_capture_on_commit_callbacks):
+                                                                                staff_api, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         rollout = rollout_create(deployment=deployment, challenger=challenger, stages=QUICK_STAGES, user=staff_user, start=True,
                                  gates={**QUICK_GATES, "max_p99_ms": 0.001})
     for round_ in range(6):
         with django_capture_on_commit_callbacks(execute=True):
-            serve_and_label(analyst_api, requests=30, rows_per_request=2, seed=round_)
+            serve_and_label(analyst_api, staff_api, requests=30, rows_per_request=2, seed=round_)
             rollouts_evaluate_all()
         rollout.refresh_from_db()
         if rollout.status != RolloutStatus.RUNNING:
@@ -94,12 +95,12 @@ def test_a_challenger_over_the_latency_limit_is_rolled_back_by_the_health_gate(d
 
 
 def test_gates_wait_for_the_stage_minimums_and_say_what_they_wait_for(deployment, challenger, staff_user, analyst_api,
-                                                                      django_capture_on_commit_callbacks):
+                                                                      staff_api, django_capture_on_commit_callbacks):
     stages = [{**QUICK_STAGES[0], "min_duration_s": 3600}, QUICK_STAGES[1], QUICK_STAGES[2]]
     with django_capture_on_commit_callbacks(execute=True):
         rollout = rollout_create(deployment=deployment, challenger=challenger, stages=stages, gates=QUICK_GATES,
                                  user=staff_user, start=True)
-        serve_and_label(analyst_api, requests=10, seed=1)
+        serve_and_label(analyst_api, staff_api, requests=10, seed=1)
         assert rollouts_evaluate_all() == {rollout.pk: "hold"}
     rollout.refresh_from_db()
     assert rollout.status == RolloutStatus.RUNNING and rollout.stage_index == 0
@@ -112,7 +113,7 @@ def test_gates_wait_for_the_stage_minimums_and_say_what_they_wait_for(deployment
 
 @pytest.mark.worker
 def test_a_better_challenger_is_advanced_10_50_100_and_completed_by_the_beat_task(celery_worker, make_version, staff_user,
-                                                                                  analyst_api):
+                                                                                  analyst_api, staff_api):
     """The gate task runs in the real worker, as beat sends it; traffic and feedback come through the API."""
     from mlops_portal.celery import app
 
@@ -125,7 +126,7 @@ def test_a_better_challenger_is_advanced_10_50_100_and_completed_by_the_beat_tas
                              user=staff_user, start=True)
     seen_percents = [challenger_share(rollout)]
     for round_ in range(12):
-        served = serve_and_label(analyst_api, requests=30, seed=round_)
+        served = serve_and_label(analyst_api, staff_api, requests=30, seed=round_)
         assert set(served) <= {str(champion.version), str(challenger.version)}
         before = Rollout.objects.values_list("stage_index", "status").get(pk=rollout.pk)
         app.send_task("deployments.evaluate_rollouts", queue="default")
@@ -144,3 +145,23 @@ def test_a_better_challenger_is_advanced_10_50_100_and_completed_by_the_beat_tas
     promotion = automatic[1]
     assert promotion.metrics["sequential_test"]["decision"] == "better"
     assert DeploymentVersion.objects.get(deployment=deployment, model_version=challenger).weight == 100.0
+
+
+def test_a_pause_that_lands_while_the_gates_are_computed_is_not_undone_by_their_decision(deployment, challenger, staff_user,
+                                                                                          monkeypatch):
+    from apps.deployments.services import gates as gates_module
+    from apps.deployments.services.rollouts import rollout_transition
+
+    rollout = rollout_create(deployment=deployment, challenger=challenger, user=staff_user, start=True)
+    computed = gates_module.rollout_gates_check
+
+    def staff_pauses_meanwhile(*, rollout, now=None):
+        report = computed(rollout=rollout, now=now)
+        rollout_transition(rollout=rollout, action="pause", user=staff_user, reason="looks odd, hold")
+        return gates_module.GateReport(gates_module.ADVANCE, "all gates passed", report.gates, report.metrics, 0)
+
+    monkeypatch.setattr(gates_module, "rollout_gates_check", staff_pauses_meanwhile)
+    gates_module.rollout_evaluate(rollout_id=rollout.pk)
+    rollout.refresh_from_db()
+    assert (rollout.status, rollout.stage_index) == (RolloutStatus.PAUSED, 0)
+    assert not rollout.events.filter(kind=EventKind.STAGE_ADVANCED).exists()

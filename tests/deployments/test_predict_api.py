@@ -228,3 +228,22 @@ def test_a_shadow_challenger_gets_a_copy_that_is_logged_but_never_returned(deplo
     assert sorted(str(r) for r in shadow_logs.values_list("request_id", flat=True)) == sorted(request_ids)
     assert all(len(log.output) == 3 for log in shadow_logs)
     assert PredictionLog.objects.filter(model_version=champion, shadow=False).count() == 10
+
+
+def test_a_model_answering_nan_fails_as_a_server_error_and_never_sends_nan_in_json(deployment, champion, analyst_api, monkeypatch):
+    from apps.deployments.serving.state import serving_state
+
+    analyst_api.post(PREDICT, {"instances": [record()]}, format="json")
+    loaded = serving_state.table("price-direction").versions[champion.pk].loaded
+    monkeypatch.setattr(loaded, "predict_raw", lambda frame: ([float("nan")] * len(frame), [str(i) for i in range(len(frame))]))
+    response = analyst_api.post(PREDICT, {"instances": [record()]}, format="json")
+    assert response.status_code == 500 and "NonFinitePrediction" in response.json()["detail"]
+    prediction_logs_flush()
+    log = PredictionLog.objects.get(status="server_error")
+    assert "the model answered nan" in log.error and log.output == []
+
+
+def test_feedback_with_an_integer_past_pythons_digit_limit_is_a_400_naming_the_body(deployment, staff_api):
+    body = b'{"request_id": "00000000-0000-0000-0000-000000000001", "ground_truth": ' + b"1" * 5000 + b"}"
+    response = staff_api.post("/api/v1/deployments/price-direction/feedback", body, content_type="application/json")
+    assert response.status_code == 400 and response.json()["field"] == "body"

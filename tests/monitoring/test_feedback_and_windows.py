@@ -22,21 +22,21 @@ def predict_labelled(client, frame, columns=("f1", "f2", "f3")):
     return response.json()
 
 
-def test_feedback_scores_each_answer_and_may_arrive_before_the_log_is_flushed(deployment, champion, analyst_api):
+def test_feedback_scores_each_answer_and_may_arrive_before_the_log_is_flushed(deployment, champion, analyst_api, staff_api):
     frame = classification_frame(n=10, seed=5)
     data = predict_labelled(analyst_api, frame)
-    response = analyst_api.post(FEEDBACK, {"request_id": data["request_id"], "ground_truth": frame["label"].tolist()}, format="json")
+    response = staff_api.post(FEEDBACK, {"request_id": data["request_id"], "ground_truth": frame["label"].tolist()}, format="json")
     assert response.status_code == 200, response.content
     assert response.json() == {"requests": 1, "answers_scored": 1}
     feedback = Feedback.objects.get()
     assert feedback.n == 10
     assert feedback.n_correct == sum(int(p == t) for p, t in zip(data["predictions"], frame["label"]))
-    again = analyst_api.post(FEEDBACK, {"feedback": [{"request_id": data["request_id"], "ground_truth": [0] * 10}]}, format="json")
+    again = staff_api.post(FEEDBACK, {"feedback": [{"request_id": data["request_id"], "ground_truth": [0] * 10}]}, format="json")
     assert again.status_code == 200 and Feedback.objects.count() == 1, "sending again replaces, never double counts"
     assert Feedback.objects.get().n_correct == data["predictions"].count(0)
 
 
-def test_bad_feedback_is_refused_naming_the_item_and_nothing_is_stored(deployment, analyst_api, outsider_api):
+def test_bad_feedback_is_refused_naming_the_item_and_nothing_is_stored(deployment, analyst_api, staff_api, outsider_api):
     data = predict_labelled(analyst_api, classification_frame(n=2, seed=6))
     cases = [
         ({"feedback": []}, "feedback"),
@@ -49,16 +49,64 @@ def test_bad_feedback_is_refused_naming_the_item_and_nothing_is_stored(deploymen
         ({"feedback": [], "extra": 1}, "extra"),
     ]
     for body, field in cases:
-        response = analyst_api.post(FEEDBACK, body, format="json")
+        response = staff_api.post(FEEDBACK, body, format="json")
         assert response.status_code == 400, (body, response.content)
         assert response.json()["field"] == field, (field, response.json())
-    assert analyst_api.generic("POST", FEEDBACK, b"{oops", content_type="application/json").status_code == 400
+    assert staff_api.generic("POST", FEEDBACK, b"{oops", content_type="application/json").status_code == 400
     assert outsider_api.post(FEEDBACK, {"request_id": data["request_id"], "ground_truth": [1, 0]}, format="json").status_code == 403
-    assert analyst_api.post("/api/v1/deployments/nope/feedback", {"feedback": []}, format="json").status_code == 404
+    assert staff_api.post("/api/v1/deployments/nope/feedback", {"feedback": []}, format="json").status_code == 404
     assert not Feedback.objects.exists()
 
 
-def test_regression_feedback_gives_rmse_per_version(make_version, staff_user, analyst_api, django_capture_on_commit_callbacks):
+@pytest.mark.django_db(transaction=True)
+def test_two_senders_of_the_same_requests_truth_at_once_both_succeed_and_one_row_remains(make_version, staff_user,
+                                                                                         analyst_api, monkeypatch):
+    import threading
+
+    from django.db import connection
+
+    from apps.deployments.services.model_deployment_service import deployment_create
+    from apps.monitoring.services import feedback as feedback_module
+
+    deployment = deployment_create(name="price-direction", model_version=make_version(seed=0), user=staff_user)
+    frame = classification_frame(n=2, seed=6)
+    request_id = predict_labelled(analyst_api, frame)["request_id"]
+    prediction_logs_flush()
+    scored = feedback_module._score
+    other_sender = []
+
+    def score_while_another_sender_commits(log, truth, task):
+        # The other sender stores the same request's truth between this one's read and its write.
+        if not other_sender:
+            def send():
+                try:
+                    other_sender.append(feedback_module.feedback_record(
+                        deployment=deployment, items=[{"request_id": request_id, "ground_truth": [0, 0]}]))
+                finally:
+                    connection.close()
+
+            other_sender.append(None)
+            thread = threading.Thread(target=send)
+            thread.start()
+            thread.join(30)
+        return scored(log, truth, task)
+
+    monkeypatch.setattr(feedback_module, "_score", score_while_another_sender_commits)
+    result = feedback_module.feedback_record(deployment=deployment,
+                                             items=[{"request_id": request_id, "ground_truth": frame["label"].tolist()}])
+    assert result.answers_scored == 1 and other_sender[-1] is not None and other_sender[-1].answers_scored == 1
+    assert list(Feedback.objects.values_list("ground_truth", flat=True)) == [frame["label"].tolist()]
+
+
+def test_analysts_may_not_send_ground_truth_since_it_moves_the_rollout_gates(deployment, analyst_api):
+    data = predict_labelled(analyst_api, classification_frame(n=2, seed=6))
+    response = analyst_api.post(FEEDBACK, {"request_id": data["request_id"], "ground_truth": [1, 0]}, format="json")
+    assert response.status_code == 403 and "ML Staff" in response.json()["detail"]
+    assert not Feedback.objects.exists()
+
+
+def test_regression_feedback_gives_rmse_per_version(make_version, staff_user, analyst_api, staff_api,
+                                                    django_capture_on_commit_callbacks):
     from apps.deployments.services.model_deployment_service import deployment_create
 
     version = make_version("regression")
@@ -66,17 +114,34 @@ def test_regression_feedback_gives_rmse_per_version(make_version, staff_user, an
         deployment = deployment_create(name="price-direction", model_version=version, user=staff_user)
     frame = regression_frame(n=20, seed=9)
     data = predict_labelled(analyst_api, frame, columns=("f1", "f2"))
-    assert analyst_api.post(FEEDBACK, {"request_id": data["request_id"], "ground_truth": frame["y"].tolist()},
+    assert staff_api.post(FEEDBACK, {"request_id": data["request_id"], "ground_truth": frame["y"].tolist()},
                             format="json").status_code == 200
     expected = math.sqrt(np.mean((np.array(data["predictions"]) - frame["y"].to_numpy()) ** 2))
     window = version_windows(deployment=deployment, since=PredictionLog.objects.get().served_at)[version.pk]
     assert window.accuracy is None and window.rmse == pytest.approx(expected)
-    bad = analyst_api.post(FEEDBACK, {"request_id": data["request_id"], "ground_truth": ["up"] * 20}, format="json")
+    bad = staff_api.post(FEEDBACK, {"request_id": data["request_id"], "ground_truth": ["up"] * 20}, format="json")
     assert bad.status_code == 400 and "finite number" in bad.json()["detail"]
 
 
+
+def test_regression_ground_truth_too_large_to_square_is_a_400_naming_the_value_and_stores_nothing(
+        make_version, staff_user, analyst_api, staff_api, django_capture_on_commit_callbacks):
+    from apps.deployments.services.model_deployment_service import deployment_create
+
+    version = make_version("regression")
+    with django_capture_on_commit_callbacks(execute=True):
+        deployment_create(name="price-direction", model_version=version, user=staff_user)
+    request_id = predict_labelled(analyst_api, regression_frame(n=2, seed=9), columns=("f1", "f2"))["request_id"]
+    for huge in (b"1e200", b"1e160", b"1e80", b"1" + b"0" * 400):
+        body = b'{"request_id": "%s", "ground_truth": [0.5, %s]}' % (request_id.encode(), huge)
+        response = staff_api.generic("POST", FEEDBACK, body, content_type="application/json")
+        assert response.status_code == 400, (huge, response.content)
+        assert response.json()["field"] == "feedback[0].ground_truth" and "value 1" in response.json()["detail"]
+    assert not Feedback.objects.exists()
+
+
 def test_the_series_has_buckets_per_version_with_counts_latency_percentiles_and_accuracy(
-        deployment, two_versions, staff_user, analyst_api, outsider_api, django_capture_on_commit_callbacks):
+        deployment, two_versions, staff_user, analyst_api, staff_api, outsider_api, django_capture_on_commit_callbacks):
     from apps.deployments.services.model_deployment_service import deployment_set_traffic
 
     champion, challenger = two_versions
@@ -90,7 +155,7 @@ def test_the_series_has_buckets_per_version_with_counts_latency_percentiles_and_
         data = predict_labelled(analyst_api, chunk)
         feedback.append({"request_id": data["request_id"], "ground_truth": chunk["label"].tolist()})
     analyst_api.post(PREDICT, {"instances": [{"f1": "bad", "f2": 0, "f3": 0}]}, format="json")
-    analyst_api.post(FEEDBACK, {"feedback": feedback}, format="json")
+    staff_api.post(FEEDBACK, {"feedback": feedback}, format="json")
     prediction_logs_flush()
 
     response = analyst_api.get(SERIES, {"window": "15m"})

@@ -39,7 +39,7 @@ def test_a_flusher_that_dies_after_inserting_loses_nothing_and_counts_nothing_tw
     def crash(*args, **kwargs):
         raise KeyboardInterrupt("killed between insert and trim")
 
-    monkeypatch.setattr(type(client), "ltrim", crash)
+    monkeypatch.setattr(logbuffer, "_trim_if_still_held", crash)
     with pytest.raises(KeyboardInterrupt):
         prediction_logs_flush()
     monkeypatch.undo()
@@ -122,3 +122,55 @@ def test_old_served_at_timestamps_survive_the_round_trip(deployment, champion):
     prediction_logs_flush()
     log = PredictionLog.objects.get()
     assert abs((log.served_at - when).total_seconds()) < 0.001 and log.shadow and log.error == "boom"
+
+
+def test_a_nul_in_a_field_name_does_not_stop_the_log_flusher(deployment, analyst_api):
+    rejected = analyst_api.post(PREDICT, {"dataframe_records": [{**record(), "x\u0000": 1}]}, format="json")
+    assert rejected.status_code == 400
+    served = {analyst_api.post(PREDICT, {"instances": [record()]}, format="json").json()["request_id"] for _ in range(2)}
+    assert prediction_logs_flush() == 3
+    assert prediction_logs_pending() == 0
+    assert served <= {str(r) for r in PredictionLog.objects.values_list("request_id", flat=True)}
+    error = PredictionLog.objects.get(status="client_error").error
+    assert "unexpected column" in error and "\x00" not in error
+
+
+def test_a_line_postgresql_refuses_is_dropped_and_the_lines_behind_it_are_stored(deployment, champion):
+    def line(request_id, **changes):
+        entry = logbuffer.log_entry(request_id=request_id, deployment_id=deployment.pk, version_id=champion.pk,
+                                    shadow=False, status="ok", latency_ms=1.0, n_rows=1, inputs_hash="h", output=[1])
+        return json.dumps({**entry, **changes})
+
+    good = "3f0c1a2b-4d5e-4f60-8a7b-9c0d1e2f3a4b"
+    # Written straight to Redis, as an older web process (before log_entry cleaned lines) could have.
+    get_redis().rpush(PENDING_KEY, line("5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d", e="bad\x00name"), line(good))
+    assert prediction_logs_flush() == 2
+    assert prediction_logs_pending() == 0
+    assert [str(r) for r in PredictionLog.objects.values_list("request_id", flat=True)] == [good]
+
+
+def test_non_finite_numbers_and_nul_in_a_log_line_are_stored_as_null_and_a_replacement_character(deployment, champion):
+    entry = logbuffer.log_entry(request_id="7d8e9f0a-1b2c-4d3e-8f4a-5b6c7d8e9f0a", deployment_id=deployment.pk,
+                                version_id=champion.pk, shadow=False, status="ok", latency_ms=1.0, n_rows=3,
+                                inputs_hash="h", output=[float("nan"), float("inf"), 0.5], features={"f\x001": [1.0]})
+    logbuffer.prediction_log_push(entries=[entry], labels=[("price-direction", "1")])
+    assert prediction_logs_flush() == 1
+    log = PredictionLog.objects.get()
+    assert log.output == [None, None, 0.5] and log.features == {"f\ufffd1": [1.0]}
+
+
+def test_a_flusher_whose_lock_expired_during_its_insert_leaves_the_batch_for_the_new_lock_holder(deployment, analyst_api,
+                                                                                                monkeypatch):
+    ids = {analyst_api.post(PREDICT, {"instances": [record()]}, format="json").json()["request_id"] for _ in range(3)}
+    inserted = logbuffer._insert
+
+    def slow_insert(entries):
+        get_redis().delete(logbuffer.FLUSH_LOCK_KEY)  # the lock's timeout passed meanwhile
+        return inserted(entries)
+
+    monkeypatch.setattr(logbuffer, "_insert", slow_insert)
+    assert prediction_logs_flush() == 0
+    assert prediction_logs_pending() == 3, "not trimmed by a flusher that no longer holds the lock"
+    monkeypatch.undo()
+    assert prediction_logs_flush() == 3 and prediction_logs_pending() == 0
+    assert {str(r) for r in PredictionLog.objects.values_list("request_id", flat=True)} == ids

@@ -129,7 +129,7 @@ def rollout_gates_check(*, rollout: Rollout, now=None) -> GateReport:
 def rollout_evaluate(*, rollout_id: int) -> GateReport | None:
     """Checks a running rollout's gates, stores what they say, and advances, completes or rolls back
     through the state machine when they decide. A staff action that got there first wins: the
-    transition carries the stage the gates looked at."""
+    transition carries the stage and the status (running) the gates looked at."""
     rollout = Rollout.objects.select_related("deployment", "challenger", "champion").filter(pk=rollout_id).first()
     if rollout is None or rollout.status != RolloutStatus.RUNNING:
         return None
@@ -149,7 +149,8 @@ def rollout_evaluate(*, rollout_id: int) -> GateReport | None:
     action = RolloutAction.ROLLBACK if report.action == ROLLBACK else RolloutAction.PROMOTE
     try:
         rollout_transition(rollout=rollout, action=action, actor_label=EVALUATOR, reason=report.reason,
-                           expected_stage=report.stage_index, metrics=report.metrics)
+                           expected_stage=report.stage_index, expected_status=RolloutStatus.RUNNING,
+                           metrics=report.metrics)
     except TransitionConflict as exc:
         logger.info("gate decision on rollout %s not applied: %s", rollout.pk, exc)
     return report

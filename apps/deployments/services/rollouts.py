@@ -159,15 +159,22 @@ def rollout_metrics(rollout: Rollout) -> dict:
 
 @transaction.atomic
 def rollout_transition(*, rollout: Rollout, action: str, user=None, actor_label: str | None = None, reason: str = "",
-                       expected_stage: int | None = None, metrics: dict | None = None) -> Rollout:
+                       expected_stage: int | None = None, expected_status: str | None = None,
+                       metrics: dict | None = None) -> Rollout:
     """Moves a rollout by `action` (RolloutAction). Raises TransitionConflict when the rollout is not
-    in a state that allows it, or no longer at `expected_stage`."""
+    in a state that allows it, or no longer at `expected_stage` or in `expected_status` (the gate
+    evaluator passes RUNNING: a Pause that lands while it computes must stand)."""
     action = RolloutAction(action)
     deployment = lock_deployment(rollout.deployment_id)
     rollout = Rollout.objects.select_for_update().get(pk=rollout.pk)
     rollout.deployment = deployment
     if rollout.status not in ALLOWED_FROM[action]:
         raise TransitionConflict(f"cannot {action.label.lower()} rollout {rollout.pk}: it is {rollout.get_status_display().lower()}")
+    if expected_status is not None and rollout.status != expected_status:
+        raise TransitionConflict(
+            f"rollout {rollout.pk} is {rollout.get_status_display().lower()} now, not "
+            f"{RolloutStatus(expected_status).label.lower()}; someone acted first — reload and decide again"
+        )
     if expected_stage is not None and rollout.stage_index != expected_stage:
         raise TransitionConflict(
             f"rollout {rollout.pk} is at stage {rollout.stage_index + 1} ({rollout.current_percent:g}%) now, not stage "

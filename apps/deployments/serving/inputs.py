@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,6 +81,11 @@ def loads_body(raw: bytes) -> dict:
         raise InputError("body", "the request body is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise InputError("body", f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except ValueError as exc:
+        # Python refuses integer literals past 4300 digits (int_max_str_digits).
+        raise InputError("body", f"unreadable JSON: {exc}") from None
+    except RecursionError:
+        raise InputError("body", "the JSON is nested too deeply") from None
     if not isinstance(body, dict):
         raise InputError("body", f"expected a JSON object, got {_json_type(body)}")
     return body
@@ -285,7 +291,11 @@ def check_columns(columns: dict[str, list], spec: InputSpec, *, known: set[str],
                 if type(value) is float:
                     if value != value or value in (math.inf, -math.inf):
                         raise InputError(name, f"row {i}: {value} is not allowed; send a finite number")
-                elif type(value) is not int:
+                elif type(value) is int:
+                    # Python ints are unbounded; float64 is not (np.asarray would raise OverflowError).
+                    if abs(value) > sys.float_info.max:
+                        raise InputError(name, f"row {i}: the number is too large; send a finite number within ±1.8e308")
+                else:
                     if value is None:
                         raise InputError(name, f"row {i}: null is not allowed; send a number")
                     raise InputError(name, f"row {i}: expected a number, got {_json_type(value)} {_short(value)}")

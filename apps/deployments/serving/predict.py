@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import threading
 import time
 import uuid
@@ -45,6 +46,10 @@ class PredictionInputError(InputError):
 
 class PredictionFailed(RuntimeError):
     """The model raised on valid input (the API answers 500 and the error counts against the version)."""
+
+
+class NonFinitePrediction(ArithmeticError):
+    """The model answered NaN or ±Infinity: no number a client (or JSON) can use, so the version failed."""
 
 
 @dataclass
@@ -110,7 +115,11 @@ def _run_model(served: ServedVersion, frame) -> tuple[list, list]:
         ) from None
     except InvalidInput as exc:
         raise PredictionInputError(exc.field, exc.message, version=served.label) from None
-    return _json_safe(predictions), _json_safe(labels)
+    predictions = _json_safe(predictions)
+    bad = next((i for i, v in enumerate(predictions) if isinstance(v, float) and not math.isfinite(v)), None)
+    if bad is not None:
+        raise NonFinitePrediction(f"row {bad}: the model answered {predictions[bad]}")
+    return predictions, _json_safe(labels)
 
 
 def batchable(served: ServedVersion) -> bool:

@@ -4,22 +4,29 @@ The request path does one Redis round trip: RPUSH of the JSON line(s) plus the P
 pipelined. `prediction_logs_flush` (a beat task every few seconds, and before gates are evaluated or
 feedback is matched) drains the list into PostgreSQL in batches under a Redis lock:
 
-    LRANGE head → bulk_create(ignore_conflicts) → LTRIM head
+    LRANGE head → bulk_create(ignore_conflicts) → LTRIM head (only while the lock is still ours)
 
 A flusher that dies between the insert and the trim leaves the batch in the list; the next flusher
 inserts it again and the unique (request_id, model_version) makes that a no-op, so a line is never
 lost and never counted twice. If Redis cannot take the line, it is written to the database directly.
+
+A line PostgreSQL refuses (it should not happen: `log_entry` strips what PostgreSQL cannot store)
+is dropped with an error log rather than retried: retrying would stop every line behind it forever.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import math
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import redis
-from django.db import transaction
+from django.db import DataError, IntegrityError, connections, transaction
 
 from ..models import PredictionLog
 from ..redis_client import get_redis
@@ -36,12 +43,30 @@ COUNTER_SEPARATOR = "\t"
 def log_entry(*, request_id: str, deployment_id: int, version_id: int, shadow: bool, status: str, latency_ms: float,
               n_rows: int, inputs_hash: str, output: list, error: str = "", routing_key_hash: str = "",
               features: dict | None = None, served_at: float | None = None) -> dict:
-    """The JSON line one answer becomes (short keys: it crosses Redis on every request)."""
+    """The JSON line one answer becomes (short keys: it crosses Redis on every request).
+
+    The error text quotes the client's field names and values verbatim, and PostgreSQL refuses NUL
+    in text and jsonb and NaN/Infinity in jsonb: those are replaced here, so the line can be stored.
+    """
     return {
         "r": request_id, "d": deployment_id, "v": version_id, "s": int(shadow), "st": status, "l": round(latency_ms, 4),
-        "n": n_rows, "h": inputs_hash, "o": output, "e": error[:2000], "k": routing_key_hash, "f": features or {},
+        "n": n_rows, "h": inputs_hash, "o": storable(output), "e": error[:2000].replace("\x00", "\ufffd"),
+        "k": routing_key_hash, "f": storable(features or {}),
         "t": served_at if served_at is not None else time.time(),
     }
+
+
+def storable(value):
+    """`value` as PostgreSQL's jsonb takes it: NUL in strings → U+FFFD, NaN/±Infinity → null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list | tuple):
+        return [storable(v) for v in value]
+    if isinstance(value, dict):
+        return {storable(str(k)): storable(v) for k, v in value.items()}
+    return value
 
 
 def counter_field(deployment: str, version: str, status: str, shadow: bool) -> str:
@@ -60,7 +85,50 @@ def prediction_log_push(*, entries: list[dict], labels: list[tuple[str, str]]) -
         pipe.execute()
     except redis.RedisError:
         logger.exception("prediction log buffer unavailable; writing %d log(s) directly", len(entries))
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            _insert_or_drop(entries)
+        else:
+            # The ASGI fast path calls this inside the event loop, where Django's ORM refuses to run.
+            _insert_off_the_loop(entries)
+
+
+_fallback_pool: ThreadPoolExecutor | None = None
+_fallback_pending = 0
+_fallback_lock = threading.Lock()
+FALLBACK_QUEUE_LIMIT = 10_000
+
+
+def _insert_or_drop(entries: list[dict]) -> None:
+    """The direct write when Redis is down: the requests are already answered, so a failure here is
+    logged and the lines dropped, never raised into the request."""
+    try:
         _insert(entries)
+    except Exception:
+        logger.exception("dropping %d prediction log(s): neither Redis nor the database took them", len(entries))
+
+
+def _insert_off_the_loop(entries: list[dict]) -> None:
+    global _fallback_pool, _fallback_pending
+    with _fallback_lock:
+        if _fallback_pending >= FALLBACK_QUEUE_LIMIT:
+            logger.error("dropping %d prediction log(s): %d already wait for the database", len(entries), _fallback_pending)
+            return
+        if _fallback_pool is None:
+            _fallback_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predlog-fallback")
+        _fallback_pending += len(entries)
+    _fallback_pool.submit(_insert_in_thread, entries)
+
+
+def _insert_in_thread(entries: list[dict]) -> None:
+    global _fallback_pending
+    try:
+        _insert_or_drop(entries)
+    finally:
+        connections.close_all()  # this thread's own connection, not left open between outages
+        with _fallback_lock:
+            _fallback_pending -= len(entries)
 
 
 def _model(entry: dict) -> PredictionLog:
@@ -97,8 +165,21 @@ def _insert(entries: list[dict]) -> int:
     kept = [m for m in models if m.deployment_id in deployments and m.model_version_id in versions]
     if len(kept) != len(models):
         logger.warning("dropping %d prediction log(s) of deleted deployments or versions", len(models) - len(kept))
-    with transaction.atomic():
-        PredictionLog.objects.bulk_create(kept, ignore_conflicts=True, batch_size=1000)
+    try:
+        with transaction.atomic():
+            PredictionLog.objects.bulk_create(kept, ignore_conflicts=True, batch_size=1000)
+    except (DataError, IntegrityError):
+        # One line PostgreSQL refuses must not hold back the others: store them one by one.
+        stored = 0
+        for model in kept:
+            try:
+                with transaction.atomic():
+                    PredictionLog.objects.bulk_create([model], ignore_conflicts=True)
+                stored += 1
+            except (DataError, IntegrityError) as exc:
+                logger.error("dropping a prediction log PostgreSQL refuses (%s): request %s, version %s",
+                             exc, model.request_id, model.model_version_id)
+        return stored
     return len(kept)
 
 
@@ -124,7 +205,11 @@ def prediction_logs_flush(*, batch_size: int = 2000, wait_s: float = 10.0) -> in
                 except ValueError:
                     logger.error("dropping an unreadable prediction log line: %.300r", line)
             _insert(entries)
-            client.ltrim(PENDING_KEY, len(raw), -1)
+            if not _trim_if_still_held(client, lock, len(raw)):
+                # The lock expired during the insert and another flusher may be on this same batch: it
+                # trims it (re-inserting is a no-op); trimming here too would drop lines behind it.
+                logger.warning("the prediction log flush lock expired mid-batch; leaving the trim to its new holder")
+                break
             moved += len(raw)
             lock.extend(120, replace_ttl=True)
     finally:
@@ -133,6 +218,20 @@ def prediction_logs_flush(*, batch_size: int = 2000, wait_s: float = 10.0) -> in
         except redis.exceptions.LockError:
             logger.warning("the prediction log flush lock expired before the flush ended")
     return moved
+
+
+# LTRIM only while the lock still holds this flusher's token (GET + LTRIM as one atomic step).
+TRIM_IF_HELD = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+    redis.call('ltrim', KEYS[2], tonumber(ARGV[2]), -1)
+    return 1
+end
+return 0
+"""
+
+
+def _trim_if_still_held(client, lock, count: int) -> bool:
+    return bool(client.eval(TRIM_IF_HELD, 2, FLUSH_LOCK_KEY, PENDING_KEY, lock.local.token, count))
 
 
 def prediction_logs_pending() -> int:

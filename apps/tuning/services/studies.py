@@ -8,10 +8,9 @@ import logging
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Max
 
 from ..choices import TRIAL_ACTIVE, Direction, StudyStatus, TrialStatus
-from ..models import Trial, TuningStudy
+from ..models import Trial, TuningEvent, TuningStudy
 from ..selectors import study_best_trial
 from ..strategies import TrialRecord, get_strategy
 from ..space import SearchSpace
@@ -27,17 +26,18 @@ EDITABLE_FIELDS = (
 
 
 def study_config_resolve(*, experiment, framework=None, model_type=None, objective_metric=None, direction=None,
-                strategy_options=None, pruner_options=None, max_trials=None, seed=None, **rest) -> StudyConfig:
+                         strategy_options=None, pruner_options=None, max_trials=None, seed=None,
+                         **rest) -> StudyConfig:
     """The validated configuration of a new study; blanks (None or "") come from the experiment:
     framework, model type, metric and direction, seed; a grid's default budget is its size."""
-    from apps.training.frameworks import get_adapter
+    from apps.training.frameworks import FRAMEWORKS, get_adapter
     from apps.training.metrics import greater_is_better
 
     framework = framework or experiment.default_framework
     if not model_type:
         if framework == experiment.default_framework:
             model_type = experiment.default_model_type
-        elif framework in ("torch", "keras", "sklearn"):
+        elif framework in FRAMEWORKS:
             model_type = next(iter(get_adapter(framework).model_types))
     objective_metric = objective_metric or experiment.primary_metric
     if not direction:
@@ -90,17 +90,15 @@ def study_create(*, name: str, experiment, search_space, strategy: str = "random
             study = TuningStudy.objects.create(name=name, experiment=experiment, created_by=user, **vars(config))
     except IntegrityError:  # the same name won a race a moment ago
         raise ValidationError({"name": f"a study named {name!r} already exists."}) from None
-    from ..models import TuningEvent
-
     TuningEvent.objects.create(study=study, from_status="", to_status=StudyStatus.DRAFT,
-                               reason=f"created{f' by {user}' if user else ''}", actor=user)
+                               reason=_by("created", user), actor=user)
     if start:
         study = study_start(study=study, user=user)
     return study
 
 
 @transaction.atomic
-def study_update(*, study: TuningStudy, data: dict, user=None) -> TuningStudy:
+def study_update(*, study: TuningStudy, data: dict) -> TuningStudy:
     """Changes a DRAFT study's configuration (a started study's trials must stay comparable)."""
     study = TuningStudy.objects.select_for_update().select_related("experiment").get(pk=study.pk)
     if study.status != StudyStatus.DRAFT:
@@ -177,13 +175,12 @@ def trial_records(study: TuningStudy, trials) -> list[TrialRecord]:
     sign = 1.0 if study.direction == Direction.MINIMIZE else -1.0
     records = []
     for trial in trials:
-        if trial.status == TrialStatus.COMPLETED and trial.value is not None:
+        if trial.status == TrialStatus.COMPLETED:
             records.append(TrialRecord(trial.params, "complete", sign * trial.value))
         elif trial.status == TrialStatus.PRUNED:
             series = trial.intermediate_series()
-            loss = sign * series[max(series)] if series else None
-            records.append(TrialRecord(trial.params, "pruned", loss))
-        elif trial.status in (TrialStatus.FAILED, TrialStatus.COMPLETED):
+            records.append(TrialRecord(trial.params, "pruned", sign * series[max(series)] if series else None))
+        elif trial.status == TrialStatus.FAILED:
             records.append(TrialRecord(trial.params, "failed"))
         elif trial.status == TrialStatus.CANCELLED:
             records.append(TrialRecord(trial.params, "cancelled"))
@@ -210,7 +207,7 @@ def study_advance(*, study_id: int) -> list[Trial]:
         slots = min(slots, capacity - len(trials))
     launched = []
     if slots > 0 and not time_up:
-        next_number = (study.trials.aggregate(n=Max("number"))["n"] or 0) + 1
+        next_number = trials[-1].number + 1 if trials else 1
         for params in strategy.suggest(trial_records(study, trials), slots):
             launched.append(_launch(study, number=next_number, params=params))
             next_number += 1
@@ -240,8 +237,8 @@ def _launch(study: TuningStudy, *, number: int, params: dict) -> Trial:
                 seed=study.seed, register_model=False, trial=trial, origin=RunOrigin.TUNING,
             )
     except ValidationError as exc:
-        message = "; ".join(f"{k}: {', '.join(v)}" for k, v in exc.message_dict.items()) if hasattr(exc, "error_dict") \
-            else "; ".join(exc.messages)
+        detail = exc.message_dict if hasattr(exc, "error_dict") else {"run": exc.messages}
+        message = "; ".join(f"{field}: {', '.join(messages)}" for field, messages in detail.items())
         return trial_status_change(trial=trial, to=TrialStatus.FAILED, reason=f"could not start: {message}",
                                    fields={"error": message})
     Trial.objects.filter(pk=trial.pk).update(run=run)
@@ -270,8 +267,8 @@ def _finish(study: TuningStudy, *, to: str, reason: str, user=None) -> TuningStu
                             f"{study.objective_metric}={best.value:.6g}, params {best.params}",
             )
         fields["model_version"] = version
-        reason = f"{reason}; best trial #{best.number} ({study.objective_metric}={best.value:.6g}) registered as " \
-                 f"{version.registered_model.name} v{version.version}"
+        reason = (f"{reason}; best trial #{best.number} ({study.objective_metric}={best.value:.6g}) registered as "
+                  f"{version.registered_model.name} v{version.version}")
     except ValidationError as exc:
         logger.error("study %s: best trial #%s could not be registered: %s", study.pk, best.number, exc)
         reason = f"{reason}; best trial #{best.number} could not be registered: {'; '.join(exc.messages)}"

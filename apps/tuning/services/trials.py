@@ -110,7 +110,7 @@ def trial_record_run_end(*, run_id: int) -> Trial | None:
     if study_id is None:
         return None
     with transaction.atomic():
-        # Lock order everywhere: study, then trial.
+        # Whoever needs both locks takes the study's first, then the trial's.
         TuningStudy.objects.select_for_update().get(pk=study_id)
         trial = Trial.objects.select_for_update(of=("self",)).select_related("study__experiment").get(pk=run.trial_id)
         if trial.status in TRIAL_TERMINAL or (trial.run_id and trial.run_id != run.pk):
