@@ -128,6 +128,7 @@ class FeedbackApi(PredictionEndpoint):
         request=FeedbackRequestSerializer,
         responses={200: FeedbackResponseSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
         summary="Ground truth for earlier predictions, by request id",
+        description="ML Staff only: ground truth drives automatic promotion and rollback.",
     )
     def post(self, request, name):
         try:

@@ -5,6 +5,9 @@ seq > after, then streams. A line committed before the replay query is replayed;
 after it is published after the join and so arrives through the group. Group messages that the
 replay already covered (seq <= last replayed) are dropped here, and clients de-duplicate by seq too.
 
+The group may also carry {"type": "run.batch", "messages": [...]} (one write's lines and progress,
+in order); clients always receive the single messages.
+
 ws/training/runs/: status changes of every run (group training-runs).
 """
 from urllib.parse import parse_qs
@@ -97,6 +100,13 @@ class RunLogConsumer(AsyncJsonWebsocketConsumer):
         if event["seq"] <= self.replayed_to:
             return
         await self.send_json(event)
+
+    async def run_batch(self, event):
+        """Several messages of one write (log lines and progress, in order), sent one frame each."""
+        for message in event["messages"]:
+            if message["type"] == "run.log" and message["seq"] <= self.replayed_to:
+                continue
+            await self.send_json(message)
 
     async def run_progress(self, event):
         await self.send_json(event)

@@ -52,6 +52,10 @@ def test_bad_feedback_is_refused_naming_the_item_and_nothing_is_stored(deploymen
         response = staff_api.post(FEEDBACK, body, format="json")
         assert response.status_code == 400, (body, response.content)
         assert response.json()["field"] == field, (field, response.json())
+    for label in (b'"up\\u0000"', b"NaN", b"Infinity"):  # jsonb stores neither
+        body = b'{"request_id": "%s", "ground_truth": [1, %s]}' % (data["request_id"].encode(), label)
+        response = staff_api.generic("POST", FEEDBACK, body, content_type="application/json")
+        assert response.status_code == 400 and response.json()["field"] == "feedback[0].ground_truth", (label, response.content)
     assert staff_api.generic("POST", FEEDBACK, b"{oops", content_type="application/json").status_code == 400
     assert outsider_api.post(FEEDBACK, {"request_id": data["request_id"], "ground_truth": [1, 0]}, format="json").status_code == 403
     assert staff_api.post("/api/v1/deployments/nope/feedback", {"feedback": []}, format="json").status_code == 404

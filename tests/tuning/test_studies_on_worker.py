@@ -99,7 +99,7 @@ def test_a_study_interrupted_by_a_worker_crash_resumes_without_duplicates(
         name="crash", experiment=regression_experiment, model_type="gradient_boosting",
         search_space=[{"name": "learning_rate", "type": "float", "low": 0.01, "high": 0.3, "log": True},
                       {"name": "max_leaf_nodes", "type": "int", "low": 4, "high": 16}],
-        fixed_params={"max_iter": 150, "stage_size": 1, "patience": 150, "min_samples_leaf": 5},
+        fixed_params={"max_iter": 80, "stage_size": 1, "patience": 80, "min_samples_leaf": 5},
         strategy="random", max_trials=3, parallelism=2, user=staff_user, start=True,
     )
     deadline = time.monotonic() + 90

@@ -78,7 +78,8 @@ def parse_times(series: pd.Series, *, name: str) -> tuple[np.ndarray, np.ndarray
                 raise InvalidInput(name, f"row {_row_label(series, first)}: {series.iloc[first]!r} is not a date")
         out = np.empty(len(series), dtype="datetime64[ns]")
         if len(parsed):
-            out[:] = parsed[np.maximum(codes, 0)]
+            # A missing value's code -1 picks the last time here; it is set to NaT just below.
+            np.take(parsed, codes, out=out)
         out[codes < 0] = np.datetime64("NaT")
     missing = np.isnat(out)
     if missing.any():

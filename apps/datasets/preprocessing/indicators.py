@@ -30,13 +30,19 @@ class Rsi(Step):
     def run(self, frame, state, fitted, fit_rows):
         x = frame.columns[self.params["column"]]
         n = self.params["window"]
-        delta = np.full_like(x, np.nan)
+        delta = np.empty_like(x)
+        delta[:1] = np.nan
         np.subtract(x[1:], x[:-1], out=delta[1:])
-        gains = k.window_sum(np.maximum(delta, 0), n)
-        losses = k.window_sum(np.maximum(-delta, 0), n)
-        total = gains + losses
+        gains = k.window_sum(np.maximum(delta, 0), n, consume=True)
+        np.negative(delta, out=delta)
+        np.maximum(delta, 0, out=delta)
+        total = k.window_sum(delta, n, consume=True)
+        total += gains
+        # In place, the same operations as 100 * gains / total.
+        rsi = gains
         with np.errstate(divide="ignore", invalid="ignore"):
-            rsi = k.DTYPE(100) * gains / total
+            rsi *= k.DTYPE(100)
+            rsi /= total
         # No movement at all in the window: neither overbought nor oversold.
         rsi[total == 0] = 50
         frame.columns[self.name] = frame.blank_warmup(rsi, n)
@@ -118,8 +124,13 @@ class Bollinger(Step):
         w = self.params["window"]
         mean, width = k.window_mean_std(x, w, ddof=0)
         width *= k.DTYPE(self.params["num_std"])
+        # In place, the same operations as (x - (mean - width)) / (width + width).
+        pctb = np.subtract(mean, width, out=mean)
+        np.subtract(x, pctb, out=pctb)
+        np.add(width, width, out=width)
         with np.errstate(divide="ignore", invalid="ignore"):
-            pctb = (x - (mean - width)) / (width + width)
+            pctb /= width
+        # width + width is 0 exactly where width is.
         pctb[width == 0] = 0.5
         frame.columns[self.name] = frame.blank_warmup(pctb, w - 1)
         return None

@@ -49,10 +49,11 @@ def _combine_max(a, b, size, decay, out):
     np.maximum(a, b, out=out)
 
 
-def _window(x: np.ndarray, w: int, combine, decay: float | None = None) -> np.ndarray:
+def _window(x: np.ndarray, w: int, combine, decay: float | None = None, consume: bool = False) -> np.ndarray:
     """Reduce the last `w` rows at every row: out[t] = x[t] (+) d*x[t-1] (+) d^2*x[t-2] ... over w rows,
     built by doubling; NaN for t < w-1. Intermediate levels reuse buffers: fresh memory has to be
-    faulted in page by page, which costs more than the arithmetic."""
+    faulted in page by page, which costs more than the arithmetic. `consume`: x is a scratch array
+    of the caller's that may be overwritten (and returned)."""
     n = len(x)
     levels = {}
     current, size, spare = x, 1, None
@@ -66,12 +67,12 @@ def _window(x: np.ndarray, w: int, combine, decay: float | None = None) -> np.nd
             combine(current[size:], current[:-size], size, decay, following[size:])
         else:
             following[:] = np.nan
-        spare = None if keep or current is x else current
+        spare = None if keep or (current is x and not consume) else current
         current, size = following, size * 2
     if w & size and size not in levels:
         levels[size] = current
     # Now `current` covers `size` rows (the top bit of w); add the lower bits further back.
-    result = current.copy() if current is x else current
+    result = current.copy() if current is x and not consume else current
     offset = size
     for bit in sorted(levels, reverse=True):
         if bit == size:
@@ -90,8 +91,58 @@ def _window(x: np.ndarray, w: int, combine, decay: float | None = None) -> np.nd
     return result
 
 
-def window_sum(x: np.ndarray, w: int) -> np.ndarray:
-    return _window(x, w, _combine_add)
+def window_sum(x: np.ndarray, w: int, consume: bool = False) -> np.ndarray:
+    return _window(x, w, _combine_add, consume=consume)
+
+
+def window_sums(x: np.ndarray, windows, consume: bool = False) -> dict[int, np.ndarray]:
+    """window_sum(x, w) for each w, bit for bit, sharing the doubling levels between windows (windows
+    5 and 20 both use the 4-row sums). Each sum is the same tree as window_sum's: its power-of-two
+    levels from the largest down, the largest level first. `consume`: x may be overwritten."""
+    n = len(x)
+    windows = sorted(set(int(w) for w in windows))
+    bits = {w: [1 << b for b in range(w.bit_length() - 1, -1, -1) if w >> b & 1] for w in windows}
+    uses: dict[int, int] = {}
+    for w in windows:
+        for bit in bits[w]:
+            uses[bit] = uses.get(bit, 0) + 1
+    largest = max(uses)
+    levels = {1: x} if 1 in uses else {}
+    current, size, spare = x, 1, None
+    while size < largest:
+        following = spare if spare is not None else np.empty_like(x)
+        following[:size] = np.nan
+        if size < n:
+            np.add(current[size:], current[:-size], out=following[size:])
+        else:
+            following[:] = np.nan
+        spare = None if size in levels or (current is x and not consume) else current
+        current, size = following, size * 2
+        if size in uses:
+            levels[size] = current
+    out = {}
+    for w in windows:
+        top, lower = bits[w][0], bits[w][1:]
+        uses[top] -= 1
+        owned = uses[top] == 0 and (levels[top] is not x or consume)
+        result = levels.pop(top) if owned else levels[top]
+        offset = top
+        for bit in lower:
+            part = levels[bit]
+            target = result if owned else np.empty_like(x)
+            if offset < n:
+                np.add(result[offset:], part[:-offset], out=target[offset:])
+            target[: min(offset, n)] = np.nan
+            result, owned = target, True
+            offset += bit
+            uses[bit] -= 1
+            if uses[bit] == 0:
+                levels.pop(bit)
+        if not owned:
+            result = result.copy()
+        result[: min(w - 1, n)] = np.nan
+        out[w] = result
+    return out
 
 
 def window_mean(x: np.ndarray, w: int) -> np.ndarray:
@@ -103,18 +154,29 @@ def window_mean(x: np.ndarray, w: int) -> np.ndarray:
 def window_mean_std(x: np.ndarray, w: int, ddof: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation of each window, from sums of values and of squares taken in
     float64, where the cancellation between the two sums costs nothing at float32 precision."""
+    return window_means_stds(x, [w], ddof)[w]
+
+
+def window_means_stds(x: np.ndarray, windows, ddof: int = 1) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """window_mean_std(x, w, ddof) for each w, sharing the work on the column between windows."""
     wide = x.astype(np.float64)
-    total = window_sum(wide, w)
+    totals = window_sums(wide, windows)
     np.multiply(wide, wide, out=wide)
-    squares = window_sum(wide, w)
-    mean = (total * (1.0 / w)).astype(x.dtype)
-    np.multiply(total, total, out=total)
-    total *= 1.0 / w
-    np.subtract(squares, total, out=squares)
-    np.maximum(squares, 0, out=squares)
-    squares *= 1.0 / (w - ddof)
-    np.sqrt(squares, out=squares)
-    return mean, squares.astype(x.dtype)
+    all_squares = window_sums(wide, windows, consume=True)
+    del wide
+    out = {}
+    for w, total in totals.items():
+        squares = all_squares.pop(w)
+        # Computed in float64 and rounded once into the float32 result, as astype would.
+        mean = np.multiply(total, 1.0 / w, out=np.empty(len(x), dtype=x.dtype))
+        np.multiply(total, total, out=total)
+        total *= 1.0 / w
+        np.subtract(squares, total, out=squares)
+        del total
+        np.maximum(squares, 0, out=squares)
+        squares *= 1.0 / (w - ddof)
+        out[w] = mean, np.sqrt(squares, out=np.empty(len(x), dtype=x.dtype))
+    return out
 
 
 def window_std(x: np.ndarray, w: int, ddof: int = 1) -> np.ndarray:

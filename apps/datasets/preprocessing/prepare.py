@@ -8,6 +8,7 @@ from . import kernels as k
 from .errors import DataError, InvalidInput, SpecError
 from .fitted import FittedPreprocessor
 from .frame import NUMERIC, Frame, build_frame, column_kind, to_float
+from .gather import contiguous_runs
 from .pipeline import run_steps
 from .spec import DatasetInfo, normalize_spec, plan, target_name
 from .splits import random_split, time_ordered_split
@@ -211,11 +212,19 @@ def _raw_columns(state, features: list[str], info: DatasetInfo) -> list[str]:
 
 
 def _matrix(frame: Frame, features: list[str], rows: np.ndarray, block: int = 8192) -> np.ndarray:
-    """Rows x features, C-ordered. Gathered a block of rows at a time into a feature-major scratch and
-    transposed while it is still in cache: writing one column at a time into a C-ordered matrix would
-    stride through memory once per feature."""
+    """Rows x features, C-ordered. Runs of consecutive rows (time-ordered splits) are copied slice by
+    slice straight into the matrix. Scattered rows are gathered a block at a time into a feature-major
+    scratch and transposed while it is still in cache: writing one column at a time into a C-ordered
+    matrix would stride through memory once per feature."""
     out = np.empty((len(rows), len(features)), dtype=np.float32)
     columns = [frame.columns[name] for name in features]
+    runs = contiguous_runs(rows)
+    if runs is not None:
+        at = 0
+        for start, length in zip(runs[0].tolist(), runs[1].tolist()):
+            np.stack([values[start:start + length] for values in columns], axis=1, out=out[at:at + length])
+            at += length
+        return out
     scratch = np.empty((len(features), block), dtype=np.float32)
     for start in range(0, len(rows), block):
         chunk = rows[start:start + block]

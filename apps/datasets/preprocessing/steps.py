@@ -14,6 +14,7 @@ import numpy as np
 from . import kernels as k
 from .errors import SpecError
 from .frame import NUMERIC, TEXT, Frame
+from .gather import contiguous_runs, take_rows
 from .params import Param, clean_params
 
 ROLLING_STATS = ("mean", "std", "min", "max", "sum")
@@ -182,11 +183,12 @@ class Rolling(Step):
         stats = self.params["stats"]
         for column in self.params["columns"]:
             x = frame.columns[column]
+            # Mean and std share their window sums, and every window the shorter sums.
+            both = k.window_means_stds(x, self.params["windows"]) if "std" in stats else {}
             for window in self.params["windows"]:
                 values = {}
-                if "std" in stats:
-                    # Mean and std share their window sums.
-                    values["mean"], values["std"] = k.window_mean_std(x, window)
+                if window in both:
+                    values["mean"], values["std"] = both.pop(window)
                 for stat in stats:
                     out = values[stat] if stat in values else self.KERNELS[stat](x, window)
                     frame.columns[f"{column}_roll{window}_{stat}"] = frame.blank_warmup(out, window - 1)
@@ -265,10 +267,12 @@ class Scale(Step):
             columns = state.candidates() if self.params["columns"] == "*" else self.params["columns"]
             # One sample buffer for every column: fewer fresh pages to fault in.
             sample = np.empty(len(fit_rows), dtype=k.DTYPE)
+            scratch = np.empty_like(sample)
+            runs = contiguous_runs(fit_rows)
             fitted = {"columns": {}}
             for column in columns:
-                np.take(frame.columns[column], fit_rows, out=sample)
-                fitted["columns"][column] = self._fit(sample)
+                take_rows(frame.columns[column], fit_rows, runs=runs, out=sample)
+                fitted["columns"][column] = self._fit(sample, scratch)
         for column, (center, scale) in fitted["columns"].items():
             # In place: every frame column is an array of the frame's own (Frame's contract).
             x = frame.columns[column]
@@ -276,17 +280,18 @@ class Scale(Step):
             x *= k.DTYPE(1.0 / scale)
         return fitted
 
-    def _fit(self, sample):
+    def _fit(self, sample, scratch):
         finite = np.isfinite(sample)
         if not finite.all():
             sample = sample[finite]
+            scratch = scratch[:len(sample)]
         if not len(sample):
             return [0.0, 1.0]
         method = self.params["method"]
         if method == "standard":
             # numpy sums float32 pairwise: accurate to a few ulps without a float64 copy.
             center = float(sample.mean())
-            deviations = sample - np.float32(center)
+            deviations = np.subtract(sample, np.float32(center), out=scratch)
             scale = float(np.sqrt(np.dot(deviations, deviations) / len(deviations)))
         elif method == "minmax":
             center = float(sample.min())

@@ -3,12 +3,14 @@
 `POST /api/v1/deployments/<name>/predict` and `POST /v2/models/<name>/infer` with a Bearer token
 are answered here without Django's request/middleware/DRF machinery; everything else (and these
 paths with a session cookie instead of a token) goes to the wrapped Django application, whose
-DRF views give the same answers one request at a time. Same checks, same order, same shared code:
+DRF views give the same answers one request at a time. Same checks, same shared code:
 
-    token (apps.deployments.auth, cached) → portal role → throttle ("predict" scope) → body →
-    route → check → predict → log
+    token (apps.deployments.auth, cached) → portal role → body → route → throttle ("predict"
+    scope, once per batch) → check → predict → log
 
-and the bodies come from apps.deployments.serving.protocol, so both paths answer alike.
+and the bodies come from apps.deployments.serving.protocol, so both paths answer alike. One
+difference in order: DRF throttles before the view reads the body, so a client over its rate
+whose body is also malformed (or names no deployment) gets 429 there and 400/404 here.
 
 Dynamic batching: a request's work is queued and a flush is scheduled on the event loop; every
 request whose body arrived by then joins the same flush, which does one throttle round trip to
@@ -103,7 +105,10 @@ class Batcher:
             try:
                 job.prepared = predictor.prepare(table=job.table, body=job.body, protocol=job.protocol,
                                                  raw_body=job.raw, routing_key=job.routing_key, started=job.started)
-            except InputError as exc:
+            except Exception as exc:
+                # One request's failure (bad input, or a bug it triggers) is that request's alone.
+                if not isinstance(exc, InputError):
+                    logger.exception("preparing a prediction request to %s failed", job.table.name)
                 job.future.set_exception(exc)
                 continue
             groups.setdefault(job.prepared.served.version_id, []).append(job.prepared)
@@ -148,10 +153,11 @@ class PredictionFastPath:
     async def serve(self, name: str, protocol: str, headers: dict, receive, send) -> None:
         started = time.perf_counter()
         try:
-            raw = await _read_body(receive, int(settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0))
+            # As DRF does: who is asking is settled before a byte of the body is buffered.
             user = await _authenticate(headers[b"authorization"])
             if not has_portal_role(user):
                 raise exceptions.PermissionDenied("Your account has no portal role (ML Staff or Analyst).")
+            raw = await _read_body(receive, int(settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0))
             body = loads_body(raw)
             routing_header = headers.get(b"x-routing-key")
             options = request_options(protocol, body, routing_header.decode(errors="replace") if routing_header else None)

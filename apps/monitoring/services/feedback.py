@@ -1,7 +1,6 @@
 """Ground truth for served predictions, matched by request id, scored per model version."""
 from __future__ import annotations
 
-import math
 import uuid
 from dataclasses import dataclass
 
@@ -14,6 +13,7 @@ from ..models import Feedback, PredictionLog
 from .logbuffer import prediction_logs_flush
 
 MAX_FEEDBACK_ITEMS = 1000
+MAX_REGRESSION_TRUTH = 1e15
 
 
 @dataclass(frozen=True)
@@ -29,16 +29,26 @@ def same_label(predicted, truth) -> bool:
     return str(predicted) == str(truth)
 
 
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _truth_list(value, n: int, field: str, task: str) -> list:
     values = value if isinstance(value, list) else [value]
     if len(values) != n:
         raise ValidationError({field: f"this request had {n} prediction(s); send {n} ground-truth value(s), got {len(values)}"})
     for i, item in enumerate(values):
         if task == "regression":
-            if isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item):
-                raise ValidationError({field: f"value {i}: expected a finite number, got {item!r}"})
+            # Bounded, not just finite: squared errors, and their squares for the sequential test, must
+            # stay finite floats. (The comparison is False for NaN and exact for ints of any size.)
+            if isinstance(item, bool) or not isinstance(item, (int, float)) or not abs(item) <= MAX_REGRESSION_TRUTH:
+                raise ValidationError({field: f"value {i}: expected a finite number within ±{MAX_REGRESSION_TRUTH:g}, got {_short(item)}"})
         elif item is None or isinstance(item, (list, dict)):
             raise ValidationError({field: f"value {i}: expected a class label, got {item!r}"})
+        elif (isinstance(item, str) and "\x00" in item) or (isinstance(item, float) and not abs(item) < float("inf")):
+            # jsonb stores neither NUL nor NaN/Infinity.
+            raise ValidationError({field: f"value {i}: expected a class label, got {_short(item)}"})
     return values
 
 
@@ -97,11 +107,13 @@ def feedback_record(*, deployment, items: list, user=None) -> FeedbackResult:
         return _feedback_store(deployment=deployment, parsed=parsed, logs=logs_by_request())
 
 
+SCORE_FIELDS = ["n", "n_correct", "sq_error_sum", "sq_error_sq_sum"]
+
+
 def _feedback_store(*, deployment, parsed: dict, logs: dict) -> FeedbackResult:
     now = timezone.now()
     scored = 0
-    existing = {f.prediction_id: f for f in Feedback.objects.select_for_update().filter(prediction__in=[l for ls in logs.values() for l in ls])}
-    to_create = []
+    rows = []
     for request_id, (i, truth) in parsed.items():
         field = f"feedback[{i}]"
         answers = logs.get(request_id)
@@ -112,17 +124,13 @@ def _feedback_store(*, deployment, parsed: dict, logs: dict) -> FeedbackResult:
                 continue
             values = _truth_list(truth, len(log.output), f"{field}.ground_truth", log.model_version.task)
             scores = _score(log, values, log.model_version.task)
-            current = existing.get(log.pk)
-            if current is not None:
-                for key, value in scores.items():
-                    setattr(current, key, value)
-                current.ground_truth, current.received_at = values, now
-                current.save(update_fields=[*scores, "ground_truth", "received_at"])
-            else:
-                to_create.append(Feedback(
-                    prediction=log, deployment=deployment, model_version_id=log.model_version_id, shadow=log.shadow,
-                    ground_truth=values, served_at=log.served_at, received_at=now, **scores,
-                ))
+            rows.append(Feedback(
+                prediction=log, deployment=deployment, model_version_id=log.model_version_id, shadow=log.shadow,
+                ground_truth=values, served_at=log.served_at, received_at=now, **scores,
+            ))
             scored += 1
-    Feedback.objects.bulk_create(to_create)
+    # An upsert, not read-then-write: two senders of the same request's truth at once must not both
+    # insert (a row lock cannot lock a row that does not exist yet); the later one replaces.
+    Feedback.objects.bulk_create(rows, update_conflicts=True, unique_fields=["prediction"],
+                                 update_fields=[*SCORE_FIELDS, "ground_truth", "received_at"])
     return FeedbackResult(requests=len(parsed), answers_scored=scored)
