@@ -60,12 +60,12 @@ def test_a_whole_worker_sigkilled_is_found_by_the_reaper_and_finished_by_another
     first = worker_factory(queues=private_queue, concurrency=1)
     run = _start(price_experiment)
     run = wait_for_epoch(run, 1)
-    # A second worker on the queue, idle: the message is already delivered (unacknowledged) to the first.
-    worker_factory(queues=private_queue, concurrency=1)
     first.kill()  # main process and pool: the broker keeps the message unacknowledged
+    killed_at = time.monotonic()
+    worker_factory(queues=private_queue, concurrency=1)  # the replacement, idle until the reaper requeues
 
     settings.TRAINING_HEARTBEAT_STALE_SECONDS = 1
-    time.sleep(1.5)
+    time.sleep(max(0.0, 1.5 - (time.monotonic() - killed_at)))
     assert training_runs_reap() == {"requeued": 1, "failed": 0, "cancelled": 0}
 
     run = wait_for_run(run, timeout=120)

@@ -125,6 +125,22 @@ class Frame:
             self._to_end = np.repeat(self.sizes - 1, self.sizes) - self.pos
         return self._to_end
 
+    def edge_rows(self, count: int, *, last: bool = False) -> np.ndarray:
+        """Boolean per row: among the first (or, with `last`, the last) `count` rows of its entity.
+        Set entity by entity, without the per-row positions when entities are long."""
+        if count * len(self.starts) >= self.n:
+            return (self.rows_to_end() if last else self.pos) < count
+        mask = np.zeros(self.n, dtype=bool)
+        if count <= 0:
+            return mask
+        offsets = np.arange(count)
+        if last:
+            index = (self.starts + self.sizes - 1)[:, None] - offsets[None, :]
+        else:
+            index = self.starts[:, None] + offsets[None, :]
+        mask[index[offsets[None, :] < self.sizes[:, None]]] = True
+        return mask
+
     def blank_warmup(self, values: np.ndarray, lookback: int) -> np.ndarray:
         """NaN for the first `lookback` rows of every entity: their window starts before the entity."""
         if lookback <= 0 or self.n == 0:

@@ -70,7 +70,7 @@ def prepare_training_data(*, df: pd.DataFrame, dataset, spec: dict, seed: int = 
     history_rows = checked.history_rows
     candidates = np.isfinite(y_all)
     if history_rows > 1:
-        candidates &= frame.pos >= history_rows - 1
+        candidates &= ~frame.edge_rows(history_rows - 1)
     candidates = np.flatnonzero(candidates)
     if len(candidates) == 0:
         raise DataError(f"no row has both a label and {history_rows} rows of history")
@@ -139,7 +139,7 @@ def prepare_training_data(*, df: pd.DataFrame, dataset, spec: dict, seed: int = 
 
 def _rows_near_end(frame: Frame, lead: int) -> np.ndarray:
     """Rows whose `lead`-rows-ahead row belongs to the next entity (or does not exist)."""
-    return frame.rows_to_end() < lead
+    return frame.edge_rows(lead, last=True)
 
 
 def _targets(frame: Frame, spec: dict, info: DatasetInfo) -> tuple[np.ndarray, list | None, int]:

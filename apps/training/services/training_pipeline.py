@@ -398,12 +398,15 @@ def _train(run: TrainingRun, reporter, watcher) -> dict:
     check_stop()
 
     adapter = get_adapter(run.framework)
+    fit_started, fit_cpu = time.perf_counter(), time.process_time()
     trained = adapter.fit(
         data=data, task=experiment.task, model_type=run.model_type, params=run.params, seed=run.seed,
         device=run.device, reporter=reporter, monitor=experiment.primary_metric,
     )
     if trained.stopped_reason:
         raise _Stopped(trained.stopped_reason)
+    reporter.log("INFO", f"fit: {trained.epochs_trained} epochs in {time.perf_counter() - fit_started:.1f} s "
+                         f"({time.process_time() - fit_cpu:.1f} s CPU)")
     check_stop()
     evaluation = trained.evaluate_data(data)
     val_metrics = json_safe(evaluation.get("val", {}))
