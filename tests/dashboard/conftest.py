@@ -58,7 +58,7 @@ def running_run(experiment):
     """A queued run moved to running with two epochs recorded, as a worker would have done."""
     from apps.training.choices import RunStatus
     from apps.training.services.experiments import experiment_training_config
-    from apps.training.services.runs import run_log_append, run_progress_record, run_status_transition
+    from apps.training.services.runs import epoch_record, run_log_append, run_records_write, run_status_transition
     from apps.training.services.training_pipeline import training_run_start
 
     run = training_run_start(experiment=experiment, dispatch=False, **experiment_training_config(experiment=experiment))
@@ -66,8 +66,8 @@ def running_run(experiment):
     run_log_append(run_id=run.pk, level="INFO", message="preparing 240 rows of price-direction (train 168, val 36, test 36)",
                    attempt=1)
     for epoch, loss in ((1, 0.9), (2, 0.7)):
-        run_progress_record(run=run, attempt=1, epoch=epoch, total_epochs=5, metrics={"loss": loss, "val_loss": loss + 0.1},
-                            eta_seconds=12.0)
+        run_records_write(run=run, attempt=1,
+                          records=[epoch_record(epoch, 5, {"loss": loss, "val_loss": loss + 0.1}, 12.0)])
         run_log_append(run_id=run.pk, level="INFO", message=f"epoch {epoch}/5: loss={loss:.4g}, val_loss={loss + 0.1:.4g}",
                        attempt=1)
     run_log_append(run_id=run.pk, level="WARNING", message="validation loss above training loss for 2 epochs", attempt=1)

@@ -24,3 +24,14 @@ def test_the_add_page_has_no_widget(staff_user, db):
     client.force_login(staff_user)
     body = client.get("/admin/deployments/deployment/add/").content.decode()
     assert 'data-widget="model-performance"' not in body and "src/embed" not in body
+
+
+def test_the_training_run_admin_page_embeds_the_live_log_widget(staff_user, running_run, built_frontend):
+    client = Client()
+    client.force_login(staff_user)
+    response = client.get(f"/admin/training/trainingrun/{running_run.pk}/change/")
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert f'data-widget="training-logs" data-run-id="{running_run.pk}"' in body
+    embed = json.loads(built_frontend.read_text())["src/embed.jsx"]
+    assert f'<script type="module" src="/static/{embed["file"]}"></script>' in body

@@ -101,12 +101,12 @@ def test_a_run_status_change_is_pushed_with_the_run_and_its_progress(running_run
 
 def test_epoch_progress_from_the_worker_signal_reaches_the_dashboard(running_run, analyst_user):
     from apps.training.models import TrainingRun
-    from apps.training.services.runs import run_progress_record
+    from apps.training.services.runs import epoch_record, run_records_write
     from apps.training.signals import run_epoch_completed
 
     def epoch_done():
         run = TrainingRun.objects.get(pk=running_run.pk)
-        metrics = run_progress_record(run=run, attempt=1, epoch=5, total_epochs=5, metrics={"loss": 0.5}, eta_seconds=0.0)
+        [(_, metrics)] = run_records_write(run=run, attempt=1, records=[epoch_record(5, 5, {"loss": 0.5}, 0.0)])
         run_epoch_completed.send(sender=TrainingRun, run=run, epoch=5, metrics=metrics)
 
     async def scenario(comm):

@@ -179,3 +179,23 @@ def test_a_stop_requested_from_an_epoch_receiver_prunes_the_run_at_the_next_boun
     assert run.status == RunStatus.CANCELLED and run.stop_reason == "pruned"
     assert seen[0] == 1 and len(seen) <= 2
     assert not run.model_versions.exists() and not run.artifact_uri
+
+
+def test_a_run_whose_message_the_broker_refuses_ends_failed_instead_of_waiting_forever(
+        price_experiment, monkeypatch, django_capture_on_commit_callbacks):
+    from kombu.exceptions import OperationalError
+
+    from apps.training.tasks import run_training
+
+    def broker_down(*args, **kwargs):
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(run_training, "apply_async", broker_down)
+    from apps.training.services.experiments import experiment_training_config
+    from apps.training.services.training_pipeline import training_run_start
+
+    with django_capture_on_commit_callbacks(execute=True):
+        run = training_run_start(experiment=price_experiment, **experiment_training_config(experiment=price_experiment))
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED
+    assert "could not queue the run on 'cpu'" in run.error_message and "Connection refused" in run.error_message

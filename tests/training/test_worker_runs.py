@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from apps.registry.loading import load_model_version
 from apps.training.choices import RunStatus
-from apps.training.models import Experiment, TrainingRun
+from apps.training.models import TrainingRun
 
 from . import factories
 from .waiting import wait_for, wait_for_epoch, wait_for_run
@@ -130,9 +130,3 @@ def test_a_schedule_tick_retrains_the_experiment_on_the_newest_data(celery_worke
     run = wait_for_run(run, timeout=90)
     assert run.status == RunStatus.SUCCEEDED, run.error_message
     assert run.dataset_version == newest and run.model_versions.exists()
-
-
-def test_new_experiments_and_runs_are_listed_for_analysts(celery_worker, price_experiment, analyst_api):
-    listing = analyst_api.get("/api/v1/experiments/").json()
-    assert [e["name"] for e in listing["results"]] == [price_experiment.name]
-    assert Experiment.objects.count() == 1

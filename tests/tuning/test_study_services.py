@@ -246,3 +246,18 @@ def test_two_workers_finishing_trials_at_once_do_not_launch_more_than_the_budget
     assert errors == []
     assert sorted(Trial.objects.filter(study=study).values_list("number", flat=True)) == [1, 2, 3]
     assert Trial.objects.filter(study=study, status=TrialStatus.COMPLETED).count() == 2
+
+
+def test_only_a_draft_can_be_edited_and_edits_are_validated(regression_experiment):
+    from apps.tuning.services import study_update
+
+    study = create(regression_experiment, max_trials=3)
+    study = study_update(study=study, data={"max_trials": 5, "parallelism": 2})
+    assert (study.max_trials, study.parallelism) == (5, 2)
+    with pytest.raises(ValidationError) as caught:
+        study_update(study=study, data={"search_space": [{"name": "alpha", "type": "float", "low": 3, "high": 1}]})
+    assert "'alpha'" in caught.value.message_dict["search_space"][0]
+
+    study_start(study=study)
+    with pytest.raises(StudyStateError):
+        study_update(study=study, data={"max_trials": 50})

@@ -178,12 +178,27 @@ def training_run_start(
     message = status_message(run)
 
     def after_commit():
-        if dispatch:
-            _dispatch(run.pk, queue, task_id)
         live.publish(live.RUNS_GROUP, message)
+        if dispatch:
+            _dispatch_or_fail(run.pk, queue, task_id)
 
     transaction.on_commit(after_commit)
     return run
+
+
+def _dispatch_or_fail(run_id: int, queue: str, task_id: str) -> None:
+    """Queues the run's message; if the broker cannot take it, the run ends FAILED saying so
+    (rather than waiting QUEUED for a message that does not exist)."""
+    try:
+        _dispatch(run_id, queue, task_id)
+    except Exception as exc:
+        logger.exception("could not queue training run %s", run_id)
+        reason = f"could not queue the run on {queue!r}: {type(exc).__name__}: {exc}"
+        try:
+            run_status_transition(run_id=run_id, to=RunStatus.FAILED, reason=reason[:500],
+                                  fields={"error_message": reason[:4000]})
+        except RunStateError:
+            pass  # already picked up or ended meanwhile
 
 
 @transaction.atomic
@@ -557,6 +572,6 @@ def training_runs_reap(*, now=None) -> dict:
                 task_id = str(uuid.uuid4())
                 run_status_transition(run_id=run.pk, to=RunStatus.QUEUED, reason=f"{lost}; requeued",
                                       fields={"celery_task_id": task_id})
-                transaction.on_commit(lambda r=run.pk, q=run.queue, t=task_id: _dispatch(r, q, t))
+                transaction.on_commit(lambda r=run.pk, q=run.queue, t=task_id: _dispatch_or_fail(r, q, t))
                 counts["requeued"] += 1
     return counts
