@@ -5,11 +5,12 @@ on two Celery workers (one pool process each), through the real tuning services.
 
 Needs PostgreSQL (the server of DATABASE_URL; the bench creates and drops its own database) and Redis
 (BENCH_TUNING_REDIS_URL, default redis://127.0.0.1:6379/14, flushed: it is the bench's own; not the
-pipeline bench's db 12, so the two can run side by side without stealing each other's tasks). The workload is
-scikit-learn histogram gradient boosting on synthetic price features with a fixed number of boosting
-iterations (early stopping off) and the learning rate searched, so every trial does the same work;
-nothing sleeps. --threads sets TRAINING_THREADS for both workers (1: one trial per core). Iterations
-are calibrated so one trial trains for about --seconds.
+pipeline bench's db 12, so the two can run side by side without taking each other's tasks).
+
+The workload is scikit-learn histogram gradient boosting on synthetic price features with a fixed
+number of boosting iterations (early stopping off) and the learning rate searched, so every trial does
+the same work; nothing sleeps. Iterations are calibrated so one trial trains for about --seconds.
+--threads sets TRAINING_THREADS and OMP_NUM_THREADS of both workers (1: one trial per core).
 
 Both studies use the same seed, so the random strategy hands them the same eight parameter sets.
 Prints both wall times (study start to COMPLETED) and parallel / serial; the target is <= 0.6.
@@ -71,7 +72,10 @@ def main():
     parser.add_argument("--threads", type=int, default=1, help="TRAINING_THREADS of the workers")
     parser.add_argument("--repeats", type=int, default=2, help="serial/parallel pairs, alternating")
     args = parser.parse_args()
-    os.environ["TRAINING_THREADS"] = str(args.threads)
+    # TRAINING_THREADS caps the adapter's fit only; the pipeline's evaluation and prediction after
+    # the fit run with OpenMP's default (every core), and two such processes on two cores spin against
+    # each other (HistGradientBoosting predict is ~4x slower). OMP_NUM_THREADS caps those too.
+    os.environ["TRAINING_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(args.threads)
     # A plain `kill` or `timeout` must still stop the workers and drop the database on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
