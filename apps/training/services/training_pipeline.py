@@ -43,12 +43,14 @@ from importlib import metadata
 from pathlib import Path
 
 from django.conf import settings
+from threadpoolctl import threadpool_limits
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.training import conf, live
 from apps.training.choices import RUN_TERMINAL, Device, RunOrigin, RunStatus, StopReason
+from apps.training.frameworks.devices import training_threads
 from apps.training.models import Experiment, RunEvent, TrainingRun
 from apps.training.services.experiments import validate_training_config
 from apps.training.services.runs import (
@@ -423,7 +425,11 @@ def _train(run: TrainingRun, reporter, watcher) -> dict:
     reporter.log("INFO", f"fit: {trained.epochs_trained} epochs in {time.perf_counter() - fit_started:.1f} s "
                          f"({time.process_time() - fit_cpu:.1f} s CPU)")
     check_stop()
-    evaluation = trained.evaluate_data(data)
+    # The adapter caps threads during the fit only; evaluation and the input example predict too, and
+    # uncapped OpenMP pools in two pool processes on two cores spin against each other (~4x slower).
+    with threadpool_limits(limits=training_threads()):
+        evaluation, signature, example = _evaluate_and_describe(
+            run=run, df=df, data=data, trained=trained, experiment=experiment, dataset_version=version)
     val_metrics = json_safe(evaluation.get("val", {}))
     test_metrics = json_safe(evaluation.get("test", {}))
     primary = val_metrics.get(experiment.primary_metric)
@@ -431,9 +437,6 @@ def _train(run: TrainingRun, reporter, watcher) -> dict:
     reporter.log("INFO", f"validation {experiment.primary_metric}={shown}; test: "
                          + ", ".join(f"{k}={v:.4g}" for k, v in test_metrics.items() if isinstance(v, (int, float))))
 
-    signature = build_signature(data=data, preprocessor=data.preprocessor, trained=trained, experiment=experiment,
-                                dataset_version=version)
-    example = input_example(df=df, preprocessor=data.preprocessor, trained=trained, signature=signature, run=run)
     if example is None:
         reporter.log("WARNING", "no input example: the newest rows could not be predicted")
     with tempfile.TemporaryDirectory(prefix=f"run-{run.pk}-") as tmp:
@@ -453,6 +456,14 @@ def _train(run: TrainingRun, reporter, watcher) -> dict:
         "val_metrics": val_metrics, "test_metrics": test_metrics, "primary_metric_value": primary,
         "artifact_uri": committed.uri, "artifact_sha256": committed.sha256, "signature": signature,
     }
+
+
+def _evaluate_and_describe(*, run, df, data, trained, experiment, dataset_version):
+    evaluation = trained.evaluate_data(data)
+    signature = build_signature(data=data, preprocessor=data.preprocessor, trained=trained, experiment=experiment,
+                                dataset_version=dataset_version)
+    example = input_example(df=df, preprocessor=data.preprocessor, trained=trained, signature=signature, run=run)
+    return evaluation, signature, example
 
 
 def _finish_success(run: TrainingRun, fields: dict) -> TrainingRun:
