@@ -1,5 +1,7 @@
 from django.db import models
 
+from apps.datasets.choices import DatasetTask
+
 
 class RunStatus(models.TextChoices):
     QUEUED = "queued", "Queued"
@@ -33,9 +35,8 @@ class Device(models.TextChoices):
     GPU = "gpu", "GPU"
 
 
-class Task(models.TextChoices):
-    REGRESSION = "regression", "Regression"
-    CLASSIFICATION = "classification", "Classification"
+# An experiment's task is its dataset's task: one vocabulary, owned by datasets.
+Task = DatasetTask
 
 
 class Direction(models.TextChoices):
