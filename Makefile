@@ -15,9 +15,13 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
 .PHONY: run test venv frontend browser check-redis migrate seed bench clean
 
-$(VENV)/.installed: requirements.txt
+# The example model-type plugins are installed in development mode, as a team installs its own.
+EXAMPLE_PLUGINS := examples/portal-example-models
+
+$(VENV)/.installed: requirements.txt $(EXAMPLE_PLUGINS)/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	$(PY) -m pip install --disable-pip-version-check -q --no-build-isolation --no-deps -e $(EXAMPLE_PLUGINS)
 	touch $@
 
 venv: $(VENV)/.installed

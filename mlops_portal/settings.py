@@ -196,6 +196,10 @@ METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", [])
 # API tokens live this long unless created with another lifetime.
 API_TOKEN_DEFAULT_DAYS = env_int("API_TOKEN_DEFAULT_DAYS", 365)
 
+# Model-type plugins beyond installed packages' `mlops_portal.model_types` entry points: dotted module
+# paths, each holding ModelType subclasses (README "Bring your own model").
+MODEL_TYPE_PLUGINS = env_list("MODEL_TYPE_PLUGINS", [])
+
 # Celery: queues default / cpu / gpu; training tasks opt into acks_late on their decorators.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", REDIS_URL)

@@ -40,3 +40,10 @@ def readiness() -> dict[str, str]:
     # Asking workers goes through Redis; with Redis down the answer is already known.
     results["worker"] = check_worker() if results["redis"] is None else "skipped: Redis is down"
     return {name: (problem or "ok") for name, problem in results.items()}
+
+
+def plugin_problems() -> list[str]:
+    """Model-type plugins that failed to load, each with its error (empty when all loaded)."""
+    from apps.training.frameworks.discovery import plugin_errors
+
+    return [str(error) for error in plugin_errors()]

@@ -30,7 +30,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         fields = [
             "id", "model", "version", "framework", "model_type", "task", "artifact_uri", "artifact_sha256", "signature",
             "history_rows", "metrics", "params", "dataset_version", "dataset_version_id", "dataset_sha256",
-            "training_run", "library_versions", "code_version", "tags", "description", "aliases", "created_by",
+            "training_run", "library_versions", "code_version", "plugin", "tags", "description", "aliases", "created_by",
             "created_at",
         ]
 

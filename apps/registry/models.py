@@ -45,6 +45,8 @@ class ModelVersion(models.Model):
     training_run = models.ForeignKey("training.TrainingRun", on_delete=models.PROTECT, related_name="model_versions")
     library_versions = models.JSONField(default=dict, blank=True)
     code_version = models.CharField(max_length=64, blank=True)
+    plugin = models.JSONField(default=dict, blank=True,
+                              help_text="The model type's provenance: module, package, version, code sha256.")
     tags = models.JSONField(default=dict, blank=True)
     description = models.TextField(blank=True)
     created_by = models.ForeignKey(

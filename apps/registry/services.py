@@ -75,6 +75,7 @@ def model_version_create_from_run(*, run, name: str | None = None, user=None, ta
             training_run=run,
             library_versions=run.library_versions,
             code_version=run.code_version,
+            plugin=run.plugin,
             tags={"experiment": run.experiment.name, **(tags or {})},
             description=description,
             created_by=user,

@@ -164,7 +164,7 @@ class TrainingRunAdmin(ActsMixin, admin.ModelAdmin):
                                   "current_epoch", "total_epochs", "progress", "eta_seconds"]}),
         ("Results", {"fields": ["val_metrics", "test_metrics", "primary_metric_value", "artifact_uri",
                                 "artifact_sha256", "signature"]}),
-        ("Reproducibility", {"fields": ["code_version", "library_versions", "trial_id", "retry_of",
+        ("Reproducibility", {"fields": ["code_version", "library_versions", "plugin", "trial_id", "retry_of",
                                         "idempotency_key", "created_by"], "classes": ["collapse"]}),
         ("Traceback", {"fields": ["traceback"], "classes": ["collapse"]}),
     ]

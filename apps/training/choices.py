@@ -28,6 +28,8 @@ class Framework(models.TextChoices):
     TORCH = "torch", "PyTorch"
     KERAS = "keras", "TensorFlow / Keras"
     SKLEARN = "sklearn", "scikit-learn"
+    XGBOOST = "xgboost", "XGBoost"
+    LIGHTGBM = "lightgbm", "LightGBM"
 
 
 class Device(models.TextChoices):

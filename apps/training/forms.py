@@ -14,6 +14,14 @@ class TrainNowForm(forms.Form):
     device = forms.ChoiceField(choices=[("", "— experiment default —"), *Device.choices], required=False)
     seed = forms.IntegerField(required=False, min_value=0, max_value=2**32 - 1)
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        from .frameworks import FRAMEWORKS, get_adapter
+
+        # Plugin model types are listed like the built-in ones.
+        listed = "; ".join(f"{fw}: {', '.join(get_adapter(fw).model_types)}" for fw in FRAMEWORKS)
+        self.fields["model_type"].help_text = f"Blank: the experiment default. Available — {listed}."
+
     def clean_params(self):
         params = self.cleaned_data.get("params")
         if params in (None, ""):

@@ -112,6 +112,8 @@ class TrainingRun(TimeStampedModel):
     traceback = models.TextField(blank=True)
     code_version = models.CharField(max_length=64, blank=True)
     library_versions = models.JSONField(default=dict, blank=True)
+    plugin = models.JSONField(default=dict, blank=True,
+                              help_text="The model type's provenance: module, package, version, code sha256.")
 
     # The committed artifact (see apps.registry.storage); empty until the run succeeds.
     artifact_uri = models.CharField(max_length=500, blank=True)

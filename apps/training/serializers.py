@@ -83,7 +83,7 @@ class RunOutputSerializer(serializers.ModelSerializer):
             "retry_of", "status", "celery_task_id", "attempts", "max_attempts", "stop_requested", "stop_reason",
             "created_at", "queued_at", "started_at", "finished_at", "heartbeat_at", "worker_host", "cpu_seconds",
             "current_epoch", "total_epochs", "progress", "eta_seconds", "log_seq", "val_metrics", "test_metrics",
-            "primary_metric_value", "error_message", "code_version", "library_versions", "artifact_uri",
+            "primary_metric_value", "error_message", "code_version", "library_versions", "plugin", "artifact_uri",
             "artifact_sha256", "signature", "model_versions",
         ]
 

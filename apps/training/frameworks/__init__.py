@@ -1,7 +1,8 @@
-"""Framework adapters: `get_adapter("torch" | "keras" | "sklearn")`.
+"""Framework adapters: `get_adapter("torch" | "keras" | "sklearn" | "xgboost" | "lightgbm")`.
 
 Adapters are imported on first use so a process that only needs scikit-learn never pays for
-importing torch or TensorFlow.
+importing TensorFlow. The model types each adapter trains are plugins (see model_types.py and
+discovery.py); the built-in ones are declared in builtin/.
 """
 from __future__ import annotations
 
@@ -22,14 +23,20 @@ from .base import (
     UnsafeArtifact,
 )
 from .devices import NoGpuAvailable, resolve_device
+from .model_types import ModelType, PluginUnavailable
 
-FRAMEWORKS = ("torch", "keras", "sklearn")
-FRAMEWORK_LABELS = {"torch": "PyTorch", "keras": "TensorFlow / Keras", "sklearn": "scikit-learn"}
+FRAMEWORKS = ("torch", "keras", "sklearn", "xgboost", "lightgbm")
+FRAMEWORK_LABELS = {"torch": "PyTorch", "keras": "TensorFlow / Keras", "sklearn": "scikit-learn",
+                    "xgboost": "XGBoost", "lightgbm": "LightGBM"}
+# Frameworks whose training loop feeds history windows (batch, window, n_features) to a model type.
+HISTORY_FRAMEWORKS = {"torch": True, "keras": True, "sklearn": False, "xgboost": False, "lightgbm": False}
 
 _ADAPTER_CLASSES = {
     "torch": ("apps.training.frameworks.torch_adapter", "TorchAdapter"),
     "keras": ("apps.training.frameworks.keras_adapter", "KerasAdapter"),
     "sklearn": ("apps.training.frameworks.sklearn_adapter", "SklearnAdapter"),
+    "xgboost": ("apps.training.frameworks.xgboost_adapter", "XGBoostAdapter"),
+    "lightgbm": ("apps.training.frameworks.lightgbm_adapter", "LightGBMAdapter"),
 }
 _instances: dict[str, FrameworkAdapter] = {}
 _lock = threading.Lock()
@@ -61,7 +68,7 @@ def load_trained(directory, *, device: str = "cpu") -> TrainedModel:
 
 
 __all__ = [
-    "ArtifactError", "FRAMEWORKS", "FRAMEWORK_LABELS", "FrameworkAdapter", "InvalidParameter", "NoGpuAvailable",
-    "NullReporter", "ParamSpec", "Reporter", "TrainedModel", "UnsafeArtifact", "get_adapter", "load_trained",
+    "ArtifactError", "FRAMEWORKS", "FRAMEWORK_LABELS", "FrameworkAdapter", "InvalidParameter", "ModelType",
+    "NoGpuAvailable", "NullReporter", "ParamSpec", "PluginUnavailable", "Reporter", "TrainedModel", "UnsafeArtifact", "get_adapter", "load_trained",
     "resolve_device",
 ]

@@ -1,8 +1,9 @@
 """meta.json and the checks every adapter runs before it parses a model file.
 
 A saved model is a directory: one model file in a format that cannot run code when read
-(safetensors, .keras with safe_mode, skops with an allowlist) and meta.json describing it. The
-meta records the model file's sha256 so a swapped or truncated file is caught before parsing.
+(safetensors, .keras with safe_mode, skops with an allowlist, XGBoost UBJSON, LightGBM text) and
+meta.json describing it. The meta records the model file's sha256 so a swapped or truncated file is
+caught before parsing, and the provenance of the model type's plugin code.
 """
 from __future__ import annotations
 
@@ -37,11 +38,16 @@ def library_versions(*modules: str) -> dict:
 
 
 def write_meta(directory: Path, trained: TrainedModel, *, model_file: str, libraries: dict) -> None:
+    from .discovery import catalog
+
+    model_type = catalog().get(trained.framework, trained.model_type)
     meta = trained.describe() | {
         "format_version": FORMAT_VERSION,
         "model_file": model_file,
         "model_sha256": file_sha256(directory / model_file),
         "library_versions": libraries,
+        # Which plugin code built it: loading refuses a model whose plugin is missing or changed.
+        "plugin": model_type.provenance() if model_type else None,
     }
     (directory / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
 

@@ -17,7 +17,7 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -32,6 +32,9 @@ from apps.training.metrics import (
 )
 
 from .windows import Split, training_splits, window_index
+
+if TYPE_CHECKING:
+    from .model_types import ModelType
 
 STOP_REASONS = ("cancelled", "pruned")
 PREDICT_BATCH_ROWS = 4096
@@ -183,9 +186,30 @@ class FitContext:
     target_mean: float = 0.0
     target_std: float = 1.0
     history: list = field(default_factory=list)
+    device: str = "cpu"
+    # Set by the adapter: (model, model inputs) -> regression values in target units or class
+    # probabilities, so report_epoch can score any model the adapter knows how to run.
+    outputs_of: Any = None
+    stopped_reason: str | None = None
 
     def log(self, message: str, level: str = "INFO") -> None:
         self.reporter.log(level, message)
+
+    def report_epoch(self, epoch: int, total: int, model) -> dict:
+        """Score `model` on the train and validation splits, report the epoch, return its metrics."""
+        metrics = {}
+        for name in ("train", "val"):
+            split = self.splits[name]
+            metrics |= self.split_metrics(name, split.targets(), self.outputs_of(model, split.inputs()))
+        self.record_epoch(epoch, total, metrics)
+        return metrics
+
+    def best_epoch(self) -> int | None:
+        """The reported epoch with the best monitored value (for loops that do not track it)."""
+        stopper = EarlyStopping(self.monitor, patience=1)
+        for entry in self.history:
+            stopper.update(entry["epoch"], entry)
+        return stopper.best_epoch
 
     def split_metrics(self, name: str, y_true: np.ndarray, output: np.ndarray) -> dict:
         """`<split>_loss` and `<split>_<metric>` from the model's output on one split.
@@ -214,6 +238,8 @@ class FitContext:
         reason = self.reporter.should_stop()
         if reason is not None and reason not in STOP_REASONS:
             raise ValueError(f"reporter.should_stop() returned {reason!r}; expected one of {STOP_REASONS}")
+        if reason is not None:
+            self.stopped_reason = reason
         return reason
 
 
@@ -346,24 +372,58 @@ class TrainedModel(ABC):
 
 
 class FrameworkAdapter(ABC):
-    """One ML library. Subclasses set `name`, `model_types`, `descriptions`, `supports_gpu`."""
+    """One ML library. Subclasses set `name`, `supports_gpu`, `history_windows` and `loop_params`.
+
+    The model types it trains are plugins (apps.training.frameworks.model_types.ModelType), found
+    by apps.training.frameworks.discovery; the six built-in ones are plugins too.
+    """
 
     name: str = ""
     supports_gpu: bool = True
-    model_types: dict[str, dict[str, ParamSpec]] = {}
-    descriptions: dict[str, str] = {}
-    recurrent_model_types: frozenset = frozenset()
+    # Whether the adapter's loop feeds (batch, window, n_features) windows to history models.
+    history_windows: bool = False
+    # Hyperparameters of the adapter's own training loop, added to every model type that uses it.
+    loop_params: dict[str, ParamSpec] = {}
+
+    @property
+    def model_types(self) -> dict[str, dict[str, ParamSpec]]:
+        """Every model type of this framework with its complete parameter specs."""
+        return {name: self.param_specs(mt) for name, mt in self.plugins().items()}
+
+    def plugins(self) -> dict[str, "ModelType"]:
+        from .discovery import catalog
+
+        return catalog().for_framework(self.name)
+
+    def model_type(self, model_type: str) -> "ModelType":
+        found = self.plugins().get(model_type)
+        if found is None:
+            raise InvalidParameter(
+                "model_type", f"{self.name} has no model type {model_type!r}; choose from {list(self.plugins())}"
+            )
+        return found
+
+    def param_specs(self, model_type: "ModelType") -> dict[str, ParamSpec]:
+        specs = dict(model_type.params)
+        if not model_type.own_loop:
+            for name, spec in self.loop_params.items():
+                specs.setdefault(name, spec)
+        return specs
 
     def describe(self) -> dict:
-        """JSON for forms and the API: every model type with its parameters."""
-        return {
-            model_type: {
-                "description": self.descriptions.get(model_type, ""),
-                "recurrent": model_type in self.recurrent_model_types,
-                "params": {name: spec.to_dict() for name, spec in specs.items()},
+        """JSON for forms and the API: every model type with its parameters and provenance."""
+        out = {}
+        for name, mt in self.plugins().items():
+            provenance = mt.provenance()
+            out[name] = {
+                "description": mt.description,
+                "tasks": list(mt.tasks),
+                "recurrent": mt.uses_history,
+                "own_loop": mt.own_loop,
+                "plugin": {k: provenance[k] for k in ("module", "package", "package_version")},
+                "params": {param: spec.to_dict() for param, spec in self.param_specs(mt).items()},
             }
-            for model_type, specs in self.model_types.items()
-        }
+        return out
 
     def defaults(self, model_type: str) -> dict:
         return {name: spec.default for name, spec in self._specs(model_type).items()}
@@ -380,19 +440,32 @@ class FrameworkAdapter(ABC):
         return {name: spec.validate(name, params.get(name, spec.default)) for name, spec in specs.items()}
 
     def _specs(self, model_type: str) -> dict[str, ParamSpec]:
-        if model_type not in self.model_types:
-            raise InvalidParameter(
-                "model_type", f"{self.name} has no model type {model_type!r}; choose from {list(self.model_types)}"
-            )
-        return self.model_types[model_type]
+        return self.param_specs(self.model_type(model_type))
 
     def window_for(self, model_type: str, params: dict) -> int:
-        return int(params.get("window", 1)) if model_type in self.recurrent_model_types else 1
+        return int(params.get("window", 1)) if self.model_type(model_type).uses_history else 1
+
+    def check_task(self, model_type: str, task: str) -> None:
+        supported = self.model_type(model_type).tasks
+        if task not in supported:
+            raise InvalidParameter(
+                "model_type", f"{self.name} {model_type} supports {' and '.join(supported)} only, not {task}"
+            )
+
+    def loaded_model_type(self, meta: dict) -> "ModelType":
+        """The installed model type for a saved model's meta.json, checked against its provenance."""
+        from .model_types import check_provenance
+
+        name = meta.get("model_type")
+        current = self.plugins().get(name) if isinstance(name, str) else None
+        check_provenance(meta.get("plugin"), current, framework=self.name, model_type=name)
+        return current
 
     def begin_fit(self, *, data, task: str, model_type: str, params: dict | None, seed: int,
                   reporter: Reporter | None, monitor: str | None) -> FitContext:
         """Validation shared by every adapter's fit: params, monitor, splits, classes, scaling."""
         params = self.validate_params(model_type, params)
+        self.check_task(model_type, task)
         monitor = resolve_monitor(task, monitor)
         classes = list(data.classes) if task == CLASSIFICATION and getattr(data, "classes", None) is not None else None
         n_classes = None

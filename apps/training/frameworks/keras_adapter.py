@@ -1,8 +1,9 @@
-"""TensorFlow/Keras networks: the same MLP and LSTM as the torch adapter, trained with model.fit.
+"""TensorFlow/Keras: trains any model type's keras.Model (built-in MLP and LSTM, or a plugin's own).
 
 TensorFlow is imported on first use (it costs seconds), configured for this process's thread
-budget and for deterministic ops. Models are saved as `.keras` with only built-in layers (no Lambda)
-and loaded with `safe_mode=True` after the archive's config has been checked against an allowlist.
+budget and for deterministic ops. Models are saved as `.keras` and loaded with `safe_mode=True` after
+the archive's config has been checked against an allowlist: the built-in layers below, the Keras
+classes the model type lists in `trusted_types`, and its own `custom_objects` (no Lambda, ever).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from apps.training.metrics import REGRESSION
 from .artifacts import library_versions, read_meta, write_meta
 from .base import ArtifactError, FitContext, FrameworkAdapter, InvalidParameter, TrainedModel, UnsafeArtifact
 from .devices import resolve_device, training_threads
-from .neural import NEURAL_DESCRIPTIONS, NEURAL_MODEL_TYPES, EpochProgress
+from .neural import NEURAL_LOOP_PARAMS, EpochProgress
 
 MODEL_FILE = "model.keras"
 ARCHIVE_MEMBERS = {"config.json", "metadata.json", "model.weights.h5"}
@@ -62,25 +63,6 @@ def keras_module():
     return keras
 
 
-def build_model(model_type: str, params: dict, n_features: int, n_outputs: int, window: int):
-    keras = keras_module()
-    layers = keras.layers
-    if model_type == "lstm":
-        inputs = keras.Input(shape=(window, n_features), name="window")
-        x = inputs
-        for i in range(params["num_layers"]):
-            x = layers.LSTM(params["hidden_size"], return_sequences=i < params["num_layers"] - 1, name=f"lstm_{i}")(x)
-            x = layers.Dropout(params["dropout"], name=f"dropout_{i}")(x)
-    else:
-        inputs = keras.Input(shape=(n_features,), name="features")
-        x = inputs
-        for i in range(params["num_layers"]):
-            x = layers.Dense(params["hidden_size"], activation="relu", name=f"dense_{i}")(x)
-            x = layers.Dropout(params["dropout"], name=f"dropout_{i}")(x)
-    outputs = layers.Dense(n_outputs, name="head")(x)
-    return keras.Model(inputs, outputs, name=model_type)
-
-
 class KerasTrainedModel(TrainedModel):
     framework = "keras"
 
@@ -100,26 +82,60 @@ class KerasTrainedModel(TrainedModel):
 class KerasAdapter(FrameworkAdapter):
     name = "keras"
     supports_gpu = True
-    model_types = NEURAL_MODEL_TYPES
-    descriptions = NEURAL_DESCRIPTIONS
-    recurrent_model_types = frozenset({"lstm"})
+    history_windows = True
+    loop_params = NEURAL_LOOP_PARAMS
 
     def fit(self, *, data, task, model_type, params=None, seed=0, device="cpu", reporter=None, monitor=None):
         ctx = self.begin_fit(data=data, task=task, model_type=model_type, params=params, seed=seed,
                              reporter=reporter, monitor=monitor)
         tf_device = resolve_device(device, framework=self.name)
+        ctx.device = tf_device
         ctx.log(f"keras {model_type} ({task}) on {tf_device}: {len(ctx.splits['train'])} train examples, "
                 f"{len(ctx.splits['val'])} val examples, {ctx.n_features} features, window {ctx.window}")
         keras = keras_module()
         # Seeds python, numpy's global generator and TF at once (the worker process is ours).
         keras.utils.set_random_seed(ctx.seed)
         with tf_module().device(tf_device):
-            return self._train(ctx, keras, tf_device)
+            plugin = self.model_type(model_type)
+            model = self._model(plugin, ctx.task, ctx.params, ctx.n_features, ctx.n_classes, ctx.window, ctx.seed)
+            trained = KerasTrainedModel(
+                model=model, model_type=ctx.model_type, task=ctx.task, params=ctx.params,
+                n_features=ctx.n_features, window=ctx.window, classes=ctx.classes, n_classes=ctx.n_classes,
+                feature_names=ctx.feature_names, target_mean=ctx.target_mean, target_std=ctx.target_std,
+                device=tf_device, history=ctx.history, monitor=ctx.monitor,
+            )
+            if plugin.own_loop:
+                return self._own_loop(plugin, ctx, trained)
+            return self._train(ctx, keras, trained)
 
-    def _train(self, ctx: FitContext, keras, tf_device: str) -> KerasTrainedModel:
+    @staticmethod
+    def _model(plugin, task, params, n_features, n_classes, window, seed):
+        keras = keras_module()
+        n_outputs = 1 if task == REGRESSION else int(n_classes)
+        model = plugin.build(task=task, params=params, n_features=n_features, n_outputs=n_outputs,
+                             window=window, seed=seed)
+        if not isinstance(model, keras.Model):
+            raise TypeError(f"{plugin!r}.build() must return a keras.Model, got {type(model).__name__}")
+        return model
+
+    def _own_loop(self, plugin, ctx: FitContext, trained: KerasTrainedModel) -> KerasTrainedModel:
+        def outputs_of(model, inputs):
+            trained.model = model
+            return trained.batched_outputs(inputs)
+
+        ctx.outputs_of = outputs_of
+        model = plugin.fit(trained.model, ctx)
+        if not isinstance(model, keras_module().Model):
+            raise TypeError(f"{plugin!r}.fit() must return the trained keras.Model, got {type(model).__name__}")
+        trained.model = model
+        trained.epochs_trained = len(ctx.history)
+        trained.stopped_reason = ctx.stopped_reason
+        trained.best_epoch = ctx.best_epoch()
+        return trained
+
+    def _train(self, ctx: FitContext, keras, trained: KerasTrainedModel) -> KerasTrainedModel:
         p = ctx.params
-        n_outputs = 1 if ctx.task == REGRESSION else ctx.n_classes
-        model = build_model(ctx.model_type, p, ctx.n_features, n_outputs, ctx.window)
+        model = trained.model
         optimizer = keras.optimizers.Adam(
             learning_rate=p["learning_rate"], weight_decay=p["weight_decay"] or None,
             global_clipnorm=p.get("grad_clip") or None,
@@ -133,12 +149,6 @@ class KerasAdapter(FrameworkAdapter):
         y = train.targets()
         if ctx.task == REGRESSION:
             y = ((y - ctx.target_mean) / ctx.target_std).astype(np.float32)
-        trained = KerasTrainedModel(
-            model=model, model_type=ctx.model_type, task=ctx.task, params=p, n_features=ctx.n_features,
-            window=ctx.window, classes=ctx.classes, n_classes=ctx.n_classes, feature_names=ctx.feature_names,
-            target_mean=ctx.target_mean, target_std=ctx.target_std, device=tf_device, history=ctx.history,
-            monitor=ctx.monitor,
-        )
         progress = EpochProgress(
             ctx, outputs=lambda split: trained.batched_outputs(split.inputs()),
             snapshot=model.get_weights, restore=model.set_weights,
@@ -158,31 +168,41 @@ class KerasAdapter(FrameworkAdapter):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         trained.model.save(directory / MODEL_FILE)
+        # Refuse now what load would refuse (a Lambda's bytecode, an undeclared class), so no run
+        # registers a version that can never be served.
+        check_keras_archive(directory / MODEL_FILE, self.model_type(trained.model_type))
         write_meta(directory, trained, model_file=MODEL_FILE,
                    libraries=library_versions("keras", "tensorflow"))
 
     def load(self, directory, *, device="cpu"):
         tf_device = resolve_device(device, framework=self.name)
         meta, path = read_meta(directory, framework=self.name, model_file=MODEL_FILE)
+        plugin = self.loaded_model_type(meta)
         try:
             params = self.validate_params(meta["model_type"], meta["params"])
         except (InvalidParameter, KeyError, TypeError) as exc:
             raise ArtifactError(f"meta.json does not describe a keras network: {exc}") from exc
-        check_keras_archive(path)
+        check_keras_archive(path, plugin)
         keras = keras_module()
+        custom = {cls.__name__: cls for cls in plugin.custom_objects}
         try:
             with tf_module().device(tf_device):
-                model = keras.saving.load_model(path, compile=False, safe_mode=True)
+                model = keras.saving.load_model(path, compile=False, safe_mode=True, custom_objects=custom)
         except Exception as exc:  # keras raises assorted types for a bad archive
             raise ArtifactError(f"{path.name} could not be loaded as a Keras model: {exc}") from exc
-        expected_input = (None, params["window"], meta["n_features"]) if meta["model_type"] == "lstm" else (None, meta["n_features"])
+        expected_input = (None, params["window"], meta["n_features"]) if plugin.uses_history else (None, meta["n_features"])
         if tuple(model.input_shape) != expected_input:
             raise ArtifactError(f"{path.name} expects inputs {model.input_shape}, meta.json says {expected_input}")
         return KerasTrainedModel(model=model, **TrainedModel.common_kwargs(meta, tf_device))
 
 
-def check_keras_archive(path: Path) -> None:
-    """Refuse a .keras archive with unexpected members or objects outside ALLOWED_CLASSES."""
+def check_keras_archive(path: Path, plugin=None) -> None:
+    """Refuse a .keras archive with unexpected members or objects outside the allowlist.
+
+    Allowed: ALLOWED_CLASSES from Keras itself, Keras classes the model type lists in
+    `trusted_types` ("keras.layers.Conv1D"), and the model type's own `custom_objects`."""
+    trusted = set(getattr(plugin, "trusted_types", ()))
+    custom = {(cls.__module__, cls.__name__) for cls in getattr(plugin, "custom_objects", ())}
     try:
         with zipfile.ZipFile(path) as archive:
             extra = sorted(set(archive.namelist()) - ARCHIVE_MEMBERS)
@@ -194,10 +214,16 @@ def check_keras_archive(path: Path) -> None:
     except (KeyError, ValueError) as exc:
         raise UnsafeArtifact(f"{path.name} has no readable config.json: {exc}") from exc
     for module, class_name in _named_objects(config):
-        allowed = class_name in GRAPH_MARKERS if module is None else (
-            str(module).split(".")[0] == "keras" and class_name in ALLOWED_CLASSES)
-        if not allowed:
-            raise UnsafeArtifact(f"{path.name} refers to {module}.{class_name}, which is not an allowed Keras object")
+        if module is None:
+            allowed = class_name in GRAPH_MARKERS
+        elif str(module).split(".")[0] == "keras":
+            allowed = class_name in ALLOWED_CLASSES or f"{module}.{class_name}" in trusted
+        else:
+            allowed = (module, class_name) in custom
+        if not allowed or class_name == "Lambda":
+            raise UnsafeArtifact(f"{path.name} refers to {module}.{class_name}, which is not an allowed Keras object "
+                                 "(a model type lists the ones it needs in trusted_types / custom_objects)")
+
 
 
 def _named_objects(node):

@@ -1,7 +1,8 @@
 """What the torch and keras networks share: the parameter schema and the early-stopping epoch loop.
 
-Both libraries offer the same two model types with the same parameters, so a tuning study or a
-comparison between frameworks is about the library, not about different knobs.
+Both libraries offer the same two built-in model types with the same parameters, and the same loop
+parameters for every model type, so a tuning study or a comparison between frameworks is about the
+library, not about different knobs.
 """
 from __future__ import annotations
 
@@ -15,16 +16,12 @@ NEURAL_DESCRIPTIONS = {
 }
 
 
-def neural_param_specs(*, recurrent: bool) -> dict[str, ParamSpec]:
+def neural_arch_params(*, recurrent: bool) -> dict[str, ParamSpec]:
+    """The built-in networks' own parameters (the loop's come from NEURAL_LOOP_PARAMS)."""
     specs = {
         "hidden_size": ParamSpec("int", 32, 2, 1024, help="units per hidden layer"),
         "num_layers": ParamSpec("int", 2 if not recurrent else 1, 1, 8, help="hidden (or LSTM) layers"),
         "dropout": ParamSpec("float", 0.1, 0.0, 0.9),
-        "learning_rate": ParamSpec("float", 1e-3, 1e-5, 1.0, log=True, help="Adam learning rate"),
-        "weight_decay": ParamSpec("float", 0.0, 0.0, 0.1, help="L2 penalty on the weights"),
-        "batch_size": ParamSpec("int", 64, 1, 8192),
-        "epochs": ParamSpec("int", 20, 1, 1000),
-        "patience": ParamSpec("int", 5, 1, 1000, help="epochs without improvement before stopping"),
     }
     if recurrent:
         specs["window"] = ParamSpec("int", 10, 2, 512, help="consecutive rows of one entity per example")
@@ -32,9 +29,14 @@ def neural_param_specs(*, recurrent: bool) -> dict[str, ParamSpec]:
     return specs
 
 
-NEURAL_MODEL_TYPES = {
-    "mlp": neural_param_specs(recurrent=False),
-    "lstm": neural_param_specs(recurrent=True),
+# The torch and keras training loops' parameters; every model type using those loops gets them.
+# `grad_clip` is read when a model type declares it.
+NEURAL_LOOP_PARAMS = {
+    "learning_rate": ParamSpec("float", 1e-3, 1e-5, 1.0, log=True, help="Adam learning rate"),
+    "weight_decay": ParamSpec("float", 0.0, 0.0, 0.1, help="L2 penalty on the weights"),
+    "batch_size": ParamSpec("int", 64, 1, 8192),
+    "epochs": ParamSpec("int", 20, 1, 1000),
+    "patience": ParamSpec("int", 5, 1, 1000, help="epochs without improvement before stopping"),
 }
 
 

@@ -1,32 +1,32 @@
-"""scikit-learn baselines: a regularised linear model and histogram gradient boosting.
+"""scikit-learn: trains any model type's estimator or Pipeline (built-in linear and boosting, or a plugin's).
 
-Gradient boosting grows `stage_size` trees per reported "epoch" with warm_start, so progress,
-cancellation and early stopping work the same way as for the neural networks. Models are saved
-with skops and loaded only when every non-default type is on an explicit allowlist.
+The adapter's loop fits the estimator once and reports it as one epoch; a model type that wants
+staged progress (the built-in gradient boosting) brings its own loop. Models are saved with skops and
+loaded only when every non-default type is on the allowlist: SKOPS_ALLOWLIST plus the types the
+model type declares in `trusted_types`. The same check runs at save time, so a model holding
+anything only pickle could restore (a lambda, an undeclared class) fails its run instead of being
+registered.
 """
 from __future__ import annotations
 
-import math
 import warnings
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import skops.io as sio
-from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-from sklearn.linear_model import LogisticRegression, Ridge
 from threadpoolctl import threadpool_limits
 
 from apps.training.metrics import REGRESSION
 
 from .artifacts import library_versions, read_meta, write_meta
-from .base import EarlyStopping, FitContext, FrameworkAdapter, ParamSpec, TrainedModel, UnsafeArtifact
+from .base import ArtifactError, FitContext, FrameworkAdapter, TrainedModel, UnsafeArtifact
 from .devices import resolve_device, training_threads
 
 MODEL_FILE = "model.skops"
 
-# Types skops does not trust by default that our own estimators contain. Anything else in a file
-# (a custom class, a function, os.system...) makes load refuse it.
+# Types skops does not trust by default that the built-in estimators contain. Anything else in a file
+# (a custom class, a function, os.system...) makes load refuse it unless its model type trusts it.
 SKOPS_ALLOWLIST = frozenset({
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
@@ -39,13 +39,6 @@ SKOPS_ALLOWLIST = frozenset({
     "numpy.dtype",
 })
 
-ESTIMATOR_TYPES = {
-    ("linear", "regression"): Ridge,
-    ("linear", "classification"): LogisticRegression,
-    ("gradient_boosting", "regression"): HistGradientBoostingRegressor,
-    ("gradient_boosting", "classification"): HistGradientBoostingClassifier,
-}
-
 
 class SklearnTrainedModel(TrainedModel):
     framework = "sklearn"
@@ -55,41 +48,26 @@ class SklearnTrainedModel(TrainedModel):
         self.estimator = estimator
 
     def _predict_batch(self, inputs: np.ndarray) -> np.ndarray:
-        if self.task == REGRESSION:
-            return self.estimator.predict(inputs).astype(np.float32)
-        return _full_proba(self.estimator, inputs, self.n_classes)
+        return _outputs(self.estimator, inputs, self.task, self.n_classes)
+
+
+def _outputs(estimator, inputs: np.ndarray, task: str, n_classes: int | None) -> np.ndarray:
+    if task == REGRESSION:
+        return np.asarray(estimator.predict(inputs), dtype=np.float32).reshape(-1)
+    return _full_proba(estimator, inputs, n_classes)
 
 
 def _full_proba(estimator, inputs: np.ndarray, n_classes: int) -> np.ndarray:
     """predict_proba with one column per class, also for classes missing from the training split."""
     partial = estimator.predict_proba(inputs)
     proba = np.zeros((inputs.shape[0], n_classes), dtype=np.float32)
-    proba[:, estimator.classes_.astype(np.int64)] = partial
+    proba[:, np.asarray(estimator.classes_).astype(np.int64)] = partial
     return proba
 
 
 class SklearnAdapter(FrameworkAdapter):
     name = "sklearn"
     supports_gpu = False
-    descriptions = {
-        "linear": "Ridge regression, or logistic regression for classification (alpha = 1/C).",
-        "gradient_boosting": "Histogram gradient boosting; stage_size trees per reported epoch.",
-    }
-    model_types = {
-        "linear": {
-            "alpha": ParamSpec("float", 1.0, 1e-6, 1e4, log=True, help="L2 regularisation strength"),
-            "max_iter": ParamSpec("int", 500, 10, 10_000, help="solver iterations (classification)"),
-        },
-        "gradient_boosting": {
-            "max_iter": ParamSpec("int", 100, 1, 2000, help="boosting iterations (trees per class)"),
-            "learning_rate": ParamSpec("float", 0.1, 1e-3, 1.0, log=True),
-            "max_leaf_nodes": ParamSpec("int", 31, 2, 256),
-            "min_samples_leaf": ParamSpec("int", 20, 1, 1000),
-            "l2_regularization": ParamSpec("float", 0.0, 0.0, 100.0),
-            "stage_size": ParamSpec("int", 10, 1, 500, help="iterations per reported epoch"),
-            "patience": ParamSpec("int", 3, 1, 1000, help="epochs without improvement before stopping"),
-        },
-    }
 
     def fit(self, *, data, task, model_type, params=None, seed=0, device="cpu", reporter=None, monitor=None):
         resolve_device(device, framework=self.name)
@@ -99,125 +77,87 @@ class SklearnAdapter(FrameworkAdapter):
         train = ctx.splits["train"]
         ctx.log(f"sklearn {model_type} ({task}): {len(train)} train rows, {len(ctx.splits['val'])} val rows, "
                 f"{ctx.n_features} features, {threads} threads")
+        ctx.outputs_of = lambda estimator, inputs: _outputs(estimator, inputs, ctx.task, ctx.n_classes)
+        plugin = self.model_type(model_type)
         with threadpool_limits(limits=threads), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            if model_type == "linear":
-                trained = self._fit_linear(ctx)
+            estimator = plugin.build(task=task, params=ctx.params, n_features=ctx.n_features,
+                                     n_outputs=1 if task == REGRESSION else ctx.n_classes, window=1, seed=ctx.seed)
+            if plugin.own_loop:
+                estimator = plugin.fit(estimator, ctx)
             else:
-                trained = self._fit_boosting(ctx)
+                estimator = self._fit_once(ctx, estimator)
         for message in sorted({str(w.message) for w in caught}):
             ctx.log(f"scikit-learn: {message}", "WARNING")
-        return trained
-
-    def _trained(self, ctx: FitContext, estimator, *, stopped_reason=None, epochs_trained=0, best_epoch=None):
         return SklearnTrainedModel(
             estimator=estimator, model_type=ctx.model_type, task=ctx.task, params=ctx.params,
             n_features=ctx.n_features, window=1, classes=ctx.classes, n_classes=ctx.n_classes,
             feature_names=ctx.feature_names, target_mean=ctx.target_mean, target_std=ctx.target_std,
-            stopped_reason=stopped_reason, best_epoch=best_epoch, epochs_trained=epochs_trained,
+            stopped_reason=ctx.stopped_reason, best_epoch=ctx.best_epoch(), epochs_trained=len(ctx.history),
             history=ctx.history, monitor=ctx.monitor,
         )
 
-    def _epoch_metrics(self, ctx: FitContext, estimator) -> dict:
-        metrics = {}
-        for name in ("train", "val"):
-            split = ctx.splits[name]
-            if ctx.task == REGRESSION:
-                output = estimator.predict(split.X)
-            else:
-                output = _full_proba(estimator, split.X, ctx.n_classes)
-            metrics |= ctx.split_metrics(name, split.y, output)
-        return metrics
-
-    def _fit_linear(self, ctx: FitContext) -> SklearnTrainedModel:
-        reason = ctx.should_stop()
-        if reason:
-            return self._trained(ctx, None, stopped_reason=reason)
-        p = ctx.params
-        if ctx.task == REGRESSION:
-            estimator = Ridge(alpha=p["alpha"])
-        else:
-            estimator = LogisticRegression(C=1.0 / p["alpha"], max_iter=p["max_iter"], random_state=ctx.seed)
+    @staticmethod
+    def _fit_once(ctx: FitContext, estimator):
+        if ctx.should_stop():
+            return None
         train = ctx.splits["train"]
         estimator.fit(train.X, train.y)
-        metrics = self._epoch_metrics(ctx, estimator)
-        ctx.record_epoch(1, 1, metrics)
-        return self._trained(ctx, estimator, epochs_trained=1, best_epoch=1)
-
-    def _boosting_estimator(self, ctx: FitContext, max_iter: int):
-        p = ctx.params
-        cls = HistGradientBoostingRegressor if ctx.task == REGRESSION else HistGradientBoostingClassifier
-        return cls(
-            max_iter=max_iter, learning_rate=p["learning_rate"], max_leaf_nodes=p["max_leaf_nodes"],
-            min_samples_leaf=p["min_samples_leaf"], l2_regularization=p["l2_regularization"],
-            early_stopping=False, warm_start=True, random_state=ctx.seed,
-        )
-
-    def _fit_boosting(self, ctx: FitContext) -> SklearnTrainedModel:
-        p = ctx.params
-        total = math.ceil(p["max_iter"] / p["stage_size"])
-        train = ctx.splits["train"]
-        stopper = EarlyStopping(ctx.monitor, p["patience"])
-        estimator = self._boosting_estimator(ctx, p["stage_size"])
-        best_iterations, epochs, reason = 0, 0, None
-        for stage in range(1, total + 1):
-            reason = ctx.should_stop()
-            if reason:
-                ctx.log(f"stopped ({reason}) before stage {stage} of {total}")
-                break
-            estimator.set_params(max_iter=min(stage * p["stage_size"], p["max_iter"]))
-            estimator.fit(train.X, train.y)
-            epochs = stage
-            metrics = self._epoch_metrics(ctx, estimator)
-            ctx.record_epoch(stage, total, metrics)
-            if stopper.update(stage, metrics):
-                best_iterations = estimator.n_iter_
-            elif stopper.exhausted:
-                ctx.log(f"early stopping after stage {stage}: {stopper.monitor} has not improved for "
-                        f"{stopper.patience} stages")
-                break
-        if epochs == 0:
-            return self._trained(ctx, None, stopped_reason=reason)
-        if best_iterations < estimator.n_iter_:
-            # warm_start cannot drop trees; a fresh fit to the best stage yields the same trees.
-            ctx.log(f"restoring the best stage {stopper.best_epoch} ({stopper.monitor}={stopper.best_value:.6g}, "
-                    f"{best_iterations} iterations)")
-            estimator = self._boosting_estimator(ctx, best_iterations)
-            estimator.fit(train.X, train.y)
-        estimator.set_params(warm_start=False)
-        return self._trained(ctx, estimator, stopped_reason=reason, epochs_trained=epochs,
-                             best_epoch=stopper.best_epoch)
+        ctx.report_epoch(1, 1, estimator)
+        return estimator
 
     def save(self, trained, directory):
         if not isinstance(trained, SklearnTrainedModel):
             raise TypeError(f"the sklearn adapter cannot save a {type(trained).__name__}")
         if trained.estimator is None:
             raise ValueError("the model was stopped before it was fitted; there is nothing to save")
+        plugin = self.model_type(trained.model_type)
+        try:
+            dumped = sio.dumps(trained.estimator)
+        except Exception as exc:  # skops raises assorted types for objects it cannot represent
+            raise UnsafeArtifact(f"{plugin!r}: the fitted model cannot be saved with skops ({exc}); "
+                                 "it holds something only pickle could store, and pickles are refused") from exc
+        refused = _refused_types(sio.get_untrusted_types(data=dumped), plugin)
+        if refused:
+            raise UnsafeArtifact(
+                f"{plugin!r}: the fitted model holds types that are not trusted: {', '.join(refused)}; "
+                "a model type lists the types it needs in trusted_types (lambdas and local functions can never be loaded)"
+            )
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        sio.dump(trained.estimator, directory / MODEL_FILE)
+        (directory / MODEL_FILE).write_bytes(dumped)
         write_meta(directory, trained, model_file=MODEL_FILE, libraries=library_versions("sklearn", "skops"))
 
     def load(self, directory, *, device="cpu"):
         resolve_device(device, framework=self.name)
         meta, path = read_meta(directory, framework=self.name, model_file=MODEL_FILE)
-        estimator = load_skops(path)
-        expected = ESTIMATOR_TYPES.get((meta.get("model_type"), meta.get("task")))
-        if expected is None or type(estimator) is not expected:
+        plugin = self.loaded_model_type(meta)
+        estimator = load_skops(path, plugin)
+        try:
+            params = self.validate_params(meta["model_type"], meta["params"])
+            expected = type(plugin.build(task=meta["task"], params=params, n_features=int(meta["n_features"]),
+                                         n_outputs=1, window=1, seed=0))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(f"meta.json does not describe a {meta.get('model_type')} model: {exc}") from exc
+        if type(estimator) is not expected:
             raise UnsafeArtifact(
                 f"{path.name} holds a {type(estimator).__name__}; a {meta.get('task')} "
-                f"{meta.get('model_type')} model must be a {getattr(expected, '__name__', 'known estimator')}"
+                f"{meta.get('model_type')} model must be a {expected.__name__}"
             )
         return SklearnTrainedModel(estimator=estimator, **TrainedModel.common_kwargs(meta, "cpu"))
 
 
-def load_skops(path: Path):
-    """skops.io.load trusting exactly the reported untrusted types that are on SKOPS_ALLOWLIST."""
+def _refused_types(untrusted, plugin) -> list[str]:
+    return sorted(set(untrusted) - SKOPS_ALLOWLIST - set(getattr(plugin, "trusted_types", ())))
+
+
+def load_skops(path: Path, plugin=None):
+    """skops.io.load trusting exactly the reported untrusted types that are allowed for `plugin`."""
     try:
         untrusted = sio.get_untrusted_types(file=path)
     except (zipfile.BadZipFile, KeyError, ValueError) as exc:
         raise UnsafeArtifact(f"{path.name} is not a skops archive ({exc}); refusing to load it") from exc
-    refused = sorted(set(untrusted) - SKOPS_ALLOWLIST)
+    refused = _refused_types(untrusted, plugin)
     if refused:
         raise UnsafeArtifact(f"{path.name} contains types outside the allowlist: {', '.join(refused)}")
     return sio.load(path, trusted=list(untrusted))

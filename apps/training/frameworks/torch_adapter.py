@@ -1,7 +1,7 @@
-"""PyTorch networks: an MLP on feature rows and an LSTM over windows of one entity's rows.
+"""PyTorch: trains any model type's nn.Module (built-in MLP and LSTM, or a plugin's own network).
 
 Weights are saved with safetensors (a flat tensor format that cannot carry code); the network is
-rebuilt from meta.json and the tensors loaded into it with strict key checking.
+rebuilt by its model type from meta.json and the tensors loaded into it with strict key checking.
 """
 from __future__ import annotations
 
@@ -23,42 +23,9 @@ from apps.training.metrics import REGRESSION  # noqa: E402
 from .artifacts import library_versions, read_meta, write_meta  # noqa: E402
 from .base import ArtifactError, FitContext, FrameworkAdapter, InvalidParameter, TrainedModel, UnsafeArtifact  # noqa: E402
 from .devices import resolve_device, training_threads  # noqa: E402
-from .neural import NEURAL_DESCRIPTIONS, NEURAL_MODEL_TYPES, EpochProgress  # noqa: E402
+from .neural import NEURAL_LOOP_PARAMS, EpochProgress  # noqa: E402
 
 MODEL_FILE = "model.safetensors"
-
-
-class MLP(nn.Module):
-    def __init__(self, n_features: int, n_outputs: int, *, hidden_size: int, num_layers: int, dropout: float):
-        super().__init__()
-        layers, width = [], n_features
-        for _ in range(num_layers):
-            layers += [nn.Linear(width, hidden_size), nn.ReLU(), nn.Dropout(dropout)]
-            width = hidden_size
-        layers.append(nn.Linear(width, n_outputs))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x):
-        return self.net(x)
-
-
-class LSTMNet(nn.Module):
-    def __init__(self, n_features: int, n_outputs: int, *, hidden_size: int, num_layers: int, dropout: float):
-        super().__init__()
-        self.rnn = nn.LSTM(n_features, hidden_size, num_layers=num_layers, batch_first=True,
-                           dropout=dropout if num_layers > 1 else 0.0)
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden_size, n_outputs)
-
-    def forward(self, x):
-        out, _ = self.rnn(x)
-        return self.head(self.dropout(out[:, -1]))
-
-
-def build_network(model_type: str, params: dict, n_features: int, n_outputs: int) -> nn.Module:
-    cls = LSTMNet if model_type == "lstm" else MLP
-    return cls(n_features, n_outputs, hidden_size=params["hidden_size"], num_layers=params["num_layers"],
-               dropout=params["dropout"])
 
 
 @contextlib.contextmanager
@@ -103,25 +70,61 @@ def _to_output(out: torch.Tensor, task: str, mean: float, std: float) -> np.ndar
 class TorchAdapter(FrameworkAdapter):
     name = "torch"
     supports_gpu = True
-    model_types = NEURAL_MODEL_TYPES
-    descriptions = NEURAL_DESCRIPTIONS
-    recurrent_model_types = frozenset({"lstm"})
+    history_windows = True
+    loop_params = NEURAL_LOOP_PARAMS
 
     def fit(self, *, data, task, model_type, params=None, seed=0, device="cpu", reporter=None, monitor=None):
         torch_device = resolve_device(device, framework=self.name)
         ctx = self.begin_fit(data=data, task=task, model_type=model_type, params=params, seed=seed,
                              reporter=reporter, monitor=monitor)
+        ctx.device = torch_device
         threads = training_threads()
         ctx.log(f"torch {model_type} ({task}) on {torch_device}: {len(ctx.splits['train'])} train examples, "
                 f"{len(ctx.splits['val'])} val examples, {ctx.n_features} features, window {ctx.window}, "
                 f"{threads} threads")
         with torch_settings(seed=ctx.seed, threads=threads):
-            return self._train(ctx, torch_device)
+            plugin = self.model_type(model_type)
+            network = self._network(plugin, ctx.task, ctx.params, ctx.n_features, ctx.n_classes, ctx.window,
+                                    ctx.seed).to(torch_device)
+            trained = TorchTrainedModel(
+                network=network, model_type=ctx.model_type, task=ctx.task, params=ctx.params,
+                n_features=ctx.n_features, window=ctx.window, classes=ctx.classes, n_classes=ctx.n_classes,
+                feature_names=ctx.feature_names, target_mean=ctx.target_mean, target_std=ctx.target_std,
+                device=torch_device, history=ctx.history, monitor=ctx.monitor,
+            )
+            if plugin.own_loop:
+                return self._own_loop(plugin, ctx, trained)
+            return self._train(ctx, trained)
 
-    def _train(self, ctx: FitContext, torch_device: str) -> TorchTrainedModel:
+    @staticmethod
+    def _network(plugin, task, params, n_features, n_classes, window, seed) -> nn.Module:
+        n_outputs = 1 if task == REGRESSION else int(n_classes)
+        network = plugin.build(task=task, params=params, n_features=n_features, n_outputs=n_outputs,
+                               window=window, seed=seed)
+        if not isinstance(network, nn.Module):
+            raise TypeError(f"{plugin!r}.build() must return a torch.nn.Module, got {type(network).__name__}")
+        return network
+
+    def _own_loop(self, plugin, ctx: FitContext, trained: TorchTrainedModel) -> TorchTrainedModel:
+        def outputs_of(network, inputs):
+            trained.network = network
+            outputs = trained.batched_outputs(inputs)
+            network.train()
+            return outputs
+
+        ctx.outputs_of = outputs_of
+        network = plugin.fit(trained.network, ctx)
+        if not isinstance(network, nn.Module):
+            raise TypeError(f"{plugin!r}.fit() must return the trained nn.Module, got {type(network).__name__}")
+        trained.network = network.eval()
+        trained.epochs_trained = len(ctx.history)
+        trained.stopped_reason = ctx.stopped_reason
+        trained.best_epoch = ctx.best_epoch()
+        return trained
+
+    def _train(self, ctx: FitContext, trained: TorchTrainedModel) -> TorchTrainedModel:
         p = ctx.params
-        n_outputs = 1 if ctx.task == REGRESSION else ctx.n_classes
-        network = build_network(ctx.model_type, p, ctx.n_features, n_outputs).to(torch_device)
+        network, torch_device = trained.network, trained.device
         optimizer = torch.optim.Adam(network.parameters(), lr=p["learning_rate"], weight_decay=p["weight_decay"])
         loss_fn = nn.MSELoss() if ctx.task == REGRESSION else nn.CrossEntropyLoss()
         train = ctx.splits["train"]
@@ -132,12 +135,6 @@ class TorchAdapter(FrameworkAdapter):
         else:
             y = torch.from_numpy(train.y).to(torch_device)
         shuffler = torch.Generator().manual_seed(ctx.seed)
-        trained = TorchTrainedModel(
-            network=network, model_type=ctx.model_type, task=ctx.task, params=p, n_features=ctx.n_features,
-            window=ctx.window, classes=ctx.classes, n_classes=ctx.n_classes, feature_names=ctx.feature_names,
-            target_mean=ctx.target_mean, target_std=ctx.target_std, device=torch_device, history=ctx.history,
-            monitor=ctx.monitor,
-        )
 
         progress = EpochProgress(
             ctx, outputs=lambda split: trained.batched_outputs(split.inputs()),
@@ -183,10 +180,11 @@ class TorchAdapter(FrameworkAdapter):
         torch_device = resolve_device(device, framework=self.name)
         meta, path = read_meta(directory, framework=self.name, model_file=MODEL_FILE)
         try:
+            plugin = self.loaded_model_type(meta)
             params = self.validate_params(meta["model_type"], meta["params"])
-            n_outputs = 1 if meta["task"] == REGRESSION else int(meta["n_classes"])
-            network = build_network(meta["model_type"], params, int(meta["n_features"]), n_outputs)
-        except (InvalidParameter, KeyError, TypeError) as exc:
+            network = self._network(plugin, meta["task"], params, int(meta["n_features"]), meta["n_classes"],
+                                    int(meta["window"]), 0)
+        except (InvalidParameter, KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"meta.json does not describe a torch network: {exc}") from exc
         try:
             tensors = safetensors.torch.load_file(str(path), device="cpu")

@@ -455,6 +455,7 @@ def _train(run: TrainingRun, reporter, watcher) -> dict:
     return {
         "val_metrics": val_metrics, "test_metrics": test_metrics, "primary_metric_value": primary,
         "artifact_uri": committed.uri, "artifact_sha256": committed.sha256, "signature": signature,
+        "plugin": adapter.model_type(run.model_type).provenance(),
     }
 
 

@@ -5,6 +5,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.training.choices import RUN_TERMINAL, RunOrigin, RunStatus
+from apps.training.frameworks import FRAMEWORKS, get_adapter
+from apps.training.frameworks.discovery import plugin_errors
 from apps.training.models import Experiment, RunLogLine, TrainingRun
 from apps.training.services.experiments import experiment_training_config
 from apps.training.services.training_pipeline import training_run_execute, training_run_start
@@ -14,8 +16,10 @@ class Command(BaseCommand):
     help = "Starts a training run of an experiment (queued for the workers, or --inline in this process)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--experiment", required=True, help="experiment name")
-        parser.add_argument("--framework", choices=["torch", "keras", "sklearn"])
+        parser.add_argument("--experiment", help="experiment name")
+        parser.add_argument("--list-model-types", action="store_true",
+                            help="list every framework's model types (built-in and plugins) and exit")
+        parser.add_argument("--framework", choices=list(FRAMEWORKS))
         parser.add_argument("--model-type", dest="model_type")
         parser.add_argument("--params", help='JSON object, e.g. \'{"epochs": 5}\'')
         parser.add_argument("--device", choices=["cpu", "gpu"])
@@ -26,7 +30,12 @@ class Command(BaseCommand):
         parser.add_argument("--inline", action="store_true", help="train in this process instead of a worker")
 
     def handle(self, *args, experiment, framework, model_type, params, device, seed, no_register, wait, timeout,
-               inline, **options):
+               inline, list_model_types, **options):
+        if list_model_types:
+            self._list_model_types()
+            return
+        if not experiment:
+            raise CommandError("--experiment is required (or --list-model-types).")
         found = Experiment.objects.filter(name=experiment).first()
         if found is None:
             names = ", ".join(Experiment.objects.values_list("name", flat=True)[:20]) or "none yet"
@@ -83,3 +92,13 @@ class Command(BaseCommand):
                                                         if isinstance(v, (int, float))))
         for version in run.model_versions.select_related("registered_model"):
             self.stdout.write(f"registered {version.registered_model.name} version {version.version}")
+
+    def _list_model_types(self):
+        for framework in FRAMEWORKS:
+            for name, described in get_adapter(framework).describe().items():
+                plugin = described["plugin"]
+                params = ", ".join(described["params"])
+                self.stdout.write(f"{framework}/{name}  [{'/'.join(described['tasks'])}]  "
+                                  f"{plugin['package']} {plugin['package_version']}  params: {params}")
+        for error in plugin_errors():
+            self.stderr.write(f"plugin not loaded: {error}")

@@ -1,0 +1,11 @@
+from django import template
+
+register = template.Library()
+
+
+@register.simple_tag
+def model_type_plugin_errors() -> list[str]:
+    """Plugins that failed to load, for the admin banner (discovery runs once per process)."""
+    from apps.core.health import plugin_problems
+
+    return plugin_problems()
