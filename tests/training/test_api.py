@@ -116,7 +116,7 @@ def test_runs_are_filtered_and_cancelled_and_retried(staff_api, price_experiment
 
 def test_the_frameworks_endpoint_describes_every_model_type(analyst_api):
     frameworks = {f["name"]: f for f in analyst_api.get("/api/v1/frameworks/").json()}
-    assert set(frameworks) == {"torch", "keras", "sklearn"}
+    assert set(frameworks) == {"torch", "keras", "sklearn", "xgboost", "lightgbm"}
     assert {"mlp", "lstm"} <= set(frameworks["torch"]["model_types"]) and not frameworks["sklearn"]["supports_gpu"]
     assert frameworks["torch"]["model_types"]["mlp"]["params"]["epochs"]["kind"] == "int"
 
