@@ -21,6 +21,7 @@ from rest_framework.views import APIView
 
 from apps.core.health import check_database, check_redis
 from apps.core.permissions import HasPortalRole, IsMLStaff
+from apps.datasets.choices import DatasetTask
 
 from .auth import CachedApiTokenAuthentication, PredictRateThrottle
 from .selectors import deployment_get, deployment_serving_versions, deployment_signature
@@ -41,6 +42,7 @@ from .serializers import (
 from .serving.inputs import InputError, loads_body
 from .serving.protocol import (
     MLFLOW,
+    PROBABILITIES,
     V2,
     describe_error,
     error_body,
@@ -114,7 +116,8 @@ class PredictApi(PredictionEndpoint):
         parameters=[ROUTING_KEY_PARAMETER],
         summary="Predict (MLflow scoring formats: dataframe_split, dataframe_records, instances, inputs)",
         description="Send raw rows with the columns in the deployment's signature (GET /api/v1/deployments/<name>). "
-                    "Models with history features need the last `history_rows` rows per entity, oldest first.",
+                    "Models with history features need the last `history_rows` rows per entity, oldest first. "
+                    'Classifiers answer class probabilities too with `"params": {"probabilities": true}`.',
     )
     def post(self, request, name):
         return serve_prediction(request, name, MLFLOW)
@@ -175,10 +178,23 @@ def _v2_error(message: str, status: int) -> HttpResponse:
 
 
 def _prediction_datatype(signature: dict) -> str:
-    if signature.get("task") == "regression":
+    if signature.get("task") == DatasetTask.REGRESSION:
         return "FP64"
     classes = signature.get("classes") or []
     return v2_datatype(classes) if classes else "INT64"
+
+
+def _v2_outputs(signature: dict) -> list[dict]:
+    """The output tensors a request may name; a classifier's "probabilities" has one column per
+    class, in the order of the `classes` parameter."""
+    outputs = [
+        {"name": "predictions", "datatype": _prediction_datatype(signature), "shape": [-1]},
+        {"name": "rows", "datatype": "BYTES", "shape": [-1]},
+    ]
+    if signature.get("task") == DatasetTask.CLASSIFICATION:
+        classes = signature.get("classes") or []
+        outputs.append({"name": PROBABILITIES, "datatype": "FP32", "shape": [-1, len(classes) if classes else -1]})
+    return outputs
 
 
 class V2LiveApi(V2Endpoint):
@@ -210,10 +226,7 @@ class V2ModelMetadataApi(V2Endpoint):
             "versions": versions,
             "platform": f"mlops-portal/{'+'.join(frameworks)}",
             "inputs": [{"name": c["name"], "datatype": c["v2_datatype"], "shape": [-1]} for c in signature.get("inputs", [])],
-            "outputs": [
-                {"name": "predictions", "datatype": _prediction_datatype(signature), "shape": [-1]},
-                {"name": "rows", "datatype": "BYTES", "shape": [-1]},
-            ],
+            "outputs": _v2_outputs(signature),
             "parameters": {
                 "task": signature.get("task"),
                 "history_rows": signature.get("history_rows", 1),
@@ -245,6 +258,8 @@ class V2InferApi(V2Endpoint):
                    503: V2ErrorSerializer},
         parameters=[ROUTING_KEY_PARAMETER],
         summary="V2: infer (one input tensor per raw column, or one [rows, columns] tensor)",
+        description='Outputs: "predictions", "rows" (the default pair) and, for classifiers, "probabilities" '
+                    "(FP32 [rows, classes], labels in its `parameters.classes`); name them in `outputs` to choose.",
         tags=["inference-v2"],
     )
     def post(self, request, name):

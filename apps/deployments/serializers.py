@@ -167,18 +167,33 @@ class DataframeSplitSerializer(serializers.Serializer):
     data = serializers.ListField(child=serializers.ListField(child=serializers.JSONField()))
 
 
+class PredictParamsSerializer(serializers.Serializer):
+    probabilities = serializers.BooleanField(
+        required=False, default=False,
+        help_text="Classifiers only (a regression model answers 400): also answer each class's probability.")
+
+
 class PredictRequestSerializer(serializers.Serializer):
-    """Exactly one of the four MLflow scoring formats, plus an optional sticky routing key."""
+    """Exactly one of the four MLflow scoring formats, plus an optional sticky routing key and params."""
 
     dataframe_split = DataframeSplitSerializer(required=False)
     dataframe_records = serializers.ListField(child=serializers.DictField(), required=False)
     instances = serializers.JSONField(required=False, help_text="Records, or rows in signature order.")
     inputs = serializers.JSONField(required=False, help_text="Columns {name: [values]}, or rows in signature order.")
     routing_key = serializers.CharField(required=False, help_text="Or header X-Routing-Key: same key, same version.")
+    params = PredictParamsSerializer(required=False, help_text="MLflow's params; unknown keys are a 400 naming them.")
 
 
 class PredictResponseSerializer(serializers.Serializer):
     predictions = serializers.ListField(child=serializers.JSONField())
+    probabilities = serializers.ListField(
+        child=serializers.ListField(child=serializers.FloatField()), required=False,
+        help_text="With params.probabilities: per prediction, the probability of each class in the order of "
+                  "`classes` (each row sums to 1; the prediction is its most probable class).")
+    classes = serializers.ListField(
+        child=serializers.JSONField(), required=False,
+        help_text="With params.probabilities: the class labels of the model's signature (class indices when it "
+                  "names none).")
     model_version = serializers.CharField()
     model_name = serializers.CharField()
     request_id = serializers.UUIDField()
@@ -203,7 +218,13 @@ class V2TensorSerializer(serializers.Serializer):
     name = serializers.CharField()
     shape = serializers.ListField(child=serializers.IntegerField())
     datatype = serializers.CharField()
-    data = serializers.ListField(child=serializers.JSONField())
+    data = serializers.ListField(child=serializers.JSONField(), help_text="Row-major, flattened.")
+    parameters = serializers.DictField(
+        required=False, help_text='The "probabilities" output: {"classes": [labels, one per column]}.')
+
+
+class V2RequestedOutputSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text='"predictions" (alias "predict"), "rows" or, for classifiers, "probabilities".')
     parameters = serializers.DictField(required=False)
 
 
@@ -211,7 +232,10 @@ class V2InferRequestSerializer(serializers.Serializer):
     id = serializers.CharField(required=False)
     parameters = serializers.DictField(required=False, help_text='{"routing_key": "..."} for sticky routing.')
     inputs = V2TensorSerializer(many=True)
-    outputs = serializers.ListField(child=serializers.DictField(), required=False)
+    outputs = V2RequestedOutputSerializer(
+        many=True, required=False,
+        help_text="Which output tensors to answer, in this order (default: predictions and rows); an unknown name "
+                  "is a 400.")
 
 
 class V2InferResponseSerializer(serializers.Serializer):
@@ -233,8 +257,11 @@ class V2ModelMetadataSerializer(serializers.Serializer):
     versions = serializers.ListField(child=serializers.CharField())
     platform = serializers.CharField()
     inputs = V2MetadataTensorSerializer(many=True)
-    outputs = V2MetadataTensorSerializer(many=True)
-    parameters = serializers.DictField()
+    outputs = V2MetadataTensorSerializer(
+        many=True, help_text='predictions, rows and, for classifiers, probabilities of shape [-1, n_classes].')
+    parameters = serializers.DictField(
+        help_text="task, history_rows, entity_column, time_column, classes (the labels of the probability columns), "
+                  "model_version.")
 
 
 class V2ErrorSerializer(serializers.Serializer):

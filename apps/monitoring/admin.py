@@ -28,7 +28,8 @@ class PredictionLogAdmin(ReadOnlyAdmin):
 
 @admin.register(Feedback)
 class FeedbackAdmin(ReadOnlyAdmin):
-    list_display = ("received_at", "deployment", "model_version", "shadow", "n", "n_correct", "sq_error_sum", "served_at")
+    list_display = ("received_at", "deployment", "model_version", "shadow", "n", "n_correct", "log_loss_sum", "sq_error_sum",
+                    "served_at")
     list_filter = ("shadow", "deployment")
     search_fields = ("prediction__request_id",)
     list_select_related = ("deployment", "model_version__registered_model")

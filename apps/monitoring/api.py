@@ -55,6 +55,14 @@ class SeriesSerializer(serializers.Serializer):
     versions = SeriesVersionSerializer(many=True)
 
 
+class CalibrationBinSerializer(serializers.Serializer):
+    lower = serializers.FloatField(help_text="Confidence bins are [lower, upper), tenths; 1.0 falls in the last.")
+    upper = serializers.FloatField()
+    count = serializers.IntegerField(help_text="Labelled rows whose predicted class had a confidence in the bin.")
+    mean_confidence = serializers.FloatField(help_text="Mean probability the model gave its predicted class.")
+    accuracy = serializers.FloatField(help_text="Share of those rows whose predicted class was right.")
+
+
 class WindowVersionSerializer(serializers.Serializer):
     model_version_id = serializers.IntegerField()
     version = serializers.CharField()
@@ -71,6 +79,11 @@ class WindowVersionSerializer(serializers.Serializer):
     feedback_rows = serializers.IntegerField()
     accuracy = serializers.FloatField(allow_null=True)
     rmse = serializers.FloatField(allow_null=True)
+    log_loss = serializers.FloatField(
+        allow_null=True, help_text="Classifiers: mean −ln p(true class) over labelled rows logged with probabilities.")
+    calibration = CalibrationBinSerializer(
+        many=True, allow_null=True,
+        help_text="Classifiers: reliability table of the predicted class's confidence (non-empty bins only).")
     drift = serializers.DictField(help_text="{feature: {psi, served_values}} against the training data's histogram")
 
 
@@ -103,7 +116,7 @@ class DeploymentSeriesApi(APIView):
 
 class DeploymentSummaryApi(APIView):
     @extend_schema(parameters=[WINDOW_PARAMETER], responses=SummarySerializer,
-                   summary="One window per version, with feature drift (PSI) against the training data")
+                   summary="One window per version: accuracy or RMSE, log loss and calibration, feature drift (PSI)")
     def get(self, request, name):
         deployment = _deployment(name)
         window = _window(request)
@@ -121,7 +134,7 @@ class DeploymentSummaryApi(APIView):
             data = stats.as_dict() if stats is not None else {
                 "version_id": version_id, "requests": 0, "ok": 0, "client_errors": 0, "server_errors": 0,
                 "error_rate": None, "p50_ms": None, "p95_ms": None, "p99_ms": None, "feedback_rows": 0,
-                "accuracy": None, "rmse": None,
+                "accuracy": None, "rmse": None, "log_loss": None, "calibration": None,
             }
             data.pop("version_id")
             versions.append({

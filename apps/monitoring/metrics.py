@@ -2,8 +2,8 @@
 
 Counters (requests and latency sums per deployment, version, status) come from Redis hashes the
 prediction path increments in the same round trip as its log line, so every web process counts
-into one place. Window figures (latency quantiles and error rate over 5 minutes; accuracy, RMSE and
-feature PSI over the last hour), traffic weights and rollout stages come from PostgreSQL.
+into one place. Window figures (latency quantiles and error rate over 5 minutes; accuracy, log loss,
+RMSE and feature PSI over the last hour), traffic weights and rollout stages come from PostgreSQL.
 """
 from __future__ import annotations
 
@@ -61,6 +61,8 @@ class PortalCollector:
                                        labels=["deployment", "version"])
         accuracy = GaugeMetricFamily("mlops_model_accuracy", "Accuracy from feedback on the last hour's answers.",
                                      labels=["deployment", "version"])
+        log_loss = GaugeMetricFamily("mlops_model_log_loss", "Mean log loss of the class probabilities, from feedback "
+                                     "on the last hour's answers.", labels=["deployment", "version"])
         rmse = GaugeMetricFamily("mlops_model_rmse", "RMSE from feedback on the last hour's answers.", labels=["deployment", "version"])
         weight = GaugeMetricFamily("mlops_deployment_traffic_percent", "Share of live traffic per version.",
                                    labels=["deployment", "version", "role", "shadow"])
@@ -88,6 +90,8 @@ class PortalCollector:
                 version = labels.get(version_id, str(version_id))
                 if window.accuracy is not None:
                     accuracy.add_metric([deployment.name, version], window.accuracy)
+                if window.log_loss is not None:
+                    log_loss.add_metric([deployment.name, version], window.log_loss)
                 if window.rmse is not None:
                     rmse.add_metric([deployment.name, version], window.rmse)
             for row in versions_by_deployment.get(deployment.pk, []):
@@ -99,4 +103,4 @@ class PortalCollector:
                         drift.add_metric([deployment.name, str(row.model_version.version), feature], result["psi"])
         for rollout in Rollout.objects.filter(status__in=OPEN_ROLLOUT_STATUSES).select_related("deployment", "challenger"):
             stage.add_metric([rollout.deployment.name, rollout.status, str(rollout.challenger.version)], rollout.current_percent)
-        yield from (quantiles, error_rate, accuracy, rmse, weight, stage, drift)
+        yield from (quantiles, error_rate, accuracy, log_loss, rmse, weight, stage, drift)

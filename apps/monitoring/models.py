@@ -24,6 +24,9 @@ class PredictionLog(models.Model):
     routing_key_hash = models.CharField(max_length=32, blank=True)
     # A few served rows' raw numeric inputs, for feature drift against the training profile.
     features = models.JSONField(default=dict, blank=True)
+    # Classifiers: each prediction's class probabilities, in the order of the version's
+    # signature["classes"] (class indices when it names none), for log loss and calibration.
+    probabilities = models.JSONField(null=True, blank=True)
     served_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -43,8 +46,10 @@ class PredictionLog(models.Model):
 class Feedback(models.Model):
     """Ground truth for one logged answer, with the per-request sums the gates and windows need.
 
-    Classification: `n_correct` of `n`. Regression: sum of squared errors and of their squares
-    (the latter gives the variance of the squared error for the sequential test).
+    Classification: `n_correct` of `n`, and when the answer kept its class probabilities, the sum of
+    the rows' log loss and the calibration counts per confidence bin (apps.monitoring.calibration).
+    Regression: sum of squared errors and of their squares (the latter gives the variance of the
+    squared error for the sequential test).
     """
 
     prediction = models.OneToOneField(PredictionLog, on_delete=models.CASCADE, related_name="feedback")
@@ -56,6 +61,8 @@ class Feedback(models.Model):
     n_correct = models.PositiveIntegerField(null=True, blank=True)
     sq_error_sum = models.FloatField(null=True, blank=True)
     sq_error_sq_sum = models.FloatField(null=True, blank=True)
+    log_loss_sum = models.FloatField(null=True, blank=True)
+    calibration = models.JSONField(null=True, blank=True)
     served_at = models.DateTimeField()
     received_at = models.DateTimeField(default=timezone.now)
 

@@ -7,11 +7,14 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, FloatField, Q, Sum
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from apps.deployments.sequential import ArmStats
 
+from .calibration import BINS, CALIBRATION_KEYS, reliability_table
 from .choices import PredictionStatus
 from .models import Feedback, PredictionLog
 
@@ -40,6 +43,10 @@ class VersionWindow:
     feedback_rows: int = 0
     accuracy: float | None = None
     rmse: float | None = None
+    # Classifiers whose logged answers kept their probabilities: mean log loss per labelled row, and
+    # the reliability table (apps.monitoring.calibration.reliability_table).
+    log_loss: float | None = None
+    calibration: list | None = None
     arm: ArmStats | None = field(default=None, repr=False)
 
     @property
@@ -50,7 +57,7 @@ class VersionWindow:
         data = asdict(self)
         data.pop("arm")
         data["error_rate"] = _round(self.error_rate)
-        for key in ("p50_ms", "p95_ms", "p99_ms", "accuracy", "rmse"):
+        for key in ("p50_ms", "p95_ms", "p99_ms", "accuracy", "rmse", "log_loss"):
             data[key] = _round(data[key])
         return data
 
@@ -74,11 +81,27 @@ def _feedback_arm(task: str, n: int, n_correct, sq_sum, sq_sq_sum) -> tuple[ArmS
     return arm, (n_correct or 0) / n if n else None, None
 
 
+# One SQL sum per calibration bin and key ("cal_count_3" ...): windows add up stored counts only.
+CALIBRATION_SUMS = {
+    f"cal_{key}_{k}": Sum(Cast(KT(f"calibration__{key}__{k}"), FloatField()))
+    for key in CALIBRATION_KEYS for k in range(BINS)
+}
+
+
+def _probability_quality(row: dict) -> tuple[float | None, list | None]:
+    n = int(row["n_scored"] or 0)
+    if not n or row["log_loss"] is None:
+        return None, None
+    sums = {key: [row[f"cal_{key}_{k}"] for k in range(BINS)] for key in CALIBRATION_KEYS}
+    return row["log_loss"] / n, reliability_table(sums)
+
+
 def version_windows(*, deployment, since: datetime, until: datetime | None = None,
                     feedback_since: datetime | None = None) -> dict[int, VersionWindow]:
     """Per model version: request counts, errors, latency percentiles of answered requests, and
     accuracy (classification) or RMSE (regression) from the feedback on answers served in the window
-    (from `feedback_since` when given: the sequential test looks at the whole rollout)."""
+    (from `feedback_since` when given: the sequential test looks at the whole rollout), and for
+    classifiers log loss and calibration over the labelled answers that kept their probabilities."""
     logs = PredictionLog.objects.filter(deployment=deployment, served_at__gte=since)
     if until is not None:
         logs = logs.filter(served_at__lt=until)
@@ -99,14 +122,17 @@ def version_windows(*, deployment, since: datetime, until: datetime | None = Non
     feedback = Feedback.objects.filter(deployment=deployment, served_at__gte=feedback_since or since)
     if until is not None:
         feedback = feedback.filter(served_at__lt=until)
+    # n_scored comes first: once the sum is named "n", "n" no longer means the column.
     for row in feedback.values("model_version_id", "model_version__task").annotate(
-        n=Sum("n"), n_correct=Sum("n_correct"), sq=Sum("sq_error_sum"), sq2=Sum("sq_error_sq_sum")
+        n_scored=Sum("n", filter=Q(log_loss_sum__isnull=False)), log_loss=Sum("log_loss_sum"), **CALIBRATION_SUMS,
+        n=Sum("n"), n_correct=Sum("n_correct"), sq=Sum("sq_error_sum"), sq2=Sum("sq_error_sq_sum"),
     ):
         window = out.setdefault(row["model_version_id"], VersionWindow(version_id=row["model_version_id"]))
         window.feedback_rows = int(row["n"] or 0)
         window.arm, window.accuracy, window.rmse = _feedback_arm(
             row["model_version__task"], window.feedback_rows, row["n_correct"], row["sq"], row["sq2"]
         )
+        window.log_loss, window.calibration = _probability_quality(row)
     return out
 
 

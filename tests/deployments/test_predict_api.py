@@ -2,6 +2,7 @@
 import math
 import uuid
 
+import numpy as np
 import pandas as pd
 
 from apps.deployments.serving.predict import predictor
@@ -172,8 +173,8 @@ def test_v2_health_metadata_and_readiness_have_the_protocol_shapes(deployment, c
     assert analyst_api.get("/v2/models/price-direction/ready").json() == {"name": "price-direction", "ready": True}
     response = analyst_api.post(INFER, v2_body([record()], outputs=[{"name": "predictions"}]), format="json")
     assert [o["name"] for o in response.json()["outputs"]] == ["predictions"]
-    response = analyst_api.post(INFER, v2_body([record()], outputs=[{"name": "probabilities"}]), format="json")
-    assert response.status_code == 400 and "probabilities" in response.json()["error"]
+    response = analyst_api.post(INFER, v2_body([record()], outputs=[{"name": "confidence"}]), format="json")
+    assert response.status_code == 400 and "confidence" in response.json()["error"]
 
 
 def _split(deployment, two_versions, staff_user, champion_weight, challenger_weight, shadow=False, capture=None):
@@ -235,7 +236,8 @@ def test_a_model_answering_nan_fails_as_a_server_error_and_never_sends_nan_in_js
 
     analyst_api.post(PREDICT, {"instances": [record()]}, format="json")
     loaded = serving_state.table("price-direction").versions[champion.pk].loaded
-    monkeypatch.setattr(loaded, "predict_raw", lambda frame: ([float("nan")] * len(frame), [str(i) for i in range(len(frame))]))
+    # A classifier is served from its class probabilities (labels are their argmax).
+    monkeypatch.setattr(loaded, "predict_proba_raw", lambda frame: (np.full((len(frame), 2), np.nan), [str(i) for i in range(len(frame))]))
     response = analyst_api.post(PREDICT, {"instances": [record()]}, format="json")
     assert response.status_code == 500 and "NonFinitePrediction" in response.json()["detail"]
     prediction_logs_flush()

@@ -7,6 +7,10 @@ version share one preprocessor and model call and one Redis pipeline (dynamic ba
 
 Shadow versions get a copy of the request on a small per-process thread pool, after the answer is
 ready; their answers are logged under the same request id and never returned.
+
+A classifier is always asked for its class probabilities, whether the client wants them or not:
+its labels are their argmax (exactly what `predict` computes), so this costs no second model call,
+and the prediction log keeps them for log loss and calibration once ground truth arrives.
 """
 from __future__ import annotations
 
@@ -23,16 +27,19 @@ import numpy as np
 import pandas as pd
 from django.conf import settings
 
+from apps.datasets.choices import DatasetTask
 from apps.monitoring.choices import PredictionStatus
 from apps.monitoring.services.logbuffer import log_entry, prediction_log_push
 
 from ..router import routing_key_hash
 from .inputs import InputError, check_columns, parse_mlflow, parse_v2
+from .protocol import probabilities_field, probabilities_requested
 from .state import ServedVersion, ServingTable, serving_state
 
 logger = logging.getLogger(__name__)
 
 DRIFT_SAMPLE_ROWS = 5
+FP32_DIGITS = 7
 
 
 class PredictionInputError(InputError):
@@ -63,6 +70,10 @@ class Prediction:
     predictions: list
     row_labels: list
     latency_ms: float
+    # Classifiers: one row per prediction, in the order of `classes` (the signature's labels, else
+    # class indices). None for regression.
+    probabilities: list | None = None
+    classes: list | None = None
 
 
 @dataclass
@@ -78,7 +89,8 @@ class Prepared:
     key_hash: str
     started: float
     served_at: float | None = None
-    outcome: tuple | None = field(default=None, repr=False)  # (predictions, labels) or an exception
+    # (predictions, labels, probabilities or None) or an exception
+    outcome: tuple | None = field(default=None, repr=False)
 
     @property
     def n_rows(self) -> int:
@@ -101,11 +113,56 @@ def _drift_sample(columns: dict, served: ServedVersion) -> dict:
     return {c: [float(v) for v in columns[c][-DRIFT_SAMPLE_ROWS:]] for c in served.numeric_columns if c in columns}
 
 
-def _run_model(served: ServedVersion, frame) -> tuple[list, list]:
+def is_classifier(served: ServedVersion) -> bool:
+    return served.task == DatasetTask.CLASSIFICATION
+
+
+def class_labels(served: ServedVersion, n_classes: int) -> list:
+    """What each probability column is: the signature's class labels, else the class indices."""
+    classes = getattr(served.loaded, "classes", None)
+    return list(classes) if classes else list(range(n_classes))
+
+
+def _fp32_rows(values: np.ndarray) -> list:
+    """Rows of probabilities as JSON numbers with float32's precision (7 significant digits): what
+    the V2 FP32 tensor promises, and short in the logs (0.7155, not 0.7155000261878967). Vectorised,
+    since it runs on every classifier request."""
+    values = np.asarray(values, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        exponent = np.floor(np.log10(np.abs(values)))
+    exponent[~np.isfinite(exponent)] = 0
+    # Denormal values would need a scale past float64's range.
+    exponent = np.maximum(exponent, -290)
+    scale = 10.0 ** (FP32_DIGITS - 1 - exponent)
+    return (np.round(values * scale) / scale).tolist()
+
+
+def _classify(served: ServedVersion, frame) -> tuple[list, list, list]:
+    """(labels, row labels, probabilities) from one predict_proba call; labels are its argmax, as
+    TrainedModel.predict computes them."""
+    probabilities, labels = served.loaded.predict_proba_raw(frame)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if probabilities.shape[0] == 0:
+        return [], [], []
+    if not np.isfinite(probabilities).all():
+        row, column = (int(i) for i in np.argwhere(~np.isfinite(probabilities))[0])
+        raise NonFinitePrediction(f"row {row}: the model answered {probabilities[row, column]} as a class probability")
+    indices = probabilities.argmax(axis=1)
+    classes = getattr(served.loaded, "classes", None)
+    predictions = [classes[i] for i in indices.tolist()] if classes else indices.tolist()
+    return predictions, labels, _fp32_rows(probabilities)
+
+
+def _run_model(served: ServedVersion, frame) -> tuple[list, list, list | None]:
+    """(predictions, row labels, class probabilities or None for regression)."""
     from apps.datasets.preprocessing import InsufficientHistory, InvalidInput
 
+    probabilities = None
     try:
-        predictions, labels = served.loaded.predict_raw(frame)
+        if is_classifier(served):
+            predictions, labels, probabilities = _classify(served, frame)
+        else:
+            predictions, labels = served.loaded.predict_raw(frame)
     except InsufficientHistory as exc:
         who = f" for {served.spec.entity_column} {exc.entity!r}" if exc.entity is not None and served.spec.entity_column else ""
         raise PredictionInputError(
@@ -119,7 +176,7 @@ def _run_model(served: ServedVersion, frame) -> tuple[list, list]:
     bad = next((i for i, v in enumerate(predictions) if isinstance(v, float) and not math.isfinite(v)), None)
     if bad is not None:
         raise NonFinitePrediction(f"row {bad}: the model answered {predictions[bad]}")
-    return predictions, _json_safe(labels)
+    return predictions, _json_safe(labels), probabilities
 
 
 def batchable(served: ServedVersion) -> bool:
@@ -147,6 +204,10 @@ class Predictor:
         inputs_hash = hashlib.blake2b(raw_body, digest_size=16).hexdigest()
         key_hash = routing_key_hash(routing_key) if routing_key is not None else ""
         try:
+            if not is_classifier(served) and probabilities_requested(protocol, body):
+                raise InputError(probabilities_field(protocol),
+                                 f"class probabilities are for classification models; version {served.label} "
+                                 f"is a {served.task} model")
             columns = parse_v2(body, served.spec) if protocol == "v2" else parse_mlflow(body, served.spec)[0]
             frame = check_columns(columns, served.spec, known=table.known_columns, max_rows=max_batch_rows())
         except InputError as exc:
@@ -196,7 +257,8 @@ class Predictor:
             else:
                 entries.append(self._entry(item.table, item.served, item.request_id, item.started, PredictionStatus.OK,
                                            item.inputs_hash, item.key_hash, output=item.outcome[0], n_rows=item.n_rows,
-                                           features=_drift_sample(item.columns, item.served), served_at=item.served_at))
+                                           features=_drift_sample(item.columns, item.served), served_at=item.served_at,
+                                           probabilities=item.outcome[2]))
         self._push(entries)
         for item in batch:
             if not isinstance(item.outcome, Exception) and item.table.router.shadow_ids:
@@ -208,11 +270,16 @@ class Predictor:
             raise item.outcome
         if isinstance(item.outcome, Exception):
             raise PredictionFailed(f"model version {item.served.label} failed: {type(item.outcome).__name__}") from item.outcome
-        predictions, labels = item.outcome
+        predictions, labels, probabilities = item.outcome
+        classes = None
+        if probabilities is not None:
+            width = len(probabilities[0]) if probabilities else len(getattr(item.served.loaded, "classes", None) or ())
+            classes = class_labels(item.served, width)
         return Prediction(
             request_id=item.request_id, deployment=item.table.name, model_name=item.served.model_name,
             model_version=item.served.label, version_id=item.served.version_id, task=item.served.task,
             predictions=predictions, row_labels=labels, latency_ms=(time.perf_counter() - item.started) * 1000,
+            probabilities=probabilities, classes=classes,
         )
 
     def _call(self, served: ServedVersion, frame):
@@ -225,7 +292,7 @@ class Predictor:
             return exc
 
     @staticmethod
-    def _split(batch: list[Prepared], predictions: list, labels: list) -> None:
+    def _split(batch: list[Prepared], predictions: list, labels: list, probabilities: list | None) -> None:
         spec = batch[0].served.spec
         offset = 0
         for item in batch:
@@ -234,16 +301,18 @@ class Predictor:
             if not spec.entity_column and not spec.time_column:
                 # Without entity or time a row is labelled by its position in its own request.
                 own_labels = [str(i) for i in range(n)]
-            item.outcome = (predictions[offset:offset + n], own_labels)
+            own_probabilities = probabilities[offset:offset + n] if probabilities is not None else None
+            item.outcome = (predictions[offset:offset + n], own_labels, own_probabilities)
             offset += n
 
     @staticmethod
     def _entry(table, served, request_id, started, status, inputs_hash, key_hash, *, output=None, n_rows=0,
-               features=None, error="", shadow=False, served_at=None) -> tuple[dict, tuple[str, str]]:
+               features=None, error="", shadow=False, served_at=None, probabilities=None) -> tuple[dict, tuple[str, str]]:
         entry = log_entry(
             request_id=request_id, deployment_id=table.deployment_id, version_id=served.version_id, shadow=shadow,
             status=status, latency_ms=(time.perf_counter() - started) * 1000, n_rows=n_rows, inputs_hash=inputs_hash,
             output=output or [], error=error, routing_key_hash=key_hash, features=features, served_at=served_at,
+            probabilities=probabilities,
         )
         return entry, (table.name, served.label)
 
@@ -270,7 +339,7 @@ class Predictor:
         started = time.perf_counter()
         try:
             frame = check_columns(columns, served.spec, known=table.known_columns, max_rows=max_batch_rows())
-            predictions, _ = _run_model(served, frame)
+            predictions, _, probabilities = _run_model(served, frame)
         except InputError as exc:
             entry = self._entry(table, served, request_id, started, PredictionStatus.CLIENT_ERROR, inputs_hash, key_hash,
                                 error=str(exc), shadow=True)
@@ -281,7 +350,7 @@ class Predictor:
         else:
             entry = self._entry(table, served, request_id, started, PredictionStatus.OK, inputs_hash, key_hash,
                                 output=predictions, n_rows=len(frame), features=_drift_sample(columns, served),
-                                shadow=True)
+                                shadow=True, probabilities=probabilities)
         try:
             self._push([entry])
         finally:

@@ -4,18 +4,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from apps.datasets.choices import DatasetTask
+
 from .inputs import InputError
 
 MLFLOW = "mlflow"
 V2 = "v2"
 V2_OUTPUTS = ("predictions", "rows")
+PROBABILITIES = "probabilities"
+# Every output a V2 request may name. "predict" is what KServe's scikit-learn server calls the labels.
+V2_OUTPUT_NAMES = (*V2_OUTPUTS, PROBABILITIES)
+V2_OUTPUT_ALIASES = {"predict": "predictions"}
+MLFLOW_PARAMS = (PROBABILITIES,)
 
 
 @dataclass(frozen=True)
 class RequestOptions:
     routing_key: str | None
     client_id: str | None = None
+    # V2: the output tensors to answer, in the client's order and spelling (aliases included).
     outputs: tuple[str, ...] = V2_OUTPUTS
+    probabilities: bool = False
 
 
 def routing_key_of(header: str | None, value) -> str | None:
@@ -29,25 +38,68 @@ def routing_key_of(header: str | None, value) -> str | None:
     return str(value)
 
 
+def _mlflow_params(body: dict) -> dict:
+    """MLflow's `params` object: only the keys this server knows, each of the right type."""
+    params = body.get("params")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise InputError("params", "expected an object, e.g. {\"probabilities\": true}")
+    for key, value in params.items():
+        if key not in MLFLOW_PARAMS:
+            raise InputError(f"params.{key}", f"unknown parameter; this server takes {', '.join(MLFLOW_PARAMS)}")
+        if not isinstance(value, bool):
+            raise InputError(f"params.{key}", "expected true or false")
+    return params
+
+
+def _v2_outputs(body: dict) -> tuple[str, ...]:
+    requested = body.get("outputs")
+    if requested is None:
+        return V2_OUTPUTS
+    if not isinstance(requested, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in requested):
+        raise InputError("outputs", "expected an array of {name}")
+    names = tuple(o["name"] for o in requested)
+    if not names:
+        return V2_OUTPUTS
+    unknown = [n for n in names if n not in V2_OUTPUT_NAMES and n not in V2_OUTPUT_ALIASES]
+    if unknown:
+        raise InputError("outputs", f"unknown output {unknown[0]!r}; this model has {', '.join(V2_OUTPUT_NAMES)}")
+    seen = set()
+    for name in names:
+        canonical = V2_OUTPUT_ALIASES.get(name, name)
+        if canonical in seen:
+            raise InputError("outputs", f"output {name!r} is asked for twice")
+        seen.add(canonical)
+    return names
+
+
+def probabilities_field(protocol: str) -> str:
+    """Where a request for class probabilities sits in the body (a refusal names it)."""
+    return "outputs" if protocol == V2 else f"params.{PROBABILITIES}"
+
+
+def probabilities_requested(protocol: str, body: dict) -> bool:
+    """Whether the client asked for class probabilities: MLflow `"params": {"probabilities": true}`,
+    V2 an output named "probabilities". InputError for a malformed `params` / `outputs`."""
+    if protocol == MLFLOW:
+        return bool(_mlflow_params(body).get(PROBABILITIES))
+    return PROBABILITIES in _v2_outputs(body)
+
+
 def request_options(protocol: str, body: dict, routing_header: str | None) -> RequestOptions:
     if protocol == MLFLOW:
-        return RequestOptions(routing_key=routing_key_of(routing_header, body.get("routing_key")))
+        return RequestOptions(routing_key=routing_key_of(routing_header, body.get("routing_key")),
+                              probabilities=probabilities_requested(MLFLOW, body))
     parameters = body.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise InputError("parameters", "expected an object")
     client_id = body.get("id")
     if client_id is not None and not isinstance(client_id, str):
         raise InputError("id", "expected a string")
-    requested = body.get("outputs")
-    if requested is not None and (not isinstance(requested, list) or not all(
-            isinstance(o, dict) and isinstance(o.get("name"), str) for o in requested)):
-        raise InputError("outputs", "expected an array of {name}")
-    names = tuple(o["name"] for o in requested) if requested else V2_OUTPUTS
-    unknown = [n for n in names if n not in V2_OUTPUTS]
-    if unknown:
-        raise InputError("outputs", f"unknown output {unknown[0]!r}; this model has predictions and rows")
+    names = _v2_outputs(body)
     return RequestOptions(routing_key=routing_key_of(routing_header, parameters.get("routing_key")),
-                          client_id=client_id, outputs=names)
+                          client_id=client_id, outputs=names, probabilities=PROBABILITIES in names)
 
 
 def v2_datatype(values: list) -> str:
@@ -61,14 +113,31 @@ def v2_datatype(values: list) -> str:
 
 
 def response_body(protocol: str, deployment: str, prediction, options: RequestOptions) -> dict:
+    """The answer in the protocol's shape. Class probabilities (rows in the order of `classes`) go in
+    only when asked for; the prediction computed them anyway for a classifier (see predict.py)."""
+    probabilities = prediction.probabilities if options.probabilities else None
     if protocol == MLFLOW:
-        return {"predictions": prediction.predictions, "model_version": prediction.model_version,
-                "model_name": prediction.model_name, "request_id": prediction.request_id, "rows": prediction.row_labels}
-    values = {"predictions": prediction.predictions, "rows": [str(r) for r in prediction.row_labels]}
+        body = {"predictions": prediction.predictions}
+        if probabilities is not None:
+            body["probabilities"] = probabilities
+            body["classes"] = prediction.classes
+        body.update({"model_version": prediction.model_version, "model_name": prediction.model_name,
+                     "request_id": prediction.request_id, "rows": prediction.row_labels})
+        return body
     outputs = []
     for name in options.outputs:
-        data = values[name]
-        datatype = "BYTES" if name == "rows" else ("FP64" if prediction.task == "regression" else v2_datatype(data))
+        canonical = V2_OUTPUT_ALIASES.get(name, name)
+        if canonical == PROBABILITIES:
+            width = len(prediction.classes or ())
+            outputs.append({"name": name, "shape": [len(probabilities), width], "datatype": "FP32",
+                            "data": [p for row in probabilities for p in row],
+                            "parameters": {"classes": prediction.classes}})
+            continue
+        data = prediction.predictions if canonical == "predictions" else [str(r) for r in prediction.row_labels]
+        if canonical == "rows":
+            datatype = "BYTES"
+        else:
+            datatype = "FP64" if prediction.task == DatasetTask.REGRESSION else v2_datatype(data)
         outputs.append({"name": name, "shape": [len(data)], "datatype": datatype, "data": data})
     return {"model_name": deployment, "model_version": prediction.model_version,
             "id": options.client_id or prediction.request_id,

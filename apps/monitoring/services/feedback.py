@@ -8,6 +8,9 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from apps.datasets.choices import DatasetTask
+
+from ..calibration import confidence_bin, empty_calibration, row_log_loss
 from ..choices import PredictionStatus
 from ..models import Feedback, PredictionLog
 from .logbuffer import prediction_logs_flush
@@ -39,7 +42,7 @@ def _truth_list(value, n: int, field: str, task: str) -> list:
     if len(values) != n:
         raise ValidationError({field: f"this request had {n} prediction(s); send {n} ground-truth value(s), got {len(values)}"})
     for i, item in enumerate(values):
-        if task == "regression":
+        if task == DatasetTask.REGRESSION:
             # Bounded, not just finite: squared errors, and their squares for the sequential test, must
             # stay finite floats. (The comparison is False for NaN and exact for ints of any size.)
             if isinstance(item, bool) or not isinstance(item, (int, float)) or not abs(item) <= MAX_REGRESSION_TRUTH:
@@ -52,13 +55,35 @@ def _truth_list(value, n: int, field: str, task: str) -> list:
     return values
 
 
+def _probability_scores(log: PredictionLog, truth: list) -> dict:
+    """Log-loss sum and calibration counts (apps.monitoring.calibration) of a classifier's answer
+    that kept its probabilities; nothing for one logged without them."""
+    rows = log.probabilities
+    if not rows or len(rows) != len(truth):
+        return {"log_loss_sum": None, "calibration": None}
+    width = len(rows[0])
+    classes = (log.model_version.signature or {}).get("classes") or list(range(width))
+    log_loss = 0.0
+    calibration = empty_calibration()
+    for row, predicted, label in zip(rows, log.output, truth):
+        column = next((j for j, c in enumerate(classes) if same_label(c, label)), None)
+        log_loss += row_log_loss(row[column] if column is not None and column < len(row) else 0.0)
+        confidence = float(max(row))
+        k = confidence_bin(confidence)
+        calibration["count"][k] += 1
+        calibration["correct"][k] += int(same_label(predicted, label))
+        calibration["confidence"][k] += confidence
+    return {"log_loss_sum": log_loss, "calibration": calibration}
+
+
 def _score(log: PredictionLog, truth: list, task: str) -> dict:
-    if task == "regression":
+    if task == DatasetTask.REGRESSION:
         errors = [(float(p) - float(t)) ** 2 for p, t in zip(log.output, truth)]
         return {"n": len(errors), "n_correct": None, "sq_error_sum": sum(errors),
-                "sq_error_sq_sum": sum(e * e for e in errors)}
+                "sq_error_sq_sum": sum(e * e for e in errors), "log_loss_sum": None, "calibration": None}
     correct = sum(1 for p, t in zip(log.output, truth) if same_label(p, t))
-    return {"n": len(truth), "n_correct": correct, "sq_error_sum": None, "sq_error_sq_sum": None}
+    return {"n": len(truth), "n_correct": correct, "sq_error_sum": None, "sq_error_sq_sum": None,
+            **_probability_scores(log, truth)}
 
 
 def feedback_record(*, deployment, items: list, user=None) -> FeedbackResult:
@@ -107,7 +132,7 @@ def feedback_record(*, deployment, items: list, user=None) -> FeedbackResult:
         return _feedback_store(deployment=deployment, parsed=parsed, logs=logs_by_request())
 
 
-SCORE_FIELDS = ["n", "n_correct", "sq_error_sum", "sq_error_sq_sum"]
+SCORE_FIELDS = ["n", "n_correct", "sq_error_sum", "sq_error_sq_sum", "log_loss_sum", "calibration"]
 
 
 def _feedback_store(*, deployment, parsed: dict, logs: dict) -> FeedbackResult:

@@ -42,18 +42,23 @@ COUNTER_SEPARATOR = "\t"
 
 def log_entry(*, request_id: str, deployment_id: int, version_id: int, shadow: bool, status: str, latency_ms: float,
               n_rows: int, inputs_hash: str, output: list, error: str = "", routing_key_hash: str = "",
-              features: dict | None = None, served_at: float | None = None) -> dict:
+              features: dict | None = None, served_at: float | None = None, probabilities: list | None = None) -> dict:
     """The JSON line one answer becomes (short keys: it crosses Redis on every request).
 
     The error text quotes the client's field names and values verbatim, and PostgreSQL refuses NUL
     in text and jsonb and NaN/Infinity in jsonb: those are replaced here, so the line can be stored.
+    `probabilities` (a classifier's, one row per prediction) are only in the line when given; they
+    are stored as they are, since the serving path refuses a model answering non-finite ones.
     """
-    return {
+    entry = {
         "r": request_id, "d": deployment_id, "v": version_id, "s": int(shadow), "st": status, "l": round(latency_ms, 4),
         "n": n_rows, "h": inputs_hash, "o": storable(output), "e": error[:2000].replace("\x00", "\ufffd"),
         "k": routing_key_hash, "f": storable(features or {}),
         "t": served_at if served_at is not None else time.time(),
     }
+    if probabilities is not None:
+        entry["p"] = probabilities
+    return entry
 
 
 def storable(value):
@@ -145,6 +150,7 @@ def _model(entry: dict) -> PredictionLog:
         output=entry.get("o") or [],
         routing_key_hash=entry.get("k") or "",
         features=entry.get("f") or {},
+        probabilities=entry.get("p"),
         served_at=datetime.fromtimestamp(float(entry["t"]), tz=UTC),
     )
 

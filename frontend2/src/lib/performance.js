@@ -8,8 +8,9 @@
  *                          feedback, accuracy, rmse}]}]}
  * Empty buckets carry count 0 and null latencies; they are kept so gaps show as gaps.
  * The side-by-side totals come from .../summary?window= ({versions: [{model_version_id, requests,
- * server_errors, error_rate, p50_ms, p95_ms, p99_ms, feedback_rows, accuracy, rmse, drift}]}) when
- * given, else from the buckets (then latency is the last bucket's).
+ * server_errors, error_rate, p50_ms, p95_ms, p99_ms, feedback_rows, accuracy, rmse, log_loss,
+ * calibration: [{lower, upper, count, mean_confidence, accuracy}] | null, drift}]}) when given, else
+ * from the buckets (then latency is the last bucket's, and there is no log loss or calibration).
  */
 export const WINDOWS = [
   { value: "15m", label: "15 min" },
@@ -50,6 +51,20 @@ function lastDefined(points, key) {
   return null;
 }
 
+/** The reliability table's non-empty bins, lowest confidence first. */
+export function normalizeCalibration(bins) {
+  return (Array.isArray(bins) ? bins : [])
+    .map((b) => ({
+      lower: num(b?.lower),
+      upper: num(b?.upper),
+      count: num(b?.count) ?? 0,
+      confidence: num(b?.mean_confidence),
+      accuracy: num(b?.accuracy),
+    }))
+    .filter((b) => b.lower != null && b.upper != null && b.count > 0 && b.confidence != null && b.accuracy != null)
+    .sort((a, b) => a.lower - b.lower);
+}
+
 function maxPsi(drift) {
   const values = Object.values(drift || {}).map((d) => d?.psi).filter((v) => Number.isFinite(v));
   return values.length ? Math.max(...values) : null;
@@ -78,6 +93,8 @@ export function normalizeTimeseries(raw, summary = null) {
           p95: num(w.p95_ms),
           p99: num(w.p99_ms),
           drift: maxPsi(w.drift),
+          logLoss: num(w.log_loss),
+          calibration: normalizeCalibration(w.calibration),
         }
       : {
           requests,
@@ -89,6 +106,8 @@ export function normalizeTimeseries(raw, summary = null) {
           p95: lastDefined(points, "p95"),
           p99: lastDefined(points, "p99"),
           drift: null,
+          logLoss: null,
+          calibration: [],
         };
     return {
       key: String(v.model_version_id ?? v.version),

@@ -31,7 +31,7 @@ describe("performance series", () => {
     const summary = { versions: [{ model_version_id: 7, requests: 50, server_errors: 1, error_rate: 0.02, p50_ms: 3, p95_ms: 4, p99_ms: 5, feedback_rows: 10, rmse: 0.5, drift: { a: { psi: 0.2 }, b: { psi: null } } }] };
     const [v] = normalizeTimeseries(series, summary).versions;
     expect(v.label).toBe("v3");
-    expect(v.totals).toEqual({ requests: 50, errors: 1, errorRate: 0.02, quality: 0.5, feedback: 10, p50: 3, p95: 4, p99: 5, drift: 0.2 });
+    expect(v.totals).toEqual({ requests: 50, errors: 1, errorRate: 0.02, quality: 0.5, feedback: 10, p50: 3, p95: 4, p99: 5, drift: 0.2, logLoss: null, calibration: [] });
   });
 
   it("reads RMSE for regression and copes with no data", () => {

@@ -5,6 +5,7 @@ import { WINDOWS, normalizeTimeseries, timeseriesPath, windowSummaryPath } from 
 import { Chart, PALETTE } from "../../components/charts/Chart";
 import { formatNumber, formatPercent, formatTime } from "../../components/charts/scale";
 import { Empty, ErrorBox, Loading } from "../../components/States";
+import { CalibrationView } from "./parts/CalibrationView";
 
 const LATENCY = [
   ["p50", "p50", undefined],
@@ -13,6 +14,8 @@ const LATENCY = [
 ];
 
 const ms = (v) => (Number.isFinite(v) ? `${formatNumber(v)} ms` : "—");
+// Three decimals: versions often differ in the second one.
+const logLoss = (v) => (Number.isFinite(v) ? v.toFixed(3) : "—");
 
 function WindowPicker({ value, onChange, name }) {
   return (
@@ -35,6 +38,7 @@ function SideBySide({ versions, metric }) {
     ["Requests", (v) => formatNumber(v.totals.requests)],
     ["Error rate", (v) => formatPercent(v.totals.errorRate)],
     [metric === "rmse" ? "RMSE" : "Accuracy", (v) => (metric === "rmse" ? formatNumber(v.totals.quality) : formatPercent(v.totals.quality))],
+    ...(metric === "rmse" ? [] : [["Log loss", (v) => logLoss(v.totals.logLoss)]]),
     ["Labelled rows", (v) => (v.totals.feedback == null ? "—" : formatNumber(v.totals.feedback))],
     ["Latency p50", (v) => ms(v.totals.p50)],
     ["Latency p95", (v) => ms(v.totals.p95)],
@@ -72,8 +76,9 @@ function SideBySide({ versions, metric }) {
 }
 
 /**
- * Per deployment and model version: accuracy (or RMSE), latency percentiles, request volume and
- * error rate over a selectable window, champion and challenger side by side. `refreshKey` changes
+ * Per deployment and model version: accuracy and log loss (or RMSE), latency percentiles, request
+ * volume and error rate over a selectable window, champion and challenger side by side, and for
+ * classifiers a calibration view. `refreshKey` changes
  * when the dashboard's socket says this deployment changed, which reloads the series.
  */
 export function ModelPerformanceWidget({
@@ -147,6 +152,11 @@ export function ModelPerformanceWidget({
       <>
         {result.status === "error" && <ErrorBox error={result.error} onRetry={() => setRetry((n) => n + 1)} title="Showing older data" />}
         <SideBySide versions={data.versions} metric={metric} />
+        {metric !== "rmse" && data.versions.some((v) => v.totals.calibration?.length) && (
+          <CalibrationView
+            versions={data.versions.map((v, i) => ({ key: v.key, label: v.label, color: PALETTE[i % PALETTE.length], bins: v.totals.calibration }))}
+          />
+        )}
         {!data.hasPoints ? (
           <Empty>No predictions in this window.</Empty>
         ) : (
