@@ -1,7 +1,10 @@
 """Demo training for `manage.py seed_demo`: the "price-direction" experiment trained with each
 framework, in this process (workers are not running yet) through the same pipeline function the
 Celery task uses, and registered under the model "price-direction". Idempotent: a framework that
-already has a demo version is not trained again."""
+already has a demo version is not trained again.
+
+The champion and challenger aliases (and so the demo deployment) go to the best two of the torch,
+keras and scikit-learn versions; the XGBoost version waits in the registry as a candidate."""
 import time
 
 from django.contrib.auth import get_user_model
@@ -17,7 +20,12 @@ DEMO_RUNS = (
     ("sklearn", "gradient_boosting", {"max_iter": 60, "stage_size": 10}),
     ("torch", "mlp", {"epochs": 6, "hidden_size": 32, "patience": 6}),
     ("keras", "mlp", {"epochs": 4, "hidden_size": 32, "patience": 4}),
+    ("xgboost", "gradient_boosting", {"n_estimators": 150, "max_depth": 4, "learning_rate": 0.05,
+                                      "subsample": 0.8, "colsample_bytree": 0.8, "patience": 25}),
 )
+# The experiment's default training config, and the frameworks whose versions may take the traffic.
+DEFAULT_RUN = DEMO_RUNS[1]
+SERVING_FRAMEWORKS = ("sklearn", "torch", "keras")
 
 
 def _experiment(user):
@@ -34,8 +42,8 @@ def _experiment(user):
         return None
     return experiment_create(
         name=EXPERIMENT, dataset=dataset, feature_spec=feature_spec_latest(dataset=dataset, name=SPEC), user=user,
-        primary_metric="accuracy", default_framework="torch", default_model_type="mlp",
-        default_params=dict(DEMO_RUNS[1][2]), registered_model_name=EXPERIMENT,
+        primary_metric="accuracy", default_framework=DEFAULT_RUN[0], default_model_type=DEFAULT_RUN[1],
+        default_params=dict(DEFAULT_RUN[2]), registered_model_name=EXPERIMENT,
         description="Next-day direction (up/down) of five synthetic tickers from price features.",
     )
 
@@ -58,7 +66,7 @@ def _aliases(user, stdout):
     model = RegisteredModel.objects.filter(name=EXPERIMENT).first()
     if model is None or model.aliases.exists():
         return
-    versions = sorted(model.versions.filter(tags__demo=True),
+    versions = sorted(model.versions.filter(tags__demo=True, framework__in=SERVING_FRAMEWORKS),
                       key=lambda v: v.metrics.get("val", {}).get("accuracy") or 0.0, reverse=True)
     for alias, version in zip(("champion", "challenger"), versions):
         model_alias_set(model=model, alias=alias, version=version, user=user, reason="demo seed: best validation accuracy")

@@ -1,13 +1,14 @@
 from django import forms
 from django.core.exceptions import ValidationError
 
+from apps.training.choices import Framework
+
 from .choices import Direction
 from .models import TuningStudy
 from .services import study_config_resolve
 from .services.studies import EDITABLE_FIELDS
 
-FRAMEWORK_CHOICES = [("", "— experiment default —"), ("torch", "PyTorch"), ("keras", "TensorFlow / Keras"),
-                     ("sklearn", "scikit-learn")]
+FRAMEWORK_CHOICES = [("", "— experiment default —"), *Framework.choices]
 
 
 class StudyAdminForm(forms.ModelForm):

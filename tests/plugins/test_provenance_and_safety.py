@@ -160,3 +160,30 @@ def test_a_keras_plugin_loads_only_the_custom_layers_it_declares(plugin_module, 
     adapter.save(trained, tmp_path / "model")
     loaded = adapter.load(tmp_path / "model")
     np.testing.assert_array_equal(loaded.predict(data.X_test), trained.predict(data.X_test))
+
+
+def test_a_challenger_whose_plugin_changed_answers_503_while_the_champion_keeps_serving(
+        plugin_module, serving_in_request, inline_runs, staff_user, staff_api):
+    from apps.deployments.services.model_deployment_service import deployment_create
+    from apps.deployments.services.traffic import deployment_set_traffic
+
+    plugin_module("team_logit_mod", TEAM_LOGIT)
+    champion = train_version(dataset_name="plugin-cls-a", frame=classification_frame(seed=2), task="classification",
+                             target="label", spec=SCALE_SPEC, model_name="team-direction", user=staff_user)
+    challenger = train_version(dataset_name="plugin-cls-b", frame=classification_frame(seed=3), task="classification",
+                               target="label", spec=SCALE_SPEC, model_name="team-direction", user=staff_user,
+                               model_type="team_logit")
+    deployment = deployment_create(name="team-direction", model_version=champion, user=staff_user)
+    deployment_set_traffic(deployment=deployment, user=staff_user, allocations=[
+        {"model_version": champion, "weight": 50}, {"model_version": challenger, "weight": 50}])
+    plugin_module("team_logit_mod", TEAM_LOGIT + "    # a later release\n")
+    serving_in_request.reset()
+
+    answers = [staff_api.post("/api/v1/deployments/team-direction/predict", {"dataframe_records": [record()]},
+                              format="json", HTTP_X_ROUTING_KEY=f"client-{i}") for i in range(30)]
+    served = [a for a in answers if a.status_code == 200]
+    refused = [a for a in answers if a.status_code == 503]
+    assert len(served) + len(refused) == 30 and served and refused
+    assert {a.json()["model_version"] for a in served} == {str(champion.version)}
+    assert all(f"{challenger} of deployment 'team-direction' cannot be loaded" in a.json()["detail"]
+               and "sklearn/team_logit changed since this model was trained" in a.json()["detail"] for a in refused)

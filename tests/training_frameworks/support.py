@@ -16,6 +16,9 @@ TINY_PARAMS = {
     ("keras", "lstm"): {"epochs": 3, "hidden_size": 8, "batch_size": 32, "learning_rate": 0.01, "window": 4},
     ("sklearn", "linear"): {},
     ("sklearn", "gradient_boosting"): {"max_iter": 20, "stage_size": 10},
+    ("xgboost", "gradient_boosting"): {"n_estimators": 8, "max_depth": 3, "learning_rate": 0.3},
+    ("lightgbm", "gradient_boosting"): {"n_estimators": 8, "num_leaves": 7, "min_child_samples": 5,
+                                        "learning_rate": 0.3},
 }
 # (framework, model_type, kind): kind is regression, binary or multiclass.
 COMBOS = [(fw, mt, kind) for (fw, mt) in TINY_PARAMS for kind in ("regression", "binary", "multiclass")]

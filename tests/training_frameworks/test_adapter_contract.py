@@ -79,7 +79,8 @@ def test_the_saved_directory_holds_a_safe_model_file_and_its_meta(fitted, framew
     trained, _ = fitted(framework, model_type, kind)
     get_adapter(framework).save(trained, tmp_path)
     meta = json.loads((tmp_path / "meta.json").read_text())
-    suffix = {"torch": ".safetensors", "keras": ".keras", "sklearn": ".skops"}[framework]
+    suffix = {"torch": ".safetensors", "keras": ".keras", "sklearn": ".skops", "xgboost": ".ubj",
+              "lightgbm": ".txt"}[framework]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["meta.json", f"model{suffix}"])
     assert meta["framework"] == framework and meta["model_type"] == model_type
     assert meta["task"] == task_of(kind)
@@ -87,5 +88,6 @@ def test_the_saved_directory_holds_a_safe_model_file_and_its_meta(fitted, framew
     assert meta["window"] == trained.window == (4 if model_type == "lstm" else 1)
     assert meta["classes"] == ({"binary": ["down", "up"], "multiclass": ["sell", "hold", "buy"]}.get(kind))
     assert meta["params"] == get_adapter(framework).validate_params(model_type, meta["params"])
-    library = {"torch": "torch", "keras": "keras", "sklearn": "sklearn"}[framework]
+    library = {"torch": "torch", "keras": "keras", "sklearn": "sklearn", "xgboost": "xgboost",
+               "lightgbm": "lightgbm"}[framework]
     assert {"python", "numpy", library} <= set(meta["library_versions"])

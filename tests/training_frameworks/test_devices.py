@@ -15,6 +15,8 @@ def test_cpu_resolves_to_each_librarys_cpu_device():
     assert resolve_device("cpu", framework="torch") == "cpu"
     assert resolve_device("cpu", framework="keras") == "/CPU:0"
     assert resolve_device("cpu", framework="sklearn") == "cpu"
+    assert resolve_device("cpu", framework="xgboost") == "cpu"
+    assert resolve_device("cpu", framework="lightgbm") == "cpu"
 
 
 def test_it_refuses_a_device_name_it_does_not_know():
@@ -23,7 +25,7 @@ def test_it_refuses_a_device_name_it_does_not_know():
 
 
 @no_gpu
-@pytest.mark.parametrize("framework", ["torch", "keras"])
+@pytest.mark.parametrize("framework", ["torch", "keras", "xgboost", "lightgbm"])
 def test_asking_for_a_gpu_on_a_host_without_one_explains_where_to_route_the_run(framework):
     with pytest.raises(NoGpuAvailable, match=r"run 42 asked for a GPU but this worker \(.+\) has none") as caught:
         resolve_device("gpu", framework=framework, run_label="run 42")

@@ -7,6 +7,7 @@ from apps.training.frameworks import get_adapter
 from .support import TINY_PARAMS, RecordingReporter, make_data
 
 NETWORKS = [("torch", "mlp"), ("torch", "lstm"), ("keras", "mlp"), ("keras", "lstm")]
+BOOSTERS = [("xgboost", "gradient_boosting"), ("lightgbm", "gradient_boosting")]
 
 
 def _fit(framework, model_type, reporter, *, kind="binary", params=None, data=None, monitor=None):
@@ -37,10 +38,24 @@ def test_gradient_boosting_checks_for_cancellation_at_every_stage():
     assert trained.estimator.n_iter_ <= 30
 
 
-@pytest.mark.parametrize(("framework", "model_type"), [("torch", "mlp"), ("keras", "mlp"), ("sklearn", "gradient_boosting")])
+@pytest.mark.parametrize(("framework", "model_type"), BOOSTERS, ids=[fw for fw, _ in BOOSTERS])
+def test_xgboost_and_lightgbm_check_for_cancellation_before_every_round(framework, model_type):
+    reporter = RecordingReporter("cancelled", stop_after_checks=3)
+    trained = _fit(framework, model_type, reporter, params=TINY_PARAMS[(framework, model_type)] | {"n_estimators": 50})
+    assert trained.stopped_reason == "cancelled"
+    assert reporter.checks == 4, "training went on after should_stop() said cancelled"
+    assert [e for e, _, _ in reporter.epochs] == [1, 2, 3] and trained.epochs_trained == 3
+    assert trained.describe()["boosted_rounds"] <= 3
+
+
+@pytest.mark.parametrize(("framework", "model_type"),
+                         [("torch", "mlp"), ("keras", "mlp"), ("sklearn", "gradient_boosting"), *BOOSTERS])
 def test_a_pruned_run_stops_at_the_epoch_boundary_and_still_predicts(framework, model_type):
-    params = {("sklearn", "gradient_boosting"): {"max_iter": 60, "stage_size": 10, "patience": 10}}.get(
-        (framework, model_type), TINY_PARAMS[(framework, model_type)] | {"epochs": 6, "patience": 10})
+    params = {
+        ("sklearn", "gradient_boosting"): {"max_iter": 60, "stage_size": 10, "patience": 10},
+        **{booster: TINY_PARAMS[booster] | {"n_estimators": 30, "rounds_per_epoch": 3, "patience": 10}
+           for booster in BOOSTERS},
+    }.get((framework, model_type), TINY_PARAMS[(framework, model_type)] | {"epochs": 6, "patience": 10})
     reporter = RecordingReporter("pruned", stop_after_epochs=2)
     trained = _fit(framework, model_type, reporter, params=params)
     assert trained.stopped_reason == "pruned"
@@ -56,6 +71,9 @@ EARLY_STOPPING = {
     ("keras", "mlp"): {"epochs": 40, "hidden_size": 32, "learning_rate": 0.05, "patience": 2, "dropout": 0.0},
     ("sklearn", "gradient_boosting"): {"max_iter": 400, "stage_size": 5, "learning_rate": 0.5, "patience": 2,
                                        "min_samples_leaf": 2},
+    ("xgboost", "gradient_boosting"): {"n_estimators": 400, "learning_rate": 0.5, "max_depth": 4, "patience": 3},
+    ("lightgbm", "gradient_boosting"): {"n_estimators": 400, "learning_rate": 0.5, "num_leaves": 15,
+                                        "min_child_samples": 3, "patience": 3},
 }
 
 

@@ -39,6 +39,8 @@ LEARNING = {
     "torch": ("mlp", {"epochs": 15, "hidden_size": 16, "learning_rate": 0.02, "batch_size": 32}),
     "keras": ("mlp", {"epochs": 15, "hidden_size": 16, "learning_rate": 0.02, "batch_size": 32}),
     "sklearn": ("gradient_boosting", {"max_iter": 60, "stage_size": 10}),
+    "xgboost": ("gradient_boosting", {"n_estimators": 60, "max_depth": 3}),
+    "lightgbm": ("gradient_boosting", {"n_estimators": 60, "num_leaves": 7}),
 }
 
 

@@ -199,7 +199,7 @@ class Predictor:
                 started: float, served_at: float | None = None) -> Prepared:
         """Routes the request and checks its input against the chosen version (InputError is logged
         against that version and re-raised as PredictionInputError)."""
-        served = table.versions[table.router.pick(routing_key)]
+        served = table.served(table.router.pick(routing_key))
         request_id = str(uuid.uuid4())
         inputs_hash = hashlib.blake2b(raw_body, digest_size=16).hexdigest()
         key_hash = routing_key_hash(routing_key) if routing_key is not None else ""
@@ -330,10 +330,11 @@ class Predictor:
                 # Shadow copies are best effort: under overload the served traffic comes first.
                 logger.warning("shadow queue full (%d); skipping the copy of %s", limit, request_id)
                 return
-            self._shadow_pending += len(table.router.shadow_ids)
-        for version_id in table.router.shadow_ids:
-            self._shadow_pool.submit(self._shadow_one, table, table.versions[version_id], columns, request_id,
-                                     inputs_hash, key_hash)
+            # A shadow that cannot be loaded on this host (table.unavailable says why) gets no copy.
+            shadows = [table.versions[vid] for vid in table.router.shadow_ids if vid in table.versions]
+            self._shadow_pending += len(shadows)
+        for served in shadows:
+            self._shadow_pool.submit(self._shadow_one, table, served, columns, request_id, inputs_hash, key_hash)
 
     def _shadow_one(self, table, served, columns, request_id, inputs_hash, key_hash) -> None:
         started = time.perf_counter()

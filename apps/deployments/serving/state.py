@@ -64,12 +64,21 @@ class ServingTable:
     versions: dict  # version_id -> ServedVersion
     known_columns: frozenset
     loaded_at: float = field(default_factory=time.monotonic)
+    # version_id -> why it cannot be loaded here (e.g. its model-type plugin is missing or changed);
+    # requests routed to it answer 503 with that message while the other versions keep serving.
+    unavailable: dict = field(default_factory=dict)
 
     def primary(self) -> ServedVersion:
-        """The version with the most traffic: the one whose signature metadata describes."""
-        weights = self.router.weights()
+        """The loaded version with the most traffic: the one whose signature metadata describes."""
+        weights = {vid: w for vid, w in self.router.weights().items() if vid in self.versions}
         best = max(weights, key=lambda vid: weights[vid]) if weights else next(iter(self.versions))
         return self.versions[best]
+
+    def served(self, version_id: int) -> ServedVersion:
+        """The routed version, or ModelUnavailable naming why it cannot serve on this host."""
+        if version_id in self.unavailable:
+            raise ModelUnavailable(self.unavailable[version_id])
+        return self.versions[version_id]
 
 
 def _setting(name: str, default):
@@ -234,7 +243,7 @@ class ServingState:
         routes = [Route(r.model_version_id, r.weight, r.shadow) for r in rows if r.weight > 0 or r.shadow]
         if not routes:
             raise ModelUnavailable(f"deployment {name!r} has no version with traffic")
-        versions = {}
+        versions, unavailable = {}, {}
         for row in rows:
             if not (row.weight > 0 or row.shadow):
                 continue
@@ -245,7 +254,9 @@ class ServingState:
                 try:
                     loaded = self._loader(mv)
                 except Exception as exc:
-                    raise ModelUnavailable(f"{mv} of deployment {name!r} cannot be loaded: {exc}") from exc
+                    logger.exception("%s of deployment %s cannot be loaded", mv, name)
+                    unavailable[mv.pk] = f"{mv} of deployment {name!r} cannot be loaded: {exc}"
+                    continue
                 self._models[key] = loaded
             spec = InputSpec.from_signature(mv.signature or getattr(loaded, "signature", {}) or {},
                                             kinds=getattr(getattr(loaded, "preprocessor", None), "raw_kinds", None))
@@ -254,10 +265,13 @@ class ServingState:
                 framework=mv.framework, spec=spec, loaded=loaded,
                 numeric_columns=tuple(c for c in spec.columns if spec.kinds.get(c) == "numeric"),
             )
+        if not any(r.version_id in versions for r in routes if r.weight > 0):
+            raise ModelUnavailable("; ".join(unavailable.values()) or f"deployment {name!r} has no loadable version")
         known = frozenset(c for v in versions.values() for c in v.spec.columns)
         return ServingTable(
             deployment_id=head["pk"], name=name, stamp=deployment_stamp(head["created_at"]), generation=head["generation"],
             router=RoutingTable(name, head["generation"], routes), versions=versions, known_columns=known,
+            unavailable=unavailable,
         )
 
     def tables(self) -> dict[str, ServingTable]:

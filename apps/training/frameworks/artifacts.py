@@ -86,7 +86,9 @@ def refuse_pickle(path: Path) -> None:
         head = fh.read(2)
     if head[:1] == _PICKLE_MAGIC:
         raise UnsafeArtifact(f"{path.name} is a Python pickle; pickles can run code when loaded and are refused")
-    if zipfile.is_zipfile(path):
+    # Only a file that starts like a zip is opened as one: is_zipfile also accepts binary data that
+    # merely contains an end-of-archive marker (a UBJSON model can, by chance).
+    if head == b"PK" and zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
             pickled = [n for n in archive.namelist() if n.endswith((".pkl", ".pickle")) or n.endswith("/data.pkl")]
         if pickled:

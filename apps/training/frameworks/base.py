@@ -1,15 +1,17 @@
-"""The framework adapter interface shared by the torch, keras and scikit-learn implementations.
+"""The framework adapter interface shared by the torch, keras, scikit-learn, XGBoost and LightGBM adapters.
 
 An adapter turns PreparedData into a TrainedModel (`fit`), writes it as safe files (`save`) and
-reads it back (`load`). The training pipeline, tuning and the registry only ever talk to this
-interface; one contract test suite runs every (framework, model_type, task) through it.
+reads it back (`load`). What it trains are model-type plugins (model_types.ModelType), built-in or
+a team's own. The training pipeline, tuning and the registry only ever talk to this interface; one
+contract test suite runs every (framework, model_type, task) through it.
 
 Reporter protocol (implemented by the training pipeline):
     reporter.epoch(epoch, total_epochs, metrics)  once per finished epoch (1-based), metrics are
         `train_loss`, `train_<metric>`, `val_loss`, `val_<metric>` (see apps.training.metrics);
     reporter.log(level, message)  level is "INFO", "WARNING" or "ERROR";
-    reporter.should_stop() -> None | "cancelled" | "pruned"  called at every batch (torch, keras)
-        or boosting stage (sklearn), so it must be cheap (cache the answer for a second or so).
+    reporter.should_stop() -> None | "cancelled" | "pruned"  called at every batch (torch, keras),
+        boosting stage (sklearn) or round (xgboost, lightgbm), so it must be cheap (cache the answer
+        for a second or so).
 """
 from __future__ import annotations
 
@@ -375,7 +377,7 @@ class FrameworkAdapter(ABC):
     """One ML library. Subclasses set `name`, `supports_gpu`, `history_windows` and `loop_params`.
 
     The model types it trains are plugins (apps.training.frameworks.model_types.ModelType), found
-    by apps.training.frameworks.discovery; the six built-in ones are plugins too.
+    by apps.training.frameworks.discovery; the built-in ones are plugins too.
     """
 
     name: str = ""
@@ -446,6 +448,8 @@ class FrameworkAdapter(ABC):
         return int(params.get("window", 1)) if self.model_type(model_type).uses_history else 1
 
     def check_task(self, model_type: str, task: str) -> None:
+        if task not in (REGRESSION, CLASSIFICATION):
+            raise ValueError(f"task must be one of {(REGRESSION, CLASSIFICATION)}, got {task!r}")
         supported = self.model_type(model_type).tasks
         if task not in supported:
             raise InvalidParameter(

@@ -75,7 +75,7 @@ __all__ = [
 
 GIL_SWITCH_INTERVAL = 0.001
 LIBRARIES = ("django", "celery", "numpy", "pandas", "scikit-learn", "torch", "tensorflow-cpu", "tensorflow", "keras",
-             "skops", "safetensors")
+             "skops", "safetensors", "xgboost", "lightgbm")
 
 
 @lru_cache(maxsize=1)
