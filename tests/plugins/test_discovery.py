@@ -7,6 +7,7 @@ from django.test import Client
 
 from apps.training.frameworks import get_adapter
 from apps.training.frameworks.discovery import catalog, plugin_errors
+from apps.training.frameworks.model_types import plugin_provenance
 from tests.training_frameworks.support import make_data
 
 GOOD_PLUGIN = """
@@ -27,11 +28,11 @@ GOOD_PLUGIN = """
 def test_the_example_package_is_found_through_its_entry_point(fresh_catalog):
     found = catalog()
     assert {("torch", "tcn"), ("sklearn", "rbf_kernel_linear"), ("sklearn", "sgd_linear")} <= set(found.types)
-    provenance = found.get("torch", "tcn").provenance()
+    provenance = plugin_provenance(found.get("torch", "tcn"))
     assert provenance["package"] == "portal-example-models" and provenance["package_version"] == "0.1.0"
     assert len(provenance["code_sha256"]) == 64
     # The built-ins come through the same interface.
-    assert found.get("sklearn", "linear").provenance()["package"] == "mlops-portal"
+    assert plugin_provenance(found.get("sklearn", "linear"))["package"] == "mlops-portal"
     assert plugin_errors() == []
 
 

@@ -39,15 +39,18 @@ def library_versions(*modules: str) -> dict:
 
 def write_meta(directory: Path, trained: TrainedModel, *, model_file: str, libraries: dict) -> None:
     from .discovery import catalog
+    from .model_types import plugin_provenance
 
     model_type = catalog().get(trained.framework, trained.model_type)
+    if model_type is None:
+        raise ArtifactError(f"model type {trained.framework}/{trained.model_type} is not installed; cannot save it")
     meta = trained.describe() | {
         "format_version": FORMAT_VERSION,
         "model_file": model_file,
         "model_sha256": file_sha256(directory / model_file),
         "library_versions": libraries,
         # Which plugin code built it: loading refuses a model whose plugin is missing or changed.
-        "plugin": model_type.provenance() if model_type else None,
+        "plugin": plugin_provenance(model_type),
     }
     (directory / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
 

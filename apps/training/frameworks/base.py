@@ -414,9 +414,11 @@ class FrameworkAdapter(ABC):
 
     def describe(self) -> dict:
         """JSON for forms and the API: every model type with its parameters and provenance."""
+        from .model_types import plugin_provenance
+
         out = {}
         for name, mt in self.plugins().items():
-            provenance = mt.provenance()
+            provenance = plugin_provenance(mt)
             out[name] = {
                 "description": mt.description,
                 "tasks": list(mt.tasks),
@@ -462,7 +464,9 @@ class FrameworkAdapter(ABC):
 
         name = meta.get("model_type")
         current = self.plugins().get(name) if isinstance(name, str) else None
-        check_provenance(meta.get("plugin"), current, framework=self.name, model_type=name)
+        # Models saved before plugins existed have no "plugin" entry: the name is all there is.
+        check_provenance(meta["plugin"] if "plugin" in meta else None, current, framework=self.name,
+                         model_type=name)
         return current
 
     def begin_fit(self, *, data, task: str, model_type: str, params: dict | None, seed: int,

@@ -202,7 +202,10 @@ def check_keras_archive(path: Path, plugin=None) -> None:
     Allowed: ALLOWED_CLASSES from Keras itself, Keras classes the model type lists in
     `trusted_types` ("keras.layers.Conv1D"), and the model type's own `custom_objects`."""
     trusted = set(getattr(plugin, "trusted_types", ()))
-    custom = {(cls.__module__, cls.__name__) for cls in getattr(plugin, "custom_objects", ())}
+    custom = {}
+    for cls in getattr(plugin, "custom_objects", ()):
+        # Keras resolves `registered_name` before module/class_name, so it is checked too.
+        custom[(cls.__module__, cls.__name__)] = {None, cls.__name__, keras_module().saving.get_registered_name(cls)}
     try:
         with zipfile.ZipFile(path) as archive:
             extra = sorted(set(archive.namelist()) - ARCHIVE_MEMBERS)
@@ -213,23 +216,25 @@ def check_keras_archive(path: Path, plugin=None) -> None:
         raise UnsafeArtifact(f"{path.name} is not a .keras archive; refusing to load it") from exc
     except (KeyError, ValueError) as exc:
         raise UnsafeArtifact(f"{path.name} has no readable config.json: {exc}") from exc
-    for module, class_name in _named_objects(config):
+    for module, class_name, registered in _named_objects(config):
         if module is None:
-            allowed = class_name in GRAPH_MARKERS
+            allowed = class_name in GRAPH_MARKERS and registered is None
         elif str(module).split(".")[0] == "keras":
-            allowed = class_name in ALLOWED_CLASSES or f"{module}.{class_name}" in trusted
+            allowed = (class_name in ALLOWED_CLASSES or f"{module}.{class_name}" in trusted) and \
+                registered in (None, class_name)
         else:
-            allowed = (module, class_name) in custom
+            allowed = registered in custom.get((module, class_name), ())
         if not allowed or class_name == "Lambda":
-            raise UnsafeArtifact(f"{path.name} refers to {module}.{class_name}, which is not an allowed Keras object "
-                                 "(a model type lists the ones it needs in trusted_types / custom_objects)")
-
+            raise UnsafeArtifact(f"{path.name} refers to {module}.{class_name}"
+                                 f"{f' (registered as {registered})' if registered not in (None, class_name) else ''}, "
+                                 "which is not an allowed Keras object (a model type lists the ones it needs in "
+                                 "trusted_types / custom_objects)")
 
 
 def _named_objects(node):
     if isinstance(node, dict):
         if "class_name" in node:
-            yield node.get("module"), node["class_name"]
+            yield node.get("module"), node["class_name"], node.get("registered_name")
         for value in node.values():
             yield from _named_objects(value)
     elif isinstance(node, list):

@@ -11,7 +11,7 @@ forms, the API, validation and tuning search spaces work unchanged). It then eit
 
 The adapter, never the plugin, writes the model file, in the framework's safe format (safetensors,
 .keras with safe_mode, skops with an allowlist, XGBoost UBJSON, LightGBM text). A saved model records
-the plugin's provenance (module, package, version, sha256 of its source file); loading refuses a
+the plugin's provenance (module, package, version, sha256 of its package's source files); loading refuses a
 model whose plugin is missing or whose code changed since it was trained.
 
     class TinyConv(ModelType):
@@ -25,12 +25,12 @@ model whose plugin is missing or whose code changed since it was trained.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import inspect
 import re
 import sys
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -40,6 +40,8 @@ from .base import ArtifactError, FitContext, ParamSpec
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
 BUILTIN_PACKAGE = "mlops-portal"
+BUILTIN_MODULE_PREFIX = "apps.training.frameworks.builtin"
+NO_PACKAGE = "(no package)"  # a module listed in MODEL_TYPE_PLUGINS that no installed distribution owns
 
 
 class PluginUnavailable(ArtifactError):
@@ -100,76 +102,109 @@ class ModelType:
     def own_loop(self) -> bool:
         return type(self).fit is not ModelType.fit
 
-    def provenance(self) -> dict:
-        """Who provides this model type, in which version, with which code: recorded on every save."""
-        return plugin_provenance(type(self))
-
     def __repr__(self):
         return f"<{self.framework} model type {self.name!r} from {type(self).__module__}>"
 
 
-@dataclass(frozen=True)
-class Provenance:
-    framework: str
-    model_type: str
-    module: str
-    package: str
-    package_version: str
-    code_sha256: str
-
-    def label(self) -> str:
-        return f"{self.package} {self.package_version} ({self.module}, code {self.code_sha256[:12]})"
+def is_builtin(cls: type) -> bool:
+    return cls.__module__.startswith(BUILTIN_MODULE_PREFIX)
 
 
-def _source_sha256(cls: type) -> str:
-    try:
-        path = inspect.getsourcefile(cls)
-    except TypeError:
-        path = None
-    if not path or not Path(path).is_file():
-        return "unknown"
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+def _code_files(cls: type) -> tuple[Path, list[Path]]:
+    """(root, the .py files whose code the model type runs): its whole top-level package, or the
+    single module it lives in; for the built-ins, the builtin package."""
+    if is_builtin(cls):
+        package = sys.modules[BUILTIN_MODULE_PREFIX]
+    else:
+        package = sys.modules.get(cls.__module__.split(".")[0])
+    paths = list(getattr(package, "__path__", []) or [])
+    if paths:
+        root = Path(paths[0])
+        return root, sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts)
+    source = inspect.getsourcefile(sys.modules[cls.__module__]) if cls.__module__ in sys.modules else None
+    if not source:
+        return Path("."), []
+    return Path(source).parent, [Path(source)]
 
 
-def _package_of(module_name: str) -> tuple[str, str]:
-    top = module_name.split(".")[0]
-    if top == "apps":
+def _code_sha256(cls: type) -> str:
+    root, files = _code_files(cls)
+    if not files:
+        raise ValueError(f"{cls.__module__}.{cls.__name__}: its source files cannot be read, so the code a model "
+                         "was trained with could not be recorded; install the plugin from source")
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path.relative_to(root).as_posix()}\0{hashlib.sha256(path.read_bytes()).hexdigest()}\n"
+                      .encode())
+    return digest.hexdigest()
+
+
+def _package_of(cls: type) -> tuple[str, str]:
+    if is_builtin(cls):
         return BUILTIN_PACKAGE, "built-in"
+    top = cls.__module__.split(".")[0]
     for dist in importlib.metadata.packages_distributions().get(top, []):
         try:
             return dist, importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             continue
     module = sys.modules.get(top)
-    return "(no package)", str(getattr(module, "__version__", "unversioned"))
+    return NO_PACKAGE, str(getattr(module, "__version__", "unversioned"))
 
 
-def plugin_provenance(cls: type) -> dict:
-    package, version = _package_of(cls.__module__)
-    return asdict(Provenance(framework=cls.framework, model_type=cls.name, module=cls.__module__,
-                             package=package, package_version=version, code_sha256=_source_sha256(cls)))
+@functools.cache
+def _provenance(cls: type) -> tuple:
+    package, version = _package_of(cls)
+    return (("framework", cls.framework), ("model_type", cls.name), ("module", cls.__module__),
+            ("package", package), ("package_version", version), ("code_sha256", _code_sha256(cls)))
 
 
-def check_provenance(saved: dict | None, current: ModelType | None, *, framework: str, model_type: str) -> None:
-    """Raise PluginUnavailable unless the installed model type is the code the model was saved with."""
+def plugin_provenance(model_type: ModelType | type) -> dict:
+    """Who provides a model type, in which version, with which code: recorded on every save.
+
+    Computed once per class, when discovery first sees it, so it describes the code this process
+    imported even if the files change on disk later (an in-place upgrade needs a restart).
+    """
+    cls = model_type if isinstance(model_type, type) else type(model_type)
+    return dict(_provenance(cls))
+
+
+def _label(p: dict) -> str:
+    code = str(p.get("code_sha256"))[:12]
+    if p.get("package") == NO_PACKAGE:
+        return f"module {p.get('module')} (code {code})"
+    return f"{p.get('package')} {p.get('package_version')} ({p.get('module')}, code {code})"
+
+
+def check_provenance(saved, current: ModelType | None, *, framework: str, model_type: str) -> None:
+    """Raise PluginUnavailable unless the installed model type is the code the model was saved with.
+
+    saved: meta.json's "plugin" entry (absent from models saved before plugins existed: then the name
+    is all there is to check). Built-in types are checked by name only: they ship with the portal,
+    whose own version each run records, and their files are checked structurally on load.
+    """
+    if saved is not None and not (isinstance(saved, dict) and all(isinstance(v, str) for v in saved.values())):
+        raise ArtifactError("meta.json: 'plugin' must be an object of strings")
     if current is None:
-        who = f" (plugin {saved.get('package')} {saved.get('package_version')}, module {saved.get('module')})" \
-            if saved else ""
+        who = f" (plugin {_label(saved)})" if saved else ""
         raise PluginUnavailable(
             f"model type {framework}/{model_type}{who} is not installed on this host; install that plugin "
             "version to load this model"
         )
-    if not saved:
-        return  # saved before provenance was recorded: the name match is all there is to check
-    now = current.provenance()
+    if not saved or is_builtin(type(current)):
+        return
+    now = plugin_provenance(current)
     if (saved.get("module"), saved.get("code_sha256")) != (now["module"], now["code_sha256"]):
         raise PluginUnavailable(
             f"model type {framework}/{model_type} changed since this model was trained: it was trained with "
-            f"{saved.get('package')} {saved.get('package_version')} ({saved.get('module')}, code "
-            f"{str(saved.get('code_sha256'))[:12]}), this host has {now['package']} {now['package_version']} "
-            f"({now['module']}, code {now['code_sha256'][:12]}); install the version it was trained with, "
-            "or retrain it"
+            f"{_label(saved)}, this host has {_label(now)}; install the version it was trained with, or retrain it"
         )
+
+
+DANGEROUS_MODULES = frozenset({
+    "builtins", "os", "posix", "nt", "sys", "subprocess", "importlib", "pickle", "marshal", "runpy", "shutil",
+    "socket", "ctypes", "code", "types", "functools", "operator", "io", "pathlib",
+})
 
 
 def check_model_type(model_type: ModelType, *, frameworks: dict[str, bool]) -> None:
@@ -196,3 +231,11 @@ def check_model_type(model_type: ModelType, *, frameworks: dict[str, bool]) -> N
             raise ValueError(f"{where}: uses_history needs a 'window' parameter")
     if type(model_type).build is ModelType.build:
         raise ValueError(f"{where}: implement build()")
+    for name in model_type.trusted_types:
+        top = str(name).split(".")[0]
+        if top in DANGEROUS_MODULES or "." not in str(name):
+            raise ValueError(f"{where}: trusted_types may not list {name!r}: loading it could run code")
+    for cls in model_type.custom_objects:
+        if not isinstance(cls, type):
+            raise ValueError(f"{where}: custom_objects must be classes, got {cls!r}")
+    plugin_provenance(model_type)  # the code this process imported; raises when it cannot be read

@@ -397,6 +397,7 @@ def _train(run: TrainingRun, reporter, watcher) -> dict:
     from apps.registry.loading import EXAMPLE_FILE, MODEL_DIR, PREPROCESSOR_FILE, SIGNATURE_FILE
     from apps.registry.storage import artifact_commit
     from apps.training.frameworks import get_adapter
+    from apps.training.frameworks.model_types import plugin_provenance
 
     def check_stop():
         if watcher.stop_reason:
@@ -455,7 +456,7 @@ def _train(run: TrainingRun, reporter, watcher) -> dict:
     return {
         "val_metrics": val_metrics, "test_metrics": test_metrics, "primary_metric_value": primary,
         "artifact_uri": committed.uri, "artifact_sha256": committed.sha256, "signature": signature,
-        "plugin": adapter.model_type(run.model_type).provenance(),
+        "plugin": plugin_provenance(adapter.model_type(run.model_type)),
     }
 
 

@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import math
 
-from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-from sklearn.linear_model import LogisticRegression, Ridge
-
 from apps.training.metrics import REGRESSION
 
 from ..base import EarlyStopping, ParamSpec
@@ -26,6 +23,8 @@ class SklearnLinear(ModelType):
     }
 
     def build(self, *, task, params, n_features, n_outputs, window, seed):
+        from sklearn.linear_model import LogisticRegression, Ridge
+
         if task == REGRESSION:
             return Ridge(alpha=params["alpha"])
         return LogisticRegression(C=1.0 / params["alpha"], max_iter=params["max_iter"], random_state=seed)
@@ -46,6 +45,8 @@ class SklearnGradientBoosting(ModelType):
     }
 
     def build(self, *, task, params, n_features, n_outputs, window, seed, max_iter=None):
+        from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
         cls = HistGradientBoostingRegressor if task == REGRESSION else HistGradientBoostingClassifier
         return cls(
             max_iter=max_iter or params["max_iter"], learning_rate=params["learning_rate"],
