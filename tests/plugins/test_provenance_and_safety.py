@@ -188,3 +188,33 @@ def test_a_challenger_whose_plugin_changed_answers_503_while_the_champion_keeps_
     assert {a.json()["model_version"] for a in served} == {str(champion.version)}
     assert all(f"{challenger} of deployment 'team-direction' cannot be loaded" in a.json()["detail"]
                and "sklearn/team_logit changed since this model was trained" in a.json()["detail"] for a in refused)
+    # Each refusal is the challenger's server error, so its error rate (and the rollout gates) see it.
+    from apps.monitoring.models import PredictionLog
+    from apps.monitoring.services.logbuffer import prediction_logs_flush
+
+    prediction_logs_flush()
+    errors = PredictionLog.objects.filter(model_version=challenger, status="server_error")
+    assert errors.count() == len(refused) and "changed since this model was trained" in errors.first().error
+    assert PredictionLog.objects.filter(model_version=champion, status="ok").count() == len(served)
+
+
+def test_a_load_failure_that_may_pass_is_retried_instead_of_marking_the_version_unavailable(
+        serving_in_request, inline_runs, staff_user):
+    from apps.deployments.serving.state import ModelUnavailable, ServingState, _load_model
+    from apps.deployments.services.model_deployment_service import deployment_create
+
+    version = train_version(dataset_name="flaky-cls", frame=classification_frame(), task="classification",
+                            target="label", spec=SCALE_SPEC, model_name="flaky", user=staff_user)
+    deployment_create(name="flaky", model_version=version, user=staff_user)
+    failures = [OSError("storage timed out")]
+
+    def flaky_loader(mv):
+        if failures:
+            raise failures.pop()
+        return _load_model(mv)
+
+    state = ServingState(loader=flaky_loader)
+    with pytest.raises(ModelUnavailable, match="storage timed out"):
+        state.table("flaky")
+    table = state.table("flaky")  # nothing was cached: the next request loads it
+    assert set(table.versions) == {version.pk} and table.unavailable == {}

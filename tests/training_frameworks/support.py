@@ -19,6 +19,10 @@ TINY_PARAMS = {
     ("xgboost", "gradient_boosting"): {"n_estimators": 8, "max_depth": 3, "learning_rate": 0.3},
     ("lightgbm", "gradient_boosting"): {"n_estimators": 8, "num_leaves": 7, "min_child_samples": 5,
                                         "learning_rate": 0.3},
+    # The example plugin package (examples/portal-example-models) keeps the same contract.
+    ("torch", "tcn"): {"epochs": 3, "channels": 4, "batch_size": 32, "learning_rate": 0.01, "window": 4},
+    ("sklearn", "rbf_kernel_linear"): {"n_components": 20},
+    ("sklearn", "sgd_linear"): {"epochs": 3},
 }
 # (framework, model_type, kind): kind is regression, binary or multiclass.
 COMBOS = [(fw, mt, kind) for (fw, mt) in TINY_PARAMS for kind in ("regression", "binary", "multiclass")]

@@ -85,7 +85,7 @@ def test_the_saved_directory_holds_a_safe_model_file_and_its_meta(fitted, framew
     assert meta["framework"] == framework and meta["model_type"] == model_type
     assert meta["task"] == task_of(kind)
     assert meta["n_features"] == 6 and meta["feature_names"] == [f"f{i}" for i in range(6)]
-    assert meta["window"] == trained.window == (4 if model_type == "lstm" else 1)
+    assert meta["window"] == trained.window == (4 if get_adapter(framework).model_type(model_type).uses_history else 1)
     assert meta["classes"] == ({"binary": ["down", "up"], "multiclass": ["sell", "hold", "buy"]}.get(kind))
     assert meta["params"] == get_adapter(framework).validate_params(model_type, meta["params"])
     library = {"torch": "torch", "keras": "keras", "sklearn": "sklearn", "xgboost": "xgboost",

@@ -6,7 +6,7 @@ from apps.training.frameworks import get_adapter
 
 from .support import TINY_PARAMS, RecordingReporter, make_data
 
-NETWORKS = [("torch", "mlp"), ("torch", "lstm"), ("keras", "mlp"), ("keras", "lstm")]
+NETWORKS = [("torch", "mlp"), ("torch", "lstm"), ("keras", "mlp"), ("keras", "lstm"), ("torch", "tcn")]
 BOOSTERS = [("xgboost", "gradient_boosting"), ("lightgbm", "gradient_boosting")]
 
 

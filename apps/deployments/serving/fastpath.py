@@ -41,7 +41,7 @@ from ..auth import cached_token_user, split_authorization, throttle_take, verify
 from .inputs import InputError, loads_body
 from .predict import Prepared, batchable, predictor
 from .protocol import MLFLOW, V2, describe_error, error_body, request_options, response_body, response_headers
-from .state import serving_state
+from .state import ModelUnavailable, serving_state
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +106,9 @@ class Batcher:
                 job.prepared = predictor.prepare(table=job.table, body=job.body, protocol=job.protocol,
                                                  raw_body=job.raw, routing_key=job.routing_key, started=job.started)
             except Exception as exc:
-                # One request's failure (bad input, or a bug it triggers) is that request's alone.
-                if not isinstance(exc, InputError):
+                # One request's failure (bad input, or a bug it triggers) is that request's alone. A
+                # version that cannot be loaded was logged once when its table was built.
+                if not isinstance(exc, (InputError, ModelUnavailable)):
                     logger.exception("preparing a prediction request to %s failed", job.table.name)
                 job.future.set_exception(exc)
                 continue

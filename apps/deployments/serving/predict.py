@@ -34,7 +34,7 @@ from apps.monitoring.services.logbuffer import log_entry, prediction_log_push
 from ..router import routing_key_hash
 from .inputs import InputError, check_columns, parse_mlflow, parse_v2
 from .protocol import probabilities_field, probabilities_requested
-from .state import ServedVersion, ServingTable, serving_state
+from .state import ModelUnavailable, ServedVersion, ServingTable, serving_state
 
 logger = logging.getLogger(__name__)
 
@@ -199,10 +199,17 @@ class Predictor:
                 started: float, served_at: float | None = None) -> Prepared:
         """Routes the request and checks its input against the chosen version (InputError is logged
         against that version and re-raised as PredictionInputError)."""
-        served = table.served(table.router.pick(routing_key))
+        version_id = table.router.pick(routing_key)
         request_id = str(uuid.uuid4())
         inputs_hash = hashlib.blake2b(raw_body, digest_size=16).hexdigest()
         key_hash = routing_key_hash(routing_key) if routing_key is not None else ""
+        broken = table.unavailable.get(version_id)
+        if broken is not None:
+            # Logged as the version's server error, so its error rate (and the rollout gates) see it.
+            self._push([self._entry(table, broken, request_id, started, PredictionStatus.SERVER_ERROR, inputs_hash,
+                                    key_hash, error=broken.reason, served_at=served_at)])
+            raise ModelUnavailable(broken.reason)
+        served = table.versions[version_id]
         try:
             if not is_classifier(served) and probabilities_requested(protocol, body):
                 raise InputError(probabilities_field(protocol),

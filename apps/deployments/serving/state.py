@@ -55,6 +55,29 @@ class ServedVersion:
 
 
 @dataclass(frozen=True)
+class UnavailableVersion:
+    """A routed version this host cannot load, for reasons that a retry will not change."""
+
+    version_id: int
+    version: int
+    reason: str
+
+    @property
+    def label(self) -> str:
+        return str(self.version)
+
+
+# Load failures that will not go away by retrying (the model-type plugin is missing or changed, the
+# files are unsafe or corrupt): the version answers 503 with the reason and the others keep serving.
+# Anything else (storage or database trouble) fails the table build, which keeps the old table and
+# retries as before.
+def _permanent_load_errors() -> tuple[type, ...]:
+    from apps.training.frameworks import ArtifactError
+
+    return (ArtifactError,)
+
+
+@dataclass(frozen=True)
 class ServingTable:
     deployment_id: int
     name: str
@@ -64,8 +87,8 @@ class ServingTable:
     versions: dict  # version_id -> ServedVersion
     known_columns: frozenset
     loaded_at: float = field(default_factory=time.monotonic)
-    # version_id -> why it cannot be loaded here (e.g. its model-type plugin is missing or changed);
-    # requests routed to it answer 503 with that message while the other versions keep serving.
+    # version_id -> UnavailableVersion: requests routed to it answer 503 with the reason while the
+    # other versions keep serving.
     unavailable: dict = field(default_factory=dict)
 
     def primary(self) -> ServedVersion:
@@ -74,11 +97,6 @@ class ServingTable:
         best = max(weights, key=lambda vid: weights[vid]) if weights else next(iter(self.versions))
         return self.versions[best]
 
-    def served(self, version_id: int) -> ServedVersion:
-        """The routed version, or ModelUnavailable naming why it cannot serve on this host."""
-        if version_id in self.unavailable:
-            raise ModelUnavailable(self.unavailable[version_id])
-        return self.versions[version_id]
 
 
 def _setting(name: str, default):
@@ -254,8 +272,11 @@ class ServingState:
                 try:
                     loaded = self._loader(mv)
                 except Exception as exc:
-                    logger.exception("%s of deployment %s cannot be loaded", mv, name)
-                    unavailable[mv.pk] = f"{mv} of deployment {name!r} cannot be loaded: {exc}"
+                    reason = f"{mv} of deployment {name!r} cannot be loaded: {exc}"
+                    if not isinstance(exc, _permanent_load_errors()):
+                        raise ModelUnavailable(reason) from exc
+                    logger.error("%s; its share of the traffic answers 503", reason)
+                    unavailable[mv.pk] = UnavailableVersion(mv.pk, mv.version, reason)
                     continue
                 self._models[key] = loaded
             spec = InputSpec.from_signature(mv.signature or getattr(loaded, "signature", {}) or {},
@@ -266,7 +287,8 @@ class ServingState:
                 numeric_columns=tuple(c for c in spec.columns if spec.kinds.get(c) == "numeric"),
             )
         if not any(r.version_id in versions for r in routes if r.weight > 0):
-            raise ModelUnavailable("; ".join(unavailable.values()) or f"deployment {name!r} has no loadable version")
+            raise ModelUnavailable("; ".join(u.reason for u in unavailable.values())
+                                   or f"deployment {name!r} has no loadable version")
         known = frozenset(c for v in versions.values() for c in v.spec.columns)
         return ServingTable(
             deployment_id=head["pk"], name=name, stamp=deployment_stamp(head["created_at"]), generation=head["generation"],

@@ -85,6 +85,9 @@ class SklearnAdapter(FrameworkAdapter):
                                      n_outputs=1 if task == REGRESSION else ctx.n_classes, window=1, seed=ctx.seed)
             if plugin.own_loop:
                 estimator = plugin.fit(estimator, ctx)
+                if estimator is not None and not hasattr(estimator, "predict"):
+                    raise TypeError(f"{plugin!r}.fit() must return the fitted estimator (or None when stopped "
+                                    f"before the first epoch), got {type(estimator).__name__}")
             else:
                 estimator = self._fit_once(ctx, estimator)
         for message in sorted({str(w.message) for w in caught}):

@@ -61,6 +61,15 @@ class TorchTrainedModel(TrainedModel):
         return _to_output(out, self.task, self.target_mean, self.target_std)
 
 
+def _contiguous(network: nn.Module) -> nn.Module:
+    """safetensors needs contiguous tensors, which a plugin's transposed or sliced parameters may not be."""
+    with torch.no_grad():
+        for tensor in [*network.parameters(), *network.buffers()]:
+            if not tensor.is_contiguous():
+                tensor.data = tensor.data.contiguous()
+    return network
+
+
 def _to_output(out: torch.Tensor, task: str, mean: float, std: float) -> np.ndarray:
     if task == REGRESSION:
         return (out.squeeze(-1).double() * std + mean).float().cpu().numpy()
@@ -107,9 +116,9 @@ class TorchAdapter(FrameworkAdapter):
 
     def _own_loop(self, plugin, ctx: FitContext, trained: TorchTrainedModel) -> TorchTrainedModel:
         def outputs_of(network, inputs):
-            trained.network = network
+            trained.network, was_training = network, network.training
             outputs = trained.batched_outputs(inputs)
-            network.train()
+            network.train(was_training)
             return outputs
 
         ctx.outputs_of = outputs_of
@@ -172,8 +181,9 @@ class TorchAdapter(FrameworkAdapter):
             raise TypeError(f"the torch adapter cannot save a {type(trained).__name__}")
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.detach().cpu().contiguous() for k, v in trained.network.state_dict().items()}
-        safetensors.torch.save_file(tensors, str(directory / MODEL_FILE), metadata={"format": "pt"})
+        # save_model (not save_file) stores tensors that share memory (tied weights) once.
+        safetensors.torch.save_model(_contiguous(trained.network), str(directory / MODEL_FILE),
+                                     metadata={"format": "pt"})
         write_meta(directory, trained, model_file=MODEL_FILE, libraries=library_versions("torch", "safetensors"))
 
     def load(self, directory, *, device="cpu"):
@@ -187,12 +197,10 @@ class TorchAdapter(FrameworkAdapter):
         except (InvalidParameter, KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"meta.json does not describe a torch network: {exc}") from exc
         try:
-            tensors = safetensors.torch.load_file(str(path), device="cpu")
+            safetensors.torch.load_model(_contiguous(network), str(path), strict=True, device="cpu")
         except (SafetensorError, OSError, ValueError) as exc:
             raise UnsafeArtifact(f"{path.name} is not a safetensors file ({exc}); refusing to load it") from exc
-        try:
-            network.load_state_dict(tensors, strict=True)
-        except RuntimeError as exc:
+        except RuntimeError as exc:  # missing, unexpected or mis-shaped tensors
             raise ArtifactError(f"{path.name} does not fit the network meta.json describes: {exc}") from exc
         network.to(torch_device).eval()
         return TorchTrainedModel(network=network, **TrainedModel.common_kwargs(meta, torch_device))
