@@ -4,6 +4,9 @@ Train now (API) → live epochs and logs → registered version recording the pl
 predictions equal to what the in-memory model predicted right after training; and a tuning study
 over a plugin's own hyperparameters.
 """
+import sys
+
+import numpy as np
 import pytest
 
 from apps.training.choices import RunStatus
@@ -52,10 +55,12 @@ def test_each_example_plugin_goes_from_train_now_to_served_predictions_of_the_tr
         assert created.status_code == 201, created.content
 
         example = _input_example(version)
-        answer = staff_api.post(f"/api/v1/deployments/{name}/predict", {"dataframe_records": example["rows"]},
-                                format="json")
+        answer = staff_api.post(f"/api/v1/deployments/{name}/predict", {
+            "dataframe_records": example["rows"], "params": {"probabilities": True}}, format="json")
         assert answer.status_code == 200, answer.content
         assert answer.json()["predictions"] == example["predictions"], model_type
+        # The served model is the trained one, not merely one that agrees on a couple of labels.
+        np.testing.assert_allclose(answer.json()["probabilities"], example["probabilities"], rtol=1e-5, atol=1e-6)
 
 
 def _input_example(version) -> dict:
@@ -90,3 +95,65 @@ def test_a_study_over_a_plugins_own_parameters_registers_its_best(celery_worker,
     assert version.training_run_id == best.run_id and version.model_type == "rbf_kernel_linear"
     assert version.params["gamma"] == best.params["gamma"] and version.params["n_components"] == 20
     assert version.plugin["package"] == "portal-example-models"
+
+
+TEAM_MODEL = '''
+from sklearn.linear_model import LogisticRegression
+from apps.training.plugins import ModelType, ParamSpec
+
+
+class TeamLogit(ModelType):
+    framework = "sklearn"
+    name = "team_logit"
+    params = {"c": ParamSpec("float", 1.0, 0.01, 100.0, log=True)}
+
+    def build(self, *, task, params, n_features, n_outputs, window, seed):
+        return LogisticRegression(C=params["c"])
+'''
+
+
+def test_a_version_trained_on_the_worker_is_refused_where_its_plugin_code_differs(
+        worker_factory, settings, tmp_path, monkeypatch, serving_in_request, fresh_catalog, staff_user, staff_api):
+    from apps.training.frameworks.discovery import reset_catalog
+
+    (tmp_path / "team_plugin.py").write_text(TEAM_MODEL)
+    # A worker of its own with the plugin on its path, on a queue of its own.
+    settings.TRAINING_CPU_QUEUE = "plugin-provenance"
+    worker_factory(queues="plugin-provenance", extra_env={
+        "PYTHONPATH": str(tmp_path), "MODEL_TYPE_PLUGINS": "team_plugin"})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    settings.MODEL_TYPE_PLUGINS = ["team_plugin"]
+    reset_catalog()
+
+    dataset, _, spec = factories.price_dataset(user=staff_user)
+    experiment = factories.experiment(dataset=dataset, spec=spec, name="team-direction", model_type="team_logit",
+                                      params={}, user=staff_user)
+    response = staff_api.post("/api/v1/runs/", {"experiment": experiment.pk}, format="json")
+    assert response.status_code == 201, response.content
+    run = wait_for_run(TrainingRun.objects.get(pk=response.json()["id"]), timeout=120)
+    assert run.status == RunStatus.SUCCEEDED, run.error_message
+    version = run.model_versions.get()
+    assert version.plugin["module"] == "team_plugin"
+    assert staff_api.post("/api/v1/deployments/", {"name": "team-direction", "model_version_id": version.pk},
+                          format="json").status_code == 201
+    rows = _input_example(version)["rows"]
+    url = "/api/v1/deployments/team-direction/predict"
+    assert staff_api.post(url, {"dataframe_records": rows}, format="json").status_code == 200
+
+    # This web process now runs other code under the same name (a later release of the plugin).
+    (tmp_path / "team_plugin.py").write_text(TEAM_MODEL.replace("C=params[\"c\"]", "C=params[\"c\"] / 2"))
+    sys.modules.pop("team_plugin", None)
+    reset_catalog()
+    serving_in_request.reset()
+    refused = staff_api.post(url, {"dataframe_records": rows}, format="json")
+    assert refused.status_code == 503
+    assert "model type sklearn/team_logit changed since this model was trained" in refused.json()["detail"]
+
+    # And where the plugin is not installed at all.
+    settings.MODEL_TYPE_PLUGINS = []
+    reset_catalog()
+    serving_in_request.reset()
+    missing = staff_api.post(url, {"dataframe_records": rows}, format="json")
+    assert missing.status_code == 503
+    assert "sklearn/team_logit (plugin module team_plugin" in missing.json()["detail"]
+    assert "is not installed on this host" in missing.json()["detail"]

@@ -378,14 +378,18 @@ def input_example(*, df, preprocessor, trained, signature: dict, run: TrainingRu
                         classes=signature.get("classes"))
     try:
         predictions, labels = model.predict_raw(rows)
+        probabilities = model.predict_proba_raw(rows)[0].tolist() if model.task == "classification" else None
     except ValueError as exc:  # the preprocessor's InvalidInput / InsufficientHistory
         logger.warning("run %s: no input example: %s", run.pk, exc)
         return None
-    return json_safe({
+    example = {
         "rows": json.loads(rows.to_json(orient="records", date_format="iso")),
         "predictions": predictions,
         "labels": [str(label) for label in labels],
-    })
+    }
+    if probabilities is not None:
+        example["probabilities"] = probabilities  # one row per prediction, in signature["classes"] order
+    return json_safe(example)
 
 
 def _train(run: TrainingRun, reporter, watcher) -> dict:
