@@ -122,13 +122,12 @@ def version_windows(*, deployment, since: datetime, until: datetime | None = Non
     feedback = Feedback.objects.filter(deployment=deployment, served_at__gte=feedback_since or since)
     if until is not None:
         feedback = feedback.filter(served_at__lt=until)
-    # n_scored comes first: once the sum is named "n", "n" no longer means the column.
     for row in feedback.values("model_version_id", "model_version__task").annotate(
-        n_scored=Sum("n", filter=Q(log_loss_sum__isnull=False)), log_loss=Sum("log_loss_sum"), **CALIBRATION_SUMS,
-        n=Sum("n"), n_correct=Sum("n_correct"), sq=Sum("sq_error_sum"), sq2=Sum("sq_error_sq_sum"),
+        n_rows=Sum("n"), n_scored=Sum("n", filter=Q(log_loss_sum__isnull=False)), log_loss=Sum("log_loss_sum"),
+        **CALIBRATION_SUMS, n_correct=Sum("n_correct"), sq=Sum("sq_error_sum"), sq2=Sum("sq_error_sq_sum"),
     ):
         window = out.setdefault(row["model_version_id"], VersionWindow(version_id=row["model_version_id"]))
-        window.feedback_rows = int(row["n"] or 0)
+        window.feedback_rows = int(row["n_rows"] or 0)
         window.arm, window.accuracy, window.rmse = _feedback_arm(
             row["model_version__task"], window.feedback_rows, row["n_correct"], row["sq"], row["sq2"]
         )

@@ -11,6 +11,8 @@ import json
 import threading
 from pathlib import Path
 
+from apps.training.choices import Framework
+
 from .artifacts import META_FILE
 from .base import (
     ArtifactError,
@@ -25,10 +27,10 @@ from .base import (
 from .devices import NoGpuAvailable, resolve_device
 from .model_types import ModelType, PluginUnavailable
 
-FRAMEWORKS = ("torch", "keras", "sklearn", "xgboost", "lightgbm")
-FRAMEWORK_LABELS = {"torch": "PyTorch", "keras": "TensorFlow / Keras", "sklearn": "scikit-learn",
-                    "xgboost": "XGBoost", "lightgbm": "LightGBM"}
-# Frameworks whose training loop feeds history windows (batch, window, n_features) to a model type.
+FRAMEWORKS = tuple(Framework.values)
+FRAMEWORK_LABELS = dict(Framework.choices)
+# Frameworks whose training loop feeds history windows (batch, window, n_features) to a model type
+# (declared here, not on the adapters, so discovery checks plugins without importing the libraries).
 HISTORY_FRAMEWORKS = {"torch": True, "keras": True, "sklearn": False, "xgboost": False, "lightgbm": False}
 
 _ADAPTER_CLASSES = {

@@ -374,7 +374,7 @@ class TrainedModel(ABC):
 
 
 class FrameworkAdapter(ABC):
-    """One ML library. Subclasses set `name`, `supports_gpu`, `history_windows` and `loop_params`.
+    """One ML library. Subclasses set `name`, `supports_gpu` and `loop_params`.
 
     The model types it trains are plugins (apps.training.frameworks.model_types.ModelType), found
     by apps.training.frameworks.discovery; the built-in ones are plugins too.
@@ -382,8 +382,6 @@ class FrameworkAdapter(ABC):
 
     name: str = ""
     supports_gpu: bool = True
-    # Whether the adapter's loop feeds (batch, window, n_features) windows to history models.
-    history_windows: bool = False
     # Hyperparameters of the adapter's own training loop, added to every model type that uses it.
     loop_params: dict[str, ParamSpec] = {}
 

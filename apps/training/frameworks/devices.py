@@ -15,7 +15,6 @@ import warnings
 CPU = "cpu"
 GPU = "gpu"
 DEVICES = (CPU, GPU)
-KNOWN_FRAMEWORKS = ("torch", "keras", "sklearn", "xgboost", "lightgbm")
 # Each library's own name for the CPU and the GPU (scikit-learn has no GPU).
 _DEVICE_NAMES = {
     "torch": ("cpu", "cuda"),

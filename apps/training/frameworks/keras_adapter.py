@@ -82,7 +82,6 @@ class KerasTrainedModel(TrainedModel):
 class KerasAdapter(FrameworkAdapter):
     name = "keras"
     supports_gpu = True
-    history_windows = True
     loop_params = NEURAL_LOOP_PARAMS
 
     def fit(self, *, data, task, model_type, params=None, seed=0, device="cpu", reporter=None, monitor=None):

@@ -3,7 +3,8 @@ booster) with `lightgbm.train` on a Dataset.
 
 The adapter's loop reports an epoch every `rounds_per_epoch` boosting rounds: the portal's train and
 validation metrics from the scores LightGBM keeps for its train and validation sets anyway (handed
-to a metric function every round, so an epoch costs no extra prediction), early stopping on the
+to a metric function every round: no extra prediction, though LightGBM copies the scores to Python
+each round), early stopping on the
 monitored metric with the portal's EarlyStopping, and cancellation or pruning asked between rounds
 (the callback ends training by raising EarlyStopException). The returned booster keeps only the best
 epoch's rounds, so the saved file holds exactly the model that was scored best.

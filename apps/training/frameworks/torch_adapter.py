@@ -79,7 +79,6 @@ def _to_output(out: torch.Tensor, task: str, mean: float, std: float) -> np.ndar
 class TorchAdapter(FrameworkAdapter):
     name = "torch"
     supports_gpu = True
-    history_windows = True
     loop_params = NEURAL_LOOP_PARAMS
 
     def fit(self, *, data, task, model_type, params=None, seed=0, device="cpu", reporter=None, monitor=None):
