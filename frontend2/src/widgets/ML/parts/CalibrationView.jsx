@@ -2,7 +2,8 @@ import { useId } from "react";
 import { formatNumber, formatPercent } from "../../../components/charts/scale";
 
 const SIZE = 200;
-const MARGIN = { top: 8, right: 10, bottom: 26, left: 34 };
+// Room for "100%" on the left and for the axis title below the tick labels.
+const MARGIN = { top: 8, right: 12, bottom: 36, left: 42 };
 const TICKS = [0, 0.5, 1];
 
 const binLabel = (b) => `${Math.round(b.lower * 100)}–${Math.round(b.upper * 100)}%`;
@@ -38,7 +39,7 @@ function ReliabilityDiagram({ versions, title }) {
             ))}
           </g>
         ))}
-        <text x={inner / 2} y={innerH + 24} textAnchor="middle" className="mlops-chart__tick">predicted confidence</text>
+        <text x={inner / 2} y={innerH + 31} textAnchor="middle" className="mlops-chart__tick">predicted confidence</text>
       </g>
     </svg>
   );
@@ -71,7 +72,7 @@ export function CalibrationView({ versions }) {
               </caption>
               <thead>
                 <tr>
-                  <th scope="col">Confidence</th>
+                  <th scope="col" title="Confidence bin of the predicted class">Bin</th>
                   <th scope="col">Predicted</th>
                   <th scope="col">Observed</th>
                   <th scope="col">Rows</th>
