@@ -79,8 +79,9 @@ class ModelType:
 
         torch: an nn.Module mapping (batch, n_features), or (batch, window, n_features) when
             uses_history, to (batch, n_outputs): the standardised target for regression, class
-            logits for classification. It is rebuilt this way when a saved model is loaded, so it
-            must depend on the arguments only.
+            logits for classification. It is rebuilt this way when a saved model is loaded (with
+            seed 0) and its state_dict loaded into it, so anything random must live in parameters or
+            registered buffers, not in plain attributes drawn from `seed`.
         keras: an uncompiled keras.Model with the same inputs and outputs.
         sklearn: an estimator or Pipeline with fit/predict (classification: predict_proba).
         xgboost / lightgbm: a dict of the library's native training parameters, merged over the
