@@ -1,5 +1,7 @@
 from rest_framework import serializers
 
+from apps.core.limits import BIGINT_MAX, INT32_MAX
+
 from .choices import DatasetTask
 from .models import Dataset, DatasetVersion, FeatureSpec
 
@@ -68,14 +70,14 @@ class FeatureSpecOutputSerializer(serializers.ModelSerializer):
 
 
 class FeatureSpecInputSerializer(serializers.Serializer):
-    dataset = serializers.IntegerField()
+    dataset = serializers.IntegerField(min_value=1, max_value=BIGINT_MAX)
     name = serializers.SlugField(max_length=100)
     description = serializers.CharField(required=False, allow_blank=True, default="")
     spec = serializers.JSONField()
 
 
 class SpecValidateInputSerializer(serializers.Serializer):
-    dataset = serializers.IntegerField(required=False, help_text="Check columns against this dataset's newest version.")
+    dataset = serializers.IntegerField(required=False, min_value=1, max_value=BIGINT_MAX, help_text="Check columns against this dataset's newest version.")
     spec = serializers.JSONField()
 
 
@@ -93,10 +95,10 @@ class SpecValidateOutputSerializer(serializers.Serializer):
 
 
 class FeaturePreviewInputSerializer(serializers.Serializer):
-    dataset = serializers.IntegerField(required=False)
+    dataset = serializers.IntegerField(required=False, min_value=1, max_value=BIGINT_MAX)
     spec = serializers.JSONField(required=False, help_text="An unsaved spec; or give feature_spec.")
-    feature_spec = serializers.IntegerField(required=False)
-    version = serializers.IntegerField(required=False, help_text="Dataset version number (default: newest).")
+    feature_spec = serializers.IntegerField(required=False, min_value=1, max_value=BIGINT_MAX)
+    version = serializers.IntegerField(required=False, min_value=1, max_value=INT32_MAX, help_text="Dataset version number (default: newest).")
     rows = serializers.IntegerField(required=False, default=20, min_value=1, max_value=200)
 
     def validate(self, attrs):

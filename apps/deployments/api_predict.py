@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 from apps.core.health import check_database, check_redis
 from apps.core.permissions import HasPortalRole, IsMLStaff
 from apps.datasets.choices import DatasetTask
+from apps.monitoring.services.feedback import FeedbackConflict
 
 from .auth import CachedApiTokenAuthentication, PredictRateThrottle
 from .selectors import deployment_get, deployment_serving_versions, deployment_signature
@@ -129,9 +130,11 @@ class FeedbackApi(PredictionEndpoint):
 
     @extend_schema(
         request=FeedbackRequestSerializer,
-        responses={200: FeedbackResponseSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
+        responses={200: FeedbackResponseSerializer, 400: ErrorSerializer, 404: ErrorSerializer, 409: ErrorSerializer},
         summary="Ground truth for earlier predictions, by request id",
-        description="ML Staff only: ground truth drives automatic promotion and rollback.",
+        description="ML Staff only: ground truth drives automatic promotion and rollback. A classifier's labels must "
+                    "be among its classes. Ground truth is recorded once per request: the same value again is a 200 "
+                    "that changes nothing, a different one a 409.",
     )
     def post(self, request, name):
         try:
@@ -153,6 +156,8 @@ class FeedbackApi(PredictionEndpoint):
         except DjangoValidationError as exc:
             field, messages = next(iter(exc.message_dict.items()))
             return _error(f"{field}: {messages[0]}", 400, field=field)
+        except FeedbackConflict as exc:
+            return _error(f"{exc.field}: {exc.message}", 409, field=exc.field)
         return json_response({"requests": result.requests, "answers_scored": result.answers_scored})
 
 

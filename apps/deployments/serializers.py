@@ -1,6 +1,8 @@
 """API shapes of deployments, rollouts, events and the prediction protocols."""
 from rest_framework import serializers
 
+from apps.core.limits import BIGINT_MAX, INT32_MAX, SMALLINT_MAX
+
 from .choices import RolloutAction
 from .selectors import deployment_open_rollout, deployment_signature
 
@@ -104,12 +106,12 @@ class DeploymentDetailSerializer(DeploymentSerializer):
 
 class DeploymentCreateSerializer(serializers.Serializer):
     name = serializers.SlugField(max_length=100)
-    model_version_id = serializers.IntegerField()
+    model_version_id = serializers.IntegerField(min_value=1, max_value=BIGINT_MAX)
     description = serializers.CharField(required=False, allow_blank=True, default="")
 
 
 class TrafficItemSerializer(serializers.Serializer):
-    model_version_id = serializers.IntegerField()
+    model_version_id = serializers.IntegerField(min_value=1, max_value=BIGINT_MAX)
     weight = serializers.FloatField(min_value=0, max_value=100)
     shadow = serializers.BooleanField(required=False, default=False)
 
@@ -120,8 +122,8 @@ class TrafficSerializer(serializers.Serializer):
 
 
 class RollbackSerializer(serializers.Serializer):
-    model_version_id = serializers.IntegerField(required=False)
-    version = serializers.IntegerField(required=False, help_text="Version number of the deployment's model.")
+    model_version_id = serializers.IntegerField(required=False, min_value=1, max_value=BIGINT_MAX)
+    version = serializers.IntegerField(required=False, min_value=1, max_value=INT32_MAX, help_text="Version number of the deployment's model.")
     reason = serializers.CharField(required=False, allow_blank=True, default="")
 
     def validate(self, attrs):
@@ -131,8 +133,8 @@ class RollbackSerializer(serializers.Serializer):
 
 
 class RolloutCreateSerializer(serializers.Serializer):
-    challenger_version_id = serializers.IntegerField(required=False)
-    challenger_version = serializers.IntegerField(required=False, help_text="Version number of the deployment's model.")
+    challenger_version_id = serializers.IntegerField(required=False, min_value=1, max_value=BIGINT_MAX)
+    challenger_version = serializers.IntegerField(required=False, min_value=1, max_value=INT32_MAX, help_text="Version number of the deployment's model.")
     stages = serializers.JSONField(required=False, help_text="[{percent, min_duration_s, min_predictions, min_feedback}]")
     gates = serializers.JSONField(required=False, help_text="{max_error_rate, max_p99_ms, alpha, tau, ...}")
     start = serializers.BooleanField(required=False, default=True)
@@ -146,7 +148,7 @@ class RolloutCreateSerializer(serializers.Serializer):
 
 class RolloutActionSerializer(serializers.Serializer):
     stage = serializers.IntegerField(
-        required=False, min_value=0,
+        required=False, min_value=0, max_value=SMALLINT_MAX,
         help_text="The stage index you saw (required for promote and rollback): if the rollout moved "
                   "meanwhile the request is refused with 409 instead of acting twice.",
     )

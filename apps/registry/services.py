@@ -115,6 +115,22 @@ def model_alias_set(*, model: RegisteredModel, alias: str, version: ModelVersion
     return result
 
 
+def _holds_nul(value) -> bool:
+    """A NUL anywhere in a JSON value, keys included (walked without recursion)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 @transaction.atomic
 def model_version_update(*, version: ModelVersion, tags: dict | None = None, description: str | None = None) -> ModelVersion:
     """Tags and description are the only mutable parts of a version."""
@@ -122,6 +138,9 @@ def model_version_update(*, version: ModelVersion, tags: dict | None = None, des
     if tags is not None:
         if not isinstance(tags, dict) or not all(isinstance(k, str) for k in tags):
             raise ValidationError({"tags": "must be an object of tag names to values."})
+        if _holds_nul(tags):
+            # PostgreSQL's jsonb cannot store NUL, in keys or values.
+            raise ValidationError({"tags": "tag names and values may not hold a NUL character."})
         version.tags = tags
         fields.append("tags")
     if description is not None:

@@ -11,6 +11,11 @@ _DEFAULTS = {
     # How often the running attempt looks at the database for a stop request.
     "TRAINING_STOP_POLL_SECONDS": 0.5,
     "TRAINING_REAPER_INTERVAL_SECONDS": 30,
+    # A dropped database connection (PgBouncer restart, failover, idle timeout) is reopened and the
+    # write retried for this long before the attempt gives up on the database.
+    "TRAINING_DB_RETRY_SECONDS": 30,
+    # A QUEUED run older than this that no worker holds has lost its message: the reaper requeues it.
+    "TRAINING_QUEUED_STALE_SECONDS": 600,
     # Log lines and epoch results are stored by a background thread (1) or by the training thread (0).
     "TRAINING_WRITE_BEHIND": 1,
     "TRAINING_CPU_QUEUE": "cpu",

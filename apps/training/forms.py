@@ -1,6 +1,8 @@
 from django import forms
 from django.core.exceptions import ValidationError
 
+from apps.core.limits import INT32_MAX
+
 from .choices import Device, Framework
 from .models import Experiment, TrainingSchedule
 
@@ -12,7 +14,7 @@ class TrainNowForm(forms.Form):
     model_type = forms.CharField(required=False, help_text="e.g. mlp, lstm, linear, gradient_boosting")
     params = forms.JSONField(required=False, help_text='JSON object, e.g. {"epochs": 5}; blank: defaults')
     device = forms.ChoiceField(choices=[("", "— experiment default —"), *Device.choices], required=False)
-    seed = forms.IntegerField(required=False, min_value=0, max_value=2**32 - 1)
+    seed = forms.IntegerField(required=False, min_value=0, max_value=INT32_MAX)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -5,12 +5,12 @@ import queue
 import threading
 import time
 
-from django.db import close_old_connections, connection
+from django.db import connection
 
 from . import conf
 from .choices import RunStatus
 from .models import TrainingRun
-from .services.runs import epoch_record, log_record, run_records_write
+from .services.runs import db_reconnect, db_retrying, epoch_record, log_record, run_records_write
 from .signals import run_epoch_completed
 
 logger = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class RunWatcher:
                         self.request_stop(requested)
                 except Exception:  # a database blip must not kill the watcher; try again next tick
                     logger.exception("run %s watcher tick failed", self.run_id)
-                    close_old_connections()
+                    db_reconnect()  # a dropped connection never comes back by itself: open a new one
         finally:
             connection.close()
 
@@ -159,17 +159,20 @@ class RunWriter:
             connection.close()
 
     def _write(self, records: list[tuple]) -> None:
-        for attempt in (1, 2):
-            try:
-                stored = run_records_write(run=self.run, attempt=self.attempt, records=records)
-                break
-            except Exception:
-                # A dropped connection is retried once; a batch that cannot be stored is logged, not fatal.
-                logger.exception("run %s: could not store %d log/epoch records (try %d)", self.run.pk, len(records),
-                                 attempt)
-                close_old_connections()
-                if attempt == 2 or self.sync:
-                    return
+        def write():
+            return run_records_write(run=self.run, attempt=self.attempt, records=records)
+
+        try:
+            # A dropped connection is reopened and the batch retried (one transaction: stored once
+            # or not at all); sync mode writes inside the caller's transaction and tries once.
+            stored = write() if self.sync else db_retrying(write, what=f"run {self.run.pk} log writer")
+        except Exception:
+            # A batch that cannot be stored is logged, not fatal: the run's outcome is decided by its
+            # final writes, which retry on their own.
+            logger.exception("run %s: could not store %d log/epoch records", self.run.pk, len(records))
+            if not self.sync:
+                db_reconnect()
+            return
         for epoch, metrics in stored:
             # A failing receiver (e.g. tuning bookkeeping) must not fail the training itself.
             for receiver, result in run_epoch_completed.send_robust(

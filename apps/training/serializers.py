@@ -1,5 +1,7 @@
 from rest_framework import serializers
 
+from apps.core.limits import BIGINT_MAX, INT32_MAX
+
 from .choices import Device, Framework, RunStatus
 from .models import Experiment, RunEpoch, RunEvent, RunLogLine, TrainingRun
 
@@ -25,8 +27,8 @@ class ExperimentOutputSerializer(serializers.ModelSerializer):
 
 class ExperimentInputSerializer(serializers.Serializer):
     name = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,119}$")
-    dataset = serializers.IntegerField(min_value=1)
-    feature_spec = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    dataset = serializers.IntegerField(min_value=1, max_value=BIGINT_MAX)
+    feature_spec = serializers.IntegerField(min_value=1, max_value=BIGINT_MAX, required=False, allow_null=True)
     description = serializers.CharField(required=False, allow_blank=True, default="")
     target = serializers.CharField(required=False, allow_blank=True, default="")
     primary_metric = serializers.CharField(required=False, allow_blank=True, default="")
@@ -35,7 +37,7 @@ class ExperimentInputSerializer(serializers.Serializer):
     default_model_type = serializers.CharField(required=False, allow_blank=True, default="")
     default_params = serializers.DictField(required=False, default=dict)
     default_device = serializers.CharField(required=False, default=Device.CPU, help_text="cpu or gpu")
-    seed = serializers.IntegerField(required=False, default=0, min_value=0, max_value=2**32 - 1)
+    seed = serializers.IntegerField(required=False, default=0, min_value=0, max_value=INT32_MAX)
     retrain_on_new_data = serializers.BooleanField(required=False, default=False)
     registered_model_name = serializers.CharField(required=False, allow_blank=True, default="")
 
@@ -48,7 +50,7 @@ class ExperimentUpdateSerializer(serializers.Serializer):
     default_model_type = serializers.CharField(required=False)
     default_params = serializers.DictField(required=False)
     default_device = serializers.CharField(required=False, help_text="cpu or gpu")
-    seed = serializers.IntegerField(required=False, min_value=0, max_value=2**32 - 1)
+    seed = serializers.IntegerField(required=False, min_value=0, max_value=INT32_MAX)
     retrain_on_new_data = serializers.BooleanField(required=False)
     registered_model_name = serializers.CharField(required=False, allow_blank=True)
 
@@ -56,12 +58,12 @@ class ExperimentUpdateSerializer(serializers.Serializer):
 class RunStartSerializer(serializers.Serializer):
     """Blank fields take the experiment's defaults."""
 
-    experiment = serializers.IntegerField(min_value=1)
+    experiment = serializers.IntegerField(min_value=1, max_value=BIGINT_MAX)
     framework = serializers.ChoiceField(choices=Framework.choices, required=False)
     model_type = serializers.CharField(required=False)
     params = serializers.DictField(required=False)
     device = serializers.ChoiceField(choices=Device.choices, required=False)
-    seed = serializers.IntegerField(required=False, min_value=0, max_value=2**32 - 1)
+    seed = serializers.IntegerField(required=False, min_value=0, max_value=INT32_MAX)
     register_model = serializers.BooleanField(required=False, default=True)
 
 

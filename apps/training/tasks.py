@@ -12,7 +12,8 @@ def run_training(self, run_id: int) -> None:
 
 @shared_task(name="training.reap_stale_runs", ignore_result=True)
 def reap_stale_runs() -> dict:
-    """Beat: requeue or fail RUNNING runs whose worker stopped sending heartbeats."""
+    """Beat: requeue or fail RUNNING runs whose worker stopped sending heartbeats, and QUEUED runs
+    whose queue message was lost."""
     from apps.training.services.training_pipeline import training_runs_reap
 
     return training_runs_reap()

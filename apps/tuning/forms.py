@@ -1,6 +1,7 @@
 from django import forms
 from django.core.exceptions import ValidationError
 
+from apps.core.limits import INT32_MAX
 from apps.training.choices import Framework
 
 from .choices import Direction
@@ -19,7 +20,7 @@ class StudyAdminForm(forms.ModelForm):
     objective_metric = forms.CharField(required=False, help_text="blank: the experiment's primary metric")
     direction = forms.ChoiceField(choices=[("", "— from the metric —"), *Direction.choices], required=False)
     max_trials = forms.IntegerField(required=False, min_value=1, help_text="blank: the grid's size, or 20")
-    seed = forms.IntegerField(required=False, min_value=0, max_value=2**32 - 1, help_text="blank: the experiment's")
+    seed = forms.IntegerField(required=False, min_value=0, max_value=INT32_MAX, help_text="blank: the experiment's")
     search_space = forms.JSONField(
         help_text='JSON list, e.g. [{"name": "alpha", "type": "float", "low": 0.001, "high": 10, "log": true}, '
                   '{"name": "max_iter", "type": "int", "low": 50, "high": 500}, '

@@ -1,5 +1,7 @@
 from rest_framework import serializers
 
+from apps.core.limits import BIGINT_MAX, INT32_MAX, SMALLINT_MAX
+
 from .choices import Device, Direction, PrunerKind, Strategy
 from .models import Trial, TuningEvent, TuningStudy
 
@@ -8,7 +10,7 @@ class StudyCreateSerializer(serializers.Serializer):
     """Blank framework, model type, metric, direction, budget and seed come from the experiment."""
 
     name = serializers.CharField(max_length=120)
-    experiment = serializers.IntegerField(help_text="Experiment id")
+    experiment = serializers.IntegerField(min_value=1, max_value=BIGINT_MAX, help_text="Experiment id")
     search_space = serializers.JSONField(
         help_text='List of {"name", "type": "int"|"float"|"categorical", "low", "high", "log", "grid_points"} '
                   'or {"name", "type": "categorical", "choices": [...]}'
@@ -20,13 +22,13 @@ class StudyCreateSerializer(serializers.Serializer):
     fixed_params = serializers.JSONField(required=False, default=dict)
     objective_metric = serializers.CharField(required=False, allow_blank=True, default="")
     direction = serializers.ChoiceField(choices=Direction.choices, required=False, allow_blank=True, default="")
-    max_trials = serializers.IntegerField(required=False, allow_null=True, default=None)
-    max_wall_seconds = serializers.IntegerField(required=False, allow_null=True, default=None)
-    parallelism = serializers.IntegerField(required=False, default=1)
+    max_trials = serializers.IntegerField(required=False, allow_null=True, default=None, max_value=INT32_MAX)
+    max_wall_seconds = serializers.IntegerField(required=False, allow_null=True, default=None, max_value=INT32_MAX)
+    parallelism = serializers.IntegerField(required=False, default=1, max_value=SMALLINT_MAX)
     pruner = serializers.ChoiceField(choices=PrunerKind.choices, default=PrunerKind.NONE)
     pruner_options = serializers.JSONField(required=False, default=dict)
     device = serializers.ChoiceField(choices=Device.choices, default=Device.CPU)
-    seed = serializers.IntegerField(required=False, allow_null=True, default=None)
+    seed = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0, max_value=INT32_MAX)
     start = serializers.BooleanField(required=False, default=False, help_text="Start right away")
 
 

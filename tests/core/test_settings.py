@@ -75,3 +75,29 @@ def test_production_mode_passes_check_deploy_with_zero_warnings():
                          cwd=ROOT, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "no issues (0 silenced)" in out.stdout
+
+
+def test_production_refuses_the_repositorys_development_secret_key():
+    from mlops_portal.settings import DEVELOPMENT_SECRET_KEY
+
+    error = load_settings(PORTAL_MODE="production", SECRET_KEY=DEVELOPMENT_SECRET_KEY, ALLOWED_HOSTS="portal.example")["error"]
+    assert "SECRET_KEY is the repository's development key" in error
+
+
+def test_production_refuses_a_secret_key_shorter_than_50_characters():
+    error = load_settings(PORTAL_MODE="production", SECRET_KEY="Zx9!qLm2#Vb7&Pw4$Rt6^Yu8*Io0(Kj3)Hg5-abcdefghijkl",
+                          ALLOWED_HOSTS="portal.example")["error"]
+    assert "SECRET_KEY must be at least 50 characters" in error and "got 49" in error
+
+
+def test_check_deploy_fails_in_production_with_the_development_key():
+    from mlops_portal.settings import DEVELOPMENT_SECRET_KEY
+
+    env = {k: v for k, v in os.environ.items() if k not in SETTING_VARS}
+    env.update(PORTAL_MODE="production", SECRET_KEY=DEVELOPMENT_SECRET_KEY, ALLOWED_HOSTS="portal.example")
+    out = subprocess.run([sys.executable, "manage.py", "check", "--deploy"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert out.returncode != 0 and "development key" in out.stderr
+
+
+def test_development_keeps_its_default_key_so_make_run_needs_no_setup():
+    assert "error" not in load_settings()

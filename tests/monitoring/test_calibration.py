@@ -87,8 +87,15 @@ def test_feedback_on_logged_probabilities_gives_the_windows_log_loss_and_reliabi
 
 
 def test_a_label_the_model_never_gave_a_probability_costs_the_clipped_log_loss(deployment, champion, analyst_api, staff_api):
+    from apps.registry.models import ModelVersion
+
     answer = analyst_api.post(PREDICT, {"instances": [record()]}, format="json").json()
     assert "probabilities" not in answer, "not asked for, yet logged"
+    response = staff_api.post(FEEDBACK, {"request_id": answer["request_id"], "ground_truth": "sideways"}, format="json")
+    assert response.status_code == 400, "a version whose signature names its classes refuses other labels"
+    # A version registered before signatures named their classes cannot tell: the label is scored.
+    signature = {k: v for k, v in champion.signature.items() if k != "classes"}
+    ModelVersion.objects.filter(pk=champion.pk).update(signature=signature)
     response = staff_api.post(FEEDBACK, {"request_id": answer["request_id"], "ground_truth": "sideways"}, format="json")
     assert response.status_code == 200, response.content
     feedback = Feedback.objects.get()

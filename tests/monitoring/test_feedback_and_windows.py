@@ -31,9 +31,11 @@ def test_feedback_scores_each_answer_and_may_arrive_before_the_log_is_flushed(de
     feedback = Feedback.objects.get()
     assert feedback.n == 10
     assert feedback.n_correct == sum(int(p == t) for p, t in zip(data["predictions"], frame["label"]))
-    again = staff_api.post(FEEDBACK, {"feedback": [{"request_id": data["request_id"], "ground_truth": [0] * 10}]}, format="json")
-    assert again.status_code == 200 and Feedback.objects.count() == 1, "sending again replaces, never double counts"
-    assert Feedback.objects.get().n_correct == data["predictions"].count(0)
+    again = staff_api.post(FEEDBACK, {"feedback": [{"request_id": data["request_id"], "ground_truth": frame["label"].tolist()}]},
+                           format="json")
+    assert again.status_code == 200 and Feedback.objects.count() == 1, "sending the same again never double counts"
+    other = staff_api.post(FEEDBACK, {"feedback": [{"request_id": data["request_id"], "ground_truth": [0] * 10}]}, format="json")
+    assert other.status_code == 409 and Feedback.objects.get().n_correct == feedback.n_correct, "the first truth stands"
 
 
 def test_bad_feedback_is_refused_naming_the_item_and_nothing_is_stored(deployment, analyst_api, staff_api, outsider_api):
@@ -63,8 +65,9 @@ def test_bad_feedback_is_refused_naming_the_item_and_nothing_is_stored(deploymen
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_senders_of_the_same_requests_truth_at_once_both_succeed_and_one_row_remains(make_version, staff_user,
-                                                                                         analyst_api, monkeypatch):
+@pytest.mark.parametrize("other_truth", [[1, 1], [0, 0]], ids=["same", "different"])
+def test_two_senders_of_a_requests_truth_at_once_leave_one_row_and_a_different_later_one_is_a_conflict(
+        make_version, staff_user, analyst_api, monkeypatch, other_truth):
     import threading
 
     from django.db import connection
@@ -85,7 +88,7 @@ def test_two_senders_of_the_same_requests_truth_at_once_both_succeed_and_one_row
             def send():
                 try:
                     other_sender.append(feedback_module.feedback_record(
-                        deployment=deployment, items=[{"request_id": request_id, "ground_truth": [0, 0]}]))
+                        deployment=deployment, items=[{"request_id": request_id, "ground_truth": other_truth}]))
                 finally:
                     connection.close()
 
@@ -96,10 +99,15 @@ def test_two_senders_of_the_same_requests_truth_at_once_both_succeed_and_one_row
         return scored(log, truth, task)
 
     monkeypatch.setattr(feedback_module, "_score", score_while_another_sender_commits)
-    result = feedback_module.feedback_record(deployment=deployment,
-                                             items=[{"request_id": request_id, "ground_truth": frame["label"].tolist()}])
-    assert result.answers_scored == 1 and other_sender[-1] is not None and other_sender[-1].answers_scored == 1
-    assert list(Feedback.objects.values_list("ground_truth", flat=True)) == [frame["label"].tolist()]
+    assert frame["label"].tolist() == [1, 1]
+    items = [{"request_id": request_id, "ground_truth": frame["label"].tolist()}]
+    if other_truth == [1, 1]:
+        assert feedback_module.feedback_record(deployment=deployment, items=items).answers_scored == 1
+    else:
+        with pytest.raises(feedback_module.FeedbackConflict):
+            feedback_module.feedback_record(deployment=deployment, items=items)
+    assert other_sender[-1] is not None and other_sender[-1].answers_scored == 1
+    assert list(Feedback.objects.values_list("ground_truth", flat=True)) == [other_truth]
 
 
 def test_analysts_may_not_send_ground_truth_since_it_moves_the_rollout_gates(deployment, analyst_api):

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from apps.core.jsonlimits import json_body_problem
+
 NUMERIC = "numeric"
 TEXT = "text"
 DATETIME = "datetime"
@@ -75,6 +77,10 @@ def loads_body(raw: bytes) -> dict:
     """Parses JSON, keeping NaN/Infinity literals so the check can name the field that holds them."""
     if not raw:
         raise InputError("body", "the request body is empty; send a JSON object")
+    # Depth before parsing: json recurses per level. NUL is left to the field checks, which name it.
+    problem = json_body_problem(raw, refuse_nul=False)
+    if problem:
+        raise InputError("body", problem)
     try:
         body = json.loads(raw)
     except UnicodeDecodeError:

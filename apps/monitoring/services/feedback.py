@@ -25,6 +25,15 @@ class FeedbackResult:
     answers_scored: int
 
 
+class FeedbackConflict(Exception):
+    """Ground truth for a request that already has a different one (the API answers 409)."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
 def same_label(predicted, truth) -> bool:
     """Class labels compare as numbers when both are numbers (1 == 1.0), otherwise as text."""
     if isinstance(predicted, (int, float)) and isinstance(truth, (int, float)) and not isinstance(truth, bool):
@@ -37,7 +46,10 @@ def _short(value) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _truth_list(value, n: int, field: str, task: str) -> list:
+def _truth_list(value, n: int, field: str, task: str, classes: list | None = None) -> list:
+    """The request's ground truth, one checked value per prediction. A classifier's labels must be
+    among the version's classes when its signature names them (a label it can never predict would
+    only count as a wrong answer and move the gates)."""
     values = value if isinstance(value, list) else [value]
     if len(values) != n:
         raise ValidationError({field: f"this request had {n} prediction(s); send {n} ground-truth value(s), got {len(values)}"})
@@ -52,7 +64,16 @@ def _truth_list(value, n: int, field: str, task: str) -> list:
         elif (isinstance(item, str) and "\x00" in item) or (isinstance(item, float) and not abs(item) < float("inf")):
             # jsonb stores neither NUL nor NaN/Infinity.
             raise ValidationError({field: f"value {i}: expected a class label, got {_short(item)}"})
+        elif classes and not any(same_label(c, item) for c in classes):
+            allowed = ", ".join(_short(c) for c in classes)
+            raise ValidationError({field: f"value {i}: {_short(item)} is not one of the model's classes; allowed: {allowed}"})
     return values
+
+
+def _same_truth(stored, values: list) -> bool:
+    if not isinstance(stored, list) or len(stored) != len(values):
+        return False
+    return all(same_label(a, b) and isinstance(a, bool) == isinstance(b, bool) for a, b in zip(stored, values))
 
 
 def _probability_scores(log: PredictionLog, truth: list) -> dict:
@@ -91,8 +112,10 @@ def feedback_record(*, deployment, items: list, user=None) -> FeedbackResult:
     `{"request_id": <uuid>, "ground_truth": <value, or a list with one value per prediction>}`.
 
     Every logged answer of the request (the served one and any shadow copy) is scored, so the
-    challenger's accuracy is known in shadow mode too. Sending feedback again for a request replaces
-    the earlier one. All or nothing: one bad item rejects the batch, naming it.
+    challenger's accuracy is known in shadow mode too. Ground truth is written once: sending the same
+    value again changes nothing, a different one raises FeedbackConflict (a 409), since the first
+    already moved the gates. All or nothing: every item is checked before anything is written, and
+    one bad or conflicting item rejects the batch, naming it.
 
     Not one transaction from the top on purpose: the buffer flush it may need must commit on its
     own, since the flusher trims Redis as soon as its insert is done.
@@ -139,6 +162,9 @@ def _feedback_store(*, deployment, parsed: dict, logs: dict) -> FeedbackResult:
     now = timezone.now()
     scored = 0
     rows = []
+    fields = {}
+    log_ids = [log.pk for answers in logs.values() for log in answers]
+    stored = dict(Feedback.objects.filter(prediction_id__in=log_ids).values_list("prediction_id", "ground_truth"))
     for request_id, (i, truth) in parsed.items():
         field = f"feedback[{i}]"
         answers = logs.get(request_id)
@@ -147,15 +173,29 @@ def _feedback_store(*, deployment, parsed: dict, logs: dict) -> FeedbackResult:
         for log in answers:
             if log.status != PredictionStatus.OK:
                 continue
-            values = _truth_list(truth, len(log.output), f"{field}.ground_truth", log.model_version.task)
-            scores = _score(log, values, log.model_version.task)
+            version = log.model_version
+            values = _truth_list(truth, len(log.output), f"{field}.ground_truth", version.task,
+                                 classes=(version.signature or {}).get("classes"))
+            scored += 1
+            if log.pk in stored:
+                _check_repeat(stored[log.pk], values, field, request_id)
+                continue
+            fields[log.pk] = (field, request_id, values)
             rows.append(Feedback(
                 prediction=log, deployment=deployment, model_version_id=log.model_version_id, shadow=log.shadow,
-                ground_truth=values, served_at=log.served_at, received_at=now, **scores,
+                ground_truth=values, served_at=log.served_at, received_at=now, **_score(log, values, version.task),
             ))
-            scored += 1
-    # An upsert, not read-then-write: two senders of the same request's truth at once must not both
-    # insert (a row lock cannot lock a row that does not exist yet); the later one replaces.
-    Feedback.objects.bulk_create(rows, update_conflicts=True, unique_fields=["prediction"],
-                                 update_fields=[*SCORE_FIELDS, "ground_truth", "received_at"])
+    # Insert-or-nothing, then read back: a concurrent sender's row cannot be locked before it exists,
+    # so ON CONFLICT waits for that sender's commit and the read-back says whether it sent the same.
+    Feedback.objects.bulk_create(rows, ignore_conflicts=True)
+    for log_id, truth in Feedback.objects.filter(prediction_id__in=list(fields)).values_list("prediction_id", "ground_truth"):
+        field, request_id, values = fields[log_id]
+        _check_repeat(truth, values, field, request_id)
     return FeedbackResult(requests=len(parsed), answers_scored=scored)
+
+
+def _check_repeat(stored, values: list, field: str, request_id) -> None:
+    if not _same_truth(stored, values):
+        raise FeedbackConflict(f"{field}.ground_truth",
+                               f"request {request_id} already has ground truth {_short(stored)}; it is recorded once "
+                               f"and a different value ({_short(values)}) is refused")

@@ -145,7 +145,7 @@ class LightGBMAdapter(FrameworkAdapter):
         """The adapter's parameters, the model type's `build` dict over them, then device and threads
         (where and how wide a run trains is the worker's decision, not the model type's)."""
         base = {
-            # LightGBM's seeds are C ints; the portal's go up to 2**32 - 1.
+            # LightGBM's seeds are C ints (the portal's fit, but a plugin's own seed may not).
             "seed": ctx.seed % (2**31 - 1), "deterministic": True, "force_row_wise": True, "verbosity": -1,
             "metric": "None",  # the portal scores epochs itself
         }

@@ -1,10 +1,11 @@
 """The one place a run's status, progress and log change. Every status change writes a RunEvent."""
 import logging
 import math
+import time
 from datetime import datetime
 
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from apps.training import live
@@ -33,6 +34,46 @@ def json_safe(value):
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     return value
+
+
+# What a dropped or unreachable database looks like to Django (psycopg's errors mapped by Django).
+DB_CONNECTION_ERRORS = (OperationalError, InterfaceError)
+
+
+def db_reconnect() -> None:
+    """Drops this thread's database connection so that the next query opens a fresh one. A no-op
+    inside a transaction (closing would lose it; the caller's outer block must retry instead)."""
+    if not connection.in_atomic_block:
+        connection.close()
+
+
+def db_retrying(fn, *, what: str, seconds: float | None = None):
+    """Returns fn(); when the database connection is gone (a PgBouncer restart, a failover, an idle
+    timeout, a short outage) reconnects and calls fn again with a growing pause, for up to
+    `seconds` (TRAINING_DB_RETRY_SECONDS), then re-raises the last error.
+
+    fn must be safe to call again: one transaction that either committed or did not. Inside an
+    outer transaction there is nothing to reconnect to, so fn is called once."""
+    from apps.training import conf
+
+    if connection.in_atomic_block:
+        return fn()
+    budget = float(conf.get("TRAINING_DB_RETRY_SECONDS") if seconds is None else seconds)
+    deadline = time.monotonic() + budget
+    pause, tries = 0.1, 0
+    while True:
+        tries += 1
+        try:
+            return fn()
+        except DB_CONNECTION_ERRORS as exc:
+            db_reconnect()
+            if time.monotonic() + pause > deadline:
+                logger.error("%s: database still unavailable after %d tries in %.0f s: %s", what, tries, budget, exc)
+                raise
+            logger.warning("%s: database connection lost (%s: %s); reconnecting (try %d)", what,
+                           type(exc).__name__, str(exc).strip()[:200], tries)
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
 
 
 def _iso(ts: datetime) -> str:

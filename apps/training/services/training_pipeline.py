@@ -48,13 +48,17 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from apps.core.limits import INT32_MAX
 from apps.training import conf, live
 from apps.training.choices import RUN_TERMINAL, Device, RunOrigin, RunStatus, StopReason
 from apps.training.frameworks.devices import training_threads
 from apps.training.models import Experiment, RunEvent, TrainingRun
 from apps.training.services.experiments import validate_training_config
 from apps.training.services.runs import (
+    DB_CONNECTION_ERRORS,
     RunStateError,
+    db_reconnect,
+    db_retrying,
     json_safe,
     run_log_append,
     run_status_announce,
@@ -148,8 +152,8 @@ def training_run_start(
     params = validate_training_config(framework=framework, model_type=model_type, params=params, device=device)
     if seed is None:
         seed = experiment.seed
-    if isinstance(seed, bool) or not isinstance(seed, int) or not (0 <= seed < 2**32):
-        raise ValidationError({"seed": "must be a whole number between 0 and 4294967295."})
+    if isinstance(seed, bool) or not isinstance(seed, int) or not (0 <= seed <= INT32_MAX):
+        raise ValidationError({"seed": f"must be a whole number between 0 and {INT32_MAX}."})
     if dataset_version is None:
         dataset_version = dataset_version_latest(dataset=experiment.dataset)
         if dataset_version is None:
@@ -473,25 +477,81 @@ def _evaluate_and_describe(*, run, df, data, trained, experiment, dataset_versio
 
 
 def _finish_success(run: TrainingRun, fields: dict) -> TrainingRun:
+    """SUCCEEDED and the registered version in one transaction, retried on a dropped connection."""
     from apps.registry.services import model_version_create_from_run
 
-    with transaction.atomic():
-        done = run_status_transition(run_id=run.pk, to=RunStatus.SUCCEEDED, reason="training finished",
-                                     fields=fields, expected_attempt=run.attempts, announce=False)
-        if run.register_model:
-            version = model_version_create_from_run(run=done, name=run.experiment.model_name, user=run.created_by)
-            run_log_append(run_id=run.pk, level="INFO", attempt=run.attempts,
-                           message=f"registered as {version.registered_model.name} version {version.version}")
-        # After the last log line: a viewer may stop listening at the terminal status.
-        run_status_announce(done)
-    return done
+    tries = 0
+
+    def finish():
+        nonlocal tries
+        tries += 1
+        if tries > 1:  # the commit may have gone through and only its answer been lost
+            done = TrainingRun.objects.filter(pk=run.pk, status=RunStatus.SUCCEEDED, attempts=run.attempts,
+                                              artifact_uri=fields["artifact_uri"]).first()
+            if done is not None:
+                return done
+        with transaction.atomic():
+            done = run_status_transition(run_id=run.pk, to=RunStatus.SUCCEEDED, reason="training finished",
+                                         fields=fields, expected_attempt=run.attempts, announce=False)
+            if run.register_model:
+                version = model_version_create_from_run(run=done, name=run.experiment.model_name, user=run.created_by)
+                run_log_append(run_id=run.pk, level="INFO", attempt=run.attempts,
+                               message=f"registered as {version.registered_model.name} version {version.version}")
+            # After the last log line: a viewer may stop listening at the terminal status.
+            run_status_announce(done)
+        return done
+
+    # The training thread's connection sat idle through the whole fit: a PgBouncer restart or an
+    # idle timeout may have closed it without a sound. Start the final writes on a fresh one.
+    db_reconnect()
+    return db_retrying(finish, what=f"run {run.pk} finish")
 
 
 def _safe_transition(run: TrainingRun, **kwargs) -> None:
-    try:
+    def transition():
         run_status_transition(run_id=run.pk, expected_attempt=run.attempts, **kwargs)
+
+    try:
+        db_reconnect()
+        db_retrying(transition, what=f"run {run.pk} -> {kwargs.get('to')}")
     except RunStateError as exc:  # superseded meanwhile: the attempt that owns the run decides
         logger.warning("run %s: %s", run.pk, exc)
+
+
+def _requeue_or_fail_after_db_loss(run: TrainingRun, exc: Exception, extra: dict) -> bool:
+    """The attempt lost the database for longer than TRAINING_DB_RETRY_SECONDS. That is the
+    attempt's fault, not the run's: requeue it for a new attempt while attempts are left, else end
+    it FAILED naming the database. Returns False when even this could not be stored (the database
+    is still down): the run stays RUNNING without heartbeats and the reaper decides later."""
+    cause = f"{type(exc).__name__}: {str(exc).strip()}"[:1000]
+    lost = f"attempt {run.attempts} lost the database (gave up after {conf.get('TRAINING_DB_RETRY_SECONDS')} s of retries): {cause}"
+
+    def record():
+        with transaction.atomic():
+            current = TrainingRun.objects.select_for_update().get(pk=run.pk)
+            if current.status != RunStatus.RUNNING or current.attempts != run.attempts:
+                return  # superseded meanwhile: the attempt that owns the run decides
+            run_log_append(run_id=run.pk, level="ERROR", message=lost, attempt=run.attempts)
+            if current.attempts >= current.max_attempts:
+                run_status_transition(
+                    run_id=run.pk, to=RunStatus.FAILED, reason=f"{lost}; giving up after {current.attempts} attempts"[:4000],
+                    fields={"error_message": f"database unavailable: {lost}; gave up after {current.attempts} of "
+                                             f"{current.max_attempts} attempts."[:4000],
+                            "traceback": traceback.format_exc()[-20000:]} | extra,
+                )
+            else:
+                task_id = str(uuid.uuid4())
+                run_status_transition(run_id=run.pk, to=RunStatus.QUEUED, reason=f"{lost}; requeued"[:4000],
+                                      fields={"celery_task_id": task_id})
+                transaction.on_commit(lambda: _dispatch_or_fail(run.pk, current.queue, task_id))
+
+    try:
+        db_reconnect()
+        db_retrying(record, what=f"run {run.pk} database-loss outcome")
+        return True
+    except DB_CONNECTION_ERRORS:
+        logger.critical("run %s: %s; could not store the outcome either, the reaper will decide", run.pk, lost)
+        return False
 
 
 def training_run_execute(*, run_id: int, celery_task_id: str = "") -> TrainingRun | None:
@@ -503,7 +563,8 @@ def training_run_execute(*, run_id: int, celery_task_id: str = "") -> TrainingRu
     from apps.training.frameworks import NoGpuAvailable
     from apps.training.reporter import RunReporter, RunWatcher, RunWriter
 
-    run = _claim(run_id=run_id, celery_task_id=celery_task_id)
+    # The pool process's connection may have been dropped since its last task.
+    run = db_retrying(lambda: _claim(run_id=run_id, celery_task_id=celery_task_id), what=f"run {run_id} claim")
     if run is None:
         return None
     attempt = run.attempts
@@ -539,6 +600,11 @@ def training_run_execute(*, run_id: int, celery_task_id: str = "") -> TrainingRu
                     reporter.flush()
                     _safe_transition(run, to=RunStatus.CANCELLED, reason=f"stopped ({stop.reason})",
                                      fields={"stop_reason": stop.reason} | cpu())
+            except DB_CONNECTION_ERRORS as exc:  # still no database after the retries
+                logger.exception("training run %s lost the database", run.pk)
+                writer.flush(timeout=float(conf.get("TRAINING_DB_RETRY_SECONDS")))
+                if not _requeue_or_fail_after_db_loss(run, exc, cpu()):
+                    return None
             except NoGpuAvailable as exc:
                 reporter.log("ERROR", str(exc))
                 reporter.flush()
@@ -554,13 +620,14 @@ def training_run_execute(*, run_id: int, celery_task_id: str = "") -> TrainingRu
     finally:
         live.flush(timeout=5)
         sys.setswitchinterval(switch_interval)
-    return TrainingRun.objects.select_related("experiment").get(pk=run.pk)
+    return db_retrying(lambda: TrainingRun.objects.select_related("experiment").get(pk=run.pk), what=f"run {run.pk}")
 
 
 def training_runs_reap(*, now=None) -> dict:
     """Finds RUNNING runs whose heartbeat is stale (their whole worker died: the broker only hands
     the message back after its visibility timeout) and requeues them, or ends them FAILED when no
-    attempts are left, or CANCELLED when a stop had been requested. Returns counts per outcome."""
+    attempts are left, or CANCELLED when a stop had been requested. Then recovers QUEUED runs whose
+    queue message is gone (see _reap_lost_messages). Returns counts per outcome."""
     now = now or timezone.now()
     stale_after = float(conf.get("TRAINING_HEARTBEAT_STALE_SECONDS"))
     cutoff = now - timedelta(seconds=stale_after)
@@ -591,4 +658,103 @@ def training_runs_reap(*, now=None) -> dict:
                                       fields={"celery_task_id": task_id})
                 transaction.on_commit(lambda r=run.pk, q=run.queue, t=task_id: _dispatch_or_fail(r, q, t))
                 counts["requeued"] += 1
+    for outcome, count in _reap_lost_messages(now=now).items():
+        counts[outcome] += count
+    return counts
+
+
+LOST_MESSAGE = "queue message lost"
+# kombu's Redis transport keeps messages of priority > 0 in lists named queue + sep + priority.
+_REDIS_PRIORITY_SEP, _REDIS_PRIORITY_STEPS = "\x06\x16", (3, 6, 9)
+
+
+def _task_ids_held(wanted: dict[str, str]) -> set[str] | None:
+    """Of the task ids in `wanted` (task id -> queue), those whose message still exists: waiting in
+    its queue on the broker, or reserved / executing / scheduled on a live worker. None when the
+    broker cannot be looked into (a transport other than Redis): then a message is never declared
+    lost, only published again. Raises _BrokerUnavailable when the broker does not answer."""
+    import json
+
+    from mlops_portal.celery import app
+
+    held: set[str] = set()
+    try:
+        with app.connection_for_write() as conn:
+            if conn.transport.driver_type != "redis":
+                return None
+            client = conn.default_channel.client
+            for name in set(wanted.values()):
+                for key in [name, *(f"{name}{_REDIS_PRIORITY_SEP}{p}" for p in _REDIS_PRIORITY_STEPS)]:
+                    for raw in client.lrange(key, 0, -1):
+                        try:
+                            held.add(json.loads(raw)["headers"]["id"])
+                        except (ValueError, KeyError, TypeError):
+                            continue
+        missing = [task_id for task_id in wanted if task_id not in held]
+        if missing:
+            # A message a live worker prefetched or runs is held too (it sits in the broker's unacked
+            # set, which also keeps those of dead workers until the visibility timeout: lost ones).
+            for tasks in (app.control.inspect(timeout=1.0).query_task(*missing) or {}).values():
+                held.update(tasks or {})
+    except Exception as exc:
+        raise _BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    return held & set(wanted)
+
+
+class _BrokerUnavailable(Exception):
+    pass
+
+
+def _reap_lost_messages(*, now) -> dict:
+    """QUEUED runs older than TRAINING_QUEUED_STALE_SECONDS whose message no longer exists (queued
+    while no worker ran and then the broker restarted, or flushed) are published again under the
+    same task id, at most max_attempts times, then end FAILED naming the lost message.
+
+    Publishing again is harmless even when the message was not really lost (an unknown broker):
+    _claim drops a delivery for a run that is already RUNNING elsewhere or has ended."""
+    stale_after = float(conf.get("TRAINING_QUEUED_STALE_SECONDS"))
+    cutoff = now - timedelta(seconds=stale_after)
+    counts = {"requeued": 0, "failed": 0}
+    stale = list(TrainingRun.objects.filter(status=RunStatus.QUEUED, queued_at__lt=cutoff)
+                 .values_list("pk", "queue", "celery_task_id"))
+    if not stale:
+        return counts
+    try:
+        held = _task_ids_held({task_id: queue for _, queue, task_id in stale if task_id})
+    except _BrokerUnavailable as exc:  # a broker hiccup: decide next time rather than requeue blindly
+        logger.warning("reaper: could not look for lost training messages on the broker: %s", exc)
+        return counts
+    for run_id, _, _ in stale:
+        with transaction.atomic():
+            run = TrainingRun.objects.select_for_update().get(pk=run_id)
+            if run.status != RunStatus.QUEUED or run.queued_at >= cutoff:
+                continue
+            if held is not None and run.celery_task_id in held:
+                continue  # still waiting on the broker or held by a worker: a busy queue, not a lost message
+            republished = RunEvent.objects.filter(run=run, from_status=RunStatus.QUEUED, to_status=RunStatus.QUEUED,
+                                                  reason__startswith=LOST_MESSAGE).count()
+            where = "is not on the broker nor held by any worker" if held is not None else "may be lost (broker not inspectable)"
+            lost = (f"{LOST_MESSAGE}: queued since {run.queued_at.isoformat()} (stale after {stale_after:g}s), "
+                    f"task {run.celery_task_id or '?'} on {run.queue!r} {where}")
+            run_log_append(run_id=run.pk, level="ERROR" if held is not None else "WARNING", message=lost,
+                           attempt=run.attempts)
+            if held is not None and republished >= run.max_attempts:
+                run_status_transition(
+                    run_id=run.pk, to=RunStatus.FAILED, reason=f"{lost}; giving up after {republished} republishes",
+                    fields={"error_message": f"{lost}; published again {republished} of {run.max_attempts} times, "
+                                             f"giving up."[:4000]},
+                )
+                counts["failed"] += 1
+                continue
+            task_id = run.celery_task_id or str(uuid.uuid4())
+            # Not a status change (the run stays QUEUED): the event records the republish, and a fresh
+            # queued_at gives the new message a whole stale period before it is looked at again.
+            TrainingRun.objects.filter(pk=run.pk).update(queued_at=now, celery_task_id=task_id)
+            count = republished + 1 if held is not None else republished
+            RunEvent.objects.create(run=run, from_status=RunStatus.QUEUED, to_status=RunStatus.QUEUED,
+                                    attempt=run.attempts, created_at=timezone.now(),
+                                    reason=(f"{lost}; published again ({count}/{run.max_attempts})" if held is not None
+                                            else f"republished: {lost}")[:4000])
+            transaction.on_commit(lambda r=run.pk, q=run.queue, t=task_id: _dispatch_or_fail(r, q, t))
+            counts["requeued"] += 1
     return counts

@@ -3,6 +3,8 @@ from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 
+from apps.core.limits import INT32_MAX
+
 from ..choices import Device, Direction, PrunerKind, Strategy
 from ..pruners import PrunerOptionError, get_pruner
 from ..space import SearchSpace, SearchSpaceError
@@ -148,8 +150,8 @@ def validate_study_config(*, experiment, framework: str, model_type: str, search
     _positive_int(parallelism, field="parallelism", maximum=MAX_PARALLELISM, errors=errors)
     if max_wall_seconds is not None:
         _positive_int(max_wall_seconds, field="max_wall_seconds", errors=errors)
-    if isinstance(seed, bool) or not isinstance(seed, int) or not (0 <= seed < 2**32):
-        errors["seed"] = "must be a whole number between 0 and 4294967295."
+    if isinstance(seed, bool) or not isinstance(seed, int) or not (0 <= seed <= INT32_MAX):
+        errors["seed"] = f"must be a whole number between 0 and {INT32_MAX}."
     if errors:
         raise ValidationError(errors)
     return StudyConfig(
