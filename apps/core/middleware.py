@@ -1,15 +1,7 @@
 """Refuses hostile input the views would otherwise turn into 500s, before any view runs."""
-import re
-
-from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
 
-from .jsonlimits import json_body_problem
-
 API_PREFIXES = ("/api/", "/v2/")
-# These read their bodies with apps.deployments.serving.inputs.loads_body, which applies the same
-# depth limit and names the field that holds a NUL itself; V2 errors have the protocol's own shape.
-OWN_BODY_CHECKS = re.compile(r"^/(?:v2/|api/v1/deployments/[^/]+/(?:predict|feedback)/?$)")
 
 
 def _refusal(path: str, field: str, message: str) -> JsonResponse:
@@ -19,9 +11,8 @@ def _refusal(path: str, field: str, message: str) -> JsonResponse:
 
 
 class HostileInputMiddleware:
-    """NUL in the path or query of an API request; JSON bodies nested past API_JSON_MAX_DEPTH or
-    holding "\\u0000" (also for views that pin DRF's own JSONParser, which recurses). 400s naming
-    what is at fault."""
+    """NUL in the path or query of an API request: a 400 naming it. (JSON bodies are checked by
+    apps.core.parsers.JSONParser and the prediction path's loads_body.)"""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -40,17 +31,4 @@ class HostileInputMiddleware:
         query = request.META.get("QUERY_STRING", "")
         if "\x00" in query or "%00" in query:
             return _refusal(path, "query", "the query string holds a NUL character (%00)")
-        content_type = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
-        if request.method in ("GET", "HEAD", "OPTIONS") or not (
-                content_type == "application/json" or content_type.endswith("+json")):
-            return None
-        if OWN_BODY_CHECKS.match(path):
-            return None
-        try:
-            body = request.body
-        except RequestDataTooBig:
-            return None  # the view answers this one in its own words
-        problem = json_body_problem(body)
-        if problem:
-            return _refusal(path, "body", problem)
         return None

@@ -6,9 +6,10 @@ from rest_framework import status
 from rest_framework.exceptions import APIException
 from rest_framework.generics import GenericAPIView
 from rest_framework.pagination import LimitOffsetPagination
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
+from apps.core.parsers import JSONParser
 from apps.core.permissions import HasPortalRole
 
 from . import selectors, serializers as s
@@ -166,7 +167,7 @@ def _int_param(request, name, default, low, high) -> int:
 class FeatureSpecListApi(GenericAPIView):
     serializer_class = s.FeatureSpecOutputSerializer
     pagination_class = Pagination
-    parser_classes = [JSONParser]
+    parser_classes = [JSONParser]  # the portal's: depth and NUL limits
 
     def get_queryset(self):
         dataset = self.request.query_params.get("dataset")
@@ -225,7 +226,7 @@ class FeatureSpecValidateApi(GenericAPIView):
 
     serializer_class = s.SpecValidateOutputSerializer
     permission_classes = [HasPortalRole]
-    parser_classes = [JSONParser]
+    parser_classes = [JSONParser]  # the portal's: depth and NUL limits
 
     @extend_schema(request=s.SpecValidateInputSerializer,
                    responses={200: s.SpecValidateOutputSerializer, 400: s.SpecErrorSerializer},
@@ -258,7 +259,7 @@ class FeaturePreviewApi(GenericAPIView):
 
     serializer_class = s.FeaturePreviewOutputSerializer
     permission_classes = [HasPortalRole]
-    parser_classes = [JSONParser]
+    parser_classes = [JSONParser]  # the portal's: depth and NUL limits
 
     @extend_schema(request=s.FeaturePreviewInputSerializer, responses=s.FeaturePreviewOutputSerializer,
                    summary="Preview the features a spec makes (fitted on the training split)")
