@@ -73,4 +73,20 @@ def test_role_groups_carry_view_only_for_analysts():
     staff_perms = set(Group.objects.get(name="ML Staff").permissions.values_list("codename", flat=True))
     assert analyst_perms and all(code.startswith("view_") for code in analyst_perms)
     assert staff_perms > analyst_perms
-    assert "change_periodictask" in staff_perms
+    # Beat's tables are read-only for ML Staff: a periodic task may name any Celery task.
+    assert "view_periodictask" in staff_perms
+    assert not {"add_periodictask", "change_periodictask", "delete_periodictask"} & staff_perms
+
+
+def test_ml_staff_cannot_create_an_arbitrary_periodic_task_in_admin(staff_user):
+    from django.test import Client
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    client = Client()
+    client.force_login(staff_user)
+    every = IntervalSchedule.objects.create(every=10, period="seconds")
+    response = client.post("/admin/django_celery_beat/periodictask/add/", {
+        "name": "sneaky", "task": "celery.backend_cleanup", "interval": every.pk, "enabled": "on",
+        "args": "[]", "kwargs": "{}"})
+    assert response.status_code == 403 and not PeriodicTask.objects.filter(name="sneaky").exists()
+    assert client.get("/admin/django_celery_beat/periodictask/").status_code == 200

@@ -8,7 +8,7 @@ from apps.core.services import user_with_role_ensure
 
 DEMO_USERS = (
     # username, password, role, superuser
-    ("staff", "staff-demo-pass", ML_STAFF, True),
+    ("staff", "staff-demo-pass", ML_STAFF, False),
     ("analyst", "analyst-demo-pass", ANALYST, False),
 )
 SEED_ORDER = ("datasets", "training", "tuning", "deployments", "monitoring")
