@@ -5,6 +5,7 @@ predictions equal to what the in-memory model predicted right after training; an
 over a plugin's own hyperparameters.
 """
 import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -16,6 +17,8 @@ from apps.tuning.services import study_create
 from tests.training import factories
 from tests.training.waiting import wait_for_run
 from tests.tuning.conftest import wait_for_study
+
+from .sources import TEAM_LOGIT
 
 pytestmark = pytest.mark.worker
 
@@ -97,19 +100,8 @@ def test_a_study_over_a_plugins_own_parameters_registers_its_best(celery_worker,
     assert version.plugin["package"] == "portal-example-models"
 
 
-TEAM_MODEL = '''
-from sklearn.linear_model import LogisticRegression
-from apps.training.plugins import ModelType, ParamSpec
-
-
-class TeamLogit(ModelType):
-    framework = "sklearn"
-    name = "team_logit"
-    params = {"c": ParamSpec("float", 1.0, 0.01, 100.0, log=True)}
-
-    def build(self, *, task, params, n_features, n_outputs, window, seed):
-        return LogisticRegression(C=params["c"])
-'''
+# The same throwaway plugin as the provenance tests, as a file the worker imports.
+TEAM_MODEL = textwrap.dedent(TEAM_LOGIT)
 
 
 def test_a_version_trained_on_the_worker_is_refused_where_its_plugin_code_differs(

@@ -5,18 +5,7 @@ from apps.training.frameworks import PluginUnavailable, UnsafeArtifact, get_adap
 from tests.deployments.conftest import SCALE_SPEC, classification_frame, record, train_version
 from tests.training_frameworks.support import make_data
 
-TEAM_LOGIT = """
-    from sklearn.linear_model import LogisticRegression
-    from apps.training.plugins import ModelType, ParamSpec
-
-    class TeamLogit(ModelType):
-        framework = "sklearn"
-        name = "team_logit"
-        params = {"c": ParamSpec("float", 1.0, 0.01, 100.0, log=True)}
-
-        def build(self, *, task, params, n_features, n_outputs, window, seed):
-            return LogisticRegression(C=params["c"])
-"""
+from .sources import TEAM_LOGIT
 
 
 def _saved(tmp_path, model_type="team_logit"):

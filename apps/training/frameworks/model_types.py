@@ -116,6 +116,9 @@ def _code_files(cls: type) -> tuple[Path, list[Path]]:
     single module it lives in; for the built-ins, the builtin package."""
     if is_builtin(cls):
         package = sys.modules[BUILTIN_MODULE_PREFIX]
+    elif cls.__module__.startswith("apps."):
+        # A team's module inside the portal's own tree: its package, not the whole portal.
+        package = sys.modules.get(cls.__module__.rsplit(".", 1)[0])
     else:
         package = sys.modules.get(cls.__module__.split(".")[0])
     paths = list(getattr(package, "__path__", []) or [])
