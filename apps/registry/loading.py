@@ -70,7 +70,8 @@ class LoadedModel:
     def window(self) -> int:
         return int(getattr(self.trained, "window", 1) or 1)
 
-    def _labels(self, indices: np.ndarray) -> list:
+    def labels_of(self, indices: np.ndarray) -> list:
+        """Class indices as the labels clients see (floats for regression)."""
         if self.task != "classification":
             return [float(v) for v in indices]
         if not self.classes:
@@ -134,7 +135,7 @@ class LoadedModel:
         if len(X) == 0:
             return [], []
         indices = self.trained.predict(X, groups)
-        return self._labels(np.asarray(indices)), labels
+        return self.labels_of(np.asarray(indices)), labels
 
     def predict_proba_raw(self, df: pd.DataFrame) -> tuple[np.ndarray, list]:
         X, groups, labels = self.features(df)

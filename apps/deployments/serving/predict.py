@@ -147,9 +147,7 @@ def _classify(served: ServedVersion, frame) -> tuple[list, list, list]:
     if not np.isfinite(probabilities).all():
         row, column = (int(i) for i in np.argwhere(~np.isfinite(probabilities))[0])
         raise NonFinitePrediction(f"row {row}: the model answered {probabilities[row, column]} as a class probability")
-    indices = probabilities.argmax(axis=1)
-    classes = getattr(served.loaded, "classes", None)
-    predictions = [classes[i] for i in indices.tolist()] if classes else indices.tolist()
+    predictions = served.loaded.labels_of(probabilities.argmax(axis=1))
     return predictions, labels, _fp32_rows(probabilities)
 
 

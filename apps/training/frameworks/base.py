@@ -206,6 +206,18 @@ class FitContext:
         self.record_epoch(epoch, total, metrics)
         return metrics
 
+    def model_kwargs(self, **fields) -> dict:
+        """The TrainedModel fields every adapter takes from the fit, plus `fields` (device, outcome)."""
+        return dict(model_type=self.model_type, task=self.task, params=self.params, n_features=self.n_features,
+                    window=self.window, classes=self.classes, n_classes=self.n_classes,
+                    feature_names=self.feature_names, target_mean=self.target_mean, target_std=self.target_std,
+                    history=self.history, monitor=self.monitor) | fields
+
+    def own_loop_outcome(self) -> dict:
+        """How a loop that only reported epochs ended: epochs done, stop reason, best reported epoch."""
+        return {"epochs_trained": len(self.history), "stopped_reason": self.stopped_reason,
+                "best_epoch": self.best_epoch()}
+
     def best_epoch(self) -> int | None:
         """The reported epoch with the best monitored value (for loops that do not track it)."""
         stopper = EarlyStopping(self.monitor, patience=1)

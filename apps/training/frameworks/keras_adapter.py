@@ -97,12 +97,7 @@ class KerasAdapter(FrameworkAdapter):
         with tf_module().device(tf_device):
             plugin = self.model_type(model_type)
             model = self._model(plugin, ctx.task, ctx.params, ctx.n_features, ctx.n_classes, ctx.window, ctx.seed)
-            trained = KerasTrainedModel(
-                model=model, model_type=ctx.model_type, task=ctx.task, params=ctx.params,
-                n_features=ctx.n_features, window=ctx.window, classes=ctx.classes, n_classes=ctx.n_classes,
-                feature_names=ctx.feature_names, target_mean=ctx.target_mean, target_std=ctx.target_std,
-                device=tf_device, history=ctx.history, monitor=ctx.monitor,
-            )
+            trained = KerasTrainedModel(model=model, **ctx.model_kwargs(device=tf_device))
             if plugin.own_loop:
                 return self._own_loop(plugin, ctx, trained)
             return self._train(ctx, keras, trained)
@@ -127,9 +122,7 @@ class KerasAdapter(FrameworkAdapter):
         if not isinstance(model, keras_module().Model):
             raise TypeError(f"{plugin!r}.fit() must return the trained keras.Model, got {type(model).__name__}")
         trained.model = model
-        trained.epochs_trained = len(ctx.history)
-        trained.stopped_reason = ctx.stopped_reason
-        trained.best_epoch = ctx.best_epoch()
+        vars(trained).update(ctx.own_loop_outcome())
         return trained
 
     def _train(self, ctx: FitContext, keras, trained: KerasTrainedModel) -> KerasTrainedModel:

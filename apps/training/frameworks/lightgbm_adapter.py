@@ -132,13 +132,9 @@ class LightGBMAdapter(FrameworkAdapter):
                 booster, best_epoch = self._train(ctx, native)
         for message in sorted({str(w.message) for w in caught}):
             ctx.log(f"lightgbm: {message}", "WARNING")
-        return LightGBMTrainedModel(
-            booster=booster, model_type=ctx.model_type, task=ctx.task, params=ctx.params,
-            n_features=ctx.n_features, window=1, classes=ctx.classes, n_classes=ctx.n_classes,
-            feature_names=ctx.feature_names, target_mean=ctx.target_mean, target_std=ctx.target_std,
+        return LightGBMTrainedModel(booster=booster, **ctx.model_kwargs(
             device=lgb_device, stopped_reason=ctx.stopped_reason, best_epoch=best_epoch,
-            epochs_trained=len(ctx.history), history=ctx.history, monitor=ctx.monitor,
-        )
+            epochs_trained=len(ctx.history)))
 
     @staticmethod
     def native_params(plugin, ctx: FitContext, threads: int) -> dict:

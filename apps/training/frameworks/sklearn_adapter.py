@@ -92,13 +92,7 @@ class SklearnAdapter(FrameworkAdapter):
                 estimator = self._fit_once(ctx, estimator)
         for message in sorted({str(w.message) for w in caught}):
             ctx.log(f"scikit-learn: {message}", "WARNING")
-        return SklearnTrainedModel(
-            estimator=estimator, model_type=ctx.model_type, task=ctx.task, params=ctx.params,
-            n_features=ctx.n_features, window=1, classes=ctx.classes, n_classes=ctx.n_classes,
-            feature_names=ctx.feature_names, target_mean=ctx.target_mean, target_std=ctx.target_std,
-            stopped_reason=ctx.stopped_reason, best_epoch=ctx.best_epoch(), epochs_trained=len(ctx.history),
-            history=ctx.history, monitor=ctx.monitor,
-        )
+        return SklearnTrainedModel(estimator=estimator, **ctx.model_kwargs(**ctx.own_loop_outcome()))
 
     @staticmethod
     def _fit_once(ctx: FitContext, estimator):

@@ -94,12 +94,7 @@ class TorchAdapter(FrameworkAdapter):
             plugin = self.model_type(model_type)
             network = self._network(plugin, ctx.task, ctx.params, ctx.n_features, ctx.n_classes, ctx.window,
                                     ctx.seed).to(torch_device)
-            trained = TorchTrainedModel(
-                network=network, model_type=ctx.model_type, task=ctx.task, params=ctx.params,
-                n_features=ctx.n_features, window=ctx.window, classes=ctx.classes, n_classes=ctx.n_classes,
-                feature_names=ctx.feature_names, target_mean=ctx.target_mean, target_std=ctx.target_std,
-                device=torch_device, history=ctx.history, monitor=ctx.monitor,
-            )
+            trained = TorchTrainedModel(network=network, **ctx.model_kwargs(device=torch_device))
             if plugin.own_loop:
                 return self._own_loop(plugin, ctx, trained)
             return self._train(ctx, trained)
@@ -125,9 +120,7 @@ class TorchAdapter(FrameworkAdapter):
         if not isinstance(network, nn.Module):
             raise TypeError(f"{plugin!r}.fit() must return the trained nn.Module, got {type(network).__name__}")
         trained.network = network.eval()
-        trained.epochs_trained = len(ctx.history)
-        trained.stopped_reason = ctx.stopped_reason
-        trained.best_epoch = ctx.best_epoch()
+        vars(trained).update(ctx.own_loop_outcome())
         return trained
 
     def _train(self, ctx: FitContext, trained: TorchTrainedModel) -> TorchTrainedModel:

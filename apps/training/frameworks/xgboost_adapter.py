@@ -132,13 +132,9 @@ class XGBoostAdapter(FrameworkAdapter):
             ctx.log(f"xgboost: {message}", "WARNING")
         if booster is not None:
             _place(booster, xgb_device, threads)
-        return XGBoostTrainedModel(
-            booster=booster, model_type=ctx.model_type, task=ctx.task, params=ctx.params,
-            n_features=ctx.n_features, window=1, classes=ctx.classes, n_classes=ctx.n_classes,
-            feature_names=ctx.feature_names, target_mean=ctx.target_mean, target_std=ctx.target_std,
+        return XGBoostTrainedModel(booster=booster, **ctx.model_kwargs(
             device=xgb_device, stopped_reason=ctx.stopped_reason, best_epoch=best_epoch,
-            epochs_trained=len(ctx.history), history=ctx.history, monitor=ctx.monitor,
-        )
+            epochs_trained=len(ctx.history)))
 
     @staticmethod
     def native_params(plugin, ctx: FitContext, threads: int) -> dict:
