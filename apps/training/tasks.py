@@ -14,7 +14,7 @@ def run_training(self, run_id: int) -> None:
 def reap_stale_runs() -> dict:
     """Beat: requeue or fail RUNNING runs whose worker stopped sending heartbeats, and QUEUED runs
     whose queue message was lost."""
-    from apps.training.services.training_pipeline import training_runs_reap
+    from apps.training.services.reaper import training_runs_reap
 
     return training_runs_reap()
 
