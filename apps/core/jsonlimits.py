@@ -3,21 +3,19 @@
 Python's json module recurses once per nesting level, so a body of 10,000 `[` raises RecursionError
 (a 500) while it is being parsed; the depth has to be known before parsing. `json_body_problem`
 measures it without recursion: drop escaped backslashes and quotes, keep only quotes and brackets,
-drop string contents, and the running sum of the remaining brackets is the nesting depth. For valid
-JSON the figure is exact; for invalid JSON it is at worst a refusal a moment before the parser's own.
+drop string contents, then strip innermost bracket pairs level by level. For valid JSON the figure is
+exact; for invalid JSON it is at worst a refusal a moment before the parser's own.
 """
 from __future__ import annotations
 
 import re
 
-import numpy as np
 from django.conf import settings
 
 DEFAULT_MAX_DEPTH = 64
 _DELETE = bytes(b for b in range(256) if b not in b'"[]{}')
 _STRING = re.compile(rb'"[^"]*"')
-_OPEN = np.frombuffer(b"[{", dtype=np.uint8)
-_CLOSE = np.frombuffer(b"]}", dtype=np.uint8)
+_INNERMOST = re.compile(rb"\[\]|\{\}")
 
 
 def max_json_depth() -> int:
@@ -29,16 +27,24 @@ def _unescaped(raw: bytes) -> bytes:
     return raw.replace(b"\\\\", b"").replace(b'\\"', b"")
 
 
-def json_depth(raw: bytes) -> int:
-    """Deepest nesting of arrays and objects in the JSON text `raw` (UTF-8), without recursion."""
+def json_depth(raw: bytes, *, stop_after: int | None = None) -> int:
+    """Deepest nesting of arrays and objects in the JSON text `raw` (UTF-8), without recursion.
+
+    Each pass strips the innermost `[]`/`{}` pairs of the bracket skeleton, so a pass is one level
+    and shallow bodies (every prediction request) cost a few passes over a short string.
+    `stop_after`: give up counting past this depth (the caller only needs to know it is exceeded).
+    """
     skeleton = _STRING.sub(b"", _unescaped(raw).translate(None, _DELETE))
-    if not skeleton:
-        return 0
-    if skeleton.count(b"[") + skeleton.count(b"{") <= 1:
-        return 1
-    brackets = np.frombuffer(skeleton, dtype=np.uint8)
-    steps = np.isin(brackets, _OPEN).astype(np.int32) - np.isin(brackets, _CLOSE).astype(np.int32)
-    return int(np.cumsum(steps).max())
+    depth = 0
+    while skeleton:
+        stripped = _INNERMOST.sub(b"", skeleton)
+        if stripped == skeleton:
+            # Unbalanced: every opener left may still nest, as the parser would recurse into it.
+            return depth + skeleton.count(b"[") + skeleton.count(b"{")
+        skeleton, depth = stripped, depth + 1
+        if stop_after is not None and depth > stop_after:
+            break
+    return depth
 
 
 def json_body_problem(raw: bytes, *, refuse_nul: bool = True, max_depth: int | None = None) -> str | None:
@@ -51,7 +57,7 @@ def json_body_problem(raw: bytes, *, refuse_nul: bool = True, max_depth: int | N
         raw = raw.encode("utf-8", "surrogatepass")
     limit = max_json_depth() if max_depth is None else max_depth
     openers = raw.count(b"[") + raw.count(b"{")
-    if openers > limit and json_depth(raw) > limit:
+    if openers > limit and json_depth(raw, stop_after=limit) > limit:
         return f"the JSON is nested deeper than {limit} levels"
     # Only `\\` pairs go first: `\\u0000` is a backslash followed by the text u0000, not a NUL.
     if refuse_nul and b"\\u0000" in raw and b"\\u0000" in raw.replace(b"\\\\", b""):

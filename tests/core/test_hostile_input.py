@@ -87,7 +87,7 @@ def test_session_authenticated_predict_with_deep_json_is_a_400_naming_the_body(d
     assert not PredictionLog.objects.exists()
 
 
-def test_the_prediction_bodys_own_parser_refuses_deep_json_before_parsing():
+def test_the_prediction_bodys_own_parser_refuses_deep_json_with_a_400():
     from apps.deployments.serving.inputs import InputError, loads_body
 
     with pytest.raises(InputError) as caught:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from apps.core.jsonlimits import json_body_problem
+from apps.core.jsonlimits import max_json_depth
 
 NUMERIC = "numeric"
 TEXT = "text"
@@ -77,10 +77,9 @@ def loads_body(raw: bytes) -> dict:
     """Parses JSON, keeping NaN/Infinity literals so the check can name the field that holds them."""
     if not raw:
         raise InputError("body", "the request body is empty; send a JSON object")
-    # Depth before parsing: json recurses per level. NUL is left to the field checks, which name it.
-    problem = json_body_problem(raw, refuse_nul=False)
-    if problem:
-        raise InputError("body", problem)
+    # No depth pre-scan on the prediction path (it would cost more than the parse): a body deep
+    # enough to exhaust json's recursion is refused below, and anything nested deeper than a record
+    # of scalars is refused by the format parsers. NUL is left to the field checks, which name it.
     try:
         body = json.loads(raw)
     except UnicodeDecodeError:
@@ -91,7 +90,7 @@ def loads_body(raw: bytes) -> dict:
         # Python refuses integer literals past 4300 digits (int_max_str_digits).
         raise InputError("body", f"unreadable JSON: {exc}") from None
     except RecursionError:
-        raise InputError("body", "the JSON is nested too deeply") from None
+        raise InputError("body", f"the JSON is nested deeper than {max_json_depth()} levels") from None
     if not isinstance(body, dict):
         raise InputError("body", f"expected a JSON object, got {_json_type(body)}")
     return body
