@@ -16,6 +16,10 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 
 from django.conf import settings  # noqa: E402  (after DJANGO_SETTINGS_MODULE is set)
 
+from . import kombu_patches  # noqa: E402
+
+kombu_patches.apply()
+
 app.conf.update(
     task_queues=(
         Queue("default", Exchange("default"), routing_key="default"),

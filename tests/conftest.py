@@ -118,10 +118,12 @@ def worker_env() -> dict:
 
 
 class WorkerProcess:
-    """A real `celery worker` process on all three queues."""
+    """A real `celery worker` process on every queue: housekeeping's and training's."""
 
-    def __init__(self, name: str, queues: str = "default,cpu,gpu", concurrency: int = 2, extra_env=None):
+    def __init__(self, name: str, queues: str = "default,housekeeping,cpu,gpu", concurrency: int = 2, extra_env=None,
+                 broker_url: str | None = None):
         self.name = name
+        self.broker_url = broker_url  # a fault test's private broker; None: the suite's
         self.queues = queues
         self.concurrency = concurrency
         self.extra_env = extra_env or {}
@@ -133,8 +135,6 @@ class WorkerProcess:
         return f"{self.name}@pytest"
 
     def start(self, timeout: float = 90):
-        from mlops_portal.celery import app
-
         env = worker_env() | self.extra_env
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
@@ -147,10 +147,28 @@ class WorkerProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited early, see {self.log_path}")
-            replies = app.control.ping(destination=[self.hostname], timeout=0.5)
-            if replies:
+            if self.ping(timeout=0.5):
                 return self
         raise RuntimeError(f"worker did not answer within {timeout}s, see {self.log_path}")
+
+    @property
+    def client(self):
+        """A Celery app that talks to this worker's broker."""
+        from celery import Celery
+
+        from mlops_portal.celery import app
+
+        if self.broker_url is None:
+            return app
+        if getattr(self, "_client", None) is None:
+            self._client = Celery("pytest-client", broker=self.broker_url, backend=None)
+        return self._client
+
+    def ping(self, timeout: float = 1.0) -> bool:
+        try:
+            return bool(self.client.control.ping(destination=[self.hostname], timeout=timeout))
+        except Exception:  # noqa: BLE001 — a broker that is down or coming back answers nothing
+            return False
 
     def child_pids(self) -> list[int]:
         out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout
