@@ -8,8 +8,8 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from apps.core.websocket import SameOriginValidator  # noqa: E402
 from apps.deployments.serving.fastpath import PredictionFastPath  # noqa: E402
 
 from .routing import websocket_urlpatterns  # noqa: E402
@@ -19,6 +19,7 @@ application = ProtocolTypeRouter(
         # Token-authenticated POSTs to the two prediction endpoints are served (and batched) without
         # Django's request machinery; everything else goes to Django unchanged.
         "http": PredictionFastPath(django_asgi_app),
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # Same origin (scheme, host, port) or CSRF_TRUSTED_ORIGINS only: apps/core/websocket.py.
+        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

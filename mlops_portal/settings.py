@@ -208,6 +208,9 @@ METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", [])
 
 # API tokens live this long unless created with another lifetime.
 API_TOKEN_DEFAULT_DAYS = env_int("API_TOKEN_DEFAULT_DAYS", 365)
+# How long a web process trusts a verified token on the prediction path before asking the database
+# again: the most a revoked token, a deactivated user or a removed role keeps working there.
+DEPLOYMENTS_AUTH_CACHE_MS = env_int("DEPLOYMENTS_AUTH_CACHE_MS", 1000)
 
 # Model-type plugins beyond installed packages' `mlops_portal.model_types` entry points: dotted module
 # paths, each holding ModelType subclasses (README "Bring your own model").

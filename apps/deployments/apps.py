@@ -6,4 +6,4 @@ class DeploymentsConfig(AppConfig):
     label = "deployments"
 
     def ready(self):
-        from . import schema  # noqa: F401  (registers the OpenAPI auth extension of the predict views)
+        from . import receivers, schema  # noqa: F401  (token-cache invalidation; the predict views' OpenAPI auth)

@@ -1,9 +1,10 @@
 """Authentication and throttling for the prediction endpoints, built for their request rate.
 
 Token checks are the same as everywhere (apps.core.authentication), but a verified token is
-remembered in-process for DEPLOYMENTS_AUTH_CACHE_SECONDS (5 s), roles included, so a busy client
-costs no database query per prediction. A revoked or expired token, or a removed role, stops
-working within that many seconds.
+remembered in-process for DEPLOYMENTS_AUTH_CACHE_MS (1000 ms), roles included, so a busy client
+costs one database query per second per process instead of one per prediction. A revoked or expired
+token, or a removed role, stops working on every web process within that bound (at once in the
+process that saved the change); 0 checks the database on every request.
 """
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ def verify_token(raw: str):
     token = authenticate_raw_token(raw)
     user = token.user
     has_portal_role(user)  # computes and caches the roles on the user object
-    ttl = float(getattr(settings, "DEPLOYMENTS_AUTH_CACHE_SECONDS", 5))
+    ttl = settings.DEPLOYMENTS_AUTH_CACHE_MS / 1000
     if ttl > 0:
         with _cache_lock:
             if len(_cache) >= _MAX_CACHED_TOKENS:
