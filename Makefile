@@ -1,4 +1,5 @@
-# `make run`  - a working portal from a fresh clone: venv, frontend, migrate, demo, web + worker + beat.
+# `make run`  - a working portal from a fresh clone: venv, frontend, migrate, demo, then the Procfile's
+#              web + worker + housekeeping + beat under supervisord (a process that dies is restarted).
 # `make test` - the whole suite on real PostgreSQL, Redis, a Celery worker and headless Chromium.
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -13,7 +14,10 @@ export WEB_PORT
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run test venv frontend browser check-redis migrate seed bench clean
+# The Procfile entries `make run` starts (gpuworker runs on GPU hosts only).
+RUN_PROCESSES := web worker housekeeping beat
+
+.PHONY: run logs test venv frontend browser check-redis migrate seed bench clean
 
 # The example model-type plugins are installed in development mode, as a team installs its own.
 EXAMPLE_PLUGINS := examples/portal-example-models
@@ -64,8 +68,12 @@ run: venv frontend check-redis migrate
 	@echo "  ML Staff:      staff / staff-demo-pass"
 	@echo "  Analyst:       analyst / analyst-demo-pass"
 	@echo "  API token:     $(PY) manage.py create_api_token staff"
+	@echo "  Logs:          make logs   (var/supervisor/<process>.log)"
 	@echo ""
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho -f Procfile start web worker beat
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" exec $(PY) -m mlops_portal.supervise --dir var/supervisor $(RUN_PROCESSES)
+
+logs:
+	tail -n 20 -F $(foreach p,$(RUN_PROCESSES),var/supervisor/$(p).log)
 
 test: venv frontend browser
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) manage.py makemigrations --check --dry-run

@@ -1,10 +1,10 @@
 """Live log latency: from a log line emitted by a training run in the Celery worker to its arrival at a
-WebSocket client connected to a real daphne server.
+WebSocket client connected to the portal's real web process (mlops_portal.serve).
 
     .venv/bin/python bench/bench_log_latency.py [--epochs 300]
 
 Same needs as bench_pipeline_overhead.py (PostgreSQL, Redis; own database, own queue, own worker),
-plus a daphne subprocess on a free port. A logged-in analyst's session cookie opens
+plus a web process (one uvicorn worker) on a free port. A logged-in analyst's session cookie opens
 ws/training/runs/<id>/?after=0 before the run is queued, so every line arrives live (none replayed).
 Latency = arrival time at the client - the line's `ts` (set when the worker emitted it); one line per
 epoch plus the pipeline's own lines, >= 200 in all.
@@ -41,20 +41,20 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
-def start_daphne(env: Environment, port: int, timeout: float = 60):
-    proc = env.spawn([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                      "mlops_portal.asgi:application"], "daphne")
+def start_web(env: Environment, port: int, timeout: float = 60):
+    proc = env.spawn([sys.executable, "-m", "mlops_portal.serve", "--host", "127.0.0.1", "--port", str(port),
+                      "--workers", "1"], "web")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"daphne exited; see {env.media}/daphne.log")
+            raise SystemExit(f"the web process exited; see {env.media}/web.log")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as response:
                 if response.status == 200:
                     return proc
         except OSError:
             time.sleep(0.2)
-    raise SystemExit("daphne did not answer in time")
+    raise SystemExit("the web process did not answer in time")
 
 
 def session_cookie(user) -> str:
@@ -113,7 +113,7 @@ def main():
     with Environment("bench_loglat") as env:
         env.start_worker(f"bench-{uuid.uuid4().hex[:6]}@loglat")
         port = free_port()
-        start_daphne(env, port)
+        start_web(env, port)
         params = {"hidden_size": 16, "num_layers": 1, "batch_size": 64, "epochs": args.epochs,
                   "patience": args.epochs}
         experiment, user = price_experiment(name="bench-log-latency", tickers=2, days=250, params=params)
@@ -134,7 +134,7 @@ def main():
         baseline = asyncio.run(channel_layer_baseline())
         run = training_run_start(experiment=experiment, framework="torch", model_type="mlp", params=params,
                                  user=user, dispatch=False)
-        log(f"run {run.pk}: {args.epochs} epochs, watching ws/training/runs/{run.pk}/ through daphne on :{port}")
+        log(f"run {run.pk}: {args.epochs} epochs, watching ws/training/runs/{run.pk}/ through the web process on :{port}")
         latencies = asyncio.run(watch(f"ws://127.0.0.1:{port}/ws/training/runs/{run.pk}/?after=0", cookie,
                                       f"http://127.0.0.1:{port}",
                                       lambda: _dispatch(run.pk, run.queue, run.celery_task_id)))

@@ -11,7 +11,7 @@ the project's venv.
 What it does:
   1. trains two scikit-learn versions (split 50/50) and a PyTorch MLP through the portal's own
      pipeline, deploys them, and exports the same artifacts as MLflow models;
-  2. runs the portal (N daphne processes on one socket) and MLflow (N uvicorn workers), and drives
+  2. runs the portal (its web process: N uvicorn workers, a socket each) and MLflow (N uvicorn workers), and drives
      both with the same keep-alive load generator (bench/serving/loadgen.py): req/s, p50, p99 and
      the ratios; portal requests carry a sticky routing key and every answer is logged;
   3. prints the portal's added latency over a raw in-process predict of one row;
@@ -134,8 +134,6 @@ def main() -> None:
     parser.add_argument("--soak-seconds", type=float, default=60.0)
     parser.add_argument("--soak-connections", type=int, default=100)
     parser.add_argument("--keep", action="store_true", help="keep the database and temporary files")
-    parser.add_argument("--asgi", default="mlops_portal.asgi:application",
-                        help="the portal's ASGI application")
     args = parser.parse_args()
 
     mlflow_python = ensure_mlflow_venv(log)
@@ -165,11 +163,11 @@ def main() -> None:
                         built["artifacts"]["sklearn"], built["artifacts"]["torch"], str(exported)], check=True,
                        env={**os.environ, "MLFLOW_TRACKING_URI": f"file://{work / 'mlruns'}"})
 
-        portal_port = servers.portal(workers=args.workers, env=env, log_path=work / "portal.log", asgi=args.asgi)
+        portal_port = servers.portal(workers=args.workers, env=env, log_path=work / "portal.log")
         auth = {"Authorization": f"Bearer {token}"}
         for deployment in ("bench-sklearn", "bench-torch"):
             wait_http(f"http://127.0.0.1:{portal_port}/v2/models/{deployment}/ready", timeout=120, headers=auth)
-        log(f"portal: {args.workers} daphne processes ({args.asgi}) on port {portal_port}")
+        log(f"portal: mlops_portal.serve, {args.workers} uvicorn workers, on port {portal_port}")
 
         for framework, deployment in (("sklearn", "bench-sklearn"), ("torch", "bench-torch")):
             mlflow_port, mlflow_proc = servers.mlflow(python=mlflow_python, model_dir=exported / framework, workers=args.workers,

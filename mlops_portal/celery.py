@@ -1,4 +1,5 @@
-"""Celery app: queues `default` (housekeeping), `cpu` and `gpu` (training).
+"""Celery app: queues `housekeeping` (short and periodic tasks, routed by CELERY_TASK_ROUTES),
+`default` (anything without a route; the housekeeping worker reads it too), `cpu` and `gpu` (training).
 
 Training tasks are declared with `acks_late=True, reject_on_worker_lost=True` so a worker killed
 mid-run hands the message back to the broker; the task itself counts attempts in the database and
@@ -22,6 +23,7 @@ kombu_patches.apply()
 
 app.conf.update(
     task_queues=(
+        Queue("housekeeping", Exchange("housekeeping"), routing_key="housekeeping"),
         Queue("default", Exchange("default"), routing_key="default"),
         Queue("cpu", Exchange("cpu"), routing_key="cpu"),
         Queue("gpu", Exchange("gpu"), routing_key="gpu"),

@@ -163,7 +163,16 @@ STORAGES = {
 # Uploads stream to temporary files above this size instead of sitting in memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 10 * 1024 * 1024)
+# Any request body over this (dataset uploads: DATASET_UPLOAD_MAX_BYTES) is a 413 before it is read.
+REQUEST_BODY_MAX_BYTES = env_int("REQUEST_BODY_MAX_BYTES", DATA_UPLOAD_MAX_MEMORY_SIZE)
 DATASET_UPLOAD_MAX_BYTES = env_int("DATASET_UPLOAD_MAX_BYTES", 200 * 1024 * 1024)
+# Per dataset version, checked while an upload is decompressed and read, before anything is stored: a
+# small file can hold a huge table (Parquet metadata, gzip/zip). 1M rows x 10 columns is years of daily
+# bars for hundreds of tickers; more belongs in a warehouse, not in a web process's memory.
+DATASET_MAX_ROWS = env_int("DATASET_MAX_ROWS", 1_000_000)
+DATASET_MAX_COLUMNS = env_int("DATASET_MAX_COLUMNS", 1_000)
+DATASET_MAX_CELLS = env_int("DATASET_MAX_CELLS", 10_000_000)
+DATASET_MAX_DECOMPRESSED_BYTES = env_int("DATASET_MAX_DECOMPRESSED_BYTES", 256 * 1024 * 1024)
 # JSON request bodies nested deeper than this are refused with a 400 before they are parsed.
 API_JSON_MAX_DEPTH = env_int("API_JSON_MAX_DEPTH", 64)
 
@@ -173,13 +182,15 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["apps.core.permissions.IsAnalystOrStaff"],
-    # JSON nested past API_JSON_MAX_DEPTH or holding "\u0000" is a 400 before it is parsed.
+    # JSON nested past API_JSON_MAX_DEPTH is a 400 before it is parsed, a NUL in any key or string of a
+    # JSON or form body a 400 naming the field, a JSON body past DATA_UPLOAD_MAX_MEMORY_SIZE a 413.
     "DEFAULT_PARSER_CLASSES": [
         "apps.core.parsers.JSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
+        "apps.core.parsers.FormParser",
+        "apps.core.parsers.MultiPartParser",
     ],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # drf-spectacular's, plus the error statuses and bodies every operation can answer.
+    "DEFAULT_SCHEMA_CLASS": "apps.core.schema.PortalAutoSchema",
     "DEFAULT_THROTTLE_RATES": {
         "user": env_str("API_THROTTLE_USER", "100000/minute"),
         "predict": env_str("API_THROTTLE_PREDICT", "60000/minute"),
@@ -201,10 +212,24 @@ SPECTACULAR_SETTINGS = {
         "TrialStatusEnum": "apps.tuning.choices.TrialStatus",
         "DirectionEnum": "apps.training.choices.Direction",
     },
+    # What the URL converters accept, so a generated client (and the schema fuzz test) sends paths
+    # that route: anything else is a 404 before any view runs.
+    "PATH_CONVERTER_OVERRIDES": {
+        "int": {"type": "integer", "minimum": 0},
+        "slug": {"type": "string", "pattern": "^[-a-zA-Z0-9_]+$"},
+    },
 }
 
 # Prometheus may scrape /metrics from these addresses/networks without a token (comma-separated).
 METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", [])
+
+# Prediction logs: each process buffers its answers in memory and one writer thread inserts them
+# into the database (apps/monitoring/services/logwriter.py). The buffer keeps lines through a
+# database outage up to this many per process (~2 KB each for the demo's 8-feature lines: 50,000
+# ≈ 100 MB, 50 s of a 1,000 answers/s process), then drops new ones, counted and logged; on
+# SIGTERM the writer has PREDICTION_LOG_SHUTDOWN_S to store what is left.
+PREDICTION_LOG_BUFFER_MAX = env_int("PREDICTION_LOG_BUFFER_MAX", 50_000)
+PREDICTION_LOG_SHUTDOWN_S = env_int("PREDICTION_LOG_SHUTDOWN_S", 10)
 
 # API tokens live this long unless created with another lifetime.
 API_TOKEN_DEFAULT_DAYS = env_int("API_TOKEN_DEFAULT_DAYS", 365)
@@ -222,6 +247,22 @@ CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", REDIS_URL)
 CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 6 * 3600)
 CELERY_TASK_MAX_ATTEMPTS = env_int("CELERY_TASK_MAX_ATTEMPTS", 3)
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# Housekeeping has a queue and a worker of its own (Procfile `housekeeping`): two long training runs
+# on the cpu worker must never hold up the log flush, the reaper, the gates, the study keeper or a
+# schedule tick. Beat's PeriodicTask rows name this queue too (training migration 0005); the routes
+# cover calls that name no queue. Training goes to TRAINING_CPU_QUEUE / TRAINING_GPU_QUEUE.
+HOUSEKEEPING_QUEUE = "housekeeping"
+HOUSEKEEPING_TASKS = (
+    "monitoring.flush_prediction_logs",
+    "training.reap_stale_runs",
+    "training.remove_orphaned_folders",
+    "training.retrain_experiment",
+    "deployments.evaluate_rollouts",
+    "tuning.keep_studies",
+    "core.ping",
+    "celery.backend_cleanup",
+)
+CELERY_TASK_ROUTES = {name: {"queue": HOUSEKEEPING_QUEUE} for name in HOUSEKEEPING_TASKS}
 
 LOGGING = {
     "version": 1,

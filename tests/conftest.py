@@ -161,7 +161,7 @@ class WorkerProcess:
         if self.broker_url is None:
             return app
         if getattr(self, "_client", None) is None:
-            self._client = Celery("pytest-client", broker=self.broker_url, backend=None)
+            self._client = Celery("pytest-client", broker=self.broker_url, backend=None, set_as_current=False)
         return self._client
 
     def ping(self, timeout: float = 1.0) -> bool:

@@ -37,6 +37,9 @@ def _deployment_status(rollout) -> str:
 
 
 def _rollout_summary(rollout, labels: dict[int, str]) -> dict | None:
+    from apps.deployments.choices import GateState
+    from apps.deployments.services.gates import gate_label
+
     if rollout is None:
         return None
     gate_status = rollout.gate_status or {}
@@ -45,7 +48,9 @@ def _rollout_summary(rollout, labels: dict[int, str]) -> dict | None:
     gates = [
         {
             "name": gate.get("name", ""),
-            "state": gate.get("state", "pending"),
+            "label": gate_label(gate),
+            # Anything but a decided pass or fail reads as pending: an unknown state is no verdict.
+            "state": gate.get("state") if gate.get("state") in GateState.values else GateState.PENDING.value,
             "value": _number(gate.get("value")),
             "threshold": _number(gate.get("threshold")),
             "detail": gate.get("detail", ""),

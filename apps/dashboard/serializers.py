@@ -17,8 +17,11 @@ class VersionSerializer(serializers.Serializer):
 
 class GateSerializer(serializers.Serializer):
     name = serializers.CharField()
+    label = serializers.CharField(help_text="What the gate counts, in plain words "
+                                            "(e.g. \"Labelled challenger rows in this stage\").")
     # Plain strings, not choice fields: their enums would collide in the schema with other apps' "state".
-    state = serializers.CharField(help_text="pass | fail | pending")
+    state = serializers.CharField(help_text="pass (passing) | fail (failing) | pending (not decided yet: too little "
+                                            "time, traffic or feedback; the stage holds)")
     value = serializers.FloatField(allow_null=True)
     threshold = serializers.FloatField(allow_null=True)
     detail = serializers.CharField(allow_blank=True)

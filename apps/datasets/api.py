@@ -5,12 +5,12 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import APIException
 from rest_framework.generics import GenericAPIView
-from rest_framework.pagination import LimitOffsetPagination
-from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
-from apps.core.parsers import JSONParser
+from apps.core.api import Pagination
+from apps.core.parsers import FormParser, JSONParser, MultiPartParser
 from apps.core.permissions import HasPortalRole
+from apps.core.schema import ErrorSerializer
 
 from . import selectors, serializers as s
 from .ingest import kinds_from_schema
@@ -25,11 +25,6 @@ from .services import (
 
 # A multipart body carries some bytes of boundaries and headers beside the file itself.
 MULTIPART_OVERHEAD = 64 * 1024
-
-
-class Pagination(LimitOffsetPagination):
-    default_limit = 50
-    max_limit = 500
 
 
 class Conflict(APIException):
@@ -178,7 +173,7 @@ class FeatureSpecListApi(GenericAPIView):
 
     @extend_schema(parameters=[OpenApiParameter("dataset", int, description="only this dataset's specs")],
                    summary="List feature specs (every version)", operation_id="feature_specs_list",
-                   responses=s.FeatureSpecOutputSerializer(many=True))
+                   responses={200: s.FeatureSpecOutputSerializer(many=True), 404: ErrorSerializer})
     def get(self, request):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(self.get_serializer(page, many=True).data)

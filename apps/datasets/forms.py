@@ -3,13 +3,20 @@ import json
 from django import forms
 from django.core.exceptions import ValidationError
 
-from .ingest import kinds_from_schema
+from .ingest import Limits, kinds_from_schema
 from .models import Dataset, FeatureSpec
 from .preprocessing import SpecError, validate_spec
 
 
 class VersionUploadForm(forms.Form):
-    file = forms.FileField(help_text="CSV (UTF-8 with a header row) or Parquet.")
+    file = forms.FileField()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The limits are settings: say the current ones where the file is chosen.
+        self.fields["file"].help_text = (
+            "CSV (UTF-8 with a header row) or Parquet, optionally gzip-compressed (.csv.gz) or alone in a .zip; "
+            f"{Limits.from_settings().describe()}.")
 
 
 class FeatureSpecAdminForm(forms.ModelForm):

@@ -9,10 +9,9 @@ import pandas as pd
 from django.core.files.storage import storages
 from django.db.models import QuerySet
 
-from .choices import FileFormat
-from .ingest import NA_VALUES, apply_schema
+from .ingest import Limits, read_stored
 from .models import Dataset, DatasetVersion, FeatureSpec
-from .preprocessing import DatasetInfo, prepare_training_data
+from .preprocessing import DataError, DatasetInfo, prepare_training_data
 
 _CACHE_SIZE = 4
 _cache: "OrderedDict[tuple, pd.DataFrame]" = OrderedDict()
@@ -61,15 +60,20 @@ def _read_bytes(version: DatasetVersion) -> bytes:
 
 
 def _parse(version: DatasetVersion, content: bytes) -> pd.DataFrame:
-    if version.file_format == FileFormat.PARQUET:
-        frame = pd.read_parquet(io.BytesIO(content))
-        frame.columns = [str(c).strip() for c in frame.columns]
-    else:
-        dtypes = {c["name"]: {"float64": "float64", "int64": "Int64"}.get(c["dtype"], "str") for c in version.schema}
-        frame = pd.read_csv(io.BytesIO(content), encoding="utf-8-sig", keep_default_na=False, na_values=NA_VALUES,
-                            skipinitialspace=True, dtype=dtypes)
-        frame.columns = [str(c).strip() for c in frame.columns]
-    return apply_schema(frame, version.schema)
+    return read_stored(io.BytesIO(content), file_format=version.file_format, schema=version.schema)
+
+
+def _verify_streaming(version: DatasetVersion) -> None:
+    """The sha256 check without holding the file in memory."""
+    digest = hashlib.sha256()
+    try:
+        with storages["artifacts"].open(version.file, "rb") as handle:
+            while chunk := handle.read(1024 * 1024):
+                digest.update(chunk)
+    except FileNotFoundError:
+        raise DatasetFileError(f"{version}: stored file {version.file} is missing") from None
+    if digest.hexdigest() != version.sha256:
+        raise DatasetFileError(f"{version}: stored file {version.file} does not match its sha256")
 
 
 def dataset_version_dataframe(*, version: DatasetVersion) -> pd.DataFrame:
@@ -88,7 +92,17 @@ def dataset_version_dataframe(*, version: DatasetVersion) -> pd.DataFrame:
 
 
 def dataset_version_preview(*, version: DatasetVersion, rows: int = 20) -> dict:
-    frame = dataset_version_dataframe(version=version).head(max(1, min(rows, 500)))
+    """The first rows, read alone from the stored file (or the cached table): a preview of a large
+    version costs what it shows, not the whole table."""
+    rows = max(1, min(rows, 500))
+    with _cache_lock:
+        cached = _cache.get((version.pk, version.sha256))
+    if cached is not None:
+        frame = cached.head(rows)
+    else:
+        _verify_streaming(version)
+        with storages["artifacts"].open(version.file, "rb") as handle:
+            frame = read_stored(handle, file_format=version.file_format, schema=version.schema, rows=rows)
     return {"columns": [str(c) for c in frame.columns], "rows": _json_rows(frame)}
 
 
@@ -118,6 +132,10 @@ def feature_preview(*, version: DatasetVersion, spec: dict, rows: int = 20, seed
     history, with the time, entity and label beside them, plus the split sizes. The stateful steps are
     fitted on the training split exactly as a training run would."""
     dataset = version.dataset
+    # A version stored before the limits (or with them raised) would be read whole: refuse instead.
+    too_large = Limits.from_settings().table_problem(rows=version.rows, columns=len(version.schema))
+    if too_large:
+        raise DataError(f"{version} has {too_large}; its features are not previewed here")
     frame = dataset_version_dataframe(version=version)
     prepared = prepare_training_data(df=frame, dataset=dataset, spec=spec, seed=seed)
     pre = prepared.preprocessor

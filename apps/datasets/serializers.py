@@ -50,7 +50,9 @@ class DatasetVersionDetailSerializer(DatasetVersionOutputSerializer):
 
 
 class VersionUploadSerializer(serializers.Serializer):
-    file = serializers.FileField(help_text="CSV (UTF-8, header row) or Parquet.")
+    file = serializers.FileField(help_text="CSV (UTF-8, header row) or Parquet, optionally gzip-compressed (.csv.gz) "
+                                 "or alone in a .zip. Over DATASET_MAX_ROWS, _COLUMNS, _CELLS or _DECOMPRESSED_BYTES: "
+                                 "400 naming the limit and the value found.")
 
 
 class TablePreviewSerializer(serializers.Serializer):

@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from .choices import DatasetTask, VersionSource
-from .ingest import detect_format, file_error, kinds_from_schema, read_table, spool
+from .ingest import Limits, detect_format, file_error, kinds_from_schema, read_table, spool, unpack
 from .models import Dataset, DatasetVersion, FeatureSpec
 from .preprocessing import SpecError, normalize_spec, spec_history_rows
 from .profiling import profile_of
@@ -69,20 +69,25 @@ def _numeric_expectations(dataset: Dataset) -> set[str]:
 @transaction.atomic
 def dataset_version_create(*, dataset: Dataset, file, filename: str, user=None,
                            source: str = VersionSource.UPLOAD) -> tuple[DatasetVersion, bool]:
-    """Stores an uploaded CSV/Parquet as the dataset's next version, or returns the version that already
-    holds identical content (created=False). A rejected file leaves no row and no stored file.
+    """Stores an uploaded CSV/Parquet (plain, gzip-compressed or alone in a zip) as the dataset's next
+    version, or returns the version that already holds identical content (created=False). A rejected
+    file leaves no row and no stored file; the size limits (`ingest.Limits`, from settings) are checked
+    while it is decompressed and read, before anything is stored.
 
     Sends `dataset_version_created` on commit when a new version was made."""
     if source not in VersionSource.values:
         raise ValidationError({"source": f"must be one of {', '.join(VersionSource.values)}."})
     file_format = detect_format(filename)
+    limits = Limits.from_settings()
     spooled = spool(file)
+    content = spooled
     try:
-        existing = DatasetVersion.objects.filter(dataset=dataset, sha256=spooled.sha256).first()
+        content, file_format = unpack(spooled, filename=filename, file_format=file_format, limits=limits)
+        existing = DatasetVersion.objects.filter(dataset=dataset, sha256=content.sha256).first()
         if existing is not None:
             return existing, False
-        table = read_table(spooled.path, file_format, numeric_columns=_numeric_expectations(dataset),
-                           time_column=dataset.time_column)
+        table = read_table(content.path, file_format, numeric_columns=_numeric_expectations(dataset),
+                           time_column=dataset.time_column, limits=limits)
         names = list(table.frame.columns)
         for label, column in _required_columns(dataset):
             if column not in names:
@@ -91,9 +96,10 @@ def dataset_version_create(*, dataset: Dataset, file, filename: str, user=None,
             row = int(table.frame[dataset.entity_column].isna().to_numpy().nonzero()[0][0]) + 1
             raise file_error(f"row {row}, column {dataset.entity_column!r}: the entity is empty")
         profile = profile_of(table.frame, time_column=dataset.time_column)
-        return _store_version(dataset=dataset, spooled=spooled, table=table, profile=profile,
+        return _store_version(dataset=dataset, spooled=content, table=table, profile=profile,
                               file_format=file_format, filename=filename, user=user, source=source)
     finally:
+        content.close()
         spooled.close()
 
 

@@ -15,6 +15,7 @@ from apps.registry.models import ModelVersion
 from .choices import OPEN_ROLLOUT_STATUSES, GateState, RolloutAction
 from .models import Deployment, DeploymentEvent, DeploymentVersion, Rollout
 from .selectors import deployment_open_rollout
+from .services.gates import GATE_SETTING_LABELS, GATE_STATE_WORDS, STAGE_MINIMUM_LABELS, gate_label, gate_setting_rows
 from .services.model_deployment_service import (
     TransitionConflict,
     deployment_create,
@@ -202,8 +203,11 @@ class DeploymentAdmin(admin.ModelAdmin):
 
 
 class RolloutAddForm(forms.ModelForm):
-    stages = forms.JSONField(initial=validate_stages(None), help_text="[{percent, min_duration_s, min_predictions, min_feedback}], last at 100")
-    gates = forms.JSONField(initial=validate_gates(None), help_text="Thresholds; see the docs of each key in the API schema")
+    stages = forms.JSONField(initial=validate_stages(None), help_text=(
+        "[{percent, min_duration_s, min_predictions, min_feedback}], last at 100; per stage: "
+        + "; ".join(f"{key} = {label}" for key, label in STAGE_MINIMUM_LABELS.items())))
+    gates = forms.JSONField(initial=validate_gates(None), help_text="; ".join(
+        f"{key} = {label}" for key, label in GATE_SETTING_LABELS.items()))
 
     class Meta:
         model = Rollout
@@ -231,16 +235,27 @@ class RolloutAddForm(forms.ModelForm):
         return data
 
 
+# Pending is neutral grey with an ellipsis, never a check mark: it has not decided, so it must not look like a pass.
+GATE_STATE_LOOK = {
+    GateState.PASS: ("#2e7d32", "✓ "),
+    GateState.FAIL: ("#c62828", "✗ "),
+    GateState.PENDING: ("#6b7280", "… "),
+}
+
+
 def _gate_table(gate_status: dict):
     gates = (gate_status or {}).get("gates") or []
     if not gates:
         return "not evaluated yet"
-    colors = {GateState.PASS: "#2e7d32", GateState.FAIL: "#c62828", GateState.PENDING: "#8d6e00"}
-    rows = format_html_join("", "<tr><td>{}</td><td style='color:{}'><b>{}</b></td><td>{}</td></tr>", (
-        (g["name"], colors.get(g["state"], "inherit"), g["state"], g["detail"]) for g in gates
-    ))
+    rows = []
+    for g in gates:
+        state = g.get("state") if g.get("state") in GATE_STATE_LOOK else GateState.PENDING
+        color, mark = GATE_STATE_LOOK[state]
+        rows.append((g.get("name", ""), state, gate_label(g), color, mark, GATE_STATE_WORDS[state], g.get("detail", "")))
+    body = format_html_join(
+        "", "<tr data-gate=\"{}\" class=\"gate-{}\"><td>{}</td><td style='color:{}'><b>{}{}</b></td><td>{}</td></tr>", rows)
     return format_html("<p>{}: {}</p><table><tr><th>gate</th><th>state</th><th>detail</th></tr>{}</table>",
-                       gate_status.get("action", ""), gate_status.get("reason", ""), rows)
+                       gate_status.get("action", ""), gate_status.get("reason", ""), body)
 
 
 @admin.register(Rollout)
@@ -294,14 +309,17 @@ class RolloutAdmin(admin.ModelAdmin):
 
     @admin.display(description="stages")
     def stages_display(self, obj):
-        return format_html_join("", "<div>{}: {}% · ≥{}s · ≥{} predictions · ≥{} feedback</div>", (
-            (i + 1, f"{s['percent']:g}", f"{s['min_duration_s']:g}", s["min_predictions"], s["min_feedback"])
+        labels = STAGE_MINIMUM_LABELS
+        return format_html_join("", "<div>{}: {}% to the challenger; moves on after at least {} {}, {} {}, {} {}</div>", (
+            (i + 1, f"{s['percent']:g}", f"{s['min_duration_s']:g}", labels["min_duration_s"],
+             s["min_predictions"], labels["min_predictions"], s["min_feedback"], labels["min_feedback"])
             for i, s in enumerate(obj.stages)
         ))
 
     @admin.display(description="gate settings")
     def gates_display(self, obj):
-        return format_html_join("", "<div>{}: {}</div>", sorted(obj.gates.items()))
+        return format_html_join("", "<div>{}: <b>{}</b> <code>{}</code></div>",
+                                ((label, value, key) for key, label, value in gate_setting_rows(obj.gates)))
 
     @admin.display(description="gate status")
     def gate_table(self, obj):

@@ -9,6 +9,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.core.schema import ErrorSerializer
 from apps.registry.models import ModelVersion
 
 from .choices import RolloutAction
@@ -24,7 +25,6 @@ from .serializers import (
     DeploymentCreateSerializer,
     DeploymentDetailSerializer,
     DeploymentSerializer,
-    ErrorSerializer,
     DeploymentEventSerializer,
     RollbackSerializer,
     RolloutActionSerializer,
@@ -77,7 +77,7 @@ class DeploymentListApi(APIView):
     def get(self, request):
         return Response(DeploymentSerializer(deployment_list(), many=True).data)
 
-    @extend_schema(request=DeploymentCreateSerializer, responses={201: DeploymentDetailSerializer, 400: ErrorSerializer},
+    @extend_schema(request=DeploymentCreateSerializer, responses={201: DeploymentDetailSerializer},
                    summary="Create a deployment serving one version at 100%")
     def post(self, request):
         data = DeploymentCreateSerializer(data=request.data)
@@ -113,7 +113,7 @@ class DeploymentEventsApi(APIView):
 
 
 class DeploymentTrafficApi(APIView):
-    @extend_schema(request=TrafficSerializer, responses={200: DeploymentDetailSerializer, 400: ErrorSerializer, 409: ErrorSerializer},
+    @extend_schema(request=TrafficSerializer, responses={200: DeploymentDetailSerializer, 409: ErrorSerializer},
                    summary="Set weights by hand (not while a rollout runs)")
     def post(self, request, name):
         deployment = _deployment_or_404(name)
@@ -133,7 +133,7 @@ class DeploymentTrafficApi(APIView):
 
 
 class DeploymentRollbackApi(APIView):
-    @extend_schema(request=RollbackSerializer, responses={200: DeploymentDetailSerializer, 400: ErrorSerializer},
+    @extend_schema(request=RollbackSerializer, responses={200: DeploymentDetailSerializer},
                    summary="Roll back to any version of the deployment's model, in one action")
     def post(self, request, name):
         deployment = _deployment_or_404(name)
@@ -147,7 +147,7 @@ class DeploymentRollbackApi(APIView):
 
 
 class RolloutCreateApi(APIView):
-    @extend_schema(request=RolloutCreateSerializer, responses={201: DeploymentRolloutSerializer, 400: ErrorSerializer, 409: ErrorSerializer},
+    @extend_schema(request=RolloutCreateSerializer, responses={201: DeploymentRolloutSerializer, 409: ErrorSerializer},
                    summary="Start a staged rollout from the champion to a challenger")
     def post(self, request, name):
         deployment = _deployment_or_404(name)
@@ -167,7 +167,7 @@ class RolloutCreateApi(APIView):
 class RolloutActionApi(APIView):
     @extend_schema(
         request=RolloutActionSerializer,
-        responses={200: DeploymentRolloutSerializer, 400: ErrorSerializer, 404: ErrorSerializer, 409: ErrorSerializer},
+        responses={200: DeploymentRolloutSerializer, 404: ErrorSerializer, 409: ErrorSerializer},
         parameters=[OpenApiParameter("action", str, OpenApiParameter.PATH, enum=ROLLOUT_ACTIONS)],
         summary="Start, promote, pause, resume, abort or roll back the deployment's open rollout",
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import random
+import threading
 from dataclasses import dataclass
 
 _TWO_64 = float(2**64)
@@ -66,3 +67,37 @@ class RoutingTable:
 
     def weights(self) -> dict[int, float]:
         return {r.version_id: r.weight for r in self.routes if not r.shadow}
+
+
+class RoutingEpochs:
+    """Which requests may still hold a replaced table: routing (up to logging the answers) happens
+    inside the epoch current when it started; swapping a table in advances the epoch, and the old
+    table is out of use once nobody who entered before the advance is still inside."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._current = 0
+        self._active: dict[int, int] = {}
+
+    def enter(self) -> int:
+        with self._lock:
+            epoch = self._current
+            self._active[epoch] = self._active.get(epoch, 0) + 1
+            return epoch
+
+    def leave(self, epoch: int) -> None:
+        with self._lock:
+            left = self._active[epoch] - 1
+            if left:
+                self._active[epoch] = left
+            else:
+                del self._active[epoch]
+
+    def advance(self) -> int:
+        with self._lock:
+            self._current += 1
+            return self._current
+
+    def drained(self, epoch: int) -> bool:
+        with self._lock:
+            return all(e >= epoch for e in self._active)

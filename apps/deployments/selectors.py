@@ -55,6 +55,11 @@ def deployment_signature(*, deployment: Deployment) -> dict:
     version = deployment_primary_version(deployment=deployment)
     if version is None:
         return {}
+    return model_version_serving_signature(version=version)
+
+
+def model_version_serving_signature(*, version) -> dict:
+    """The same for one model version (V2 `/versions/<v>` metadata)."""
     spec = InputSpec.from_signature(version.signature or {})
     return {
         "model_version": str(version.version),

@@ -59,6 +59,12 @@ class SequentialResult:
     n_champion: int
     n_challenger: int
     reason: str
+    min_n: int = 0
+
+    @property
+    def waiting_for_feedback(self) -> bool:
+        """Too few labelled rows on an arm for any decision: the comparison has not begun."""
+        return self.n_champion < self.min_n or self.n_challenger < self.min_n
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -84,7 +90,7 @@ def msprt(champion: ArmStats, challenger: ArmStats, *, alpha: float = 0.05, tau:
     if champion.n < min_n or challenger.n < min_n:
         return SequentialResult(
             CONTINUE, 0.0, threshold, difference, champion.n, challenger.n,
-            f"waiting for feedback: champion {champion.n}, challenger {challenger.n}, need {min_n} each",
+            f"waiting for feedback: champion {champion.n}, challenger {challenger.n}, need {min_n} each", min_n,
         )
     if champion.bernoulli_outcomes and challenger.bernoulli_outcomes:
         # Under H0 both arms share one success rate; its pooled estimate is far steadier than each
@@ -105,11 +111,11 @@ def msprt(champion: ArmStats, challenger: ArmStats, *, alpha: float = 0.05, tau:
         variance = pooled_variance * (1 / champion.n + 1 / challenger.n)
     if pooled_variance <= 0 or variance <= 0:
         if difference == 0:
-            return SequentialResult(CONTINUE, 0.0, threshold, 0.0, champion.n, challenger.n, "identical outcomes")
+            return SequentialResult(CONTINUE, 0.0, threshold, 0.0, champion.n, challenger.n, "identical outcomes", min_n)
         # Both arms are constant yet different: the evidence is as strong as it can be.
         decision = BETTER if difference > 0 else WORSE
         return SequentialResult(decision, math.inf, threshold, difference, champion.n, challenger.n,
-                                "both versions constant and different")
+                                "both versions constant and different", min_n)
     tau2 = tau**2 * pooled_variance
     log_lr = 0.5 * math.log(variance / (variance + tau2)) + difference**2 * tau2 / (2 * variance * (variance + tau2))
     if log_lr >= threshold:
@@ -118,4 +124,4 @@ def msprt(champion: ArmStats, challenger: ArmStats, *, alpha: float = 0.05, tau:
     else:
         decision = CONTINUE
         reason = f"not yet conclusive (log LR {log_lr:.2f} < {threshold:.2f})"
-    return SequentialResult(decision, log_lr, threshold, difference, champion.n, challenger.n, reason)
+    return SequentialResult(decision, log_lr, threshold, difference, champion.n, challenger.n, reason, min_n)

@@ -1,7 +1,9 @@
 """API shapes of deployments, rollouts, events and the prediction protocols."""
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from apps.core.limits import BIGINT_MAX, INT32_MAX, SMALLINT_MAX
+from apps.core.schema import V2ErrorSerializer  # noqa: F401  (the V2 views' error, shared with the middleware)
 
 from .choices import RolloutAction
 from .selectors import deployment_open_rollout, deployment_signature
@@ -88,10 +90,27 @@ class SignatureSerializer(serializers.Serializer):
     classes = serializers.ListField(child=serializers.JSONField(), allow_null=True)
 
 
+class RoutingLaggingSerializer(serializers.Serializer):
+    process = serializers.CharField(help_text="host:pid of the web process")
+    generation = serializers.IntegerField(allow_null=True, help_text="The generation it still serves.")
+    refusing = serializers.BooleanField(help_text="Past the propagation bound: it answers 503 until it switches.")
+
+
+class RoutingAcknowledgementSerializer(serializers.Serializer):
+    generation = serializers.IntegerField(help_text="The deployment's current routing generation.")
+    acknowledged = serializers.IntegerField(help_text="Live web processes that serve it (k).")
+    processes = serializers.IntegerField(help_text="Live web processes serving this deployment (n).")
+    complete = serializers.BooleanField(help_text="k == n: no process answers with an older routing any more.")
+    bound_s = serializers.FloatField(help_text="Seconds after a change within which every process serves it or refuses.")
+    lagging = RoutingLaggingSerializer(many=True)
+
+
 class DeploymentDetailSerializer(DeploymentSerializer):
     signature = serializers.SerializerMethodField()
     events = serializers.SerializerMethodField()
     last_rollout = serializers.SerializerMethodField()
+    routing = serializers.SerializerMethodField(
+        help_text="Which web processes acknowledged the current routing generation; null when Redis cannot be read.")
 
     def get_signature(self, obj) -> SignatureSerializer:
         return deployment_signature(deployment=obj)
@@ -102,6 +121,16 @@ class DeploymentDetailSerializer(DeploymentSerializer):
     def get_last_rollout(self, obj) -> DeploymentRolloutSerializer(allow_null=True):
         rollout = self.context.get("last_rollout")
         return DeploymentRolloutSerializer(rollout).data if rollout else None
+
+    def get_routing(self, obj) -> RoutingAcknowledgementSerializer(allow_null=True):
+        import redis
+
+        from .notify import deployment_stamp, routing_acknowledgement
+
+        try:
+            return routing_acknowledgement(name=obj.name, stamp=deployment_stamp(obj.created_at), generation=obj.generation)
+        except redis.RedisError:
+            return None
 
 
 class DeploymentCreateSerializer(serializers.Serializer):
@@ -158,10 +187,20 @@ class RolloutActionSerializer(serializers.Serializer):
 ROLLOUT_ACTIONS = [a.value for a in RolloutAction]
 
 
+@extend_schema_serializer(component_name="PredictionError")
 class ErrorSerializer(serializers.Serializer):
+    """A refused prediction or feedback: MLflow's scoring-server error (error_code, message), the
+    generic Error (detail: the same text, field), plus what the model needs."""
+
+    error_code = serializers.CharField(
+        required=False, help_text="MLflow's error code: BAD_REQUEST, INVALID_PARAMETER_VALUE (params), UNAUTHENTICATED, "
+                                  "PERMISSION_DENIED, RESOURCE_DOES_NOT_EXIST, RESOURCE_CONFLICT, REQUEST_LIMIT_EXCEEDED, "
+                                  "INTERNAL_ERROR, TEMPORARILY_UNAVAILABLE.")
+    message = serializers.CharField(required=False, help_text="MLflow's name for `detail` (the same text).")
     detail = serializers.CharField()
     field = serializers.CharField(required=False)
     needed_rows = serializers.IntegerField(required=False)
+    model_version = serializers.CharField(required=False, help_text="The version number that refused the input.")
 
 
 class DataframeSplitSerializer(serializers.Serializer):
@@ -266,8 +305,30 @@ class V2ModelMetadataSerializer(serializers.Serializer):
                   "model_version.")
 
 
-class V2ErrorSerializer(serializers.Serializer):
-    error = serializers.CharField()
+class MlflowPingSerializer(serializers.Serializer):
+    deployment = serializers.CharField()
+    ready = serializers.BooleanField()
+    unavailable = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="Routed versions this process cannot load ({version, reason}): their share of the traffic answers "
+                  "503 while the others serve.")
+
+
+class MlflowServedVersionSerializer(serializers.Serializer):
+    version = serializers.CharField()
+    model_version_id = serializers.IntegerField()
+    role = serializers.CharField()
+    weight = serializers.FloatField(help_text="Percent of the traffic.")
+    shadow = serializers.BooleanField()
+    framework = serializers.CharField()
+    model_type = serializers.CharField()
+
+
+class MlflowVersionSerializer(serializers.Serializer):
+    deployment = serializers.CharField()
+    model_name = serializers.CharField()
+    generation = serializers.IntegerField(help_text="Routing generation: it grows with every change of versions or weights.")
+    versions = MlflowServedVersionSerializer(many=True)
 
 
 class V2LiveSerializer(serializers.Serializer):
@@ -281,3 +342,11 @@ class V2ReadySerializer(serializers.Serializer):
 class V2ModelReadySerializer(serializers.Serializer):
     name = serializers.CharField()
     ready = serializers.BooleanField()
+
+
+class V2ServerMetadataSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    version = serializers.CharField()
+    extensions = serializers.ListField(
+        child=serializers.CharField(),
+        help_text='"binary_tensor_data": tensors after the JSON header (Inference-Header-Content-Length).')

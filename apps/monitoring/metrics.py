@@ -11,10 +11,10 @@ from datetime import timedelta
 
 import redis
 from django.utils import timezone
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from .redis_client import get_redis
-from .services.logbuffer import COUNT_KEY, COUNTER_SEPARATOR, LATENCY_SUM_KEY, PENDING_KEY
+from .services.logbuffer import COUNT_KEY, COUNTER_SEPARATOR, LATENCY_SUM_KEY, PENDING_KEY, prediction_log_writers
 
 LATENCY_WINDOW = timedelta(minutes=5)
 QUALITY_WINDOW = timedelta(hours=1)
@@ -28,25 +28,44 @@ def _split(field: bytes) -> tuple[str, str, str, str]:
 class PortalCollector:
     def collect(self):
         yield from self._counters()
+        yield from self._batches()
         yield from self._windows()
+
+    def _batches(self):
+        from apps.deployments.serving.batchstats import read_histogram
+
+        histogram = read_histogram()
+        if histogram is None:
+            return
+        buckets, total, _ = histogram
+        family = HistogramMetricFamily("mlops_prediction_batch_requests",
+                                       "Requests served together in one model call batch, across web processes.")
+        family.add_metric([], buckets, float(total))
+        yield family
 
     def _counters(self):
         labels = ["deployment", "version", "status", "shadow"]
         requests = CounterMetricFamily("mlops_predictions", "Prediction answers served, per version and outcome.", labels=labels)
         latency = CounterMetricFamily("mlops_serving_time_ms", "Total serving latency in milliseconds (divide by mlops_predictions_total for the mean).", labels=labels)
-        pending = GaugeMetricFamily("mlops_prediction_log_buffer_pending", "Prediction logs waiting in Redis for the flusher.")
+        pending = GaugeMetricFamily("mlops_prediction_log_buffer_pending",
+                                    "Prediction logs answered but not yet stored, over every live web process.")
+        dropped = CounterMetricFamily("mlops_prediction_log_dropped",
+                                      "Prediction logs dropped past PREDICTION_LOG_BUFFER_MAX, over every live web process.")
         try:
             client = get_redis()
             for field, value in sorted(client.hgetall(COUNT_KEY).items()):
                 requests.add_metric(list(_split(field)), float(value))
             for field, value in sorted(client.hgetall(LATENCY_SUM_KEY).items()):
                 latency.add_metric(list(_split(field)), float(value))
-            pending.add_metric([], float(client.llen(PENDING_KEY)))
+            writers = prediction_log_writers().values()
+            pending.add_metric([], float(client.llen(PENDING_KEY) + sum(int(w.get("p", 0)) for w in writers)))
+            dropped.add_metric([], float(sum(int(w.get("d", 0)) for w in writers)))
         except redis.RedisError:
             pass
         yield requests
         yield latency
         yield pending
+        yield dropped
 
     def _windows(self):
         from apps.deployments.models import Deployment, DeploymentVersion, Rollout

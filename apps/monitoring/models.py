@@ -7,8 +7,9 @@ from .choices import PredictionStatus
 class PredictionLog(models.Model):
     """One answer of one model version to one prediction request (shadow answers included).
 
-    Written off the request path: the web process pushes a JSON line to a Redis list and
-    `prediction_logs_flush` moves batches here; (request_id, model_version) makes the move idempotent.
+    Written off the request path: each web process buffers its answers in memory and its writer
+    thread inserts them in batches (apps/monitoring/services/logwriter.py); (request_id,
+    model_version) makes a retried batch idempotent.
     """
 
     request_id = models.UUIDField(db_index=True)

@@ -1,4 +1,4 @@
-"""One Redis connection pool per process for the prediction-log buffer and counters."""
+"""One Redis connection pool per process for the serving counters, log writers' progress and throttling."""
 import threading
 
 import redis

@@ -2,18 +2,14 @@ from django.core.exceptions import ValidationError
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.generics import GenericAPIView
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from apps.core.api import Pagination
 
 from . import selectors
 from .models import AliasEvent, ModelVersion, RegisteredModel
 from .services import model_alias_set, model_version_create_from_run, model_version_update
-
-
-class Pagination(LimitOffsetPagination):
-    default_limit = 50
-    max_limit = 500
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):

@@ -4,9 +4,10 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.generics import GenericAPIView, ListAPIView
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from apps.core.api import Pagination
 
 from . import selectors
 from .choices import RunOrigin, RunStatus
@@ -25,11 +26,6 @@ from .serializers import (
 )
 from .services.experiments import experiment_create, experiment_training_config, experiment_update
 from .services.training_pipeline import training_run_request_stop, training_run_retry, training_run_start
-
-
-class Pagination(LimitOffsetPagination):
-    default_limit = 50
-    max_limit = 500
 
 
 def _start_run(request, *, experiment, data: dict):

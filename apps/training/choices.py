@@ -9,18 +9,22 @@ class RunStatus(models.TextChoices):
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
     CANCELLED = "cancelled", "Cancelled"
+    # Stopped by a tuning pruner (stop reason "pruned"): judged unpromising, not abandoned by a person.
+    PRUNED = "pruned", "Pruned"
 
 
 RUN_ACTIVE = frozenset({RunStatus.QUEUED, RunStatus.RUNNING})
-RUN_TERMINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+RUN_TERMINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.PRUNED})
 
 # The only moves the status service accepts. RUNNING -> QUEUED is a requeue after a lost worker.
+# QUEUED -> PRUNED: a prune can reach a run that was requeued (lost worker) before it restarts.
 RUN_TRANSITIONS = {
-    RunStatus.QUEUED: {RunStatus.RUNNING, RunStatus.FAILED, RunStatus.CANCELLED},
-    RunStatus.RUNNING: {RunStatus.QUEUED, RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED},
+    RunStatus.QUEUED: {RunStatus.RUNNING, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.PRUNED},
+    RunStatus.RUNNING: {RunStatus.QUEUED, RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.PRUNED},
     RunStatus.SUCCEEDED: set(),
     RunStatus.FAILED: set(),
     RunStatus.CANCELLED: set(),
+    RunStatus.PRUNED: set(),
 }
 
 
@@ -61,6 +65,12 @@ class RunOrigin(models.TextChoices):
 class StopReason(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
     PRUNED = "pruned", "Pruned"
+
+
+def stopped_status(reason: str) -> RunStatus:
+    """The terminal status of a run stopped for `reason`: one status per reason, so a pruned run
+    reads "Pruned" everywhere and never "Cancelled" or "Succeeded"."""
+    return RunStatus.PRUNED if reason == StopReason.PRUNED else RunStatus.CANCELLED
 
 
 class LogLevel(models.TextChoices):

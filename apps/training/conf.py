@@ -16,6 +16,9 @@ _DEFAULTS = {
     "TRAINING_DB_RETRY_SECONDS": 30,
     # A QUEUED run older than this that no worker holds has lost its message: the reaper requeues it.
     "TRAINING_QUEUED_STALE_SECONDS": 600,
+    # Attempt, artifact-temp and temp folders no live run or recorded artifact owns are removed by the
+    # hourly sweep once their newest file is this old (services/cleanup.py).
+    "TRAINING_ORPHAN_MAX_AGE_SECONDS": 6 * 3600,
     # Log lines and epoch results are stored by a background thread (1) or by the training thread (0).
     "TRAINING_WRITE_BEHIND": 1,
     "TRAINING_CPU_QUEUE": "cpu",

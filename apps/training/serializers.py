@@ -9,7 +9,7 @@ from .models import Experiment, RunEpoch, RunEvent, RunLogLine, TrainingRun
 class ExperimentOutputSerializer(serializers.ModelSerializer):
     dataset = serializers.SlugRelatedField(slug_field="name", read_only=True)
     dataset_id = serializers.IntegerField(read_only=True)
-    feature_spec = serializers.StringRelatedField(read_only=True)
+    feature_spec = serializers.StringRelatedField(read_only=True, allow_null=True)
     feature_spec_id = serializers.IntegerField(read_only=True, allow_null=True)
     registered_model = serializers.CharField(source="model_name", read_only=True)
     # Plain strings: the same choice sets appear as framework/device elsewhere in the schema.

@@ -19,6 +19,15 @@ def reap_stale_runs() -> dict:
     return training_runs_reap()
 
 
+@shared_task(name="training.remove_orphaned_folders", ignore_result=True)
+def remove_orphaned_folders() -> dict:
+    """Beat (hourly): remove attempt and temp folders that killed attempts left behind and that no
+    live run or recorded artifact owns (see services.cleanup); each removal is logged with its reason."""
+    from apps.training.services.cleanup import training_orphans_remove
+
+    return training_orphans_remove().counts()
+
+
 @shared_task(name="training.retrain_experiment", bind=True, ignore_result=True)
 def retrain_experiment(self, experiment_id: int, schedule_id: int | None = None) -> int | None:
     """Beat: "retrain experiment X on its dataset's newest version" (kwargs set by TrainingSchedule)."""

@@ -1,4 +1,4 @@
-"""Starting the servers under test: the portal (N daphne processes sharing one listening socket)
+"""Starting the servers under test: the portal (its web process: N uvicorn workers, a socket each)
 and `mlflow models serve` (N uvicorn workers), plus the database and MLflow venv they need."""
 import os
 import signal
@@ -58,23 +58,16 @@ class Servers:
         self.procs: list[subprocess.Popen] = []
         self.sockets: list[socket.socket] = []
 
-    def portal(self, *, workers: int, env: dict, log_path: Path, asgi: str = "mlops_portal.asgi:application") -> int:
-        """`workers` daphne processes accepting on one socket (the kernel spreads connections)."""
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(2048)
-        listener.set_inheritable(True)
-        self.sockets.append(listener)
-        port = listener.getsockname()[1]
+    def portal(self, *, workers: int, env: dict, log_path: Path) -> int:
+        """The portal's web process as the Procfile runs it: `python -m mlops_portal.serve`, `workers`
+        uvicorn workers with a listening socket each (SO_REUSEPORT)."""
+        port = free_port()
         log = open(log_path, "ab")
-        for _ in range(workers):
-            self.procs.append(subprocess.Popen(
-                [str(ROOT / ".venv" / "bin" / "python"), "-m", "daphne", "--fd", str(listener.fileno()), "-v", "0",
-                 asgi],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, pass_fds=[listener.fileno()],
-                start_new_session=True,
-            ))
+        self.procs.append(subprocess.Popen(
+            [str(ROOT / ".venv" / "bin" / "python"), "-m", "mlops_portal.serve", "--host", "127.0.0.1",
+             "--port", str(port), "--workers", str(workers), "--log-level", "warning"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        ))
         return port
 
     def mlflow(self, *, python: Path, model_dir: Path, workers: int, log_path: Path) -> tuple[int, subprocess.Popen]:

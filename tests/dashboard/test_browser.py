@@ -1,4 +1,4 @@
-"""The dashboard in real headless Chromium against a live daphne server (HTTP + WebSockets through
+"""The dashboard in real headless Chromium against a live uvicorn server (HTTP + WebSockets through
 Channels), the test database, Redis and a real Celery worker.
 
 Screenshots of every width land in tests/artifacts/screenshots/.
@@ -12,7 +12,6 @@ import time
 import urllib.error
 import urllib.request
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -36,21 +35,21 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server_url(django_db_setup, django_db_blocker):
-    """daphne serving the portal on a free port, on the test database and Redis."""
+    """The portal's web process (mlops_portal.serve, as the Procfile) on a free port, on the test database and Redis."""
     with django_db_blocker.unblock():
         env = worker_env()
     port = _free_port()
-    log_path = ARTIFACTS / "daphne-dashboard.log"
+    log_path = ARTIFACTS / "web-dashboard.log"
     log = open(log_path, "ab")
     proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port), "mlops_portal.asgi:application"],
+        [sys.executable, "-m", "mlops_portal.serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
         if proc.poll() is not None:
-            raise RuntimeError(f"daphne exited early, see {log_path}")
+            raise RuntimeError(f"the web process exited early, see {log_path}")
         try:
             with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:
                 if response.status == 200:
@@ -58,7 +57,7 @@ def server_url(django_db_setup, django_db_blocker):
         except OSError:
             pass
         if time.monotonic() > deadline:
-            raise RuntimeError(f"daphne did not answer within 60s, see {log_path}")
+            raise RuntimeError(f"the web process did not answer within 60s, see {log_path}")
         time.sleep(0.2)
     yield url
     os.killpg(proc.pid, 15)

@@ -48,8 +48,8 @@ def test_evaluated_gates_of_the_current_stage_are_shown_and_stale_ones_are_not(r
     gates = analyst_api.get(URL).json()["deployments"][0]["rollout"]["gates"]
     by_name = {g["name"]: g for g in gates}
     assert by_name["min_predictions"] == {
-        "name": "min_predictions", "state": "pending", "value": 0, "threshold": 200,
-        "detail": "0 of 200 challenger predictions in this stage",
+        "name": "min_predictions", "label": "Challenger predictions in this stage", "state": "pending", "value": 0,
+        "threshold": 200, "detail": "0 of 200",
     }
     assert by_name["accuracy_vs_champion"]["value"] is None  # the test statistics are a dict: detail says it
 

@@ -171,13 +171,12 @@ def finite(value) -> bool:
 
 
 class WebProcess:
-    """A real `daphne` web process on the test database and Redis, like one of production's: the
-    portal's ASGI application, prediction fast path included (mlops_portal.asgi)."""
+    """A real web process on the test database and Redis, started as the Procfile's `web` starts one
+    (mlops_portal.serve: uvicorn workers): the portal's ASGI application, prediction fast path included."""
 
-    application = "mlops_portal.asgi:application"
-
-    def __init__(self, port: int):
+    def __init__(self, port: int, workers: int = 1):
         self.port = port
+        self.workers = workers
         self.proc = None
         self.log_path = None
 
@@ -188,23 +187,24 @@ class WebProcess:
 
         from tests.conftest import ARTIFACTS, ROOT, worker_env
 
-        self.log_path = ARTIFACTS / f"daphne-{self.port}.log"
-        self._log = open(self.log_path, "ab")
+        self.log_path = ARTIFACTS / f"web-{self.port}.log"
+        self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), self.application],
+            [sys.executable, "-m", "mlops_portal.serve", "--host", "127.0.0.1", "--port", str(self.port),
+             "--workers", str(self.workers)],
             cwd=ROOT, env=worker_env(), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"daphne exited early, see {self.log_path}")
+                raise RuntimeError(f"the web process exited early, see {self.log_path}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as response:
                     if response.status == 200:
                         return self
             except OSError:
                 time.sleep(0.2)
-        raise RuntimeError(f"daphne did not answer within {timeout}s, see {self.log_path}")
+        raise RuntimeError(f"the web process did not answer within {timeout}s, see {self.log_path}")
 
     def stop(self):
         import os

@@ -96,7 +96,8 @@ def test_the_fast_path_refuses_bad_tokens_users_without_a_role_and_clients_over_
     _, token = served
     app = PredictionFastPath(get_asgi_application())
     status, body, headers = call(app, PREDICT, {"instances": [record()]}, "mlp_nope_nope")
-    assert status == 401 and body == {"detail": "Invalid API token."} and headers[b"www-authenticate"] == b"Bearer"
+    assert status == 401 and body == {"error_code": "UNAUTHENTICATED", "message": "Invalid API token.",
+                                      "detail": "Invalid API token."} and headers[b"www-authenticate"] == b"Bearer"
     status, body, _ = call(app, INFER, {"inputs": []}, "garbage")
     assert status == 401 and set(body) == {"error"}
     _, outsider_token = api_token_create(user=outsider_user)

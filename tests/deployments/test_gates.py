@@ -165,3 +165,101 @@ def test_a_pause_that_lands_while_the_gates_are_computed_is_not_undone_by_their_
     rollout.refresh_from_db()
     assert (rollout.status, rollout.stage_index) == (RolloutStatus.PAUSED, 0)
     assert not rollout.events.filter(kind=EventKind.STAGE_ADVANCED).exists()
+
+
+NO_FEEDBACK_NEEDED_STAGES = [
+    {"percent": 10, "min_duration_s": 0, "min_predictions": 3, "min_feedback": 0},
+    {"percent": 50, "min_duration_s": 0, "min_predictions": 3, "min_feedback": 0},
+    {"percent": 100, "min_duration_s": 0, "min_predictions": 3, "min_feedback": 0},
+]
+
+
+def serve_until_the_challenger_answered(client, challenger, *, times: int) -> None:
+    """Unlabelled traffic until the challenger (10% of keys, chosen at random) has answered `times`
+    requests, so the stage's traffic minimums are surely met."""
+    frame = classification_frame(n=2000, seed=7)
+    answered = 0
+    for i in range(400):
+        chunk = frame.iloc[i * 5:(i + 1) * 5]
+        response = client.post(PREDICT, {"dataframe_split": {"columns": ["f1", "f2", "f3"],
+                                                             "data": chunk[["f1", "f2", "f3"]].values.tolist()}},
+                               format="json")
+        assert response.status_code == 200, response.content
+        answered += response.json()["model_version"] == str(challenger.version)
+        if answered >= times:
+            return
+    raise AssertionError(f"the challenger answered {answered} of 400 requests")
+
+
+@pytest.fixture
+def unlabelled_rollout(deployment, challenger, staff_user, analyst_api, django_capture_on_commit_callbacks):
+    """A running rollout whose stage minimums ask for no feedback, with traffic but no feedback at all."""
+    with django_capture_on_commit_callbacks(execute=True):
+        rollout = rollout_create(deployment=deployment, challenger=challenger, stages=NO_FEEDBACK_NEEDED_STAGES,
+                                 gates=QUICK_GATES, user=staff_user, start=True)
+    serve_until_the_challenger_answered(analyst_api, challenger, times=5)
+    return rollout
+
+
+def test_the_accuracy_gate_is_pending_not_passing_while_no_feedback_has_come(unlabelled_rollout):
+    from apps.deployments.services.gates import rollout_gates_check
+
+    report = rollout_gates_check(rollout=Rollout.objects.get(pk=unlabelled_rollout.pk))
+    gates = {g["name"]: g for g in report.gates}
+    accuracy = gates["accuracy_vs_champion"]
+    assert accuracy["state"] == "pending"
+    assert accuracy["label"] == "Accuracy vs the champion"
+    assert "40 labelled rows per version" in accuracy["detail"] and "champion 0, challenger 0" in accuracy["detail"]
+    assert gates["min_feedback"]["label"] == "Labelled challenger rows in this stage"
+    assert report.action == "hold" and "accuracy_vs_champion" in report.reason
+
+
+def test_a_rollout_whose_accuracy_gate_is_pending_does_not_advance(unlabelled_rollout, django_capture_on_commit_callbacks):
+    """Every other gate passes (minimums of 0 feedback, healthy traffic); without feedback the
+    comparison with the champion has not decided, so the evaluator holds at 10%."""
+    for _ in range(2):
+        with django_capture_on_commit_callbacks(execute=True):
+            assert rollouts_evaluate_all() == {unlabelled_rollout.pk: "hold"}
+    rollout = Rollout.objects.get(pk=unlabelled_rollout.pk)
+    assert (rollout.status, rollout.stage_index) == (RolloutStatus.RUNNING, 0)
+    assert challenger_share(rollout) == 10.0
+    states = {g["name"]: g["state"] for g in rollout.gate_status["gates"]}
+    assert states == {"min_duration": "pass", "min_predictions": "pass", "min_feedback": "pass", "error_rate": "pass",
+                      "p99_latency_ms": "pass", "accuracy_vs_champion": "pending"}
+    assert not rollout.events.filter(kind=EventKind.STAGE_ADVANCED).exists()
+
+
+def test_the_deployment_and_dashboard_apis_show_the_undecided_gate_as_pending(unlabelled_rollout, analyst_api,
+                                                                             django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        rollouts_evaluate_all()
+    detail = analyst_api.get("/api/v1/deployments/price-direction").json()
+    gates = {g["name"]: g for g in detail["rollout"]["gate_status"]["gates"]}
+    assert gates["accuracy_vs_champion"]["state"] == "pending"
+    summary = analyst_api.get("/api/v1/dashboard/summary").json()
+    shown = {g["name"]: g for g in summary["deployments"][0]["rollout"]["gates"]}
+    assert shown["accuracy_vs_champion"]["state"] == "pending"
+    assert shown["accuracy_vs_champion"]["label"] == "Accuracy vs the champion"
+    assert shown["min_feedback"]["label"] == "Labelled challenger rows in this stage"
+
+
+def test_the_admin_page_shows_the_undecided_gate_as_pending_and_each_threshold_once_with_its_meaning(
+        unlabelled_rollout, staff_user, django_capture_on_commit_callbacks):
+    import re
+
+    from django.test import Client
+
+    with django_capture_on_commit_callbacks(execute=True):
+        rollouts_evaluate_all()
+    client = Client()
+    client.force_login(staff_user)
+    response = client.get(f"/admin/deployments/rollout/{unlabelled_rollout.pk}/change/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    style, row = re.search(r'<tr data-gate="accuracy_vs_champion" class="([\w-]+)">(.*?)</tr>', html, re.S).groups()
+    assert style == "gate-pending"  # the neutral style, not the passing one
+    assert "pending" in row and "passing" not in row and "✓" not in row
+    assert "Accuracy vs the champion" in row and "not decided yet" in row
+    # The two feedback thresholds say what they count, each once.
+    assert html.count("Labelled rows per version before accuracy is compared") == 1
+    assert html.count("labelled challenger rows in the stage") == len(NO_FEEDBACK_NEEDED_STAGES)

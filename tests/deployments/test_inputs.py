@@ -64,6 +64,7 @@ BAD_VALUES = [
     ({"f1": [True], "f2": [1], "ticker": ["A"]}, "f1", "expected a number, got a boolean"),
     ({"f1": [None], "f2": [1], "ticker": ["A"]}, "f1", "null is not allowed"),
     ({"f1": [1], "f2": [1], "ticker": [5]}, "ticker", "expected a string"),
+    ({"f1": [1, 2], "f2": [1, 2], "ticker": ["A", "B\x00"]}, "ticker", "row 1: the value holds a NUL character"),
     ({"f1": [1], "ticker": ["A"]}, "f2", "missing column"),
     ({"f1": [1], "f2": [1], "ticker": ["A"], "colour": ["red"]}, "colour", "unexpected column"),
     ({"f1": [1] * 11, "f2": [1] * 11, "ticker": ["A"] * 11}, "rows", "more than the limit of 10"),

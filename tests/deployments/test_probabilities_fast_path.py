@@ -20,6 +20,12 @@ from .test_fast_path import INFER, PREDICT, call, comparable, served, via_drf  #
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+
+def close(batched, single):
+    """A batch of 18 rows and one of 3 may round the last float32 digit differently (BLAS picks its
+    kernel by shape); the answers are the same model's to within that."""
+    np.testing.assert_allclose(np.asarray(batched, dtype=float), np.asarray(single, dtype=float), rtol=1e-6, atol=1e-6)
+
 COLUMNS = ("f1", "f2", "f3")
 
 
@@ -98,13 +104,17 @@ def test_requests_that_ask_for_probabilities_and_requests_that_do_not_share_one_
         if i % 3 == 2:
             labels, tensor = answer["outputs"]
             assert tensor["shape"] == [3, 2]
-            assert np.asarray(tensor["data"]).reshape(3, 2).tolist() == single["probabilities"]
+            close(np.asarray(tensor["data"]).reshape(3, 2), single["probabilities"])
             assert labels["data"] == single["predictions"]
             request_ids.append(answer["parameters"]["request_id"])
             continue
         assert answer["predictions"] == single["predictions"]
-        assert answer.get("probabilities") == (single["probabilities"] if i % 3 == 0 else None)
+        if i % 3 == 0:
+            close(answer["probabilities"], single["probabilities"])
+        else:
+            assert "probabilities" not in answer
         request_ids.append(answer["request_id"])
     prediction_logs_flush()
     logged = {str(log.request_id): log.probabilities for log in PredictionLog.objects.filter(request_id__in=request_ids)}
-    assert [logged[r] for r in request_ids] == [s["probabilities"] for s in singles]
+    for request_id, single in zip(request_ids, singles):
+        close(logged[request_id], single["probabilities"])

@@ -176,9 +176,79 @@ def test_a_stop_requested_from_an_epoch_receiver_prunes_the_run_at_the_next_boun
         run = training_run_execute(run_id=run.pk)
     finally:
         run_epoch_completed.disconnect(dispatch_uid="test-prune")
-    assert run.status == RunStatus.CANCELLED and run.stop_reason == "pruned"
+    assert run.status == RunStatus.PRUNED and run.stop_reason == "pruned" and run.get_status_display() == "Pruned"
     assert seen[0] == 1 and len(seen) <= 2
     assert not run.model_versions.exists() and not run.artifact_uri
+
+
+def test_a_prune_that_lands_after_the_last_epoch_still_ends_the_run_pruned_with_nothing_kept(price_experiment,
+                                                                                            monkeypatch):
+    """The pruner may judge an earlier epoch only once the run has trained to the end (its epoch
+    signal comes from the write-behind thread). The request wins: PRUNED, never SUCCEEDED, no
+    model version although this run would register one, and its artifact removed from storage."""
+    from apps.registry.storage import artifact_storage
+    from apps.training.services import training_pipeline
+
+    evaluate = training_pipeline._evaluate_and_describe
+
+    def pruned_while_evaluating(*, run, **kwargs):
+        result = evaluate(run=run, **kwargs)  # past the last stop check, before the artifact and final write
+        training_run_request_stop(run=run, reason="pruned")
+        return result
+
+    def artifacts_of(run) -> set[str]:
+        """Committed artifacts (folders with a manifest) under the run's prefix."""
+        storage, prefix = artifact_storage(), f"runs/{run.pk}"
+        folders = storage.listdir(prefix)[0] if storage.exists(prefix) else []
+        return {f for f in folders if storage.exists(f"{prefix}/{f}/MANIFEST.json")}
+
+    monkeypatch.setattr(training_pipeline, "_evaluate_and_describe", pruned_while_evaluating)
+    run = start_inline(price_experiment)
+    assert run.register_model
+    before = artifacts_of(run)  # the media folder outlives test databases, whose ids start again
+    run = training_run_execute(run_id=run.pk)
+
+    assert run.status == RunStatus.PRUNED and run.stop_reason == "pruned"
+    assert not run.model_versions.exists() and not run.artifact_uri and run.val_metrics in ({}, None)
+    assert RunStatus.SUCCEEDED not in run.events.values_list("to_status", flat=True)
+    assert "after its last epoch" in run.events.last().reason
+    assert run.log_lines.filter(level="WARNING", message__contains="request came after the last epoch").exists()
+    assert artifacts_of(run) == before, "the artifact was kept"
+
+
+def test_a_prune_that_comes_after_the_run_ended_is_refused(price_experiment):
+    run = training_run_execute(run_id=start_inline(price_experiment).pk)
+    with pytest.raises(RunStateError, match="already ended"):
+        training_run_request_stop(run=run, reason="pruned")
+    run.refresh_from_db()
+    assert run.status == RunStatus.SUCCEEDED and run.stop_requested == ""
+
+
+def test_a_queued_run_that_is_pruned_ends_pruned_at_once_and_every_screen_says_pruned(price_experiment, staff_user,
+                                                                                      staff_api):
+    from django.test import Client
+
+    run = start_inline(price_experiment)
+    run = training_run_request_stop(run=run, reason="pruned")
+    assert (run.status, run.stop_reason) == (RunStatus.PRUNED, "pruned")
+    assert staff_api.get(f"/api/v1/runs/{run.pk}/").json()["status"] == "pruned"
+    admin = Client()
+    admin.force_login(staff_user)
+    page = admin.get(f"/admin/training/trainingrun/{run.pk}/change/").content.decode()
+    assert "Pruned" in page and "Cancelled" not in page and "Succeeded" not in page
+    assert training_run_execute(run_id=run.pk) is None  # a late delivery of its message does nothing
+    with pytest.raises(RunStateError, match="cannot become"):
+        run_status_transition(run_id=run.pk, to=RunStatus.SUCCEEDED)
+
+
+def test_the_reaper_ends_a_stale_run_that_was_being_pruned_as_pruned(price_experiment):
+    pruning = _running(start_inline(price_experiment), host="dead-host", heartbeat_age=3600)
+    TrainingRun.objects.filter(pk=pruning.pk).update(stop_requested="pruned")
+
+    assert training_runs_reap()["cancelled"] == 1
+
+    pruning.refresh_from_db()
+    assert (pruning.status, pruning.stop_reason) == (RunStatus.PRUNED, "pruned")
 
 
 def test_a_run_whose_message_the_broker_refuses_ends_failed_instead_of_waiting_forever(

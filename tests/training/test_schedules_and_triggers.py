@@ -27,7 +27,7 @@ def _schedule(experiment, **fields):
 def test_a_schedule_keeps_its_beat_task_in_step(price_experiment):
     schedule = _schedule(price_experiment)
     task = schedule.periodic_task
-    assert (task.interval.every, task.interval.period, task.queue) == (1, "hours", "default")
+    assert (task.interval.every, task.interval.period, task.queue) == (1, "hours", "housekeeping")
     schedule.kind, schedule.cron, schedule.enabled = "cron", "15 3 * * *", False
     training_schedule_save(schedule=schedule)
     task.refresh_from_db()

@@ -35,4 +35,4 @@ def test_the_study_keeper_is_a_beat_task_after_migrate(db):
     from django_celery_beat.models import PeriodicTask
 
     task = PeriodicTask.objects.get(task="tuning.keep_studies")
-    assert task.enabled and task.interval.every == 30 and task.queue == "default"
+    assert task.enabled and task.interval.every == 30 and task.queue == "housekeeping"

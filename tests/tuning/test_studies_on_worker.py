@@ -87,7 +87,8 @@ def test_pruning_stops_a_bad_trial_early(celery_worker, regression_experiment, s
     good, bad = study.trials.select_related("run").order_by("number")
     assert good.status == TrialStatus.COMPLETED and len(good.intermediate_values) == 30
     assert bad.status == TrialStatus.PRUNED and bad.prune_requested_at_epoch == 3 and bad.value is None
-    assert bad.run.status == RunStatus.CANCELLED and bad.run.stop_reason == "pruned"
+    assert bad.run.status == RunStatus.PRUNED and bad.run.stop_reason == "pruned"
+    assert not bad.run.artifact_uri and not bad.run.model_versions.exists()
     assert len(bad.intermediate_values) < 30  # it stopped well before its 30 epochs
     assert study.status == StudyStatus.COMPLETED and study.model_version.training_run_id == good.run_id
 

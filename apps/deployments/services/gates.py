@@ -1,12 +1,24 @@
 """Gates that move a running rollout: evaluated by the beat task, acted on through the state machine.
 
+Every gate is in one of three states (`GateState`): **pending** (not decided yet: too little
+time, traffic or feedback to judge), **pass** (shown as passing) or **fail** (failing). Only a
+stage whose gates all pass advances; any failure rolls back; anything pending holds the stage.
+
 Per stage (challenger's numbers since the stage began):
-  - minimum duration, minimum predictions, minimum labelled feedback   → pending until met
-  - error rate ≤ max_error_rate, p99 latency ≤ max_p99_ms               → a failure rolls back
+  - minimum duration, minimum predictions, minimum labelled challenger rows → pending until met
+  - error rate ≤ max_error_rate, p99 latency ≤ max_p99_ms (judged once the challenger has answered
+    `min_requests_for_health` requests in the stage; pending before)            → a failure rolls back
   - accuracy / RMSE vs the champion by the mSPRT over all feedback since the rollout began:
-      "worse" rolls back at any stage; stepping into 100% (the promotion proper) needs "better"
-      when `require_superiority` is on (the default), otherwise only "not worse".
+      pending until both versions have `min_feedback_per_arm` labelled rows (no comparison yet, so
+      no verdict); then "worse" rolls back at any stage; stepping into 100% (the promotion proper)
+      needs "better" when `require_superiority` is on (the default), otherwise only "not worse".
 A stage that has not concluded after `max_stage_duration_s` (0 = no limit) rolls back.
+
+Two feedback thresholds stay because they answer different questions: the stage's `min_feedback`
+is how much fresh labelled evidence on the challenger each stage must collect before it may move
+on (policy); `min_feedback_per_arm` is how many labelled rows each version needs before the
+sequential test's variances can be trusted at all (statistics; it counts the champion too and
+everything since the rollout began). Each gate carries a plain `label` saying what it counts.
 """
 from __future__ import annotations
 
@@ -24,6 +36,37 @@ logger = logging.getLogger(__name__)
 
 EVALUATOR = "gate-evaluator"
 ADVANCE, COMPLETE, ROLLBACK, HOLD = "advance", "complete", "rollback", "hold"
+DEFAULT_MIN_REQUESTS_FOR_HEALTH = 20
+
+# What each gate counts, in the words every screen shows (admin, dashboard, API).
+GATE_LABELS = {
+    "min_duration": "Time in this stage",
+    "min_predictions": "Challenger predictions in this stage",
+    "min_feedback": "Labelled challenger rows in this stage",
+    "error_rate": "Challenger error rate",
+    "p99_latency_ms": "Challenger p99 latency",
+    "accuracy_vs_champion": "Accuracy vs the champion",
+    "rmse_vs_champion": "RMSE vs the champion",
+}
+# How a state reads on a screen: a pending gate has not decided, so it gets no check mark.
+GATE_STATE_WORDS = {GateState.PASS: "passing", GateState.FAIL: "failing", GateState.PENDING: "pending"}
+# The rollout's gate settings (Rollout.gates), each with what it means, in the order shown.
+GATE_SETTING_LABELS = {
+    "max_error_rate": "Highest challenger error rate (share of requests answered with a server error)",
+    "max_p99_ms": "Highest challenger p99 latency, ms",
+    "min_requests_for_health": "Challenger requests in a stage before error rate and latency are judged",
+    "min_feedback_per_arm": "Labelled rows per version before accuracy is compared (counted since the rollout began)",
+    "alpha": "Accuracy test: accepted chance of a wrong verdict (alpha)",
+    "tau": "Accuracy test: expected size of a difference (tau, in outcome standard deviations)",
+    "require_superiority": "Entering 100% needs the challenger to be better, not only not worse",
+    "max_stage_duration_s": "Roll back a stage still undecided after this many seconds (0 = never)",
+}
+# The per-stage minimums (Rollout.stages[i]), each with what it counts.
+STAGE_MINIMUM_LABELS = {
+    "min_duration_s": "seconds in the stage",
+    "min_predictions": "challenger predictions in the stage",
+    "min_feedback": "labelled challenger rows in the stage",
+}
 
 
 @dataclass
@@ -39,7 +82,20 @@ class GateReport:
 
 
 def _gate(name: str, state: str, value, threshold, detail: str) -> dict:
-    return {"name": name, "state": state, "value": value, "threshold": threshold, "detail": detail}
+    return {"name": name, "label": GATE_LABELS.get(name, name), "state": state, "value": value,
+            "threshold": threshold, "detail": detail}
+
+
+def gate_label(gate: dict) -> str:
+    """A stored gate's label (gates stored before labels existed have only a name)."""
+    return gate.get("label") or GATE_LABELS.get(gate.get("name", ""), gate.get("name", ""))
+
+
+def gate_setting_rows(gates: dict) -> list[tuple[str, str, object]]:
+    """(key, meaning, value) for each of a rollout's gate settings, defaults filled in, known ones first."""
+    values = {"min_requests_for_health": DEFAULT_MIN_REQUESTS_FOR_HEALTH, **(gates or {})}
+    known = [(key, label, values[key]) for key, label in GATE_SETTING_LABELS.items() if key in values]
+    return known + [(key, key, value) for key, value in sorted(values.items()) if key not in GATE_SETTING_LABELS]
 
 
 def rollout_gates_check(*, rollout: Rollout, now=None) -> GateReport:
@@ -59,21 +115,21 @@ def rollout_gates_check(*, rollout: Rollout, now=None) -> GateReport:
     elapsed = (now - rollout.stage_started_at).total_seconds()
     gates = []
 
-    def minimum(name, value, needed, unit):
+    def minimum(name, value, needed, unit=""):
         state = GateState.PASS if value >= needed else GateState.PENDING
-        gates.append(_gate(name, state, value, needed, f"{value:g} of {needed:g} {unit}"))
+        gates.append(_gate(name, state, value, needed, f"{value:g} of {needed:g}{unit}"))
 
-    minimum("min_duration", round(elapsed, 1), stage["min_duration_s"], "seconds in this stage")
-    minimum("min_predictions", challenger_requests, stage["min_predictions"], "challenger predictions in this stage")
-    minimum("min_feedback", challenger_stage_feedback, stage["min_feedback"], "labelled challenger rows in this stage")
+    # The label says what is counted; the detail is only the count against its minimum.
+    minimum("min_duration", round(elapsed, 1), stage["min_duration_s"], " s")
+    minimum("min_predictions", challenger_requests, stage["min_predictions"])
+    minimum("min_feedback", challenger_stage_feedback, stage["min_feedback"])
 
-    health_floor = int(gates_conf.get("min_requests_for_health", 20))
+    health_floor = int(gates_conf.get("min_requests_for_health", DEFAULT_MIN_REQUESTS_FOR_HEALTH))
     error_rate = challenger.error_rate if challenger else None
     if challenger_requests < health_floor:
-        gates.append(_gate("error_rate", GateState.PENDING, error_rate, gates_conf["max_error_rate"],
-                           f"{challenger_requests} of {health_floor} requests needed to judge"))
-        gates.append(_gate("p99_latency_ms", GateState.PENDING, None, gates_conf["max_p99_ms"],
-                           f"{challenger_requests} of {health_floor} requests needed to judge"))
+        not_yet = f"not judged yet: {challenger_requests} of {health_floor} challenger requests needed"
+        gates.append(_gate("error_rate", GateState.PENDING, error_rate, gates_conf["max_error_rate"], not_yet))
+        gates.append(_gate("p99_latency_ms", GateState.PENDING, None, gates_conf["max_p99_ms"], not_yet))
     else:
         ok = error_rate <= gates_conf["max_error_rate"]
         gates.append(_gate("error_rate", GateState.PASS if ok else GateState.FAIL, round(error_rate, 4),
@@ -92,15 +148,21 @@ def rollout_gates_check(*, rollout: Rollout, now=None) -> GateReport:
     )
     entering_full = stage_index + 1 < len(rollout.stages) and rollout.stages[stage_index + 1]["percent"] >= 100
     needs_better = entering_full and gates_conf.get("require_superiority", True)
-    if test.decision == WORSE:
-        state = GateState.FAIL
-    elif test.decision == BETTER or not needs_better:
-        state = GateState.PASS
-    else:
+    if test.waiting_for_feedback:
+        # No comparison has been made, so there is no verdict either way: never "pass" here.
         state = GateState.PENDING
+        detail = (f"not decided yet: needs {test.min_n} labelled rows per version since the rollout began "
+                  f"(champion {test.n_champion}, challenger {test.n_challenger})")
+    elif test.decision == WORSE:
+        state, detail = GateState.FAIL, test.reason
+    elif test.decision == BETTER:
+        state, detail = GateState.PASS, test.reason
+    elif needs_better:
+        state, detail = GateState.PENDING, f"{test.reason}; promotion to 100% needs the challenger to be better"
+    else:
+        state, detail = GateState.PASS, f"not worse so far ({test.reason}); this stage needs no more than that"
     metric = "rmse" if rollout.challenger.task == "regression" else "accuracy"
-    gates.append(_gate(f"{metric}_vs_champion", state, test.as_dict(), gates_conf["alpha"],
-                       test.reason + (" (promotion to 100% needs the challenger to be better)" if needs_better and state == GateState.PENDING else "")))
+    gates.append(_gate(f"{metric}_vs_champion", state, test.as_dict(), gates_conf["alpha"], detail))
 
     metrics = {
         "stage_since": rollout.stage_started_at.isoformat(),

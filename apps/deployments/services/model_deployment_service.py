@@ -12,7 +12,7 @@ INTEGRATION POINTS:
       pickles) for serving, model_alias_set to move the `champion` alias on completion/rollback.
     - apps.datasets.preprocessing: each version's own FittedPreprocessor turns raw rows into
       features (InvalidInput, InsufficientHistory become 400s naming the field / rows needed).
-    - apps.monitoring: prediction-log buffer (Redis list → PostgreSQL), feedback scoring, window
+    - apps.monitoring: prediction-log buffer (per process, written to PostgreSQL), feedback scoring, window
       metrics and drift used by the gates and the dashboard.
     - Redis: routing-table generation per deployment (web processes reload within ~0.5 s).
     - Channels: group "deployments", message {"type": "deployment.changed", "deployment": name}.
@@ -23,7 +23,8 @@ FEATURES:
       aborted | rolled back, under select_for_update, each change a DeploymentEvent with the
       metrics at that moment; concurrent promotes advance once.
     - rollout_evaluate: gates checked by the beat task; automatic advance, completion, rollback.
-    - predict: MLflow scoring formats and Open Inference Protocol V2, routing keys, shadow copies.
+    - predict: MLflow scoring formats and Open Inference Protocol V2 (binary tensor data, a
+      version by name outside the traffic split), routing keys, shadow copies.
     - feedback_record: ground truth by request id, scored per served (and shadow) version.
 AUTHOR: AI Investor Team
 ==============================================================================
@@ -52,15 +53,17 @@ __all__ = [
 
 
 def predict(*, deployment: str, body: dict, raw_body: bytes, protocol: str = "mlflow", routing_key: str | None = None,
-            started: float | None = None, served_at: float | None = None) -> Prediction:
+            started: float | None = None, served_at: float | None = None, version: str | None = None) -> Prediction:
     """Serves one prediction request of `deployment` (by name).
 
     Raises DeploymentNotFound, ModelUnavailable (no loadable version), PredictionInputError (bad
     input, `field` names it; `needed_rows` when history was short) or PredictionFailed (the model
     raised on valid input). Every outcome after routing is logged against the chosen version.
+    `version` (a version number, as answered in `model_version`) serves that version outside the
+    traffic split (V2 `/versions/<v>/infer`); VersionNotServed when the deployment does not serve it.
     """
     return predictor.predict(deployment=deployment, body=body, protocol=protocol, raw_body=raw_body,
-                             routing_key=routing_key, started=started, served_at=served_at)
+                             routing_key=routing_key, started=started, served_at=served_at, version=version)
 
 
 def feedback_record(*, deployment: Deployment, items: list, user=None) -> FeedbackResult:

@@ -1,7 +1,8 @@
 """ASGI fast path for the two prediction endpoints, in front of Django.
 
-`POST /api/v1/deployments/<name>/predict` and `POST /v2/models/<name>/infer` with a Bearer token
-are answered here without Django's request/middleware/DRF machinery; everything else (and these
+`POST /api/v1/deployments/<name>/predict` (and its MLflow twin `…/invocations`) and
+`POST /v2/models/<name>[/versions/<v>]/infer` with a
+Bearer token are answered here without Django's request/middleware/DRF machinery; everything else (and these
 paths with a session cookie instead of a token) goes to the wrapped Django application, whose
 DRF views give the same answers one request at a time. Same checks, same shared code:
 
@@ -12,12 +13,12 @@ and the bodies come from apps.deployments.serving.protocol, so both paths answer
 difference in order: DRF throttles before the view reads the body, so a client over its rate
 whose body is also malformed (or names no deployment) gets 429 there and 400/404 here.
 
-Dynamic batching: a request's work is queued and a flush is scheduled on the event loop; every
-request whose body arrived by then joins the same flush, which does one throttle round trip to
-Redis, one preprocessor + model call per model version (rows of requests concatenated, for models
-without history), and one Redis pipeline for all the prediction logs. Under light load a flush
-holds one request and adds no waiting; under heavy load it holds many and amortises the fixed
-per-call cost of pandas and the estimator.
+Micro-batching off the event loop (Batcher): a request's work is queued for an inference thread;
+the requests queued while the thread is busy go to it together, with one throttle round trip to
+Redis and one preprocessor + model call per model version (rows of requests concatenated, for
+models without history); their prediction logs go to the process's log writer in one call. Under
+light load a batch holds one request and adds no waiting; under heavy load it holds many and
+amortises the fixed per-call cost of pandas and the estimator.
 
 Wired in mlops_portal/asgi.py as `"http": PredictionFastPath(django_asgi_app)`.
 """
@@ -29,25 +30,32 @@ import logging
 import re
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 from rest_framework import exceptions
 
+from apps.core.bodylimit import BodyTooLarge
 from apps.core.roles import has_portal_role
 
 from ..auth import cached_token_user, split_authorization, throttle_take, verify_token
-from .inputs import InputError, loads_body
+from .batchstats import batch_sizes
+from .inputs import InputError, loads_mlflow_body
 from .predict import Prepared, batchable, predictor
-from .protocol import MLFLOW, V2, describe_error, error_body, request_options, response_body, response_headers
+from .protocol import MLFLOW, V2, describe_error, error_body, render, request_options, response_body, response_headers
 from .state import ModelUnavailable, serving_state
+from .v2 import HEADER_LENGTH, decode_request
 
 logger = logging.getLogger(__name__)
 
 ROUTES = (
     (re.compile(r"^/api/v1/deployments/(?P<name>[-a-zA-Z0-9_]+)/predict$"), MLFLOW),
+    # MLflow's own scoring path: the same endpoint.
+    (re.compile(r"^/api/v1/deployments/(?P<name>[-a-zA-Z0-9_]+)/invocations$"), MLFLOW),
     (re.compile(r"^/v2/models/(?P<name>[-a-zA-Z0-9_]+)/infer$"), V2),
+    (re.compile(r"^/v2/models/(?P<name>[-a-zA-Z0-9_]+)/versions/(?P<version>[^/]+)/infer$"), V2),
 )
 THROTTLE_SCOPE = "predict"
 
@@ -58,7 +66,7 @@ class Throttled(Exception):
 
 
 class _Job:
-    __slots__ = ("table", "body", "raw", "protocol", "routing_key", "started", "ident", "future", "prepared")
+    __slots__ = ("table", "body", "raw", "protocol", "routing_key", "started", "ident", "future", "prepared", "version")
 
     def __init__(self, **kwargs):
         for key, value in kwargs.items():
@@ -67,53 +75,104 @@ class _Job:
 
 
 class Batcher:
-    """Gathers the prediction jobs of one event loop iteration and serves them together."""
+    """Serves prediction jobs on inference threads, off the event loop, batched while they are busy.
 
-    def __init__(self):
+    A job is queued; when an inference thread is free, the queued jobs (up to
+    DEPLOYMENTS_BATCH_MAX_JOBS) go to it as one batch. An idle process so answers a request at once,
+    with no waiting, and a busy one gathers every request that arrives during a model call into the
+    next batch: the batch grows with the load. DEPLOYMENTS_BATCH_WAIT_MS (default 0) holds a batch
+    that much longer to gather more. The loop itself only parses, routes and answers, so WebSockets
+    and admin pages of the same process stay responsive under full prediction load.
+
+    Threads, not processes: the estimators' numeric work (numpy, scikit-learn, XGBoost, LightGBM,
+    torch) releases the GIL, and a process pool would pickle every batch and hold a copy of every
+    model per process. DEPLOYMENTS_INFERENCE_THREADS (default 1 per web worker; run more web workers
+    to use more cores) bounds them.
+    """
+
+    def __init__(self, threads: int | None = None):
         self._jobs: list[_Job] = []
+        self._threads = max(1, threads or int(getattr(settings, "DEPLOYMENTS_INFERENCE_THREADS", 1)))
+        self._busy = 0
         self._scheduled = False
+        self._executor = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="inference")
 
     async def submit(self, job: _Job):
         loop = asyncio.get_running_loop()
         job.future = loop.create_future()
         self._jobs.append(job)
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._flush)
+        self._schedule(loop)
         return await job.future
 
-    def _flush(self) -> None:
+    def _schedule(self, loop) -> None:
+        if self._scheduled or self._busy >= self._threads or not self._jobs:
+            return
+        self._scheduled = True
+        wait_s = float(getattr(settings, "DEPLOYMENTS_BATCH_WAIT_MS", 0)) / 1000
+        if wait_s > 0 and len(self._jobs) < _max_jobs():
+            loop.call_later(wait_s, self._start, loop)
+        else:
+            loop.call_soon(self._start, loop)  # the jobs of this loop iteration still join
+
+    def _start(self, loop) -> None:
         self._scheduled = False
-        jobs, self._jobs = self._jobs, []
+        if self._busy >= self._threads or not self._jobs:
+            return
+        limit = _max_jobs()
+        jobs, self._jobs = self._jobs[:limit], self._jobs[limit:]
+        self._busy += 1
+        done = loop.run_in_executor(self._executor, self._serve_batch, jobs)
+        done.add_done_callback(lambda future: self._finish(loop, jobs, future))
+
+    def _finish(self, loop, jobs: list[_Job], done) -> None:
+        self._busy -= 1
+        failure = RuntimeError("the inference thread was stopped") if done.cancelled() else done.exception()
+        outcomes = None if failure else done.result()
+        for index, job in enumerate(jobs):
+            if job.future.done():
+                continue  # the client went away
+            if failure is not None:
+                job.future.set_exception(failure)
+            elif isinstance(outcomes[index], BaseException):
+                job.future.set_exception(outcomes[index])
+            else:
+                job.future.set_result(outcomes[index])
+        self._schedule(loop)
+
+    def _serve_batch(self, jobs: list[_Job]) -> list:
+        """On an inference thread: each job's Prediction, or the exception that is its answer."""
+        batch_sizes.observe(len(jobs))
         try:
-            self._serve(jobs)
+            # Routed and logged inside one routing epoch: see ServingState.routing.
+            with serving_state.routing():
+                return self._serve(jobs)
         except Exception as exc:  # never leave a request waiting forever
             logger.exception("prediction batch of %d failed", len(jobs))
-            for job in jobs:
-                if not job.future.done():
-                    job.future.set_exception(exc)
+            return [exc] * len(jobs)
 
-    def _serve(self, jobs: list[_Job]) -> None:
+    def _serve(self, jobs: list[_Job]) -> list:
+        outcomes: list = [None] * len(jobs)
         allowed, wait = throttle_take(THROTTLE_SCOPE, Counter(job.ident for job in jobs))
         groups: dict[int, list[Prepared]] = {}
-        ready: list[_Job] = []
-        for job in jobs:
+        ready: list[int] = []
+        for index, job in enumerate(jobs):
             if allowed[job.ident] <= 0:
-                job.future.set_exception(Throttled(wait))
+                outcomes[index] = Throttled(wait)
                 continue
             allowed[job.ident] -= 1
             try:
                 job.prepared = predictor.prepare(table=job.table, body=job.body, protocol=job.protocol,
-                                                 raw_body=job.raw, routing_key=job.routing_key, started=job.started)
+                                                 raw_body=job.raw, routing_key=job.routing_key, started=job.started,
+                                                 version=job.version)
             except Exception as exc:
                 # One request's failure (bad input, or a bug it triggers) is that request's alone. A
                 # version that cannot be loaded was logged once when its table was built.
                 if not isinstance(exc, (InputError, ModelUnavailable)):
                     logger.exception("preparing a prediction request to %s failed", job.table.name)
-                job.future.set_exception(exc)
+                outcomes[index] = exc
                 continue
             groups.setdefault(job.prepared.served.version_id, []).append(job.prepared)
-            ready.append(job)
+            ready.append(index)
         limit = int(getattr(settings, "DEPLOYMENTS_BATCH_MAX_ROWS", 512))
         for items in groups.values():
             if not batchable(items[0].served):
@@ -128,11 +187,16 @@ class Batcher:
                 rows += item.n_rows
             if chunk:
                 predictor.run_batch(chunk)
-        for job in ready:
+        for index in ready:
             try:
-                job.future.set_result(predictor.result(job.prepared))
+                outcomes[index] = predictor.result(jobs[index].prepared)
             except Exception as exc:
-                job.future.set_exception(exc)
+                outcomes[index] = exc
+        return outcomes
+
+
+def _max_jobs() -> int:
+    return max(1, int(getattr(settings, "DEPLOYMENTS_BATCH_MAX_JOBS", 256)))
 
 
 class PredictionFastPath:
@@ -147,11 +211,12 @@ class PredictionFastPath:
                 if match:
                     headers = dict(scope["headers"])
                     if b"authorization" in headers and _django_would_serve(scope, headers):
-                        return await self.serve(match["name"], protocol, headers, receive, send)
+                        return await self.serve(match["name"], protocol, headers, receive, send,
+                                                match.groupdict().get("version"))
                     break
         return await self.app(scope, receive, send)
 
-    async def serve(self, name: str, protocol: str, headers: dict, receive, send) -> None:
+    async def serve(self, name: str, protocol: str, headers: dict, receive, send, version: str | None = None) -> None:
         started = time.perf_counter()
         try:
             # As DRF does: who is asking is settled before a byte of the body is buffered.
@@ -159,7 +224,11 @@ class PredictionFastPath:
             if not has_portal_role(user):
                 raise exceptions.PermissionDenied("Your account has no portal role (ML Staff or Analyst).")
             raw = await _read_body(receive, int(settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0))
-            body = loads_body(raw)
+            if protocol == V2:  # binary tensors may follow a JSON header (serving/v2.py)
+                header_length = headers.get(HEADER_LENGTH.lower().encode())
+                body = decode_request(raw, header_length.decode("latin-1") if header_length is not None else None)
+            else:  # JSON, or text/csv
+                body = loads_mlflow_body(raw, headers.get(b"content-type"))
             routing_header = headers.get(b"x-routing-key")
             options = request_options(protocol, body, routing_header.decode(errors="replace") if routing_header else None)
             table = serving_state.table_nowait(name)
@@ -167,22 +236,27 @@ class PredictionFastPath:
                 table = await database_sync_to_async(serving_state.table)(name)
             result = await self.batcher.submit(_Job(
                 table=table, body=body, raw=raw, protocol=protocol, routing_key=options.routing_key,
-                started=started, ident=user.pk,
+                started=started, ident=user.pk, version=version,
             ))
         except exceptions.APIException as exc:
             extra = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else {}
-            return await _respond(send, exc.status_code, error_body(protocol, str(exc.detail)), extra)
+            return await _respond(send, exc.status_code, error_body(protocol, str(exc.detail), status=exc.status_code),
+                                  extra)
+        except BodyTooLarge:
+            raise  # the body-limit middleware answers it (413)
         except Throttled as exc:
             message = f"Request was throttled. Expected available in {max(1, round(exc.wait))} seconds."
-            return await _respond(send, 429, error_body(protocol, message), {"Retry-After": str(max(1, round(exc.wait)))})
+            return await _respond(send, 429, error_body(protocol, message, status=429),
+                                  {"Retry-After": str(max(1, round(exc.wait)))})
         except Exception as exc:
             described = describe_error(exc, name)
             if described is None:
                 logger.exception("prediction request to %s failed", name)
-                return await _respond(send, 500, error_body(protocol, "internal error"))
+                return await _respond(send, 500, error_body(protocol, "internal error", status=500))
             status, message, extra = described
-            return await _respond(send, status, error_body(protocol, message, **extra))
-        return await _respond(send, 200, response_body(protocol, name, result, options), response_headers(result))
+            return await _respond(send, status, error_body(protocol, message, status=status, **extra))
+        payload, content = render(protocol, response_body(protocol, name, result, options), options)
+        return await _send(send, 200, payload, content.pop("Content-Type"), {**content, **response_headers(result)})
 
 
 def _django_would_serve(scope, headers: dict) -> bool:
@@ -233,8 +307,12 @@ async def _authenticate(header: bytes):
 
 async def _respond(send, status: int, data: dict, headers: dict | None = None) -> None:
     body = json.dumps(data, separators=(",", ":")).encode()
-    raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await _send(send, status, body, "application/json", headers or {})
+
+
+async def _send(send, status: int, body: bytes, content_type: str, headers: dict) -> None:
+    raw_headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
+    raw_headers += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})
     await send({"type": "http.response.body", "body": body})
 

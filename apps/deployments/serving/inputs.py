@@ -1,14 +1,17 @@
 """Prediction request bodies → a checked table of raw rows.
 
 Accepted shapes: MLflow's scoring formats (`dataframe_split`, `dataframe_records`, `instances`,
-`inputs`) and the Open Inference Protocol V2 request (`inputs: [{name, shape, datatype, data}]`).
-Each is first turned into columns (name → list of values), then checked against what the chosen
+`inputs`, or a `text/csv` body with a header row) and the Open Inference Protocol V2 request
+(`inputs: [{name, shape, datatype, data}]`; a body with binary tensor data is first turned into that
+JSON by serving/v2.py). Each is first turned into columns (name → list of values), then checked against what the chosen
 model version needs: every raw column present, no column no served version knows, the JSON type
 each column's kind asks for, finite numbers, no nulls, a row count between 1 and the batch limit.
 Every rejection is an InputError naming the field, which the views turn into a 400.
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import sys
@@ -23,6 +26,9 @@ NUMERIC = "numeric"
 TEXT = "text"
 DATETIME = "datetime"
 MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+CSV_FORMAT = "text/csv"
+# MLflow's scoring server also reads Parquet; this one does not (answered 415, naming what it reads).
+UNSUPPORTED_MLFLOW_TYPES = ("application/vnd.apache.parquet",)
 
 V2_NUMERIC_TYPES = {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
                     "FP16", "FP32", "FP64"}
@@ -36,6 +42,12 @@ class InputError(ValueError):
         self.field = field
         self.message = message
         super().__init__(f"{field}: {message}")
+
+
+class UnsupportedMediaType(InputError):
+    """A body in a Content-Type the endpoint does not read (the API answers 415)."""
+
+    status = 415
 
 
 @dataclass(frozen=True)
@@ -94,6 +106,125 @@ def loads_body(raw: bytes) -> dict:
     if not isinstance(body, dict):
         raise InputError("body", f"expected a JSON object, got {_json_type(body)}")
     return body
+
+
+def _media_type(content_type: str | bytes | None) -> str:
+    """`text/csv; charset=utf-8` -> `text/csv` (split by hand: the email module's parser is slow)."""
+    if not content_type:
+        return ""
+    if isinstance(content_type, bytes):
+        content_type = content_type.decode("latin-1")
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def loads_mlflow_body(raw: bytes, content_type: str | bytes | None) -> dict:
+    """An MLflow scoring body: `text/csv` is read as CSV; any other Content-Type (or none) as JSON,
+    as the prediction endpoint always has. Bodies in a type MLflow reads and this server does not
+    (Parquet) are a 415 naming what it reads."""
+    if not raw:
+        # Said the same whatever the Content-Type: some clients (Django's test client too) send none
+        # with an empty body.
+        raise InputError("body", "the request body is empty; send a JSON object (dataframe_split, dataframe_records, "
+                                 "instances or inputs) or text/csv with a header row")
+    media_type = _media_type(content_type)
+    if media_type == CSV_FORMAT:
+        return loads_csv(raw)
+    if media_type in UNSUPPORTED_MLFLOW_TYPES:
+        raise UnsupportedMediaType("Content-Type", f"{media_type} is not read here; send application/json "
+                                                   "(dataframe_split, dataframe_records, instances or inputs) "
+                                                   "or text/csv")
+    return loads_body(raw)
+
+
+class CsvColumn(list):
+    """One column of a CSV body, its cells as text. A CSV cell is always text, so a numeric column's
+    numbers are read when the column is checked against a version (`numbers`), where the error can
+    name the column and row; JSON strings never pass for numbers."""
+
+    def numbers(self, column: str) -> list[float]:
+        # numpy reads the column at C speed; anything it refuses (or an infinity, which may be a
+        # literal or an overflow) is read again cell by cell to name the row.
+        joined = "".join(self)
+        if "_" not in joined and joined.isascii():
+            try:
+                values = np.asarray(self, dtype=np.float64)
+            except ValueError:
+                pass
+            else:
+                if not np.isinf(values).any():
+                    return values.tolist()
+        return self._cell_by_cell(column)
+
+    def _cell_by_cell(self, column: str) -> list[float]:
+        values = []
+        for i, cell in enumerate(self):
+            text = cell.strip()
+            try:
+                # float() would also take "1_000" and non-ASCII digits; a CSV writer writes neither.
+                if not text or "_" in text or not text.isascii():
+                    raise ValueError(text)
+                value = float(text)
+            except ValueError:
+                if not text:
+                    raise InputError(column, f"row {i}: the cell is empty; send a number") from None
+                raise InputError(column, f"row {i}: expected a number, got {_short(cell)}") from None
+            if value in (math.inf, -math.inf) and "inf" not in text.lower():
+                raise InputError(column, f"row {i}: the number is too large; send a finite number within ±1.8e308")
+            values.append(value)
+        return values
+
+
+@dataclass(frozen=True)
+class CsvTable:
+    """A parsed `text/csv` body: column name -> CsvColumn, in header order."""
+
+    columns: dict
+
+
+def loads_csv(raw: bytes) -> dict:
+    """A `text/csv` body, as `pandas.DataFrame.to_csv()` writes it: a header row naming the columns,
+    then one row per record; a first column with an empty name (the DataFrame's index) is dropped and
+    blank lines are skipped, as pandas.read_csv does. Read with the csv module, not pandas: it is
+    bounded by the body limit and keeps the cells as text until a version's kinds say how to read them.
+    Returns a body for parse_mlflow ({CSV_FORMAT: CsvTable}); a JSON body can never produce one."""
+    if not raw.strip():
+        raise InputError("body", "the request body is empty; send CSV: a header row, then one row per record")
+    try:
+        text = raw.decode("utf-8-sig")  # a byte-order mark (as Excel writes one) is not part of the header
+    except UnicodeDecodeError:
+        raise InputError("body", "the request body is not UTF-8 text") from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header, rows, lines = None, [], []
+    try:
+        for record in reader:
+            if not record:
+                continue
+            if header is None:
+                header = record
+            else:
+                rows.append(record)
+                lines.append(reader.line_num)
+    except csv.Error as exc:
+        raise InputError("body", f"malformed CSV at line {reader.line_num}: {exc}") from None
+    if header is None:  # e.g. only a byte-order mark
+        raise InputError("body", "the CSV body is empty; send a header row and at least one row")
+    names = list(header)
+    width = len(names)
+    skip = 1 if width > 1 and names[0] == "" else 0
+    names = names[skip:]
+    seen = set()
+    for j, name in enumerate(names):
+        if name == "":
+            raise InputError("header", f"column {j + skip} of the header row has no name")
+        if name in seen:
+            raise InputError("header", f"column {name!r} appears twice")
+        seen.add(name)
+    for i, row in enumerate(rows):
+        if len(row) != width:
+            listed = ", ".join(["index", *names] if skip else names)
+            raise InputError(f"rows[{i}]", f"line {lines[i]}: expected {width} values ({listed}), got {len(row)}")
+    cells = list(zip(*rows))[skip:] if rows else [()] * len(names)
+    return {CSV_FORMAT: CsvTable({name: CsvColumn(column) for name, column in zip(names, cells)})}
 
 
 def _json_type(value) -> str:
@@ -169,7 +300,11 @@ def _tensor_to_columns(value, spec: InputSpec, field: str) -> dict[str, list]:
 
 
 def parse_mlflow(body: dict, spec: InputSpec) -> tuple[dict[str, list], str]:
-    """Columns from one of MLflow's four scoring formats; returns (columns, the format's name)."""
+    """Columns from one of MLflow's four scoring formats, or a CSV body (loads_csv); returns
+    (columns, the format's name)."""
+    csv_table = body.get(CSV_FORMAT)
+    if isinstance(csv_table, CsvTable):
+        return dict(csv_table.columns), CSV_FORMAT
     present = [key for key in MLFLOW_FORMATS if key in body]
     unknown = [key for key in body if key not in MLFLOW_FORMATS and key not in ("routing_key", "params")]
     if unknown:
@@ -292,6 +427,8 @@ def check_columns(columns: dict[str, list], spec: InputSpec, *, known: set[str],
         values = columns[name]
         kind = spec.kinds.get(name, NUMERIC)
         if kind == NUMERIC:
+            if isinstance(values, CsvColumn):
+                values = values.numbers(name)
             for i, value in enumerate(values):
                 if type(value) is float:
                     if value != value or value in (math.inf, -math.inf):
@@ -310,6 +447,8 @@ def check_columns(columns: dict[str, list], spec: InputSpec, *, known: set[str],
             for i, value in enumerate(values):
                 if type(value) not in allowed:
                     raise InputError(name, f"row {i}: expected a string{' date' if kind == DATETIME else ''}, got {_json_type(value)} {_short(value)}")
+                if type(value) is str and "\x00" in value:
+                    raise InputError(name, f"row {i}: the value holds a NUL character (\\u0000), which no column may hold")
         table[name] = np.asarray(values, dtype=np.float64) if kind == NUMERIC else values
     return pd.DataFrame(table)
 

@@ -1,9 +1,9 @@
-"""The prediction path: route, check the input, predict, log — one Redis round trip for the log.
+"""The prediction path: route, check the input, predict, log (into the process's log buffer).
 
 `Predictor.predict` serves one request start to end (the DRF views, the demo). The ASGI fast path
-(apps.deployments.serving.fastpath) uses the same steps split in two — `prepare` in the request, then
-`run_batch` for every request the event loop gathered — so concurrent requests for the same model
-version share one preprocessor and model call and one Redis pipeline (dynamic batching).
+(apps.deployments.serving.fastpath) uses the same steps split in two on its inference thread —
+`prepare` for each request of a batch, then `run_batch` — so concurrent requests for the same model
+version share one preprocessor and model call (micro-batching).
 
 Shadow versions get a copy of the request on a small per-process thread pool, after the answer is
 ready; their answers are logged under the same request id and never returned.
@@ -34,6 +34,7 @@ from apps.monitoring.services.logbuffer import log_entry, prediction_log_push
 from ..router import routing_key_hash
 from .inputs import InputError, check_columns, parse_mlflow, parse_v2
 from .protocol import probabilities_field, probabilities_requested
+from .v2 import pinned_version_id
 from .state import ModelUnavailable, ServedVersion, ServingTable, serving_state
 
 logger = logging.getLogger(__name__)
@@ -89,6 +90,8 @@ class Prepared:
     key_hash: str
     started: float
     served_at: float | None = None
+    # Asked of one version by name (V2 `/versions/<v>/`): outside the traffic split, so no shadow copies.
+    pinned: bool = False
     # (predictions, labels, probabilities or None) or an exception
     outcome: tuple | None = field(default=None, repr=False)
 
@@ -194,10 +197,14 @@ class Predictor:
         return self.state.table(deployment)
 
     def prepare(self, *, table: ServingTable, body: dict, protocol: str, raw_body: bytes, routing_key: str | None,
-                started: float, served_at: float | None = None) -> Prepared:
+                started: float, served_at: float | None = None, version: str | None = None) -> Prepared:
         """Routes the request and checks its input against the chosen version (InputError is logged
-        against that version and re-raised as PredictionInputError)."""
-        version_id = table.router.pick(routing_key)
+        against that version and re-raised as PredictionInputError). Call inside `state.routing()`,
+        until the answer is logged: routing takes the deployment's newest table, however old
+        `table` is, and a replaced table is acknowledged only once its requests have left."""
+        table = self.state.current(table)
+        # `version` (a V2 versioned route) bypasses the traffic split; VersionNotServed if not served.
+        version_id = table.router.pick(routing_key) if version is None else pinned_version_id(table, version)
         request_id = str(uuid.uuid4())
         inputs_hash = hashlib.blake2b(raw_body, digest_size=16).hexdigest()
         key_hash = routing_key_hash(routing_key) if routing_key is not None else ""
@@ -220,17 +227,20 @@ class Predictor:
                                     key_hash, error=str(exc), served_at=served_at)])
             raise PredictionInputError(exc.field, exc.message, version=served.label) from None
         return Prepared(table=table, served=served, request_id=request_id, columns=columns, frame=frame,
-                        inputs_hash=inputs_hash, key_hash=key_hash, started=started, served_at=served_at)
+                        inputs_hash=inputs_hash, key_hash=key_hash, started=started, served_at=served_at,
+                        pinned=version is not None)
 
     def predict(self, *, deployment: str, body: dict, protocol: str, raw_body: bytes, routing_key: str | None = None,
-                started: float | None = None, served_at: float | None = None) -> Prediction:
+                started: float | None = None, served_at: float | None = None, version: str | None = None) -> Prediction:
         """Serves one request. `protocol` is "mlflow" or "v2"; `started` a perf_counter() taken when the
         request arrived (the logged latency covers everything from there to the answer); `served_at`
         (epoch seconds) only when replaying recorded traffic, e.g. the demo's history."""
         started = time.perf_counter() if started is None else started
-        prepared = self.prepare(table=self.table(deployment), body=body, protocol=protocol, raw_body=raw_body,
-                                routing_key=routing_key, started=started, served_at=served_at)
-        self.run_batch([prepared])
+        table = self.table(deployment)
+        with self.state.routing():
+            prepared = self.prepare(table=table, body=body, protocol=protocol, raw_body=raw_body,
+                                    routing_key=routing_key, started=started, served_at=served_at, version=version)
+            self.run_batch([prepared])
         return self.result(prepared)
 
     def run_batch(self, batch: list[Prepared]) -> None:
@@ -266,7 +276,7 @@ class Predictor:
                                            probabilities=item.outcome[2]))
         self._push(entries)
         for item in batch:
-            if not isinstance(item.outcome, Exception) and item.table.router.shadow_ids:
+            if not isinstance(item.outcome, Exception) and item.table.router.shadow_ids and not item.pinned:
                 self._shadow(item.table, item.columns, item.request_id, item.inputs_hash, item.key_hash)
 
     def result(self, item: Prepared) -> Prediction:

@@ -2,11 +2,13 @@
 the ASGI fast path so both answer byte for byte alike."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from apps.datasets.choices import DatasetTask
 
 from .inputs import InputError
+from .v2 import VersionNotServed, binary_outputs, encode_response
 
 MLFLOW = "mlflow"
 V2 = "v2"
@@ -16,6 +18,14 @@ PROBABILITIES = "probabilities"
 V2_OUTPUT_NAMES = (*V2_OUTPUTS, PROBABILITIES)
 V2_OUTPUT_ALIASES = {"predict": "predictions"}
 MLFLOW_PARAMS = (PROBABILITIES,)
+# MLflow's error codes (mlflow.protos.databricks_pb2, the statuses mlflow.exceptions maps them to),
+# for the MLflow-format endpoints' errors. A 400 about `params` is INVALID_PARAMETER_VALUE, as
+# MLflow's own params checks answer; any other 400 BAD_REQUEST, as its scoring server answers
+# unreadable, malformed or incompatible input.
+MLFLOW_ERROR_CODES = {
+    400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "RESOURCE_DOES_NOT_EXIST",
+    409: "RESOURCE_CONFLICT", 429: "REQUEST_LIMIT_EXCEEDED", 500: "INTERNAL_ERROR", 503: "TEMPORARILY_UNAVAILABLE",
+}
 
 
 @dataclass(frozen=True)
@@ -25,6 +35,8 @@ class RequestOptions:
     # V2: the output tensors to answer, in the client's order and spelling (aliases included).
     outputs: tuple[str, ...] = V2_OUTPUTS
     probabilities: bool = False
+    # V2: the outputs to answer as binary tensor data (binary_data / binary_data_output), see v2.py.
+    binary_outputs: frozenset = frozenset()
 
 
 def routing_key_of(header: str | None, value) -> str | None:
@@ -39,7 +51,11 @@ def routing_key_of(header: str | None, value) -> str | None:
 
 
 def _mlflow_params(body: dict) -> dict:
-    """MLflow's `params` object: only the keys this server knows, each of the right type."""
+    """MLflow's `params` object: only the keys this server knows, each of the right type. MLflow's
+    scoring server drops params a model does not take with a log line; here they are refused, so a
+    client never believes a parameter changed an answer it did not change. The portal's model types
+    take no parameters at prediction time (ModelType has no such hook), so only the server's own
+    options are known."""
     params = body.get("params")
     if params is None:
         return {}
@@ -47,7 +63,9 @@ def _mlflow_params(body: dict) -> dict:
         raise InputError("params", "expected an object, e.g. {\"probabilities\": true}")
     for key, value in params.items():
         if key not in MLFLOW_PARAMS:
-            raise InputError(f"params.{key}", f"unknown parameter; this server takes {', '.join(MLFLOW_PARAMS)}")
+            raise InputError(f"params.{key}", f"unknown parameter; the models served here take no prediction-time "
+                                              f"parameters, and this server's own are: {', '.join(MLFLOW_PARAMS)} "
+                                              f"(true or false)")
         if not isinstance(value, bool):
             raise InputError(f"params.{key}", "expected true or false")
     return params
@@ -99,7 +117,8 @@ def request_options(protocol: str, body: dict, routing_header: str | None) -> Re
         raise InputError("id", "expected a string")
     names = _v2_outputs(body)
     return RequestOptions(routing_key=routing_key_of(routing_header, parameters.get("routing_key")),
-                          client_id=client_id, outputs=names, probabilities=PROBABILITIES in names)
+                          client_id=client_id, outputs=names, probabilities=PROBABILITIES in names,
+                          binary_outputs=binary_outputs(body, names))
 
 
 def v2_datatype(values: list) -> str:
@@ -144,15 +163,34 @@ def response_body(protocol: str, deployment: str, prediction, options: RequestOp
             "parameters": {"request_id": prediction.request_id, "model": prediction.model_name}, "outputs": outputs}
 
 
+def render(protocol: str, body: dict, options: RequestOptions) -> tuple[bytes, dict[str, str]]:
+    """The answer's bytes and content headers: JSON, or for a V2 client that asked for binary outputs
+    the JSON header followed by their tensors (v2.encode_response)."""
+    if protocol == V2 and options.binary_outputs:
+        return encode_response(body, options.binary_outputs)
+    return json.dumps(body, separators=(",", ":")).encode(), {"Content-Type": "application/json"}
+
+
 def response_headers(prediction) -> dict[str, str]:
     return {"X-Request-Id": prediction.request_id, "X-Model-Version": prediction.model_version}
 
 
-def error_body(protocol: str, message: str, **extra) -> dict:
-    """REST: {"detail", "field"?, "needed_rows"?, "model_version"?}; V2: {"error"} as the protocol says."""
+def mlflow_error_code(status: int | None, field: str | None = None) -> str:
+    if status == 400 and field is not None and (field == "params" or field.startswith("params.")):
+        return "INVALID_PARAMETER_VALUE"
+    if status in MLFLOW_ERROR_CODES:
+        return MLFLOW_ERROR_CODES[status]
+    return "INTERNAL_ERROR" if status is not None and status >= 500 else "BAD_REQUEST"
+
+
+def error_body(protocol: str, message: str, status: int | None = None, **extra) -> dict:
+    """REST (MLflow scoring): {"error_code", "message"} as MLflow's scoring server answers, plus the
+    portal's {"detail" (the same text), "field"?, "needed_rows"?, "model_version"?}; pass the HTTP
+    `status`, which the error code follows. V2: {"error"} as the protocol says."""
     if protocol == V2:
         return {"error": message}
-    return {"detail": message, **{k: v for k, v in extra.items() if v is not None}}
+    return {"error_code": mlflow_error_code(status, extra.get("field")), "message": message, "detail": message,
+            **{k: v for k, v in extra.items() if v is not None}}
 
 
 def describe_error(exc: Exception, deployment: str) -> tuple[int, str, dict] | None:
@@ -164,9 +202,12 @@ def describe_error(exc: Exception, deployment: str) -> tuple[int, str, dict] | N
         return 400, f"{exc.field}: {exc.message}", {"field": exc.field, "needed_rows": exc.needed_rows,
                                                     "model_version": exc.version}
     if isinstance(exc, InputError):
-        return 400, f"{exc.field}: {exc.message}", {"field": exc.field}
+        # UnsupportedMediaType is a 415.
+        return getattr(exc, "status", 400), f"{exc.field}: {exc.message}", {"field": exc.field}
     if isinstance(exc, DeploymentNotFound):
         return 404, f"No deployment named {deployment!r}.", {}
+    if isinstance(exc, VersionNotServed):
+        return 404, str(exc), {}
     if isinstance(exc, ModelUnavailable):
         return 503, str(exc), {}
     if isinstance(exc, PredictionFailed):

@@ -1,12 +1,25 @@
 """Per-process serving state: routing tables and loaded models, swapped atomically.
 
 A process loads each model version once (sha256-verified by the registry's loader) and keeps it.
-At most every `DEPLOYMENTS_GENERATION_POLL_S` (0.5 s) it reads the routing generations from Redis
-(one HGETALL); a deployment whose generation grew gets a new table. While a process already serves
-a deployment, the new table (and any model it needs) is built on a background thread and swapped in
-when complete, so requests keep flowing on the old table meanwhile; the first table of a
-deployment is built in the request. `DEPLOYMENTS_RELOAD_IN_BACKGROUND = False` builds every table
-in the request (used by tests whose data lives in an uncommitted transaction).
+Every `DEPLOYMENTS_GENERATION_POLL_S` (0.5 s) a watcher thread reads the routing generations from
+Redis (one HGETALL; requests poll too, at the same rate), and every
+`DEPLOYMENTS_GENERATION_DB_CHECK_S` (5 s) those of the deployments it serves from the database, so
+a change Redis lost still arrives. A deployment whose generation grew gets a new table. While a
+process already serves a deployment, the new table (and any model it needs) is built on a
+background thread and swapped in when complete, so requests keep flowing on the old table
+meanwhile; the first table of a deployment is built in the request.
+
+The propagation bound: a process may keep answering with its old table for at most
+`DEPLOYMENTS_REBUILD_TIMEOUT_S` (10 s) after it heard of the change; past that it refuses the
+deployment's requests with 503 (RoutingStale) until the new table is in, rather than let a version
+the change retired answer. A rebuild that hangs that long gets a second attempt beside it.
+
+Acknowledgement: after the swap, the process waits until every request it routed with the old
+table has been answered (requests are routed and logged inside `routing()`, and routing always
+takes the newest table, see `current`), then records the new generation in Redis
+(apps.deployments.notify.acknowledge) and keeps a heartbeat there. `DEPLOYMENTS_RELOAD_IN_BACKGROUND
+= False` builds every table in the request and runs no watcher (tests whose data lives in an
+uncommitted transaction).
 
 The table's generation is the one read from the database *before* the versions are read: a change
 committing in between leaves the table looking older than it is, which only causes one more reload.
@@ -16,14 +29,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import redis
 from django.conf import settings
 from django.db import close_old_connections, connection
 
+from .. import notify
 from ..notify import GENERATION_KEY, deployment_stamp, parse_generation, publish_generation
-from ..router import Route, RoutingTable
+from ..router import Route, RoutingEpochs, RoutingTable
 from .inputs import InputSpec
 
 logger = logging.getLogger(__name__)
@@ -35,6 +50,11 @@ class DeploymentNotFound(LookupError):
 
 class ModelUnavailable(RuntimeError):
     """No version of the deployment could be loaded (the API answers 503)."""
+
+
+class RoutingStale(ModelUnavailable):
+    """This process knows the deployment's routing changed but could not switch to the new table
+    within the bound: it refuses (503) rather than answer with versions the change may have retired."""
 
 
 @dataclass(frozen=True)
@@ -126,26 +146,57 @@ class ServingState:
         self._loader = loader or _load_model
         self._tables: dict[str, ServingTable] = {}
         self._models: dict[tuple[int, str], object] = {}
+        # name -> (stamp, generation): the newest this process has heard of, from Redis or the database.
         self._remote: dict[str, tuple[str, int]] = {}
+        # name -> [(stamp, generation, monotonic time first heard)] not yet served: the propagation
+        # bound runs from the oldest of these.
+        self._heard: dict[str, list[tuple[str, int, float]]] = {}
+        self._remote_lock = threading.Lock()
+        # What Redis itself said at the last poll (None: not read yet).
+        self._redis_seen: dict[str, tuple[str, int]] | None = None
         self._next_poll = 0.0
+        self._next_db_check = 0.0
         self._lock = threading.Lock()
-        self._building: set[str] = set()
+        # name -> {token: monotonic start} of the background builds under way.
+        self._building: dict[str, dict[object, float]] = {}
         self._failed_at: dict[str, float] = {}
+        self._epochs = RoutingEpochs()
+        self._ack_lock = threading.Lock()
+        # name -> (table, epoch): swapped in, acknowledged once the epoch has drained.
+        self._pending_acks: dict[str, tuple[ServingTable, int]] = {}
+        # name -> {"stamp", "generation", "acked_at"}: what this process acknowledged.
+        self._acks: dict[str, dict] = {}
+        self._watcher: threading.Thread | None = None
+        self._stop = threading.Event()
 
     def reset(self) -> None:
-        """Forget every table and model (tests; a process that must start cold)."""
+        """Forget every table and model and stop the watcher (tests; a process that must start cold)."""
+        self._stop.set()
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join(5)
         with self._lock:
+            served = list(self._acks)
             self._tables.clear()
             self._models.clear()
-            self._remote.clear()
-            self._next_poll = 0.0
+            self._remote = {}
+            self._redis_seen = None
+            self._heard.clear()
+            self._next_poll = self._next_db_check = 0.0
             self._failed_at.clear()
+            with self._ack_lock:
+                self._pending_acks.clear()
+                self._acks.clear()
+            self._stop = threading.Event()
+        if served:
+            notify.withdraw(notify.process_id(), served)
 
-    def _poll(self) -> None:
+
+    def _poll(self, force: bool = False) -> None:
         now = time.monotonic()
-        if now < self._next_poll:
+        if now < self._next_poll and not force:
             return
-        self._next_poll = now + float(_setting("DEPLOYMENTS_GENERATION_POLL_S", 0.5))
+        self._next_poll = now + notify.poll_interval_s()
         from apps.monitoring.redis_client import get_redis
 
         try:
@@ -153,12 +204,60 @@ class ServingState:
         except redis.RedisError:
             logger.warning("cannot read routing generations from Redis; serving the current tables")
             return
-        remote = {}
+        heard = {}
         for key, value in raw.items():
             parsed = parse_generation(value)
             if parsed is not None:
-                remote[key.decode()] = parsed
-        self._remote = remote
+                heard[key.decode()] = parsed
+        self._redis_seen = heard
+        self._learn(heard)
+        if not self._watching():
+            self._flush_acks()
+
+    def _learn(self, heard: dict[str, tuple[str, int]]) -> list[str]:
+        """Takes in (stamp, generation) news; returns the names whose routing it moved on. What this
+        process heard of never goes backwards: a restarted Redis that forgot a generation does not
+        make a table that is behind look current again."""
+        now = time.monotonic()
+        moved = []
+        with self._remote_lock:
+            remote = dict(self._remote)
+            for name, value in heard.items():
+                known = remote.get(name)
+                if known is None or known[0] != value[0] or value[1] > known[1]:
+                    remote[name] = value
+                    moved.append(name)
+                    entries = self._heard.setdefault(name, [])
+                    entries.append((value[0], value[1], now))
+                    if len(entries) > 16:
+                        del entries[1:-15]  # the oldest stays: the bound runs from it
+            self._remote = remote
+        return moved
+
+    def _check_database(self) -> None:
+        """The database is the truth: hear of a change whose publish Redis lost, and publish it again
+        for the other processes. Runs on the watcher thread (never on the event loop)."""
+        from ..models import Deployment
+
+        names = list(self._tables)
+        if not names:
+            return
+        try:
+            rows = list(Deployment.objects.filter(name__in=names).values_list("name", "generation", "created_at"))
+        finally:
+            close_old_connections()
+            connection.close()
+        found = {name: (deployment_stamp(created_at), generation) for name, generation, created_at in rows}
+        self._learn(found)
+        seen = self._redis_seen
+        for name, (stamp, generation) in found.items():
+            in_redis = seen.get(name) if seen is not None else (stamp, generation)
+            if in_redis is None or in_redis[0] != stamp or in_redis[1] < generation:
+                # Restarted, or unreachable when the change committed: the others hear of it from here.
+                logger.warning("routing generation %s of %s was not in Redis; publishing it again", generation, name)
+                publish_generation(name, stamp, generation)
+        for name in set(names) - set(found):
+            self._build_in_background(name)  # deleted: the build drops the table
 
     @staticmethod
     def _is_current(table: ServingTable | None, remote: tuple[str, int] | None) -> bool:
@@ -169,8 +268,28 @@ class ServingState:
         stamp, generation = remote
         return stamp == table.stamp and generation <= table.generation
 
+    def _behind_s(self, name: str, table: ServingTable) -> float:
+        """How long this process has known of a routing of `name` newer than `table`."""
+        pending = [t for stamp, generation, t in self._heard.get(name, ())
+                   if stamp != table.stamp or generation > table.generation]
+        return time.monotonic() - pending[0] if pending else 0.0
+
+    def _check_bound(self, name: str, current: ServingTable) -> None:
+        """Raises RoutingStale once this process has known for longer than the rebuild timeout that
+        `current` is not the deployment's routing any more."""
+        behind = self._behind_s(name, current)
+        if behind > notify.rebuild_timeout_s():
+            remote = self._remote.get(name)
+            raise RoutingStale(
+                f"deployment {name!r} is switching to new routing (generation {remote[1] if remote else '?'}) and "
+                f"this server has not finished within {notify.rebuild_timeout_s():g}s; it refuses rather than answer "
+                f"with the old routing — retry shortly"
+            )
+
+
     def table(self, name: str) -> ServingTable:
-        """The table to route this request with (DeploymentNotFound, ModelUnavailable)."""
+        """The table to route this request with (DeploymentNotFound, ModelUnavailable, RoutingStale)."""
+        self._ensure_watcher()
         self._poll()
         current = self._tables.get(name)
         if self._is_current(current, self._remote.get(name)):
@@ -179,24 +298,50 @@ class ServingState:
             return self._build_now(name)
         if _setting("DEPLOYMENTS_RELOAD_IN_BACKGROUND", True):
             self._build_in_background(name)
+            self._check_bound(name, current)
             return current
         try:
             return self._build_now(name)
         except ModelUnavailable:
             logger.exception("keeping generation %s of %s: the new table could not be built", current.generation, name)
+            self._check_bound(name, current)
             return current
 
     def table_nowait(self, name: str) -> ServingTable | None:
         """For the event loop: the table to use now without touching the database, or None when it
-        must be built first (call `table` in a thread for that)."""
-        self._poll()
+        must be built first (call `table` in a thread for that). RoutingStale past the bound."""
+        self._ensure_watcher()
+        watching = self._watching()
+        if not watching:
+            self._poll()
         current = self._tables.get(name)
         if self._is_current(current, self._remote.get(name)):
             return current
         if current is not None and _setting("DEPLOYMENTS_RELOAD_IN_BACKGROUND", True):
-            self._build_in_background(name)
+            # The watcher thread polls Redis and starts rebuilds: the loop only reads (a Redis that
+            # is down, or a lock held through another deployment's model load, never stalls it).
+            if not watching:
+                self._build_in_background(name)
+            self._check_bound(name, current)
             return current
         return None
+
+    @contextmanager
+    def routing(self):
+        """Around routing requests and logging their answers: a replaced table is acknowledged only
+        once every request routed with it has left this block."""
+        epoch = self._epochs.enter()
+        try:
+            yield
+        finally:
+            self._epochs.leave(epoch)
+
+    def current(self, table: ServingTable) -> ServingTable:
+        """The newest table of `table`'s deployment: a request that picked its table before a swap is
+        routed by the new one (call inside `routing()`)."""
+        latest = self._tables.get(table.name)
+        return latest if latest is not None else table
+
 
     def _build_now(self, name: str) -> ServingTable:
         with self._lock:
@@ -204,17 +349,23 @@ class ServingState:
             if self._is_current(current, self._remote.get(name)):
                 return current  # another thread built it while this one waited
             table = self._build(name)
-            self._install(table)
-            return table
+            return self._install(table)
 
     def _build_in_background(self, name: str) -> None:
+        token = object()
         with self._lock:
-            if name in self._building:
+            building = self._building.setdefault(name, {})
+            now = time.monotonic()
+            if building:
+                # Threads cannot be cancelled: one build that hangs past the timeout gets a second
+                # beside it (it may still finish); more would only pile up on the same stall.
+                if len(building) >= 2 or now - max(building.values()) < notify.rebuild_timeout_s():
+                    return
+                logger.error("the rebuild of %s has run for %.0fs; starting another", name, now - max(building.values()))
+            # A version that cannot be loaded is retried every couple of seconds, not on every request.
+            elif now - self._failed_at.get(name, -1e9) < float(_setting("DEPLOYMENTS_REBUILD_RETRY_S", 2.0)):
                 return
-            # A version that cannot be loaded is retried every few seconds, not on every request.
-            if time.monotonic() - self._failed_at.get(name, -1e9) < 5.0:
-                return
-            self._building.add(name)
+            building[token] = now
 
         def run():
             try:
@@ -222,21 +373,34 @@ class ServingState:
                 with self._lock:
                     self._install(table)
             except DeploymentNotFound:
-                with self._lock:
+                with self._lock, self._ack_lock:
                     self._tables.pop(name, None)
+                    self._pending_acks.pop(name, None)
+                    self._acks.pop(name, None)
+                notify.withdraw(notify.process_id(), [name])
             except Exception:
-                logger.exception("could not build the new routing table of %s; the old one keeps serving", name)
+                logger.exception("could not build the new routing table of %s; the old one keeps serving "
+                                 "within the propagation bound", name)
                 self._failed_at[name] = time.monotonic()
             finally:
-                self._building.discard(name)
+                with self._lock:
+                    self._building.get(name, {}).pop(token, None)
                 close_old_connections()
                 connection.close()
 
         threading.Thread(target=run, name=f"routing-{name}", daemon=True).start()
 
-    def _install(self, table: ServingTable) -> None:
-        """Swap in `table` and drop models no table uses any more (caller holds the lock)."""
+    def _install(self, table: ServingTable) -> ServingTable:
+        """Swap in `table` and drop models no table uses any more (caller holds the lock). Returns the
+        table now in place: a slower build that read an older generation never replaces a newer one."""
+        existing = self._tables.get(table.name)
+        if existing is not None and existing.stamp == table.stamp and existing.generation > table.generation:
+            return existing
         self._tables[table.name] = table
+        # Requests entering from here on route by `table`; those inside may still hold the old one.
+        epoch = self._epochs.advance()
+        with self._ack_lock:
+            self._pending_acks[table.name] = (table, epoch)
         self._failed_at.pop(table.name, None)
         used = {(v.version_id, v.loaded.artifact_sha256) for t in self._tables.values() for v in t.versions.values()}
         for key in [k for k in self._models if k not in used]:
@@ -245,7 +409,69 @@ class ServingState:
         if remote is None or remote[0] != table.stamp:
             # Nothing published yet, or left over from another incarnation of this name.
             publish_generation(table.name, table.stamp, table.generation)
-            self._remote[table.name] = (table.stamp, table.generation)
+            with self._remote_lock:
+                self._remote = {**self._remote, table.name: (table.stamp, table.generation)}
+        with self._remote_lock:
+            # What this table serves is no longer news; another incarnation's generations never will be.
+            self._heard[table.name] = [e for e in self._heard.get(table.name, ())
+                                       if e[0] == table.stamp and e[1] > table.generation]
+        return table
+
+
+    def _flush_acks(self, heartbeat: bool = False) -> None:
+        """Acknowledges every swapped-in table whose old one is out of use; with `heartbeat`, rewrites
+        this process's records of all its deployments (which also restores them after a Redis restart)."""
+        acked = False
+        with self._ack_lock:
+            for name, (table, epoch) in list(self._pending_acks.items()):
+                if self._epochs.drained(epoch):
+                    self._acks[name] = {"stamp": table.stamp, "generation": table.generation, "acked_at": time.time()}
+                    del self._pending_acks[name]
+                    acked = True
+            acks = dict(self._acks)
+        if not (acked or heartbeat):
+            return
+        timeout = notify.rebuild_timeout_s()
+        records = {}
+        for name, ack in acks.items():
+            table = self._tables.get(name)
+            refusing = table is not None and not self._is_current(table, self._remote.get(name)) \
+                and self._behind_s(name, table) > timeout
+            records[name] = {**ack, "refusing": refusing}
+        notify.acknowledge(notify.process_id(), records)
+
+
+    def _watching(self) -> bool:
+        return self._watcher is not None and self._watcher.is_alive()
+
+    def _ensure_watcher(self) -> None:
+        # Not alive: none yet, or this process was forked from one that had it (threads stay behind).
+        if self._watching() or not _setting("DEPLOYMENTS_RELOAD_IN_BACKGROUND", True):
+            return
+        with self._lock:
+            if not self._watching():
+                self._watcher = threading.Thread(target=self._watch, args=(self._stop,), name="routing-watcher",
+                                                 daemon=True)
+                self._watcher.start()
+
+    def _watch(self, stop: threading.Event) -> None:
+        """Hears of changes, starts rebuilds and acknowledges them whether or not requests arrive, so
+        an idle process is as current as a busy one."""
+        while not stop.wait(notify.poll_interval_s() or 0.05):
+            try:
+                self._tick()
+            except Exception:
+                logger.exception("the routing watcher's round failed; next round in %ss", notify.poll_interval_s())
+
+    def _tick(self) -> None:
+        self._poll(force=True)
+        if time.monotonic() >= self._next_db_check:
+            self._next_db_check = time.monotonic() + notify.database_check_s()
+            self._check_database()
+        for name, table in list(self._tables.items()):
+            if not self._is_current(table, self._remote.get(name)):
+                self._build_in_background(name)
+        self._flush_acks(heartbeat=True)
 
     def _build(self, name: str) -> ServingTable:
         from ..models import Deployment, DeploymentVersion

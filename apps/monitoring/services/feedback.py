@@ -117,8 +117,8 @@ def feedback_record(*, deployment, items: list, user=None) -> FeedbackResult:
     already moved the gates. All or nothing: every item is checked before anything is written, and
     one bad or conflicting item rejects the batch, naming it.
 
-    Not one transaction from the top on purpose: the buffer flush it may need must commit on its
-    own, since the flusher trims Redis as soon as its insert is done.
+    Not one transaction from the top on purpose: the log flush it may need must commit on its own,
+    so the other web processes' writers (whose progress it waits for) and this one agree on what is stored.
     """
     if not isinstance(items, list) or not items:
         raise ValidationError({"feedback": "send a non-empty array of {request_id, ground_truth}"})

@@ -79,12 +79,13 @@ def experiment_create(*, name: str, dataset, user=None, feature_spec=None, targe
                       registered_model_name: str = "", description: str = "") -> Experiment:
     """Creates an experiment; blanks default from the dataset (task, target) and the metrics module."""
     from apps.training.frameworks import get_adapter
-    from apps.training.metrics import DEFAULT_METRIC, greater_is_better
+    from apps.training.metrics import DEFAULT_METRIC, METRICS, greater_is_better
 
     task = task or dataset.task
     target = target or _default_target(dataset=dataset, feature_spec=feature_spec)
     primary_metric = primary_metric or DEFAULT_METRIC.get(task, "")
-    if not metric_direction and primary_metric:
+    # An unknown metric has no direction to default to; experiment_validate names it below.
+    if not metric_direction and primary_metric in METRICS:
         metric_direction = Direction.MAXIMIZE if greater_is_better(primary_metric) else Direction.MINIMIZE
     if default_framework in Framework.values and not default_model_type:
         default_model_type = next(iter(get_adapter(default_framework).model_types))

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.training import conf
-from apps.training.choices import RunStatus
+from apps.training.choices import RunStatus, stopped_status
 from apps.training.models import RunEvent, TrainingRun
 from apps.training.services.runs import run_log_append, run_status_transition
 
@@ -45,8 +45,8 @@ def training_runs_reap(*, now=None) -> dict:
                     f"(stale after {stale_after:g}s)")
             run_log_append(run_id=run.pk, level="ERROR", message=lost, attempt=run.attempts)
             if run.stop_requested:
-                run_status_transition(run_id=run.pk, to=RunStatus.CANCELLED, reason=f"{lost}; stop was requested",
-                                      fields={"stop_reason": run.stop_requested})
+                run_status_transition(run_id=run.pk, to=stopped_status(run.stop_requested),
+                                      reason=f"{lost}; stop was requested", fields={"stop_reason": run.stop_requested})
                 counts["cancelled"] += 1
             elif run.attempts >= run.max_attempts:
                 run_status_transition(

@@ -9,7 +9,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from apps.training import live
-from apps.training.choices import RUN_TERMINAL, RUN_TRANSITIONS, LogLevel, RunStatus
+from apps.training.choices import RUN_TERMINAL, RUN_TRANSITIONS, LogLevel, RunStatus, stopped_status
 from apps.training.models import RunEpoch, RunEvent, RunLogLine, TrainingRun
 from apps.training.signals import run_finished
 
@@ -142,6 +142,32 @@ def run_status_transition(
     )
     if announce:
         run_status_announce(run)
+    return run
+
+
+@transaction.atomic
+def run_finish(*, run_id: int, fields: dict, expected_attempt: int) -> TrainingRun:
+    """Ends a run that trained to the end: SUCCEEDED with `fields` (metrics, artifact, ...), unless a
+    stop request reached the run after its last stop check (a pruner judging an earlier epoch late,
+    or a cancel during evaluation). The request wins then: the run ends as a stopped run would,
+    PRUNED or CANCELLED, without the artifact fields, and the caller discards the artifact; so a
+    run that was asked to stop is never SUCCEEDED and a pruned trial's run always reads "Pruned".
+    A request that comes after this write finds the run ended and is refused (RunStateError).
+
+    Like run_status_transition(announce=False): the caller announces once its own lines are written.
+    """
+    locked = TrainingRun.objects.select_for_update().get(pk=run_id)
+    stop = locked.stop_requested
+    if not stop:
+        return run_status_transition(run_id=run_id, to=RunStatus.SUCCEEDED, reason="training finished", fields=fields,
+                                     expected_attempt=expected_attempt, announce=False)
+    kept = {key: fields[key] for key in ("cpu_seconds",) if key in fields}
+    run = run_status_transition(
+        run_id=run_id, to=stopped_status(stop), reason=f"stopped ({stop}) after its last epoch; the artifact is discarded",
+        fields={"stop_reason": stop, **kept}, expected_attempt=expected_attempt, announce=False,
+    )
+    run_log_append(run_id=run_id, level=LogLevel.WARNING, attempt=run.attempts,
+                   message=f"stopped ({stop}): the request came after the last epoch; nothing is kept or registered")
     return run
 
 

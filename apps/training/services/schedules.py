@@ -3,6 +3,7 @@ and the two retraining triggers (a beat tick, a new dataset version)."""
 import json
 import logging
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
@@ -65,7 +66,7 @@ def _sync_periodic_task(schedule: TrainingSchedule) -> None:
         "name": f"training schedule {schedule.pk}: {schedule.name}"[:200],
         "task": RETRAIN_TASK,
         "kwargs": json.dumps({"experiment_id": schedule.experiment_id, "schedule_id": schedule.pk}),
-        "queue": "default",
+        "queue": settings.HOUSEKEEPING_QUEUE,
         "crontab": crontab,
         "interval": interval,
         "enabled": schedule.enabled,

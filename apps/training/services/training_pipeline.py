@@ -15,7 +15,7 @@ INTEGRATION POINTS:
     - Channels groups training-run-<id> and training-runs (apps.training.live); signals
       run_epoch_completed and run_finished (apps.training.signals) for tuning and dashboards.
 FEATURES:
-    - Status machine QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED through one service that
+    - Status machine QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED | PRUNED through one service that
       writes a RunEvent; attempts counted in the database, bounded by CELERY_TASK_MAX_ATTEMPTS.
     - Duplicate deliveries are detected (live attempt elsewhere) and dropped; a lost attempt (dead
       pid, stale heartbeat) is retried or failed with the reason.
@@ -50,7 +50,7 @@ from django.utils import timezone
 
 from apps.core.limits import INT32_MAX
 from apps.training import conf, live
-from apps.training.choices import RUN_TERMINAL, Device, RunOrigin, RunStatus, StopReason
+from apps.training.choices import RUN_TERMINAL, Device, RunOrigin, RunStatus, StopReason, stopped_status
 from apps.training.frameworks.devices import training_threads
 from apps.training.models import Experiment, RunEvent, TrainingRun
 from apps.training.services.experiments import validate_training_config
@@ -60,6 +60,7 @@ from apps.training.services.runs import (
     db_reconnect,
     db_retrying,
     json_safe,
+    run_finish,
     run_log_append,
     run_status_announce,
     run_status_transition,
@@ -210,7 +211,8 @@ def _dispatch_or_fail(run_id: int, queue: str, task_id: str) -> None:
 @transaction.atomic
 def training_run_request_stop(*, run: TrainingRun, reason: str = StopReason.CANCELLED, user=None) -> TrainingRun:
     """Cancels (or prunes) a run: a QUEUED run ends at once; a RUNNING one stops at its next batch
-    or epoch boundary and then ends CANCELLED with stop_reason `reason`."""
+    or epoch boundary and then ends CANCELLED (PRUNED for reason "pruned") with stop_reason `reason`,
+    even when the request lands after its last epoch (run_finish). An ended run: RunStateError."""
     if reason not in StopReason.values:
         raise ValidationError({"reason": f"must be one of {StopReason.values}."})
     locked = TrainingRun.objects.select_for_update().get(pk=run.pk)
@@ -219,7 +221,7 @@ def training_run_request_stop(*, run: TrainingRun, reason: str = StopReason.CANC
         raise RunStateError({"status": f"run {locked.pk} already ended ({locked.status})."})
     if locked.status == RunStatus.QUEUED:
         return run_status_transition(
-            run_id=locked.pk, to=RunStatus.CANCELLED, reason=f"{reason}{who} before it started", actor=user,
+            run_id=locked.pk, to=stopped_status(reason), reason=f"{reason}{who} before it started", actor=user,
             fields={"stop_requested": reason, "stop_reason": reason},
         )
     if not locked.stop_requested:
@@ -302,8 +304,8 @@ def _claim(*, run_id: int, celery_task_id: str) -> TrainingRun | None:
                 return None
             run = run_status_transition(run_id=run.pk, to=RunStatus.QUEUED, reason=f"{lost}; redelivered")
         if run.stop_requested:
-            run_status_transition(run_id=run.pk, to=RunStatus.CANCELLED, reason=f"{run.stop_requested} before start",
-                                  fields={"stop_reason": run.stop_requested})
+            run_status_transition(run_id=run.pk, to=stopped_status(run.stop_requested),
+                                  reason=f"{run.stop_requested} before start", fields={"stop_reason": run.stop_requested})
             return None
         if run.attempts >= run.max_attempts:
             run_status_transition(
@@ -488,12 +490,14 @@ def _finish_success(run: TrainingRun, fields: dict) -> TrainingRun:
         if tries > 1:  # the commit may have gone through and only its answer been lost
             done = TrainingRun.objects.filter(pk=run.pk, status=RunStatus.SUCCEEDED, attempts=run.attempts,
                                               artifact_uri=fields["artifact_uri"]).first()
+            done = done or TrainingRun.objects.filter(pk=run.pk, attempts=run.attempts, stop_reason__gt="",
+                                                      status__in=(RunStatus.CANCELLED, RunStatus.PRUNED)).first()
             if done is not None:
                 return done
         with transaction.atomic():
-            done = run_status_transition(run_id=run.pk, to=RunStatus.SUCCEEDED, reason="training finished",
-                                         fields=fields, expected_attempt=run.attempts, announce=False)
-            if run.register_model:
+            # SUCCEEDED, or PRUNED / CANCELLED when a stop request landed after the last epoch.
+            done = run_finish(run_id=run.pk, fields=fields, expected_attempt=run.attempts)
+            if run.register_model and done.status == RunStatus.SUCCEEDED:
                 version = model_version_create_from_run(run=done, name=run.experiment.model_name, user=run.created_by)
                 run_log_append(run_id=run.pk, level="INFO", attempt=run.attempts,
                                message=f"registered as {version.registered_model.name} version {version.version}")
@@ -585,20 +589,22 @@ def training_run_execute(*, run_id: int, celery_task_id: str = "") -> TrainingRu
                 fields = _train(run, reporter, watcher)
                 artifact_uri = fields["artifact_uri"]
                 reporter.flush()  # every line and epoch stored before the run may end
-                try:
-                    _finish_success(run, fields | cpu())
-                except Exception:
-                    from apps.registry.storage import artifact_delete
+                from apps.registry.storage import artifact_delete
 
+                try:
+                    done = _finish_success(run, fields | cpu())
+                except Exception:
                     artifact_delete(uri=artifact_uri)  # never leave an artifact no run or version owns
                     raise
+                if done.status != RunStatus.SUCCEEDED:
+                    artifact_delete(uri=artifact_uri)  # stopped after its last epoch: nothing owns it
             except _Stopped as stop:
                 if stop.reason == "superseded":
                     logger.warning("run %s attempt %s was superseded; stopping without a status change", run.pk, attempt)
                 else:
                     reporter.log("WARNING", f"stopped: {stop.reason}")
                     reporter.flush()
-                    _safe_transition(run, to=RunStatus.CANCELLED, reason=f"stopped ({stop.reason})",
+                    _safe_transition(run, to=stopped_status(stop.reason), reason=f"stopped ({stop.reason})",
                                      fields={"stop_reason": stop.reason} | cpu())
             except DB_CONNECTION_ERRORS as exc:  # still no database after the retries
                 logger.exception("training run %s lost the database", run.pk)

@@ -38,7 +38,12 @@ def _curves(study: TuningStudy, sign: float) -> list[Curve]:
 
 def trial_record_epoch(*, run, epoch: int, metrics: dict) -> Trial | None:
     """Stores the trial's intermediate value for `epoch` and asks the pruner; an unpromising trial's
-    run is asked to stop with reason "pruned" (it ends PRUNED when the run ends)."""
+    run is asked to stop with reason "pruned", and the trial ends PRUNED when its run ends PRUNED.
+
+    A prune only counts when the run takes it: a run that already ended (the pruner judged an
+    earlier epoch after the run's final write) refuses it, and the trial keeps the result its run
+    measured. So a trial is PRUNED exactly when its run is PRUNED, never beside a SUCCEEDED run."""
+    from apps.training.choices import StopReason
     from apps.training.services.training_pipeline import RunStateError, training_run_request_stop
 
     with transaction.atomic():
@@ -63,25 +68,32 @@ def trial_record_epoch(*, run, epoch: int, metrics: dict) -> Trial | None:
         pruner = get_pruner(study.pruner, study.pruner_options)
         if not pruner.should_prune(trial=mine, others=curves, epoch=int(epoch)):
             return trial
+        try:
+            # Takes the run's row lock: either the run has not ended and will end PRUNED (run_finish
+            # honours a request that lands after its last epoch), or it has ended and refuses.
+            stopped = training_run_request_stop(run=run, reason=StopReason.PRUNED)
+        except RunStateError:
+            logger.info("study %s trial #%s: prune at epoch %s came after run %s ended; the trial keeps its result",
+                        study.pk, trial.number, epoch, run.pk)
+            return trial
+        if stopped.stop_requested != StopReason.PRUNED:
+            return trial  # a cancel got there first: the run ends CANCELLED and so does the trial
         trial.prune_requested_at_epoch = int(epoch)
         trial.save(update_fields=["prune_requested_at_epoch", "updated_at"])
-        try:
-            training_run_request_stop(run=run, reason="pruned")
-        except RunStateError:
-            pass  # the run ended meanwhile; its end is recorded as usual
         logger.info("study %s trial #%s pruned at epoch %s (%s=%s)", study.pk, trial.number, epoch, key, value)
         return trial
 
 
 def _outcome(trial: Trial, run) -> tuple[str, dict, str]:
-    """(trial status, fields, reason) for a run in a terminal status."""
-    from apps.training.choices import RunStatus
+    """(trial status, fields, reason) for a run in a terminal status: the trial's status follows
+    its run's, so the two never disagree."""
+    from apps.training.choices import RunStatus, StopReason
 
     study = trial.study
-    if trial.prune_requested_at_epoch is not None and run.status != RunStatus.FAILED:
-        # A pruned run may still have reached SUCCEEDED if the request came after its last epoch;
-        # it was judged unpromising all the same.
-        return TrialStatus.PRUNED, {}, f"pruned at epoch {trial.prune_requested_at_epoch}"
+    if run.status == RunStatus.PRUNED or (run.status == RunStatus.CANCELLED and run.stop_reason == StopReason.PRUNED):
+        # (CANCELLED with reason "pruned" is how runs ended before PRUNED existed.)
+        at = trial.prune_requested_at_epoch
+        return TrialStatus.PRUNED, {}, f"pruned at epoch {at}" if at is not None else "pruned"
     if run.status == RunStatus.SUCCEEDED:
         metrics = run.val_metrics or {}
         # Final metrics are keyed by bare name ("rmse"); accept the epoch-style "val_rmse" as well.
@@ -91,8 +103,6 @@ def _outcome(trial: Trial, run) -> tuple[str, dict, str]:
             return TrialStatus.FAILED, {"error": message}, message
         return TrialStatus.COMPLETED, {"value": float(value)}, f"{study.objective_metric}={float(value):.6g}"
     if run.status == RunStatus.CANCELLED:
-        if run.stop_reason == "pruned":
-            return TrialStatus.PRUNED, {}, "pruned"
         return TrialStatus.CANCELLED, {}, f"run {run.pk} cancelled"
     message = run.error_message or f"run {run.pk} failed"
     return TrialStatus.FAILED, {"error": message[:4000]}, f"run {run.pk} failed: {message[:300]}"

@@ -23,7 +23,7 @@ const DEPLOYMENT = {
     decision: "hold",
     decision_reason: "waiting on min_predictions",
     gates: [
-      { name: "min_predictions", state: "pending", value: 150, threshold: 200, detail: "150 of 200 challenger predictions in this stage" },
+      { name: "min_predictions", label: "Challenger predictions in this stage", state: "pending", value: 150, threshold: 200, detail: "150 of 200" },
       { name: "error_rate", state: "pass", value: 0.01, threshold: 0.02, detail: "2 errors in 200 requests" },
       { name: "accuracy_vs_champion", state: "fail", value: null, threshold: 0.05, detail: "challenger worse" },
     ],
@@ -67,12 +67,44 @@ describe("MLOpsDashboard", () => {
     expect(within(c).getByRole("list", { name: "Rollout stages" }).querySelector("[aria-current=step]")).toHaveTextContent("10%");
     const gates = within(within(c).getByRole("list", { name: "Gates of this stage" })).getAllByRole("listitem");
     expect(gates.map((g) => g.textContent)).toEqual([
-      "…Min predictions150 of 200 challenger predictions in this stage (pending)",
+      "…Challenger predictions in this stage150 of 200 (pending)",
       "✓Error rate2 errors in 200 requests (limit 2.0%) (passing)",
       "✗Accuracy vs championchallenger worse (failing)",
     ]);
     expect(within(c).getByText(/Gates: waiting on min_predictions/)).toBeInTheDocument();
     expect(within(c).getByText(/Rollout started/).closest("li")).toHaveTextContent("Rollout started: challenger at 10% · staff");
+  });
+
+  it("shows a gate that has not decided as pending, in the neutral style and without a check mark", async () => {
+    // As the API sends it for a rollout that has had traffic but no feedback yet.
+    const waiting = {
+      name: "accuracy_vs_champion",
+      label: "Accuracy vs the champion",
+      state: "pending",
+      value: null,
+      threshold: 0.05,
+      detail: "not decided yet: needs 50 labelled rows per version since the rollout began (champion 0, challenger 0)",
+    };
+    const stalled = { ...DEPLOYMENT, rollout: { ...DEPLOYMENT.rollout, decision_reason: "waiting on accuracy_vs_champion", gates: [waiting] } };
+    setup({ routes: { "/api/v1/dashboard/summary": { ...SUMMARY, deployments: [stalled] } } });
+    await screen.findByRole("heading", { name: "Deployments" });
+    const [gate] = within(within(card()).getByRole("list", { name: "Gates of this stage" })).getAllByRole("listitem");
+    expect(gate).toHaveClass("mlops-gate--pending");
+    expect(gate).not.toHaveClass("mlops-gate--pass");
+    expect(gate.querySelector(".mlops-gate__icon")).toHaveTextContent("…");
+    expect(gate.textContent).not.toMatch(/✓|passing/);
+    expect(gate).toHaveTextContent(
+      "Accuracy vs the championnot decided yet: needs 50 labelled rows per version since the rollout began (champion 0, challenger 0) (pending)",
+    );
+  });
+
+  it("reads a gate in a state it does not know as pending, not as passing", async () => {
+    const odd = { ...DEPLOYMENT, rollout: { ...DEPLOYMENT.rollout, gates: [{ name: "min_feedback", state: "toString", detail: "0 of 300" }] } };
+    setup({ routes: { "/api/v1/dashboard/summary": { ...SUMMARY, deployments: [odd] } } });
+    await screen.findByRole("heading", { name: "Deployments" });
+    const [gate] = within(within(card()).getByRole("list", { name: "Gates of this stage" })).getAllByRole("listitem");
+    expect(gate).toHaveClass("mlops-gate--pending");
+    expect(gate).toHaveTextContent("…Min feedback0 of 300 (pending)");
   });
 
   it("shows running training runs and tuning studies with their progress", async () => {

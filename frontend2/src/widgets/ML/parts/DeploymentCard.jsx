@@ -29,6 +29,7 @@ const LIMITS = {
   p99_latency_ms: (t) => `${formatNumber(t)} ms`,
 };
 
+// A pending gate has not decided (too little time, traffic or feedback): neutral, never a check mark.
 const GATE_STATES = {
   pass: ["✓", "passing"],
   fail: ["✗", "failing"],
@@ -52,11 +53,13 @@ function TrafficSplit({ versions }) {
 }
 
 function Gate({ gate }) {
-  const [icon, said] = GATE_STATES[gate.state] || GATE_STATES.pending;
+  const state = Object.hasOwn(GATE_STATES, gate.state) ? gate.state : "pending";
+  const [icon, said] = GATE_STATES[state];
   return (
-    <li className={`mlops-gate mlops-gate--${gate.state in GATE_STATES ? gate.state : "pending"}`}>
+    <li className={`mlops-gate mlops-gate--${state}`} data-gate={gate.name}>
       <span className="mlops-gate__icon" aria-hidden="true">{icon}</span>
-      <span className="mlops-gate__name">{humanize(gate.name)}</span>
+      {/* The server's label says what the gate counts; older stored gates only have a name. */}
+      <span className="mlops-gate__name">{gate.label || humanize(gate.name)}</span>
       <span className="mlops-gate__value">
         {gate.detail || (gate.value == null ? "no data yet" : formatNumber(gate.value))}
         {gate.threshold != null && LIMITS[gate.name] ? ` (limit ${LIMITS[gate.name](gate.threshold)})` : ""}

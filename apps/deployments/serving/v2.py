@@ -1,0 +1,234 @@
+"""The Open Inference Protocol V2 on the wire, apart from any transport.
+
+The binary tensor data extension: a request may carry its tensors after the JSON header instead of
+in it. The header's length is `Inference-Header-Content-Length`; each input that does so says how
+many bytes of the rest are its own (`parameters.binary_data_size`), in input order, nothing left
+over. Fixed-size datatypes are their little-endian values back to back; BYTES elements are each a
+4-byte little-endian length and then that many bytes. A client asks for outputs the same way: per
+requested output `parameters.binary_data`, or for all of them at once (when an output does not say)
+the request's `parameters.binary_data_output`; the answer is then the JSON header, whose binary outputs
+carry `parameters.binary_data_size` instead of `data`, followed by their bytes
+(`Content-Type: application/octet-stream`, `Inference-Header-Content-Length`).
+
+`decode_request` turns such a body into the plain JSON request (binary inputs get their `data` as
+lists), so everything after it (options, routing, input checks, the prediction log) sees one shape;
+`encode_response` does the reverse for the answer. The per-tensor halves, `decode_tensor` and
+`encode_tensor`, are the same bytes a gRPC server puts in `raw_input_contents` /
+`raw_output_contents`. Everything here answers a malformed request with an InputError naming the
+field (400).
+"""
+from __future__ import annotations
+
+import json
+import math
+import struct
+
+import numpy as np
+from django.conf import settings
+
+from .inputs import InputError, loads_body
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+BINARY_CONTENT_TYPE = "application/octet-stream"
+SERVER_NAME = "mlops-portal"
+# What this server implements beyond the core protocol (the names Triton's server metadata uses).
+EXTENSIONS = ("binary_tensor_data",)
+
+# Little-endian, as the extension says, whatever the host's byte order.
+NUMPY_DTYPES = {
+    "BOOL": np.dtype("?"), "UINT8": np.dtype("<u1"), "UINT16": np.dtype("<u2"), "UINT32": np.dtype("<u4"),
+    "UINT64": np.dtype("<u8"), "INT8": np.dtype("<i1"), "INT16": np.dtype("<i2"), "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"), "FP16": np.dtype("<f2"), "FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"),
+}
+_LENGTH = struct.Struct("<I")
+
+
+class VersionNotServed(LookupError):
+    """A versioned route (`/v2/models/<name>/versions/<v>/…`) names a version the deployment does not
+    serve (the API answers 404, naming those it does)."""
+
+    def __init__(self, deployment: str, version: str, served: list[str]):
+        self.deployment, self.version, self.served = deployment, version, served
+        listed = ", ".join(served) if served else "none"
+        super().__init__(f"model {deployment!r} has no version {version!r} being served; it serves version"
+                         f"{'s' if len(served) != 1 else ''} {listed}")
+
+
+def served_versions(versions) -> list[str]:
+    """Version labels in numeric order."""
+    return sorted({str(v) for v in versions}, key=lambda label: (len(label), label))
+
+
+def pinned_version_id(table, version: str) -> int:
+    """The id of `version` (its number, as in `model_version`) among the versions `table` routes to
+    or mirrors (loaded or not). VersionNotServed otherwise."""
+    candidates = {**{v.label: v.version_id for v in table.unavailable.values()},
+                  **{v.label: v.version_id for v in table.versions.values()}}
+    if version not in candidates:
+        raise VersionNotServed(table.name, version, served_versions(candidates))
+    return candidates[version]
+
+
+def server_metadata() -> dict:
+    return {"name": SERVER_NAME, "version": str(settings.SPECTACULAR_SETTINGS.get("VERSION", "")),
+            "extensions": list(EXTENSIONS)}
+
+
+def decode_tensor(datatype: str, raw: bytes, count: int, where: str) -> list:
+    """`count` values of `datatype` from their binary form: numbers as Python numbers, BYTES as str
+    (UTF-8; this server's text inputs are dates, tickers and the like)."""
+    if datatype == "BYTES":
+        return _decode_bytes(raw, count, where)
+    dtype = NUMPY_DTYPES.get(datatype) if isinstance(datatype, str) else None
+    if dtype is None:
+        raise InputError(f"{where}.datatype", f"unknown datatype {datatype!r}")
+    if len(raw) != count * dtype.itemsize:
+        raise InputError(f"{where}.parameters.binary_data_size",
+                         f"{count} values of {datatype} are {count * dtype.itemsize} bytes, got {len(raw)}")
+    return np.frombuffer(raw, dtype=dtype).tolist()
+
+
+def _decode_bytes(raw: bytes, count: int, where: str) -> list:
+    values, offset, size = [], 0, len(raw)
+    for i in range(count):
+        if offset + 4 > size:
+            raise InputError(f"{where}.parameters.binary_data_size",
+                             f"BYTES element {i} of {count} is missing: the data ends after {len(values)} elements")
+        (length,) = _LENGTH.unpack_from(raw, offset)
+        offset += 4
+        if offset + length > size:
+            raise InputError(f"{where}.parameters.binary_data_size",
+                             f"BYTES element {i} says {length} bytes but only {size - offset} remain")
+        try:
+            values.append(raw[offset:offset + length].decode("utf-8"))
+        except UnicodeDecodeError:
+            raise InputError(where, f"BYTES element {i} is not UTF-8 text") from None
+        offset += length
+    if offset != size:
+        raise InputError(f"{where}.parameters.binary_data_size",
+                         f"{size - offset} bytes are left after the {count} BYTES elements the shape asks for")
+    return values
+
+
+def encode_tensor(datatype: str, data: list) -> bytes:
+    """The binary form of a flat list of values (BYTES: each value's text, length-prefixed)."""
+    if datatype == "BYTES":
+        parts = []
+        for value in data:
+            encoded = value if isinstance(value, bytes) else str(value).encode("utf-8")
+            parts.append(_LENGTH.pack(len(encoded)))
+            parts.append(encoded)
+        return b"".join(parts)
+    return np.asarray(data, dtype=NUMPY_DTYPES[datatype]).tobytes()
+
+
+def _header_length(value: str | None, size: int) -> int | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if not value.isdigit():
+        raise InputError(HEADER_LENGTH, f"expected the byte length of the JSON header, got {value[:40]!r}")
+    length = int(value)
+    if not 0 < length <= size:
+        raise InputError(HEADER_LENGTH, f"{length} is not within the body's {size} bytes")
+    return length
+
+
+def _refuse_shared_memory(parameters: dict, where: str) -> None:
+    for key in parameters:
+        if key.startswith("shared_memory"):
+            raise InputError(f"{where}.parameters.{key}", "shared memory is not supported; send the data in the body")
+
+
+def decode_request(raw: bytes, header_length: str | None) -> dict:
+    """The request body as JSON, with every binary input's `data` filled in from the bytes after the
+    header. `header_length` is the Inference-Header-Content-Length header (None: a JSON-only body)."""
+    length = _header_length(header_length, len(raw))
+    try:
+        body = loads_body(raw if length is None else raw[:length])
+    except InputError as exc:
+        # Not UTF-8, or JSON with bytes after it: binary tensors sent without the header that says
+        # where the JSON ends (what tritonclient's default encoding looks like to a JSON-only server).
+        if length is not None or not (exc.message.endswith("not UTF-8 text") or exc.message.endswith("Extra data")):
+            raise
+        raise InputError("body", f"{exc.message} (a body with binary tensor data needs the {HEADER_LENGTH} "
+                                 "header: the byte length of its JSON part)") from None
+    offset = length if length is not None else len(raw)
+    inputs = body.get("inputs")
+    if isinstance(inputs, list):
+        for i, tensor in enumerate(inputs):
+            if not isinstance(tensor, dict):
+                continue  # parse_v2 names it
+            where = f"inputs[{i}]" + (f" ({tensor['name']})" if isinstance(tensor.get("name"), str) else "")
+            parameters = tensor.get("parameters")
+            if parameters is None:
+                continue
+            if not isinstance(parameters, dict):
+                raise InputError(f"{where}.parameters", "expected an object")
+            _refuse_shared_memory(parameters, where)
+            if "binary_data_size" not in parameters:
+                continue
+            size = parameters["binary_data_size"]
+            if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+                raise InputError(f"{where}.parameters.binary_data_size", "expected a non-negative integer")
+            if length is None:
+                raise InputError(f"{where}.parameters.binary_data_size",
+                                 f"binary tensor data needs the {HEADER_LENGTH} header (the JSON header's length)")
+            if "data" in tensor:
+                raise InputError(f"{where}.data", "send the values either in `data` or as binary data, not both")
+            if offset + size > len(raw):
+                raise InputError(f"{where}.parameters.binary_data_size",
+                                 f"{size} bytes asked for, but only {len(raw) - offset} remain in the body")
+            shape = tensor.get("shape")
+            if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                                      for d in shape):
+                raise InputError(f"{where}.shape", "expected an array of non-negative integers")
+            tensor["data"] = decode_tensor(tensor.get("datatype"), raw[offset:offset + size], math.prod(shape), where)
+            offset += size
+    if offset != len(raw):
+        raise InputError("body", f"{len(raw) - offset} bytes after the JSON header belong to no input "
+                                 "(each binary input says its parameters.binary_data_size)")
+    return body
+
+
+def binary_outputs(body: dict, names: tuple[str, ...]) -> frozenset[str]:
+    """Which of the answered outputs (`names`, as the client spelled them) go as binary data."""
+    parameters = body.get("parameters") or {}
+    default = parameters.get("binary_data_output", False) if isinstance(parameters, dict) else False
+    if not isinstance(default, bool):
+        raise InputError("parameters.binary_data_output", "expected true or false")
+    chosen = dict.fromkeys(names, default)
+    requested = body.get("outputs")
+    for i, output in enumerate(requested if isinstance(requested, list) else ()):
+        parameters = output.get("parameters")
+        if parameters is None:
+            continue
+        where = f"outputs[{i}] ({output['name']})"
+        if not isinstance(parameters, dict):
+            raise InputError(f"{where}.parameters", "expected an object")
+        _refuse_shared_memory(parameters, where)
+        if "classification" in parameters:
+            raise InputError(f"{where}.parameters.classification",
+                             "the classification extension is not supported; ask for the 'probabilities' output")
+        if "binary_data" in parameters:
+            if not isinstance(parameters["binary_data"], bool):
+                raise InputError(f"{where}.parameters.binary_data", "expected true or false")
+            chosen[output["name"]] = parameters["binary_data"]
+    return frozenset(name for name, binary in chosen.items() if binary)
+
+
+def encode_response(body: dict, binary: frozenset[str]) -> tuple[bytes, dict[str, str]]:
+    """The answer with the outputs named in `binary` moved after the JSON header; (payload, headers
+    that say so). The JSON is written as every other answer is (compact separators)."""
+    outputs, chunks = [], []
+    for output in body["outputs"]:
+        if output["name"] not in binary:
+            outputs.append(output)
+            continue
+        chunk = encode_tensor(output["datatype"], output["data"])
+        chunks.append(chunk)
+        header = {k: v for k, v in output.items() if k != "data"}
+        header["parameters"] = {**output.get("parameters", {}), "binary_data_size": len(chunk)}
+        outputs.append(header)
+    head = json.dumps({**body, "outputs": outputs}, separators=(",", ":")).encode()
+    return head + b"".join(chunks), {"Content-Type": BINARY_CONTENT_TYPE, HEADER_LENGTH: str(len(head))}
