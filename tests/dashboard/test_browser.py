@@ -5,7 +5,6 @@ Screenshots of every width land in tests/artifacts/screenshots/.
 """
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from datetime import timedelta
 
 import pytest
 
+from tests.brokers import free_port
 from tests.conftest import ARTIFACTS, ROOT, worker_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("built_frontend")]
@@ -27,18 +27,12 @@ WIDTHS = (360, 768, 1280, 1920)
 TIMEOUT_MS = 20_000
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server_url(django_db_setup, django_db_blocker):
     """The portal's web process (mlops_portal.serve, as the Procfile) on a free port, on the test database and Redis."""
     with django_db_blocker.unblock():
         env = worker_env()
-    port = _free_port()
+    port = free_port()
     log_path = ARTIFACTS / "web-dashboard.log"
     log = open(log_path, "ab")
     proc = subprocess.Popen(

@@ -15,6 +15,7 @@ from django.core.files.base import ContentFile
 from apps.deployments.auth import CachedApiTokenAuthentication
 from apps.deployments.serving.state import serving_state
 from apps.monitoring.redis_client import get_redis
+from tests.brokers import free_port  # noqa: F401  (tests here import it from this module)
 
 SCALE_SPEC = {"version": 1, "steps": [{"op": "scale", "columns": "*", "method": "standard"}]}
 LAG_SPEC = {
@@ -220,12 +221,6 @@ class WebProcess:
             self._log.close()
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

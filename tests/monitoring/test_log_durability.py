@@ -11,7 +11,6 @@ import http.client
 import json
 import os
 import signal
-import subprocess
 import threading
 import time
 
@@ -22,42 +21,14 @@ from django.db import DatabaseError, connection
 
 from apps.monitoring.models import PredictionLog
 from apps.monitoring.services.logbuffer import prediction_logs_flush
-from tests.deployments.conftest import WebProcess, free_port, record, wait_until
+from tests.brokers import PrivateRedis, free_port
+from tests.deployments.conftest import WebProcess, record, wait_until
 
 PREDICT = "/api/v1/deployments/price-direction/predict"
 WRITER_APPLICATION_NAME = "mlops-prediction-log-writer"
 BEAT_EVERY_S = 2.0  # monitoring migration 0002: the flush task's interval
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the web process reads committed rows
-
-
-class RedisServer:
-    """A private, non-persistent redis-server (like the machine's): a restart empties it."""
-
-    def __init__(self, port: int):
-        self.port = port
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self.proc = None
-
-    def start(self):
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis_lib.Redis(port=self.port, socket_connect_timeout=0.5)
-        assert wait_until(lambda: self._pings(client), timeout=10), "redis-server did not start"
-        return self
-
-    @staticmethod
-    def _pings(client) -> bool:
-        try:
-            return client.ping()
-        except redis_lib.RedisError:
-            return False
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
 
 
 class Load:
@@ -168,8 +139,8 @@ def terminate_writers(admin) -> int:
                          "application_name = %s", [connection.settings_dict["NAME"], WRITER_APPLICATION_NAME]).fetchone()[0]
 
 
-def test_a_redis_restart_under_load_loses_no_prediction_log(demo_like, settings):
-    redis_server = RedisServer(free_port()).start()
+def test_a_redis_restart_under_load_loses_no_prediction_log(demo_like, settings, tmp_path):
+    redis_server = PrivateRedis(tmp_path / "redis").start()
     settings.REDIS_URL = redis_server.url  # worker_env() hands it to the web process
     web = WebProcess(free_port())
     try:

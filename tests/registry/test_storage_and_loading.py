@@ -2,7 +2,6 @@
 import hashlib
 import json
 import pickle
-import socket
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,6 +20,7 @@ from apps.registry.storage import (
     artifact_read_manifest,
 )
 from apps.training.frameworks import UnsafeArtifact
+from tests.brokers import free_port
 
 
 def _folder(tmp_path: Path, name: str = "artifact") -> Path:
@@ -126,19 +126,13 @@ def test_a_loaded_version_predicts_labels_for_raw_rows_and_names_bad_input(versi
     assert short.value.needed == loaded.history_rows
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def s3_artifacts(settings, monkeypatch):
     """storages["artifacts"] on an S3-compatible server (moto in server mode) for this test."""
     import boto3
     from moto.server import ThreadedMotoServer
 
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
