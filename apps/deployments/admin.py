@@ -253,7 +253,7 @@ def _gate_table(gate_status: dict):
         color, mark = GATE_STATE_LOOK[state]
         rows.append((g.get("name", ""), state, gate_label(g), color, mark, GATE_STATE_WORDS[state], g.get("detail", "")))
     body = format_html_join(
-        "", "<tr data-gate=\"{}\" class=\"gate-{}\"><td>{}</td><td style='color:{}'><b>{}{}</b></td><td>{}</td></tr>", rows)
+        "", "<tr data-gate=\"{}\" class=\"gate-{}\"><td>{}</td><td style='color:{};white-space:nowrap'><b>{}{}</b></td><td>{}</td></tr>", rows)
     return format_html("<p>{}: {}</p><table><tr><th>gate</th><th>state</th><th>detail</th></tr>{}</table>",
                        gate_status.get("action", ""), gate_status.get("reason", ""), body)
 
