@@ -1,19 +1,23 @@
-"""Serving benchmark: the portal against `mlflow models serve`, same models, same machine, one run.
+"""Serving benchmark: the portal against MLServer and `mlflow models serve`, same models, same
+machine, same number of worker processes, one run.
 
-    .venv/bin/python bench/bench_serving.py [--workers 2] [--connections 32] [--seconds 15]
+    .venv/bin/python bench/bench_serving.py [--workers 2] [--connections 32,128] [--seconds 15]
                                             [--soak-seconds 60] [--soak-connections 100]
 
 Needs PostgreSQL (DATABASE_URL's server; the bench creates and drops its own database) and Redis
-(REDIS_URL; the bench uses its own keys). The first run creates bench/.venv-mlflow (gitignored)
-with MLflow and the portal's versions of scikit-learn and torch; MLflow is never installed into
-the project's venv.
+(REDIS_URL; the bench uses its own keys). The first run creates bench/.venv-mlflow and
+bench/.venv-mlserver (gitignored) with MLflow, MLServer + mlserver-sklearn and the portal's
+versions of scikit-learn and torch; neither is ever installed into the project's venv.
 
 What it does:
   1. trains two scikit-learn versions (split 50/50) and a PyTorch MLP through the portal's own
-     pipeline, deploys them, and exports the same artifacts as MLflow models;
-  2. runs the portal (its web process: N uvicorn workers, a socket each) and MLflow (N uvicorn workers), and drives
-     both with the same keep-alive load generator (bench/serving/loadgen.py): req/s, p50, p99 and
-     the ratios; portal requests carry a sticky routing key and every answer is logged;
+     pipeline, deploys them, and exports the same artifacts as MLflow models and as an MLServer
+     model repository (scikit-learn only; `parallel_workers` = --workers);
+  2. runs the portal (its web process: N uvicorn workers, a socket each), then MLflow (N uvicorn
+     workers), then MLServer (N parallel workers), one comparison server at a time, and drives each
+     with the same keep-alive load generator (bench/serving/loadgen.py) at each connection count:
+     req/s, p50, p99 and the ratios (portal V2 against MLServer V2, portal REST against MLflow);
+     portal requests carry a sticky routing key and every answer is logged;
   3. prints the portal's added latency over a raw in-process predict of one row;
   4. soaks the portal (default 60 s at 100 connections): errors, and served vs logged predictions.
 Access logs are off on both servers. Ratios compare figures measured in this same invocation.
@@ -35,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.serving import fixtures  # noqa: E402
 from bench.serving.loadgen import build_request, load  # noqa: E402
-from bench.serving.servers import Servers, ensure_mlflow_venv, wait_http  # noqa: E402
+from bench.serving.servers import Servers, ensure_mlflow_venv, ensure_mlserver_venv, wait_http  # noqa: E402
 
 
 def log(message: str) -> None:
@@ -66,15 +70,33 @@ def sample_rows(n: int, seed: int) -> list[list[float]]:
     return frame[fixtures.FEATURES].values.tolist()
 
 
-def compare(name: str, portal, mlflow) -> None:
-    throughput = portal.rps / mlflow.rps if mlflow.rps else float("nan")
-    p99 = portal.percentile(99) / mlflow.percentile(99)
-    print(f"{name:8s} portal : {portal.rps:8.1f} req/s  p50 {portal.percentile(50):7.2f} ms  p99 {portal.percentile(99):7.2f} ms"
-          f"  errors {portal.errors}")
-    print(f"{name:8s} mlflow : {mlflow.rps:8.1f} req/s  p50 {mlflow.percentile(50):7.2f} ms  p99 {mlflow.percentile(99):7.2f} ms"
-          f"  errors {mlflow.errors}")
-    print(f"{name:8s} ratio  : throughput portal/mlflow {throughput:.2f} (target >= 1.5), "
-          f"p99 portal/mlflow {p99:.2f} (target <= 1.0)")
+def v2_portal_body(row) -> dict:
+    """The Open Inference Protocol as the portal reads it: one tensor per feature column."""
+    return {"inputs": [{"name": name, "shape": [1], "datatype": "FP64", "data": [value]}
+                       for name, value in zip(fixtures.FEATURES, row)]}
+
+
+def v2_mlserver_body(row) -> dict:
+    """The same protocol as MLServer's scikit-learn runtime reads it: one 2-D tensor."""
+    return {"inputs": [{"name": "input-0", "shape": [1, len(row)], "datatype": "FP64", "data": [row]}]}
+
+
+def report(framework: str, results: dict) -> None:
+    """One line per server and connection count, then the ratios the issue sets as targets."""
+    for (server, connections), r in sorted(results.items(), key=lambda item: (item[0][1], item[0][0])):
+        print(f"{framework:8s} {server:18s} c={connections:<4d}: {r.rps:8.1f} req/s  p50 {r.percentile(50):7.2f} ms"
+              f"  p99 {r.percentile(99):7.2f} ms  errors {r.errors}")
+    for connections in sorted({c for _, c in results}):
+        portal = results[("portal REST", connections)]
+        for other, throughput_target in (("mlserver V2", 1.0), ("mlflow", 2.0)):
+            theirs = results.get((other, connections))
+            if theirs is None:
+                continue
+            mine = results.get(("portal V2", connections), portal) if other == "mlserver V2" else portal
+            throughput = mine.rps / theirs.rps if theirs.rps else float("nan")
+            p99 = mine.percentile(99) / theirs.percentile(99)
+            print(f"{framework:8s} ratio c={connections:<4d} portal/{other:11s}: throughput {throughput:5.2f}"
+                  f" (target >= {throughput_target:g}), p99 {p99:5.2f} (target <= 1)")
 
 
 def same_predictions(port_portal, port_mlflow, deployment, token, rows) -> tuple[bool, str]:
@@ -88,6 +110,23 @@ def same_predictions(port_portal, port_mlflow, deployment, token, rows) -> tuple
     with urllib.request.urlopen(portal) as a, urllib.request.urlopen(mlflow) as b:
         mine, theirs = json.loads(a.read()), json.loads(b.read())
     return [int(p) for p in mine["predictions"]] == [int(p) for p in theirs["predictions"]], mine["model_version"]
+
+
+def same_predictions_mlserver(port_portal, port_mlserver, token, rows) -> tuple[bool, str]:
+    """MLServer serves the portal's version A (as MLflow does): parity holds when the sticky key
+    routes to A, and the version that answered is printed beside it."""
+    import urllib.request
+
+    body = json.dumps(rows_body(rows)).encode()
+    portal = urllib.request.Request(f"http://127.0.0.1:{port_portal}/api/v1/deployments/bench-sklearn/predict", body,
+                                    {"Content-Type": "application/json", "Authorization": f"Bearer {token}",
+                                     "X-Routing-Key": "parity"})
+    theirs = {"inputs": [{"name": "input-0", "shape": [len(rows), len(rows[0])], "datatype": "FP64", "data": rows}]}
+    mlserver = urllib.request.Request(f"http://127.0.0.1:{port_mlserver}/v2/models/bench-sklearn/infer",
+                                      json.dumps(theirs).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(portal) as a, urllib.request.urlopen(mlserver) as b:
+        mine, answer = json.loads(a.read()), json.loads(b.read())
+    return [int(p) for p in mine["predictions"]] == [int(p) for p in answer["outputs"][0]["data"]], mine["model_version"]
 
 
 def added_latency(token: str, port: int, version_id: int) -> None:
@@ -129,14 +168,16 @@ def added_latency(token: str, port: int, version_id: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--connections", default="32,128", help="comma-separated connection counts")
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--soak-seconds", type=float, default=60.0)
     parser.add_argument("--soak-connections", type=int, default=100)
     parser.add_argument("--keep", action="store_true", help="keep the database and temporary files")
     args = parser.parse_args()
 
+    connection_counts = [int(c) for c in args.connections.split(",")]
     mlflow_python = ensure_mlflow_venv(log)
+    mlserver_python = ensure_mlserver_venv(log)
     db_name = f"bench_serving_{uuid.uuid4().hex[:8]}"
     admin_url, db_url = database_urls(db_name)
     work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
@@ -162,6 +203,9 @@ def main() -> None:
         subprocess.run([str(mlflow_python), str(ROOT / "bench" / "serving" / "mlflow_export.py"),
                         built["artifacts"]["sklearn"], built["artifacts"]["torch"], str(exported)], check=True,
                        env={**os.environ, "MLFLOW_TRACKING_URI": f"file://{work / 'mlruns'}"})
+        mlserver_repository = work / "mlserver-models"
+        subprocess.run([str(mlserver_python), str(ROOT / "bench" / "serving" / "mlserver_export.py"),
+                        built["artifacts"]["sklearn"], str(mlserver_repository), str(args.workers)], check=True)
 
         portal_port = servers.portal(workers=args.workers, env=env, log_path=work / "portal.log")
         auth = {"Authorization": f"Bearer {token}"}
@@ -169,25 +213,44 @@ def main() -> None:
             wait_http(f"http://127.0.0.1:{portal_port}/v2/models/{deployment}/ready", timeout=120, headers=auth)
         log(f"portal: mlops_portal.serve, {args.workers} uvicorn workers, on port {portal_port}")
 
+        bodies = sample_rows(64, seed=11)
+
+        def measure(results, server, port, requests):
+            load("127.0.0.1", port, requests, connections=max(connection_counts), duration_s=2)  # warm-up
+            for connections in connection_counts:
+                results[(server, connections)] = load("127.0.0.1", port, requests, connections=connections,
+                                                      duration_s=args.seconds)
+
         for framework, deployment in (("sklearn", "bench-sklearn"), ("torch", "bench-torch")):
+            results: dict = {}
+            measure(results, "portal REST", portal_port, [
+                build_request("127.0.0.1", portal_port, f"/api/v1/deployments/{deployment}/predict", rows_body([row]),
+                              {**auth, "X-Routing-Key": f"customer-{i}"}) for i, row in enumerate(bodies)])
+            if framework == "sklearn":
+                measure(results, "portal V2", portal_port, [
+                    build_request("127.0.0.1", portal_port, f"/v2/models/{deployment}/infer", v2_portal_body(row),
+                                  {**auth, "X-Routing-Key": f"customer-{i}"}) for i, row in enumerate(bodies)])
+            # One comparison server at a time keeps the cores fair.
             mlflow_port, mlflow_proc = servers.mlflow(python=mlflow_python, model_dir=exported / framework, workers=args.workers,
-                                         log_path=work / f"mlflow-{framework}.log")
+                                                      log_path=work / f"mlflow-{framework}.log")
             wait_http(f"http://127.0.0.1:{mlflow_port}/ping", timeout=120, proc=mlflow_proc)
             parity, served_by = same_predictions(portal_port, mlflow_port, deployment, token, sample_rows(50, seed=3))
             log(f"{framework}: mlflow on port {mlflow_port}; same predictions for 50 rows: {parity} (portal version {served_by})")
-            bodies = [rows_body([row]) for row in sample_rows(64, seed=11)]
-            portal_requests = [
-                build_request("127.0.0.1", portal_port, f"/api/v1/deployments/{deployment}/predict", body,
-                              {**auth, "X-Routing-Key": f"customer-{i}"})
-                for i, body in enumerate(bodies)
-            ]
-            mlflow_requests = [build_request("127.0.0.1", mlflow_port, "/invocations", body) for body in bodies]
-            for requests, port in ((portal_requests, portal_port), (mlflow_requests, mlflow_port)):
-                load("127.0.0.1", port, requests, connections=args.connections, duration_s=2)  # warm-up
-            portal = load("127.0.0.1", portal_port, portal_requests, connections=args.connections, duration_s=args.seconds)
-            mlflow = load("127.0.0.1", mlflow_port, mlflow_requests, connections=args.connections, duration_s=args.seconds)
-            compare(framework, portal, mlflow)
-            servers.stop_one(mlflow_proc)  # one MLflow server at a time keeps the cores fair
+            measure(results, "mlflow", mlflow_port,
+                    [build_request("127.0.0.1", mlflow_port, "/invocations", rows_body([row])) for row in bodies])
+            servers.stop_one(mlflow_proc)
+            if framework == "sklearn":
+                mlserver_port, mlserver_proc = servers.mlserver(python=mlserver_python, repository=mlserver_repository,
+                                                                log_path=work / "mlserver.log")
+                wait_http(f"http://127.0.0.1:{mlserver_port}/v2/models/{deployment}/ready", timeout=120, proc=mlserver_proc)
+                parity, served_by = same_predictions_mlserver(portal_port, mlserver_port, token, sample_rows(50, seed=3))
+                log(f"sklearn: mlserver on port {mlserver_port}, {args.workers} parallel workers; same predictions "
+                    f"for 50 rows: {parity} (portal version {served_by})")
+                measure(results, "mlserver V2", mlserver_port, [
+                    build_request("127.0.0.1", mlserver_port, f"/v2/models/{deployment}/infer", v2_mlserver_body(row))
+                    for row in bodies])
+                servers.stop_one(mlserver_proc)
+            report(framework, results)
 
         added_latency(token, portal_port, built["sklearn_version_id"])
 

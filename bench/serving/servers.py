@@ -25,16 +25,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def ensure_mlflow_venv(log) -> Path:
-    python = MLFLOW_VENV / "bin" / "python"
-    marker = MLFLOW_VENV / ".installed"
-    if marker.exists() and marker.read_text() == "\n".join(MLFLOW_REQUIREMENTS):
+MLSERVER_VENV = ROOT / "bench" / ".venv-mlserver"
+MLSERVER_REQUIREMENTS = [
+    "mlserver==1.7.1", "mlserver-sklearn==1.7.1", "scikit-learn==1.9.1", "skops==0.16.0", "numpy>=2,<3",
+]
+
+
+def ensure_venv(venv: Path, requirements: list[str], log) -> Path:
+    """A venv of the benchmark's own for a server under comparison, never the project's venv."""
+    python = venv / "bin" / "python"
+    marker = venv / ".installed"
+    if marker.exists() and marker.read_text() == "\n".join(requirements):
         return python
-    log(f"creating {MLFLOW_VENV} with {', '.join(MLFLOW_REQUIREMENTS)} (first run only; several minutes)")
-    subprocess.run(["python3", "-m", "venv", str(MLFLOW_VENV)], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", *MLFLOW_REQUIREMENTS], check=True)
-    marker.write_text("\n".join(MLFLOW_REQUIREMENTS))
+    log(f"creating {venv} with {', '.join(requirements)} (first run only; several minutes)")
+    subprocess.run(["python3", "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", *requirements], check=True)
+    marker.write_text("\n".join(requirements))
     return python
+
+
+def ensure_mlflow_venv(log) -> Path:
+    return ensure_venv(MLFLOW_VENV, MLFLOW_REQUIREMENTS, log)
+
+
+def ensure_mlserver_venv(log) -> Path:
+    return ensure_venv(MLSERVER_VENV, MLSERVER_REQUIREMENTS, log)
 
 
 def wait_http(url: str, *, timeout: float, headers: dict | None = None, proc=None) -> None:
@@ -80,6 +95,19 @@ class Servers:
              "-w", str(workers), "--env-manager", "local"],
             cwd=str(model_dir.parent), env=env, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT,
             start_new_session=True,
+        )
+        self.procs.append(proc)
+        return port, proc
+
+    def mlserver(self, *, python: Path, repository: Path, log_path: Path) -> tuple[int, subprocess.Popen]:
+        """`mlserver start` on a model repository whose settings.json sets its parallel workers."""
+        port, grpc_port, metrics_port = free_port(), free_port(), free_port()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "MLSERVER_HTTP_PORT": str(port), "MLSERVER_HOST": "127.0.0.1",
+               "MLSERVER_GRPC_PORT": str(grpc_port), "MLSERVER_METRICS_PORT": str(metrics_port),
+               "PATH": f"{python.parent}:{os.environ.get('PATH', '')}"}
+        proc = subprocess.Popen(
+            [str(python.parent / "mlserver"), "start", str(repository)], cwd=str(repository), env=env,
+            stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True,
         )
         self.procs.append(proc)
         return port, proc
