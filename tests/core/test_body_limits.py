@@ -29,9 +29,11 @@ def rss_mb(pid: int) -> float:
 
 
 def server_pids(web) -> list[int]:
-    """The server and its worker processes (uvicorn may fork them)."""
-    out = os.popen(f"pgrep -g {os.getpgid(web.proc.pid)}").read().split()
-    return [int(p) for p in out]
+    """The server and the worker processes it forked (each worker leaves the parent's process group,
+    so they are found as its children)."""
+    workers = [int(p) for p in os.popen(f"pgrep -P {web.proc.pid}").read().split()]
+    assert workers, "no worker process found: the memory check would measure only the parent"
+    return [web.proc.pid, *workers]
 
 
 def total_rss(web) -> float:
