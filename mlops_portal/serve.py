@@ -57,8 +57,10 @@ def detach_from_parent_group(parent: int) -> None:
 def run_worker(args) -> None:
     import uvicorn
 
+    from mlops_portal.slowclients import GuardedHttpToolsProtocol
+
     config = uvicorn.Config(
-        APPLICATION, lifespan="on", access_log=False, proxy_headers=args.proxy_headers,
+        APPLICATION, http=GuardedHttpToolsProtocol, lifespan="on", access_log=False, proxy_headers=args.proxy_headers,
         forwarded_allow_ips=args.forwarded_allow_ips, timeout_keep_alive=args.keep_alive,
         timeout_graceful_shutdown=args.graceful,
         log_level=args.log_level,

@@ -7,7 +7,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import check_production_secret_key, env_bool, env_int, env_list, env_str
+from .env import check_production_secret_key, env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -31,7 +31,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "apps.core.admin_site.PortalAdminConfig",  # django.contrib.admin, branded and ordered by workflow
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "channels",
     "apps.core",
@@ -49,6 +50,7 @@ INSTALLED_APPS = [
     "apps.deployments",
     "apps.monitoring",
     "apps.dashboard",
+    "apps.delivery",
 ]
 
 MIDDLEWARE = [
@@ -165,6 +167,13 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 10 * 1024 * 1024)
 # Any request body over this (dataset uploads: DATASET_UPLOAD_MAX_BYTES) is a 413 before it is read.
 REQUEST_BODY_MAX_BYTES = env_int("REQUEST_BODY_MAX_BYTES", DATA_UPLOAD_MAX_MEMORY_SIZE)
+# Slow clients (mlops_portal/slowclients.py): headers must be complete within this from the first byte
+# (or from connecting), and a body may not pause longer than this between two pieces (then 408).
+REQUEST_HEADER_TIMEOUT_S = env_float("REQUEST_HEADER_TIMEOUT_S", 10.0)
+REQUEST_BODY_TIMEOUT_S = env_float("REQUEST_BODY_TIMEOUT_S", 30.0)
+# The gRPC V2 process (mlops_portal/grpc_serve.py): the same bound on a message as on an HTTP body.
+GRPC_MAX_MESSAGE_BYTES = env_int("GRPC_MAX_MESSAGE_BYTES", REQUEST_BODY_MAX_BYTES)
+GRPC_THREADS = env_int("GRPC_THREADS", 8)
 DATASET_UPLOAD_MAX_BYTES = env_int("DATASET_UPLOAD_MAX_BYTES", 200 * 1024 * 1024)
 # Per dataset version, checked while an upload is decompressed and read, before anything is stored: a
 # small file can hold a huge table (Parquet metadata, gzip/zip). 1M rows x 10 columns is years of daily
@@ -202,6 +211,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Datasets, training, tuning, registry, deployments and predictions.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and ReDoc from our own static files: a CDN is unreachable on offline hosts.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # Several apps have a "status"; name each choice set after its domain.
     "ENUM_NAME_OVERRIDES": {
         "RunStatusEnum": "apps.training.choices.RunStatus",
@@ -283,3 +296,12 @@ if PRODUCTION:
     CSRF_COOKIE_SECURE = True
     SECURE_REFERRER_POLICY = "same-origin"
     X_FRAME_OPTIONS = "DENY"
+
+# Monitoring (issue 12): raw prediction logs and feedback are kept this many days (the rollups are
+# what windows, gates, the dashboard and /metrics read); the per-minute rollups this many. Drift
+# thresholds are PSI values: 0.1 warns, 0.25 alerts (the usual reading of PSI).
+MONITORING_RAW_RETENTION_DAYS = env_int("MONITORING_RAW_RETENTION_DAYS", 14)
+MONITORING_ROLLUP_RETENTION_DAYS = env_int("MONITORING_ROLLUP_RETENTION_DAYS", 400)
+MONITORING_RETENTION_BATCH = env_int("MONITORING_RETENTION_BATCH", 5000)
+MONITORING_DRIFT_WARN_PSI = 0.1
+MONITORING_DRIFT_ALERT_PSI = 0.25
