@@ -27,7 +27,10 @@ def free_port() -> int:
 
 MLSERVER_VENV = ROOT / "bench" / ".venv-mlserver"
 MLSERVER_REQUIREMENTS = [
-    "mlserver==1.7.1", "mlserver-sklearn==1.7.1", "scikit-learn==1.9.1", "skops==0.16.0", "numpy>=2,<3",
+    # uvloop 0.22+ refuses asyncio.get_event_loop() without a running loop, which MLServer 1.7.1's
+    # parallel workers call at start-up.
+    "mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop==0.21.0", "scikit-learn==1.9.1", "skops==0.16.0",
+    "numpy>=2,<3",
 ]
 
 
