@@ -1,5 +1,5 @@
 # `make run`  - a working portal from a fresh clone: venv, frontend, migrate, demo, then the Procfile's
-#              web + worker + housekeeping + beat under supervisord (a process that dies is restarted).
+#              web + grpc + worker + housekeeping + beat under supervisord (a process that dies is restarted).
 # `make test` - the whole suite on real PostgreSQL, Redis, a Celery worker and headless Chromium.
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -8,6 +8,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 WEB_PORT ?= 8000
 export WEB_PORT
+GRPC_PORT ?= 8001
+export GRPC_PORT
 
 # Test services: the machine's PostgreSQL (pytest-django makes its own test_ database) and a Redis
 # database number of its own, so a running `make run` portal is never disturbed.
@@ -15,9 +17,9 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
 # The Procfile entries `make run` starts (gpuworker runs on GPU hosts only).
-RUN_PROCESSES := web worker housekeeping beat
+RUN_PROCESSES := web grpc worker housekeeping beat
 
-.PHONY: run logs test venv frontend browser check-redis migrate seed bench clean
+.PHONY: run logs test lint venv frontend browser check-redis migrate seed bench clean
 
 # The example model-type plugins are installed in development mode, as a team installs its own.
 EXAMPLE_PLUGINS := examples/portal-example-models
@@ -65,6 +67,7 @@ run: venv frontend check-redis migrate
 	@echo ""
 	@echo "  MLOps portal:  http://127.0.0.1:$(WEB_PORT)/            (dashboard)"
 	@echo "  Admin:         http://127.0.0.1:$(WEB_PORT)/admin/"
+	@echo "  gRPC (V2):     127.0.0.1:$(GRPC_PORT)   (tritonclient.grpc, token in 'authorization' metadata)"
 	@echo "  ML Staff:      staff / staff-demo-pass"
 	@echo "  Analyst:       analyst / analyst-demo-pass"
 	@echo "  API token:     $(PY) manage.py create_api_token staff"
@@ -75,7 +78,10 @@ run: venv frontend check-redis migrate
 logs:
 	tail -n 20 -F $(foreach p,$(RUN_PROCESSES),var/supervisor/$(p).log)
 
-test: venv frontend browser
+lint: venv
+	$(VENV)/bin/ruff check --no-cache .
+
+test: venv frontend browser lint
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) manage.py makemigrations --check --dry-run
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) MEDIA_ROOT=$(CURDIR)/var/test-media \
 	  $(PY) -m pytest -c tests/pytest.ini --rootdir . tests
