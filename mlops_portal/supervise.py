@@ -29,7 +29,9 @@ _LINE = re.compile(r"^(?P<name>[A-Za-z0-9_-]+):\s*(?P<command>.+)$")
 # is handed back to the broker and counted in the database, so the wait only needs to be polite.
 STOP_WAIT_SECONDS = {"worker": 60, "gpuworker": 60, "housekeeping": 30,
                      # serve.py's 20 s for open requests + PREDICTION_LOG_SHUTDOWN_S (10 s) for the log
-                     "web": 40}
+                     "web": 40,
+                     # grpc_serve.py's 10 s for open calls + PREDICTION_LOG_SHUTDOWN_S (10 s) for the log
+                     "grpc": 30}
 DEFAULT_STOP_WAIT_SECONDS = 20
 
 

@@ -27,18 +27,11 @@ from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.views import APIView
 
-from apps.core.health import check_database, check_redis
 from apps.core.permissions import HasPortalRole, IsMLStaff
-from apps.datasets.choices import DatasetTask
 from apps.monitoring.services.feedback import FeedbackConflict
 
 from .auth import CachedApiTokenAuthentication, PredictRateThrottle
-from .selectors import (
-    deployment_get,
-    deployment_serving_versions,
-    deployment_signature,
-    model_version_serving_signature,
-)
+from .selectors import deployment_get, deployment_serving_versions
 from .serializers import (
     ErrorSerializer,
     FeedbackRequestSerializer,
@@ -59,7 +52,6 @@ from .serializers import (
 from .serving.inputs import InputError, loads_body, loads_mlflow_body
 from .serving.protocol import (
     MLFLOW,
-    PROBABILITIES,
     V2,
     describe_error,
     error_body,
@@ -67,19 +59,20 @@ from .serving.protocol import (
     render,
     response_body,
     response_headers,
-    v2_datatype,
 )
 from .serving.state import serving_state
 from .serving.v2 import (
     BINARY_CONTENT_TYPE,
     HEADER_LENGTH,
+    ModelNotFound,
     VersionNotServed,
     decode_request,
-    pinned_version_id,
-    served_versions,
+    model_metadata,
+    model_ready,
     server_metadata,
+    server_ready,
 )
-from .services.model_deployment_service import DeploymentNotFound, ModelUnavailable, feedback_record, predict
+from .services.model_deployment_service import feedback_record, predict
 
 logger = logging.getLogger(__name__)
 
@@ -303,26 +296,6 @@ def _v2_error(message: str, status: int) -> HttpResponse:
     return json_response({"error": message}, status=status)
 
 
-def _prediction_datatype(signature: dict) -> str:
-    if signature.get("task") == DatasetTask.REGRESSION:
-        return "FP64"
-    classes = signature.get("classes") or []
-    return v2_datatype(classes) if classes else "INT64"
-
-
-def _v2_outputs(signature: dict) -> list[dict]:
-    """The output tensors a request may name; a classifier's "probabilities" has one column per
-    class, in the order of the `classes` parameter."""
-    outputs = [
-        {"name": "predictions", "datatype": _prediction_datatype(signature), "shape": [-1]},
-        {"name": "rows", "datatype": "BYTES", "shape": [-1]},
-    ]
-    if signature.get("task") == DatasetTask.CLASSIFICATION:
-        classes = signature.get("classes") or []
-        outputs.append({"name": PROBABILITIES, "datatype": "FP32", "shape": [-1, len(classes) if classes else -1]})
-    return outputs
-
-
 class V2ProbeEndpoint(V2Endpoint):
     """Liveness and readiness for a load balancer or a Kubernetes probe: no token and no throttle.
     They tell nothing about models or data; model-level metadata and readiness stay behind auth."""
@@ -343,8 +316,8 @@ class V2ReadyApi(V2ProbeEndpoint):
     @extend_schema(responses={200: V2ReadySerializer, 400: V2ReadySerializer},
                    summary="V2: server ready: database and Redis reachable (no token needed)", tags=["inference-v2"])
     def get(self, request):
-        problems = [p for p in (check_database(), check_redis()) if p]
-        return json_response({"ready": not problems}, status=200 if not problems else 400)
+        ready = server_ready()
+        return json_response({"ready": ready}, status=200 if ready else 400)
 
 
 class V2ServerMetadataApi(V2Endpoint):
@@ -356,100 +329,48 @@ class V2ServerMetadataApi(V2Endpoint):
         return json_response(server_metadata())
 
 
-def _serving_row(deployment, version: str):
-    """The deployment's serving row (traffic or shadow) of `version`, else VersionNotServed."""
-    rows = deployment_serving_versions(deployment=deployment)
-    for row in rows:
-        if str(row.model_version.version) == version:
-            return row
-    raise VersionNotServed(deployment.name, version, served_versions(r.model_version.version for r in rows))
+def _metadata_response(name: str, version: str | None = None) -> HttpResponse:
+    # The answers themselves are serving/v2.py's, shared with the gRPC server.
+    try:
+        return json_response(model_metadata(name, version))
+    except (ModelNotFound, VersionNotServed) as exc:
+        return _v2_error(str(exc), 404)
 
 
-def _model_metadata(name: str, signature: dict, versions: list) -> dict:
-    """`versions`: the model versions described (all the serving ones, or the one of a versioned route)."""
-    frameworks = sorted({v.framework for v in versions})
-    return {
-        "name": name,
-        "versions": [str(v.version) for v in versions],
-        "platform": f"mlops-portal/{'+'.join(frameworks)}",
-        "inputs": [{"name": c["name"], "datatype": c["v2_datatype"], "shape": [-1]} for c in signature.get("inputs", [])],
-        "outputs": _v2_outputs(signature),
-        "parameters": {
-            "task": signature.get("task"),
-            "history_rows": signature.get("history_rows", 1),
-            "entity_column": signature.get("entity_column"),
-            "time_column": signature.get("time_column"),
-            "classes": signature.get("classes"),
-            "model_version": signature.get("model_version"),
-        },
-    }
+def _ready_response(name: str, version: str | None = None) -> HttpResponse:
+    try:
+        ready = model_ready(name, version)
+    except (ModelNotFound, VersionNotServed) as exc:
+        return _v2_error(str(exc), 404)
+    return json_response({"name": name, "ready": ready}, status=200 if ready else 400)
 
 
 class V2ModelMetadataApi(V2Endpoint):
     @extend_schema(responses={200: V2ModelMetadataSerializer, 404: V2ErrorSerializer}, summary="V2: model metadata",
                    tags=["inference-v2"])
     def get(self, request, name):
-        deployment = deployment_get(name=name)
-        if deployment is None:
-            return _v2_error(f"no model named {name!r}", 404)
-        versions = [r.model_version for r in deployment_serving_versions(deployment=deployment)]
-        return json_response(_model_metadata(name, deployment_signature(deployment=deployment), versions))
+        return _metadata_response(name)
 
 
 class V2ModelVersionMetadataApi(V2Endpoint):
     @extend_schema(responses={200: V2ModelMetadataSerializer, 404: V2ErrorSerializer},
                    summary="V2: metadata of one version the model serves", tags=["inference-v2"])
     def get(self, request, name, version):
-        deployment = deployment_get(name=name)
-        if deployment is None:
-            return _v2_error(f"no model named {name!r}", 404)
-        try:
-            row = _serving_row(deployment, version)
-        except VersionNotServed as exc:
-            return _v2_error(str(exc), 404)
-        signature = model_version_serving_signature(version=row.model_version)
-        return json_response(_model_metadata(name, signature, [row.model_version]))
+        return _metadata_response(name, version)
 
 
 class V2ModelReadyApi(V2Endpoint):
     @extend_schema(responses={200: V2ModelReadySerializer, 400: V2ModelReadySerializer, 404: V2ErrorSerializer},
                    summary="V2: model ready (loaded in this process)", tags=["inference-v2"])
     def get(self, request, name):
-        try:
-            serving_state.table(name)
-        except DeploymentNotFound:
-            return _v2_error(f"no model named {name!r}", 404)
-        except ModelUnavailable:
-            return json_response({"name": name, "ready": False}, status=400)
-        return json_response({"name": name, "ready": True})
+        return _ready_response(name)
 
 
 class V2ModelVersionReadyApi(V2Endpoint):
     @extend_schema(responses={200: V2ModelReadySerializer, 400: V2ModelReadySerializer, 404: V2ErrorSerializer},
                    summary="V2: one version of the model ready (loaded in this process)", tags=["inference-v2"])
     def get(self, request, name, version):
-        not_ready = json_response({"name": name, "ready": False}, status=400)
-        try:
-            table = serving_state.table(name)
-        except DeploymentNotFound:
-            return _v2_error(f"no model named {name!r}", 404)
-        except ModelUnavailable:
-            # No table to ask: whether the version is served at all is the database's answer.
-            deployment = deployment_get(name=name)
-            if deployment is None:
-                return _v2_error(f"no model named {name!r}", 404)
-            try:
-                _serving_row(deployment, version)
-            except VersionNotServed as exc:
-                return _v2_error(str(exc), 404)
-            return not_ready
-        try:
-            version_id = pinned_version_id(table, version)
-        except VersionNotServed as exc:
-            return _v2_error(str(exc), 404)
-        if version_id not in table.versions:
-            return not_ready  # routed to, but this host cannot load it (table.unavailable says why)
-        return json_response({"name": name, "ready": True})
+        return _ready_response(name, version)
 
 
 INFER_SCHEMA = {

@@ -62,7 +62,8 @@ class Supervisor:
         self.proc = None
 
     def start(self):
-        env = worker_env() | {"WEB_HOST": "127.0.0.1", "WEB_PORT": str(self.port), "WORKER_CONCURRENCY": "1",
+        env = worker_env() | {"WEB_HOST": "127.0.0.1", "WEB_PORT": str(self.port), "GRPC_PORT": str(free_port()),
+                              "WORKER_CONCURRENCY": "1",
                               "HOUSEKEEPING_CONCURRENCY": "1"}
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(

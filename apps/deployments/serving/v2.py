@@ -16,6 +16,10 @@ lists), so everything after it (options, routing, input checks, the prediction l
 `encode_tensor`, are the same bytes a gRPC server puts in `raw_input_contents` /
 `raw_output_contents`. Everything here answers a malformed request with an InputError naming the
 field (400).
+
+What a model is and whether it is ready (`model_metadata`, `model_ready`, `server_ready`) is answered
+here too, for both transports: the HTTP views (apps.deployments.api_predict) and the gRPC server
+(serving/grpc_service.py) only turn these answers and errors into their own wire form.
 """
 from __future__ import annotations
 
@@ -41,6 +45,14 @@ NUMPY_DTYPES = {
     "INT64": np.dtype("<i8"), "FP16": np.dtype("<f2"), "FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"),
 }
 _LENGTH = struct.Struct("<I")
+
+
+class ModelNotFound(LookupError):
+    """No deployment (a V2 "model") of that name (HTTP 404, gRPC NOT_FOUND)."""
+
+    def __init__(self, name: str):
+        self.name = name
+        super().__init__(f"no model named {name!r}")
 
 
 class VersionNotServed(LookupError):
@@ -74,39 +86,39 @@ def server_metadata() -> dict:
             "extensions": list(EXTENSIONS)}
 
 
-def decode_tensor(datatype: str, raw: bytes, count: int, where: str) -> list:
+def decode_tensor(datatype: str, raw: bytes, count: int, where: str, size_field: str | None = None) -> list:
     """`count` values of `datatype` from their binary form: numbers as Python numbers, BYTES as str
-    (UTF-8; this server's text inputs are dates, tickers and the like)."""
+    (UTF-8; this server's text inputs are dates, tickers and the like). `size_field` is what a
+    length mismatch blames: the input's `parameters.binary_data_size` over HTTP, its
+    `raw_input_contents[i]` over gRPC."""
+    size_field = size_field or f"{where}.parameters.binary_data_size"
     if datatype == "BYTES":
-        return _decode_bytes(raw, count, where)
+        return _decode_bytes(raw, count, where, size_field)
     dtype = NUMPY_DTYPES.get(datatype) if isinstance(datatype, str) else None
     if dtype is None:
         raise InputError(f"{where}.datatype", f"unknown datatype {datatype!r}")
     if len(raw) != count * dtype.itemsize:
-        raise InputError(f"{where}.parameters.binary_data_size",
-                         f"{count} values of {datatype} are {count * dtype.itemsize} bytes, got {len(raw)}")
+        raise InputError(size_field, f"{count} values of {datatype} are {count * dtype.itemsize} bytes, got {len(raw)}")
     return np.frombuffer(raw, dtype=dtype).tolist()
 
 
-def _decode_bytes(raw: bytes, count: int, where: str) -> list:
+def _decode_bytes(raw: bytes, count: int, where: str, size_field: str) -> list:
     values, offset, size = [], 0, len(raw)
     for i in range(count):
         if offset + 4 > size:
-            raise InputError(f"{where}.parameters.binary_data_size",
+            raise InputError(size_field,
                              f"BYTES element {i} of {count} is missing: the data ends after {len(values)} elements")
         (length,) = _LENGTH.unpack_from(raw, offset)
         offset += 4
         if offset + length > size:
-            raise InputError(f"{where}.parameters.binary_data_size",
-                             f"BYTES element {i} says {length} bytes but only {size - offset} remain")
+            raise InputError(size_field, f"BYTES element {i} says {length} bytes but only {size - offset} remain")
         try:
             values.append(raw[offset:offset + length].decode("utf-8"))
         except UnicodeDecodeError:
             raise InputError(where, f"BYTES element {i} is not UTF-8 text") from None
         offset += length
     if offset != size:
-        raise InputError(f"{where}.parameters.binary_data_size",
-                         f"{size - offset} bytes are left after the {count} BYTES elements the shape asks for")
+        raise InputError(size_field, f"{size - offset} bytes are left after the {count} BYTES elements the shape asks for")
     return values
 
 
@@ -134,7 +146,7 @@ def _header_length(value: str | None, size: int) -> int | None:
     return length
 
 
-def _refuse_shared_memory(parameters: dict, where: str) -> None:
+def refuse_shared_memory(parameters: dict, where: str) -> None:
     for key in parameters:
         if key.startswith("shared_memory"):
             raise InputError(f"{where}.parameters.{key}", "shared memory is not supported; send the data in the body")
@@ -165,7 +177,7 @@ def decode_request(raw: bytes, header_length: str | None) -> dict:
                 continue
             if not isinstance(parameters, dict):
                 raise InputError(f"{where}.parameters", "expected an object")
-            _refuse_shared_memory(parameters, where)
+            refuse_shared_memory(parameters, where)
             if "binary_data_size" not in parameters:
                 continue
             size = parameters["binary_data_size"]
@@ -206,7 +218,7 @@ def binary_outputs(body: dict, names: tuple[str, ...]) -> frozenset[str]:
         where = f"outputs[{i}] ({output['name']})"
         if not isinstance(parameters, dict):
             raise InputError(f"{where}.parameters", "expected an object")
-        _refuse_shared_memory(parameters, where)
+        refuse_shared_memory(parameters, where)
         if "classification" in parameters:
             raise InputError(f"{where}.parameters.classification",
                              "the classification extension is not supported; ask for the 'probabilities' output")
@@ -232,3 +244,106 @@ def encode_response(body: dict, binary: frozenset[str]) -> tuple[bytes, dict[str
         outputs.append(header)
     head = json.dumps({**body, "outputs": outputs}, separators=(",", ":")).encode()
     return head + b"".join(chunks), {"Content-Type": BINARY_CONTENT_TYPE, HEADER_LENGTH: str(len(head))}
+
+
+def server_ready() -> bool:
+    """Ready to serve: the database and Redis answer (what a load balancer's probe asks)."""
+    from apps.core.health import check_database, check_redis
+
+    return not any(problem for problem in (check_database(), check_redis()))
+
+
+def _prediction_datatype(signature: dict) -> str:
+    from apps.datasets.choices import DatasetTask
+
+    from .protocol import v2_datatype
+
+    if signature.get("task") == DatasetTask.REGRESSION:
+        return "FP64"
+    classes = signature.get("classes") or []
+    return v2_datatype(classes) if classes else "INT64"
+
+
+def model_outputs(signature: dict) -> list[dict]:
+    """The output tensors a request may name; a classifier's "probabilities" has one column per
+    class, in the order of the `classes` parameter."""
+    from apps.datasets.choices import DatasetTask
+
+    from .protocol import PROBABILITIES
+
+    outputs = [
+        {"name": "predictions", "datatype": _prediction_datatype(signature), "shape": [-1]},
+        {"name": "rows", "datatype": "BYTES", "shape": [-1]},
+    ]
+    if signature.get("task") == DatasetTask.CLASSIFICATION:
+        classes = signature.get("classes") or []
+        outputs.append({"name": PROBABILITIES, "datatype": "FP32", "shape": [-1, len(classes) if classes else -1]})
+    return outputs
+
+
+def _serving_row(name: str, rows, version: str):
+    """The serving row (traffic or shadow) of `version` among `rows`, else VersionNotServed."""
+    for row in rows:
+        if str(row.model_version.version) == version:
+            return row
+    raise VersionNotServed(name, version, served_versions(r.model_version.version for r in rows))
+
+
+def _deployment(name: str):
+    from ..selectors import deployment_get
+
+    deployment = deployment_get(name=name)
+    if deployment is None:
+        raise ModelNotFound(name)
+    return deployment
+
+
+def model_metadata(name: str, version: str | None = None) -> dict:
+    """The model's metadata (inputs from the serving signature, outputs, versions served), or with
+    `version` that one version's. ModelNotFound, VersionNotServed."""
+    from ..selectors import deployment_serving_versions, deployment_signature, model_version_serving_signature
+
+    deployment = _deployment(name)
+    rows = deployment_serving_versions(deployment=deployment)
+    if version is None:
+        signature, versions = deployment_signature(deployment=deployment), [r.model_version for r in rows]
+    else:
+        row = _serving_row(name, rows, version)
+        signature, versions = model_version_serving_signature(version=row.model_version), [row.model_version]
+    frameworks = sorted({v.framework for v in versions})
+    return {
+        "name": name,
+        "versions": [str(v.version) for v in versions],
+        "platform": f"mlops-portal/{'+'.join(frameworks)}",
+        "inputs": [{"name": c["name"], "datatype": c["v2_datatype"], "shape": [-1]} for c in signature.get("inputs", [])],
+        "outputs": model_outputs(signature),
+        "parameters": {
+            "task": signature.get("task"),
+            "history_rows": signature.get("history_rows", 1),
+            "entity_column": signature.get("entity_column"),
+            "time_column": signature.get("time_column"),
+            "classes": signature.get("classes"),
+            "model_version": signature.get("model_version"),
+        },
+    }
+
+
+def model_ready(name: str, version: str | None = None) -> bool:
+    """Whether this process can serve the model (its table built, a routed version loaded), or with
+    `version` that version. ModelNotFound, VersionNotServed."""
+    from ..selectors import deployment_serving_versions
+    from .state import DeploymentNotFound, ModelUnavailable, serving_state
+
+    try:
+        table = serving_state.table(name)
+    except DeploymentNotFound:
+        raise ModelNotFound(name) from None
+    except ModelUnavailable:
+        if version is not None:
+            # No table to ask: whether the version is served at all is the database's answer.
+            _serving_row(name, deployment_serving_versions(deployment=_deployment(name)), version)
+        return False
+    if version is None:
+        return True
+    # Routed to but not loadable on this host (table.unavailable says why): not ready.
+    return pinned_version_id(table, version) in table.versions
