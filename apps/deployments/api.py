@@ -22,6 +22,7 @@ from .selectors import (
 )
 from .serializers import (
     ROLLOUT_ACTIONS,
+    DeploymentBatchingSerializer,
     DeploymentCreateSerializer,
     DeploymentDetailSerializer,
     DeploymentSerializer,
@@ -32,6 +33,7 @@ from .serializers import (
     DeploymentRolloutSerializer,
     TrafficSerializer,
 )
+from .services.batching import deployment_batching_set
 from .services.model_deployment_service import (
     TransitionConflict,
     deployment_create,
@@ -87,6 +89,9 @@ class DeploymentListApi(APIView):
             raise ValidationError({"model_version_id": "no such model version"})
         deployment = deployment_create(name=data.validated_data["name"], model_version=version, user=request.user,
                                        description=data.validated_data["description"])
+        batching = {k: data.validated_data[k] for k in ("max_batch_size", "max_batch_wait_ms") if k in data.validated_data}
+        if batching:
+            deployment = deployment_batching_set(deployment=deployment, user=request.user, **batching)
         return Response(_detail(deployment), status=status.HTTP_201_CREATED)
 
 
@@ -94,6 +99,14 @@ class DeploymentDetailApi(APIView):
     @extend_schema(responses=DeploymentDetailSerializer, summary="A deployment: versions, signature, rollout, recent events")
     def get(self, request, name):
         return Response(_detail(_deployment_or_404(name)))
+
+    @extend_schema(request=DeploymentBatchingSerializer, responses={200: DeploymentDetailSerializer},
+                   summary="Change how the deployment's prediction requests are batched (staff)")
+    def patch(self, request, name):
+        deployment = _deployment_or_404(name)
+        data = DeploymentBatchingSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response(_detail(deployment_batching_set(deployment=deployment, user=request.user, **data.validated_data)))
 
 
 class DeploymentEventsApi(APIView):

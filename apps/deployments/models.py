@@ -29,11 +29,32 @@ def default_gates() -> dict:
     }
 
 
+# Bounds of the per-deployment micro-batching settings (the API and admin refuse values outside them).
+MAX_BATCH_SIZE_LIMIT = 1024
+MAX_BATCH_WAIT_MS_LIMIT = 1000.0
+
+
+def default_max_batch_size() -> int:
+    """New deployments start from the process-wide setting."""
+    return int(getattr(settings, "DEPLOYMENTS_BATCH_MAX_JOBS", 256))
+
+
+def default_max_batch_wait_ms() -> float:
+    return float(getattr(settings, "DEPLOYMENTS_BATCH_WAIT_MS", 0))
+
+
 class Deployment(TimeStampedModel):
     """A named prediction endpoint (e.g. `price-direction`) serving one or more model versions.
 
     `generation` is the routing-table generation: every change of versions or weights increments it
     (in the same transaction) and web processes reload their table when they see a new number.
+
+    `max_batch_size` / `max_batch_wait_ms`: micro-batching of its prediction requests in each web
+    process (apps.deployments.serving.fastpath.Batcher). The batch grows with the load by itself:
+    requests arriving while a model call runs go to the next one together, up to `max_batch_size`;
+    a wait above 0 also holds a batch that long for more (latency traded for throughput), which is why
+    the default is 0: an idle deployment answers at once. Web processes pick a change up within
+    DEPLOYMENTS_GENERATION_DB_CHECK_S (or at once through deployment_batching_set).
     """
 
     name = models.SlugField(max_length=100, unique=True)
@@ -45,9 +66,26 @@ class Deployment(TimeStampedModel):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    max_batch_size = models.PositiveIntegerField(
+        default=default_max_batch_size,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_BATCH_SIZE_LIMIT)],
+        help_text=f"Most prediction requests one model call serves (1 turns batching off; at most {MAX_BATCH_SIZE_LIMIT}).",
+    )
+    max_batch_wait_ms = models.FloatField(
+        default=default_max_batch_wait_ms,
+        validators=[MinValueValidator(0.0), MaxValueValidator(MAX_BATCH_WAIT_MS_LIMIT)],
+        help_text="Milliseconds a batch waits for more requests before its model call (0: none; requests that "
+                  f"arrive during a model call still batch). At most {MAX_BATCH_WAIT_MS_LIMIT:g}.",
+    )
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(max_batch_size__gte=1) & Q(max_batch_size__lte=MAX_BATCH_SIZE_LIMIT),
+                                   name="deployment_max_batch_size_range"),
+            models.CheckConstraint(condition=Q(max_batch_wait_ms__gte=0) & Q(max_batch_wait_ms__lte=MAX_BATCH_WAIT_MS_LIMIT),
+                                   name="deployment_max_batch_wait_ms_range"),
+        ]
 
     def __str__(self):
         return self.name

@@ -6,6 +6,7 @@ from apps.core.limits import BIGINT_MAX, INT32_MAX, SMALLINT_MAX
 from apps.core.schema import V2ErrorSerializer  # noqa: F401  (the V2 views' error, shared with the middleware)
 
 from .choices import RolloutAction
+from .models import MAX_BATCH_SIZE_LIMIT, MAX_BATCH_WAIT_MS_LIMIT
 from .selectors import deployment_open_rollout, deployment_signature
 
 
@@ -60,6 +61,8 @@ class DeploymentSerializer(serializers.Serializer):
     description = serializers.CharField()
     registered_model = serializers.CharField(source="registered_model.name")
     generation = serializers.IntegerField()
+    max_batch_size = serializers.IntegerField(help_text="Most prediction requests one model call serves.")
+    max_batch_wait_ms = serializers.FloatField(help_text="How long a batch waits for more requests (0: not at all).")
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
     versions = serializers.SerializerMethodField()
@@ -133,10 +136,34 @@ class DeploymentDetailSerializer(DeploymentSerializer):
             return None
 
 
-class DeploymentCreateSerializer(serializers.Serializer):
+class DeploymentBatchingSerializer(serializers.Serializer):
+    """Micro-batching of a deployment's requests (PATCH /api/v1/deployments/<name>); omitted keeps a value."""
+
+    max_batch_size = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_BATCH_SIZE_LIMIT,
+        help_text="Most prediction requests one model call serves (1: no batching).")
+    max_batch_wait_ms = serializers.FloatField(
+        required=False, min_value=0.0, max_value=MAX_BATCH_WAIT_MS_LIMIT,
+        help_text="Milliseconds a batch waits for more requests before its model call (0: none).")
+
+    def validate_max_batch_wait_ms(self, value):
+        if value != value or value in (float("inf"), float("-inf")):  # "nan" passes FloatField and both bounds
+            raise serializers.ValidationError("send a finite number of milliseconds")
+        return value
+
+    def validate(self, attrs):
+        if not attrs:
+            raise serializers.ValidationError({"max_batch_size": "send max_batch_size and/or max_batch_wait_ms"})
+        return attrs
+
+
+class DeploymentCreateSerializer(DeploymentBatchingSerializer):
     name = serializers.SlugField(max_length=100)
     model_version_id = serializers.IntegerField(min_value=1, max_value=BIGINT_MAX)
     description = serializers.CharField(required=False, allow_blank=True, default="")
+
+    def validate(self, attrs):
+        return attrs  # the batching settings are optional here: the settings' defaults apply
 
 
 class TrafficItemSerializer(serializers.Serializer):

@@ -62,7 +62,7 @@ def _csv(frame: pd.DataFrame) -> ContentFile:
 
 
 def train_version(*, dataset_name, frame, task, target, spec, model_name, user=None, model_type="linear", params=None,
-                  time_column="", entity_column="", seed=0):
+                  time_column="", entity_column="", seed=0, framework="sklearn"):
     """Dataset (version) → experiment → training run executed in-process → registered ModelVersion."""
     from apps.datasets.models import Dataset
     from apps.datasets.services import dataset_create, dataset_version_create, feature_spec_create
@@ -78,8 +78,8 @@ def train_version(*, dataset_name, frame, task, target, spec, model_name, user=N
     feature_spec, _ = feature_spec_create(dataset=dataset, name=f"{dataset_name}-spec", spec=spec, user=user)
     experiment = Experiment.objects.filter(name=f"{model_name}-{dataset_name}").first() or experiment_create(
         name=f"{model_name}-{dataset_name}", dataset=dataset, feature_spec=feature_spec, user=user,
-        default_framework="sklearn", default_model_type=model_type, registered_model_name=model_name)
-    run = training_run_start(experiment=experiment, framework="sklearn", model_type=model_type, params=params or {},
+        default_framework=framework, default_model_type=model_type, registered_model_name=model_name)
+    run = training_run_start(experiment=experiment, framework=framework, model_type=model_type, params=params or {},
                              user=user, seed=seed, dataset_version=version, dispatch=False)
     run = training_run_execute(run_id=run.pk)
     assert run.status == RunStatus.SUCCEEDED, run.error_message

@@ -237,7 +237,7 @@ def test_a_model_answering_nan_fails_as_a_server_error_and_never_sends_nan_in_js
     analyst_api.post(PREDICT, {"instances": [record()]}, format="json")
     loaded = serving_state.table("price-direction").versions[champion.pk].loaded
     # A classifier is served from its class probabilities (labels are their argmax).
-    monkeypatch.setattr(loaded, "predict_proba_raw", lambda frame: (np.full((len(frame), 2), np.nan), [str(i) for i in range(len(frame))]))
+    monkeypatch.setattr(loaded.trained, "predict_proba", lambda X, groups=None: np.full((len(X), 2), np.nan))
     response = analyst_api.post(PREDICT, {"instances": [record()]}, format="json")
     assert response.status_code == 500 and "NonFinitePrediction" in response.json()["detail"]
     prediction_logs_flush()

@@ -69,8 +69,9 @@ class FittedPreprocessor:
             "target_name", "entity_column", "time_column", "classes")}
         return cls(**fields, extra=data.get("extra") or {})
 
-    def _frame(self, df: pd.DataFrame) -> Frame:
-        if not isinstance(df, pd.DataFrame):
+    def _frame(self, df) -> Frame:
+        """`df`: a DataFrame, or a prediction request's checked columns (see frame.build_frame)."""
+        if not isinstance(df, pd.DataFrame) and not hasattr(df, "columns"):
             raise InvalidInput("rows", "expected a table of rows")
         for column in self.raw_columns:
             if column not in df.columns:
@@ -98,39 +99,88 @@ class FittedPreprocessor:
         With history (history_rows > 1): one row per entity, its latest, computed from exactly its last
         `history_rows` rows; fewer raises InsufficientHistory. Without: one row per input row, in
         input order."""
-        if len(df) == 0:
+        matrix, labels = self.serving_matrix(df)
+        return pd.DataFrame(matrix, columns=list(self.feature_names)), labels
+
+    def serving_matrix(self, table) -> tuple[np.ndarray, list]:
+        """serving_features as a float32 matrix (columns in `feature_names` order), without building
+        a DataFrame: `table` is a DataFrame or a request's checked columns (frame.build_frame)."""
+        if len(table) == 0:
             raise InvalidInput("rows", "no rows were sent")
-        frame = self._frame(df)
+        frame = self._frame(table)
         if self.needs_history:
-            frame, last_rows = self._latest_windows(frame)
+            frame = self._latest_windows(frame)[0]
             columns = self._features(frame)
-            rows = last_rows
-            if self.entity_column:
-                labels = list(frame.entities)
-            else:
-                labels = [self._time_label(frame, rows[0]) if self.time_column else str(df.index[-1])]
-            source_rows = None
+            return self._history_rows(table, frame, columns, 0, len(frame.starts))
+        columns = self._features(frame)
+        inverse = np.empty(frame.n, dtype=np.int64)
+        if frame.order is None:
+            inverse = np.arange(frame.n)
         else:
-            columns = self._features(frame)
-            inverse = np.empty(frame.n, dtype=np.int64)
-            if frame.order is None:
-                inverse = np.arange(frame.n)
-            else:
-                inverse[frame.order] = np.arange(frame.n)
-            rows = inverse
-            if self.entity_column:
-                labels = [str(v) for v in df[self.entity_column].tolist()]
-            elif self.time_column:
-                labels = [str(v) for v in df[self.time_column].tolist()]
-            else:
-                labels = [str(v) for v in df.index.tolist()]
-            source_rows = np.arange(frame.n)
+            inverse[frame.order] = np.arange(frame.n)
+        if self.entity_column:
+            labels = [str(v) for v in _column_values(table, self.entity_column)]
+        elif self.time_column:
+            labels = [str(v) for v in _column_values(table, self.time_column)]
+        else:
+            labels = [str(v) for v in _index_values(table)]
+        matrix = np.column_stack([c[inverse] for c in columns]).astype(np.float32, copy=False)
+        self._check_finite(matrix, labels, per_row=True)
+        return matrix, labels
+
+    def serving_matrices(self, tables: list) -> list:
+        """serving_matrix for the tables of many requests at once: for each, its (matrix, labels) or
+        the InvalidInput / InsufficientHistory that is its answer alone.
+
+        With history, each request's entities keep exactly their last `history_rows` rows and the
+        windows of every request go through the steps together (one pass, not one per request): the
+        steps compute every window inside its own entity (starts/sizes), so a window's features are
+        the same alone or beside others, whichever request or entity sent them. Without history the
+        rows are independent and the caller simply concatenates them (one serving_matrix call)."""
+        out: list = [None] * len(tables)
+        windows: list[tuple[int, Frame]] = []
+        for i, table in enumerate(tables):
+            try:
+                if len(table) == 0:
+                    raise InvalidInput("rows", "no rows were sent")
+                if not self.needs_history:
+                    out[i] = self.serving_matrix(table)
+                    continue
+                windows.append((i, self._latest_windows(self._frame(table))[0]))
+            except (InvalidInput, InsufficientHistory) as exc:
+                out[i] = exc
+        if not windows:
+            return out
+        combined = _concat_frames([w for _, w in windows])
+        columns = self._features(combined)
+        group = 0
+        for i, window in windows:
+            groups = len(window.starts)
+            try:
+                out[i] = self._history_rows(tables[i], combined, columns, group, group + groups)
+            except InvalidInput as exc:
+                out[i] = exc
+            group += groups
+        return out
+
+    def _history_rows(self, table, frame: Frame, columns: list[np.ndarray], first: int, last: int) -> tuple[np.ndarray, list]:
+        """The feature rows of groups first..last-1 of a windows frame (each group's newest row)."""
+        rows = frame.starts[first:last] + self.history_rows - 1
+        if self.entity_column:
+            labels = list(frame.entities[first:last])
+        elif self.time_column:
+            labels = [self._time_label(frame, int(rows[0]))]
+        else:
+            labels = [str(_index_values(table)[-1])]
         matrix = np.column_stack([c[rows] for c in columns]).astype(np.float32, copy=False)
+        self._check_finite(matrix, labels, per_row=False)
+        return matrix, labels
+
+    def _check_finite(self, matrix: np.ndarray, labels: list, *, per_row: bool) -> None:
         bad = ~np.isfinite(matrix)
         if bad.any():
             row, col = (int(v) for v in np.argwhere(bad)[0])
-            raise self._missing_value(self.feature_names[col], row if source_rows is not None else None, labels[row])
-        return pd.DataFrame(matrix, columns=list(self.feature_names)), labels
+            raise self._missing_value(self.feature_names[col], row if per_row else None, labels[row])
 
     def _latest_windows(self, frame: Frame) -> tuple[Frame, np.ndarray]:
         needed = self.history_rows
@@ -165,3 +215,34 @@ class FittedPreprocessor:
             field_name = sources[0] if sources else feature
         where = f"row {row + 1}" if row is not None else f"{label!r}"
         return InvalidInput(field_name, f"{where}: a missing or invalid value leaves feature {feature!r} empty")
+
+
+def _column_values(table, name: str) -> list:
+    values = table[name]
+    return values.tolist() if hasattr(values, "tolist") else list(values)
+
+
+def _index_values(table) -> list:
+    """Row labels: a DataFrame's index, else positions (a request's rows)."""
+    if isinstance(table, pd.DataFrame):
+        return table.index.tolist()
+    return list(range(len(table)))
+
+
+def _concat_frames(frames: list[Frame]) -> Frame:
+    """History windows of several requests as one frame: the groups one after the other."""
+    if len(frames) == 1:
+        return frames[0]
+    first = frames[0]
+    sizes = np.concatenate([f.sizes for f in frames])
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    return Frame(
+        n=int(sizes.sum()),
+        columns={name: np.concatenate([f.columns[name] for f in frames]) for name in first.columns},
+        kinds=dict(first.kinds),
+        starts=starts,
+        sizes=sizes,
+        order=None,
+        time=None if first.time is None else np.concatenate([f.time for f in frames]),
+        entities=[e for f in frames for e in f.entities],
+    )

@@ -1,6 +1,11 @@
 """The working table of the feature pipeline: named float32 columns laid out entity by entity, each
 entity's rows in time order, plus the bookkeeping (row position inside its entity) that lets window
-kernels blank the rows whose window would reach into the previous entity."""
+kernels blank the rows whose window would reach into the previous entity.
+
+`build_frame` reads a pandas DataFrame (training, the DataFrame API) or, on the prediction path, any
+table of already checked columns (`columns`, `len()`, `table[name]` -> a float64 array or a list, as
+apps.deployments.serving.inputs.CheckedRows): no DataFrame is built for a request, and both give the
+same float32 columns because they start from the same float64 values."""
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,13 +27,24 @@ def column_kind(series: pd.Series) -> str:
     return TEXT
 
 
-def _row_label(df: pd.DataFrame, position: int) -> str:
+def _row_label(df, position: int) -> str:
     # Row numbers as a person counts them in the file: first data row is 1.
     return str(position + 1)
 
 
-def to_float(series: pd.Series, *, name: str) -> np.ndarray:
-    """Column as float32; text that is not a number raises InvalidInput naming the column and row."""
+def _at(values, position: int):
+    return values.iloc[position] if isinstance(values, pd.Series) else values[position]
+
+
+def to_float(series, *, name: str) -> np.ndarray:
+    """Column as float32; text that is not a number raises InvalidInput naming the column and row.
+    `series` may also be a checked column (float64 array or list of numbers) of a prediction request."""
+    if not isinstance(series, pd.Series):
+        try:
+            # np.array copies: steps work in place on the frame's own arrays.
+            return np.array(series, dtype=DTYPE)
+        except (TypeError, ValueError):
+            series = pd.Series(list(series), dtype=object)  # unchecked values: the general path names the row
     if pd.api.types.is_bool_dtype(series.dtype) or pd.api.types.is_numeric_dtype(series.dtype):
         # copy=True: steps work in place and must never write into the caller's DataFrame.
         return series.to_numpy(dtype=DTYPE, na_value=np.nan, copy=True)
@@ -40,7 +56,7 @@ def to_float(series: pd.Series, *, name: str) -> np.ndarray:
         bad &= text.str.strip().fillna("").ne("").to_numpy()
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
-        raise InvalidInput(name, f"row {_row_label(series, first)}: {series.iloc[first]!r} is not a number")
+        raise InvalidInput(name, f"row {_row_label(series, first)}: {_at(series, first)!r} is not a number")
     return converted.to_numpy(dtype=DTYPE, na_value=np.nan, copy=True)
 
 
@@ -49,10 +65,12 @@ def to_datetime_ns(series: pd.Series, *, name: str) -> np.ndarray:
     return parse_times(series, name=name)[0]
 
 
-def parse_times(series: pd.Series, *, name: str) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+def parse_times(series, *, name: str) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """(datetime64[ns] per row, code per row, distinct times) -- codes only when parsed from text, where
     dates repeat across entities and per-date work (calendar features) can be done once per date."""
     codes = parsed = None
+    if not isinstance(series, pd.Series):
+        series = np.asarray(series, dtype=object)
     if pd.api.types.is_datetime64_any_dtype(series.dtype):
         values = series
         if getattr(values.dtype, "tz", None) is not None:
@@ -75,7 +93,7 @@ def parse_times(series: pd.Series, *, name: str) -> tuple[np.ndarray, np.ndarray
             rows = np.flatnonzero(bad_unique[np.maximum(codes, 0)] & (codes >= 0))
             if len(rows):
                 first = int(rows[0])
-                raise InvalidInput(name, f"row {_row_label(series, first)}: {series.iloc[first]!r} is not a date")
+                raise InvalidInput(name, f"row {_row_label(series, first)}: {_at(series, first)!r} is not a date")
         out = np.empty(len(series), dtype="datetime64[ns]")
         if len(parsed):
             # A missing value's code -1 picks the last time here; it is set to NaT just below.
@@ -159,7 +177,7 @@ class Frame:
 
 
 def build_frame(
-    df: pd.DataFrame,
+    df,
     *,
     columns: list[str],
     time_column: str = "",
@@ -185,8 +203,12 @@ def build_frame(
     sizes = np.array([n], dtype=np.int64)
     if entity_column:
         entity = df[entity_column]
-        if entity.isna().any():
-            first = int(np.flatnonzero(entity.isna().to_numpy())[0])
+        # A Series keeps its dtype (int keys compare at C speed); a request's list stays objects, so
+        # 17 and "17" are never made equal.
+        entity = entity.to_numpy() if isinstance(entity, pd.Series) else np.asarray(entity, dtype=object)
+        missing = pd.isna(entity)
+        if missing.any():
+            first = int(np.flatnonzero(missing)[0])
             raise InvalidInput(entity_column, f"row {first + 1}: the entity is empty")
         starts, entities = _runs(entity)
         if starts is None or (time is not None and not _sorted_within(time, starts, n)):
@@ -194,7 +216,7 @@ def build_frame(
             codes, uniques = pd.factorize(entity)
             keys = (time.view(np.int64), codes) if time is not None else (np.arange(n), codes)
             order = np.lexsort(keys)
-            starts, entities = _runs(entity.iloc[order])
+            starts, entities = _runs(entity[order])
         sizes = np.diff(np.r_[starts, n]).astype(np.int64)
         entities = [e.item() if hasattr(e, "item") else e for e in entities]
     elif time is not None and n > 1 and not bool(np.all(time[1:] >= time[:-1])):
@@ -208,28 +230,31 @@ def build_frame(
     out_kinds: dict[str, str] = {}
     for name in columns:
         series = df[name]
-        kind = (kinds or {}).get(name) or column_kind(series)
+        kind = (kinds or {}).get(name) or (column_kind(series) if isinstance(series, pd.Series) else NUMERIC)
         if kind == NUMERIC:
             values = to_float(series, name=name)
         elif kind == DATETIME:
             values = to_datetime_ns(series, name=name)
-        else:
+        elif isinstance(series, pd.Series):
             values = series.to_numpy(dtype=object, na_value=None)
+        else:
+            values = np.asarray(series, dtype=object)
         out_columns[name] = values[order] if order is not None else values
         out_kinds[name] = kind
     return Frame(n=n, columns=out_columns, kinds=out_kinds, starts=starts, sizes=sizes, order=order,
                  time=time, entities=entities, time_codes=time_codes, time_values=time_values)
 
 
-def _runs(entity: pd.Series) -> tuple[np.ndarray | None, list]:
+def _runs(entity: np.ndarray) -> tuple[np.ndarray | None, list]:
     """Start row and value of each run of equal entities; (None, []) when an entity comes back later
     (the rows are not grouped)."""
     n = len(entity)
     if n == 0:
         return np.array([], dtype=np.int64), []
-    changed = entity.ne(entity.shift()).to_numpy(dtype=bool)
+    changed = np.ones(n, dtype=bool)
+    changed[1:] = entity[1:] != entity[:-1]
     starts = np.flatnonzero(changed).astype(np.int64)
-    values = entity.iloc[starts].tolist()
+    values = entity[starts].tolist()
     if len(set(values)) != len(values):
         return None, []
     return starts, values

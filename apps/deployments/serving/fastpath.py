@@ -7,18 +7,19 @@ paths with a session cookie instead of a token) goes to the wrapped Django appli
 DRF views give the same answers one request at a time. Same checks, same shared code:
 
     token (apps.deployments.auth, cached) → portal role → body → route → throttle ("predict"
-    scope, once per batch) → check → predict → log
+    scope, once per batch, with redis.asyncio on the loop) → check → predict → log
 
 and the bodies come from apps.deployments.serving.protocol, so both paths answer alike. One
 difference in order: DRF throttles before the view reads the body, so a client over its rate
 whose body is also malformed (or names no deployment) gets 429 there and 400/404 here.
 
 Micro-batching off the event loop (Batcher): a request's work is queued for an inference thread;
-the requests queued while the thread is busy go to it together, with one throttle round trip to
-Redis and one preprocessor + model call per model version (rows of requests concatenated, for
-models without history); their prediction logs go to the process's log writer in one call. Under
-light load a batch holds one request and adds no waiting; under heavy load it holds many and
-amortises the fixed per-call cost of pandas and the estimator.
+the requests queued while the thread is busy go to it together (up to each deployment's
+`max_batch_size`, held up to its `max_batch_wait_ms` for more), with one throttle round trip to
+Redis and one preprocessor pass + model call per model version, for every model (history models
+too: see apps.deployments.serving.predict); their prediction logs go to the process's log writer in
+one call. Under light load a batch holds one request and adds no waiting; under heavy load it holds
+many and amortises the fixed per-call cost of the preprocessor and the estimator.
 
 Wired in mlops_portal/asgi.py as `"http": PredictionFastPath(django_asgi_app)`.
 """
@@ -29,8 +30,12 @@ import json
 import logging
 import re
 import time
-from collections import Counter
+import weakref
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
+
+import redis
+import redis.asyncio as aioredis
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -40,10 +45,10 @@ from rest_framework import exceptions
 from apps.core.bodylimit import BodyTooLarge
 from apps.core.roles import has_portal_role
 
-from ..auth import cached_token_user, split_authorization, throttle_take, verify_token
+from ..auth import cached_token_user, split_authorization, throttle_rate, verify_token
 from .batchstats import batch_sizes
 from .inputs import InputError, loads_mlflow_body
-from .predict import Prepared, batchable, predictor
+from .predict import Prepared, predictor
 from .protocol import MLFLOW, V2, describe_error, error_body, render, request_options, response_body, response_headers
 from .state import ModelUnavailable, serving_state
 from .v2 import HEADER_LENGTH, decode_request
@@ -66,7 +71,8 @@ class Throttled(Exception):
 
 
 class _Job:
-    __slots__ = ("table", "body", "raw", "protocol", "routing_key", "started", "ident", "future", "prepared", "version")
+    __slots__ = ("table", "body", "raw", "protocol", "routing_key", "started", "ident", "future", "prepared", "version",
+                 "queued_at")
 
     def __init__(self, **kwargs):
         for key, value in kwargs.items():
@@ -77,11 +83,12 @@ class _Job:
 class Batcher:
     """Serves prediction jobs on inference threads, off the event loop, batched while they are busy.
 
-    A job is queued; when an inference thread is free, the queued jobs (up to
-    DEPLOYMENTS_BATCH_MAX_JOBS) go to it as one batch. An idle process so answers a request at once,
-    with no waiting, and a busy one gathers every request that arrives during a model call into the
-    next batch: the batch grows with the load. DEPLOYMENTS_BATCH_WAIT_MS (default 0) holds a batch
-    that much longer to gather more. The loop itself only parses, routes and answers, so WebSockets
+    Jobs queue per deployment. When an inference thread is free, every deployment whose queue is due
+    gives it up to its `max_batch_size` jobs as one batch; a queue is due at once when its
+    `max_batch_wait_ms` is 0 (the default) or it is full, else once its oldest job has waited that
+    long. An idle process so answers a request at once, and a busy one gathers every request that
+    arrives during a model call into the next batch: the batch grows with the load. The loop itself
+    only parses, routes, throttles (one redis.asyncio round trip per batch) and answers, so WebSockets
     and admin pages of the same process stay responsive under full prediction load.
 
     Threads, not processes: the estimators' numeric work (numpy, scikit-learn, XGBoost, LightGBM,
@@ -91,43 +98,86 @@ class Batcher:
     """
 
     def __init__(self, threads: int | None = None):
-        self._jobs: list[_Job] = []
+        self._queues: dict[str, deque[_Job]] = {}
         self._threads = max(1, threads or int(getattr(settings, "DEPLOYMENTS_INFERENCE_THREADS", 1)))
         self._busy = 0
-        self._scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._soon = False
         self._executor = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="inference")
 
     async def submit(self, job: _Job):
         loop = asyncio.get_running_loop()
         job.future = loop.create_future()
-        self._jobs.append(job)
+        job.queued_at = loop.time()
+        self._queues.setdefault(job.table.name, deque()).append(job)
         self._schedule(loop)
         return await job.future
 
+    @staticmethod
+    def _due_in(queue: deque, now: float) -> float:
+        """Seconds until this queue's batch should go (0: now)."""
+        table = queue[0].table
+        if table.max_batch_wait_ms <= 0 or len(queue) >= table.max_batch_size:
+            return 0.0
+        return max(0.0, queue[0].queued_at + table.max_batch_wait_ms / 1000 - now)
+
     def _schedule(self, loop) -> None:
-        if self._scheduled or self._busy >= self._threads or not self._jobs:
+        if self._soon or self._busy >= self._threads or not self._queues:
             return
-        self._scheduled = True
-        wait_s = float(getattr(settings, "DEPLOYMENTS_BATCH_WAIT_MS", 0)) / 1000
-        if wait_s > 0 and len(self._jobs) < _max_jobs():
-            loop.call_later(wait_s, self._start, loop)
-        else:
+        due = min(self._due_in(queue, loop.time()) for queue in self._queues.values())
+        if due <= 0:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._soon = True
             loop.call_soon(self._start, loop)  # the jobs of this loop iteration still join
+        elif self._timer is None:
+            self._timer = loop.call_later(due, self._start, loop)
 
     def _start(self, loop) -> None:
-        self._scheduled = False
-        if self._busy >= self._threads or not self._jobs:
+        self._soon, self._timer = False, None
+        if self._busy >= self._threads or not self._queues:
             return
-        limit = _max_jobs()
-        jobs, self._jobs = self._jobs[:limit], self._jobs[limit:]
+        now, jobs = loop.time(), []
+        for name in list(self._queues):
+            queue = self._queues[name]
+            if self._due_in(queue, now) > 0:
+                continue
+            for _ in range(min(len(queue), max(1, queue[0].table.max_batch_size))):
+                jobs.append(queue.popleft())
+            if not queue:
+                del self._queues[name]
+        if not jobs:
+            self._schedule(loop)
+            return
         self._busy += 1
-        done = loop.run_in_executor(self._executor, self._serve_batch, jobs)
-        done.add_done_callback(lambda future: self._finish(loop, jobs, future))
+        asyncio.ensure_future(self._dispatch(loop, jobs))
 
-    def _finish(self, loop, jobs: list[_Job], done) -> None:
+    async def _dispatch(self, loop, jobs: list[_Job]) -> None:
+        try:
+            allowed, wait = await throttle_take_async(THROTTLE_SCOPE, Counter(job.ident for job in jobs))
+            served = []
+            for job in jobs:
+                if allowed[job.ident] > 0:
+                    allowed[job.ident] -= 1
+                    served.append(job)
+                elif not job.future.done():
+                    job.future.set_exception(Throttled(wait))
+        except Exception as exc:  # never leave a request waiting forever
+            logger.exception("throttling a prediction batch of %d failed", len(jobs))
+            self._finish(loop, jobs, None, exc)
+            return
+        if not served:
+            self._finish(loop, [], None, None)
+            return
+        done = loop.run_in_executor(self._executor, self._serve_batch, served)
+        done.add_done_callback(lambda future: self._finish(loop, served, future, None))
+
+    def _finish(self, loop, jobs: list[_Job], done, failure) -> None:
         self._busy -= 1
-        failure = RuntimeError("the inference thread was stopped") if done.cancelled() else done.exception()
-        outcomes = None if failure else done.result()
+        if failure is None and done is not None:
+            failure = RuntimeError("the inference thread was stopped") if done.cancelled() else done.exception()
+        outcomes = None if failure is not None or done is None else done.result()
         for index, job in enumerate(jobs):
             if job.future.done():
                 continue  # the client went away
@@ -152,14 +202,9 @@ class Batcher:
 
     def _serve(self, jobs: list[_Job]) -> list:
         outcomes: list = [None] * len(jobs)
-        allowed, wait = throttle_take(THROTTLE_SCOPE, Counter(job.ident for job in jobs))
         groups: dict[int, list[Prepared]] = {}
         ready: list[int] = []
         for index, job in enumerate(jobs):
-            if allowed[job.ident] <= 0:
-                outcomes[index] = Throttled(wait)
-                continue
-            allowed[job.ident] -= 1
             try:
                 job.prepared = predictor.prepare(table=job.table, body=job.body, protocol=job.protocol,
                                                  raw_body=job.raw, routing_key=job.routing_key, started=job.started,
@@ -175,16 +220,13 @@ class Batcher:
             ready.append(index)
         limit = int(getattr(settings, "DEPLOYMENTS_BATCH_MAX_ROWS", 512))
         for items in groups.values():
-            if not batchable(items[0].served):
-                predictor.run_batch(items)
-                continue
             chunk, rows = [], 0
             for item in items:
-                if chunk and rows + item.n_rows > limit:
+                if chunk and rows + item.model_rows > limit:
                     predictor.run_batch(chunk)
                     chunk, rows = [], 0
                 chunk.append(item)
-                rows += item.n_rows
+                rows += item.model_rows
             if chunk:
                 predictor.run_batch(chunk)
         for index in ready:
@@ -195,8 +237,46 @@ class Batcher:
         return outcomes
 
 
-def _max_jobs() -> int:
-    return max(1, int(getattr(settings, "DEPLOYMENTS_BATCH_MAX_JOBS", 256)))
+# One client per event loop (a redis.asyncio connection belongs to the loop that opened it) and URL.
+_async_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _async_redis() -> aioredis.Redis:
+    clients = _async_clients.setdefault(asyncio.get_running_loop(), {})
+    url = settings.REDIS_URL
+    client = clients.get(url)
+    if client is None:
+        client = clients[url] = aioredis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5,
+                                                        health_check_interval=30)
+    return client
+
+
+async def throttle_take_async(scope: str, counts: dict) -> tuple[dict, float]:
+    """apps.deployments.auth.throttle_take on the event loop (redis.asyncio): the same counters
+    (keys and fixed windows), so the DRF views and this path share each client's rate, without a
+    blocking round trip. Redis unreachable: the requests go through (and it is logged)."""
+    limit, duration = throttle_rate(scope)
+    if limit is None:
+        return dict(counts), 0.0
+    now = time.time()
+    window = int(now // duration)
+    wait = (window + 1) * duration - now
+    idents = list(counts)
+    try:
+        pipe = _async_redis().pipeline(transaction=False)
+        for ident in idents:
+            key = f"mlops:throttle:{scope}:{ident}:{window}"
+            pipe.incrby(key, counts[ident])
+            pipe.expire(key, int(duration) + 1)
+        totals = (await pipe.execute())[::2]
+    except (redis.RedisError, OSError):
+        logger.warning("throttle counter unavailable; letting the requests through")
+        return dict(counts), 0.0
+    allowed = {}
+    for ident, total in zip(idents, totals):
+        before = total - counts[ident]
+        allowed[ident] = max(0, min(counts[ident], limit - before))
+    return allowed, wait
 
 
 class PredictionFastPath:

@@ -3,7 +3,19 @@
 `Predictor.predict` serves one request start to end (the DRF views, the demo). The ASGI fast path
 (apps.deployments.serving.fastpath) uses the same steps split in two on its inference thread —
 `prepare` for each request of a batch, then `run_batch` — so concurrent requests for the same model
-version share one preprocessor and model call (micro-batching).
+version share one preprocessor pass and one model call (micro-batching), for every model:
+
+- without history, the rows of all requests are concatenated (a prediction depends on its row alone);
+- with history (lags, windows: the demo's price-direction needs 104 rows per entity), each request's
+  entities keep their own last `history_rows` rows and all those windows go through the steps together
+  (FittedPreprocessor.serving_matrices), so two requests for the same ticker never mix;
+- recurrent models (a window of feature rows) get their input per request, stacked for one call.
+
+A request whose input fails a check fails alone; if the shared model call raises, each request is
+retried alone so the error is charged to the request that caused it.
+
+The lean path: the checked input (inputs.CheckedRows, float64 arrays) goes to the preprocessor and its
+float32 feature matrix to the estimator; no pandas DataFrame is built for a request.
 
 Shadow versions get a copy of the request on a small per-process thread pool, after the answer is
 ready; their answers are logged under the same request id and never returned.
@@ -24,7 +36,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 from django.conf import settings
 
 from apps.datasets.choices import DatasetTask
@@ -32,7 +43,7 @@ from apps.monitoring.choices import PredictionStatus
 from apps.monitoring.services.logbuffer import log_entry, prediction_log_push
 
 from ..router import routing_key_hash
-from .inputs import InputError, check_columns, parse_mlflow, parse_v2
+from .inputs import CheckedRows, InputError, check_columns, parse_mlflow, parse_v2
 from .protocol import probabilities_field, probabilities_requested
 from .v2 import pinned_version_id
 from .state import ModelUnavailable, ServedVersion, ServingTable, serving_state
@@ -85,7 +96,7 @@ class Prepared:
     served: ServedVersion
     request_id: str
     columns: dict
-    frame: pd.DataFrame
+    rows: CheckedRows
     inputs_hash: str
     key_hash: str
     started: float
@@ -97,7 +108,25 @@ class Prepared:
 
     @property
     def n_rows(self) -> int:
-        return len(self.frame)
+        return len(self.rows)
+
+    @property
+    def model_rows(self) -> int:
+        """About how many rows the model predicts for this request (batch sizing): one per input row,
+        with history at most one per `history_rows` input rows (one per entity)."""
+        return max(1, self.n_rows // max(1, self.served.spec.history_rows))
+
+
+@dataclass
+class ModelInput:
+    """The estimator's input for one or more requests: a float32 matrix (a stack of windows for
+    recurrent models) and a label per prediction."""
+
+    X: np.ndarray
+    labels: list
+
+    def __len__(self) -> int:
+        return len(self.X)
 
 
 def max_batch_rows() -> int:
@@ -140,39 +169,30 @@ def _fp32_rows(values: np.ndarray) -> list:
     return (np.round(values * scale) / scale).tolist()
 
 
-def _classify(served: ServedVersion, frame) -> tuple[list, list, list]:
+def _classify(served: ServedVersion, model_input: ModelInput) -> tuple[list, list, list]:
     """(labels, row labels, probabilities) from one predict_proba call; labels are its argmax, as
     TrainedModel.predict computes them."""
-    probabilities, labels = served.loaded.predict_proba_raw(frame)
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    if probabilities.shape[0] == 0:
+    if len(model_input) == 0:
         return [], [], []
+    probabilities = np.asarray(served.loaded.trained.predict_proba(model_input.X, None), dtype=np.float64)
     if not np.isfinite(probabilities).all():
         row, column = (int(i) for i in np.argwhere(~np.isfinite(probabilities))[0])
         raise NonFinitePrediction(f"row {row}: the model answered {probabilities[row, column]} as a class probability")
     predictions = served.loaded.labels_of(probabilities.argmax(axis=1))
-    return predictions, labels, _fp32_rows(probabilities)
+    return predictions, model_input.labels, _fp32_rows(probabilities)
 
 
-def _run_model(served: ServedVersion, frame) -> tuple[list, list, list | None]:
-    """(predictions, row labels, class probabilities or None for regression)."""
-    from apps.datasets.preprocessing import InsufficientHistory, InvalidInput
-
+def _run_model(served: ServedVersion, model_input: ModelInput) -> tuple[list, list, list | None]:
+    """The one estimator call of a batch: (predictions, row labels, class probabilities or None for
+    regression)."""
     probabilities = None
-    try:
-        if is_classifier(served):
-            predictions, labels, probabilities = _classify(served, frame)
-        else:
-            predictions, labels = served.loaded.predict_raw(frame)
-    except InsufficientHistory as exc:
-        who = f" for {served.spec.entity_column} {exc.entity!r}" if exc.entity is not None and served.spec.entity_column else ""
-        raise PredictionInputError(
-            "rows",
-            f"this model needs the last {exc.needed} rows of history{who} (in time order), got {exc.got}",
-            version=served.label, needed_rows=exc.needed,
-        ) from None
-    except InvalidInput as exc:
-        raise PredictionInputError(exc.field, exc.message, version=served.label) from None
+    if is_classifier(served):
+        predictions, labels, probabilities = _classify(served, model_input)
+    elif len(model_input) == 0:
+        predictions, labels = [], []
+    else:
+        predictions = served.loaded.labels_of(np.asarray(served.loaded.trained.predict(model_input.X, None)))
+        labels = model_input.labels
     predictions = _json_safe(predictions)
     bad = next((i for i, v in enumerate(predictions) if isinstance(v, float) and not math.isfinite(v)), None)
     if bad is not None:
@@ -180,10 +200,64 @@ def _run_model(served: ServedVersion, frame) -> tuple[list, list, list | None]:
     return predictions, _json_safe(labels), probabilities
 
 
-def batchable(served: ServedVersion) -> bool:
-    """Rows of different requests may share one model call only when each prediction depends on its
-    own row alone: no history (lags, windows) and no recurrent window in the model."""
-    return served.spec.history_rows <= 1 and int(getattr(served.loaded, "window", 1) or 1) <= 1
+def _input_error(served: ServedVersion, exc: Exception) -> PredictionInputError:
+    from apps.datasets.preprocessing import InsufficientHistory
+
+    if isinstance(exc, InsufficientHistory):
+        who = f" for {served.spec.entity_column} {exc.entity!r}" if exc.entity is not None and served.spec.entity_column else ""
+        return PredictionInputError(
+            "rows", f"this model needs the last {exc.needed} rows of history{who} (in time order), got {exc.got}",
+            version=served.label, needed_rows=exc.needed)
+    return PredictionInputError(exc.field, exc.message, version=served.label)
+
+
+def _in_signature_order(served: ServedVersion, X: np.ndarray) -> np.ndarray:
+    """The preprocessor's feature columns in the order the model was trained on (the signature's)."""
+    names = served.loaded.signature.get("feature_names")
+    own = served.loaded.preprocessor.feature_names
+    if not names or list(names) == list(own):
+        return X
+    return X[:, [own.index(name) for name in names]]
+
+
+def model_inputs(served: ServedVersion, tables: list[CheckedRows]) -> list:
+    """Each request's ModelInput, or the PredictionInputError that is its answer, computed together
+    where the model allows (see the module docstring)."""
+    from apps.datasets.preprocessing import InsufficientHistory, InvalidInput
+
+    loaded, pre = served.loaded, served.loaded.preprocessor
+    if loaded.window > 1:
+        out = []
+        for table in tables:
+            try:
+                X, _, labels = loaded.features(table.to_frame())
+                out.append(ModelInput(X, labels))
+            except (InvalidInput, InsufficientHistory) as exc:
+                out.append(_input_error(served, exc))
+        return out
+    if not pre.needs_history and len(tables) > 1:
+        try:
+            X, labels = pre.serving_matrix(CheckedRows.concat(tables))
+        except InvalidInput:
+            pass  # one request's bad value: find it below, each request on its own
+        else:
+            X = _in_signature_order(served, X)
+            out, offset = [], 0
+            for table in tables:
+                n = len(table)
+                own = labels[offset:offset + n]
+                if not served.spec.entity_column and not served.spec.time_column:
+                    own = [str(i) for i in range(n)]  # labelled by position in its own request
+                out.append(ModelInput(X[offset:offset + n], own))
+                offset += n
+            return out
+    out = []
+    for outcome in pre.serving_matrices(tables):
+        if isinstance(outcome, Exception):
+            out.append(_input_error(served, outcome))
+        else:
+            out.append(ModelInput(_in_signature_order(served, outcome[0]), outcome[1]))
+    return out
 
 
 class Predictor:
@@ -221,12 +295,12 @@ class Predictor:
                                  f"class probabilities are for classification models; version {served.label} "
                                  f"is a {served.task} model")
             columns = parse_v2(body, served.spec) if protocol == "v2" else parse_mlflow(body, served.spec)[0]
-            frame = check_columns(columns, served.spec, known=table.known_columns, max_rows=max_batch_rows())
+            rows = check_columns(columns, served.spec, known=table.known_columns, max_rows=max_batch_rows())
         except InputError as exc:
             self._push([self._entry(table, served, request_id, started, PredictionStatus.CLIENT_ERROR, inputs_hash,
                                     key_hash, error=str(exc), served_at=served_at)])
             raise PredictionInputError(exc.field, exc.message, version=served.label) from None
-        return Prepared(table=table, served=served, request_id=request_id, columns=columns, frame=frame,
+        return Prepared(table=table, served=served, request_id=request_id, columns=columns, rows=rows,
                         inputs_hash=inputs_hash, key_hash=key_hash, started=started, served_at=served_at,
                         pinned=version is not None)
 
@@ -246,19 +320,24 @@ class Predictor:
     def run_batch(self, batch: list[Prepared]) -> None:
         """Predicts every prepared request (all of one model version when more than one), logs each
         answer in one Redis pipeline, and leaves each request's outcome on it. Rows of several requests
-        go through one model call; if that call fails, each request is retried alone so an error is
-        charged to the request that caused it."""
-        if len(batch) == 1 or not batchable(batch[0].served):
-            for item in batch:
-                item.outcome = self._call(item.served, item.frame)
-        else:
-            combined = pd.concat([item.frame for item in batch], ignore_index=True)
-            outcome = self._call(batch[0].served, combined)
+        go through one model call (see the module docstring); if that call fails, each request is
+        retried alone so an error is charged to the request that caused it."""
+        served = batch[0].served
+        inputs = self._inputs(served, [item.rows for item in batch])
+        ready = [(item, model_input) for item, model_input in zip(batch, inputs) if not isinstance(model_input, Exception)]
+        for item, model_input in zip(batch, inputs):
+            if isinstance(model_input, Exception):
+                item.outcome = model_input
+        if len(ready) == 1:
+            ready[0][0].outcome = self._call(served, ready[0][1])
+        elif ready:
+            combined = ModelInput(np.concatenate([m.X for _, m in ready]), [lbl for _, m in ready for lbl in m.labels])
+            outcome = self._call(served, combined)
             if isinstance(outcome, Exception):
-                for item in batch:
-                    item.outcome = self._call(item.served, item.frame)
+                for item, model_input in ready:
+                    item.outcome = self._call(served, model_input)
             else:
-                self._split(batch, *outcome)
+                self._split(ready, *outcome)
         entries = []
         for item in batch:
             if isinstance(item.outcome, PredictionInputError):
@@ -297,27 +376,31 @@ class Predictor:
             probabilities=probabilities, classes=classes,
         )
 
-    def _call(self, served: ServedVersion, frame):
+    @staticmethod
+    def _inputs(served: ServedVersion, tables: list[CheckedRows]) -> list:
         try:
-            return _run_model(served, frame)
-        except PredictionInputError as exc:
-            return exc
+            return model_inputs(served, tables)
         except Exception as exc:
-            logger.exception("%s v%s failed on %d rows", served.model_name, served.version, len(frame))
+            if len(tables) == 1:
+                logger.exception("preparing the input of %s v%s failed", served.model_name, served.version)
+                return [exc]
+            # A bug one request triggers in the shared pass: each alone, so it fails by itself.
+            return [Predictor._inputs(served, [table])[0] for table in tables]
+
+    def _call(self, served: ServedVersion, model_input: ModelInput):
+        try:
+            return _run_model(served, model_input)
+        except Exception as exc:
+            logger.exception("%s v%s failed on %d rows", served.model_name, served.version, len(model_input))
             return exc
 
     @staticmethod
-    def _split(batch: list[Prepared], predictions: list, labels: list, probabilities: list | None) -> None:
-        spec = batch[0].served.spec
+    def _split(ready: list[tuple[Prepared, ModelInput]], predictions: list, labels: list, probabilities: list | None) -> None:
         offset = 0
-        for item in batch:
-            n = item.n_rows
-            own_labels = labels[offset:offset + n]
-            if not spec.entity_column and not spec.time_column:
-                # Without entity or time a row is labelled by its position in its own request.
-                own_labels = [str(i) for i in range(n)]
+        for item, model_input in ready:
+            n = len(model_input)
             own_probabilities = probabilities[offset:offset + n] if probabilities is not None else None
-            item.outcome = (predictions[offset:offset + n], own_labels, own_probabilities)
+            item.outcome = (predictions[offset:offset + n], model_input.labels, own_probabilities)
             offset += n
 
     @staticmethod
@@ -354,8 +437,11 @@ class Predictor:
     def _shadow_one(self, table, served, columns, request_id, inputs_hash, key_hash) -> None:
         started = time.perf_counter()
         try:
-            frame = check_columns(columns, served.spec, known=table.known_columns, max_rows=max_batch_rows())
-            predictions, _, probabilities = _run_model(served, frame)
+            rows = check_columns(columns, served.spec, known=table.known_columns, max_rows=max_batch_rows())
+            model_input = model_inputs(served, [rows])[0]
+            if isinstance(model_input, Exception):
+                raise model_input
+            predictions, _, probabilities = _run_model(served, model_input)
         except InputError as exc:
             entry = self._entry(table, served, request_id, started, PredictionStatus.CLIENT_ERROR, inputs_hash, key_hash,
                                 error=str(exc), shadow=True)
@@ -365,7 +451,7 @@ class Predictor:
                                 error=f"{type(exc).__name__}: {exc}", shadow=True)
         else:
             entry = self._entry(table, served, request_id, started, PredictionStatus.OK, inputs_hash, key_hash,
-                                output=predictions, n_rows=len(frame), features=_drift_sample(columns, served),
+                                output=predictions, n_rows=len(rows), features=_drift_sample(columns, served),
                                 shadow=True, probabilities=probabilities)
         try:
             self._push([entry])

@@ -30,7 +30,7 @@ import logging
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import redis
 from django.conf import settings
@@ -110,6 +110,9 @@ class ServingTable:
     # version_id -> UnavailableVersion: requests routed to it answer 503 with the reason while the
     # other versions keep serving.
     unavailable: dict = field(default_factory=dict)
+    # The deployment's micro-batching (Deployment.max_batch_size / max_batch_wait_ms).
+    max_batch_size: int = 256
+    max_batch_wait_ms: float = 0.0
 
     def primary(self) -> ServedVersion:
         """The loaded version with the most traffic: the one whose signature metadata describes."""
@@ -243,11 +246,14 @@ class ServingState:
         if not names:
             return
         try:
-            rows = list(Deployment.objects.filter(name__in=names).values_list("name", "generation", "created_at"))
+            rows = list(Deployment.objects.filter(name__in=names).values_list(
+                "name", "generation", "created_at", "max_batch_size", "max_batch_wait_ms"))
         finally:
             close_old_connections()
             connection.close()
-        found = {name: (deployment_stamp(created_at), generation) for name, generation, created_at in rows}
+        found = {name: (deployment_stamp(created_at), generation) for name, generation, created_at, *_ in rows}
+        for name, _, _, size, wait_ms in rows:
+            self._take_batching(name, size, wait_ms)
         self._learn(found)
         seen = self._redis_seen
         for name, (stamp, generation) in found.items():
@@ -258,6 +264,14 @@ class ServingState:
                 publish_generation(name, stamp, generation)
         for name in set(names) - set(found):
             self._build_in_background(name)  # deleted: the build drops the table
+
+    def _take_batching(self, name: str, size: int, wait_ms: float) -> None:
+        """Batching settings edited without a new routing generation (a plain save in the admin) reach
+        the table here: routing is unchanged, so the table is replaced as is, with no acknowledgement."""
+        with self._lock:
+            table = self._tables.get(name)
+            if table is not None and (table.max_batch_size, table.max_batch_wait_ms) != (size, wait_ms):
+                self._tables[name] = replace(table, max_batch_size=size, max_batch_wait_ms=wait_ms)
 
     @staticmethod
     def _is_current(table: ServingTable | None, remote: tuple[str, int] | None) -> bool:
@@ -476,7 +490,8 @@ class ServingState:
     def _build(self, name: str) -> ServingTable:
         from ..models import Deployment, DeploymentVersion
 
-        head = Deployment.objects.filter(name=name).values("pk", "generation", "created_at").first()
+        head = Deployment.objects.filter(name=name).values(
+            "pk", "generation", "created_at", "max_batch_size", "max_batch_wait_ms").first()
         if head is None:
             raise DeploymentNotFound(name)
         rows = list(
@@ -519,7 +534,7 @@ class ServingState:
         return ServingTable(
             deployment_id=head["pk"], name=name, stamp=deployment_stamp(head["created_at"]), generation=head["generation"],
             router=RoutingTable(name, head["generation"], routes), versions=versions, known_columns=known,
-            unavailable=unavailable,
+            unavailable=unavailable, max_batch_size=head["max_batch_size"], max_batch_wait_ms=head["max_batch_wait_ms"],
         )
 
     def tables(self) -> dict[str, ServingTable]:
