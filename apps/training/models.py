@@ -222,6 +222,17 @@ class TrainingSchedule(TimeStampedModel):
     params = models.JSONField(default=dict, blank=True, help_text="Empty: experiment default.")
     device = models.CharField(max_length=3, choices=Device.choices, blank=True, help_text="Empty: experiment default.")
     enabled = models.BooleanField(default=True)
+    force_next = models.BooleanField(
+        default=False, help_text="Train at the next tick even if the data and settings are unchanged (cleared by that tick)."
+    )
+    # What the last tick did, so a skipped retrain says why instead of silently doing nothing.
+    last_tick_at = models.DateTimeField(null=True, blank=True)
+    last_tick_outcome = models.CharField(max_length=10, blank=True, help_text="started or skipped")
+    last_tick_reason = models.TextField(blank=True)
+    last_tick_run = models.ForeignKey(
+        TrainingRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The run the last tick started (or, when skipped, the run whose result still stands).",
+    )
     periodic_task = models.OneToOneField(
         "django_celery_beat.PeriodicTask", null=True, blank=True, on_delete=models.SET_NULL, related_name="training_schedule"
     )

@@ -29,9 +29,11 @@ def remove_orphaned_folders() -> dict:
 
 
 @shared_task(name="training.retrain_experiment", bind=True, ignore_result=True)
-def retrain_experiment(self, experiment_id: int, schedule_id: int | None = None) -> int | None:
-    """Beat: "retrain experiment X on its dataset's newest version" (kwargs set by TrainingSchedule)."""
+def retrain_experiment(self, experiment_id: int, schedule_id: int | None = None, force: bool = False) -> int | None:
+    """Beat: "retrain experiment X on its dataset's newest version" (kwargs set by TrainingSchedule);
+    `force` retrains even when the data and settings are unchanged."""
     from apps.training.services.schedules import experiment_retrain_scheduled
 
-    run = experiment_retrain_scheduled(experiment_id=experiment_id, schedule_id=schedule_id, tick=self.request.id)
+    run = experiment_retrain_scheduled(experiment_id=experiment_id, schedule_id=schedule_id, tick=self.request.id,
+                                      force=force)
     return run.pk if run else None

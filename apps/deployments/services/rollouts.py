@@ -121,8 +121,9 @@ def _current_champion(deployment) -> DeploymentVersion:
 
 @transaction.atomic
 def rollout_create(*, deployment, challenger, stages=None, gates=None, user=None, start: bool = False,
-                   reason: str = "") -> Rollout:
-    """A rollout from the deployment's current champion to `challenger` (draft, or started)."""
+                   reason: str = "", actor_label: str | None = None) -> Rollout:
+    """A rollout from the deployment's current champion to `challenger` (draft, or started).
+    `actor_label` names the automatic process that acted when there is no user."""
     deployment = lock_deployment(deployment.pk)
     check_version_fits(deployment, challenger, field="challenger")
     open_rollout = Rollout.objects.filter(deployment=deployment, status__in=[s for s in ALLOWED_FROM[RolloutAction.ABORT]]).first()
@@ -136,10 +137,12 @@ def rollout_create(*, deployment, challenger, stages=None, gates=None, user=None
         gates=validate_gates(gates), created_by=user if getattr(user, "is_authenticated", False) else None,
     )
     record_event(deployment=deployment, rollout=rollout, kind=EventKind.ROLLOUT_CREATED, user=user,
-                 to_status=rollout.status, reason=reason or f"{champion} → {challenger}", metrics={})
+                 actor_label=actor_label, to_status=rollout.status, reason=reason or f"{champion} → {challenger}",
+                 metrics={})
     after_commit(deployment.name)
     if start:
-        rollout = rollout_transition(rollout=rollout, action=RolloutAction.START, user=user, reason=reason)
+        rollout = rollout_transition(rollout=rollout, action=RolloutAction.START, user=user, actor_label=actor_label,
+                                     reason=reason)
     return rollout
 
 
@@ -220,7 +223,7 @@ def rollout_transition(*, rollout: Rollout, action: str, user=None, actor_label:
     else:
         after_commit(deployment.name)
     if kind == EventKind.ROLLOUT_COMPLETED:
-        champion_alias_move(deployment, rollout.challenger, user, f"rollout {rollout.pk} completed")
+        champion_alias_move(deployment, rollout.challenger, user, f"rollout {rollout.pk} completed", rollout=rollout)
     record_event(deployment=deployment, rollout=rollout, kind=kind, user=user, actor_label=actor_label, reason=reason,
                  from_status=before, to_status=rollout.status, metrics=snapshot)
     return rollout

@@ -107,11 +107,12 @@ def record_event(*, deployment: Deployment, kind: str, user=None, actor_label: s
     )
 
 
-def champion_alias_move(deployment: Deployment, version, user, reason: str) -> None:
+def champion_alias_move(deployment: Deployment, version, user, reason: str, rollout=None) -> None:
     """Keeps the registry's `champion` alias on the version that now serves as champion."""
     from apps.registry.services import model_alias_set
 
-    model_alias_set(model=deployment.registered_model, alias="champion", version=version, user=user, reason=reason)
+    model_alias_set(model=deployment.registered_model, alias="champion", version=version, user=user, reason=reason,
+                    rollout_id=getattr(rollout, "pk", None))
 
 
 def routing_changed(deployment: Deployment) -> None:

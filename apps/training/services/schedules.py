@@ -6,8 +6,9 @@ import logging
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
-from apps.training.choices import RUN_ACTIVE, IntervalUnit, RunOrigin, ScheduleKind
+from apps.training.choices import RUN_ACTIVE, IntervalUnit, RunOrigin, RunStatus, ScheduleKind
 from apps.training.models import Experiment, TrainingRun, TrainingSchedule
 from apps.training.services.experiments import experiment_training_config, validate_training_config
 
@@ -103,12 +104,51 @@ def training_schedule_delete(*, schedule: TrainingSchedule) -> None:
         task.delete()
 
 
+TICK_STARTED, TICK_SKIPPED = "started", "skipped"
+
+
+def _record_tick(schedule: TrainingSchedule | None, *, outcome: str, reason: str, run: TrainingRun | None) -> None:
+    """Stamps what this tick did on the schedule (an update, so a concurrent admin edit is not undone)."""
+    if schedule is None:
+        return
+    changes = {"last_tick_at": timezone.now(), "last_tick_outcome": outcome, "last_tick_reason": reason,
+               "last_tick_run": run}
+    if outcome == TICK_STARTED:
+        changes["force_next"] = False
+    TrainingSchedule.objects.filter(pk=schedule.pk).update(**changes)
+
+
+def _unchanged_since_last_success(*, experiment: Experiment, config: dict) -> TrainingRun | None:
+    """The newest succeeded run of `experiment` that trained on the dataset's newest version with
+    exactly these settings (framework, model type, params with defaults, device, feature spec, seed):
+    retraining would only repeat it. None when anything differs."""
+    from apps.datasets.selectors import dataset_version_latest
+
+    latest = dataset_version_latest(dataset=experiment.dataset)
+    if latest is None:
+        return None
+    last = experiment.runs.filter(status=RunStatus.SUCCEEDED).order_by("-finished_at", "-pk").first()
+    if last is None:
+        return None
+    params = validate_training_config(**config)
+    spec = experiment.feature_spec.spec if experiment.feature_spec_id else {}
+    same = (
+        last.dataset_version_id == latest.pk and last.framework == config["framework"]
+        and last.model_type == config["model_type"] and last.params == params and last.device == config["device"]
+        and last.feature_spec == spec and last.seed == experiment.seed
+    )
+    return last if same else None
+
+
 @transaction.atomic
 def experiment_retrain_scheduled(*, experiment_id: int, schedule_id: int | None = None,
-                                 tick: str | None = None) -> TrainingRun | None:
+                                 tick: str | None = None, force: bool = False) -> TrainingRun | None:
     """One beat tick: starts a run on the dataset's newest version, unless a scheduled run of the
-    experiment is still queued or running. The experiment row lock makes concurrent ticks take
-    turns, and the tick's message id is the idempotency key, so a redelivered tick starts nothing."""
+    experiment is still queued or running, or the newest dataset version and the training settings
+    are the same as the last succeeded run's (a retrain would only repeat it) — unless `force` or
+    the schedule's `force_next` asks for it. Every tick records its outcome and why on the schedule.
+    The experiment row lock makes concurrent ticks take turns, and the tick's message id is the
+    idempotency key, so a redelivered tick starts nothing."""
     from apps.training.services.training_pipeline import training_run_start
 
     experiment = Experiment.objects.select_for_update().filter(pk=experiment_id).first()
@@ -127,14 +167,28 @@ def experiment_retrain_scheduled(*, experiment_id: int, schedule_id: int | None 
     active = experiment.runs.filter(status__in=RUN_ACTIVE, origin=RunOrigin.SCHEDULE).order_by("pk").first()
     if active is not None:
         logger.info("scheduled retrain of %s skipped: run %s is still %s", experiment.name, active.pk, active.status)
+        _record_tick(schedule, outcome=TICK_SKIPPED, run=active,
+                     reason=f"run {active.pk} of this experiment is still {active.status}")
         return None
     if schedule is not None:
         config = _config(schedule)
         user = schedule.created_by
+        force = force or schedule.force_next
     else:
         config = experiment_training_config(experiment=experiment)
         user = None
-    return training_run_start(experiment=experiment, user=user, origin=RunOrigin.SCHEDULE, idempotency_key=key, **config)
+    if not force:
+        same = _unchanged_since_last_success(experiment=experiment, config=config)
+        if same is not None:
+            reason = (f"dataset version {same.dataset_version.version} and the training settings are unchanged "
+                      f"since run {same.pk} succeeded; force to retrain anyway")
+            logger.info("scheduled retrain of %s skipped: %s", experiment.name, reason)
+            _record_tick(schedule, outcome=TICK_SKIPPED, reason=reason, run=same)
+            return None
+    run = training_run_start(experiment=experiment, user=user, origin=RunOrigin.SCHEDULE, idempotency_key=key, **config)
+    _record_tick(schedule, outcome=TICK_STARTED, run=run,
+                 reason="forced" if force else "new data or changed settings since the last succeeded run")
+    return run
 
 
 def experiments_retrain_on_new_version(*, version) -> list[TrainingRun]:

@@ -11,7 +11,7 @@ DEMO_USERS = (
     ("staff", "staff-demo-pass", ML_STAFF, False),
     ("analyst", "analyst-demo-pass", ANALYST, False),
 )
-SEED_ORDER = ("datasets", "training", "tuning", "deployments", "monitoring")
+SEED_ORDER = ("datasets", "training", "tuning", "deployments", "monitoring", "delivery")
 
 
 class Command(BaseCommand):
