@@ -7,6 +7,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
+from apps.core.admin_display import validation_error_text
 from apps.core.roles import is_ml_staff
 
 from . import selectors
@@ -17,10 +18,7 @@ from .preprocessing import DataError, SpecError
 from .services import dataset_version_create, feature_spec_create
 
 
-def _errors(exc: ValidationError) -> str:
-    if hasattr(exc, "error_dict"):
-        return "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in exc.message_dict.items())
-    return " ".join(exc.messages)
+_errors = validation_error_text
 
 
 def histogram_bars(histogram: dict | None) -> list[dict]:

@@ -9,10 +9,12 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from apps.core.admin_acts import StaffActionsMixin
+from apps.core.admin_display import PrettyJSONFormField, json_display, status_badge, validation_error_text
 from apps.core.roles import is_ml_staff
 from apps.registry.models import ModelVersion
 
-from .choices import OPEN_ROLLOUT_STATUSES, GateState, RolloutAction
+from .choices import OPEN_ROLLOUT_STATUSES, GateState, RolloutAction, RolloutStatus
 from .models import Deployment, DeploymentEvent, DeploymentVersion, Rollout
 from .selectors import deployment_open_rollout
 from .services.gates import GATE_SETTING_LABELS, GATE_STATE_WORDS, STAGE_MINIMUM_LABELS, gate_label, gate_setting_rows
@@ -35,11 +37,7 @@ def _require_staff(request):
 
 
 def _error_text(exc) -> str:
-    if isinstance(exc, ValidationError) and hasattr(exc, "message_dict"):
-        return "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
-    if isinstance(exc, ValidationError):
-        return " ".join(exc.messages)
-    return str(exc)
+    return validation_error_text(exc) if isinstance(exc, ValidationError) else str(exc)
 
 
 class DeploymentVersionInline(admin.TabularInline):
@@ -92,7 +90,7 @@ class RollbackForm(forms.Form):
 
 
 @admin.register(Deployment)
-class DeploymentAdmin(admin.ModelAdmin):
+class DeploymentAdmin(StaffActionsMixin, admin.ModelAdmin):
     list_display = ("name", "registered_model", "serving", "rollout_state", "generation", "updated_at")
     search_fields = ("name", "registered_model__name")
     readonly_fields = ("registered_model", "generation", "created_by", "created_at", "updated_at", "monitoring")
@@ -107,7 +105,8 @@ class DeploymentAdmin(admin.ModelAdmin):
     def get_fields(self, request, obj=None):
         if obj is None:
             return ("name", "description", "initial_version")
-        return ("name", "description", "registered_model", "generation", "created_by", "created_at", "updated_at", "monitoring")
+        return ("name", "description", "max_batch_size", "max_batch_wait_ms", "registered_model", "generation", "created_by",
+                "created_at", "updated_at", "monitoring")
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
@@ -177,7 +176,7 @@ class DeploymentAdmin(admin.ModelAdmin):
         body = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows)
         return format_html("<table>{}{}</table>", header, body)
 
-    @admin.action(description="Roll back to a version…")
+    @admin.action(description="Roll back to a version…", permissions=["act"])
     def rollback_action(self, request, queryset):
         _require_staff(request)
         if queryset.count() != 1:
@@ -203,10 +202,10 @@ class DeploymentAdmin(admin.ModelAdmin):
 
 
 class RolloutAddForm(forms.ModelForm):
-    stages = forms.JSONField(initial=validate_stages(None), help_text=(
+    stages = PrettyJSONFormField(initial=validate_stages(None), help_text=(
         "[{percent, min_duration_s, min_predictions, min_feedback}], last at 100; per stage: "
         + "; ".join(f"{key} = {label}" for key, label in STAGE_MINIMUM_LABELS.items())))
-    gates = forms.JSONField(initial=validate_gates(None), help_text="; ".join(
+    gates = PrettyJSONFormField(initial=validate_gates(None), help_text="; ".join(
         f"{key} = {label}" for key, label in GATE_SETTING_LABELS.items()))
 
     class Meta:
@@ -259,10 +258,12 @@ def _gate_table(gate_status: dict):
 
 
 @admin.register(Rollout)
-class RolloutAdmin(admin.ModelAdmin):
-    list_display = ("id", "deployment", "champion", "challenger", "status", "stage", "gates_summary", "evaluated_at")
+class RolloutAdmin(StaffActionsMixin, admin.ModelAdmin):
+    # Few, short columns so the list fits 1280 px; gate details are on the change page.
+    list_display = ("id", "deployment", "champion", "challenger", "status_col", "stage", "gates_summary", "evaluated_at")
     list_filter = ("status", "deployment")
-    readonly_fields = ("deployment", "champion", "challenger", "status", "stage", "stages_display", "gates_display",
+    change_form_template = "admin/deployments/rollout/change_form.html"
+    readonly_fields = ("deployment", "champion", "challenger", "status_col", "stage", "stages_display", "gates_display",
                        "gate_table", "started_at", "stage_started_at", "evaluated_at", "ended_at", "created_by", "created_at")
     actions = ["start_action", "promote_action", "pause_action", "resume_action", "abort_action", "rollback_action"]
 
@@ -298,6 +299,29 @@ class RolloutAdmin(admin.ModelAdmin):
             raise PermissionDenied(_error_text(exc)) from exc
         obj.pk = created.pk
 
+    @admin.display(description="status", ordering="status")
+    def status_col(self, obj):
+        return status_badge(obj.status, obj.get_status_display())
+
+    # The buttons a rollout's own page offers staff: each posts the list action of the same name,
+    # which asks for confirmation first, so the page adds no second way to change a rollout.
+    VERBS = {
+        RolloutStatus.DRAFT: [("start_action", "Start"), ("abort_action", "Abort")],
+        RolloutStatus.RUNNING: [("promote_action", "Promote"), ("pause_action", "Pause"), ("abort_action", "Abort"),
+                                ("rollback_action", "Roll back")],
+        RolloutStatus.PAUSED: [("resume_action", "Resume"), ("abort_action", "Abort"), ("rollback_action", "Roll back")],
+    }
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        rollout = self.get_object(request, object_id)
+        extra_context = {
+            **(extra_context or {}),
+            "verbs": self.VERBS.get(rollout.status, []) if rollout and self.has_act_permission(request) else [],
+            # Every field of an existing rollout is read-only: no Save button that promises an edit.
+            "show_save": False, "show_save_and_continue": False, "show_save_and_add_another": False,
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
     @admin.display(description="stage")
     def stage(self, obj):
         return f"{obj.stage_index + 1}/{len(obj.stages)} ({obj.current_percent:g}% to challenger)"
@@ -305,7 +329,9 @@ class RolloutAdmin(admin.ModelAdmin):
     @admin.display(description="gates")
     def gates_summary(self, obj):
         status = obj.gate_status or {}
-        return f"{status.get('action', '-')}: {status.get('reason', '')}"[:120]
+        if not status.get("action"):
+            return "not evaluated yet"
+        return f"{status['action']}: {status.get('reason', '')}"[:80]
 
     @admin.display(description="stages")
     def stages_display(self, obj):
@@ -348,28 +374,28 @@ class RolloutAdmin(admin.ModelAdmin):
             "selected": list(queryset.values_list("pk", flat=True)), "form": None,
         })
 
-    @admin.action(description="Start (draft → first stage)")
+    @admin.action(description="Start (draft → first stage)", permissions=["act"])
     def start_action(self, request, queryset):
         return self._act(request, queryset, RolloutAction.START, "Start", "Traffic moves to the first stage's split.")
 
-    @admin.action(description="Promote to the next stage…")
+    @admin.action(description="Promote to the next stage…", permissions=["act"])
     def promote_action(self, request, queryset):
         return self._act(request, queryset, RolloutAction.PROMOTE, "Promote",
                          "Each rollout moves one stage on from the stage shown; at the last stage the challenger becomes champion.")
 
-    @admin.action(description="Pause…")
+    @admin.action(description="Pause…", permissions=["act"])
     def pause_action(self, request, queryset):
         return self._act(request, queryset, RolloutAction.PAUSE, "Pause", "Weights stay as they are; gates stop deciding.")
 
-    @admin.action(description="Resume…")
+    @admin.action(description="Resume…", permissions=["act"])
     def resume_action(self, request, queryset):
         return self._act(request, queryset, RolloutAction.RESUME, "Resume", "Gates decide again.")
 
-    @admin.action(description="Abort…")
+    @admin.action(description="Abort…", permissions=["act"])
     def abort_action(self, request, queryset):
         return self._act(request, queryset, RolloutAction.ABORT, "Abort", "All traffic goes back to the champion.")
 
-    @admin.action(description="Roll back…")
+    @admin.action(description="Roll back…", permissions=["act"])
     def rollback_action(self, request, queryset):
         return self._act(request, queryset, RolloutAction.ROLLBACK, "Roll back",
                          "All traffic goes back to the champion; the rollout ends as rolled back.")
@@ -381,7 +407,10 @@ class DeploymentEventAdmin(admin.ModelAdmin):
     list_filter = ("kind", "deployment")
     search_fields = ("reason", "actor_label", "deployment__name")
     readonly_fields = ("deployment", "rollout", "kind", "from_status", "to_status", "stage_index", "actor", "actor_label",
-                       "reason", "traffic", "metrics", "created_at")
+                       "reason", "traffic_json", "metrics_json", "created_at")
+    fields = readonly_fields
+    traffic_json = json_display("traffic", open_=True)
+    metrics_json = json_display("metrics", digits=4)
 
     def has_add_permission(self, request):
         return False

@@ -1,8 +1,12 @@
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import render
-from django.urls import reverse
-from django.utils.html import format_html
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+
+from apps.core.admin_acts import StaffActionsMixin
+from apps.core.admin_display import PRETTY_JSON_FIELDS, format_metric, json_display, short_time
 
 from apps.core.roles import is_ml_staff
 
@@ -63,18 +67,103 @@ class RegisteredModelAdmin(admin.ModelAdmin):
         return ", ".join(f"{a.alias}→v{a.version.version}" for a in obj.aliases.select_related("version")) or "—"
 
 
+def metrics_table(metrics: dict | None):
+    """{"val": {...}, "test": {...}} as one table, a row per metric and a column per split, rounded."""
+    splits = [split for split, values in (metrics or {}).items() if isinstance(values, dict)]
+    if not splits:
+        return "—"
+    names = list(dict.fromkeys(name for split in splits for name in metrics[split]))
+    head = format_html_join("", '<th scope="col">{}</th>', ((split,) for split in splits))
+    body = format_html_join("", "<tr>{}</tr>", (
+        (format_html('<th scope="row">{}</th>{}', name, format_html_join(
+            "", '<td class="num">{}</td>', ((format_metric(metrics[split].get(name)),) for split in splits))),)
+        for name in names))
+    return format_html('<table class="portal-table portal-metrics"><tr><th>metric</th>{}</tr>{}</table>', head, body)
+
+
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "framework", "model_type", "primary_metric", "dataset_version", "run_link",
-                    "aliases_col", "created_at"]
+class ModelVersionAdmin(StaffActionsMixin, admin.ModelAdmin):
+    # Few, short columns so the list fits 1280 px; the rest is on the change page.
+    list_display = ["__str__", "model_col", "primary_metric", "run_link", "aliases_col", "created_col"]
     list_filter = ["registered_model", "framework", "model_type"]
     search_fields = ["registered_model__name", "description"]
     list_select_related = ["registered_model", "dataset_version__dataset", "training_run__experiment"]
     actions = ["compare_versions", "make_champion", "make_challenger"]
     editable = {"tags", "description"}
+    formfield_overrides = PRETTY_JSON_FIELDS
+    DISPLAYS = {"metrics": "metrics_col", "params": "params_json", "signature": "signature_json",
+                "library_versions": "library_versions_json", "plugin": "plugin_json"}
+    SECTIONS = [
+        (None, ["registered_model", "version", "framework", "model_type", "task", "description", "tags",
+                "created_by", "created_at"]),
+        ("Metrics", ["metrics"]),
+        ("Artifact", ["artifact_uri", "artifact_sha256", "signature"]),
+        ("Lineage", ["training_run", "params", "dataset_version", "dataset_sha256"]),
+        ("Reproducibility", ["library_versions", "code_version", "plugin"]),
+    ]
+    params_json = json_display("params")
+    signature_json = json_display("signature")
+    library_versions_json = json_display("library_versions", "library versions")
+    plugin_json = json_display("plugin")
+
+    @admin.display(description="metrics")
+    def metrics_col(self, obj):
+        return metrics_table(obj.metrics)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # The download button (object tools, beside History) is offered to ML Staff only.
+        extra_context = {**(extra_context or {}), "can_download": is_ml_staff(request.user)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_urls(self):
+        download = path("<int:object_id>/artifact.zip", self.admin_site.admin_view(self.artifact_download_view),
+                        name="registry_modelversion_artifact")
+        return [download, *super().get_urls()]
+
+    def artifact_download_view(self, request, object_id: int):
+        """The version's artifact as a streamed zip, for ML Staff: a model file is the product's IP."""
+        from .downloads import artifact_zip_stream
+        from .storage import ArtifactIntegrityError
+
+        self.require_act(request)
+        version = self.get_object(request, str(object_id))
+        if version is None:
+            raise Http404("No such model version.")
+        try:
+            chunks = artifact_zip_stream(uri=version.artifact_uri, sha256=version.artifact_sha256)
+        except ArtifactIntegrityError as exc:
+            self.message_user(request, f"{version}: cannot download: {exc}", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:registry_modelversion_change", args=[version.pk]))
+        response = StreamingHttpResponse(chunks, content_type="application/zip")
+        filename = f"{version.registered_model.name}-v{version.version}.zip"
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        response["X-Artifact-SHA256"] = version.artifact_sha256
+        return response
+
+    def get_fieldsets(self, request, obj=None):
+        # JSON fields shown formatted (read-only ones); a field this list does not know yet still shows, under "More".
+        listed = {name for _, names in self.SECTIONS for name in names}
+        editable = self._editable(request)
+        shown = [(title, {"fields": [name if name in editable else self.DISPLAYS.get(name, name) for name in names],
+                          **({"classes": ["collapse"]} if title == "Reproducibility" else {})})
+                 for title, names in self.SECTIONS]
+        rest = [f.name for f in ModelVersion._meta.fields if f.name not in listed and f.name != "id"]
+        return shown + ([("More", {"fields": rest})] if rest else [])
+
+    def _editable(self, request) -> set[str]:
+        return self.editable if is_ml_staff(request.user) else set()
 
     def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in ModelVersion._meta.fields if f.name not in self.editable or not is_ml_staff(request.user)]
+        editable = self._editable(request)
+        return [f.name for f in ModelVersion._meta.fields if f.name not in editable] + list(self.DISPLAYS.values())
+
+    @admin.display(description="model", ordering="framework")
+    def model_col(self, obj):
+        return format_html("{}/<wbr>{}", obj.framework, obj.model_type)
+
+    @admin.display(description="created", ordering="created_at")
+    def created_col(self, obj):
+        return short_time(obj.created_at)
 
     def has_add_permission(self, request):
         return False
@@ -88,14 +177,11 @@ class ModelVersionAdmin(admin.ModelAdmin):
         model_version_update(version=obj, tags=form.cleaned_data.get("tags"),
                              description=form.cleaned_data.get("description"))
 
-    def has_act_permission(self, request):
-        return is_ml_staff(request.user)
-
     @admin.display(description="primary metric (val)")
     def primary_metric(self, obj):
         experiment = obj.training_run.experiment
         value = (obj.metrics or {}).get("val", {}).get(experiment.primary_metric)
-        return f"{experiment.primary_metric}={value:.4g}" if isinstance(value, (int, float)) else "—"
+        return f"{experiment.primary_metric} {format_metric(value)}" if isinstance(value, (int, float)) else "—"
 
     @admin.display(description="run")
     def run_link(self, obj):
@@ -121,8 +207,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         })
 
     def _set_alias(self, request, queryset, alias: str):
-        if not is_ml_staff(request.user):
-            raise PermissionDenied("Only ML Staff may move aliases.")
+        self.require_act(request)
         if queryset.count() != 1:
             self.message_user(request, f"Select exactly one version to make {alias}.", messages.WARNING)
             return

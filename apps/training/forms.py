@@ -1,6 +1,7 @@
 from django import forms
 from django.core.exceptions import ValidationError
 
+from apps.core.admin_display import PrettyJSONFormField
 from apps.core.limits import INT32_MAX
 
 from .choices import Device, Framework
@@ -12,7 +13,9 @@ class TrainNowForm(forms.Form):
 
     framework = forms.ChoiceField(choices=[("", "— experiment default —"), *Framework.choices], required=False)
     model_type = forms.CharField(required=False, help_text="e.g. mlp, lstm, linear, gradient_boosting")
-    params = forms.JSONField(required=False, help_text='JSON object, e.g. {"epochs": 5}; blank: defaults')
+    # Pre-filled with {} (an empty object), not the JSON `null` an unset JSONField shows.
+    params = PrettyJSONFormField(required=False, initial=dict,
+                             help_text='JSON object, e.g. {"epochs": 5}; {} or blank: the experiment\'s defaults')
     device = forms.ChoiceField(choices=[("", "— experiment default —"), *Device.choices], required=False)
     seed = forms.IntegerField(required=False, min_value=0, max_value=INT32_MAX)
 
@@ -26,7 +29,7 @@ class TrainNowForm(forms.Form):
 
     def clean_params(self):
         params = self.cleaned_data.get("params")
-        if params in (None, ""):
+        if params in (None, "", {}):
             return None
         if not isinstance(params, dict):
             raise ValidationError("must be a JSON object of parameter names to values.")

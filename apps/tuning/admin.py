@@ -1,43 +1,50 @@
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils.html import format_html
 
+from apps.core.admin_acts import StaffActionsMixin
+from apps.core.admin_display import (
+    PRETTY_JSON_FIELDS,
+    format_metric,
+    json_display,
+    short_time,
+    status_badge,
+    validation_error_text,
+)
+
 from apps.core.roles import is_ml_staff
 
-from . import charts, selectors
+from . import selectors
 from .choices import StudyStatus, TrialStatus
 from .forms import StudyAdminForm
 from .models import Trial, TuningEvent, TuningStudy
 from .services import study_create, study_pause, study_resume, study_start, study_stop, study_update
 from .services.studies import EDITABLE_FIELDS
 
-STATUS_COLORS = {
-    StudyStatus.DRAFT: "#6b7280", StudyStatus.RUNNING: "#2563eb", StudyStatus.PAUSED: "#d97706",
-    StudyStatus.COMPLETED: "#16a34a", StudyStatus.STOPPED: "#6b7280", StudyStatus.FAILED: "#dc2626",
-    TrialStatus.QUEUED: "#6b7280", TrialStatus.COMPLETED: "#16a34a", TrialStatus.PRUNED: "#9333ea",
-    TrialStatus.CANCELLED: "#d97706",
-}
-
-
-def _errors(exc: ValidationError) -> str:
-    if hasattr(exc, "error_dict"):
-        return "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in exc.message_dict.items())
-    return " ".join(exc.messages)
-
 
 def _badge(status: str, label: str):
-    return format_html('<b style="color:{}">{}</b>', STATUS_COLORS.get(status, "#000"), label)
+    return status_badge(status, label)
+
+
+def trial_value(trial: Trial) -> str:
+    # A pruned trial's value is where it was stopped, not a score to compare with the others: say so.
+    if trial.status == TrialStatus.PRUNED:
+        return "pruned" + (f" (at {format_metric(trial.value)})" if trial.value is not None else "")
+    return format_metric(trial.value)
 
 
 class TrialInline(admin.TabularInline):
     model = Trial
-    fields = ["number", "status_col", "params", "value", "epochs", "run_link", "error"]
+    fields = ["number", "status_col", "params_col", "value_col", "epochs", "run_link", "error"]
     readonly_fields = fields
     extra = 0
     can_delete = False
     show_change_link = True
     ordering = ["number"]
+    # Collapsed: the live widget above is the study's trial list; this one is for the links to each run.
+    classes = ["collapse"]
+    verbose_name_plural = "trials with links to their runs (as of page load)"
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -45,6 +52,14 @@ class TrialInline(admin.TabularInline):
     @admin.display(description="status")
     def status_col(self, obj):
         return _badge(obj.status, obj.get_status_display())
+
+    @admin.display(description="params")
+    def params_col(self, obj):
+        return ", ".join(f"{name}={format_metric(value, 6)}" for name, value in (obj.params or {}).items()) or "—"
+
+    @admin.display(description="value")
+    def value_col(self, obj):
+        return trial_value(obj)
 
     @admin.display(description="epochs reported")
     def epochs(self, obj):
@@ -74,10 +89,11 @@ class EventInline(admin.TabularInline):
 
 
 @admin.register(TuningStudy)
-class TuningStudyAdmin(admin.ModelAdmin):
+class TuningStudyAdmin(StaffActionsMixin, admin.ModelAdmin):
     form = StudyAdminForm
-    list_display = ["name", "experiment", "framework", "model_type", "strategy", "status_col", "trials_col",
-                    "best_col", "created_at"]
+    formfield_overrides = PRETTY_JSON_FIELDS
+    # Few, short columns so the list fits 1280 px; the rest is on the change page.
+    list_display = ["name", "experiment", "model_col", "strategy", "status_col", "trials_col", "best_col", "created_col"]
     list_filter = ["status", "strategy", "framework", "pruner"]
     search_fields = ["name", "experiment__name"]
     actions = ["start_studies", "pause_studies", "resume_studies", "stop_studies"]
@@ -102,15 +118,20 @@ class TuningStudyAdmin(admin.ModelAdmin):
             return ["name", "experiment", *EDITABLE_FIELDS, *self.STATE_FIELDS]
         return ["name", "experiment", *self.STATE_FIELDS]
 
-    def has_act_permission(self, request) -> bool:
-        return is_ml_staff(request.user)
-
     def has_delete_permission(self, request, obj=None):
         return False  # a study's trials and events are its audit trail; stop it instead
 
     @admin.display(description="status", ordering="status")
     def status_col(self, obj):
         return _badge(obj.status, obj.get_status_display())
+
+    @admin.display(description="model", ordering="framework")
+    def model_col(self, obj):
+        return format_html("{}/<wbr>{}", obj.framework, obj.model_type)
+
+    @admin.display(description="created", ordering="created_at")
+    def created_col(self, obj):
+        return short_time(obj.created_at)
 
     @admin.display(description="trials")
     def trials_col(self, obj):
@@ -120,11 +141,10 @@ class TuningStudyAdmin(admin.ModelAdmin):
     @admin.display(description="best")
     def best_col(self, obj):
         best = selectors.study_best_trial(study=obj)
-        return "—" if best is None else f"#{best.number}: {best.value:.4g}"
+        return "—" if best is None else f"#{best.number}: {format_metric(best.value)}"
 
     def save_model(self, request, obj, form, change):
-        if not is_ml_staff(request.user):
-            raise PermissionDenied("Only ML Staff may do this.")
+        self.require_act(request)
         if change:
             if obj.status == StudyStatus.DRAFT:
                 study_update(study=obj, data=form.resolved)
@@ -137,31 +157,25 @@ class TuningStudyAdmin(admin.ModelAdmin):
         pass  # trials and events are written by services only
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        study = selectors.study_get(study_id=object_id)
+        study = self.get_object(request, object_id)
         if study is not None:
-            history = selectors.study_history(study=study)
+            # The charts, counts and best params are the live widget's (see the template).
             extra_context = {
                 **(extra_context or {}),
                 "study": study,
-                "status_badge": _badge(study.status, study.get_status_display()),
-                "best": selectors.study_best_trial(study=study),
-                "history_chart": charts.history_svg(history, metric=study.objective_metric),
-                "importance_chart": charts.importances_svg(selectors.study_param_importances(study=study)),
-                "parallel_chart": charts.parallel_coordinates_svg(selectors.study_parallel_coordinates(study=study)),
                 "can_act": is_ml_staff(request.user),
                 "verbs": _verbs_for(study.status),
             }
         return super().change_view(request, object_id, form_url, extra_context)
 
     def _act(self, request, queryset, service, verb: str):
-        if not is_ml_staff(request.user):
-            raise PermissionDenied("Only ML Staff may do this.")
+        self.require_act(request)
         done = []
         for study in queryset:
             try:
                 service(study=study, user=request.user)
             except ValidationError as exc:
-                self.message_user(request, f"{study.name}: not {verb}: {_errors(exc)}", messages.ERROR)
+                self.message_user(request, f"{study.name}: not {verb}: {validation_error_text(exc)}", messages.ERROR)
                 continue
             done.append(study.name)
         if done:
@@ -195,13 +209,26 @@ def _verbs_for(status: str) -> list[tuple[str, str]]:
 
 @admin.register(Trial)
 class TrialAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "status", "value", "run", "created_at"]
+    list_display = ["__str__", "status_col", "value_col", "run", "created_at"]
     list_filter = ["status"]
     search_fields = ["study__name"]
     list_select_related = ["study", "run"]
 
+    params_json = json_display("params")
+
     def get_readonly_fields(self, request, obj=None):
-        return [f.name for f in Trial._meta.fields]
+        return [f.name for f in Trial._meta.fields] + ["params_json"]
+
+    def get_fields(self, request, obj=None):
+        return [("params_json" if f.name == "params" else f.name) for f in Trial._meta.fields if f.name != "id"]
+
+    @admin.display(description="status", ordering="status")
+    def status_col(self, obj):
+        return _badge(obj.status, obj.get_status_display())
+
+    @admin.display(description="value", ordering="value")
+    def value_col(self, obj):
+        return trial_value(obj)
 
     def has_add_permission(self, request):
         return False

@@ -1,6 +1,7 @@
 from django import forms
 from django.core.exceptions import ValidationError
 
+from apps.core.admin_display import PrettyJSONFormField
 from apps.core.limits import INT32_MAX
 from apps.training.choices import Framework
 
@@ -21,7 +22,7 @@ class StudyAdminForm(forms.ModelForm):
     direction = forms.ChoiceField(choices=[("", "— from the metric —"), *Direction.choices], required=False)
     max_trials = forms.IntegerField(required=False, min_value=1, help_text="blank: the grid's size, or 20")
     seed = forms.IntegerField(required=False, min_value=0, max_value=INT32_MAX, help_text="blank: the experiment's")
-    search_space = forms.JSONField(
+    search_space = PrettyJSONFormField(
         help_text='JSON list, e.g. [{"name": "alpha", "type": "float", "low": 0.001, "high": 10, "log": true}, '
                   '{"name": "max_iter", "type": "int", "low": 50, "high": 500}, '
                   '{"name": "x", "type": "categorical", "choices": ["a", "b"]}]'

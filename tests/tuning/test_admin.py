@@ -1,4 +1,4 @@
-"""The study pages in Django admin: create, act (ML Staff only), and the charts."""
+"""The study pages in Django admin: create, act (ML Staff only), and the one live component."""
 import json
 
 import pytest
@@ -73,16 +73,12 @@ def test_analysts_see_studies_but_cannot_act_on_them(analyst_user, regression_ex
     assert client.get(f"{CHANGELIST}add/").status_code == 403
 
 
-def test_the_study_page_shows_history_importances_and_parallel_coordinates(staff_user, regression_experiment):
-    from apps.tuning.choices import TrialStatus
-    from apps.tuning.models import Trial
-
+def test_the_study_page_has_one_live_component_and_the_staff_buttons(staff_user, analyst_user, regression_experiment):
     study = study_create(name="charted", experiment=regression_experiment, search_space=ALPHA_SPACE)
-    for number, alpha, value in ((1, 0.01, 60.0), (2, 1.0, 52.0), (3, 30.0, 75.0), (4, 3.0, 57.0)):
-        Trial.objects.create(study=study, number=number, params={"alpha": alpha}, status=TrialStatus.COMPLETED,
-                             value=value)
     page = logged_in(staff_user).get(f"{CHANGELIST}{study.pk}/change/").content.decode()
-    assert page.count('class="tuning-chart"') == 3
-    assert "Optimisation history (rmse)" in page and "Parameter importance (4 completed trials)" in page
-    assert "Parallel coordinates" in page and "trial #2: 52" in page
+    assert page.count('data-widget="tuning-study"') == 1 and f'data-study-id="{study.pk}"' in page
+    # No server-rendered charts or counts that would go stale beside the live widget.
+    assert "<polyline" not in page and "trials finished" not in page
     assert 'value="start_studies"' in page  # the draft can be started from its own page
+    analyst_page = logged_in(analyst_user).get(f"{CHANGELIST}{study.pk}/change/").content.decode()
+    assert 'data-widget="tuning-study"' in analyst_page and 'value="start_studies"' not in analyst_page

@@ -2,6 +2,7 @@ import { useState } from "react";
 import { useSocket } from "../lib/useSocket";
 import { ModelPerformanceWidget } from "./ML/ModelPerformanceWidget";
 import { TrainingLogsWidget } from "./ML/TrainingLogsWidget";
+import { StudyWidget } from "./StudyWidget";
 
 /** The performance widget on its own (a deployment's admin page), reloading when the dashboard
  * socket says that deployment changed, as it does inside the dashboard. */
@@ -21,4 +22,5 @@ export function LivePerformanceWidget({ deployment, WebSocketImpl, fetchJson }) 
 export const EMBEDDABLE = {
   "training-logs": ["Training logs", (data) => <TrainingLogsWidget runId={Number(data.runId)} />],
   "model-performance": ["Model performance", (data) => <LivePerformanceWidget deployment={data.deployment} />],
+  "tuning-study": ["Tuning study", (data) => <StudyWidget studyId={Number(data.studyId)} />],
 };
