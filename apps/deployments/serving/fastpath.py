@@ -51,7 +51,7 @@ from .inputs import InputError, loads_mlflow_body
 from .predict import Prepared, predictor
 from .protocol import MLFLOW, V2, describe_error, error_body, render, request_options, response_body, response_headers
 from .state import ModelUnavailable, serving_state
-from .v2 import HEADER_LENGTH, decode_request
+from .v2 import HEADER_LENGTH, VersionNotServed, decode_request
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,9 @@ class Throttled(Exception):
         self.wait = wait
 
 
-class _Job:
+class InferenceJob:
+    """One request for the Batcher, from either transport (this HTTP fast path, the gRPC service)."""
+
     __slots__ = ("table", "body", "raw", "protocol", "routing_key", "started", "ident", "future", "prepared", "version",
                  "queued_at")
 
@@ -98,14 +100,14 @@ class Batcher:
     """
 
     def __init__(self, threads: int | None = None):
-        self._queues: dict[str, deque[_Job]] = {}
+        self._queues: dict[str, deque[InferenceJob]] = {}
         self._threads = max(1, threads or int(getattr(settings, "DEPLOYMENTS_INFERENCE_THREADS", 1)))
         self._busy = 0
         self._timer: asyncio.TimerHandle | None = None
         self._soon = False
         self._executor = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="inference")
 
-    async def submit(self, job: _Job):
+    async def submit(self, job: InferenceJob):
         loop = asyncio.get_running_loop()
         job.future = loop.create_future()
         job.queued_at = loop.time()
@@ -153,7 +155,7 @@ class Batcher:
         self._busy += 1
         asyncio.ensure_future(self._dispatch(loop, jobs))
 
-    async def _dispatch(self, loop, jobs: list[_Job]) -> None:
+    async def _dispatch(self, loop, jobs: list[InferenceJob]) -> None:
         try:
             allowed, wait = await throttle_take_async(THROTTLE_SCOPE, Counter(job.ident for job in jobs))
             served = []
@@ -173,7 +175,7 @@ class Batcher:
         done = loop.run_in_executor(self._executor, self._serve_batch, served)
         done.add_done_callback(lambda future: self._finish(loop, served, future, None))
 
-    def _finish(self, loop, jobs: list[_Job], done, failure) -> None:
+    def _finish(self, loop, jobs: list[InferenceJob], done, failure) -> None:
         self._busy -= 1
         if failure is None and done is not None:
             failure = RuntimeError("the inference thread was stopped") if done.cancelled() else done.exception()
@@ -189,7 +191,7 @@ class Batcher:
                 job.future.set_result(outcomes[index])
         self._schedule(loop)
 
-    def _serve_batch(self, jobs: list[_Job]) -> list:
+    def _serve_batch(self, jobs: list[InferenceJob]) -> list:
         """On an inference thread: each job's Prediction, or the exception that is its answer."""
         batch_sizes.observe(len(jobs))
         try:
@@ -200,7 +202,7 @@ class Batcher:
             logger.exception("prediction batch of %d failed", len(jobs))
             return [exc] * len(jobs)
 
-    def _serve(self, jobs: list[_Job]) -> list:
+    def _serve(self, jobs: list[InferenceJob]) -> list:
         outcomes: list = [None] * len(jobs)
         groups: dict[int, list[Prepared]] = {}
         ready: list[int] = []
@@ -211,8 +213,9 @@ class Batcher:
                                                  version=job.version)
             except Exception as exc:
                 # One request's failure (bad input, or a bug it triggers) is that request's alone. A
-                # version that cannot be loaded was logged once when its table was built.
-                if not isinstance(exc, (InputError, ModelUnavailable)):
+                # version that cannot be loaded was logged once when its table was built; a version
+                # the deployment does not serve is the client's error (404).
+                if not isinstance(exc, (InputError, ModelUnavailable, VersionNotServed)):
                     logger.exception("preparing a prediction request to %s failed", job.table.name)
                 outcomes[index] = exc
                 continue
@@ -314,7 +317,7 @@ class PredictionFastPath:
             table = serving_state.table_nowait(name)
             if table is None:
                 table = await database_sync_to_async(serving_state.table)(name)
-            result = await self.batcher.submit(_Job(
+            result = await self.batcher.submit(InferenceJob(
                 table=table, body=body, raw=raw, protocol=protocol, routing_key=options.routing_key,
                 started=started, ident=user.pk, version=version,
             ))

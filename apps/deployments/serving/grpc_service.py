@@ -43,7 +43,7 @@ from tritonclient.grpc import service_pb2_grpc
 from apps.core.roles import has_portal_role
 
 from ..auth import split_authorization, verify_token
-from .fastpath import Batcher, Throttled, _Job
+from .fastpath import Batcher, InferenceJob, Throttled
 from .inputs import InputError
 from .protocol import V2, describe_error, request_options, response_body
 from .state import serving_state
@@ -308,7 +308,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         table = serving_state.table(name)
         # The request's own bytes identify it in the log (inputs_hash), as the HTTP body does there.
         raw = request.SerializeToString(deterministic=True)
-        job = _Job(table=table, body=body, raw=raw, protocol=V2, routing_key=options.routing_key, started=started,
+        job = InferenceJob(table=table, body=body, raw=raw, protocol=V2, routing_key=options.routing_key, started=started,
                    ident=user.pk, version=request.model_version or None)
         result = asyncio.run_coroutine_threadsafe(self._batcher.submit(job), self._loop).result()
         return infer_response(response_body(V2, name, result, options))
