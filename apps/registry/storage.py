@@ -105,10 +105,16 @@ def artifact_commit(*, local_dir: str | Path, prefix: str, extra: dict | None = 
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(storage.path(tmp), final)  # one rename: all or nothing
         else:
-            for rel in manifest["files"]:
-                with storage.open(posixpath.join(tmp, rel), "rb") as fh:
-                    _save_exact(storage, posixpath.join(prefix, rel), File(fh, name=rel))
-            _save_exact(storage, posixpath.join(prefix, MANIFEST), ContentFile(raw, name=MANIFEST))
+            try:
+                for rel in manifest["files"]:
+                    with storage.open(posixpath.join(tmp, rel), "rb") as fh:
+                        _save_exact(storage, posixpath.join(prefix, rel), File(fh, name=rel))
+                _save_exact(storage, posixpath.join(prefix, MANIFEST), ContentFile(raw, name=MANIFEST))
+            except BaseException:
+                # No manifest, so no reader sees the files copied so far; but every attempt commits
+                # to a new prefix, so nothing would ever remove them from the bucket.
+                _delete_tree(storage, prefix)
+                raise
     finally:
         _delete_tree(storage, tmp)
     return CommittedArtifact(uri=prefix, sha256=sha, manifest=manifest)
