@@ -88,7 +88,8 @@ class MedianPruner(Pruner):
         if len(completed) < self.options["n_startup_trials"]:
             return False
         at_epoch = [_value_at(c, epoch) for c in completed]
-        at_epoch = [v for v in at_epoch if v is not None]
+        # A NaN in the median would make every comparison false: a diverged trial is no benchmark.
+        at_epoch = [v for v in at_epoch if v is not None and math.isfinite(v)]
         if not at_epoch:
             return False
         return min(reported) > float(np.median(at_epoch))
@@ -123,8 +124,12 @@ class SuccessiveHalvingPruner(Pruner):
         if epoch not in self.rung_epochs(epoch) or epoch not in trial.values:
             return False
         value = trial.values[epoch]
+        if not math.isfinite(value):
+            return False  # as the median rule: a value that is no number is no evidence
+        # sorted() with a NaN among the values orders them by chance: non-finite ones are left out.
         competing = sorted(
-            [c.values[epoch] for c in others if c.number != trial.number and epoch in c.values] + [value]
+            [c.values[epoch] for c in others
+             if c.number != trial.number and epoch in c.values and math.isfinite(c.values[epoch])] + [value]
         )
         keep = max(len(competing) // self.options["reduction_factor"], 1)
         return value > competing[keep - 1]

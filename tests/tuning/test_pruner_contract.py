@@ -179,3 +179,14 @@ def test_hopeless_and_best_trials_differ_for_every_pruning_rule():
     for name in PRUNING:
         assert any(decisions(get_pruner(name), HOPELESS, HISTORY))
         assert not any(decisions(get_pruner(name), BEST, HISTORY))
+
+
+def test_a_trial_with_no_number_among_the_others_changes_no_decision_in_any_order(name):
+    # Non-finite values are stored as null today; a pruner must not depend on that to stay sane.
+    pruner = get_pruner(name, WARMUP[name][0])
+    diverged = curve(50, [math.nan] * EPOCHS)
+    for trial in (HOPELESS, BEST):
+        expected = decisions(pruner, trial, HISTORY)
+        assert decisions(pruner, trial, [diverged, *HISTORY]) == expected
+        assert decisions(pruner, trial, [*HISTORY, diverged]) == expected
+    assert not any(decisions(pruner, diverged, HISTORY)), "a NaN is no evidence either way"
