@@ -65,8 +65,8 @@ class CandidateEvaluationAdmin(admin.ModelAdmin):
     list_filter = ("status", "action")
     readonly_fields = ("policy", "candidate", "champion", "dataset_version", "trigger", "status", "action", "metric",
                        "min_improvement", "candidate_value", "champion_value", "candidate_metrics", "champion_metrics",
-                       "window", "reason", "rollout", "celery_task_id", "created_at", "started_at", "finished_at",
-                       "log_lines")
+                       "window", "reason", "rollout", "celery_task_id", "dispatches", "dispatched_at", "created_at",
+                       "started_at", "finished_at", "log_lines")
     exclude = ("log",)
 
     @admin.display(description="Log")

@@ -51,8 +51,8 @@ class CandidateEvaluationSerializer(serializers.ModelSerializer):
         model = CandidateEvaluation
         fields = ["id", "deployment", "candidate", "candidate_id", "champion", "champion_id", "dataset_version", "trigger",
                   "status", "action", "metric", "min_improvement", "candidate_value", "champion_value", "improvement",
-                  "candidate_metrics", "champion_metrics", "window", "reason", "rollout", "created_at", "started_at",
-                  "finished_at"]
+                  "candidate_metrics", "champion_metrics", "window", "reason", "rollout", "dispatches", "created_at",
+                  "started_at", "finished_at"]
 
 class CandidateEvaluationDetailSerializer(CandidateEvaluationSerializer):
     class Meta(CandidateEvaluationSerializer.Meta):

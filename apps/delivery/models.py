@@ -64,6 +64,10 @@ class CandidateEvaluation(models.Model):
     log = models.JSONField(default=list, blank=True, help_text="[{ts, level, message}]")
     rollout = models.ForeignKey("deployments.Rollout", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     celery_task_id = models.CharField(max_length=64, blank=True)
+    # Each message sent for it (first dispatch and the reaper's re-dispatches of a lost one): the
+    # reaper looks at a QUEUED evaluation again only a whole stale period after its latest message.
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    dispatches = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

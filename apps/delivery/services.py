@@ -99,15 +99,28 @@ def _note(evaluation: CandidateEvaluation, message: str, level: str = "INFO") ->
 
 
 def _dispatch(evaluation_id: int) -> None:
-    """Sends the evaluation to the worker; when the broker cannot take it the evaluation ends FAILED
-    saying so, rather than waiting QUEUED for a message that does not exist."""
+    """Sends the evaluation to the worker under a fresh task id, recorded first so the reaper can
+    look for this message on the broker; when the broker cannot take it the evaluation ends FAILED
+    saying so, rather than waiting QUEUED for a message that does not exist.
+
+    A fresh id per message keeps a late copy of an older one harmless: whichever message claims the
+    QUEUED evaluation first runs it, and every other copy finds it started (see _claim)."""
+    import uuid
+
+    from django.db.models import F
+
     from apps.training import conf
 
     from .tasks import evaluate_candidate
 
     queue = conf.get("TRAINING_CPU_QUEUE")
+    task_id = str(uuid.uuid4())
+    sent = CandidateEvaluation.objects.filter(pk=evaluation_id, status=EvaluationStatus.QUEUED).update(
+        celery_task_id=task_id, dispatched_at=timezone.now(), dispatches=F("dispatches") + 1)
+    if not sent:
+        return  # started or finished meanwhile: nothing to send
     try:
-        evaluate_candidate.apply_async(args=[evaluation_id], queue=queue, routing_key=queue)
+        evaluate_candidate.apply_async(args=[evaluation_id], queue=queue, routing_key=queue, task_id=task_id)
     except Exception as exc:
         logger.exception("evaluation %s could not be queued", evaluation_id)
         evaluation = CandidateEvaluation.objects.filter(pk=evaluation_id, status=EvaluationStatus.QUEUED).first()

@@ -8,6 +8,7 @@ from django.utils.html import format_html, format_html_join
 from apps.core.admin_acts import StaffActionsMixin
 from apps.core.admin_display import PRETTY_JSON_FIELDS, format_metric, json_display, short_time
 
+from apps.core.admin_charts import evaluation_panel
 from apps.core.roles import is_ml_staff
 
 from .models import AliasEvent, ModelAlias, ModelVersion, RegisteredModel
@@ -85,18 +86,20 @@ def metrics_table(metrics: dict | None):
 class ModelVersionAdmin(StaffActionsMixin, admin.ModelAdmin):
     # Few, short columns so the list fits 1280 px; the rest is on the change page.
     list_display = ["__str__", "model_col", "primary_metric", "run_link", "aliases_col", "created_col"]
-    list_filter = ["registered_model", "framework", "model_type"]
+    list_filter = ["registered_model", "framework", "model_type", "archived_at"]
     search_fields = ["registered_model__name", "description"]
     list_select_related = ["registered_model", "dataset_version__dataset", "training_run__experiment"]
     actions = ["compare_versions", "make_champion", "make_challenger"]
     editable = {"tags", "description"}
     formfield_overrides = PRETTY_JSON_FIELDS
     DISPLAYS = {"metrics": "metrics_col", "params": "params_json", "signature": "signature_json",
-                "library_versions": "library_versions_json", "plugin": "plugin_json"}
+                "library_versions": "library_versions_json", "plugin": "plugin_json", "evaluation": "evaluation_col"}
     SECTIONS = [
         (None, ["registered_model", "version", "framework", "model_type", "task", "description", "tags",
                 "created_by", "created_at"]),
         ("Metrics", ["metrics"]),
+        # Not a field of the version: the plots its training run stored on the same test split.
+        ("Evaluation", ["evaluation"]),
         ("Artifact", ["artifact_uri", "artifact_sha256", "signature"]),
         ("Lineage", ["training_run", "params", "dataset_version", "dataset_sha256"]),
         ("Reproducibility", ["library_versions", "code_version", "plugin"]),
@@ -109,6 +112,10 @@ class ModelVersionAdmin(StaffActionsMixin, admin.ModelAdmin):
     @admin.display(description="metrics")
     def metrics_col(self, obj):
         return metrics_table(obj.metrics)
+
+    @admin.display(description="evaluation")
+    def evaluation_col(self, obj):
+        return evaluation_panel(obj.training_run.evaluation if obj.training_run_id else None)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         # The download button (object tools, beside History) is offered to ML Staff only.

@@ -1,5 +1,5 @@
 from django.core.exceptions import ValidationError
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
@@ -27,8 +27,9 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "id", "model", "version", "framework", "model_type", "task", "artifact_uri", "artifact_sha256", "signature",
             "history_rows", "metrics", "params", "dataset_version", "dataset_version_id", "dataset_sha256",
             "training_run", "library_versions", "code_version", "plugin", "tags", "description", "aliases", "created_by",
-            "created_at",
+            "created_at", "archived_at",
         ]
+        read_only_fields = ["archived_at"]
 
 
 class RegisteredModelSerializer(serializers.ModelSerializer):
@@ -83,6 +84,13 @@ class RegisterInputSerializer(serializers.Serializer):
 class VersionUpdateSerializer(serializers.Serializer):
     tags = serializers.DictField(required=False)
     description = serializers.CharField(required=False, allow_blank=True)
+    archived = serializers.BooleanField(required=False, help_text="false un-archives the version")
+
+    def validate_archived(self, value):
+        if value:
+            raise serializers.ValidationError("only false (un-archive) is accepted: versions are archived by the "
+                                              "retention sweep (REGISTRY_ARCHIVE_AFTER_DAYS)")
+        return value
 
 
 class ModelListApi(GenericAPIView):
@@ -110,9 +118,16 @@ class ModelVersionListApi(GenericAPIView):
     pagination_class = Pagination
 
     def get_queryset(self):
-        return selectors.model_version_list(model=selectors.registered_model_get(name=self.kwargs["name"]))
+        # Archived versions (never deployed, past retention) are hidden unless asked for: ?archived=true
+        # lists only them.
+        raw = self.request.query_params.get("archived", "false").strip().lower()
+        if raw not in {"true", "false"}:
+            raise ValidationError({"archived": "true or false"})
+        versions = selectors.model_version_list(model=selectors.registered_model_get(name=self.kwargs["name"]))
+        return versions.filter(archived_at__isnull=raw == "false")
 
-    @extend_schema(operation_id="models_versions_list", responses=ModelVersionSerializer(many=True))
+    @extend_schema(operation_id="models_versions_list", responses=ModelVersionSerializer(many=True),
+                   parameters=[OpenApiParameter("archived", bool, description="true lists only archived versions")])
     def get(self, request, name: str):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(self.get_serializer(page, many=True).data)

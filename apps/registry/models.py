@@ -53,6 +53,9 @@ class ModelVersion(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # Set by the retention sweep (apps/delivery/archiving.py) on versions never deployed: kept, hidden
+    # from default lists, refused for new rollouts and traffic until staff un-archive it.
+    archived_at = models.DateTimeField(null=True, blank=True, db_index=True)
 
     class Meta:
         ordering = ["registered_model", "-version"]
@@ -100,6 +103,8 @@ class AliasEvent(models.Model):
     to_version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     reason = models.TextField(blank=True)
+    # The rollout that moved it (a plain id: the registry does not depend on deployments).
+    rollout_id = models.PositiveBigIntegerField(null=True, blank=True, db_index=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:

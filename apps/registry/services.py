@@ -84,8 +84,9 @@ def model_version_create_from_run(*, run, name: str | None = None, user=None, ta
 
 @transaction.atomic
 def model_alias_set(*, model: RegisteredModel, alias: str, version: ModelVersion | None, user=None,
-                    reason: str = "") -> ModelAlias | None:
-    """Points `alias` of `model` at `version` (None removes the alias) and records an AliasEvent."""
+                    reason: str = "", rollout_id: int | None = None) -> ModelAlias | None:
+    """Points `alias` of `model` at `version` (None removes the alias) and records an AliasEvent
+    (naming `rollout_id` when a rollout moved it)."""
     alias = (alias or "").strip().lower()
     if not ALIAS_RE.match(alias):
         raise ValidationError({"alias": f"{alias!r} is not a valid alias (lowercase letters, digits, '-', '_')."})
@@ -111,8 +112,38 @@ def model_alias_set(*, model: RegisteredModel, alias: str, version: ModelVersion
         current.save(update_fields=["version", "updated_at", "updated_by"])
         result = current
     AliasEvent.objects.create(registered_model=model, alias=alias, from_version=previous, to_version=version,
-                              actor=user, reason=reason, created_at=now)
+                              actor=user, reason=reason, rollout_id=rollout_id, created_at=now)
     return result
+
+
+ROLLOUT_STARTED, ROLLOUT_COMPLETED, ROLLOUT_ENDED = "started", "completed", "ended"
+
+
+@transaction.atomic
+def model_aliases_follow_rollout(*, model: RegisteredModel, rollout_id: int, moment: str, champion: ModelVersion,
+                                 challenger: ModelVersion, user=None) -> None:
+    """Keeps `champion` and `challenger` on what a rollout serves, each move an AliasEvent naming it.
+
+    `moment` is ROLLOUT_STARTED (challenger → the candidate, champion → the serving champion if it
+    was not there yet), ROLLOUT_COMPLETED (champion → the
+    candidate, challenger removed) or ROLLOUT_ENDED (rolled back or aborted: champion stays or goes
+    back to the old champion, challenger removed). The challenger alias is only removed while it
+    still points at this rollout's candidate: someone may have pointed it elsewhere by hand since.
+    """
+    who = user if getattr(user, "is_authenticated", False) else None
+    if moment == ROLLOUT_STARTED:
+        model_alias_set(model=model, alias="champion", version=champion, user=who, rollout_id=rollout_id,
+                        reason=f"rollout {rollout_id} started: {champion} serves as champion")
+        model_alias_set(model=model, alias="challenger", version=challenger, user=who, rollout_id=rollout_id,
+                        reason=f"rollout {rollout_id} started: {challenger} challenges {champion}")
+        return
+    winner = challenger if moment == ROLLOUT_COMPLETED else champion
+    verb = "completed" if moment == ROLLOUT_COMPLETED else "rolled back or aborted"
+    model_alias_set(model=model, alias="champion", version=winner, user=who, rollout_id=rollout_id,
+                    reason=f"rollout {rollout_id} {verb}: {winner} serves as champion")
+    if ModelAlias.objects.filter(registered_model=model, alias="challenger", version=challenger).exists():
+        model_alias_set(model=model, alias="challenger", version=None, user=who, rollout_id=rollout_id,
+                        reason=f"rollout {rollout_id} {verb}: {challenger} no longer challenges")
 
 
 def _holds_nul(value) -> bool:
@@ -132,9 +163,14 @@ def _holds_nul(value) -> bool:
 
 
 @transaction.atomic
-def model_version_update(*, version: ModelVersion, tags: dict | None = None, description: str | None = None) -> ModelVersion:
-    """Tags and description are the only mutable parts of a version."""
+def model_version_update(*, version: ModelVersion, tags: dict | None = None, description: str | None = None,
+                         archived: bool | None = None) -> ModelVersion:
+    """Tags and description are the only mutable parts of a version; `archived=False` un-archives it
+    (archiving itself is the retention sweep's, apps/delivery/archiving.py)."""
     fields = []
+    if archived is False and version.archived_at is not None:
+        version.archived_at = None
+        fields.append("archived_at")
     if tags is not None:
         if not isinstance(tags, dict) or not all(isinstance(k, str) for k in tags):
             raise ValidationError({"tags": "must be an object of tag names to values."})

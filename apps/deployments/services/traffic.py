@@ -38,6 +38,15 @@ def check_version_fits(deployment: Deployment, model_version, *, field: str = "m
     if model_version.registered_model_id != deployment.registered_model_id:
         raise ValidationError({field: f"{model_version} is not a version of {deployment.registered_model.name}, "
                                       f"the model deployment {deployment.name!r} serves"})
+    check_version_not_archived(model_version, field=field)
+
+
+def check_version_not_archived(model_version, *, field: str = "model_version") -> None:
+    # Read from the database: the retention sweep may have archived it after the caller loaded it.
+    archived_at = type(model_version).objects.filter(pk=model_version.pk).values_list("archived_at", flat=True).first()
+    if archived_at is not None:
+        raise ValidationError({field: f"{model_version} was archived on {archived_at:%Y-%m-%d} (never deployed, past "
+                                      f"the registry's retention); un-archive it first to deploy it"})
 
 
 def traffic_snapshot(deployment: Deployment) -> list[dict]:
@@ -125,6 +134,7 @@ def deployment_create(*, name: str, model_version, user=None, description: str =
     """A deployment serving `model_version` (the champion) with all of the traffic."""
     if Deployment.objects.filter(name=name).exists():
         raise ValidationError({"name": f"a deployment named {name!r} already exists"})
+    check_version_not_archived(model_version)
     deployment = Deployment(name=name, description=description, registered_model=model_version.registered_model,
                             created_by=user if getattr(user, "is_authenticated", False) else None)
     deployment.full_clean()
