@@ -18,7 +18,7 @@ BADGE_TONES = {
     "running": "active", "active": "active",
     "succeeded": "good", "completed": "good", "promoted": "good", "pass": "good",
     "failed": "bad", "aborted": "bad", "fail": "bad", "rolled_back": "bad",
-    "cancelled": "warn", "paused": "warn",
+    "cancelled": "warn", "paused": "warn", "skipped": "neutral", "started": "active",
     "pruned": "pruned",
 }
 

@@ -17,7 +17,7 @@ WORKFLOW_SECTIONS = [
     ("Tuning", [("tuning", ["TuningStudy", "Trial"])]),
     ("Registry", [("registry", ["RegisteredModel", "ModelVersion", "AliasEvent"])]),
     ("Deployments", [("deployments", ["Deployment", "Rollout", "DeploymentEvent"]), ("delivery", [])]),
-    ("Monitoring", [("monitoring", ["PredictionLog", "Feedback"])]),
+    ("Monitoring", [("monitoring", ["PredictionLog", "Feedback"]), ("alerts", [])]),
     ("Access", [("auth", ["User", "Group"]), ("core", ["ApiToken"])]),
     ("System", [("django_celery_beat", ["PeriodicTask", "CrontabSchedule", "IntervalSchedule",
                                         "ClockedSchedule", "SolarSchedule"])]),

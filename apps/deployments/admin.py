@@ -10,7 +10,15 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from apps.core.admin_acts import StaffActionsMixin
-from apps.core.admin_display import PrettyJSONFormField, json_display, status_badge, validation_error_text
+from apps.core.admin_display import (
+    PrettyJSONFormField,
+    format_metric,
+    json_block,
+    json_display,
+    short_time,
+    status_badge,
+    validation_error_text,
+)
 from apps.core.roles import is_ml_staff
 from apps.registry.models import ModelVersion
 
@@ -80,13 +88,82 @@ class DeploymentAddForm(forms.ModelForm):
 
 
 class RollbackForm(forms.Form):
-    model_version = forms.ModelChoiceField(queryset=ModelVersion.objects.none(), label="Roll back to")
+    model_version = forms.ModelChoiceField(queryset=ModelVersion.objects.none(), label="Roll back to",
+                                           error_messages={"required": "Choose the version to roll back to."})
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
 
     def __init__(self, *args, deployment=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["model_version"].queryset = ModelVersion.objects.filter(
             registered_model=deployment.registered_model).select_related("registered_model")
+
+
+ROLLBACK_METRIC_COLUMNS = 4
+
+
+def _metrics_seen(metrics: dict | None):
+    """The window metrics an event recorded, one short line per version ("v2: 120 requests, errors
+    0.0%, p99 12 ms, accuracy 0.91 on 40 rows"); another shape is shown as formatted JSON."""
+    versions = (metrics or {}).get("versions") if isinstance(metrics, dict) else None
+    if not isinstance(versions, dict):
+        return json_block(metrics, digits=4)
+    if not versions:
+        return "no predictions yet"
+    lines = []
+    for version, w in sorted(versions.items()):
+        parts = [f"{w.get('requests', 0)} requests"]
+        if w.get("error_rate") is not None:
+            parts.append(f"errors {w['error_rate']:.1%}")
+        if w.get("p99_ms") is not None:
+            parts.append(f"p99 {w['p99_ms']:.0f} ms")
+        quality = next(((name, w[name]) for name in ("accuracy", "rmse") if w.get(name) is not None), None)
+        if quality:
+            parts.append(f"{quality[0]} {format_metric(quality[1], 3)} on {w.get('feedback_rows', 0)} rows")
+        lines.append((version, ", ".join(parts)))
+    return format_html_join("", "<div>v{}: {}</div>", lines)
+
+
+def _served_text(first, until, *, serving_now: bool) -> str:
+    if serving_now:
+        return f"since {short_time(first)}" if first else "now"
+    if first is None:
+        return "never"
+    return f"{short_time(first)} – {short_time(until)}"
+
+
+def rollback_candidates(deployment: Deployment) -> tuple[list[str], list[dict]]:
+    """Every version of the deployment's model with what one needs to pick a rollback target:
+    its validation metrics, its share of traffic now, and when it last served (read from the
+    traffic snapshot each DeploymentEvent keeps, oldest first), newest version first.
+
+    Returns (metric names shown, rows); the experiment's primary metric comes first."""
+    versions = list(ModelVersion.objects.filter(registered_model=deployment.registered_model)
+                    .select_related("training_run__experiment").order_by("-version"))
+    serving = {r.model_version_id: r for r in deployment.versions.all() if r.weight > 0 or r.shadow}
+    # A version served from the first change that gave it traffic until the change that took it away.
+    first_served, served_until, before = {}, {}, set()
+    for event in deployment.events.order_by("created_at", "id").only("created_at", "traffic"):
+        after = {e.get("model_version_id") for e in event.traffic or [] if (e.get("weight") or 0) > 0}
+        for version_id in after:
+            first_served.setdefault(version_id, event.created_at)
+            served_until.pop(version_id, None)
+        for version_id in before - after:
+            served_until[version_id] = event.created_at
+        before = after
+    primary = [v.training_run.experiment.primary_metric for v in versions if v.training_run_id]
+    names = list(dict.fromkeys(primary + [name for v in versions for name in ((v.metrics or {}).get("val") or {})
+                                          if name != "loss"]))[:ROLLBACK_METRIC_COLUMNS]
+    rows = []
+    for v in versions:
+        val = (v.metrics or {}).get("val") or {}
+        now = serving.get(v.pk)
+        rows.append({
+            "version": v, "metrics": [format_metric(val.get(name)) for name in names],
+            "serving_now": now is not None,
+            "share": ("shadow" if now.shadow else f"{now.weight:g}% ({now.get_role_display().lower()})") if now else "",
+            "served": _served_text(first_served.get(v.pk), served_until.get(v.pk), serving_now=now is not None),
+        })
+    return names, rows
 
 
 @admin.register(Deployment)
@@ -193,11 +270,12 @@ class DeploymentAdmin(StaffActionsMixin, admin.ModelAdmin):
                 return None
             self.message_user(request, f"{deployment} now serves {form.cleaned_data['model_version']} at 100%.")
             return None
-        return TemplateResponse(request, CONFIRM_TEMPLATE, {
+        metric_names, candidates = rollback_candidates(deployment)
+        return TemplateResponse(request, "admin/deployments/deployment/rollback.html", {
             **self.admin_site.each_context(request), "title": f"Roll back {deployment.name}",
-            "opts": self.model._meta, "objects": [deployment], "form": form, "action": "rollback_action",
-            "action_label": "Roll back", "explanation": "All traffic moves to the chosen version; an open rollout ends as rolled back.",
-            "selected": [deployment.pk],
+            "opts": self.model._meta, "deployment": deployment, "form": form, "action": "rollback_action",
+            "metric_names": metric_names, "candidates": candidates,
+            "chosen": str(form["model_version"].value() or ""), "selected": [deployment.pk],
         })
 
 
@@ -264,7 +342,8 @@ class RolloutAdmin(StaffActionsMixin, admin.ModelAdmin):
     list_filter = ("status", "deployment")
     change_form_template = "admin/deployments/rollout/change_form.html"
     readonly_fields = ("deployment", "champion", "challenger", "status_col", "stage", "stages_display", "gates_display",
-                       "gate_table", "started_at", "stage_started_at", "evaluated_at", "ended_at", "created_by", "created_at")
+                       "gate_table", "timeline", "started_at", "stage_started_at", "evaluated_at", "ended_at", "created_by",
+                       "created_at")
     actions = ["start_action", "promote_action", "pause_action", "resume_action", "abort_action", "rollback_action"]
 
     def get_form(self, request, obj=None, **kwargs):
@@ -350,6 +429,30 @@ class RolloutAdmin(StaffActionsMixin, admin.ModelAdmin):
     @admin.display(description="gate status")
     def gate_table(self, obj):
         return _gate_table(obj.gate_status)
+
+    @admin.display(description="timeline")
+    def timeline(self, obj):
+        """Every event of this rollout, oldest first: what happened, at which stage, the challenger's
+        share after it, who or what acted and why, and the metrics the decision saw."""
+        events = list(obj.events.select_related("actor").order_by("created_at", "id"))
+        if not events:
+            return "No events yet."
+        rows = []
+        for event in events:
+            share = next((e.get("weight") for e in event.traffic or [] if e.get("model_version_id") == obj.challenger_id), 0)
+            change = (format_html("{} → {}", status_badge(event.from_status), status_badge(event.to_status))
+                      if event.from_status and event.to_status and event.from_status != event.to_status
+                      else status_badge(event.to_status) if event.to_status else "")
+            stage = "—" if event.stage_index is None else f"{event.stage_index + 1}/{len(obj.stages)}"
+            rows.append((event.kind, short_time(event.created_at), event.get_kind_display(), change, stage,
+                         f"{share or 0:g}%", event.actor_label, event.reason or "—", _metrics_seen(event.metrics)))
+        body = format_html_join("", '<tr data-kind="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td>'
+                                    "<td>{}</td><td>{}</td><td>{}</td></tr>", rows)
+        return format_html(
+            '<div class="portal-scroll"><table id="rollout-timeline" class="portal-table"><thead><tr><th scope="col">when</th>'
+            '<th scope="col">what</th><th scope="col">status</th><th scope="col">stage</th><th scope="col">challenger</th>'
+            '<th scope="col">by</th><th scope="col">reason</th><th scope="col">metrics seen</th></tr></thead>'
+            "<tbody>{}</tbody></table></div>", body)
 
     def _act(self, request, queryset, action: RolloutAction, label: str, explanation: str):
         _require_staff(request)

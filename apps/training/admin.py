@@ -1,15 +1,19 @@
+import json
+import re
 from datetime import timedelta
 
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Prefetch
+from django.db.models.fields.json import KeyTransform
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from apps.core.admin_acts import StaffActionsMixin
+from apps.core.admin_charts import evaluation_panel, line_chart
 from apps.core.admin_display import (
     add_service_errors,
     PRETTY_JSON_FIELDS,
@@ -169,6 +173,86 @@ def schedule_fire_times(schedule: TrainingSchedule, *, now=None) -> tuple:
     return last, max(now, upcoming)
 
 
+CONDITION = re.compile(r"^(?:(val|test|params)\.)?([A-Za-z_][\w]*)(<=|>=|<|>|=)(.+)$")
+LOOKUPS = {"<": "lt", "<=": "lte", ">": "gt", ">=": "gte", "=": "exact"}
+
+
+def run_search_conditions(search_term: str) -> tuple[list, list[str]]:
+    """Split a run search into conditions (JSON key, lookup, value) and plain words.
+
+    `name<op>value`: a metric name (any task's, e.g. accuracy, rmse) reads the validation metrics,
+    `test.name` the test metrics, anything else (or `params.name`) the params. Numbers compare as
+    numbers; `=` also takes true/false and words. An unreadable condition comes back as its error text."""
+    from apps.training.metrics import metric_names
+
+    metrics = set(metric_names("regression")) | set(metric_names("classification"))
+    conditions, words = [], []
+    for term in search_term.split():
+        match = CONDITION.match(term)
+        if not match:
+            words.append(term)
+            continue
+        scope, name, op, raw = match.groups()
+        field = {"val": "val_metrics", "test": "test_metrics", "params": "params"}.get(scope) or (
+            "val_metrics" if name in metrics else "params")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw  # a bare word: a choice param such as activation=relu
+        if op != "=" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            conditions.append(f"Search “{term}”: {op} needs a number after it, e.g. {name}{op}0.5.")
+            continue
+        conditions.append((KeyTransform(name, field), LOOKUPS[op], value))
+    return conditions, words
+
+
+def _differs(values: list) -> bool:
+    return len({json.dumps(v, sort_keys=True, default=str) for v in values}) > 1
+
+
+def runs_compare(*, runs: list[TrainingRun]) -> dict:
+    """Rows of settings, params and metrics with a value per run (and whether they differ), and the
+    validation curves of the primary metric and the loss, one line per run."""
+    from .selectors import metric_curves
+
+    def rows(values_of):
+        names = list(dict.fromkeys(name for run in runs for name in (values_of(run) or {})))
+        out = []
+        for name in names:
+            values = [(values_of(run) or {}).get(name) for run in runs]
+            out.append({"name": name, "values": [format_metric(v) if isinstance(v, float) else
+                                                 "—" if v is None else v for v in values],
+                        "differs": _differs(values)})
+        return out
+
+    def setting(run):
+        return {"experiment": run.experiment.name, "status": run.get_status_display(),
+                "model": f"{run.framework}/{run.model_type}", "trigger": run.get_origin_display(),
+                "dataset version": str(run.dataset_version) if run.dataset_version_id else None,
+                "seed": run.seed, "device": run.device, "epochs trained": run.current_epoch}
+
+    curves = {run.pk: metric_curves(run=run) for run in runs}
+    primaries = list(dict.fromkeys(run.experiment.primary_metric for run in runs))
+    charts = []
+    for metric in [f"val_{p}" for p in primaries] + ["val_loss"]:
+        series = [(f"run {run.pk}", curves[run.pk].get(metric, [])) for run in runs]
+        if any(points for _, points in series):
+            charts.append({"metric": metric, "svg": line_chart(series, x_label="epoch", y_label=metric,
+                                                               chart_id=f"compare-{metric}")})
+    return {"runs": runs, "charts": charts, "sections": [
+        ("Settings", rows(setting)), ("Parameters", rows(lambda r: r.params)),
+        ("Validation metrics", rows(lambda r: r.val_metrics)), ("Test metrics", rows(lambda r: r.test_metrics))]}
+
+
+class TriggerFilter(admin.ChoicesFieldListFilter):
+    """The run's origin, under the word users look for: what triggered it (admin, API, schedule,
+    new data, tuning…)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.title = "trigger"
+
+
 class RunEventInline(admin.TabularInline):
     model = RunEvent
     fields = ["created_at", "from_status", "to_status", "attempt", "reason", "actor"]
@@ -185,10 +269,12 @@ class TrainingRunAdmin(StaffActionsMixin, admin.ModelAdmin):
     # Six short columns so the list fits 1280 px beside the navigation and the filters; the progress
     # bar shows only while a run is active, and origin is a filter instead of a column.
     list_display = ["id", "experiment", "model_col", "status_col", "metric_col", "created_col"]
-    list_filter = ["status", "framework", "device", "origin"]
+    list_filter = ["status", "framework", "model_type", ("origin", TriggerFilter), "device", "experiment__task"]
     search_fields = ["experiment__name", "id"]
+    search_help_text = ("Experiment name or run id; or conditions on results and settings, e.g. "
+                        "accuracy>0.6, test.rmse<=1.5, epochs=5, activation=relu (several: all must hold).")
     list_select_related = ["experiment"]
-    actions = ["cancel", "retry"]
+    actions = ["compare_runs", "cancel", "retry"]
     inlines = [RunEventInline]
     change_form_template = "admin/training/trainingrun/change_form.html"
     # Status, epoch, progress and ETA are not fields here: the live widget on top shows them, pushed
@@ -198,6 +284,7 @@ class TrainingRunAdmin(StaffActionsMixin, admin.ModelAdmin):
                            "device", "queue", "seed", "origin", "register_model"]}),
         ("Results", {"fields": ["val_metrics_json", "test_metrics_json", "primary_metric_col", "artifact_uri",
                                 "artifact_sha256", "signature_json"]}),
+        ("Evaluation", {"fields": ["evaluation_col"]}),
         ("Data", {"fields": ["dataset_version", "dataset_sha256", "feature_spec_json"]}),
         ("Execution", {"fields": ["attempts", "max_attempts", "celery_task_id", "worker_host", "worker_pid",
                                   "queued_at", "started_at", "heartbeat_at", "finished_at", "cpu_seconds"],
@@ -217,7 +304,11 @@ class TrainingRunAdmin(StaffActionsMixin, admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in TrainingRun._meta.fields] + [
             "params_json", "val_metrics_json", "test_metrics_json", "signature_json", "library_versions_json",
-            "plugin_json", "feature_spec_json", "primary_metric_col"]
+            "plugin_json", "feature_spec_json", "primary_metric_col", "evaluation_col"]
+
+    @admin.display(description="on held-out rows")
+    def evaluation_col(self, obj):
+        return evaluation_panel(obj.evaluation)
 
     @admin.display(description="primary metric (val)")
     def primary_metric_col(self, obj):
@@ -249,6 +340,34 @@ class TrainingRunAdmin(StaffActionsMixin, admin.ModelAdmin):
         if obj.primary_metric_value is None:
             return "—"
         return f"{obj.experiment.primary_metric} {format_metric(obj.primary_metric_value)}"
+
+    def get_search_results(self, request, queryset, search_term):
+        """Conditions like `accuracy>0.6` filter on the JSON results and params; the other words
+        search experiment names and ids as usual. A condition that cannot be read is reported, and
+        matches nothing, rather than being silently ignored."""
+        conditions, words = run_search_conditions(search_term)
+        for i, condition in enumerate(conditions):
+            if isinstance(condition, str):
+                self.message_user(request, condition, messages.WARNING)
+                return queryset.none(), False
+            # Through an alias, so a key that happens to be spelled like a lookup ("exact") stays a key.
+            key, lookup, value = condition
+            queryset = queryset.alias(**{f"_search_{i}": key}).filter(**{f"_search_{i}__{lookup}": value})
+        queryset, may_have_duplicates = super().get_search_results(request, queryset, " ".join(words))
+        return queryset, may_have_duplicates
+
+    @admin.action(description="Compare selected runs side by side")
+    def compare_runs(self, request, queryset):
+        runs = list(queryset.select_related("experiment", "dataset_version").order_by("id"))
+        if len(runs) < 2:
+            self.message_user(request, "Select at least two runs to compare.", messages.WARNING)
+            return None
+        return render(request, "admin/training/trainingrun/compare.html", {
+            **self.admin_site.each_context(request),
+            "title": f"Compare runs {', '.join(str(r.pk) for r in runs)}",
+            "opts": self.model._meta,
+            **runs_compare(runs=runs),
+        })
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         run = self.get_object(request, object_id)
@@ -288,15 +407,52 @@ class TrainingRunAdmin(StaffActionsMixin, admin.ModelAdmin):
 class TrainingScheduleAdmin(StaffActionsMixin, admin.ModelAdmin):
     form = TrainingScheduleAdminForm
     formfield_overrides = PRETTY_JSON_FIELDS
-    list_display = ["name", "experiment", "when", "enabled", "last_fired", "next_fire", "beat_task"]
-    list_select_related = ["experiment", "periodic_task__crontab", "periodic_task__interval"]
-    readonly_fields = ["last_fired", "next_fire"]
-    list_filter = ["kind", "enabled"]
+    # Five columns so the list fits 1280 px beside the filters: "next fire" says "disabled" for a
+    # disabled schedule, and the beat task link is on the change page.
+    list_display = ["name", "experiment", "when", "last_tick", "next_fire"]
+    list_select_related = ["experiment", "periodic_task__crontab", "periodic_task__interval", "last_tick_run"]
+    # The tick record is written by beat's task only: shown, never edited (a hand-typed "started"
+    # would lie about what the schedule did). force_next is the one knob a user sets for the next tick.
+    readonly_fields = ["last_fired", "next_fire", "beat_task", "last_tick_outcome_col", "last_tick_reason",
+                       "last_tick_run_link"]
+    list_filter = ["kind", "enabled", "last_tick_outcome", "force_next"]
     search_fields = ["name", "experiment__name"]
+    fieldsets = [
+        (None, {"fields": ["name", "experiment", "enabled"]}),
+        ("When", {"fields": ["kind", "cron", "every", "unit", "last_fired", "next_fire", "beat_task"]}),
+        ("What to train", {"fields": ["framework", "model_type", "params", "device"]}),
+        ("Next tick", {"fields": ["force_next", "last_tick_outcome_col", "last_tick_reason", "last_tick_run_link"]}),
+    ]
+
+    @admin.display(description="last tick", ordering="last_tick_at")
+    def last_tick(self, obj):
+        """When it last fired, what that tick did and why, in one cell so the list still fits 1280 px."""
+        last = schedule_fire_times(obj)[0]
+        if not obj.last_tick_outcome:
+            return short_time(last)
+        reason = obj.last_tick_reason
+        return format_html('{} {}<div class="portal-quiet" title="{}">{}</div>', short_time(last),
+                           badge(obj.last_tick_outcome), reason, reason if len(reason) <= 60 else reason[:59] + "…")
+
+    @admin.display(description="last tick outcome")
+    def last_tick_outcome_col(self, obj):
+        if not obj.last_tick_outcome:
+            return "no tick yet"
+        return format_html("{} at {}", badge(obj.last_tick_outcome), short_time(obj.last_tick_at))
+
+    @admin.display(description="last tick's run")
+    def last_tick_run_link(self, obj):
+        run = obj.last_tick_run
+        if run is None:
+            return "—"
+        url = reverse("admin:training_trainingrun_change", args=[run.pk])
+        return format_html('<a href="{}">run {}</a> {}', url, run.pk, status_badge(run))
 
     @admin.display(description="when")
     def when(self, obj):
-        return obj.cron if obj.kind == ScheduleKind.CRON else f"every {obj.every} {obj.unit}"
+        # nowrap: "0 6 * * 1-5" broken over two lines reads as two schedules.
+        text = obj.cron if obj.kind == ScheduleKind.CRON else f"every {obj.every} {obj.unit}"
+        return format_html('<span style="white-space:nowrap">{}</span>', text)
 
     @admin.display(description="last fired")
     def last_fired(self, obj):

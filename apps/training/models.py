@@ -107,6 +107,9 @@ class TrainingRun(TimeStampedModel):
 
     val_metrics = models.JSONField(default=dict, blank=True)
     test_metrics = models.JSONField(default=dict, blank=True)
+    evaluation = models.JSONField(default=dict, blank=True, help_text=(
+        "Confusion matrix and ROC/PR curves (classifiers) or residual summary (regressors) on the test split; "
+        "see apps.training.evaluation."))
     primary_metric_value = models.FloatField(null=True, blank=True)
     error_message = models.TextField(blank=True)
     traceback = models.TextField(blank=True)

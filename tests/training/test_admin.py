@@ -68,7 +68,10 @@ def test_the_run_page_has_one_live_component_and_no_server_rendered_copy_to_disa
     assert page.status_code == 200
     assert html.count('data-widget="training-logs"') == 1 and f'data-run-id="{run.pk}"' in html
     # Status, epoch and curves come from the widget only: no second progress bar, chart or log tail.
-    assert "epoch 2/2" not in html and "<polyline" not in html and "data-seq=" not in html
+    # (The stored ROC/PR charts of the test split are not training curves: they are left out here.)
+    evaluation = re.search(r'<div class="portal-evaluation">.*?</div>', html, re.S)
+    outside = html.replace(evaluation.group(0), "") if evaluation else html
+    assert "epoch 2/2" not in html and "<polyline" not in outside and "data-seq=" not in html
     assert "Registered as" in html and 'name="_save"' not in html
     # Metrics are rounded and shown as formatted JSON, not one long line.
     assert '<details class="portal-json" open><summary>' in html

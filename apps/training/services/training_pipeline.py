@@ -441,6 +441,7 @@ def _train(run: TrainingRun, reporter, watcher) -> dict:
     with threadpool_limits(limits=training_threads()):
         evaluation, signature, example = _evaluate_and_describe(
             run=run, df=df, data=data, trained=trained, experiment=experiment, dataset_version=version)
+        plots = _evaluation_plots(trained=trained, data=data, reporter=reporter)
     val_metrics = json_safe(evaluation.get("val", {}))
     test_metrics = json_safe(evaluation.get("test", {}))
     primary = val_metrics.get(experiment.primary_metric)
@@ -466,8 +467,20 @@ def _train(run: TrainingRun, reporter, watcher) -> dict:
     return {
         "val_metrics": val_metrics, "test_metrics": test_metrics, "primary_metric_value": primary,
         "artifact_uri": committed.uri, "artifact_sha256": committed.sha256, "signature": signature,
-        "plugin": plugin_provenance(adapter.model_type(run.model_type)),
+        "plugin": plugin_provenance(adapter.model_type(run.model_type)), "evaluation": plots,
     }
+
+
+def _evaluation_plots(*, trained, data, reporter) -> dict:
+    """Confusion matrix / ROC / PR or residuals for the admin pages. They only illustrate metrics the
+    run already has, so a failure here is logged and the run still succeeds without them."""
+    from apps.training.evaluation import evaluation_plots
+
+    try:
+        return json_safe(evaluation_plots(trained=trained, data=data))
+    except Exception as exc:  # noqa: BLE001 - see docstring
+        reporter.log("WARNING", f"evaluation plots skipped: {type(exc).__name__}: {exc}")
+        return {}
 
 
 def _evaluate_and_describe(*, run, df, data, trained, experiment, dataset_version):
