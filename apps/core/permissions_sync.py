@@ -1,7 +1,7 @@
 """Keeps the two role groups' Django permissions in step with the portal's models after every migrate."""
 from django.contrib.auth.models import Permission
 
-PORTAL_APP_LABELS = ("core", "datasets", "training", "registry", "tuning", "deployments", "monitoring", "dashboard", "delivery")
+PORTAL_APP_LABELS = ("core", "datasets", "training", "registry", "tuning", "deployments", "monitoring", "dashboard", "delivery", "alerts")
 # Celery beat's tables are visible to ML Staff but changed only through the portal's own schedules
 # (TrainingSchedule keeps its PeriodicTask in step): a periodic task names any Celery task with any
 # arguments, which is more power than a role below superuser should have.

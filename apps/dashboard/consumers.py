@@ -6,6 +6,7 @@ shows it, so the page never polls:
   {"type": "deployment", "deployment": {...}} / {"type": "deployment.removed", "name": ...}
   {"type": "run", "run": {...}} / {"type": "run.progress", "run": id, "epoch", ...}
   {"type": "study", "study": {...}}
+  {"type": "alert", "alert": {...}}  (an alert rule fired or resolved: apps.alerts)
 Users without a portal role are accepted only to be closed at once with code 4403, so the browser
 learns it was refused (a rejected handshake looks like a network error) and stops retrying.
 """
@@ -45,6 +46,14 @@ def _run_and_study(run_id: int):
 @database_sync_to_async
 def _study(study_id: int):
     return selectors.study_summary(study_id=study_id)
+
+
+@database_sync_to_async
+def _alert_event(event_id: int):
+    from apps.alerts.selectors import alert_event_list, alert_event_summary
+
+    event = alert_event_list().filter(pk=event_id).first()
+    return alert_event_summary(event) if event is not None else None
 
 
 class DashboardConsumer(AsyncJsonWebsocketConsumer):
@@ -91,3 +100,8 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):
         study = await _study(int(event["study"]))
         if study is not None:
             await self.send_json({"type": "study", "study": study})
+
+    async def alert_event(self, event):
+        alert = await _alert_event(int(event["event"]))
+        if alert is not None:
+            await self.send_json({"type": "alert", "alert": alert})

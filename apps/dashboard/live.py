@@ -6,7 +6,8 @@ DASHBOARD_GROUP = "dashboard"
 DEPLOYMENTS_GROUP = "deployments"  # apps.deployments.notify: {"type": "deployment.changed", "deployment": name}
 RUNS_GROUP = "training-runs"  # apps.training.live: {"type": "run.status", "run": id, "status": ...}
 STUDIES_GROUP = "tuning-studies"  # apps.tuning: {"type": "study.changed", "study": id}
-LISTENED_GROUPS = (DASHBOARD_GROUP, DEPLOYMENTS_GROUP, RUNS_GROUP, STUDIES_GROUP)
+ALERTS_GROUP = "alerts"  # apps.alerts.services: {"type": "alert.event", "event": id}
+LISTENED_GROUPS = (DASHBOARD_GROUP, DEPLOYMENTS_GROUP, RUNS_GROUP, STUDIES_GROUP, ALERTS_GROUP)
 
 # Tiny models finish epochs in milliseconds; dashboards need a few progress updates a second at most.
 PROGRESS_MIN_INTERVAL_S = 0.25

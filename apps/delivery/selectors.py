@@ -44,6 +44,11 @@ def _chain(version, evaluations: list, rollouts: list, alias_events: list) -> di
         _step("training_run", run.created_at, _user(run.created_by) or run.get_origin_display().lower(), f"run {run.pk} queued ({run.framework}/{run.model_type})",
               f"origin: {run.get_origin_display()}", run_id=run.pk),
     ]
+    from apps.alerts.selectors import alert_events_for_run
+
+    for alert in alert_events_for_run(run_id=run.pk):  # an alert that started this retrain (issue 13)
+        steps.append(_step("alert", alert.created_at, "alert rules", f"alert {alert.rule.name} fired: retrain started",
+                           f"alert {alert.rule.name}: {alert.message}", alert_event_id=alert.pk))
     finished = RunEvent.objects.filter(run=run, to_status=run.status).order_by("-created_at").first()
     if run.finished_at:
         steps.append(_step("training_run", run.finished_at, _user(finished.actor) if finished else "",
