@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "apps.monitoring",
     "apps.dashboard",
     "apps.delivery",
+    "apps.alerts",
 ]
 
 MIDDLEWARE = [
@@ -224,6 +225,7 @@ SPECTACULAR_SETTINGS = {
         "StudyStatusEnum": "apps.tuning.choices.StudyStatus",
         "TrialStatusEnum": "apps.tuning.choices.TrialStatus",
         "DirectionEnum": "apps.training.choices.Direction",
+        "EvaluationStatusEnum": "apps.delivery.choices.EvaluationStatus",
     },
     # What the URL converters accept, so a generated client (and the schema fuzz test) sends paths
     # that route: anything else is a 404 before any view runs.
@@ -272,6 +274,8 @@ HOUSEKEEPING_TASKS = (
     "training.retrain_experiment",
     "deployments.evaluate_rollouts",
     "tuning.keep_studies",
+    "delivery.reap_lost_evaluations",
+    "delivery.archive_undeployed_versions",
     "core.ping",
     "celery.backend_cleanup",
 )
@@ -305,3 +309,10 @@ MONITORING_ROLLUP_RETENTION_DAYS = env_int("MONITORING_ROLLUP_RETENTION_DAYS", 4
 MONITORING_RETENTION_BATCH = env_int("MONITORING_RETENTION_BATCH", 5000)
 MONITORING_DRIFT_WARN_PSI = 0.1
 MONITORING_DRIFT_ALERT_PSI = 0.25
+HOUSEKEEPING_TASKS += ("monitoring.prune_old_rows",)
+CELERY_TASK_ROUTES["monitoring.prune_old_rows"] = {"queue": HOUSEKEEPING_QUEUE}
+
+# Alerts (issue 12): rules checked every minute by beat, their events POSTed to webhooks, both on
+# the housekeeping queue so a webhook that hangs never holds up training.
+HOUSEKEEPING_TASKS += ("alerts.evaluate_rules", "alerts.deliver")
+CELERY_TASK_ROUTES.update({name: {"queue": HOUSEKEEPING_QUEUE} for name in ("alerts.evaluate_rules", "alerts.deliver")})

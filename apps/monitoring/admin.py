@@ -25,6 +25,18 @@ class PredictionLogAdmin(ReadOnlyAdmin):
     list_select_related = ("deployment", "model_version__registered_model")
     show_full_result_count = False
 
+    def changelist_view(self, request, extra_context=None):
+        # Table sizes and the oldest raw row say whether retention keeps up; drift warnings say
+        # which served features no longer look like the training data.
+        from django.conf import settings
+
+        from .selectors import live_drift_warnings
+        from .services.retention import monitoring_storage
+
+        context = {"storage": monitoring_storage(), "drift_warnings": live_drift_warnings(),
+                   "drift_warn": settings.MONITORING_DRIFT_WARN_PSI, "drift_alert": settings.MONITORING_DRIFT_ALERT_PSI}
+        return super().changelist_view(request, extra_context={**context, **(extra_context or {})})
+
 
 @admin.register(Feedback)
 class FeedbackAdmin(ReadOnlyAdmin):

@@ -17,7 +17,8 @@ from apps.core.roles import has_portal_role
 from apps.deployments.selectors import deployment_get, deployment_serving_versions
 
 from .metrics import PortalCollector
-from .selectors import DEFAULT_WINDOW, WINDOWS, deployment_series, feature_drift, version_windows, window_bounds
+from .selectors import (DEFAULT_WINDOW, WINDOWS, deployment_drift, deployment_series, drift_warnings, version_windows,
+                        window_bounds)
 
 WINDOW_PARAMETER = OpenApiParameter("window", str, enum=list(WINDOWS), description=f"default {DEFAULT_WINDOW}")
 
@@ -84,7 +85,10 @@ class WindowVersionSerializer(serializers.Serializer):
     calibration = CalibrationBinSerializer(
         many=True, allow_null=True,
         help_text="Classifiers: reliability table of the predicted class's confidence (non-empty bins only).")
-    drift = serializers.DictField(help_text="{feature: {psi, served_values}} against the training data's histogram")
+    drift = serializers.DictField(help_text="{feature: {psi, js, served_values, level}} against the training profile's "
+                                            "fixed bins; level ok | warn (PSI >= 0.1) | alert (PSI >= 0.25) | null (too few values)")
+    drift_warnings = serializers.ListField(child=serializers.DictField(),
+                                           help_text="features at warn or alert, worst first: [{feature, psi, js, served_values, level}]")
 
 
 class SummarySerializer(serializers.Serializer):
@@ -129,6 +133,7 @@ class DeploymentSummaryApi(APIView):
         from apps.registry.models import ModelVersion
 
         models = ModelVersion.objects.select_related("dataset_version").in_bulk(list(windows))
+        drift = deployment_drift(deployment=deployment, versions=list(models.values()), since=start, until=end)
         for version_id, stats in windows.items():
             row = rows.get(version_id)
             data = stats.as_dict() if stats is not None else {
@@ -143,8 +148,8 @@ class DeploymentSummaryApi(APIView):
                 "role": row.role if row else "retired",
                 "weight": row.weight if row else 0.0,
                 **data,
-                "drift": feature_drift(deployment=deployment, model_version=models[version_id], since=start, until=end)
-                if version_id in models else {},
+                "drift": drift.get(models.get(version_id), {}),
+                "drift_warnings": drift_warnings(drift.get(models.get(version_id), {})),
             })
         versions.sort(key=lambda v: (-v["weight"], v["model_version_id"]))
         return Response({"deployment": deployment.name, "window": window, "versions": versions})

@@ -6,20 +6,23 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
-import pandas as pd
-from django.db.models import Count, FloatField, Q, Sum
-from django.db.models.fields.json import KT
-from django.db.models.functions import Cast
+from django.db import connection
+from django.db.models import Case, Count, F, IntegerField, Q, Sum, Value, When
+from django.db.models.functions import Extract, Floor, Least, Log
 from django.utils import timezone
 
 from apps.deployments.sequential import ArmStats
 
-from .calibration import BINS, CALIBRATION_KEYS, reliability_table
+from .calibration import reliability_table
 from .choices import PredictionStatus
-from .models import Feedback, PredictionLog
+from .drift import KIND_PREFIX, MIN_VALUES_FOR_PSI, bin_index, drift_level, jensen_shannon, psi, version_bins
+from .histogram import LOWEST_MS, OVERFLOW_BIN, PER_OCTAVE, percentile_ms
+from .models import Feedback, PredictionLog, PredictionRollup, RollupBin
+from .rollups import (ALL_TIME, CALIBRATION, FEEDBACK_SCALARS, LATENCY, MINUTE_SPAN, QUARTER_SPAN, REQUEST_SCALARS,
+                      SCALARS, STATUS_FIELD, Sums, minute_ceil, minute_of, quarter_ceil, quarter_of, span_ranges)
 
 WINDOWS = {
-    "15m": (timedelta(minutes=15), 30),
+    "15m": (timedelta(minutes=15), 60),
     "1h": (timedelta(hours=1), 60),
     "6h": (timedelta(hours=6), 300),
     "24h": (timedelta(hours=24), 900),
@@ -66,13 +69,6 @@ def _round(value, digits: int = 4):
     return None if value is None or not math.isfinite(value) else round(float(value), digits)
 
 
-def _percentiles(values: np.ndarray) -> tuple[float | None, float | None, float | None]:
-    if values.size == 0:
-        return None, None, None
-    p50, p95, p99 = np.percentile(values, [50, 95, 99])
-    return float(p50), float(p95), float(p99)
-
-
 def _feedback_arm(task: str, n: int, n_correct, sq_sum, sq_sq_sum) -> tuple[ArmStats, float | None, float | None]:
     if task == "regression":
         arm = ArmStats.squared_errors(n=n, sq_error_sum=sq_sum or 0.0, sq_error_sq_sum=sq_sq_sum or 0.0)
@@ -81,57 +77,134 @@ def _feedback_arm(task: str, n: int, n_correct, sq_sum, sq_sq_sum) -> tuple[ArmS
     return arm, (n_correct or 0) / n if n else None, None
 
 
-# One SQL sum per calibration bin and key ("cal_count_3" ...): windows add up stored counts only.
-CALIBRATION_SUMS = {
-    f"cal_{key}_{k}": Sum(Cast(KT(f"calibration__{key}__{k}"), FloatField()))
-    for key in CALIBRATION_KEYS for k in range(BINS)
-}
+def _latency_percentiles(sums: Sums) -> tuple[float | None, float | None, float | None]:
+    bins = sums.latency_bins()
+    return percentile_ms(bins, 0.5), percentile_ms(bins, 0.95), percentile_ms(bins, 0.99)
 
 
-def _probability_quality(row: dict) -> tuple[float | None, list | None]:
-    n = int(row["n_scored"] or 0)
-    if not n or row["log_loss"] is None:
-        return None, None
-    sums = {key: [row[f"cal_{key}_{k}"] for k in range(BINS)] for key in CALIBRATION_KEYS}
-    return row["log_loss"] / n, reliability_table(sums)
+def _rollup_sums(*, deployment, start: datetime, end: datetime | None, scalars, kind: str) -> dict[int, Sums]:
+    """Per version, the stored rollups of [start, end) (both minute-aligned; end None: open):
+    quarter-hour rows for its whole quarters, minute rows for the rest."""
+    covering = _covering(start, end)
+    rows = PredictionRollup.objects.filter(covering, deployment=deployment)
+    bins = RollupBin.objects.filter(covering, deployment=deployment, kind=kind)
+    out: dict[int, Sums] = {}
+    for row in rows.values("model_version_id").annotate(**{f"sum_{s}": Sum(s) for s in scalars}).order_by():
+        sums = out.setdefault(row["model_version_id"], Sums())
+        for s in scalars:
+            sums.values[s] += row[f"sum_{s}"] or 0
+    for version_id, k, count, correct, value in (
+            bins.values("model_version_id", "bin").annotate(c=Sum("count"), r=Sum("correct"), v=Sum("value_sum"))
+            .order_by().values_list("model_version_id", "bin", "c", "r", "v")):
+        out.setdefault(version_id, Sums()).add_bin(kind, k, count, correct, value)
+    return out
+
+
+def _covering(start: datetime, end: datetime | None) -> Q:
+    """The rollup rows that cover [start, end) once (apps.monitoring.rollups.span_ranges)."""
+    condition = Q(pk__in=[])
+    for span, first, last in span_ranges(start, end):
+        part = Q(span=span, minute__gte=first)
+        if last is not None:
+            part &= Q(minute__lt=last)
+        condition |= part
+    return condition
+
+
+def _raw_sums(*, deployment, start: datetime, end: datetime, part: str) -> dict[int, Sums]:
+    """Per version, the same sums from the raw rows served in [start, end): only for the part of a
+    minute at a window's edge (at most a minute of one deployment's rows)."""
+    from .services.rollups import rollup_sums_for_feedback, rollup_sums_for_logs
+
+    if part == "requests":
+        rows = PredictionLog.objects.filter(deployment=deployment, served_at__gte=start, served_at__lt=end)
+        if connection.vendor == "postgresql":
+            return _raw_request_sums_in_sql(rows)
+        per_minute = rollup_sums_for_logs(rows.values_list("deployment_id", "model_version_id", "served_at", "status",
+                                                           "latency_ms"))
+    else:
+        rows = Feedback.objects.filter(deployment=deployment, served_at__gte=start, served_at__lt=end).only(
+            "deployment_id", "model_version_id", "served_at", "n", "n_correct", "sq_error_sum", "sq_error_sq_sum",
+            "log_loss_sum", "calibration")
+        per_minute = rollup_sums_for_feedback(rows)
+    return {version_id: sums for (_, version_id, minute), sums in per_minute.items() if minute == ALL_TIME}
+
+
+def _raw_request_sums_in_sql(rows) -> dict[int, Sums]:
+    """The request sums of raw rows, added up by the database: a minute at 1,000 answers/s is 60,000
+    rows, which should not travel. The latency bin is apps.monitoring.histogram's in SQL (a value
+    exactly on a bound may land one bin off the writer's, which percentiles from bins allow for)."""
+    out: dict[int, Sums] = {}
+    for version_id, status, count, latency_sum in (rows.values("model_version_id", "status")
+                                                   .annotate(c=Count("id"), l=Sum("latency_ms")).order_by()
+                                                   .values_list("model_version_id", "status", "c", "l")):
+        values = out.setdefault(version_id, Sums()).values
+        values["requests"] += count
+        values[STATUS_FIELD.get(status, "server_errors")] += count
+        if status == PredictionStatus.OK:
+            values["latency_ms_sum"] += latency_sum or 0.0
+    latency_bin_sql = Case(
+        When(latency_ms__lt=LOWEST_MS, then=Value(0)),
+        default=Least(Value(OVERFLOW_BIN), Floor(Log(Value(2.0), F("latency_ms") / Value(LOWEST_MS)) * PER_OCTAVE) + 1),
+        output_field=IntegerField(),
+    )
+    for version_id, k, count in (rows.filter(status=PredictionStatus.OK).annotate(k=latency_bin_sql)
+                                 .values("model_version_id", "k").annotate(c=Count("id")).order_by()
+                                 .values_list("model_version_id", "k", "c")):
+        out.setdefault(version_id, Sums()).add_bin(LATENCY, int(k), count)
+    return out
+
+
+def window_sums(*, deployment, since: datetime, until: datetime | None, part: str) -> dict[int, Sums]:
+    """Per version, the request ("requests") or feedback ("feedback") sums of [since, until): whole
+    minutes from the rollups, the parts of a minute at the edges from the raw rows, so a window that
+    starts mid-minute (a rollout stage) counts exactly what it did before rollups existed."""
+    scalars, kind = (REQUEST_SCALARS, LATENCY) if part == "requests" else (FEEDBACK_SCALARS, CALIBRATION)
+    first, last = minute_ceil(since), minute_of(until) if until is not None else None
+    if last is not None and last < first:
+        return _raw_sums(deployment=deployment, start=since, end=until, part=part)
+    out = _rollup_sums(deployment=deployment, start=first, end=last, scalars=scalars, kind=kind)
+    edges = [(since, first)] + ([(last, until)] if until is not None else [])
+    for start, end in edges:
+        if start < end:
+            for version_id, sums in _raw_sums(deployment=deployment, start=start, end=end, part=part).items():
+                out.setdefault(version_id, Sums()).merge(sums)
+    return out
 
 
 def version_windows(*, deployment, since: datetime, until: datetime | None = None,
-                    feedback_since: datetime | None = None) -> dict[int, VersionWindow]:
-    """Per model version: request counts, errors, latency percentiles of answered requests, and
-    accuracy (classification) or RMSE (regression) from the feedback on answers served in the window
-    (from `feedback_since` when given: the sequential test looks at the whole rollout), and for
-    classifiers log loss and calibration over the labelled answers that kept their probabilities."""
-    logs = PredictionLog.objects.filter(deployment=deployment, served_at__gte=since)
-    if until is not None:
-        logs = logs.filter(served_at__lt=until)
-    rows = list(logs.values_list("model_version_id", "status", "latency_ms"))
+                    feedback_since: datetime | None = None, requests: bool = True) -> dict[int, VersionWindow]:
+    """Per model version: request counts, errors, latency percentiles of answered requests (from the
+    rollups' latency bins: within one bin, 19%, of the exact ones), and accuracy (classification) or
+    RMSE (regression) from the feedback on answers served in the window (from `feedback_since` when
+    given: the sequential test looks at the whole rollout), and for classifiers log loss and
+    calibration over the labelled answers that kept their probabilities. Reads rollups: the cost
+    depends on the window's minutes and versions, not its requests. `requests=False` leaves the
+    request figures out (zero) for a caller that only needs the feedback."""
+    from apps.registry.models import ModelVersion
+
+    served = window_sums(deployment=deployment, since=since, until=until, part="requests") if requests else {}
+    feedback = window_sums(deployment=deployment, since=feedback_since or since, until=until, part="feedback")
     out: dict[int, VersionWindow] = {}
-    if rows:
-        frame = pd.DataFrame(rows, columns=["version", "status", "latency"])
-        for version_id, group in frame.groupby("version", sort=False):
-            window = out.setdefault(int(version_id), VersionWindow(version_id=int(version_id)))
-            statuses = group["status"].to_numpy()
-            window.requests = len(group)
-            window.ok = int((statuses == PredictionStatus.OK).sum())
-            window.client_errors = int((statuses == PredictionStatus.CLIENT_ERROR).sum())
-            window.server_errors = int((statuses == PredictionStatus.SERVER_ERROR).sum())
-            window.p50_ms, window.p95_ms, window.p99_ms = _percentiles(
-                group["latency"].to_numpy()[statuses == PredictionStatus.OK]
-            )
-    feedback = Feedback.objects.filter(deployment=deployment, served_at__gte=feedback_since or since)
-    if until is not None:
-        feedback = feedback.filter(served_at__lt=until)
-    for row in feedback.values("model_version_id", "model_version__task").annotate(
-        n_rows=Sum("n"), n_scored=Sum("n", filter=Q(log_loss_sum__isnull=False)), log_loss=Sum("log_loss_sum"),
-        **CALIBRATION_SUMS, n_correct=Sum("n_correct"), sq=Sum("sq_error_sum"), sq2=Sum("sq_error_sq_sum"),
-    ):
-        window = out.setdefault(row["model_version_id"], VersionWindow(version_id=row["model_version_id"]))
-        window.feedback_rows = int(row["n_rows"] or 0)
+    for version_id, sums in served.items():
+        v = sums.values
+        if not v["requests"]:
+            continue
+        window = out[version_id] = VersionWindow(version_id=version_id, requests=int(v["requests"]), ok=int(v["ok"]),
+                                                 client_errors=int(v["client_errors"]),
+                                                 server_errors=int(v["server_errors"]))
+        window.p50_ms, window.p95_ms, window.p99_ms = _latency_percentiles(sums)
+    labelled = {version_id: sums for version_id, sums in feedback.items() if sums.values["feedback_rows"]}
+    tasks = dict(ModelVersion.objects.filter(pk__in=list(labelled)).values_list("pk", "task")) if labelled else {}
+    for version_id, sums in labelled.items():
+        v = sums.values
+        window = out.setdefault(version_id, VersionWindow(version_id=version_id))
+        window.feedback_rows = int(v["feedback_rows"])
         window.arm, window.accuracy, window.rmse = _feedback_arm(
-            row["model_version__task"], window.feedback_rows, row["n_correct"], row["sq"], row["sq2"]
-        )
-        window.log_loss, window.calibration = _probability_quality(row)
+            tasks.get(version_id), window.feedback_rows, v["feedback_correct"], v["sq_error_sum"], v["sq_error_sq_sum"])
+        if v["scored_rows"]:
+            window.log_loss = v["log_loss_sum"] / v["scored_rows"]
+            window.calibration = reliability_table(sums.calibration_sums())
     return out
 
 
@@ -141,33 +214,66 @@ def window_bounds(window: str, *, now: datetime | None = None) -> tuple[datetime
         raise ValueError(f"unknown window {window!r}; use one of {', '.join(WINDOWS)}")
     span, bucket = WINDOWS[window]
     end = now or timezone.now()
-    # Buckets aligned to the clock so consecutive polls agree on their edges.
+    # Buckets aligned to the clock so consecutive polls agree on their edges (and, being whole
+    # minutes, on the rollups' edges).
     end_epoch = math.ceil(end.timestamp() / bucket) * bucket
     start_epoch = end_epoch - span.total_seconds()
     tz = timezone.get_current_timezone()
     return datetime.fromtimestamp(start_epoch, tz), datetime.fromtimestamp(end_epoch, tz), bucket
 
 
-def _bucket_index(times: pd.Series, start_epoch: float, bucket: int) -> pd.Series:
-    # Seconds since the epoch whatever unit pandas picked for the column (ns, us...).
-    seconds = (pd.to_datetime(times, utc=True) - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
-    return ((seconds - start_epoch) // bucket).astype(int)
+EMPTY_POINT = {"count": 0, "errors": 0, "client_errors": 0, "error_rate": None, "p50_ms": None, "p95_ms": None,
+               "p99_ms": None}
+
+
+def _bucketed_sums(*, deployment, start: datetime, end: datetime, bucket: int) -> dict[tuple[int, int], Sums]:
+    """(version id, bucket index) -> Sums of the rollups in [start, end) (bucket a whole number of
+    minutes). On PostgreSQL the database adds the minutes of each bucket up, so a 24-hour window moves
+    a few hundred rows, not one per minute and bin."""
+    start_epoch = start.timestamp()
+    out: dict[tuple[int, int], Sums] = {}
+
+    def slot(version_id, index) -> Sums:
+        sums = out.get((version_id, index))
+        if sums is None:
+            sums = out[(version_id, index)] = Sums()
+        return sums
+
+    # Quarter-hour rows when the buckets are whole quarters (window_bounds aligns the start to them).
+    span = QUARTER_SPAN if bucket % QUARTER_SPAN == 0 else MINUTE_SPAN
+    rows = PredictionRollup.objects.filter(deployment=deployment, span=span, minute__gte=start, minute__lt=end)
+    bins = RollupBin.objects.filter(deployment=deployment, span=span, minute__gte=start, minute__lt=end, kind=LATENCY)
+    if connection.vendor == "postgresql":
+        index = Floor((Extract("minute", "epoch") - Value(start_epoch)) / Value(float(bucket)))
+        for row in (rows.annotate(b=index).values("model_version_id", "b")
+                    .annotate(**{f"sum_{s}": Sum(s) for s in SCALARS}).order_by()):
+            values = slot(row["model_version_id"], int(row["b"])).values
+            for s in SCALARS:
+                values[s] += row[f"sum_{s}"]
+        for version_id, b, k, count in (bins.annotate(b=index).values("model_version_id", "b", "bin")
+                                        .annotate(c=Sum("count")).order_by()
+                                        .values_list("model_version_id", "b", "bin", "c")):
+            slot(version_id, int(b)).add_bin(LATENCY, k, count)
+        return out
+
+    def index_of(minute) -> int:
+        return int((minute.timestamp() - start_epoch) // bucket)
+
+    for row in rows.values("model_version_id", "minute", *SCALARS).iterator(chunk_size=5000):
+        values = slot(row["model_version_id"], index_of(row["minute"])).values
+        for s in SCALARS:
+            values[s] += row[s]
+    for version_id, minute, k, count in bins.values_list("model_version_id", "minute", "bin", "count").iterator(chunk_size=5000):
+        slot(version_id, index_of(minute)).add_bin(LATENCY, k, count)
+    return out
 
 
 def deployment_series(*, deployment, window: str = DEFAULT_WINDOW, now: datetime | None = None) -> dict:
     """Time buckets per model version for the dashboard: count, error rate, p50/p95/p99 latency,
-    and accuracy or RMSE from feedback on the answers served in each bucket."""
+    and accuracy or RMSE from feedback on the answers served in each bucket (from the rollups)."""
     start, end, bucket = window_bounds(window, now=now)
     start_epoch = start.timestamp()
     n_buckets = int(round((end.timestamp() - start_epoch) / bucket))
-    logs = list(
-        PredictionLog.objects.filter(deployment=deployment, served_at__gte=start, served_at__lt=end)
-        .values_list("model_version_id", "served_at", "status", "latency_ms", "shadow")
-    )
-    feedback = list(
-        Feedback.objects.filter(deployment=deployment, served_at__gte=start, served_at__lt=end)
-        .values_list("model_version_id", "served_at", "n", "n_correct", "sq_error_sum")
-    )
     from apps.deployments.selectors import deployment_version_labels
 
     labels = deployment_version_labels(deployment=deployment)
@@ -187,38 +293,26 @@ def deployment_series(*, deployment, window: str = DEFAULT_WINDOW, now: datetime
             }
         return series[version_id]
 
-    if logs:
-        frame = pd.DataFrame(logs, columns=["version", "served_at", "status", "latency", "shadow"])
-        frame["bucket"] = _bucket_index(frame["served_at"], start_epoch, bucket)
-        frame["ok"] = frame["status"] == PredictionStatus.OK
-        frame["server_error"] = frame["status"] == PredictionStatus.SERVER_ERROR
-        frame["client_error"] = frame["status"] == PredictionStatus.CLIENT_ERROR
-        for (version_id, index), group in frame.groupby(["version", "bucket"], sort=True):
-            latencies = group["latency"].to_numpy()[group["ok"].to_numpy()]
-            p50, p95, p99 = _percentiles(latencies)
-            count = len(group)
-            version_entry(int(version_id))["points"][int(index)] = {
-                "count": count,
-                "errors": int(group["server_error"].sum()),
-                "client_errors": int(group["client_error"].sum()),
-                "error_rate": _round(group["server_error"].sum() / count),
-                "p50_ms": _round(p50), "p95_ms": _round(p95), "p99_ms": _round(p99),
-            }
-    if feedback:
-        frame = pd.DataFrame(feedback, columns=["version", "served_at", "n", "n_correct", "sq"])
-        frame["bucket"] = _bucket_index(frame["served_at"], start_epoch, bucket)
-        sums = frame.groupby(["version", "bucket"], sort=True)[["n", "n_correct", "sq"]].sum(min_count=1)
-        for (version_id, index), row in sums.iterrows():
-            entry = version_entry(int(version_id))
-            point = entry["points"].setdefault(int(index), {
-                "count": 0, "errors": 0, "client_errors": 0, "error_rate": None, "p50_ms": None, "p95_ms": None, "p99_ms": None,
-            })
-            n = int(row["n"])
+    for (version_id, index), sums in sorted(_bucketed_sums(deployment=deployment, start=start, end=end,
+                                                           bucket=bucket).items()):
+        v = sums.values
+        if not (v["requests"] or v["feedback_rows"]):
+            continue
+        entry = version_entry(int(version_id))
+        point = dict(EMPTY_POINT)
+        if v["requests"]:
+            p50, p95, p99 = _latency_percentiles(sums)
+            point.update(count=int(v["requests"]), errors=int(v["server_errors"]), client_errors=int(v["client_errors"]),
+                         error_rate=_round(v["server_errors"] / v["requests"]),
+                         p50_ms=_round(p50), p95_ms=_round(p95), p99_ms=_round(p99))
+        n = int(v["feedback_rows"])
+        if n:
             point["feedback"] = n
             if entry["task"] == "regression":
-                point["rmse"] = _round(math.sqrt(row["sq"] / n)) if n and pd.notna(row["sq"]) else None
+                point["rmse"] = _round(math.sqrt(v["sq_error_sum"] / n))
             else:
-                point["accuracy"] = _round(row["n_correct"] / n) if n and pd.notna(row["n_correct"]) else None
+                point["accuracy"] = _round(v["feedback_correct"] / n)
+        entry["points"][int(index)] = point
     for version_id in labels["versions"]:
         if labels["weights"].get(version_id) or labels["shadows"].get(version_id):
             version_entry(version_id)
@@ -226,9 +320,7 @@ def deployment_series(*, deployment, window: str = DEFAULT_WINDOW, now: datetime
     for entry in sorted(series.values(), key=lambda e: (e["role"] != "champion", e["role"] != "challenger", e["model_version_id"])):
         points = []
         for index in range(n_buckets):
-            point = entry["points"].get(index, {
-                "count": 0, "errors": 0, "client_errors": 0, "error_rate": None, "p50_ms": None, "p95_ms": None, "p99_ms": None,
-            })
+            point = dict(entry["points"].get(index, EMPTY_POINT))
             point.setdefault("feedback", 0)
             point.setdefault("accuracy", None)
             point.setdefault("rmse", None)
@@ -244,73 +336,76 @@ def deployment_series(*, deployment, window: str = DEFAULT_WINDOW, now: datetime
     }
 
 
-def psi(expected_counts, actual_counts) -> float:
-    """Population stability index between two histograms over the same bins (half a count added
-    to every bin so an empty bin does not dominate)."""
-    expected = np.asarray(expected_counts, dtype=float) + 0.5
-    actual = np.asarray(actual_counts, dtype=float) + 0.5
-    if expected.sum() <= 0.5 * len(expected) or actual.sum() <= 0.5 * len(actual):
-        return float("nan")
-    e = expected / expected.sum()
-    a = actual / actual.sum()
-    return float(np.sum((a - e) * np.log(a / e)))
-
-
-def coarsen(edges, counts, bins: int) -> tuple[np.ndarray, np.ndarray]:
-    """Merges neighbouring histogram bins into about `bins` bins of equal training mass, so a small
-    served sample still has several values per bin (PSI over sparse bins is biased upwards)."""
-    edges = np.asarray(edges, dtype=float)
-    counts = np.asarray(counts, dtype=float)
-    if bins >= len(counts) or counts.sum() <= 0:
-        return edges, counts
-    share = np.cumsum(counts) / counts.sum()
-    cuts = sorted({int(np.searchsorted(share, q)) for q in np.linspace(0, 1, bins + 1)[1:-1]})
-    groups = np.split(np.arange(len(counts)), [c + 1 for c in cuts if c + 1 < len(counts)])
-    groups = [g for g in groups if len(g)]
-    merged_edges = np.array([edges[g[0]] for g in groups] + [edges[-1]])
-    merged_counts = np.array([counts[g].sum() for g in groups])
-    return merged_edges, merged_counts
-
-
 def binned_counts(values, edges) -> np.ndarray:
     """Counts of `values` in the histogram bins `edges`; values outside go to the end bins."""
     edges = np.asarray(edges, dtype=float)
-    values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
-    index = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 2)
-    return np.bincount(index, minlength=len(edges) - 1)
+    return np.bincount(bin_index(values, edges), minlength=len(edges) - 1)
 
 
-VALUES_PER_BIN = 10
-
-
-def feature_drift(*, deployment, model_version, since: datetime, until: datetime | None = None,
-                  min_values: int = 30) -> dict[str, dict]:
-    """PSI per raw numeric feature: the inputs the version served since `since` against the training
-    data's histogram (the dataset version's profile). {feature: {psi, served_values}}; a feature with
-    fewer than `min_values` served values gets psi None."""
-    profile = getattr(model_version.dataset_version, "profile", None) or {}
-    logs = PredictionLog.objects.filter(
-        deployment=deployment, model_version=model_version, served_at__gte=since, status=PredictionStatus.OK
-    ).exclude(features={})
+def deployment_drift(*, deployment, versions, since: datetime, until: datetime | None = None) -> dict:
+    """{version: {feature: {psi, js, served_values, level}}} for the served values of each version
+    in `versions` since `since` (whole quarter hours: the one `since` falls in on), against its training
+    profile on fixed bins (apps.monitoring.drift, which says how values are chosen and what the
+    levels mean). psi and js are None below MIN_VALUES_FOR_PSI values, level below
+    MIN_VALUES_FOR_LEVEL. Reads the rollups' feature bins only."""
+    by_id = {version.pk: version for version in versions}
+    if not by_id:
+        return {}
+    # Feature bins are kept per quarter hour: the quarters `since` and `until` fall in count whole.
+    rows = RollupBin.objects.filter(deployment=deployment, model_version_id__in=list(by_id), kind__startswith=KIND_PREFIX,
+                                    span=QUARTER_SPAN, minute__gte=quarter_of(since))
     if until is not None:
-        logs = logs.filter(served_at__lt=until)
-    served: dict[str, list] = {}
-    for features in logs.values_list("features", flat=True).iterator(chunk_size=2000):
-        for name, values in (features or {}).items():
-            served.setdefault(name, []).extend(values)
-    out = {}
-    for name, column in profile.items():
-        histogram = (column or {}).get("histogram") if isinstance(column, dict) else None
-        if not histogram or name not in served:
+        rows = rows.filter(minute__lt=quarter_ceil(until))
+    served: dict[tuple[int, str], dict[int, int]] = {}
+    for version_id, kind, k, count in (rows.values("model_version_id", "kind", "bin").annotate(c=Sum("count"))
+                                       .order_by().values_list("model_version_id", "kind", "bin", "c")):
+        served.setdefault((version_id, kind[len(KIND_PREFIX):]), {})[k] = count
+    out = {version: {} for version in by_id.values()}
+    for (version_id, feature), counts in sorted(served.items()):
+        bins, _ = version_bins(version_id)
+        if feature not in bins:
             continue
-        values = served[name]
-        if len(values) < min_values:
-            out[name] = {"psi": None, "served_values": len(values)}
+        expected = bins[feature][1]
+        actual = np.zeros(len(expected))
+        for k, count in counts.items():
+            if 0 <= k < len(actual):
+                actual[k] = count
+        n = int(actual.sum())
+        if n < MIN_VALUES_FOR_PSI:
+            out[by_id[version_id]][feature] = {"psi": None, "js": None, "served_values": n, "level": None}
             continue
-        edges, expected = coarsen(histogram["edges"], histogram["counts"], max(3, len(values) // VALUES_PER_BIN))
-        out[name] = {"psi": _round(psi(expected, binned_counts(values, edges))), "served_values": len(values)}
+        value = _round(psi(expected, actual))
+        out[by_id[version_id]][feature] = {"psi": value, "js": _round(jensen_shannon(expected, actual)),
+                                           "served_values": n, "level": drift_level(value, n)}
     return out
+
+
+def feature_drift(*, deployment, model_version, since: datetime, until: datetime | None = None) -> dict[str, dict]:
+    """deployment_drift for one version: {feature: {psi, js, served_values, level}}."""
+    return deployment_drift(deployment=deployment, versions=[model_version], since=since, until=until)[model_version]
+
+
+def drift_warnings(drift: dict[str, dict]) -> list[dict]:
+    """The features of a feature_drift result at "warn" or "alert", worst first."""
+    flagged = [{"feature": name, **result} for name, result in drift.items() if result.get("level") in ("warn", "alert")]
+    return sorted(flagged, key=lambda item: -(item["psi"] or 0))
+
+
+def live_drift_warnings(*, window: timedelta = timedelta(hours=1), now: datetime | None = None) -> list[dict]:
+    """Drift warnings of every version that takes traffic (or shadows it), over the last `window`:
+    [{deployment, version, feature, psi, js, served_values, level}], alerts first."""
+    from apps.deployments.models import Deployment, DeploymentVersion
+
+    since = (now or timezone.now()) - window
+    live: dict[int, list] = {}
+    for row in DeploymentVersion.objects.filter(Q(weight__gt=0) | Q(shadow=True)).select_related("model_version"):
+        live.setdefault(row.deployment_id, []).append(row.model_version)
+    out = []
+    for deployment in Deployment.objects.filter(pk__in=list(live)).order_by("name"):
+        for version, drift in deployment_drift(deployment=deployment, versions=live[deployment.pk], since=since).items():
+            for warning in drift_warnings(drift):
+                out.append({"deployment": deployment.name, "version": str(version.version), **warning})
+    return sorted(out, key=lambda w: (w["level"] != "alert", -(w["psi"] or 0)))
 
 
 def deployment_request_counts(*, deployment, since: datetime) -> dict:

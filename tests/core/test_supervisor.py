@@ -152,7 +152,12 @@ def test_a_sigkilled_worker_is_started_again_while_the_web_keeps_answering(super
         new_pid = wait_for(lambda: (pid := supervisor.pid("worker")) and pid != before["worker"] and pid,
                            timeout=60, what="supervisord to start the worker again")
         wait_for(lambda: worker_answers(worker_name), timeout=120, what="the new worker to answer a ping")
-        time.sleep(1)  # a few more answers from the web after the restart
+        # supervisord calls the new worker RUNNING only once it has stayed up its startsecs.
+        wait_for(lambda: "RUNNING" in supervisor.ctl("status", "worker"), timeout=30,
+                 what="supervisord to report the new worker RUNNING")
+        since_restart = len(answers)  # then a few more answers from the web, and enough in all to judge
+        wait_for(lambda: len(answers) >= max(since_restart + 5, 21), timeout=10,
+                 what="five more web answers after the restart")
     finally:
         stop.set()
         poller.join(10)

@@ -11,7 +11,6 @@ from django.db import transaction
 
 from apps.deployments.services.model_deployment_service import deployment_create, deployment_rollback, deployment_set_traffic
 from apps.monitoring.models import PredictionLog
-from apps.monitoring.services.logbuffer import prediction_logs_pending
 
 from .conftest import record, wait_until
 
@@ -77,15 +76,25 @@ def test_a_rollback_reaches_every_web_process_within_two_seconds_without_droppin
     with transaction.atomic():
         deployment_rollback(deployment=deployment, model_version=old, user=staff_user, reason="live test")
     rolled_back_at = time.monotonic()
-    time.sleep(3.0)
+
+    def settled(client, in_a_row=20) -> bool:
+        # The traffic runs until every client has been answered by the old version many times in a
+        # row since the rollback; then a straggler answering with the new version would have shown.
+        after = [version for t, _, version, _ in list(client.results) if t > rolled_back_at]
+        return len(after) >= in_a_row and all(version == str(old.version) for version in after[-in_a_row:])
+
+    every_client_settled = wait_until(lambda: all(settled(client) for client in clients), timeout=15)
+    print(f"settled {time.monotonic() - rolled_back_at:.1f}s after the rollback")
     for client in clients:
         client.stopping.set()
     for client in clients:
         client.join(15)
+    assert not any(client.is_alive() for client in clients), "a client thread did not stop within 15 s"
 
     results = [r for client in clients for r in client.results]
     failures = [r for r in results if r[1] != 200]
     assert not failures, f"{len(failures)} failed requests, e.g. {failures[:3]}"
+    assert every_client_settled, "within 15 s of the rollback, not every client was answered by the old version 20 times in a row"
     for client in clients:
         after = [(t, version) for t, _, version, _ in client.results if t > rolled_back_at]
         last_new = max((t for t, version in after if version == str(new.version)), default=rolled_back_at)
@@ -94,10 +103,18 @@ def test_a_rollback_reaches_every_web_process_within_two_seconds_without_droppin
 
     print(f"{len(results)} requests; flushing")
     served = {request_id for _, _, _, request_id in results}
-    deadline = time.monotonic() + 20
-    while prediction_logs_pending() and time.monotonic() < deadline:
+    stored = PredictionLog.objects.filter(deployment=deployment, shadow=False)
+
+    def all_stored() -> bool:
+        # Waits for the rows themselves: an empty buffer may still mean a flush that has not committed.
+        if stored.count() >= len(served):
+            return True
         app.send_task("monitoring.flush_prediction_logs", queue="default")  # as beat does
-        time.sleep(0.5)
-    logged = set(str(r) for r in PredictionLog.objects.filter(deployment=deployment, shadow=False).values_list("request_id", flat=True))
+        return False
+
+    flushing_since = time.monotonic()
+    wait_until(all_stored, timeout=20, interval=0.5)
+    print(f"stored after {time.monotonic() - flushing_since:.1f}s")
+    logged = set(str(r) for r in stored.values_list("request_id", flat=True))
     assert len(served) == len(results) > 100
-    assert logged == served, f"served {len(served)}, logged {len(logged)}"
+    assert logged == served, f"served {len(served)}, logged {len(logged)} within 20 s of the end of traffic"

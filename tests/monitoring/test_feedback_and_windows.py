@@ -108,6 +108,11 @@ def test_two_senders_of_a_requests_truth_at_once_leave_one_row_and_a_different_l
             feedback_module.feedback_record(deployment=deployment, items=items)
     assert other_sender[-1] is not None and other_sender[-1].answers_scored == 1
     assert list(Feedback.objects.values_list("ground_truth", flat=True)) == [other_truth]
+    # The rollups count the truth once too: only the sender whose INSERT created the row adds it.
+    from apps.monitoring.models import PredictionRollup
+    from apps.monitoring.rollups import ALL_TIME
+
+    assert [r.feedback_rows for r in PredictionRollup.objects.filter(span=60).exclude(minute=ALL_TIME)] == [2]
 
 
 def test_analysts_may_not_send_ground_truth_since_it_moves_the_rollout_gates(deployment, analyst_api):
@@ -173,13 +178,13 @@ def test_the_series_has_buckets_per_version_with_counts_latency_percentiles_and_
     response = analyst_api.get(SERIES, {"window": "15m"})
     assert response.status_code == 200
     series = response.json()
-    assert series["bucket_seconds"] == 30 and len(series["versions"]) == 2
+    assert series["bucket_seconds"] == 60 and len(series["versions"]) == 2
     assert [v["role"] for v in series["versions"]] == ["champion", "challenger"]
     total = sum(p["count"] for v in series["versions"] for p in v["points"])
     assert total == 31
     assert sum(p["client_errors"] for v in series["versions"] for p in v["points"]) == 1
     for version in series["versions"]:
-        assert len(version["points"]) == 30
+        assert len(version["points"]) == 15
         busy = [p for p in version["points"] if p["count"]]
         assert busy and all(p["p50_ms"] <= p["p95_ms"] <= p["p99_ms"] for p in busy if p["p50_ms"] is not None)
         labelled = [p for p in version["points"] if p["feedback"]]
@@ -232,8 +237,22 @@ def test_metrics_are_exposed_for_prometheus_to_tokens_of_portal_users_and_allowe
     text = response.content.decode()
     assert 'mlops_predictions_total{deployment="price-direction",shadow="false",status="ok",version="1"} 3.0' in text
     assert 'mlops_predictions_total{deployment="price-direction",shadow="false",status="client_error",version="1"} 1.0' in text
-    assert 'mlops_prediction_latency_ms{deployment="price-direction",quantile="0.99",version="1"}' in text
-    assert 'mlops_deployment_traffic_percent{deployment="price-direction",role="champion",shadow="false",version="1"} 100.0' in text
+    assert 'mlops_deployment_traffic_ratio{deployment="price-direction",role="champion",shadow="false",version="1"} 1.0' in text
+    # Latency is a histogram in seconds (mergeable across hosts): cumulative buckets, +Inf = count.
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    latency = families["mlops_prediction_latency_seconds"]
+    assert latency.type == "histogram"
+    buckets = [(float(s.labels["le"]), s.value) for s in latency.samples if s.name.endswith("_bucket")]
+    assert [count for _, count in buckets] == sorted(count for _, count in buckets), "cumulative"
+    assert buckets[-1] == (float("inf"), 3.0)
+    assert next(s.value for s in latency.samples if s.name.endswith("_count")) == 3.0
+    assert 0 < next(s.value for s in latency.samples if s.name.endswith("_sum")) < 3.0, "seconds, not milliseconds"
+    for family in families.values():
+        assert family.name.startswith("mlops_") and not family.name.endswith(("_ms", "_percent")), family.name
+        assert all("request_id" not in sample.labels for sample in family.samples)
+    assert families["mlops_predictions"].type == "counter" and families["mlops_prediction_log_dropped"].type == "counter"
     assert anon_api.get("/metrics").status_code == 401
     assert outsider_api.get("/metrics").status_code == 401
     settings.METRICS_ALLOWED_IPS = ["127.0.0.0/8"]

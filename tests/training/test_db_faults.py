@@ -9,7 +9,7 @@ from apps.training.choices import RunStatus
 from apps.training.models import RunEvent, TrainingRun
 
 from .conftest import start_inline
-from .waiting import wait_for_epoch, wait_for_run
+from .waiting import wait_for, wait_for_epoch, wait_for_run
 
 pytestmark = pytest.mark.worker
 
@@ -121,18 +121,24 @@ def _running(experiment, settings, *, max_attempts):
 
 
 def test_a_database_outage_shorter_than_the_retry_budget_is_waited_out(transactional_db, price_experiment, settings):
-    import time
-
     from apps.training.services.runs import db_retrying
 
     settings.TRAINING_DB_RETRY_SECONDS = 10
     run = _running(price_experiment, settings, max_attempts=3)
+    calls = []
+
+    def read_status():
+        calls.append(None)
+        return TrainingRun.objects.get(pk=run.pk).status
+
     with _Outage() as outage:
-        thread, result = _in_thread(lambda: db_retrying(
-            lambda: TrainingRun.objects.get(pk=run.pk).status, what="test"))
-        time.sleep(1.5)
+        thread, result = _in_thread(lambda: db_retrying(read_status, what="test"))
+        # The outage ends only once the thread has failed against it twice: ended earlier, the read
+        # could succeed at the first try and the test would pass without anything waited out.
+        wait_for(lambda: len(calls) >= 3, timeout=8, what="the thread to retry its read twice during the outage")
         outage.end()
         thread.join(15)
+    assert not thread.is_alive(), "the read did not return within 15 s of the database coming back"
     assert result == {"value": RunStatus.RUNNING}
 
 

@@ -3,17 +3,19 @@
 (The reaper failing a run whose last attempt was lost is in test_run_lifecycle.)"""
 import os
 import signal
-import time
 import uuid
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
+from apps.training import conf
 from apps.training.choices import RunStatus
 from apps.training.models import RunEvent
 from apps.training.services.training_pipeline import training_runs_reap
 
 from .conftest import start_inline
-from .waiting import wait_for_epoch, wait_for_run
+from .waiting import process_exited, wait_for, wait_for_epoch, wait_for_run
 
 pytestmark = pytest.mark.worker
 
@@ -56,17 +58,21 @@ def test_a_sigkilled_pool_process_is_redelivered_and_the_next_attempt_finishes(
 
 
 def test_a_whole_worker_sigkilled_is_found_by_the_reaper_and_finished_by_another(
-        worker_factory, price_experiment, private_queue, settings):
+        worker_factory, price_experiment, private_queue):
     first = worker_factory(queues=private_queue, concurrency=1)
     run = _start(price_experiment)
     run = wait_for_epoch(run, 1)
+    pool_pid = run.worker_pid
     first.kill()  # main process and pool: the broker keeps the message unacknowledged
-    killed_at = time.monotonic()
+    wait_for(lambda: process_exited(pool_pid), timeout=10, what=f"the killed pool process {pool_pid} to exit")
+    # The reaper's clock, not the test's, moves past the stale bound: nothing can heartbeat any more,
+    # so the run's last heartbeat only ages. Just after the kill it is still fresh and left alone.
+    assert training_runs_reap() == {"requeued": 0, "failed": 0, "cancelled": 0}
     worker_factory(queues=private_queue, concurrency=1)  # the replacement, idle until the reaper requeues
 
-    settings.TRAINING_HEARTBEAT_STALE_SECONDS = 1
-    time.sleep(max(0.0, 1.5 - (time.monotonic() - killed_at)))
-    assert training_runs_reap() == {"requeued": 1, "failed": 0, "cancelled": 0}
+    stale_after = timedelta(seconds=float(conf.get("TRAINING_HEARTBEAT_STALE_SECONDS")))
+    later = timezone.now() + stale_after + timedelta(seconds=1)
+    assert training_runs_reap(now=later) == {"requeued": 1, "failed": 0, "cancelled": 0}
 
     run = wait_for_run(run, timeout=120)
     assert run.status == RunStatus.SUCCEEDED, run.error_message

@@ -13,6 +13,15 @@ def wait_for(predicate, *, timeout: float = 120, interval: float = 0.1, what: st
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def process_exited(pid: int) -> bool:
+    """Gone, or a zombie nobody reaped yet: either way it runs no code any more (no heartbeat)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
 def wait_for_run(run, *, statuses=RUN_TERMINAL, timeout: float = 120):
     from apps.training.models import TrainingRun
 

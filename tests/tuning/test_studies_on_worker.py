@@ -1,7 +1,9 @@
 """Studies end to end: a real Celery worker, PostgreSQL and Redis; sklearn trials on tiny data."""
 import time
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from apps.registry.loading import load_model_version
 from apps.training.choices import RunStatus
@@ -10,6 +12,7 @@ from apps.training.services.training_pipeline import training_runs_reap
 from apps.tuning.choices import StudyStatus, TrialStatus
 from apps.tuning.services import studies_keep, study_create
 from apps.tuning.space import SearchSpace
+from tests.training.waiting import process_exited, wait_for
 
 from .conftest import wait_for_study
 
@@ -110,8 +113,15 @@ def test_a_study_interrupted_by_a_worker_crash_resumes_without_duplicates(
         time.sleep(0.1)
 
     celery_worker.kill()  # SIGKILL of the whole worker mid-training, as a crashed host would
-    interrupted = set(TrainingRun.objects.filter(status=RunStatus.RUNNING).values_list("pk", flat=True))
+    pool_pids = dict(TrainingRun.objects.filter(status=RunStatus.RUNNING).values_list("pk", "worker_pid"))
+    interrupted = set(pool_pids)
+    for pid in pool_pids.values():
+        wait_for(lambda: process_exited(pid), timeout=10, what=f"the killed pool process {pid} to exit")
     worker_factory(extra_env={"TRAINING_HEARTBEAT_SECONDS": "1", "TRAINING_HEARTBEAT_STALE_SECONDS": "8"})
+    # The reaper's clock moves past the stale bound rather than the test waiting it out: the killed
+    # attempts can no longer heartbeat, so their last heartbeats only age.
+    later = timezone.now() + timedelta(seconds=settings.TRAINING_HEARTBEAT_STALE_SECONDS + 1)
+    assert training_runs_reap(now=later) == {"requeued": 2, "failed": 0, "cancelled": 0}
     deadline = time.monotonic() + 150
     while study.__class__.objects.get(pk=study.pk).status == StudyStatus.RUNNING:
         assert time.monotonic() < deadline, list(study.trials.values_list("number", "status"))

@@ -1,6 +1,5 @@
 """Study services without a worker: runs are executed in-process where a test needs them to end."""
 import threading
-import time
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -23,6 +22,8 @@ from apps.tuning.services import (
     study_stop,
     trial_record_run_end,
 )
+
+from tests.training.waiting import wait_for
 
 from .conftest import ALPHA_SPACE, execute_queued_trials
 
@@ -222,26 +223,39 @@ def test_two_workers_finishing_trials_at_once_do_not_launch_more_than_the_budget
     # Both runs end "at once": no signal yet, each worker's receiver is about to record its own.
     TrainingRun.objects.filter(pk__in=[r.pk for r in runs]).update(status=RunStatus.SUCCEEDED,
                                                                    val_metrics={"rmse": 50.0})
-    errors = []
+    errors, backend_pids = [], []
 
     def finish(run_id):
         try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                backend_pids.append(cursor.fetchone()[0])
             trial_record_run_end(run_id=run_id)
         except Exception as exc:  # reported below
             errors.append(exc)
         finally:
             connection.close()
 
+    def both_receivers_wait_on_a_row_lock():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted AND pid = ANY(%s)",
+                           [list(backend_pids)])
+            return cursor.fetchone()[0] == len(threads)
+
     threads = [threading.Thread(target=finish, args=(r.pk,)) for r in runs]
     # Holding both trials' row locks lines the two receivers up at the same point; releasing them
-    # lets both go at once, each sure its own trial just ended and a slot just opened.
+    # lets both go at once, each sure its own trial just ended and a slot just opened. Released only
+    # once PostgreSQL shows both waiting: released earlier, they could run one after the other and
+    # the test would pass without any race having happened.
     with transaction.atomic():
         list(Trial.objects.select_for_update().filter(study=study))
         for thread in threads:
             thread.start()
-        time.sleep(0.5)
+        wait_for(both_receivers_wait_on_a_row_lock, timeout=20, interval=0.02,
+                 what="both receivers to wait on a row lock (pg_locks shows fewer ungranted)")
     for thread in threads:
         thread.join(30)
+    assert not any(thread.is_alive() for thread in threads), "a receiver did not finish within 30 s"
 
     assert errors == []
     assert sorted(Trial.objects.filter(study=study).values_list("number", flat=True)) == [1, 2, 3]

@@ -100,14 +100,17 @@ def gate_setting_rows(gates: dict) -> list[tuple[str, str, object]]:
 
 def rollout_gates_check(*, rollout: Rollout, now=None) -> GateReport:
     """What the gates say about a running rollout right now (reads only)."""
-    from apps.monitoring.selectors import version_windows
+    from apps.monitoring import selectors
 
     now = now or timezone.now()
     gates_conf, stage = rollout.gates, rollout.current_stage
     stage_index = rollout.stage_index
-    windows = version_windows(deployment=rollout.deployment, since=rollout.stage_started_at,
-                              feedback_since=rollout.started_at)
-    stage_feedback = version_windows(deployment=rollout.deployment, since=rollout.stage_started_at)
+    # Both read the per-minute rollups (raw rows only for the part of a minute the stage began in),
+    # so an evaluation costs the same at any traffic.
+    windows = selectors.version_windows(deployment=rollout.deployment, since=rollout.stage_started_at,
+                                        feedback_since=rollout.started_at)
+    stage_feedback = selectors.version_windows(deployment=rollout.deployment, since=rollout.stage_started_at,
+                                               requests=False)
     champion = windows.get(rollout.champion_id)
     challenger = windows.get(rollout.challenger_id)
     challenger_requests = challenger.requests if challenger else 0

@@ -14,6 +14,7 @@ from ..calibration import confidence_bin, empty_calibration, row_log_loss
 from ..choices import PredictionStatus
 from ..models import Feedback, PredictionLog
 from .logbuffer import prediction_logs_flush
+from .rollups import rollup_sums_for_feedback, rollups_add
 
 MAX_FEEDBACK_ITEMS = 1000
 MAX_REGRESSION_TRUTH = 1e15
@@ -187,11 +188,40 @@ def _feedback_store(*, deployment, parsed: dict, logs: dict) -> FeedbackResult:
             ))
     # Insert-or-nothing, then read back: a concurrent sender's row cannot be locked before it exists,
     # so ON CONFLICT waits for that sender's commit and the read-back says whether it sent the same.
-    Feedback.objects.bulk_create(rows, ignore_conflicts=True)
+    # Only the rows this call created go into the rollups (into the minute each answer was served in),
+    # so two senders of the same truth count it once.
+    created = _insert_new(rows)
+    rollups_add(rollup_sums_for_feedback(created))
     for log_id, truth in Feedback.objects.filter(prediction_id__in=list(fields)).values_list("prediction_id", "ground_truth"):
         field, request_id, values = fields[log_id]
         _check_repeat(truth, values, field, request_id)
     return FeedbackResult(requests=len(parsed), answers_scored=scored)
+
+
+def _insert_new(rows: list[Feedback]) -> list[Feedback]:
+    """INSERT … ON CONFLICT DO NOTHING of `rows`; returns the ones it created."""
+    if not rows:
+        return []
+    connection = transaction.get_connection()
+    if connection.vendor != "postgresql":
+        # SQLite runs one writing transaction at a time: what was not stored at the read is new.
+        Feedback.objects.bulk_create(rows)
+        return rows
+    fields = [f for f in Feedback._meta.concrete_fields if not f.primary_key]
+    quote = connection.ops.quote_name
+    placeholder = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    created = set()
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), 500):
+            chunk = rows[start:start + 500]
+            cursor.execute(
+                f"INSERT INTO {quote(Feedback._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+                f"VALUES {', '.join([placeholder] * len(chunk))} ON CONFLICT DO NOTHING "
+                f"RETURNING {quote(Feedback._meta.get_field('prediction').column)}",
+                [f.get_db_prep_save(getattr(row, f.attname), connection) for row in chunk for f in fields],
+            )
+            created.update(prediction_id for (prediction_id,) in cursor.fetchall())
+    return [row for row in rows if row.prediction_id in created]
 
 
 def _check_repeat(stored, values: list, field: str, request_id) -> None:

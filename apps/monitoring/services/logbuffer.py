@@ -36,6 +36,9 @@ from django.db import DataError, IntegrityError, transaction
 from ..models import PredictionLog
 from ..redis_client import get_redis
 from .logwriter import LogWriter
+from ..drift import add_feature_bins
+from ..rollups import minute_of
+from .rollups import rollup_sums_for_logs, rollups_add
 
 logger = logging.getLogger(__name__)
 
@@ -202,10 +205,10 @@ def logs_store(entries: list[dict], *, background: bool = False) -> list[dict]:
     The visibility check and the insert share one transaction, so no deployment or version it saw
     can be truncated away before the insert.
 
-    The one place lines become rows. Issue 12's per-minute rollups belong right after the insert,
-    inside the same transaction; a batch retried after an unacknowledged commit comes again, so a
-    rollup must count only the rows the INSERT created (add RETURNING to `_insert_postgres`), not
-    the lines it was given.
+    The one place lines become rows, and the per-minute rollups are added right after the insert,
+    in the same transaction, from the rows the INSERT created (RETURNING): a batch retried after an
+    unacknowledged commit comes again and adds nothing, and a rollup never counts a row that did
+    not commit.
     """
     lines = []
     for entry in entries:
@@ -225,19 +228,32 @@ def logs_store(entries: list[dict], *, background: bool = False) -> list[dict]:
         unseen = [entry for d, v, entry in lines if not (d in deployments and v in versions)]
         if kept:
             insert = _insert_postgres if postgres else _insert_orm
+            created = []
             try:
                 with transaction.atomic():
-                    insert(kept)
+                    created = insert(kept)
             except REFUSED:
                 # One line PostgreSQL refuses must not hold back the others: store them one by one.
                 for entry in kept:
                     try:
                         with transaction.atomic():
-                            insert([entry])
+                            created += insert([entry])
                     except REFUSED as exc:
                         logger.error("dropping a prediction log line the database refuses (%s): request %s, version %s",
                                      str(exc).strip(), entry.get("r"), entry.get("v"))
+            sums = rollup_sums_for_logs(row[:5] for row in created)
+            add_feature_bins(sums, _drift_rows(created, kept))
+            rollups_add(sums, connection=connection)
     return unseen
+
+
+def _drift_rows(created: list[tuple], entries: list[dict]):
+    """(deployment, version, minute, features) of the created OK rows, for the drift bins."""
+    by_key = {(str(entry["r"]).lower(), int(entry["v"])): entry for entry in entries}
+    for deployment_id, version_id, served_at, status, _, request_id in created:
+        entry = by_key.get((str(request_id).lower(), version_id))
+        if status == "ok" and entry is not None and entry.get("f"):
+            yield deployment_id, version_id, minute_of(served_at), entry["f"]
 
 
 def _visible(connection, deployment_ids: set, version_ids: set, *, lock_timeout: bool) -> tuple[set, set]:
@@ -280,13 +296,15 @@ def _insert_sql() -> str:
         "served_at": "to_timestamp((x->>'t')::double precision)",
     }
     return (f'INSERT INTO "{PredictionLog._meta.db_table}" ({", ".join(chr(34) + column[n] + chr(34) for n in values)}) '
-            f"SELECT {', '.join(values.values())} FROM jsonb_array_elements(%s::jsonb) AS x ON CONFLICT DO NOTHING")
+            f"SELECT {', '.join(values.values())} FROM jsonb_array_elements(%s::jsonb) AS x ON CONFLICT DO NOTHING "
+            f'RETURNING "{column["deployment"]}", "{column["model_version"]}", "{column["served_at"]}", '
+            f'"{column["status"]}", "{column["latency_ms"]}", "{column["request_id"]}"')
 
 
 _INSERT_SQL: str | None = None
 
 
-def _insert_postgres(entries: list[dict]) -> None:
+def _insert_postgres(entries: list[dict]) -> list[tuple]:
     # One statement and one JSON document for the batch: PostgreSQL unpacks the lines, so the web
     # process spends a json.dumps per line here instead of building a model instance and its
     # parameters (measured in bench/bench_prediction_log.py). One dumps per line, not one for the
@@ -298,11 +316,21 @@ def _insert_postgres(entries: list[dict]) -> None:
     document = "[" + ",".join([json.dumps(entry, separators=(",", ":")) for entry in entries]) + "]"
     with transaction.get_connection().cursor() as cursor:
         cursor.execute(_INSERT_SQL, [document])
+        return cursor.fetchall()  # (deployment, version, served_at, status, latency, request id) of the rows it created
 
 
-def _insert_orm(entries: list[dict]) -> None:
-    """Other databases (SQLite for `make run` without DATABASE_URL)."""
-    PredictionLog.objects.bulk_create([_model(entry) for entry in entries], ignore_conflicts=True, batch_size=1000)
+def _insert_orm(entries: list[dict]) -> list[tuple]:
+    """Other databases (SQLite for `make run` without DATABASE_URL). SQLite runs one writing
+    transaction at a time (IMMEDIATE), so the rows already stored cannot change under the check."""
+    rows = {(uuid.UUID(entry["r"]), int(entry["v"])): _model(entry) for entry in entries}
+    stored = set()
+    for request_id, version_id in PredictionLog.objects.filter(
+            request_id__in={r for r, _ in rows}).values_list("request_id", "model_version_id"):
+        stored.add((request_id, version_id))
+    new = [row for key, row in rows.items() if key not in stored]
+    PredictionLog.objects.bulk_create(new, batch_size=1000)
+    return [(row.deployment_id, row.model_version_id, row.served_at, row.status, row.latency_ms, row.request_id)
+            for row in new]
 
 
 def prediction_logs_flush(*, batch_size: int = 2000, wait_s: float = 10.0) -> int:

@@ -7,6 +7,8 @@ import { ConnectionBadge } from "../../components/ConnectionBadge";
 import { Empty, ErrorBox, Loading } from "../../components/States";
 import { ModelPerformanceWidget } from "./ModelPerformanceWidget";
 import { TrainingLogsWidget } from "./TrainingLogsWidget";
+import { DeliveryTimelineWidget } from "../DeliveryTimelineWidget";
+import { AlertsWidget } from "../AlertsWidget";
 import { DeploymentCard } from "./parts/DeploymentCard";
 import { RunsPanel, StudiesPanel } from "./parts/ActivityPanels";
 
@@ -32,6 +34,8 @@ export function MLOpsDashboard({ fetchJson = getJson, sendJson = postJson, WebSo
   const [pending, setPending] = useState(null);
   const [notice, setNotice] = useState(null);
   const [watch, setWatch] = useState(null);
+  const [alertPush, setAlertPush] = useState(null);
+  const [reconnects, setReconnects] = useState(0);
   const opened = useRef(false);
   const logsRef = useRef(null);
 
@@ -51,6 +55,7 @@ export function MLOpsDashboard({ fetchJson = getJson, sendJson = postJson, WebSo
 
   const onMessage = useCallback((msg) => {
     setSummary((s) => applyPush(s, msg));
+    if (msg.type === "alert") setAlertPush(msg);
     if (msg.type === "deployment" && msg.deployment?.name) {
       const name = msg.deployment.name;
       setPerfRefresh((r) => ({ ...r, [name]: (r[name] || 0) + 1 }));
@@ -62,7 +67,10 @@ export function MLOpsDashboard({ fetchJson = getJson, sendJson = postJson, WebSo
     onMessage,
     onOpen: () => {
       // What changed while the socket was down is not replayed: reload once to catch up.
-      if (opened.current) load();
+      if (opened.current) {
+        load();
+        setReconnects((n) => n + 1);
+      }
       opened.current = true;
     },
     WebSocketImpl,
@@ -142,6 +150,8 @@ export function MLOpsDashboard({ fetchJson = getJson, sendJson = postJson, WebSo
         refreshKeys={perfRefresh}
         fetchJson={fetchJson}
       />
+      <DeliveryTimelineWidget deployments={deployments} deployment={name} fetchJson={fetchJson} WebSocketImpl={WebSocketImpl} />
+      <AlertsWidget fetchJson={fetchJson} push={alertPush} reloadKey={reconnects} />
       <div ref={logsRef}>
         <TrainingLogsWidget runs={summary.recent_runs || []} fetchJson={fetchJson} WebSocketImpl={WebSocketImpl} select={watch} />
       </div>

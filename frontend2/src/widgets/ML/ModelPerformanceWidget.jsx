@@ -76,6 +76,29 @@ function SideBySide({ versions, metric }) {
 }
 
 /**
+ * Served features whose distribution moved away from the training data (the summary's
+ * drift_warnings: PSI on the training profile's fixed bins, 0.1 warns and 0.25 alerts).
+ */
+function DriftWarnings({ summary }) {
+  const flagged = (summary?.versions || []).flatMap((v) => (v.drift_warnings || []).map((w) => ({ ...w, version: v.version })));
+  if (!flagged.length) return null;
+  const alert = flagged.some((w) => w.level === "alert");
+  return (
+    <div className="mlops-notice mlops-drift-warning" role="alert" style={{ background: alert ? "#fef2f2" : "#fffbeb", borderColor: alert ? "#fecaca" : "#fde68a" }}>
+      <strong>{alert ? "Feature drift alert" : "Feature drift warning"}</strong>
+      <ul>
+        {flagged.map((w) => (
+          <li key={`${w.version}-${w.feature}`}>
+            v{w.version} · {w.feature}: PSI {formatNumber(w.psi)} ({w.level}), {formatNumber(w.served_values)} served values
+          </li>
+        ))}
+      </ul>
+      <small>PSI from 0.1 is a warning, from 0.25 an alert (served inputs against the training data).</small>
+    </div>
+  );
+}
+
+/**
  * Per deployment and model version: accuracy and log loss (or RMSE), latency percentiles, request
  * volume and error rate over a selectable window, champion and challenger side by side, and for
  * classifiers a calibration view. `refreshKey` changes
@@ -102,9 +125,9 @@ export function ModelPerformanceWidget({
       if (!name) return;
       if (!quiet) setResult((r) => ({ ...r, status: "loading", error: null }));
       Promise.all([fetchJson(timeseriesPath(name, timeWindow), { signal }), fetchJson(windowSummaryPath(name, timeWindow), { signal })])
-        .then(([series, summary]) => setResult({ status: "ready", data: normalizeTimeseries(series, summary), error: null }))
+        .then(([series, summary]) => setResult({ status: "ready", data: normalizeTimeseries(series, summary), summary, error: null }))
         .catch((error) => {
-          if (error?.name !== "AbortError") setResult((r) => ({ status: "error", data: r.data, error }));
+          if (error?.name !== "AbortError") setResult((r) => ({ status: "error", data: r.data, summary: r.summary, error }));
         });
     },
     [name, timeWindow, fetchJson],
@@ -151,6 +174,7 @@ export function ModelPerformanceWidget({
     body = (
       <>
         {result.status === "error" && <ErrorBox error={result.error} onRetry={() => setRetry((n) => n + 1)} title="Showing older data" />}
+        <DriftWarnings summary={result.summary} />
         <SideBySide versions={data.versions} metric={metric} />
         {metric !== "rmse" && data.versions.some((v) => v.totals.calibration?.length) && (
           <CalibrationView

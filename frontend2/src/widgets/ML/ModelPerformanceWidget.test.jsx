@@ -34,6 +34,34 @@ const WINDOW = {
 };
 
 describe("ModelPerformanceWidget", () => {
+  it("warns about drifted features, naming the version, the feature and its PSI", async () => {
+    const drifted = {
+      ...WINDOW,
+      versions: [
+        { ...WINDOW.versions[0], drift_warnings: [{ feature: "volume", psi: 0.31, js: 0.08, served_values: 900, level: "alert" }] },
+        { ...WINDOW.versions[1], drift_warnings: [] },
+      ],
+    };
+    const fetchJson = fakeFetch({
+      "/api/v1/monitoring/deployments/price-direction/series?window=1h": SERIES,
+      "/api/v1/monitoring/deployments/price-direction/summary?window=1h": drifted,
+    });
+    render(<ModelPerformanceWidget deployment="price-direction" fetchJson={fetchJson} />);
+    const warning = await screen.findByRole("alert");
+    expect(warning).toHaveTextContent("Feature drift alert");
+    expect(warning).toHaveTextContent("v1 · volume: PSI 0.31 (alert)");
+  });
+
+  it("shows no drift warning while no feature is past the threshold", async () => {
+    const fetchJson = fakeFetch({
+      "/api/v1/monitoring/deployments/price-direction/series?window=1h": SERIES,
+      "/api/v1/monitoring/deployments/price-direction/summary?window=1h": WINDOW,
+    });
+    render(<ModelPerformanceWidget deployment="price-direction" fetchJson={fetchJson} />);
+    await screen.findByRole("table", { name: /Champion vs challenger/ });
+    expect(screen.queryByRole("alert")).not.toBeInTheDocument();
+  });
+
   it("shows champion and challenger side by side with accuracy, latency, volume and error rate", async () => {
     const fetchJson = fakeFetch({
       "/api/v1/monitoring/deployments/price-direction/series?window=1h": SERIES,
