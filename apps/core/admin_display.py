@@ -7,6 +7,7 @@ import json
 import math
 
 from django import forms
+from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.forms.fields import InvalidJSONInput
@@ -27,6 +28,19 @@ def status_badge(status: str, label: str | None = None):
     tone = BADGE_TONES.get(str(status), "neutral")
     return format_html('<span class="portal-badge portal-badge--{}" data-status="{}">{}</span>', tone, status,
                        label or str(status).replace("_", " ").capitalize())
+
+
+class FrameworkAndCreatedColumns:
+    """The "model" (framework/model type) and "created" columns that runs, studies and versions share."""
+
+    @admin.display(description="model", ordering="framework")
+    def model_col(self, obj):
+        # <wbr>: a long "xgboost/gradient_boosting" may wrap at the slash instead of widening the table.
+        return format_html("{}/<wbr>{}", obj.framework, obj.model_type)
+
+    @admin.display(description="created", ordering="created_at")
+    def created_col(self, obj):
+        return short_time(obj.created_at)
 
 
 def round_number(value, digits: int = 4):

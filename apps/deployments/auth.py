@@ -90,33 +90,57 @@ def throttle_rate(scope: str) -> tuple[int | None, int]:
     return ScopedRateThrottle().parse_rate(rate)
 
 
+class ThrottleRound:
+    """One round of counting against a scope's fixed window, shared by the synchronous and the
+    asyncio client: the same keys, increments and answer whichever client talks to Redis."""
+
+    def __init__(self, scope: str, counts: dict):
+        self.counts = counts
+        self.limit, self.duration = throttle_rate(scope)
+        now = time.time()
+        window = int(now // self.duration)
+        self.wait = (window + 1) * self.duration - now
+        self.idents = list(counts)
+        self.keys = [f"mlops:throttle:{scope}:{ident}:{window}" for ident in self.idents]
+
+    @property
+    def unlimited(self) -> bool:
+        return self.limit is None
+
+    def queue(self, pipe) -> None:
+        for ident, key in zip(self.idents, self.keys):
+            pipe.incrby(key, self.counts[ident])
+            pipe.expire(key, int(self.duration) + 1)
+
+    def answer(self, replies: list) -> tuple[dict, float]:
+        """({ident: how many may go}, seconds until the window ends) from the pipeline's replies."""
+        allowed = {}
+        for ident, total in zip(self.idents, replies[::2]):
+            before = total - self.counts[ident]
+            allowed[ident] = max(0, min(self.counts[ident], self.limit - before))
+        return allowed, self.wait
+
+    def everyone(self) -> tuple[dict, float]:
+        """No limit, or Redis unreachable: every request goes (predictions beat throttling)."""
+        if not self.unlimited:
+            logger.warning("throttle counter unavailable; letting the requests through")
+        return dict(self.counts), 0.0
+
+
 def throttle_take(scope: str, counts: dict) -> tuple[dict, float]:
     """Counts `counts[ident]` requests of each client against the scope's rate in one Redis round
     trip; returns ({ident: how many of them may go}, seconds until the window ends)."""
-    limit, duration = throttle_rate(scope)
-    if limit is None:
-        return dict(counts), 0.0
-    now = time.time()
-    window = int(now // duration)
-    wait = (window + 1) * duration - now
     from apps.monitoring.redis_client import get_redis
 
-    idents = list(counts)
+    round_ = ThrottleRound(scope, counts)
+    if round_.unlimited:
+        return round_.everyone()
     try:
         pipe = get_redis().pipeline(transaction=False)
-        for ident in idents:
-            key = f"mlops:throttle:{scope}:{ident}:{window}"
-            pipe.incrby(key, counts[ident])
-            pipe.expire(key, int(duration) + 1)
-        totals = pipe.execute()[::2]
+        round_.queue(pipe)
+        return round_.answer(pipe.execute())
     except redis.RedisError:
-        logger.warning("throttle counter unavailable; letting the requests through")
-        return dict(counts), 0.0
-    allowed = {}
-    for ident, total in zip(idents, totals):
-        before = total - counts[ident]
-        allowed[ident] = max(0, min(counts[ident], limit - before))
-    return allowed, wait
+        return round_.everyone()
 
 
 class PredictRateThrottle(ScopedRateThrottle):

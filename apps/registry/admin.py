@@ -6,7 +6,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from apps.core.admin_acts import StaffActionsMixin
-from apps.core.admin_display import PRETTY_JSON_FIELDS, format_metric, json_display, short_time
+from apps.core.admin_display import PRETTY_JSON_FIELDS, FrameworkAndCreatedColumns, format_metric, json_display
 
 from apps.core.admin_charts import evaluation_panel
 from apps.core.roles import is_ml_staff
@@ -83,7 +83,7 @@ def metrics_table(metrics: dict | None):
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(StaffActionsMixin, admin.ModelAdmin):
+class ModelVersionAdmin(StaffActionsMixin, FrameworkAndCreatedColumns, admin.ModelAdmin):
     # Few, short columns so the list fits 1280 px; the rest is on the change page.
     list_display = ["__str__", "model_col", "primary_metric", "run_link", "aliases_col", "created_col"]
     list_filter = ["registered_model", "framework", "model_type", "archived_at"]
@@ -164,13 +164,6 @@ class ModelVersionAdmin(StaffActionsMixin, admin.ModelAdmin):
         editable = self._editable(request)
         return [f.name for f in ModelVersion._meta.fields if f.name not in editable] + list(self.DISPLAYS.values())
 
-    @admin.display(description="model", ordering="framework")
-    def model_col(self, obj):
-        return format_html("{}/<wbr>{}", obj.framework, obj.model_type)
-
-    @admin.display(description="created", ordering="created_at")
-    def created_col(self, obj):
-        return short_time(obj.created_at)
 
     def has_add_permission(self, request):
         return False

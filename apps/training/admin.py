@@ -17,6 +17,7 @@ from apps.core.admin_charts import evaluation_panel, line_chart
 from apps.core.admin_display import (
     add_service_errors,
     PRETTY_JSON_FIELDS,
+    FrameworkAndCreatedColumns,
     format_metric,
     json_display,
     short_time,
@@ -265,7 +266,7 @@ class RunEventInline(admin.TabularInline):
 
 
 @admin.register(TrainingRun)
-class TrainingRunAdmin(StaffActionsMixin, admin.ModelAdmin):
+class TrainingRunAdmin(StaffActionsMixin, FrameworkAndCreatedColumns, admin.ModelAdmin):
     # Six short columns so the list fits 1280 px beside the navigation and the filters; the progress
     # bar shows only while a run is active, and origin is a filter instead of a column.
     list_display = ["id", "experiment", "model_col", "status_col", "metric_col", "created_col"]
@@ -320,14 +321,6 @@ class TrainingRunAdmin(StaffActionsMixin, admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.display(description="model", ordering="framework")
-    def model_col(self, obj):
-        # <wbr>: a long "xgboost/gradient_boosting" may wrap at the slash instead of widening the table.
-        return format_html("{}/<wbr>{}", obj.framework, obj.model_type)
-
-    @admin.display(description="created", ordering="created_at")
-    def created_col(self, obj):
-        return short_time(obj.created_at)
 
     @admin.display(description="status", ordering="status")
     def status_col(self, obj):

@@ -6,9 +6,9 @@ from django.utils.html import format_html
 from apps.core.admin_acts import StaffActionsMixin
 from apps.core.admin_display import (
     PRETTY_JSON_FIELDS,
+    FrameworkAndCreatedColumns,
     format_metric,
     json_display,
-    short_time,
     status_badge,
     validation_error_text,
 )
@@ -89,7 +89,7 @@ class EventInline(admin.TabularInline):
 
 
 @admin.register(TuningStudy)
-class TuningStudyAdmin(StaffActionsMixin, admin.ModelAdmin):
+class TuningStudyAdmin(StaffActionsMixin, FrameworkAndCreatedColumns, admin.ModelAdmin):
     form = StudyAdminForm
     formfield_overrides = PRETTY_JSON_FIELDS
     # Few, short columns so the list fits 1280 px; the rest is on the change page.
@@ -125,13 +125,6 @@ class TuningStudyAdmin(StaffActionsMixin, admin.ModelAdmin):
     def status_col(self, obj):
         return _badge(obj.status, obj.get_status_display())
 
-    @admin.display(description="model", ordering="framework")
-    def model_col(self, obj):
-        return format_html("{}/<wbr>{}", obj.framework, obj.model_type)
-
-    @admin.display(description="created", ordering="created_at")
-    def created_col(self, obj):
-        return short_time(obj.created_at)
 
     @admin.display(description="trials")
     def trials_col(self, obj):

@@ -45,7 +45,7 @@ from rest_framework import exceptions
 from apps.core.bodylimit import BodyTooLarge
 from apps.core.roles import has_portal_role
 
-from ..auth import cached_token_user, split_authorization, throttle_rate, verify_token
+from ..auth import ThrottleRound, cached_token_user, split_authorization, verify_token
 from .batchstats import batch_sizes
 from .inputs import InputError, loads_mlflow_body
 from .predict import Prepared, predictor
@@ -258,28 +258,15 @@ async def throttle_take_async(scope: str, counts: dict) -> tuple[dict, float]:
     """apps.deployments.auth.throttle_take on the event loop (redis.asyncio): the same counters
     (keys and fixed windows), so the DRF views and this path share each client's rate, without a
     blocking round trip. Redis unreachable: the requests go through (and it is logged)."""
-    limit, duration = throttle_rate(scope)
-    if limit is None:
-        return dict(counts), 0.0
-    now = time.time()
-    window = int(now // duration)
-    wait = (window + 1) * duration - now
-    idents = list(counts)
+    round_ = ThrottleRound(scope, counts)
+    if round_.unlimited:
+        return round_.everyone()
     try:
         pipe = _async_redis().pipeline(transaction=False)
-        for ident in idents:
-            key = f"mlops:throttle:{scope}:{ident}:{window}"
-            pipe.incrby(key, counts[ident])
-            pipe.expire(key, int(duration) + 1)
-        totals = (await pipe.execute())[::2]
+        round_.queue(pipe)
+        return round_.answer(await pipe.execute())
     except (redis.RedisError, OSError):
-        logger.warning("throttle counter unavailable; letting the requests through")
-        return dict(counts), 0.0
-    allowed = {}
-    for ident, total in zip(idents, totals):
-        before = total - counts[ident]
-        allowed[ident] = max(0, min(counts[ident], limit - before))
-    return allowed, wait
+        return round_.everyone()
 
 
 class PredictionFastPath:
