@@ -77,11 +77,18 @@ def test_a_stalled_body_gets_408_and_the_connection_is_closed(web):
 
 
 def test_prompt_requests_on_a_kept_alive_connection_are_unaffected(web):
-    sock = connect(web)
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", web.port, timeout=10)
+    sockets = []
     for _ in range(2):
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        conn.request("GET", "/healthz")
+        response = conn.getresponse()
+        assert response.status == 200 and response.read()
+        sockets.append(conn.sock)
         time.sleep(1.2)  # idle between requests longer than the header timeout: uvicorn's keep-alive rules
+    assert sockets[0] is sockets[1], "the connection was not kept alive"
+    conn.close()
 
 
 @pytest.mark.django_db(transaction=True)  # the web process reads the committed session
