@@ -78,8 +78,9 @@ run: venv frontend check-redis migrate
 logs:
 	tail -n 20 -F $(foreach p,$(RUN_PROCESSES),var/supervisor/$(p).log)
 
-lint: venv
+lint: venv frontend2/node_modules/.installed
 	$(VENV)/bin/ruff check --no-cache .
+	cd frontend2 && npm run lint --silent
 
 test: venv frontend browser lint
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) manage.py makemigrations --check --dry-run

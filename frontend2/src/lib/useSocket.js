@@ -1,29 +1,28 @@
-import { useEffect, useRef, useState } from "react";
+import { useEffect, useEffectEvent, useRef, useState } from "react";
 import { wsUrl } from "./api";
 import { openReconnectingSocket } from "./socket";
 
 /**
  * Opens a reconnecting WebSocket for as long as `path` is set. `getPath` (optional) is called on every
- * reconnect so the caller can resume; handlers are read through refs so they may change freely.
+ * reconnect so the caller can resume; the handlers are effect events, so they may change freely
+ * without reopening the socket and always see the caller's latest render.
  * Returns [connection state, controls].
  */
 export function useSocket({ path, getPath, onMessage, onOpen, WebSocketImpl, enabled = true }) {
   const [state, setState] = useState(enabled && path ? "connecting" : "idle");
-  const handlers = useRef({});
-  handlers.current = { onMessage, onOpen, getPath };
   const controls = useRef(null);
+  const nextPath = useEffectEvent(() => (getPath ? getPath() : path));
+  const handleMessage = useEffectEvent((msg) => onMessage?.(msg));
+  const handleOpen = useEffectEvent(() => onOpen?.());
 
   useEffect(() => {
-    if (!enabled || !path) {
-      setState("idle");
-      return undefined;
-    }
+    if (!enabled || !path) return undefined;
     const socket = openReconnectingSocket({
-      url: () => wsUrl(handlers.current.getPath ? handlers.current.getPath() : path),
+      url: () => wsUrl(nextPath()),
       WebSocketImpl: WebSocketImpl || globalThis.WebSocket,
-      onMessage: (msg) => handlers.current.onMessage?.(msg),
+      onMessage: (msg) => handleMessage(msg),
       onState: (s) => {
-        if (s === "open") handlers.current.onOpen?.();
+        if (s === "open") handleOpen();
         setState(s);
       },
     });
@@ -31,6 +30,8 @@ export function useSocket({ path, getPath, onMessage, onOpen, WebSocketImpl, ena
     return () => {
       controls.current = null;
       socket.close();
+      // No socket until the next one reports "connecting" (and none at all when the path is gone).
+      setState("idle");
     };
   }, [path, enabled, WebSocketImpl]);
 

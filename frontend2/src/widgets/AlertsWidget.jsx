@@ -76,9 +76,13 @@ export function AlertsWidget({ fetchJson = getJson, WebSocketImpl, push, reloadK
     if (msg?.type === "alert" && msg.alert) setEvents((list) => merge(list || [], msg.alert));
   }, []);
 
-  useEffect(() => {
-    if (push) receive(push);
-  }, [push, receive]);
+  // Each new push from the dashboard's socket is merged while rendering, as React advises for state
+  // that follows a prop, rather than in an effect that would render the list a second time.
+  const [mergedPush, setMergedPush] = useState(null);
+  if (push && push !== mergedPush) {
+    setMergedPush(push);
+    receive(push);
+  }
 
   const opened = useRef(false);
   const [connection] = useSocket({

@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useId, useRef, useState } from "react";
+import { useCallback, useEffect, useId, useMemo, useRef, useState } from "react";
 import { getJson } from "../lib/api";
 import { formatDateTime, humanize } from "../lib/format";
 import { useSocket } from "../lib/useSocket";
@@ -71,20 +71,22 @@ export function DeliveryTimelineWidget({
   pollMs = EVALUATION_POLL_MS,
 }) {
   const ids = useId();
-  const names = (deployments || []).map((d) => (typeof d === "string" ? d : d.name));
+  // Memoized so that `name`, which may be names[0], stays the same value between renders for `load`.
+  const names = useMemo(() => (deployments || []).map((d) => (typeof d === "string" ? d : d.name)), [deployments]);
   const [chosen, setChosen] = useState(initial);
   const name = chosen && (deployments == null || names.includes(chosen)) ? chosen : initial ?? names[0] ?? null;
-  const [result, setResult] = useState({ status: "idle", chains: null, error: null, name: null });
+  // `result` answers the deployment in result.name: until the one shown has its answer, it is loading.
+  const [result, setResult] = useState({ status: "loading", chains: null, error: null, name: null });
   const [retry, setRetry] = useState(0);
 
   const load = useCallback(
-    (signal, quiet) => {
+    (signal) => {
       if (!name) return;
-      if (!quiet) setResult((r) => ({ ...r, status: "loading", error: null }));
       fetchJson(timelinePath(name), { signal })
         .then((chains) => setResult({ status: "ready", chains: chains || [], error: null, name }))
         .catch((error) => {
-          if (error?.name !== "AbortError") setResult((r) => ({ ...r, status: "error", error }));
+          if (error?.name === "AbortError") return;
+          setResult((r) => ({ status: "error", chains: r.name === name ? r.chains : null, error, name }));
         });
     },
     [name, fetchJson],
@@ -92,46 +94,50 @@ export function DeliveryTimelineWidget({
 
   useEffect(() => {
     const controller = new AbortController();
-    load(controller.signal, false);
+    load(controller.signal);
     return () => controller.abort();
   }, [load, retry]);
 
-  const loadRef = useRef(load);
-  loadRef.current = load;
+  const retryLoad = () => {
+    setResult((r) => ({ ...r, status: "loading", error: null }));
+    setRetry((n) => n + 1);
+  };
+
   const opened = useRef(false);
   const [connection] = useSocket({
     path: name ? DEPLOYMENTS_SOCKET_PATH : null,
     WebSocketImpl,
     onMessage: (msg) => {
-      if (msg?.type === "deployment.changed" && msg.deployment === name) loadRef.current(undefined, true);
+      if (msg?.type === "deployment.changed" && msg.deployment === name) load();
     },
     onOpen: () => {
-      if (opened.current) loadRef.current(undefined, true);
+      if (opened.current) load();
       opened.current = true;
     },
   });
 
   // Only the chains of the deployment shown count (a switch keeps the old ones until the new load).
-  const chains = result.name === name ? result.chains : null;
+  const current = result.name === name ? result : { status: "loading", chains: null, error: null };
+  const chains = current.chains;
   const evaluating = (chains || []).some((c) => EVALUATING.has(c.outcome));
   useEffect(() => {
     if (!evaluating || !pollMs) return undefined;
-    const timer = setTimeout(() => loadRef.current(undefined, true), pollMs);
+    const timer = setTimeout(() => load(), pollMs);
     return () => clearTimeout(timer);
-  }, [evaluating, pollMs, chains]);
+  }, [evaluating, pollMs, chains, load]);
 
   let body;
   if (deployments != null && names.length === 0) body = <Empty>No deployment to follow yet.</Empty>;
   else if (!name) body = <Empty>Pick a deployment.</Empty>;
-  else if (result.status === "error" && !chains)
-    body = <ErrorBox error={result.error} onRetry={() => setRetry((n) => n + 1)} title="Could not load the delivery timeline" />;
+  else if (current.status === "error" && !chains)
+    body = <ErrorBox error={current.error} onRetry={retryLoad} title="Could not load the delivery timeline" />;
   else if (!chains) body = <Loading>Loading the delivery timeline…</Loading>;
   else if (!chains.length)
     body = <Empty>No candidate has reached {name} yet: new versions appear here once its delivery policy evaluates them or a rollout starts.</Empty>;
   else
     body = (
       <>
-        {result.status === "error" && <ErrorBox error={result.error} onRetry={() => setRetry((n) => n + 1)} title="Showing older data" />}
+        {current.status === "error" && <ErrorBox error={current.error} onRetry={retryLoad} title="Showing older data" />}
         <ol className="mlops-timeline">
           {chains.map((chain) => (
             <Chain key={chain.model_version_id} chain={chain} />

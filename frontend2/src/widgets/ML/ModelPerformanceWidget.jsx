@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useId, useRef, useState } from "react";
+import { useCallback, useEffect, useEffectEvent, useId, useMemo, useState } from "react";
 import { getJson } from "../../lib/api";
 import { formatWeight, humanize } from "../../lib/format";
 import { WINDOWS, normalizeTimeseries, timeseriesPath, windowSummaryPath } from "../../lib/performance";
@@ -98,6 +98,11 @@ function DriftWarnings({ summary }) {
   );
 }
 
+/** Which deployment and window an answer is for. */
+function requestKey(deployment, timeWindow) {
+  return `${deployment} ${timeWindow}`;
+}
+
 /**
  * Per deployment and model version: accuracy and log loss (or RMSE), latency percentiles, request
  * volume and error rate over a selectable window, champion and challenger side by side, and for
@@ -113,21 +118,25 @@ export function ModelPerformanceWidget({
   defaultWindow = "1h",
 }) {
   const ids = useId();
-  const names = (deployments || []).map((d) => (typeof d === "string" ? d : d.name));
+  // Memoized so that `name`, which may be names[0], stays the same value between renders for `load`.
+  const names = useMemo(() => (deployments || []).map((d) => (typeof d === "string" ? d : d.name)), [deployments]);
   const [chosen, setChosen] = useState(initial);
   const name = chosen && (deployments == null || names.includes(chosen)) ? chosen : initial ?? names[0] ?? null;
   const [timeWindow, setTimeWindow] = useState(defaultWindow);
-  const [result, setResult] = useState({ status: "idle", data: null, error: null });
+  // `result` answers the request named by result.key; until the one asked now answers, it is loading
+  // (and the charts of the previous answer stay on screen, marked "Updating…").
+  const key = requestKey(name, timeWindow);
+  const [result, setResult] = useState({ status: "loading", data: null, error: null, key: null });
   const [retry, setRetry] = useState(0);
 
   const load = useCallback(
-    (signal, quiet) => {
+    (signal) => {
       if (!name) return;
-      if (!quiet) setResult((r) => ({ ...r, status: "loading", error: null }));
+      const answered = requestKey(name, timeWindow);
       Promise.all([fetchJson(timeseriesPath(name, timeWindow), { signal }), fetchJson(windowSummaryPath(name, timeWindow), { signal })])
-        .then(([series, summary]) => setResult({ status: "ready", data: normalizeTimeseries(series, summary), summary, error: null }))
+        .then(([series, summary]) => setResult({ status: "ready", data: normalizeTimeseries(series, summary), summary, error: null, key: answered }))
         .catch((error) => {
-          if (error?.name !== "AbortError") setResult((r) => ({ status: "error", data: r.data, summary: r.summary, error }));
+          if (error?.name !== "AbortError") setResult((r) => ({ status: "error", data: r.data, summary: r.summary, error, key: answered }));
         });
     },
     [name, timeWindow, fetchJson],
@@ -135,21 +144,27 @@ export function ModelPerformanceWidget({
 
   useEffect(() => {
     const controller = new AbortController();
-    load(controller.signal, false);
+    load(controller.signal);
     return () => controller.abort();
   }, [load, retry]);
 
-  // Pushed changes reload quietly, keeping the charts on screen meanwhile.
+  const retryLoad = () => {
+    setResult((r) => ({ ...r, status: "loading", error: null }));
+    setRetry((n) => n + 1);
+  };
+
+  // Pushed changes reload quietly, keeping the charts on screen meanwhile. Only a push reruns this
+  // effect: `load` changing (another deployment or window) is the effect above's job.
   const pushed = refreshKey + (refreshKeys?.[name] || 0);
-  const loadRef = useRef(load);
-  loadRef.current = load;
+  const reloadOnPush = useEffectEvent((signal) => load(signal));
   useEffect(() => {
     if (!pushed) return undefined;
     const controller = new AbortController();
-    loadRef.current(controller.signal, true);
+    reloadOnPush(controller.signal);
     return () => controller.abort();
   }, [pushed]);
 
+  const status = result.key === key ? result.status : "loading";
   const data = result.data;
   const metric = data?.metric ?? "accuracy";
   const span = data?.hasPoints
@@ -167,13 +182,13 @@ export function ModelPerformanceWidget({
   let body;
   if (deployments != null && names.length === 0) body = <Empty>No active deployment to watch yet.</Empty>;
   else if (!name) body = <Empty>Pick a deployment.</Empty>;
-  else if (result.status === "error" && !data) body = <ErrorBox error={result.error} onRetry={() => setRetry((n) => n + 1)} title="Could not load performance" />;
+  else if (status === "error" && !data) body = <ErrorBox error={result.error} onRetry={retryLoad} title="Could not load performance" />;
   else if (!data) body = <Loading>Loading performance…</Loading>;
   else if (!data.versions.length) body = <Empty>This deployment serves no model version yet.</Empty>;
   else
     body = (
       <>
-        {result.status === "error" && <ErrorBox error={result.error} onRetry={() => setRetry((n) => n + 1)} title="Showing older data" />}
+        {status === "error" && <ErrorBox error={result.error} onRetry={retryLoad} title="Showing older data" />}
         <DriftWarnings summary={result.summary} />
         <SideBySide versions={data.versions} metric={metric} />
         {metric !== "rmse" && data.versions.some((v) => v.totals.calibration?.length) && (
@@ -220,7 +235,7 @@ export function ModelPerformanceWidget({
     <section className="mlops-card mlops-perf" aria-labelledby={`${ids}-title`}>
       <header className="mlops-card__head">
         <h2 id={`${ids}-title`}>Model performance{deployments == null && name ? ` · ${name}` : ""}</h2>
-        {result.status === "loading" && data && <span className="mlops-badge mlops-badge--pending">Updating…</span>}
+        {status === "loading" && data && <span className="mlops-badge mlops-badge--pending">Updating…</span>}
       </header>
       <div className="mlops-toolbar">
         {deployments != null && names.length > 0 && (

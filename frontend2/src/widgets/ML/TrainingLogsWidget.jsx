@@ -31,6 +31,11 @@ export function newestRun(runs) {
   return (runs || []).reduce((best, run) => (best === null || run.id > best.id ? run : best), null);
 }
 
+/** The run id a "Watch the log" pick names, as the run picker's value; null for no pick. */
+function pickedRun(select) {
+  return select?.id != null ? String(select.id) : null;
+}
+
 /** Groups metric series by base name so "loss" and "val_loss" share a chart and scale. */
 function metricGroups(history) {
   const groups = new Map();
@@ -58,24 +63,34 @@ export function TrainingLogsWidget({
   const ids = useId();
   const [fetchedRuns, setFetchedRuns] = useState(null);
   const [runsError, setRunsError] = useState(null);
-  const [choice, setChoice] = useState(NEWEST);
+  const [choice, setChoice] = useState(() => pickedRun(select) ?? NEWEST);
   const runs = givenRuns ?? fetchedRuns;
 
   // The dashboard's "Watch the log" buttons pick a run from outside ({id} objects, new each click).
-  useEffect(() => {
-    if (select?.id != null) setChoice(String(select.id));
-  }, [select]);
+  // A new pick is taken while rendering, as React advises for state that follows a prop.
+  const [seenSelect, setSeenSelect] = useState(select);
+  if (select !== seenSelect) {
+    setSeenSelect(select);
+    if (pickedRun(select) != null) setChoice(pickedRun(select));
+  }
 
   const loadRuns = useCallback(() => {
-    setRunsError(null);
     fetchJson("/api/v1/dashboard/summary")
-      .then((summary) => setFetchedRuns(summary.recent_runs || []))
+      .then((summary) => {
+        setFetchedRuns(summary.recent_runs || []);
+        setRunsError(null);
+      })
       .catch((err) => setRunsError(err));
   }, [fetchJson]);
 
   useEffect(() => {
     if (fixedRunId == null && givenRuns == null) loadRuns();
   }, [fixedRunId, givenRuns, loadRuns]);
+
+  const retryRuns = () => {
+    setRunsError(null);
+    loadRuns();
+  };
 
   const runId = useMemo(() => {
     if (fixedRunId != null) return Number(fixedRunId);
@@ -84,13 +99,14 @@ export function TrainingLogsWidget({
   }, [fixedRunId, choice, runs]);
 
   const [state, dispatch] = useReducer(logReducer, runId, initialLogState);
-  const stateRef = useRef(state);
-  stateRef.current = state;
   const [seedError, setSeedError] = useState(null);
-
-  useEffect(() => {
+  // Another run starts from an empty log, reset while rendering so no render shows the old run's lines.
+  if (state.runId !== runId) {
     dispatch({ type: "reset", runId });
     setSeedError(null);
+  }
+
+  useEffect(() => {
     if (runId == null) return undefined;
     let live = true;
     fetchJson(`/api/v1/runs/${runId}/epochs`)
@@ -104,8 +120,8 @@ export function TrainingLogsWidget({
   const finished = TERMINAL_STATUSES.has(state.status);
   const [connection, socket] = useSocket({
     path: runId == null ? null : logStreamPath(runId, initialLogState(runId)),
-    // Right after a switch of run the state still holds the previous run's lines until the reset lands.
-    getPath: () => logStreamPath(runId, stateRef.current.runId === runId ? stateRef.current : initialLogState(runId)),
+    // Resume after the last line seen (useSocket calls this with the latest render's state).
+    getPath: () => logStreamPath(runId, state),
     onOpen: () => dispatch({ type: "connected" }),
     onMessage: (msg) => dispatch(msg),
     WebSocketImpl,
@@ -178,7 +194,7 @@ export function TrainingLogsWidget({
 
   let body;
   if (runId == null) {
-    if (runsError) body = <ErrorBox error={runsError} onRetry={loadRuns} title="Could not load the runs" />;
+    if (runsError) body = <ErrorBox error={runsError} onRetry={retryRuns} title="Could not load the runs" />;
     else if (runs == null) body = <Loading>Loading runs…</Loading>;
     else body = <Empty>No training runs yet. Start one from an experiment in the admin (Train now).</Empty>;
   } else {
