@@ -11,7 +11,8 @@ them with feedback), generated in SQL and rolled up by `rollups_rebuild` (the re
 tests prove equal to the writer's increments), it times (best of `--repeat`, median logged too):
 - a `/metrics` scrape (the view, as Prometheus calls it),
 - the dashboard's 24-hour window (the series and summary APIs the performance widget loads),
-- one gate evaluation of the rollout (stage begun mid-minute 23 h ago: its first minute is raw rows).
+- one gate evaluation of the rollout (stage begun mid-minute 23 h ago: its first part-minute is read from
+  the raw rows once, then remembered while that minute's rollups stay the same).
 Targets: large/small <= 1.5 and <= 200 ms at the large size for each.
 
 Then the writer's throughput with rollups on and off: `logs_store` of demo-like lines (8 numeric

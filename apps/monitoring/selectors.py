@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
@@ -111,6 +113,47 @@ def _covering(start: datetime, end: datetime | None) -> Q:
     return condition
 
 
+# Edge minutes already read from the raw rows: a gate asks for the same edge (its stage's first
+# minute) every 15 s for the whole stage, and reading it costs as much as that minute's traffic.
+_edge_cache: OrderedDict = OrderedDict()
+_edge_cache_lock = threading.Lock()
+EDGE_CACHE_SIZE = 512
+
+
+def _edge_sums(*, deployment, start: datetime, end: datetime, part: str) -> dict[int, Sums]:
+    """_raw_sums of [start, end) inside one minute, remembered with that minute's rollup sums: raw
+    rows only arrive together with their rollup increment (one transaction: the log writer, feedback),
+    so while the minute's sums are unchanged its raw rows are too, and the remembered answer is exactly
+    what the raw rows would give. The sums are read before the raw rows: a row committed in between
+    makes the next read see changed sums and read again, never keeps a stale answer."""
+    scalars = REQUEST_SCALARS if part == "requests" else FEEDBACK_SCALARS
+    fingerprint = tuple(PredictionRollup.objects.filter(deployment=deployment, span=MINUTE_SPAN, minute=minute_of(start))
+                        .order_by("model_version_id").values_list("model_version_id", *scalars))
+    if not fingerprint:
+        return {}  # no committed row in that minute
+    key = (connection.settings_dict["NAME"], deployment.pk, start, end, part)
+    with _edge_cache_lock:
+        known = _edge_cache.get(key)
+        if known is not None and known[0] == fingerprint:
+            _edge_cache.move_to_end(key)
+            return _copied(known[1])
+    sums = _raw_sums(deployment=deployment, start=start, end=end, part=part)
+    with _edge_cache_lock:
+        _edge_cache[key] = (fingerprint, _copied(sums))
+        _edge_cache.move_to_end(key)
+        while len(_edge_cache) > EDGE_CACHE_SIZE:
+            _edge_cache.popitem(last=False)
+    return sums
+
+
+def _copied(sums: dict[int, Sums]) -> dict[int, Sums]:
+    out = {}
+    for version_id, version_sums in sums.items():
+        out[version_id] = Sums()
+        out[version_id].merge(version_sums)
+    return out
+
+
 def _raw_sums(*, deployment, start: datetime, end: datetime, part: str) -> dict[int, Sums]:
     """Per version, the same sums from the raw rows served in [start, end): only for the part of a
     minute at a window's edge (at most a minute of one deployment's rows)."""
@@ -158,16 +201,17 @@ def _raw_request_sums_in_sql(rows) -> dict[int, Sums]:
 def window_sums(*, deployment, since: datetime, until: datetime | None, part: str) -> dict[int, Sums]:
     """Per version, the request ("requests") or feedback ("feedback") sums of [since, until): whole
     minutes from the rollups, the parts of a minute at the edges from the raw rows, so a window that
-    starts mid-minute (a rollout stage) counts exactly what it did before rollups existed."""
+    starts mid-minute (a rollout stage) counts exactly what it did before rollups existed (an edge
+    minute read once is remembered while its rollups stay the same: _edge_sums)."""
     scalars, kind = (REQUEST_SCALARS, LATENCY) if part == "requests" else (FEEDBACK_SCALARS, CALIBRATION)
     first, last = minute_ceil(since), minute_of(until) if until is not None else None
     if last is not None and last < first:
-        return _raw_sums(deployment=deployment, start=since, end=until, part=part)
+        return _edge_sums(deployment=deployment, start=since, end=until, part=part)
     out = _rollup_sums(deployment=deployment, start=first, end=last, scalars=scalars, kind=kind)
     edges = [(since, first)] + ([(last, until)] if until is not None else [])
     for start, end in edges:
         if start < end:
-            for version_id, sums in _raw_sums(deployment=deployment, start=start, end=end, part=part).items():
+            for version_id, sums in _edge_sums(deployment=deployment, start=start, end=end, part=part).items():
                 out.setdefault(version_id, Sums()).merge(sums)
     return out
 

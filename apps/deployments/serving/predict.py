@@ -29,11 +29,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import random
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import numpy as np
 from django.conf import settings
@@ -50,7 +52,7 @@ from .state import ModelUnavailable, ServedVersion, ServingTable, serving_state
 
 logger = logging.getLogger(__name__)
 
-DRIFT_SAMPLE_ROWS = 5
+DRIFT_SAMPLE_ROWS = 5  # per request, drawn among its predicted rows (_drift_sample)
 FP32_DIGITS = 7
 
 
@@ -139,10 +141,48 @@ def _json_safe(values) -> list:
     return [v.item() if isinstance(v, np.generic) else v for v in values]
 
 
-def _drift_sample(columns: dict, served: ServedVersion) -> dict:
-    """The last few rows' numeric inputs, straight from the request's columns (no pandas here:
-    this runs on every request)."""
-    return {c: [float(v) for v in columns[c][-DRIFT_SAMPLE_ROWS:]] for c in served.numeric_columns if c in columns}
+def _drift_sample(rows: CheckedRows, served: ServedVersion) -> dict:
+    """The numeric inputs of at most DRIFT_SAMPLE_ROWS of the rows this request's predictions are for,
+    drawn uniformly among them: with history only each entity's newest row (the one its prediction
+    is for; the rows before it are context, and the next request of that entity sends them again),
+    else every row. So a served row is counted once, however many windows it appeared in. No pandas
+    here: this runs on every request."""
+    predicted = _predicted_rows(rows, served)
+    if len(predicted) > DRIFT_SAMPLE_ROWS:
+        predicted = sorted(_drift_random.sample(predicted, DRIFT_SAMPLE_ROWS))
+    return {c: [float(rows[c][i]) for i in predicted] for c in served.numeric_columns if c in rows.data}
+
+
+# Per process: drift sampling needs no reproducible draws and must not touch the global generator.
+_drift_random = random.Random()
+
+
+def _predicted_rows(rows: CheckedRows, served: ServedVersion) -> list[int]:
+    """Indices of the input rows the predictions are for: each entity's newest row (latest time, the
+    later row on a tie, the last row without a time column: the preprocessor's stable order) for
+    models that read history, every row for the others."""
+    spec = served.spec
+    if spec.history_rows <= 1 and served.loaded.window <= 1:
+        return list(range(len(rows)))
+    entities = rows[spec.entity_column] if spec.entity_column in rows.data else None
+    times = _time_keys(rows[spec.time_column]) if spec.time_column in rows.data else None
+    newest: dict = {}
+    for i in range(len(rows)):
+        key = entities[i] if entities is not None else None
+        j = newest.get(key)
+        if j is None or times is None or times[i] >= times[j]:
+            newest[key] = i
+    return sorted(newest.values())
+
+
+def _time_keys(values) -> list:
+    """Comparable times: parsed ISO dates (naive ones read as UTC), or the strings themselves when
+    one does not parse."""
+    try:
+        parsed = [datetime.fromisoformat(str(v)) for v in values]
+    except ValueError:
+        return [str(v) for v in values]
+    return [t if t.tzinfo else t.replace(tzinfo=UTC) for t in parsed]
 
 
 def is_classifier(served: ServedVersion) -> bool:
@@ -351,7 +391,7 @@ class Predictor:
             else:
                 entries.append(self._entry(item.table, item.served, item.request_id, item.started, PredictionStatus.OK,
                                            item.inputs_hash, item.key_hash, output=item.outcome[0], n_rows=item.n_rows,
-                                           features=_drift_sample(item.columns, item.served), served_at=item.served_at,
+                                           features=_drift_sample(item.rows, item.served), served_at=item.served_at,
                                            probabilities=item.outcome[2]))
         self._push(entries)
         for item in batch:
@@ -451,7 +491,7 @@ class Predictor:
                                 error=f"{type(exc).__name__}: {exc}", shadow=True)
         else:
             entry = self._entry(table, served, request_id, started, PredictionStatus.OK, inputs_hash, key_hash,
-                                output=predictions, n_rows=len(rows), features=_drift_sample(columns, served),
+                                output=predictions, n_rows=len(rows), features=_drift_sample(rows, served),
                                 shadow=True, probabilities=probabilities)
         try:
             self._push([entry])
