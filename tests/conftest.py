@@ -28,6 +28,18 @@ def pytest_configure(config):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item, nextitem):
+    """Before a test's fixtures are torn down, this process's prediction-log writer stores what the
+    test served and stops (the next test starts a fresh one). Left running, its insert races the
+    transactional tests' TRUNCATE (a deadlock that fails the flush) and its connection outlives the
+    test into the next one's setup, where database access is blocked."""
+    from apps.monitoring.services import logbuffer
+
+    logbuffer.prediction_logs_close(timeout=5)
+    logbuffer.forget_process_writer()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _clean_test_redis():
     """The suite owns its Redis database number (REDIS_URL in `make test`); start it empty."""
@@ -56,6 +68,14 @@ def analyst_user(db):
 
 
 @pytest.fixture
+def client_user(db):
+    """The product's service account: predicts and sends ground truth, nothing else."""
+    from apps.core.roles import PREDICTION_CLIENT
+
+    return _user("pricing-service", PREDICTION_CLIENT)
+
+
+@pytest.fixture
 def outsider_user(db):
     return _user("outsider", None)
 
@@ -80,6 +100,11 @@ def staff_api(staff_user):
 @pytest.fixture
 def analyst_api(analyst_user):
     return _token_client(analyst_user)
+
+
+@pytest.fixture
+def client_api(client_user):
+    return _token_client(client_user)
 
 
 @pytest.fixture

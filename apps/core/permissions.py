@@ -1,6 +1,6 @@
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
-from .roles import has_portal_role, is_ml_staff
+from .roles import has_portal_role, is_ml_staff, may_predict, may_send_feedback
 
 
 class IsAnalystOrStaff(BasePermission):
@@ -25,10 +25,30 @@ class IsMLStaff(BasePermission):
         return is_ml_staff(request.user)
 
 
+PREDICT_DENIED = "Your account may not ask for predictions: it needs the ML Staff, Analyst or Prediction Client role."
+FEEDBACK_DENIED = "Only ML Staff and Prediction Clients may send ground truth: it moves the rollout gates."
+
+
 class HasPortalRole(BasePermission):
-    """Any role, any method: for endpoints such as predictions that analysts' clients may call."""
+    """A person's role (staff or analyst), any method: for POSTs that change nothing, such as a spec check."""
 
     message = "Your account has no portal role (ML Staff or Analyst)."
 
     def has_permission(self, request, view):
         return has_portal_role(request.user)
+
+
+class MayPredict(BasePermission):
+    """Any role, any method: predictions, which analysts' and the product's clients call."""
+
+    message = PREDICT_DENIED
+
+    def has_permission(self, request, view):
+        return may_predict(request.user)
+
+
+class MaySendFeedback(BasePermission):
+    message = FEEDBACK_DENIED
+
+    def has_permission(self, request, view):
+        return may_send_feedback(request.user)

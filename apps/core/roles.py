@@ -1,9 +1,12 @@
-"""The portal's two roles. Staff act (train, tune, deploy, roll back); analysts read."""
+"""The portal's roles. Staff act (train, tune, deploy, roll back); analysts read; prediction clients
+are the product's services: they ask for predictions and send back ground truth, and see nothing else
+(no admin, no dashboard, no reads of the API)."""
 from django.contrib.auth.models import AnonymousUser, Group
 
 ML_STAFF = "ML Staff"
 ANALYST = "Analyst"
-ROLES = (ML_STAFF, ANALYST)
+PREDICTION_CLIENT = "Prediction Client"
+ROLES = (ML_STAFF, ANALYST, PREDICTION_CLIENT)
 
 
 def _group_names(user) -> set[str]:
@@ -26,8 +29,22 @@ def is_analyst(user) -> bool:
     return ANALYST in _group_names(user)
 
 
+def is_prediction_client(user) -> bool:
+    return PREDICTION_CLIENT in _group_names(user)
+
+
 def has_portal_role(user) -> bool:
+    """A person's role: the admin, the dashboard and the API's reads (prediction clients have none)."""
     return is_ml_staff(user) or is_analyst(user)
+
+
+def may_predict(user) -> bool:
+    return has_portal_role(user) or is_prediction_client(user)
+
+
+def may_send_feedback(user) -> bool:
+    """Ground truth moves rollout gates: staff and the product's clients send it, analysts do not."""
+    return is_ml_staff(user) or is_prediction_client(user)
 
 
 def role_of(user) -> str | None:
@@ -35,6 +52,8 @@ def role_of(user) -> str | None:
         return ML_STAFF
     if is_analyst(user):
         return ANALYST
+    if is_prediction_client(user):
+        return PREDICTION_CLIENT
     return None
 
 

@@ -6,8 +6,8 @@ MLflow-format endpoints' errors carry MLflow's `error_code` and `message` beside
 
 Bodies are read by the serving path itself, not by DRF's parser: it keeps NaN/Infinity literals
 so the rejection can name the column and row that hold them, and it answers malformed JSON with
-a 400 that says where. Any portal role may predict (HasPortalRole), per-client throttled under the
-"predict" scope; only ML Staff may send ground truth (IsMLStaff), since it drives automatic
+a 400 that says where. Any role may predict (MayPredict: staff, analysts, prediction clients), per-client throttled under the
+"predict" scope; only ML Staff and Prediction Clients may send ground truth (MaySendFeedback), since it drives automatic
 promotion and rollback. The V2 health probes need no token (load balancers, Kubernetes probes).
 In production, token-authenticated predict/infer POSTs are answered by the ASGI
 fast path (apps.deployments.serving.fastpath) with the same shared steps and bodies; these views
@@ -27,7 +27,7 @@ from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.views import APIView
 
-from apps.core.permissions import HasPortalRole, IsMLStaff
+from apps.core.permissions import MayPredict, MaySendFeedback
 from apps.monitoring.services.feedback import FeedbackConflict
 
 from .auth import CachedApiTokenAuthentication, PredictRateThrottle
@@ -100,7 +100,7 @@ def _raw_body(request) -> bytes:
 
 class PredictionEndpoint(APIView):
     authentication_classes = [CachedApiTokenAuthentication, SessionAuthentication]
-    permission_classes = [HasPortalRole]
+    permission_classes = [MayPredict]
     throttle_classes = [PredictRateThrottle]
     throttle_scope = "predict"
     # Declared for content negotiation and the schema; the body itself is read by the serving path
@@ -234,14 +234,14 @@ class VersionApi(MlflowProbeEndpoint):
 
 
 class FeedbackApi(MlflowEndpoint):
-    # Ground truth moves the rollout gates: analysts read, staff act.
-    permission_classes = [IsMLStaff]
+    # Ground truth moves the rollout gates: staff and the product's prediction clients send it.
+    permission_classes = [MaySendFeedback]
 
     @extend_schema(
         request=FeedbackRequestSerializer,
         responses={200: FeedbackResponseSerializer, 400: ErrorSerializer, 404: ErrorSerializer, 409: ErrorSerializer},
         summary="Ground truth for earlier predictions, by request id",
-        description="ML Staff only: ground truth drives automatic promotion and rollback. A classifier's labels must "
+        description="ML Staff and Prediction Clients only: ground truth drives automatic promotion and rollback. A classifier's labels must "
                     "be among its classes. Ground truth is recorded once per request: the same value again is a 200 "
                     "that changes nothing, a different one a 409.",
     )

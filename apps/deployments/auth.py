@@ -22,7 +22,7 @@ from rest_framework.throttling import ScopedRateThrottle
 
 from apps.core.authentication import ApiTokenAuthentication, authenticate_raw_token
 from apps.core.models import hash_token
-from apps.core.roles import has_portal_role
+from apps.core.roles import may_predict
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def verify_token(raw: str):
         return hit
     token = authenticate_raw_token(raw)
     user = token.user
-    has_portal_role(user)  # computes and caches the roles on the user object
+    may_predict(user)  # computes and caches the roles on the user object
     ttl = settings.DEPLOYMENTS_AUTH_CACHE_MS / 1000
     if ttl > 0:
         with _cache_lock:

@@ -1,5 +1,5 @@
 """One role sweep over the whole API: every operation in the OpenAPI schema (REST and /v2) is tried as
-anonymous, as a user without a portal role, as an analyst and as staff. A new endpoint is covered the
+anonymous, as a user without a portal role, as an analyst, as a prediction client and as staff. A new endpoint is covered the
 moment it is in the schema, so it cannot ship unguarded.
 
 Expected, by role:
@@ -8,6 +8,8 @@ Expected, by role:
 - analyst: reads are allowed (any answer but 401/403; the path ids are made up, so 404 is common);
   writes are 403, except the prediction-side operations a client with any portal role may call
   (ANALYST_MAY_POST, each with its reason);
+- prediction client (the product's service account): only the serving protocols (every /v2 operation,
+  the MLflow scoring reads) and ground truth (CLIENT_MAY_CALL); everything else, reads included, is 403;
 - staff: every operation is allowed past the permission check.
 """
 import pytest
@@ -28,6 +30,13 @@ ANALYST_MAY_POST = {
     "/api/v1/feature-specs/preview/": "computes a preview, stores nothing",
     "/api/v1/feature-specs/validate/": "validates a spec, stores nothing",
 }
+PREDICTIONS = {path for path, why in ANALYST_MAY_POST.items() if why.startswith("prediction")}
+CLIENT_MAY_CALL = PREDICTIONS | {"/api/v1/deployments/{name}/feedback", "/api/v1/deployments/{name}/ping",
+                                  "/api/v1/deployments/{name}/version"}
+
+
+def client_may_call(path: str) -> bool:
+    return path in CLIENT_MAY_CALL or path == "/v2" or path.startswith("/v2/")
 
 
 def operations() -> list[tuple[str, str, bool]]:
@@ -60,10 +69,10 @@ def test_the_sweep_sees_every_part_of_the_api():
     for prefix in ("/api/v1/datasets/", "/api/v1/runs/", "/api/v1/studies/", "/api/v1/models/", "/api/v1/deployments/",
                    "/api/v1/monitoring/", "/v2/models/"):
         assert any(path.startswith(prefix) for path in paths), prefix
-    assert set(ANALYST_MAY_POST) <= paths, set(ANALYST_MAY_POST) - paths
+    assert set(ANALYST_MAY_POST) | CLIENT_MAY_CALL <= paths, (set(ANALYST_MAY_POST) | CLIENT_MAY_CALL) - paths
 
 
-def test_every_operation_enforces_its_roles(anon_api, outsider_api, analyst_api, staff_api):
+def test_every_operation_enforces_its_roles(anon_api, outsider_api, analyst_api, client_api, staff_api):
     # One test over all operations: the four users and their tokens are made once (password hashing
     # per operation would cost minutes), and the failure lists every unguarded operation at once.
     wrong = []
@@ -85,6 +94,12 @@ def test_every_operation_enforces_its_roles(anon_api, outsider_api, analyst_api,
                 wrong.append(f"{operation}: an analyst's write answered {analyst}, not 403")
         elif analyst in (401, 403):
             wrong.append(f"{operation}: an analyst was refused ({analyst})")
+        client = call(client_api, path, method).status_code
+        if client_may_call(path):
+            if client in (401, 403):
+                wrong.append(f"{operation}: a prediction client was refused ({client})")
+        elif client != 403:
+            wrong.append(f"{operation}: a prediction client answered {client}, not 403")
         staff = call(staff_api, path, method).status_code
         if staff in (401, 403):
             wrong.append(f"{operation}: staff was refused ({staff})")

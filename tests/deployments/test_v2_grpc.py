@@ -265,7 +265,7 @@ def test_grpc_needs_a_portal_token_except_for_probes_and_names_what_is_wrong(
         "StatusCode.UNAUTHENTICATED"
     outsider = api_token_create(user=outsider_user, name="grpc")[1]
     code, message = status_of(lambda: client.infer("grpc-checks", tensors(good), headers=bearer(outsider)))
-    assert code == "StatusCode.PERMISSION_DENIED" and "portal role" in message
+    assert code == "StatusCode.PERMISSION_DENIED" and "may not ask for predictions" in message
 
     # Bad input: INVALID_ARGUMENT naming the input.
     wrong_type = {**good, "f2": [str(v) for v in good["f2"]]}

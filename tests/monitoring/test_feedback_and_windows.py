@@ -257,3 +257,21 @@ def test_metrics_are_exposed_for_prometheus_to_tokens_of_portal_users_and_allowe
     assert outsider_api.get("/metrics").status_code == 401
     settings.METRICS_ALLOWED_IPS = ["127.0.0.0/8"]
     assert anon_api.get("/metrics").status_code == 200
+
+
+def test_a_prediction_client_predicts_and_sends_ground_truth_but_reads_nothing(deployment, client_api, analyst_api,
+                                                                               client):
+    frame = classification_frame(n=4, seed=8)
+    data = predict_labelled(client_api, frame)
+    response = client_api.post(FEEDBACK, {"request_id": data["request_id"], "ground_truth": frame["label"].tolist()},
+                               format="json")
+    assert response.status_code == 200, response.content
+    assert Feedback.objects.get().n == 4
+    refused = analyst_api.post(FEEDBACK, {"request_id": data["request_id"], "ground_truth": frame["label"].tolist()},
+                               format="json")
+    assert refused.status_code == 403 and "Prediction Clients" in refused.json()["detail"]
+    for read in ("/api/v1/deployments/", "/api/v1/runs/", "/api/v1/me"):
+        assert client_api.get(read).status_code == 403, read
+    client.login(username="pricing-service", password="pricing-service-pass-123")
+    assert client.get("/").status_code == 403, "no dashboard for a service account"
+    assert client.get("/admin/").status_code == 302, "and no admin"

@@ -43,7 +43,8 @@ from django.http.request import split_domain_port, validate_host
 from rest_framework import exceptions
 
 from apps.core.bodylimit import BodyTooLarge
-from apps.core.roles import has_portal_role
+from apps.core.permissions import PREDICT_DENIED
+from apps.core.roles import may_predict
 
 from ..auth import ThrottleRound, cached_token_user, split_authorization, verify_token
 from .batchstats import batch_sizes
@@ -291,8 +292,8 @@ class PredictionFastPath:
         try:
             # As DRF does: who is asking is settled before a byte of the body is buffered.
             user = await _authenticate(headers[b"authorization"])
-            if not has_portal_role(user):
-                raise exceptions.PermissionDenied("Your account has no portal role (ML Staff or Analyst).")
+            if not may_predict(user):
+                raise exceptions.PermissionDenied(PREDICT_DENIED)
             raw = await _read_body(receive, int(settings.DATA_UPLOAD_MAX_MEMORY_SIZE or 0))
             if protocol == V2:  # binary tensors may follow a JSON header (serving/v2.py)
                 header_length = headers.get(HEADER_LENGTH.lower().encode())

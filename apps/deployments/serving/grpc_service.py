@@ -40,7 +40,8 @@ from rest_framework import exceptions
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc
 
-from apps.core.roles import has_portal_role
+from apps.core.permissions import PREDICT_DENIED
+from apps.core.roles import may_predict
 
 from ..auth import split_authorization, verify_token
 from .fastpath import Batcher, InferenceJob, Throttled
@@ -133,15 +134,15 @@ def rpc(*, authenticated: bool = True):
 
 
 def authenticate(metadata):
-    """The user of the REST token in the call's `authorization` metadata, with a portal role."""
+    """The user of the REST token in the call's `authorization` metadata, with a role that may predict."""
     header = next((value for key, value in metadata or () if key == "authorization"), None)
     raw = split_authorization(header) if header else None
     if raw is None:
         raise exceptions.NotAuthenticated("Authentication credentials were not provided: send the metadata "
                                           "'authorization: Bearer <token>'.")
     user, _ = verify_token(raw)
-    if not has_portal_role(user):
-        raise exceptions.PermissionDenied("Your account has no portal role (ML Staff or Analyst).")
+    if not may_predict(user):
+        raise exceptions.PermissionDenied(PREDICT_DENIED)
     return user
 
 

@@ -144,15 +144,15 @@ async def prediction_logs_lifespan(scope, receive, send) -> None:
             return
 
 
-def _forget_writer_in_child() -> None:
-    # A forked child starts with an empty buffer of its own: the lines it inherited are the parent's,
-    # which stores them.
+def forget_process_writer() -> None:
+    """The next line starts a new writer. A forked child starts with an empty buffer of its own (the
+    lines it inherited are the parent's, which stores them); tests start one per test."""
     global _writer, _writer_lock
     _writer = None
     _writer_lock = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_forget_writer_in_child)
+os.register_at_fork(after_in_child=forget_process_writer)
 # Whatever writer the process has at exit (a forked child's own, never the parent's, whose lock the
 # fork may have copied held); a no-op when the lifespan shutdown closed it already.
 atexit.register(prediction_logs_close)

@@ -3,13 +3,14 @@ from importlib import import_module
 
 from django.core.management.base import BaseCommand
 
-from apps.core.roles import ANALYST, ML_STAFF
+from apps.core.roles import ANALYST, ML_STAFF, PREDICTION_CLIENT
 from apps.core.services import user_with_role_ensure
 
 DEMO_USERS = (
     # username, password, role, superuser
     ("staff", "staff-demo-pass", ML_STAFF, False),
     ("analyst", "analyst-demo-pass", ANALYST, False),
+    ("client", "client-demo-pass", PREDICTION_CLIENT, False),  # the product's service account
 )
 SEED_ORDER = ("datasets", "training", "tuning", "deployments", "monitoring", "delivery")
 
