@@ -188,7 +188,7 @@ def test_a_prune_that_lands_after_the_last_epoch_still_ends_the_run_pruned_with_
     signal comes from the write-behind thread). The request wins: PRUNED, never SUCCEEDED, no
     model version although this run would register one, and its artifact removed from storage."""
     from apps.registry.storage import artifact_storage
-    from apps.training.services import training_pipeline
+    from apps.training.services import run_execution as training_pipeline  # _train looks the step up there
 
     evaluate = training_pipeline._evaluate_and_describe
 

@@ -64,7 +64,7 @@ def deliver(held):
 
 def test_a_prune_that_reaches_the_run_after_its_last_epoch_ends_run_and_trial_pruned(
         good_then_hopeless, held_verdicts, monkeypatch, django_capture_on_commit_callbacks):
-    from apps.training.services import training_pipeline
+    from apps.training.services import run_execution as training_pipeline  # _train looks the step up there
 
     evaluate = training_pipeline._evaluate_and_describe
 

@@ -33,6 +33,7 @@ from apps.training.metrics import (
     metric_names,
 )
 
+from .devices import adapter_device
 from .windows import Split, training_splits, window_index
 
 if TYPE_CHECKING:
@@ -386,16 +387,33 @@ class TrainedModel(ABC):
 
 
 class FrameworkAdapter(ABC):
-    """One ML library. Subclasses set `name`, `supports_gpu` and `loop_params`.
+    """One ML library. Subclasses set `name` and `loop_params`, and a GPU-capable one `gpu_device`,
+    `gpu_requirement` and `gpu_available()`.
 
     The model types it trains are plugins (apps.training.frameworks.model_types.ModelType), found
     by apps.training.frameworks.discovery; the built-in ones are plugins too.
     """
 
     name: str = ""
-    supports_gpu: bool = True
     # Hyperparameters of the adapter's own training loop, added to every model type that uses it.
     loop_params: dict[str, ParamSpec] = {}
+    # The library's own names for the CPU and the GPU; no GPU name: it trains on the CPU only.
+    cpu_device: str = "cpu"
+    gpu_device: str | None = None
+    # What the library must see to use a GPU, named when a GPU run finds none.
+    gpu_requirement: str = ""
+
+    @property
+    def supports_gpu(self) -> bool:
+        return self.gpu_device is not None
+
+    def gpu_available(self) -> bool:
+        """Whether the library can train on a GPU in this process (GPU-capable adapters ask it)."""
+        return False
+
+    def resolve_device(self, requested: str, *, run_label: str = "this run") -> str:
+        """The library's name for "cpu" or "gpu"; NoGpuAvailable when no usable GPU is here."""
+        return adapter_device(self, requested, run_label=run_label)
 
     @property
     def model_types(self) -> dict[str, dict[str, ParamSpec]]:

@@ -1,4 +1,5 @@
-"""What the XGBoost and LightGBM adapters share: the loop's parameters and its epoch bookkeeping."""
+"""What the XGBoost and LightGBM adapters share: the loop's parameters, its epoch bookkeeping and the
+tiny data set each trains one round on to learn whether its GPU is usable."""
 from __future__ import annotations
 
 import math
@@ -13,6 +14,12 @@ BOOSTING_LOOP_PARAMS = {
     "patience": ParamSpec("int", 20, 1, 1000, help="epochs without a better validation score before stopping"),
     "rounds_per_epoch": ParamSpec("int", 1, 1, 500, help="boosting rounds per reported epoch"),
 }
+
+
+def gpu_probe_data() -> tuple[np.ndarray, np.ndarray]:
+    """16 rows, 2 features, both classes: enough for one boosting round on any objective."""
+    X = np.arange(32, dtype=np.float32).reshape(16, 2)
+    return X, (X[:, 0] > 15).astype(np.float32)
 
 
 class BoostingEpochs:

@@ -3,115 +3,73 @@
 A run asks for "cpu" or "gpu". A GPU run is routed to the `gpu` queue; if it lands on a worker
 without a usable GPU anyway (misconfigured host, GPU not visible, a library built without GPU
 support) it fails loudly instead of silently training on the CPU.
+
+This module holds only the rules every framework shares. What differs per library (its names for
+the CPU and the GPU, how to tell whether its GPU is usable here) is the adapter's:
+FrameworkAdapter.cpu_device / gpu_device / gpu_requirement / gpu_available().
 """
 from __future__ import annotations
 
-import functools
-import json
 import os
 import socket
-import warnings
+from typing import TYPE_CHECKING
+
+from apps.training.choices import Framework
+
+if TYPE_CHECKING:
+    from .base import FrameworkAdapter
 
 CPU = "cpu"
 GPU = "gpu"
 DEVICES = (CPU, GPU)
-# Each library's own name for the CPU and the GPU (scikit-learn has no GPU).
-_DEVICE_NAMES = {
-    "torch": ("cpu", "cuda"),
-    "keras": ("/CPU:0", "/GPU:0"),
-    "sklearn": ("cpu", None),
-    "xgboost": ("cpu", "cuda"),
-    "lightgbm": ("cpu", "gpu"),
-}
-# What the library needs to see, for the refusal message.
-_GPU_NEEDS = {"xgboost": " (a CUDA device)", "lightgbm": " (an OpenCL GPU device)"}
 
 
 class NoGpuAvailable(RuntimeError):
     """A run asked for a GPU on a worker that has none."""
 
 
-def gpu_available(framework: str) -> bool:
-    if framework == "torch":
-        import torch
-
-        return torch.cuda.is_available()
-    if framework == "keras":
-        from .keras_adapter import tf_module
-
-        return bool(tf_module().config.list_physical_devices("GPU"))
-    if framework == "xgboost":
-        return _xgboost_trains_on_cuda()
-    if framework == "lightgbm":
-        return _lightgbm_trains_on_gpu()
-    return False
-
-
-def _trial_data():
-    import numpy as np
-
-    X = np.arange(32, dtype=np.float32).reshape(16, 2)
-    return X, (X[:, 0] > 15).astype(np.float32)
-
-
-@functools.lru_cache(maxsize=1)
-def _xgboost_trains_on_cuda() -> bool:
-    """One tiny round on "cuda": XGBoost silently falls back to the CPU without a visible GPU, so
-    the booster's own device setting says whether the GPU was used."""
-    import xgboost
-
-    if not xgboost.build_info().get("USE_CUDA"):
-        return False
-    X, y = _trial_data()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            booster = xgboost.train({"device": "cuda", "tree_method": "hist", "nthread": 1, "verbosity": 0},
-                                    xgboost.DMatrix(X, label=y), num_boost_round=1)
-            device = json.loads(booster.save_config())["learner"]["generic_param"].get("device", "cpu")
-    except (xgboost.core.XGBoostError, KeyError, ValueError):
-        return False
-    return str(device).startswith("cuda")
-
-
-@functools.lru_cache(maxsize=1)
-def _lightgbm_trains_on_gpu() -> bool:
-    """One tiny round with device_type "gpu": the PyPI wheel has OpenCL support and raises
-    LightGBMError ("No OpenCL device found") where there is no GPU."""
-    import lightgbm
-
-    X, y = _trial_data()
-    params = {"device_type": "gpu", "objective": "regression", "verbosity": -1, "num_threads": 1,
-              "min_data_in_leaf": 1, "min_data_in_bin": 1}
-    try:
-        lightgbm.train(params, lightgbm.Dataset(X, label=y, params={"verbosity": -1}), num_boost_round=1)
-    except lightgbm.basic.LightGBMError:
-        return False
-    return True
-
-
-def resolve_device(requested: str, *, framework: str = "torch", run_label: str = "this run") -> str:
-    """The library's device name for "cpu" or "gpu": torch "cpu"/"cuda", keras "/CPU:0"/"/GPU:0",
-    xgboost "cpu"/"cuda", lightgbm "cpu"/"gpu" (its device_type).
-
-    Raises NoGpuAvailable when "gpu" is asked for and the library cannot train on a GPU here, and
-    ValueError for scikit-learn on "gpu" (it has no GPU support).
-    """
+def _check_requested(requested: str) -> None:
     if requested not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {requested!r}")
-    if framework not in _DEVICE_NAMES:
-        raise ValueError(f"unknown framework {framework!r}")
-    cpu_name, gpu_name = _DEVICE_NAMES[framework]
+
+
+def adapter_device(adapter: FrameworkAdapter, requested: str, *, run_label: str = "this run") -> str:
+    """The adapter's library name for "cpu" or "gpu" (e.g. torch "cpu"/"cuda", keras "/CPU:0"/"/GPU:0").
+
+    Raises NoGpuAvailable when "gpu" is asked for and the library cannot train on a GPU here, and
+    ValueError for a CPU-only library on "gpu".
+    """
+    _check_requested(requested)
     if requested == CPU:
-        return cpu_name
-    if gpu_name is None:
-        raise ValueError("device: scikit-learn models train on the CPU only; use device 'cpu'")
-    if not gpu_available(framework):
+        return adapter.cpu_device
+    if adapter.gpu_device is None:
+        label = dict(Framework.choices).get(adapter.name, adapter.name)
+        raise ValueError(f"device: {label} models train on the CPU only; use device 'cpu'")
+    if not adapter.gpu_available():
+        needs = f" ({adapter.gpu_requirement})" if adapter.gpu_requirement else ""
         raise NoGpuAvailable(
             f"{run_label} asked for a GPU but this worker ({socket.gethostname()}) has none visible to "
-            f"{framework}{_GPU_NEEDS.get(framework, '')}; route it to a worker started with -Q gpu on a GPU host"
+            f"{adapter.name}{needs}; route it to a worker started with -Q gpu on a GPU host"
         )
-    return gpu_name
+    return adapter.gpu_device
+
+
+# The two helpers below take a framework name for callers that hold no adapter. They look the
+# adapter up when called, not at import: the adapter registry (this package) imports this module.
+
+def resolve_device(requested: str, *, framework: str = "torch", run_label: str = "this run") -> str:
+    """adapter_device for the adapter of `framework`."""
+    from . import get_adapter
+
+    _check_requested(requested)  # before the lookup: a bad device name needs no ML library imported
+    return adapter_device(get_adapter(framework), requested, run_label=run_label)
+
+
+def gpu_available(framework: str) -> bool:
+    """Whether `framework` can train on a GPU in this process."""
+    from . import get_adapter
+
+    return get_adapter(framework).gpu_available()
 
 
 def training_threads() -> int:

@@ -19,7 +19,7 @@ from apps.training.metrics import REGRESSION
 
 from .artifacts import library_versions, read_meta, write_meta
 from .base import ArtifactError, FitContext, FrameworkAdapter, InvalidParameter, TrainedModel, UnsafeArtifact
-from .devices import resolve_device, training_threads
+from .devices import training_threads
 from .neural import NEURAL_LOOP_PARAMS, EpochProgress
 
 MODEL_FILE = "model.keras"
@@ -81,13 +81,17 @@ class KerasTrainedModel(TrainedModel):
 
 class KerasAdapter(FrameworkAdapter):
     name = "keras"
-    supports_gpu = True
     loop_params = NEURAL_LOOP_PARAMS
+    cpu_device = "/CPU:0"
+    gpu_device = "/GPU:0"
+
+    def gpu_available(self) -> bool:
+        return bool(tf_module().config.list_physical_devices("GPU"))
 
     def fit(self, *, data, task, model_type, params=None, seed=0, device="cpu", reporter=None, monitor=None):
         ctx = self.begin_fit(data=data, task=task, model_type=model_type, params=params, seed=seed,
                              reporter=reporter, monitor=monitor)
-        tf_device = resolve_device(device, framework=self.name)
+        tf_device = self.resolve_device(device)
         ctx.device = tf_device
         ctx.log(f"keras {model_type} ({task}) on {tf_device}: {len(ctx.splits['train'])} train examples, "
                 f"{len(ctx.splits['val'])} val examples, {ctx.n_features} features, window {ctx.window}")
@@ -167,7 +171,7 @@ class KerasAdapter(FrameworkAdapter):
                    libraries=library_versions("keras", "tensorflow"))
 
     def load(self, directory, *, device="cpu"):
-        tf_device = resolve_device(device, framework=self.name)
+        tf_device = self.resolve_device(device)
         meta, path = read_meta(directory, framework=self.name, model_file=MODEL_FILE)
         plugin = self.loaded_model_type(meta)
         try:

@@ -19,6 +19,7 @@ read_meta's sha256 and pickle checks first, then checks features and classes aga
 """
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
 
@@ -29,8 +30,8 @@ from apps.training.metrics import REGRESSION
 
 from .artifacts import library_versions, read_meta, write_meta
 from .base import ArtifactError, FitContext, FrameworkAdapter, TrainedModel, UnsafeArtifact
-from .boosting import BOOSTING_LOOP_PARAMS, BoostingEpochs
-from .devices import resolve_device, training_threads
+from .boosting import BOOSTING_LOOP_PARAMS, BoostingEpochs, gpu_probe_data
+from .devices import training_threads
 
 MODEL_FILE = "model.txt"
 TEXT_MODEL_HEAD = b"tree\n"
@@ -103,13 +104,31 @@ class _Epochs(BoostingEpochs):
             raise lgb.callback.EarlyStopException(env.iteration, [])
 
 
+@functools.lru_cache(maxsize=1)
+def _trains_on_gpu() -> bool:
+    """One tiny round with device_type "gpu": the PyPI wheel has OpenCL support and raises
+    LightGBMError ("No OpenCL device found") where there is no GPU."""
+    X, y = gpu_probe_data()
+    params = {"device_type": "gpu", "objective": "regression", "verbosity": -1, "num_threads": 1,
+              "min_data_in_leaf": 1, "min_data_in_bin": 1}
+    try:
+        lgb.train(params, lgb.Dataset(X, label=y, params={"verbosity": -1}), num_boost_round=1)
+    except lgb.basic.LightGBMError:
+        return False
+    return True
+
+
 class LightGBMAdapter(FrameworkAdapter):
     name = "lightgbm"
-    supports_gpu = True
     loop_params = BOOSTING_LOOP_PARAMS
+    gpu_device = "gpu"  # its device_type
+    gpu_requirement = "an OpenCL GPU device"
+
+    def gpu_available(self) -> bool:
+        return _trains_on_gpu()
 
     def fit(self, *, data, task, model_type, params=None, seed=0, device="cpu", reporter=None, monitor=None):
-        lgb_device = resolve_device(device, framework=self.name)
+        lgb_device = self.resolve_device(device)
         ctx = self.begin_fit(data=data, task=task, model_type=model_type, params=params, seed=seed,
                              reporter=reporter, monitor=monitor)
         ctx.device = lgb_device
@@ -198,7 +217,7 @@ class LightGBMAdapter(FrameworkAdapter):
         write_meta(directory, trained, model_file=MODEL_FILE, libraries=library_versions("lightgbm"))
 
     def load(self, directory, *, device="cpu"):
-        lgb_device = resolve_device(device, framework=self.name)
+        lgb_device = self.resolve_device(device)
         meta, path = read_meta(directory, framework=self.name, model_file=MODEL_FILE)
         self.loaded_model_type(meta)
         try:

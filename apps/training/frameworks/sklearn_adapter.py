@@ -21,7 +21,7 @@ from apps.training.metrics import REGRESSION
 
 from .artifacts import library_versions, read_meta, write_meta
 from .base import ArtifactError, FitContext, FrameworkAdapter, TrainedModel, UnsafeArtifact
-from .devices import resolve_device, training_threads
+from .devices import training_threads
 
 MODEL_FILE = "model.skops"
 
@@ -66,11 +66,10 @@ def _full_proba(estimator, inputs: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 class SklearnAdapter(FrameworkAdapter):
-    name = "sklearn"
-    supports_gpu = False
+    name = "sklearn"  # CPU only: no gpu_device
 
     def fit(self, *, data, task, model_type, params=None, seed=0, device="cpu", reporter=None, monitor=None):
-        resolve_device(device, framework=self.name)
+        self.resolve_device(device)
         ctx = self.begin_fit(data=data, task=task, model_type=model_type, params=params, seed=seed,
                              reporter=reporter, monitor=monitor)
         threads = training_threads()
@@ -126,7 +125,7 @@ class SklearnAdapter(FrameworkAdapter):
         write_meta(directory, trained, model_file=MODEL_FILE, libraries=library_versions("sklearn", "skops"))
 
     def load(self, directory, *, device="cpu"):
-        resolve_device(device, framework=self.name)
+        self.resolve_device(device)
         meta, path = read_meta(directory, framework=self.name, model_file=MODEL_FILE)
         plugin = self.loaded_model_type(meta)
         estimator = load_skops(path, plugin)

@@ -22,7 +22,7 @@ from apps.training.metrics import REGRESSION  # noqa: E402
 
 from .artifacts import library_versions, read_meta, write_meta  # noqa: E402
 from .base import ArtifactError, FitContext, FrameworkAdapter, InvalidParameter, TrainedModel, UnsafeArtifact  # noqa: E402
-from .devices import resolve_device, training_threads  # noqa: E402
+from .devices import training_threads  # noqa: E402
 from .neural import NEURAL_LOOP_PARAMS, EpochProgress  # noqa: E402
 
 MODEL_FILE = "model.safetensors"
@@ -78,11 +78,14 @@ def _to_output(out: torch.Tensor, task: str, mean: float, std: float) -> np.ndar
 
 class TorchAdapter(FrameworkAdapter):
     name = "torch"
-    supports_gpu = True
     loop_params = NEURAL_LOOP_PARAMS
+    gpu_device = "cuda"
+
+    def gpu_available(self) -> bool:
+        return torch.cuda.is_available()
 
     def fit(self, *, data, task, model_type, params=None, seed=0, device="cpu", reporter=None, monitor=None):
-        torch_device = resolve_device(device, framework=self.name)
+        torch_device = self.resolve_device(device)
         ctx = self.begin_fit(data=data, task=task, model_type=model_type, params=params, seed=seed,
                              reporter=reporter, monitor=monitor)
         ctx.device = torch_device
@@ -179,7 +182,7 @@ class TorchAdapter(FrameworkAdapter):
         write_meta(directory, trained, model_file=MODEL_FILE, libraries=library_versions("torch", "safetensors"))
 
     def load(self, directory, *, device="cpu"):
-        torch_device = resolve_device(device, framework=self.name)
+        torch_device = self.resolve_device(device)
         meta, path = read_meta(directory, framework=self.name, model_file=MODEL_FILE)
         try:
             plugin = self.loaded_model_type(meta)

@@ -17,6 +17,8 @@ read_meta's sha256 and pickle checks first, then checks features and outputs aga
 """
 from __future__ import annotations
 
+import functools
+import json
 import warnings
 from pathlib import Path
 
@@ -28,8 +30,8 @@ from apps.training.metrics import REGRESSION
 
 from .artifacts import library_versions, read_meta, write_meta
 from .base import ArtifactError, FitContext, FrameworkAdapter, TrainedModel, UnsafeArtifact
-from .boosting import BOOSTING_LOOP_PARAMS, BoostingEpochs
-from .devices import resolve_device, training_threads
+from .boosting import BOOSTING_LOOP_PARAMS, BoostingEpochs, gpu_probe_data
+from .devices import training_threads
 
 MODEL_FILE = "model.ubj"
 
@@ -101,13 +103,35 @@ class _Epochs(BoostingEpochs, xgb.callback.TrainingCallback):
                                      for name, matrix in self.matrices.items()})
 
 
+@functools.lru_cache(maxsize=1)
+def _trains_on_cuda() -> bool:
+    """One tiny round on "cuda": XGBoost silently falls back to the CPU without a visible GPU, so
+    the booster's own device setting says whether the GPU was used."""
+    if not xgb.build_info().get("USE_CUDA"):
+        return False
+    X, y = gpu_probe_data()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            booster = xgb.train({"device": "cuda", "tree_method": "hist", "nthread": 1, "verbosity": 0},
+                                xgb.DMatrix(X, label=y), num_boost_round=1)
+            device = json.loads(booster.save_config())["learner"]["generic_param"].get("device", "cpu")
+    except (xgb.core.XGBoostError, KeyError, ValueError):
+        return False
+    return str(device).startswith("cuda")
+
+
 class XGBoostAdapter(FrameworkAdapter):
     name = "xgboost"
-    supports_gpu = True
     loop_params = BOOSTING_LOOP_PARAMS
+    gpu_device = "cuda"
+    gpu_requirement = "a CUDA device"
+
+    def gpu_available(self) -> bool:
+        return _trains_on_cuda()
 
     def fit(self, *, data, task, model_type, params=None, seed=0, device="cpu", reporter=None, monitor=None):
-        xgb_device = resolve_device(device, framework=self.name)
+        xgb_device = self.resolve_device(device)
         ctx = self.begin_fit(data=data, task=task, model_type=model_type, params=params, seed=seed,
                              reporter=reporter, monitor=monitor)
         ctx.device = xgb_device
@@ -192,7 +216,7 @@ class XGBoostAdapter(FrameworkAdapter):
         write_meta(directory, trained, model_file=MODEL_FILE, libraries=library_versions("xgboost"))
 
     def load(self, directory, *, device="cpu"):
-        xgb_device = resolve_device(device, framework=self.name)
+        xgb_device = self.resolve_device(device)
         meta, path = read_meta(directory, framework=self.name, model_file=MODEL_FILE)
         self.loaded_model_type(meta)
         try:

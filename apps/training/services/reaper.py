@@ -13,16 +13,10 @@ from django.utils import timezone
 from apps.training import conf
 from apps.training.choices import RunStatus, stopped_status
 from apps.training.models import RunEvent, TrainingRun
+from apps.training.services.run_lifecycle import dispatch_or_fail
 from apps.training.services.runs import run_log_append, run_status_transition
 
 logger = logging.getLogger(__name__)
-
-
-def _redispatch(run_id: int, queue: str, task_id: str) -> None:
-    # Imported here: the pipeline module re-exports this one's entry point.
-    from apps.training.services.training_pipeline import _dispatch_or_fail
-
-    _dispatch_or_fail(run_id, queue, task_id)
 
 
 def training_runs_reap(*, now=None) -> dict:
@@ -58,7 +52,7 @@ def training_runs_reap(*, now=None) -> dict:
                 task_id = str(uuid.uuid4())
                 run_status_transition(run_id=run.pk, to=RunStatus.QUEUED, reason=f"{lost}; requeued",
                                       fields={"celery_task_id": task_id})
-                transaction.on_commit(lambda r=run.pk, q=run.queue, t=task_id: _redispatch(r, q, t))
+                transaction.on_commit(lambda r=run.pk, q=run.queue, t=task_id: dispatch_or_fail(r, q, t))
                 counts["requeued"] += 1
     for outcome, count in _reap_lost_messages(now=now).items():
         counts[outcome] += count
@@ -113,7 +107,7 @@ def _reap_lost_messages(*, now) -> dict:
     same task id, at most max_attempts times, then end FAILED naming the lost message.
 
     Publishing again is harmless even when the message was not really lost (an unknown broker):
-    _claim drops a delivery for a run that is already RUNNING elsewhere or has ended."""
+    claim_attempt (run_claims) drops a delivery for a run that is already RUNNING elsewhere or has ended."""
     stale_after = float(conf.get("TRAINING_QUEUED_STALE_SECONDS"))
     cutoff = now - timedelta(seconds=stale_after)
     counts = {"requeued": 0, "failed": 0}
@@ -157,6 +151,6 @@ def _reap_lost_messages(*, now) -> dict:
                                     attempt=run.attempts, created_at=timezone.now(),
                                     reason=(f"{lost}; published again ({count}/{run.max_attempts})" if held is not None
                                             else f"republished: {lost}")[:4000])
-            transaction.on_commit(lambda r=run.pk, q=run.queue, t=task_id: _redispatch(r, q, t))
+            transaction.on_commit(lambda r=run.pk, q=run.queue, t=task_id: dispatch_or_fail(r, q, t))
             counts["requeued"] += 1
     return counts
