@@ -5,9 +5,9 @@ from datetime import timedelta
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
 
 from apps.core.admin_acts import StaffActionsMixin
 from apps.core.admin_display import (
@@ -101,14 +101,12 @@ class RollbackForm(forms.Form):
 ROLLBACK_METRIC_COLUMNS = 4
 
 
-def _metrics_seen(metrics: dict | None):
-    """The window metrics an event recorded, one short line per version ("v2: 120 requests, errors
-    0.0%, p99 12 ms, accuracy 0.91 on 40 rows"); another shape is shown as formatted JSON."""
+def _metrics_seen(metrics: dict | None) -> dict:
+    """The window metrics an event recorded, as `lines`: one short line per version ("v2: 120 requests,
+    errors 0.0%, p99 12 ms, accuracy 0.91 on 40 rows"); another shape comes as `json` to show formatted."""
     versions = (metrics or {}).get("versions") if isinstance(metrics, dict) else None
     if not isinstance(versions, dict):
-        return json_block(metrics, digits=4)
-    if not versions:
-        return "no predictions yet"
+        return {"lines": None, "json": json_block(metrics, digits=4)}
     lines = []
     for version, w in sorted(versions.items()):
         parts = [f"{w.get('requests', 0)} requests"]
@@ -120,7 +118,7 @@ def _metrics_seen(metrics: dict | None):
         if quality:
             parts.append(f"{quality[0]} {format_metric(quality[1], 3)} on {w.get('feedback_rows', 0)} rows")
         lines.append((version, ", ".join(parts)))
-    return format_html_join("", "<div>v{}: {}</div>", lines)
+    return {"lines": lines}
 
 
 def _served_text(first, until, *, serving_now: bool) -> str:
@@ -244,14 +242,7 @@ class DeploymentAdmin(StaffActionsMixin, admin.ModelAdmin):
                 f"{quality} ({w.feedback_rows} rows)",
                 "-" if worst is None else f"{worst[0]}: {worst[1]:.3f}",
             ))
-        if not rows:
-            return "No predictions in the last hour."
-        header = format_html(
-            "<tr><th>version</th><th>requests</th><th>error rate</th><th>p50 / p95 / p99 ms</th>"
-            "<th>quality</th><th>max PSI</th></tr>"
-        )
-        body = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows)
-        return format_html("<table>{}{}</table>", header, body)
+        return render_to_string("admin/deployments/deployment/monitoring.html", {"rows": rows})
 
     @admin.action(description="Roll back to a version…", permissions=["act"])
     def rollback_action(self, request, queryset):
@@ -320,19 +311,15 @@ GATE_STATE_LOOK = {
 }
 
 
-def _gate_table(gate_status: dict):
-    gates = (gate_status or {}).get("gates") or []
-    if not gates:
-        return "not evaluated yet"
-    rows = []
-    for g in gates:
+def _gate_table(gate_status: dict) -> str:
+    gates = []
+    for g in (gate_status or {}).get("gates") or []:
         state = g.get("state") if g.get("state") in GATE_STATE_LOOK else GateState.PENDING
         color, mark = GATE_STATE_LOOK[state]
-        rows.append((g.get("name", ""), state, gate_label(g), color, mark, GATE_STATE_WORDS[state], g.get("detail", "")))
-    body = format_html_join(
-        "", "<tr data-gate=\"{}\" class=\"gate-{}\"><td>{}</td><td style='color:{};white-space:nowrap'><b>{}{}</b></td><td>{}</td></tr>", rows)
-    return format_html("<p>{}: {}</p><table><tr><th>gate</th><th>state</th><th>detail</th></tr>{}</table>",
-                       gate_status.get("action", ""), gate_status.get("reason", ""), body)
+        gates.append({"name": g.get("name", ""), "state": state, "label": gate_label(g), "color": color, "mark": mark,
+                      "words": GATE_STATE_WORDS[state], "detail": g.get("detail", "")})
+    return render_to_string("admin/deployments/rollout/gate_table.html", {
+        "gates": gates, "action": (gate_status or {}).get("action", ""), "reason": (gate_status or {}).get("reason", "")})
 
 
 @admin.register(Rollout)
@@ -414,17 +401,12 @@ class RolloutAdmin(StaffActionsMixin, admin.ModelAdmin):
 
     @admin.display(description="stages")
     def stages_display(self, obj):
-        labels = STAGE_MINIMUM_LABELS
-        return format_html_join("", "<div>{}: {}% to the challenger; moves on after at least {} {}, {} {}, {} {}</div>", (
-            (i + 1, f"{s['percent']:g}", f"{s['min_duration_s']:g}", labels["min_duration_s"],
-             s["min_predictions"], labels["min_predictions"], s["min_feedback"], labels["min_feedback"])
-            for i, s in enumerate(obj.stages)
-        ))
+        stages = [{**s, "percent": f"{s['percent']:g}", "min_duration_s": f"{s['min_duration_s']:g}"} for s in obj.stages]
+        return render_to_string("admin/deployments/rollout/stages.html", {"stages": stages, "labels": STAGE_MINIMUM_LABELS})
 
     @admin.display(description="gate settings")
     def gates_display(self, obj):
-        return format_html_join("", "<div>{}: <b>{}</b> <code>{}</code></div>",
-                                ((label, value, key) for key, label, value in gate_setting_rows(obj.gates)))
+        return render_to_string("admin/deployments/rollout/gate_settings.html", {"settings": gate_setting_rows(obj.gates)})
 
     @admin.display(description="gate status")
     def gate_table(self, obj):
@@ -434,25 +416,19 @@ class RolloutAdmin(StaffActionsMixin, admin.ModelAdmin):
     def timeline(self, obj):
         """Every event of this rollout, oldest first: what happened, at which stage, the challenger's
         share after it, who or what acted and why, and the metrics the decision saw."""
-        events = list(obj.events.select_related("actor").order_by("created_at", "id"))
-        if not events:
-            return "No events yet."
         rows = []
-        for event in events:
+        for event in obj.events.select_related("actor").order_by("created_at", "id"):
             share = next((e.get("weight") for e in event.traffic or [] if e.get("model_version_id") == obj.challenger_id), 0)
-            change = (format_html("{} → {}", status_badge(event.from_status), status_badge(event.to_status))
-                      if event.from_status and event.to_status and event.from_status != event.to_status
-                      else status_badge(event.to_status) if event.to_status else "")
-            stage = "—" if event.stage_index is None else f"{event.stage_index + 1}/{len(obj.stages)}"
-            rows.append((event.kind, short_time(event.created_at), event.get_kind_display(), change, stage,
-                         f"{share or 0:g}%", event.actor_label, event.reason or "—", _metrics_seen(event.metrics)))
-        body = format_html_join("", '<tr data-kind="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class="num">{}</td>'
-                                    "<td>{}</td><td>{}</td><td>{}</td></tr>", rows)
-        return format_html(
-            '<div class="portal-scroll"><table id="rollout-timeline" class="portal-table"><thead><tr><th scope="col">when</th>'
-            '<th scope="col">what</th><th scope="col">status</th><th scope="col">stage</th><th scope="col">challenger</th>'
-            '<th scope="col">by</th><th scope="col">reason</th><th scope="col">metrics seen</th></tr></thead>'
-            "<tbody>{}</tbody></table></div>", body)
+            moved = event.from_status and event.to_status and event.from_status != event.to_status
+            rows.append({
+                "kind": event.kind, "when": short_time(event.created_at), "what": event.get_kind_display(),
+                "from_badge": status_badge(event.from_status) if moved else "",
+                "to_badge": status_badge(event.to_status) if event.to_status else "",
+                "stage": "—" if event.stage_index is None else f"{event.stage_index + 1}/{len(obj.stages)}",
+                "share": f"{share or 0:g}%", "by": event.actor_label, "reason": event.reason or "—",
+                "metrics": _metrics_seen(event.metrics),
+            })
+        return render_to_string("admin/deployments/rollout/timeline.html", {"events": rows})
 
     def _act(self, request, queryset, action: RolloutAction, label: str, explanation: str):
         _require_staff(request)

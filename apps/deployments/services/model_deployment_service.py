@@ -40,8 +40,8 @@ from ..serving.inputs import InputError
 from ..serving.predict import Prediction, PredictionFailed, PredictionInputError, predictor
 from ..serving.state import DeploymentNotFound, ModelUnavailable
 from .gates import GateReport, rollout_evaluate, rollout_gates_check, running_rollout_ids
-from .rollouts import rollout_create, rollout_transition, validate_gates, validate_stages
-from .traffic import TransitionConflict, deployment_create, deployment_rollback, deployment_set_traffic
+from .rollouts import deployment_rollback, rollout_create, rollout_transition, validate_gates, validate_stages
+from .traffic import TransitionConflict, deployment_create, deployment_set_traffic
 
 __all__ = [
     "Deployment", "DeploymentNotFound", "FeedbackResult", "GateReport", "InputError", "ModelUnavailable", "Prediction",

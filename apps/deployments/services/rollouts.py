@@ -6,7 +6,8 @@
                         ▼  │                        draft|running|paused ──abort──► aborted
                       paused
 
-`rollout_transition` is the only writer of a rollout's status and stage. It locks the deployment
+`rollout_transition` is the only writer of a rollout's status and stage; `deployment_rollback`
+(the whole deployment back to any version) ends an open rollout through it. It locks the deployment
 row, then the rollout row (`select_for_update`), checks the move is allowed from the state it finds
 (and, for promote/rollback, that the stage is still the one the caller saw: two staff pressing
 promote at once advance it once, the second gets a conflict), sets the weights, and writes a
@@ -15,14 +16,12 @@ DeploymentEvent with who or what acted, why, and the metrics at that moment.
 from __future__ import annotations
 
 import math
-from datetime import timedelta
-
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from ..choices import EventKind, RolloutAction, RolloutStatus, VersionRole
-from ..models import DeploymentVersion, Rollout, default_gates, default_stages
+from ..models import Deployment, DeploymentVersion, Rollout, default_gates, default_stages
 from ..notify import after_commit
 from .traffic import (
     TransitionConflict,
@@ -32,6 +31,7 @@ from .traffic import (
     check_version_fits,
     lock_deployment,
     metrics_snapshot,
+    open_rollout,
     record_event,
     routing_changed,
 )
@@ -163,11 +163,17 @@ def rollout_metrics(rollout: Rollout) -> dict:
 @transaction.atomic
 def rollout_transition(*, rollout: Rollout, action: str, user=None, actor_label: str | None = None, reason: str = "",
                        expected_stage: int | None = None, expected_status: str | None = None,
-                       metrics: dict | None = None) -> Rollout:
+                       metrics: dict | None = None, serve_after=None) -> Rollout:
     """Moves a rollout by `action` (RolloutAction). Raises TransitionConflict when the rollout is not
     in a state that allows it, or no longer at `expected_stage` or in `expected_status` (the gate
-    evaluator passes RUNNING: a Pause that lands while it computes must stand)."""
+    evaluator passes RUNNING: a Pause that lands while it computes must stand).
+
+    `serve_after` (abort and roll back only) is the model version that serves all traffic once the
+    rollout has ended, when the whole deployment rolls back to a version of its choice; by default
+    the rollout's champion takes all traffic back (and a draft, which never served, changes none)."""
     action = RolloutAction(action)
+    if serve_after is not None and action not in (RolloutAction.ABORT, RolloutAction.ROLLBACK):
+        raise ValueError(f"serve_after only applies to ending a rollout, not to {action.label.lower()}")
     deployment = lock_deployment(rollout.deployment_id)
     rollout = Rollout.objects.select_for_update().get(pk=rollout.pk)
     rollout.deployment = deployment
@@ -213,7 +219,9 @@ def rollout_transition(*, rollout: Rollout, action: str, user=None, actor_label:
         was_serving = rollout.status != RolloutStatus.DRAFT
         rollout.status = RolloutStatus.ABORTED if action == RolloutAction.ABORT else RolloutStatus.ROLLED_BACK
         rollout.ended_at = now
-        if was_serving:
+        if serve_after is not None:
+            weights = {serve_after.pk: {"weight": 100.0, "role": VersionRole.CHAMPION}}
+        elif was_serving:
             weights = {rollout.champion_id: {"weight": 100.0, "role": VersionRole.CHAMPION}}
         kind = EventKind.ROLLOUT_ABORTED if action == RolloutAction.ABORT else EventKind.ROLLOUT_ROLLED_BACK
     rollout.save(update_fields=["status", "stage_index", "started_at", "stage_started_at", "ended_at", "updated_at"])
@@ -229,21 +237,26 @@ def rollout_transition(*, rollout: Rollout, action: str, user=None, actor_label:
     return rollout
 
 
-def end_rollout_for_rollback(*, rollout: Rollout, user=None, actor_label: str | None = None, reason: str = "") -> None:
-    """Closes an open rollout because the whole deployment is being rolled back (the caller holds
-    the deployment lock and sets the weights)."""
-    rollout = Rollout.objects.select_for_update().get(pk=rollout.pk)
-    before = rollout.status
-    snapshot = rollout_metrics(rollout)
-    rollout.status = RolloutStatus.ROLLED_BACK if before != RolloutStatus.DRAFT else RolloutStatus.ABORTED
-    rollout.ended_at = timezone.now()
-    rollout.save(update_fields=["status", "ended_at", "updated_at"])
-    kind = EventKind.ROLLOUT_ROLLED_BACK if rollout.status == RolloutStatus.ROLLED_BACK else EventKind.ROLLOUT_ABORTED
-    record_event(deployment=rollout.deployment, rollout=rollout, kind=kind, user=user, actor_label=actor_label,
-                 reason=reason, from_status=before, to_status=rollout.status, metrics=snapshot)
+@transaction.atomic
+def deployment_rollback(*, deployment, model_version, user=None, actor_label: str | None = None,
+                        reason: str = "") -> Deployment:
+    """One action back to `model_version` (any version of the deployment's model) at 100% of traffic.
 
-
-def stage_elapsed(rollout: Rollout, now=None) -> timedelta:
-    if rollout.stage_started_at is None:
-        return timedelta(0)
-    return (now or timezone.now()) - rollout.stage_started_at
+    An open rollout ends as rolled back (a draft, which never served, as aborted). Web processes
+    switch within about a second; each keeps serving the old table until the new version is loaded,
+    so no request is dropped.
+    """
+    deployment = lock_deployment(deployment.pk)
+    check_version_fits(deployment, model_version)
+    rollout = open_rollout(deployment)
+    if rollout is None:
+        apply_traffic(deployment, {model_version.pk: {"weight": 100.0, "role": VersionRole.CHAMPION}})
+        routing_changed(deployment)
+    else:
+        action = RolloutAction.ABORT if rollout.status == RolloutStatus.DRAFT else RolloutAction.ROLLBACK
+        rollout_transition(rollout=rollout, action=action, user=user, actor_label=actor_label, serve_after=model_version,
+                           reason=reason or f"deployment rolled back to {model_version}")
+    champion_alias_move(deployment, model_version, user, reason or f"deployment {deployment.name} rolled back")
+    record_event(deployment=deployment, kind=EventKind.ROLLED_BACK_TO_VERSION, user=user, actor_label=actor_label,
+                 to_status=str(model_version.version), reason=reason or f"rolled back to {model_version}")
+    return deployment

@@ -1,4 +1,5 @@
-"""Deployments and their traffic: create, set weights, roll back to a version.
+"""Deployments and their traffic: create, set weights; the helpers the rollout state machine sets
+weights with (rolling a deployment back ends its rollout, so it lives in rollouts.py).
 
 Every change locks the deployment row (`select_for_update`), rewrites the weights, increments the
 routing generation, writes a DeploymentEvent and, on commit, tells web processes and dashboards.
@@ -14,7 +15,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from ..choices import OPEN_ROLLOUT_STATUSES, EventKind, VersionRole
+from ..choices import OPEN_ROLLOUT_STATUSES, EventKind, RolloutStatus, VersionRole
 from ..models import Deployment, DeploymentEvent, DeploymentVersion, Rollout
 from ..notify import after_commit, deployment_stamp
 
@@ -146,7 +147,7 @@ def deployment_create(*, name: str, model_version, user=None, description: str =
     return deployment
 
 
-def _open_rollout(deployment: Deployment) -> Rollout | None:
+def open_rollout(deployment: Deployment) -> Rollout | None:
     return Rollout.objects.filter(deployment=deployment, status__in=OPEN_ROLLOUT_STATUSES).first()
 
 
@@ -155,8 +156,8 @@ def deployment_set_traffic(*, deployment: Deployment, allocations: list[dict], u
     """Sets the weights by hand: `allocations` = [{model_version, weight (percent), shadow}], the
     serving weights adding up to 100. Refused while a rollout is running: the rollout owns them."""
     deployment = lock_deployment(deployment.pk)
-    rollout = _open_rollout(deployment)
-    if rollout is not None and rollout.status != "draft":
+    rollout = open_rollout(deployment)
+    if rollout is not None and rollout.status != RolloutStatus.DRAFT:
         raise TransitionConflict(f"rollout {rollout.pk} is {rollout.status} and controls the weights; pause or end it first")
     if not allocations:
         raise ValidationError({"traffic": "name at least one version"})
@@ -181,29 +182,3 @@ def deployment_set_traffic(*, deployment: Deployment, allocations: list[dict], u
     routing_changed(deployment)
     record_event(deployment=deployment, kind=EventKind.TRAFFIC_CHANGED, user=user, reason=reason or "weights set by hand")
     return deployment
-
-
-@transaction.atomic
-def deployment_rollback(*, deployment: Deployment, model_version, user=None, actor_label: str | None = None,
-                        reason: str = "") -> Deployment:
-    """One action back to `model_version` (any version of the deployment's model) at 100% of traffic.
-
-    An open rollout ends as rolled back. Web processes switch within about a second; each keeps
-    serving the old table until the new version is loaded, so no request is dropped.
-    """
-    deployment = lock_deployment(deployment.pk)
-    check_version_fits(deployment, model_version)
-    rollout = _open_rollout(deployment)
-    if rollout is not None:
-        from .rollouts import end_rollout_for_rollback
-
-        end_rollout_for_rollback(rollout=rollout, user=user, actor_label=actor_label,
-                                 reason=reason or f"deployment rolled back to {model_version}")
-    apply_traffic(deployment, {model_version.pk: {"weight": 100.0, "role": VersionRole.CHAMPION}})
-    routing_changed(deployment)
-    champion_alias_move(deployment, model_version, user, reason or f"deployment {deployment.name} rolled back")
-    record_event(deployment=deployment, kind=EventKind.ROLLED_BACK_TO_VERSION, user=user, actor_label=actor_label,
-                 to_status=str(model_version.version), reason=reason or f"rolled back to {model_version}")
-    return deployment
-
-
