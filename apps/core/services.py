@@ -9,20 +9,6 @@ from .models import ApiToken, hash_token
 from .roles import ANALYST, ML_STAFF, ensure_role_groups
 
 
-def model_update(*, instance, fields: list[str], data: dict):
-    """Sets the given fields from `data` and saves only those that changed. Returns (instance, changed)."""
-    changed = []
-    for field in fields:
-        if field in data and getattr(instance, field) != data[field]:
-            setattr(instance, field, data[field])
-            changed.append(field)
-    if changed:
-        instance.full_clean()
-        update_fields = changed + (["updated_at"] if hasattr(instance, "updated_at") else [])
-        instance.save(update_fields=update_fields)
-    return instance, bool(changed)
-
-
 @transaction.atomic
 def api_token_create(*, user, name: str = "", days: int | None = None) -> tuple[ApiToken, str]:
     """Creates a token and returns it with the raw value, which is never stored."""

@@ -2,7 +2,7 @@ from django.db.models import QuerySet
 from django.http import Http404
 
 from .choices import RUN_ACTIVE
-from .models import Experiment, RunEpoch, RunEvent, RunLogLine, TrainingRun
+from .models import Experiment, RunEpoch, RunLogLine, TrainingRun
 
 LOG_PAGE_MAX = 1000
 
@@ -56,10 +56,6 @@ def run_epochs(*, run: TrainingRun) -> list[RunEpoch]:
     if latest is None:
         return []
     return list(RunEpoch.objects.filter(run=run, attempt=latest).order_by("epoch"))
-
-
-def run_events(*, run: TrainingRun) -> QuerySet[RunEvent]:
-    return RunEvent.objects.filter(run=run).select_related("actor").order_by("created_at", "id")
 
 
 def metric_curves(*, run: TrainingRun) -> dict[str, list[tuple[int, float]]]:

@@ -14,6 +14,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from .strategies.options import OptionError, options_merged
+
 
 @dataclass(frozen=True)
 class Curve:
@@ -24,16 +26,14 @@ class Curve:
     values: Mapping[int, float] = field(default_factory=dict)
 
 
-class PrunerOptionError(ValueError):
-    def __init__(self, option: str, message: str):
-        self.option = option
-        super().__init__(f"option {option!r}: {message}")
+class PrunerOptionError(OptionError):
+    pass
 
 
 class Pruner(ABC):
     name: ClassVar[str]
     default_options: ClassVar[dict] = {}
-    #: option -> smallest allowed integer value
+    #: integer option -> its smallest allowed value
     minimums: ClassVar[dict] = {}
 
     def __init__(self, options: Mapping | None = None):
@@ -41,18 +41,8 @@ class Pruner(ABC):
 
     @classmethod
     def validate_options(cls, options: Mapping) -> dict:
-        if not isinstance(options, Mapping):
-            raise PrunerOptionError("pruner_options", "must be an object")
-        unknown = sorted(set(options) - set(cls.default_options))
-        if unknown:
-            known = ", ".join(sorted(cls.default_options)) or "none"
-            raise PrunerOptionError(unknown[0], f"is not an option of the {cls.name} pruner (known: {known})")
-        merged = {**cls.default_options, **options}
-        for option, minimum in cls.minimums.items():
-            value = merged[option]
-            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-                raise PrunerOptionError(option, f"must be an integer of at least {minimum}, got {value!r}")
-        return merged
+        return options_merged(options, defaults=cls.default_options, minimums=cls.minimums,
+                              owner=f"the {cls.name} pruner", field="pruner_options", error=PrunerOptionError)
 
     @abstractmethod
     def should_prune(self, *, trial: Curve, others: Sequence[Curve], epoch: int) -> bool:

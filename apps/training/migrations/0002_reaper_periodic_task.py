@@ -1,25 +1,7 @@
-"""The beat task that requeues or fails runs whose worker died (see training_pipeline.training_runs_reap).
-
-Created here, not at runtime, so every migrated database has it whether or not seed_demo ran."""
+"""The beat task that requeues or fails runs whose worker died (see training_pipeline.training_runs_reap)."""
 from django.db import migrations
 
-TASK_NAME = "training: reap runs with a stale heartbeat"
-EVERY_SECONDS = 30
-
-
-def create(apps, schema_editor):
-    IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    interval, _ = IntervalSchedule.objects.get_or_create(every=EVERY_SECONDS, period="seconds")
-    PeriodicTask.objects.update_or_create(
-        name=TASK_NAME,
-        defaults={"task": "training.reap_stale_runs", "interval": interval, "queue": "default", "enabled": True,
-                  "description": "Requeue or fail RUNNING training runs whose heartbeat is stale."},
-    )
-
-
-def remove(apps, schema_editor):
-    apps.get_model("django_celery_beat", "PeriodicTask").objects.filter(name=TASK_NAME).delete()
+from apps.core.beat_migrations import PeriodicTaskOperation
 
 
 class Migration(migrations.Migration):
@@ -28,4 +10,8 @@ class Migration(migrations.Migration):
         ("django_celery_beat", "0019_alter_periodictasks_options"),
     ]
 
-    operations = [migrations.RunPython(create, remove)]
+    operations = [
+        PeriodicTaskOperation(
+            name="training: reap runs with a stale heartbeat", task="training.reap_stale_runs", every=30,
+            queue="default", description="Requeue or fail RUNNING training runs whose heartbeat is stale."),
+    ]

@@ -5,7 +5,8 @@ and the beat task that removes orphaned attempt and temp folders (services/clean
 Only rows still on `default` move: a queue an operator chose on purpose is left alone. The names are
 written out (not read from settings) so the migration means the same thing whenever it runs."""
 from django.db import migrations
-from django.utils import timezone
+
+from apps.core.beat_migrations import PeriodicTaskOperation
 
 QUEUE = "housekeeping"
 MOVED_TASKS = (
@@ -15,34 +16,17 @@ MOVED_TASKS = (
     "deployments.evaluate_rollouts",
     "tuning.keep_studies",
 )
-CLEANUP_NAME = "training: remove orphaned attempt and temp folders"
-CLEANUP_TASK = "training.remove_orphaned_folders"
-CLEANUP_EVERY_SECONDS = 3600
 
 
-def forward(apps, schema_editor):
-    IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
+def move_to_housekeeping(apps, schema_editor):
     PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
     PeriodicTask.objects.filter(task__in=MOVED_TASKS, queue__in=["default", ""]).update(queue=QUEUE)
     PeriodicTask.objects.filter(task__in=MOVED_TASKS, queue__isnull=True).update(queue=QUEUE)
-    interval = IntervalSchedule.objects.filter(every=CLEANUP_EVERY_SECONDS, period="seconds").first()
-    if interval is None:
-        interval = IntervalSchedule.objects.create(every=CLEANUP_EVERY_SECONDS, period="seconds")
-    PeriodicTask.objects.update_or_create(
-        name=CLEANUP_NAME,
-        defaults={"task": CLEANUP_TASK, "interval": interval, "queue": QUEUE, "enabled": True, "expire_seconds": 1800,
-                  "description": "Remove attempt, artifact-temp and system-temp folders that killed attempts left "
-                                 "behind (older than TRAINING_ORPHAN_MAX_AGE_SECONDS)."},
-    )
-    # Beat notices changed rows through this counter (django-celery-beat's signals do not run here).
-    PeriodicTasks = apps.get_model("django_celery_beat", "PeriodicTasks")
-    PeriodicTasks.objects.update_or_create(ident=1, defaults={"last_update": timezone.now()})
 
 
-def backward(apps, schema_editor):
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    PeriodicTask.objects.filter(name=CLEANUP_NAME).delete()
-    PeriodicTask.objects.filter(task__in=MOVED_TASKS, queue=QUEUE).update(queue="default")
+def move_back_to_default(apps, schema_editor):
+    apps.get_model("django_celery_beat", "PeriodicTask").objects.filter(
+        task__in=MOVED_TASKS, queue=QUEUE).update(queue="default")
 
 
 class Migration(migrations.Migration):
@@ -54,4 +38,13 @@ class Migration(migrations.Migration):
         ("django_celery_beat", "0019_alter_periodictasks_options"),
     ]
 
-    operations = [migrations.RunPython(forward, backward)]
+    # The task's operation runs last, so its bump of beat's change counter also covers the moves;
+    # in reverse it runs first, as the old backward() deleted the task before moving the rest back.
+    operations = [
+        migrations.RunPython(move_to_housekeeping, move_back_to_default),
+        PeriodicTaskOperation(
+            name="training: remove orphaned attempt and temp folders", task="training.remove_orphaned_folders",
+            every=3600, expire_seconds=1800, queue=QUEUE,
+            description="Remove attempt, artifact-temp and system-temp folders that killed attempts left "
+                        "behind (older than TRAINING_ORPHAN_MAX_AGE_SECONDS)."),
+    ]

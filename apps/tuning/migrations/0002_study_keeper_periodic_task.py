@@ -1,25 +1,7 @@
-"""The beat task that keeps studies going (see apps.tuning.services.trials.studies_keep).
-
-Created here, not at runtime, so every migrated database has it whether or not seed_demo ran."""
+"""The beat task that keeps studies going (see apps.tuning.services.trials.studies_keep)."""
 from django.db import migrations
 
-TASK_NAME = "tuning: keep studies going"
-EVERY_SECONDS = 30
-
-
-def create(apps, schema_editor):
-    IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    interval, _ = IntervalSchedule.objects.get_or_create(every=EVERY_SECONDS, period="seconds")
-    PeriodicTask.objects.update_or_create(
-        name=TASK_NAME,
-        defaults={"task": "tuning.keep_studies", "interval": interval, "queue": "default", "enabled": True,
-                  "description": "Record finished trials, launch missing ones, end studies whose budget is spent."},
-    )
-
-
-def remove(apps, schema_editor):
-    apps.get_model("django_celery_beat", "PeriodicTask").objects.filter(name=TASK_NAME).delete()
+from apps.core.beat_migrations import PeriodicTaskOperation
 
 
 class Migration(migrations.Migration):
@@ -28,4 +10,8 @@ class Migration(migrations.Migration):
         ("django_celery_beat", "0019_alter_periodictasks_options"),
     ]
 
-    operations = [migrations.RunPython(create, remove)]
+    operations = [
+        PeriodicTaskOperation(
+            name="tuning: keep studies going", task="tuning.keep_studies", every=30, queue="default",
+            description="Record finished trials, launch missing ones, end studies whose budget is spent."),
+    ]

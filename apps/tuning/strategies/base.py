@@ -14,6 +14,7 @@ from typing import ClassVar, Literal
 import numpy as np
 
 from ..space import SearchSpace
+from .options import OptionError, options_merged
 
 TrialState = Literal["pending", "complete", "pruned", "failed", "cancelled"]
 
@@ -32,16 +33,16 @@ class TrialRecord:
     loss: float | None = None
 
 
-class StrategyOptionError(ValueError):
-    def __init__(self, option: str, message: str):
-        self.option = option
-        super().__init__(f"option {option!r}: {message}")
+class StrategyOptionError(OptionError):
+    pass
 
 
 class SearchStrategy(ABC):
     name: ClassVar[str]
     #: option name -> default; anything else in `options` is refused.
     default_options: ClassVar[dict] = {}
+    #: integer option -> its smallest allowed value
+    minimums: ClassVar[dict] = {}
 
     def __init__(self, space: SearchSpace, *, seed: int = 0, options: Mapping | None = None):
         self.space = space
@@ -51,13 +52,8 @@ class SearchStrategy(ABC):
     @classmethod
     def validate_options(cls, options: Mapping) -> dict:
         """Returns the options merged over the defaults; raises StrategyOptionError naming a bad one."""
-        if not isinstance(options, Mapping):
-            raise StrategyOptionError("strategy_options", "must be an object")
-        unknown = sorted(set(options) - set(cls.default_options))
-        if unknown:
-            known = ", ".join(sorted(cls.default_options)) or "none"
-            raise StrategyOptionError(unknown[0], f"is not an option of the {cls.name} strategy (known: {known})")
-        return {**cls.default_options, **options}
+        return options_merged(options, defaults=cls.default_options, minimums=cls.minimums,
+                              owner=f"the {cls.name} strategy", field="strategy_options", error=StrategyOptionError)
 
     def capacity(self) -> int | None:
         """How many distinct trials this strategy can ever suggest (None: unbounded)."""

@@ -36,6 +36,7 @@ class BayesianStrategy(SearchStrategy):
         "gp_restarts": 0,
         "liar": "cl_min",
     }
+    minimums = {"n_initial_points": 1, "n_points": 10, "n_restarts_optimizer": 1, "gp_restarts": 0}
 
     @classmethod
     def validate_options(cls, options: Mapping) -> dict:
@@ -49,11 +50,6 @@ class BayesianStrategy(SearchStrategy):
         for option, allowed in choices.items():
             if merged[option] not in allowed:
                 raise StrategyOptionError(option, f"must be one of {', '.join(allowed)}, got {merged[option]!r}")
-        minimums = {"n_initial_points": 1, "n_points": 10, "n_restarts_optimizer": 1, "gp_restarts": 0}
-        for option, minimum in minimums.items():
-            value = merged[option]
-            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-                raise StrategyOptionError(option, f"must be an integer of at least {minimum}, got {value!r}")
         for option in ("xi", "kappa"):
             value = merged[option]
             if not isinstance(value, Real) or isinstance(value, bool) or value < 0:

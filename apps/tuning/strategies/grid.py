@@ -1,6 +1,6 @@
 from collections.abc import Sequence
 
-from .base import SearchStrategy, TrialRecord
+from .base import SearchStrategy, StrategyOptionError, TrialRecord
 
 
 class GridStrategy(SearchStrategy):
@@ -17,8 +17,6 @@ class GridStrategy(SearchStrategy):
     def validate_options(cls, options):
         merged = super().validate_options(options)
         if not isinstance(merged["shuffle"], bool):
-            from .base import StrategyOptionError
-
             raise StrategyOptionError("shuffle", "must be true or false")
         return merged
 
