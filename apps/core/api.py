@@ -2,21 +2,35 @@ from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooMany
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
-from rest_framework.exceptions import ParseError, ValidationError
+from rest_framework import status
+from rest_framework.exceptions import APIException, ParseError, ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from .errors import StateConflict
 from .parsers import RequestTooLarge
 from .roles import role_of
 
 
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The object's state does not allow this now."
+    default_code = "conflict"
+
+
 def exception_handler(exc, context):
-    """DRF's handler, plus Django ValidationErrors from services turned into 400s naming the field,
-    and the limits Django enforces while reading a body (DATA_UPLOAD_MAX_MEMORY_SIZE / _NUMBER_FIELDS
-    / _NUMBER_FILES) answered in JSON: left to Django they are an HTML 400 page."""
-    if isinstance(exc, DjangoValidationError):
+    """DRF's handler, plus: a StateConflict from a service is a 409 (here and nowhere else), other
+    Django ValidationErrors from services 400s naming the field, and the limits Django enforces while
+    reading a body (DATA_UPLOAD_MAX_MEMORY_SIZE / _NUMBER_FIELDS / _NUMBER_FILES) answered in JSON:
+    left to Django they are an HTML 400 page."""
+    if isinstance(exc, StateConflict):
+        response = drf_exception_handler(Conflict(detail=str(exc)), context)
+        if hasattr(exc, "error_dict") and len(exc.error_dict) == 1:
+            response.data["field"] = next(iter(exc.error_dict))
+        return response
+    elif isinstance(exc, DjangoValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
         exc = ValidationError(detail=detail)
     elif isinstance(exc, RequestDataTooBig):

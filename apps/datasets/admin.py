@@ -7,6 +7,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
+from apps.core.admin_acts import StaffActionsMixin
 from apps.core.admin_display import validation_error_text
 from apps.core.roles import is_ml_staff
 
@@ -53,7 +54,7 @@ class VersionInline(admin.TabularInline):
 
 
 @admin.register(Dataset)
-class DatasetAdmin(admin.ModelAdmin):
+class DatasetAdmin(StaffActionsMixin, admin.ModelAdmin):
     list_display = ["name", "task", "target_column", "time_column", "entity_column", "version_count"]
     search_fields = ["name", "description"]
     list_filter = ["task"]
@@ -82,8 +83,7 @@ class DatasetAdmin(admin.ModelAdmin):
 
     def upload_view(self, request, pk):
         dataset = get_object_or_404(Dataset, pk=pk)
-        if not is_ml_staff(request.user):
-            raise PermissionDenied("Only ML Staff may upload versions.")
+        self.require_act(request)
         form = VersionUploadForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
             upload = form.cleaned_data["file"]
@@ -147,7 +147,7 @@ class DatasetVersionAdmin(admin.ModelAdmin):
 
 
 @admin.register(FeatureSpec)
-class FeatureSpecAdmin(admin.ModelAdmin):
+class FeatureSpecAdmin(StaffActionsMixin, admin.ModelAdmin):
     form = FeatureSpecAdminForm
     list_display = ["name", "version", "dataset", "history_rows", "created_by", "created_at"]
     list_filter = ["dataset"]
@@ -193,8 +193,7 @@ class FeatureSpecAdmin(admin.ModelAdmin):
         return initial
 
     def save_model(self, request, obj, form, change):
-        if not is_ml_staff(request.user):
-            raise PermissionDenied("Only ML Staff may save feature specs.")
+        self.require_act(request)
         saved, created = feature_spec_create(dataset=obj.dataset, name=obj.name, spec=form.cleaned_data["spec"],
                                              description=obj.description, user=request.user)
         obj.pk, obj.version, obj.history_rows = saved.pk, saved.version, saved.history_rows

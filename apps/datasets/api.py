@@ -3,11 +3,11 @@ from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import APIException
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
 from apps.core.api import Pagination
+from apps.core.errors import StateConflict
 from apps.core.parsers import FormParser, JSONParser, MultiPartParser
 from apps.core.permissions import HasPortalRole
 from apps.core.schema import ErrorSerializer
@@ -25,11 +25,6 @@ from .services import (
 
 # A multipart body carries some bytes of boundaries and headers beside the file itself.
 MULTIPART_OVERHEAD = 64 * 1024
-
-
-class Conflict(APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "The stored data cannot be read."
 
 
 def spec_error_response(exc: SpecError) -> Response:
@@ -136,13 +131,14 @@ class DatasetVersionPreviewApi(GenericAPIView):
     serializer_class = s.TablePreviewSerializer
 
     @extend_schema(parameters=[OpenApiParameter("rows", int, description="rows to show (1-500, default 20)")],
+                   responses={200: s.TablePreviewSerializer, 409: ErrorSerializer},
                    summary="The first rows of a version")
     def get(self, request, pk: int, version: int):
         rows = _int_param(request, "rows", 20, 1, 500)
         try:
             preview = selectors.dataset_version_preview(version=_version(_dataset(pk), version), rows=rows)
         except selectors.DatasetFileError as exc:
-            raise Conflict(str(exc)) from None
+            raise StateConflict(str(exc)) from None
         return Response(preview)
 
 
@@ -256,7 +252,8 @@ class FeaturePreviewApi(GenericAPIView):
     permission_classes = [HasPortalRole]
     parser_classes = [JSONParser]  # the portal's: depth and NUL limits
 
-    @extend_schema(request=s.FeaturePreviewInputSerializer, responses=s.FeaturePreviewOutputSerializer,
+    @extend_schema(request=s.FeaturePreviewInputSerializer,
+                   responses={200: s.FeaturePreviewOutputSerializer, 409: ErrorSerializer},
                    summary="Preview the features a spec makes (fitted on the training split)")
     def post(self, request):
         data = s.FeaturePreviewInputSerializer(data=request.data)
@@ -287,5 +284,5 @@ class FeaturePreviewApi(GenericAPIView):
         except DataError as exc:
             raise ValidationError({"detail": str(exc)}) from None
         except selectors.DatasetFileError as exc:
-            raise Conflict(str(exc)) from None
+            raise StateConflict(str(exc)) from None
         return Response(preview | {"dataset_version": version.version})

@@ -27,7 +27,6 @@ from .models import Deployment, DeploymentEvent, DeploymentVersion, Rollout
 from .selectors import deployment_open_rollout
 from .services.gates import GATE_SETTING_LABELS, GATE_STATE_WORDS, STAGE_MINIMUM_LABELS, gate_label, gate_setting_rows
 from .services.model_deployment_service import (
-    TransitionConflict,
     deployment_create,
     deployment_rollback,
     rollout_create,
@@ -37,15 +36,6 @@ from .services.model_deployment_service import (
 )
 
 CONFIRM_TEMPLATE = "admin/deployments/confirm_action.html"
-
-
-def _require_staff(request):
-    if not is_ml_staff(request.user):
-        raise PermissionDenied("Only ML Staff may act on deployments.")
-
-
-def _error_text(exc) -> str:
-    return validation_error_text(exc) if isinstance(exc, ValidationError) else str(exc)
 
 
 class DeploymentVersionInline(admin.TabularInline):
@@ -246,7 +236,7 @@ class DeploymentAdmin(StaffActionsMixin, admin.ModelAdmin):
 
     @admin.action(description="Roll back to a version…", permissions=["act"])
     def rollback_action(self, request, queryset):
-        _require_staff(request)
+        self.require_act(request)
         if queryset.count() != 1:
             self.message_user(request, "Roll back one deployment at a time.", messages.WARNING)
             return None
@@ -256,8 +246,8 @@ class DeploymentAdmin(StaffActionsMixin, admin.ModelAdmin):
             try:
                 deployment_rollback(deployment=deployment, model_version=form.cleaned_data["model_version"],
                                     user=request.user, reason=form.cleaned_data["reason"])
-            except (ValidationError, TransitionConflict) as exc:
-                self.message_user(request, f"{deployment}: {_error_text(exc)}", messages.ERROR)
+            except ValidationError as exc:  # TransitionConflict is one too
+                self.message_user(request, f"{deployment}: {validation_error_text(exc)}", messages.ERROR)
                 return None
             self.message_user(request, f"{deployment} now serves {form.cleaned_data['model_version']} at 100%.")
             return None
@@ -285,13 +275,13 @@ class RolloutAddForm(forms.ModelForm):
         try:
             return validate_stages(self.cleaned_data["stages"])
         except ValidationError as exc:
-            raise forms.ValidationError(_error_text(exc)) from exc
+            raise forms.ValidationError(validation_error_text(exc)) from exc
 
     def clean_gates(self):
         try:
             return validate_gates(self.cleaned_data["gates"])
         except ValidationError as exc:
-            raise forms.ValidationError(_error_text(exc)) from exc
+            raise forms.ValidationError(validation_error_text(exc)) from exc
 
     def clean(self):
         data = super().clean()
@@ -361,8 +351,8 @@ class RolloutAdmin(StaffActionsMixin, admin.ModelAdmin):
         try:
             created = rollout_create(deployment=form.cleaned_data["deployment"], challenger=form.cleaned_data["challenger"],
                                      stages=form.cleaned_data["stages"], gates=form.cleaned_data["gates"], user=request.user)
-        except (ValidationError, TransitionConflict) as exc:
-            raise PermissionDenied(_error_text(exc)) from exc
+        except ValidationError as exc:  # TransitionConflict is one too
+            raise PermissionDenied(validation_error_text(exc)) from exc
         obj.pk = created.pk
 
     @admin.display(description="status", ordering="status")
@@ -431,7 +421,7 @@ class RolloutAdmin(StaffActionsMixin, admin.ModelAdmin):
         return render_to_string("admin/deployments/rollout/timeline.html", {"events": rows})
 
     def _act(self, request, queryset, action: RolloutAction, label: str, explanation: str):
-        _require_staff(request)
+        self.require_act(request)
         if "confirm" in request.POST:
             done = 0
             for rollout in queryset:
@@ -441,8 +431,8 @@ class RolloutAdmin(StaffActionsMixin, admin.ModelAdmin):
                                        expected_stage=int(seen) if seen not in (None, "") else None,
                                        reason=request.POST.get("reason", ""))
                     done += 1
-                except (ValidationError, TransitionConflict) as exc:
-                    self.message_user(request, f"Rollout {rollout.pk}: {_error_text(exc)}", messages.ERROR)
+                except ValidationError as exc:  # TransitionConflict is one too
+                    self.message_user(request, f"Rollout {rollout.pk}: {validation_error_text(exc)}", messages.ERROR)
             if done:
                 self.message_user(request, f"{label}: {done} rollout(s).")
             return None

@@ -35,7 +35,6 @@ from .serializers import (
 )
 from .services.batching import deployment_batching_set
 from .services.model_deployment_service import (
-    TransitionConflict,
     deployment_create,
     deployment_rollback,
     deployment_set_traffic,
@@ -61,10 +60,6 @@ def _version(deployment, *, field: str, pk: int | None = None, number: int | Non
         what = f"id {pk}" if pk is not None else f"version {number} of {deployment.registered_model.name}"
         raise ValidationError({field: f"no model version with {what}"})
     return version
-
-
-def _conflict(exc: TransitionConflict) -> Response:
-    return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
 
 
 def _detail(deployment) -> dict:
@@ -137,16 +132,13 @@ class DeploymentTrafficApi(APIView):
              "weight": item["weight"], "shadow": item["shadow"]}
             for i, item in enumerate(data.validated_data["traffic"])
         ]
-        try:
-            deployment_set_traffic(deployment=deployment, allocations=allocations, user=request.user,
-                                   reason=data.validated_data["reason"])
-        except TransitionConflict as exc:
-            return _conflict(exc)
+        deployment_set_traffic(deployment=deployment, allocations=allocations, user=request.user,
+                               reason=data.validated_data["reason"])
         return Response(_detail(deployment))
 
 
 class DeploymentRollbackApi(APIView):
-    @extend_schema(request=RollbackSerializer, responses={200: DeploymentDetailSerializer},
+    @extend_schema(request=RollbackSerializer, responses={200: DeploymentDetailSerializer, 409: ErrorSerializer},
                    summary="Roll back to any version of the deployment's model, in one action")
     def post(self, request, name):
         deployment = _deployment_or_404(name)
@@ -169,11 +161,8 @@ class RolloutCreateApi(APIView):
         v = data.validated_data
         challenger = _version(deployment, field="challenger_version", pk=v.get("challenger_version_id"),
                               number=v.get("challenger_version"))
-        try:
-            rollout = rollout_create(deployment=deployment, challenger=challenger, stages=v.get("stages"),
-                                     gates=v.get("gates"), user=request.user, start=v["start"], reason=v["reason"])
-        except TransitionConflict as exc:
-            return _conflict(exc)
+        rollout = rollout_create(deployment=deployment, challenger=challenger, stages=v.get("stages"),
+                                 gates=v.get("gates"), user=request.user, start=v["start"], reason=v["reason"])
         return Response(DeploymentRolloutSerializer(rollout).data, status=status.HTTP_201_CREATED)
 
 
@@ -196,9 +185,6 @@ class RolloutActionApi(APIView):
         rollout = deployment_open_rollout(deployment=deployment)
         if rollout is None:
             return Response({"detail": f"deployment {name!r} has no open rollout"}, status=status.HTTP_409_CONFLICT)
-        try:
-            rollout = rollout_transition(rollout=rollout, action=action, user=request.user, expected_stage=stage,
-                                         reason=data.validated_data["reason"])
-        except TransitionConflict as exc:
-            return _conflict(exc)
+        rollout = rollout_transition(rollout=rollout, action=action, user=request.user, expected_stage=stage,
+                                     reason=data.validated_data["reason"])
         return Response(DeploymentRolloutSerializer(rollout).data)

@@ -262,11 +262,11 @@ class FeedbackApi(MlflowEndpoint):
             items = [body]
         try:
             result = feedback_record(deployment=deployment, items=items, user=request.user)
+        except FeedbackConflict as exc:  # a ValidationError too: first
+            return _error(f"{exc.field}: {exc.message}", 409, field=exc.field)
         except DjangoValidationError as exc:
             field, messages = next(iter(exc.message_dict.items()))
             return _error(f"{field}: {messages[0]}", 400, field=field)
-        except FeedbackConflict as exc:
-            return _error(f"{exc.field}: {exc.message}", 409, field=exc.field)
         return json_response({"requests": result.requests, "answers_scored": result.answers_scored})
 
 

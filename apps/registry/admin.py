@@ -1,5 +1,5 @@
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import render
 from django.urls import path, reverse
@@ -172,8 +172,7 @@ class ModelVersionAdmin(StaffActionsMixin, FrameworkAndCreatedColumns, admin.Mod
         return False
 
     def save_model(self, request, obj, form, change):
-        if not is_ml_staff(request.user):
-            raise PermissionDenied("Only ML Staff may edit versions.")
+        self.require_act(request)
         model_version_update(version=obj, tags=form.cleaned_data.get("tags"),
                              description=form.cleaned_data.get("description"))
 

@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.core.api import Pagination
+from apps.core.schema import ErrorSerializer
 
 from . import selectors
 from .choices import RunOrigin, RunStatus
@@ -150,7 +151,7 @@ class RunDetailApi(GenericAPIView):
 
 
 class RunCancelApi(APIView):
-    @extend_schema(request=RunCancelSerializer, responses=RunOutputSerializer,
+    @extend_schema(request=RunCancelSerializer, responses={202: RunOutputSerializer, 409: ErrorSerializer},
                    summary="Cancel a run: a queued run ends now, a running one at its next batch or epoch")
     def post(self, request, pk: int):
         serializer = RunCancelSerializer(data=request.data)
@@ -161,7 +162,7 @@ class RunCancelApi(APIView):
 
 
 class RunRetryApi(APIView):
-    @extend_schema(request=None, responses={201: RunOutputSerializer},
+    @extend_schema(request=None, responses={201: RunOutputSerializer, 409: ErrorSerializer},
                    summary="Retry a failed or cancelled run as a new run with the same data and settings")
     def post(self, request, pk: int):
         run = training_run_retry(run=selectors.run_get(pk=pk), user=request.user)

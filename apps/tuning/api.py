@@ -5,6 +5,8 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.core.schema import ErrorSerializer
+
 from . import selectors
 from .choices import StudyStatus
 from .serializers import (
@@ -73,7 +75,7 @@ class StudyActionApi(APIView):
     verb = ""
     SERVICES = {"start": study_start, "pause": study_pause, "resume": study_resume, "stop": study_stop}
 
-    @extend_schema(tags=TAGS, request=None, responses=StudyDetailSerializer)
+    @extend_schema(tags=TAGS, request=None, responses={200: StudyDetailSerializer, 409: ErrorSerializer})
     def post(self, request, pk: int):
         study = _study_or_404(pk)
         study = self.SERVICES[self.verb](study=study, user=request.user)

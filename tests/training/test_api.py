@@ -107,7 +107,7 @@ def test_runs_are_filtered_and_cancelled_and_retried(staff_api, price_experiment
     cancelled = staff_api.post(f"/api/v1/runs/{queued.pk}/cancel", {}, format="json")
     assert cancelled.status_code == 202 and cancelled.json()["status"] == RunStatus.CANCELLED
     again = staff_api.post(f"/api/v1/runs/{done.pk}/cancel", {}, format="json")
-    assert again.status_code == 400 and "already ended" in str(again.json())
+    assert again.status_code == 409 and "already ended" in again.json()["detail"], again.json()
     retried = staff_api.post(f"/api/v1/runs/{queued.pk}/retry", format="json")
     assert retried.status_code == 201 and retried.json()["retry_of"] == queued.pk
     detail = staff_api.get(f"/api/v1/runs/{queued.pk}/").json()

@@ -95,7 +95,7 @@ def test_cancelling_a_running_run_stops_it_at_the_next_boundary(celery_worker, p
     assert run.status == RunStatus.CANCELLED and run.stop_reason == "cancelled"
     assert run.current_epoch < 500 and not run.model_versions.exists()
     assert run.log_lines.filter(message__contains="stopped: cancelled").exists()
-    assert staff_api.post(f"/api/v1/runs/{run.pk}/cancel", {}, format="json").status_code == 400
+    assert staff_api.post(f"/api/v1/runs/{run.pk}/cancel", {}, format="json").status_code == 409
 
 
 def test_a_gpu_run_on_a_worker_without_a_gpu_fails_with_a_clear_message(celery_worker, price_experiment, staff_api):

@@ -68,7 +68,8 @@ def test_start_pause_resume_and_stop_are_posts(staff_api, regression_experiment)
         assert response.status_code == 200, response.json()
         assert response.json()["status"] == status
     response = staff_api.post(f"/api/v1/studies/{study_id}/resume")
-    assert response.status_code == 400 and "cannot become running" in response.json()["status"][0]
+    assert response.status_code == 409 and "cannot become running" in response.json()["detail"], response.json()
+    assert response.json()["field"] == "status"
 
 
 def test_analysts_read_studies_but_cannot_create_or_start_them(analyst_api, finished_study):

@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from apps.core.errors import StateConflict
 from ..choices import OPEN_ROLLOUT_STATUSES, EventKind, RolloutStatus, VersionRole
 from ..models import Deployment, DeploymentEvent, DeploymentVersion, Rollout
 from ..notify import after_commit, deployment_stamp
@@ -22,9 +23,9 @@ from ..notify import after_commit, deployment_stamp
 SNAPSHOT_WINDOW = timedelta(minutes=15)
 
 
-class TransitionConflict(Exception):
+class TransitionConflict(StateConflict):
     """The change does not fit the current state (someone else acted first, or a rollout owns the
-    weights); the API answers 409."""
+    weights)."""
 
 
 def actor_label_of(user, fallback: str = "system") -> str:

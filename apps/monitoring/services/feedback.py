@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from apps.core.errors import StateConflict
 from apps.datasets.choices import DatasetTask
 
 from ..calibration import confidence_bin, empty_calibration, row_log_loss
@@ -26,13 +27,13 @@ class FeedbackResult:
     answers_scored: int
 
 
-class FeedbackConflict(Exception):
+class FeedbackConflict(StateConflict):
     """Ground truth for a request that already has a different one (the API answers 409)."""
 
     def __init__(self, field: str, message: str):
+        super().__init__({field: [message]})
         self.field = field
         self.message = message
-        super().__init__(f"{field}: {message}")
 
 
 def same_label(predicted, truth) -> bool:

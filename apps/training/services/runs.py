@@ -4,10 +4,10 @@ import math
 import time
 from datetime import datetime
 
-from django.core.exceptions import ValidationError
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from apps.core.errors import StateConflict
 from apps.training import live
 from apps.training.choices import RUN_TERMINAL, RUN_TRANSITIONS, LogLevel, RunStatus, stopped_status
 from apps.training.models import RunEpoch, RunEvent, RunLogLine, TrainingRun
@@ -17,7 +17,7 @@ from apps.training.signals import run_finished
 logger = logging.getLogger(__name__)
 
 
-class RunStateError(ValidationError):
+class RunStateError(StateConflict):
     """A status change the run's current status does not allow (e.g. cancelling a finished run)."""
 
 

@@ -1,15 +1,15 @@
 """The one place a study's or a trial's status changes. Every change writes a TuningEvent."""
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from apps.core.errors import StateConflict
 from ..choices import STUDY_TERMINAL, STUDY_TRANSITIONS, TRIAL_TERMINAL, TRIAL_TRANSITIONS, StudyStatus, TrialStatus
 from ..models import Trial, TuningEvent, TuningStudy
 
 STUDIES_GROUP = "tuning-studies"
 
 
-class StudyStateError(ValidationError):
+class StudyStateError(StateConflict):
     """A status change the current status does not allow (e.g. pausing a finished study)."""
 
 
