@@ -208,7 +208,7 @@ def main() -> None:
 
         django.setup()
         from apps.deployments.serving.batchstats import KEY
-        from apps.monitoring.redis_client import get_redis
+        from apps.core.redis_client import get_redis
 
         get_redis().delete(KEY)
         log(f"training the demo's price-direction model ({args.framework}) through the portal's pipeline")

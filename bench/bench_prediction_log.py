@@ -82,7 +82,7 @@ def lines(count: int, deployment, version) -> list[dict]:
 
 def old_push(*, entries: list[dict], labels: list[tuple[str, str]]) -> None:
     """The pre-writer prediction_log_push, as it was (one Redis pipeline per call)."""
-    from apps.monitoring.redis_client import get_redis
+    from apps.core.redis_client import get_redis
     from apps.monitoring.services.logbuffer import COUNT_KEY, LATENCY_SUM_KEY, PENDING_KEY, counter_field
 
     pipe = get_redis().pipeline(transaction=False)
@@ -100,7 +100,7 @@ def old_flush(batch_size: int = 2000) -> int:
 
     from apps.deployments.models import Deployment
     from apps.monitoring.models import PredictionLog
-    from apps.monitoring.redis_client import get_redis
+    from apps.core.redis_client import get_redis
     from apps.monitoring.services.logbuffer import PENDING_KEY, _model
     from apps.registry.models import ModelVersion
 

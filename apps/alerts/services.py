@@ -24,9 +24,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from apps.dashboard.live import ALERTS_GROUP
+from apps.core.live import ALERTS_GROUP
 
-from .choices import RETRAIN_KINDS, AlertEventKind, AlertKind, AlertState, DeliveryStatus
+from .choices import AlertEventKind, AlertKind, AlertState, DeliveryStatus
 from .measures import UNITS, breaches, measure
 from .models import AlertDelivery, AlertEvent, AlertRule, Webhook, webhook_url_validator
 
@@ -111,8 +111,6 @@ def _event(rule: AlertRule, kind: str, *, value: float | None, now: datetime, me
         started = last_firing.started_at if last_firing else now
     event = AlertEvent.objects.create(rule=rule, kind=kind, value=value, threshold=rule.threshold, started_at=started,
                                       created_at=now, message=message or _describe(rule, value))
-    if kind == AlertEventKind.FIRING and rule.kind in RETRAIN_KINDS:
-        _retrain_on_alert(rule, event)
     for webhook in _webhooks_for(rule):
         delivery = AlertDelivery.objects.create(event=event, webhook=webhook)
         transaction.on_commit(lambda pk=delivery.pk: _dispatch(pk))
@@ -124,36 +122,6 @@ def _webhooks_for(rule: AlertRule):
     return (Webhook.objects.filter(enabled=True)
             .filter(Q(rules__isnull=True) | Q(rules=rule))
             .filter(Q(deployments__isnull=True) | Q(deployments=rule.deployment_id)).distinct())
-
-
-def _retrain_on_alert(rule: AlertRule, event: AlertEvent) -> None:
-    """Issue 13's trigger: a firing accuracy or drift alert on a deployment whose delivery policy
-    challenges new versions automatically retrains the experiment behind its champion, through the
-    schedule service (so unchanged data and settings skip it, saying why). The new version then takes
-    the policy's usual path: evaluation, rollout as challenger, gates."""
-    from apps.delivery.models import DeliveryPolicy
-    from apps.deployments.selectors import deployment_primary_version
-    from apps.training.services.schedules import experiment_retrain_scheduled
-
-    policy = DeliveryPolicy.objects.filter(deployment_id=rule.deployment_id, auto_challenge=True).first()
-    if policy is None:
-        return
-    champion = deployment_primary_version(deployment=rule.deployment)
-    run = getattr(champion, "training_run", None) if champion is not None else None
-    if run is None:
-        event.retrain_note = "no retrain: the deployment serves no champion trained by an experiment"
-    else:
-        try:
-            started = experiment_retrain_scheduled(experiment_id=run.experiment_id, tick=f"alert-event-{event.pk}")
-        except ValidationError as exc:
-            started, event.retrain_note = None, f"no retrain: {exc}"
-        if started is not None:
-            event.retrain_run = started
-            event.retrain_note = f"alert {rule.name}: retrain run {started.pk} of experiment {run.experiment.name} queued"
-        elif not event.retrain_note:
-            event.retrain_note = (f"no retrain of {run.experiment.name}: a scheduled run is still active, or its data "
-                                  "and settings are unchanged since the last succeeded run")
-    event.save(update_fields=["retrain_run", "retrain_note"])
 
 
 @transaction.atomic

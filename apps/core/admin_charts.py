@@ -120,8 +120,9 @@ def evaluation_panel(evaluation: dict | None):
     from .admin_display import format_metric
 
     if not evaluation:
-        return format_html('<p class="portal-quiet">{}</p>',
-                           "No stored evaluation: runs trained before evaluation plots were kept have none.")
+        return format_html('<p class="portal-quiet-text">{}</p>',
+                           "No stored evaluation yet: it is computed on the test split when a run succeeds "
+                           "(runs trained before evaluation plots were kept have none).")
     caption = format_html("On the {} split ({} rows).", evaluation.get("split", "test"), evaluation.get("rows", "?"))
     if "confusion_matrix" in evaluation:
         matrix = evaluation["confusion_matrix"]

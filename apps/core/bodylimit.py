@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 
 from django.conf import settings
 
@@ -36,17 +37,24 @@ def body_limit(path: str) -> int:
     return settings.REQUEST_BODY_MAX_BYTES
 
 
-MLFLOW_PATHS = re.compile(r"^/api/v1/deployments/[^/]+/(predict|invocations)$")
+# Paths whose errors have a shape of their own, registered by the app that owns them (apps.deployments:
+# MLflow's on its scoring endpoints), so core needs to know none of them.
+_error_shapes: list[tuple[re.Pattern, Callable[[str, int], dict]]] = []
+
+
+def error_shape_register(pattern: str, build: Callable[[str, int], dict]) -> None:
+    """`build(message, status)` is the body of an error on a path `pattern` matches."""
+    compiled = re.compile(pattern)
+    if all(existing.pattern != pattern for existing, _ in _error_shapes):
+        _error_shapes.append((compiled, build))
 
 
 def _error_body(path: str, limit: int, size: int | None) -> bytes:
     found = f"{size:,} bytes" if size is not None else "more"
     message = f"the request body is {found}, over this endpoint's limit of {limit:,} bytes"
-    if MLFLOW_PATHS.match(path):  # the scoring endpoints answer MLflow's error shape
-        from apps.deployments.serving.protocol import MLFLOW
-        from apps.deployments.serving.protocol import error_body as scoring_error_body
-
-        return json.dumps(scoring_error_body(MLFLOW, message, status=413)).encode()
+    for pattern, build in _error_shapes:
+        if pattern.match(path):
+            return json.dumps(build(message, 413)).encode()
     return json.dumps(error_body(path, message)).encode()
 
 

@@ -1,4 +1,6 @@
 """Readiness checks: each returns None when healthy or a short reason when not."""
+from collections.abc import Callable
+
 import redis
 from django.conf import settings
 from django.db import connection
@@ -42,8 +44,16 @@ def readiness() -> dict[str, str]:
     return {name: (problem or "ok") for name, problem in results.items()}
 
 
-def plugin_problems() -> list[str]:
-    """Model-type plugins that failed to load, each with its error (empty when all loaded)."""
-    from apps.training.frameworks.discovery import plugin_errors
+# Parts an app can lose while the process stays up, registered by that app (apps.training: model-type
+# plugins that failed to load); /healthz and the admin name them.
+_problem_sources: list[Callable[[], list[str]]] = []
 
-    return [str(error) for error in plugin_errors()]
+
+def problem_source_register(source: Callable[[], list[str]]) -> None:
+    if source not in _problem_sources:
+        _problem_sources.append(source)
+
+
+def reported_problems() -> list[str]:
+    """What the registered sources report (empty when all is well)."""
+    return [problem for source in _problem_sources for problem in source()]

@@ -1,12 +1,9 @@
-"""Channels groups the dashboard socket listens to, and the pushes this app makes itself."""
+"""The Channels groups the dashboard socket listens to, and the pushes this app makes itself."""
 import threading
 import time
 
-DASHBOARD_GROUP = "dashboard"
-DEPLOYMENTS_GROUP = "deployments"  # apps.deployments.notify: {"type": "deployment.changed", "deployment": name}
-RUNS_GROUP = "training-runs"  # apps.training.live: {"type": "run.status", "run": id, "status": ...}
-STUDIES_GROUP = "tuning-studies"  # apps.tuning: {"type": "study.changed", "study": id}
-ALERTS_GROUP = "alerts"  # apps.alerts.services: {"type": "alert.event", "event": id}
+from apps.core.live import ALERTS_GROUP, DASHBOARD_GROUP, DEPLOYMENTS_GROUP, RUNS_GROUP, STUDIES_GROUP
+
 LISTENED_GROUPS = (DASHBOARD_GROUP, DEPLOYMENTS_GROUP, RUNS_GROUP, STUDIES_GROUP, ALERTS_GROUP)
 
 # Tiny models finish epochs in milliseconds; dashboards need a few progress updates a second at most.

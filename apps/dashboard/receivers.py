@@ -12,7 +12,7 @@ from .live import DASHBOARD_GROUP, progress_due
 
 @receiver(run_epoch_completed, dispatch_uid="dashboard.push_run_progress")
 def push_run_progress(sender, run, epoch, metrics, **kwargs):
-    from apps.training import live as training_live
+    from apps.core import live as training_live
     from apps.training.services.runs import progress_message
 
     if not progress_due(run.pk, final=run.total_epochs and epoch >= run.total_epochs):

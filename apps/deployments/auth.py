@@ -130,7 +130,7 @@ class ThrottleRound:
 def throttle_take(scope: str, counts: dict) -> tuple[dict, float]:
     """Counts `counts[ident]` requests of each client against the scope's rate in one Redis round
     trip; returns ({ident: how many of them may go}, seconds until the window ends)."""
-    from apps.monitoring.redis_client import get_redis
+    from apps.core.redis_client import get_redis
 
     round_ = ThrottleRound(scope, counts)
     if round_.unlimited:

@@ -30,7 +30,8 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
 
-from apps.monitoring.redis_client import get_redis
+from apps.core.live import DEPLOYMENTS_GROUP
+from apps.core.redis_client import get_redis
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ GENERATION_KEY = "mlops:deployments:generation"
 ACK_KEY_PREFIX = "mlops:deployments:ack:"
 # An acknowledgement hash outlives its deployment by a day at most.
 ACK_KEY_EXPIRE_S = 24 * 3600
-GROUP = "deployments"
+GROUP = DEPLOYMENTS_GROUP
 # Value "<stamp>:<generation>": the stamp (the deployment's creation time) tells a recreated
 # deployment, or a database restored under a Redis that remembers the old one, from the one a
 # process serves; within one stamp the generation only ever grows.

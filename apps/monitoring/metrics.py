@@ -17,7 +17,7 @@ from django.utils import timezone
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from .histogram import prometheus_buckets
-from .redis_client import get_redis
+from apps.core.redis_client import get_redis
 from .rollups import minute_of
 from .services.logbuffer import COUNT_KEY, COUNTER_SEPARATOR, PENDING_KEY, prediction_log_writers
 

@@ -13,7 +13,7 @@ from django.db.models import Case, Count, F, IntegerField, Q, Sum, Value, When
 from django.db.models.functions import Extract, Floor, Least, Log
 from django.utils import timezone
 
-from apps.deployments.sequential import ArmStats
+from apps.monitoring.arm_stats import ArmStats
 
 from .calibration import reliability_table
 from .choices import PredictionStatus

@@ -7,4 +7,9 @@ class TrainingConfig(AppConfig):
     verbose_name = "Training"
 
     def ready(self):
+        from apps.core.health import problem_source_register
+
         from . import receivers  # noqa: F401  (retrain when a new dataset version arrives)
+        from .frameworks.discovery import plugin_problems
+
+        problem_source_register(plugin_problems)

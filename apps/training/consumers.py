@@ -17,7 +17,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from apps.core.roles import has_portal_role
 
-from . import live
+from apps.core import live
 from .selectors import LOG_PAGE_MAX, run_log_lines
 from .services.runs import log_message, progress_message, status_message
 

@@ -14,7 +14,7 @@ from django.core.files.base import ContentFile
 
 from apps.deployments.auth import CachedApiTokenAuthentication
 from apps.deployments.serving.state import serving_state
-from apps.monitoring.redis_client import get_redis
+from apps.core.redis_client import get_redis
 from tests.brokers import free_port  # noqa: F401  (tests here import it from this module)
 
 SCALE_SPEC = {"version": 1, "steps": [{"op": "scale", "columns": "*", "method": "standard"}]}

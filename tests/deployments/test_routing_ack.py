@@ -33,7 +33,7 @@ from apps.deployments.serving.protocol import describe_error
 from apps.deployments.serving.state import RoutingStale, ServingState, _load_model
 from apps.deployments.services.model_deployment_service import deployment_create, deployment_rollback, deployment_set_traffic
 from apps.monitoring.models import PredictionLog
-from apps.monitoring.redis_client import get_redis
+from apps.core.redis_client import get_redis
 from apps.monitoring.services.logbuffer import prediction_logs_flush
 
 from .conftest import WebProcess, free_port, record, wait_until

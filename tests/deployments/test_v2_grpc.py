@@ -24,7 +24,7 @@ from apps.deployments.notify import ack_key
 from apps.deployments.services.model_deployment_service import deployment_create, deployment_set_traffic
 from apps.deployments.serving.grpc_service import build_server
 from apps.monitoring.models import PredictionLog
-from apps.monitoring.redis_client import get_redis
+from apps.core.redis_client import get_redis
 
 from .conftest import classification_frame, free_port, history_frame, wait_until
 

@@ -12,7 +12,7 @@ import pytest
 from django.db import connection
 
 from apps.monitoring.models import PredictionLog
-from apps.monitoring.redis_client import get_redis
+from apps.core.redis_client import get_redis
 from apps.monitoring.services import logbuffer
 from apps.monitoring.services.logbuffer import (
     COUNT_KEY,

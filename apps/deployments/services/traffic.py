@@ -16,6 +16,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from apps.core.errors import StateConflict
+
 from ..choices import OPEN_ROLLOUT_STATUSES, EventKind, RolloutStatus, VersionRole
 from ..models import Deployment, DeploymentEvent, DeploymentVersion, Rollout
 from ..notify import after_commit, deployment_stamp

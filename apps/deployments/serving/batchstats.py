@@ -51,7 +51,7 @@ class BatchSizes:
 
     @staticmethod
     def _push(pending: dict[str, int]) -> bool:
-        from apps.monitoring.redis_client import get_redis
+        from apps.core.redis_client import get_redis
 
         try:
             pipe = get_redis().pipeline(transaction=False)
@@ -66,7 +66,7 @@ class BatchSizes:
 
 def read_histogram() -> tuple[list[tuple[str, int]], int, int] | None:
     """([(le, cumulative count)…], sum, count) across every process, or None when Redis is down."""
-    from apps.monitoring.redis_client import get_redis
+    from apps.core.redis_client import get_redis
 
     try:
         raw = {k.decode(): int(v) for k, v in get_redis().hgetall(KEY).items()}

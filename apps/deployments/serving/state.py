@@ -200,7 +200,7 @@ class ServingState:
         if now < self._next_poll and not force:
             return
         self._next_poll = now + notify.poll_interval_s()
-        from apps.monitoring.redis_client import get_redis
+        from apps.core.redis_client import get_redis
 
         try:
             raw = get_redis().hgetall(GENERATION_KEY)

@@ -34,7 +34,7 @@ from django.conf import settings
 from django.db import DataError, IntegrityError, transaction
 
 from ..models import PredictionLog
-from ..redis_client import get_redis
+from apps.core.redis_client import get_redis
 from .logwriter import LogWriter
 from ..drift import add_feature_bins
 from ..rollups import minute_of

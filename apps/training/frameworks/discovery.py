@@ -131,3 +131,8 @@ def reset_catalog() -> None:
 
 def plugin_errors() -> list[PluginError]:
     return list(catalog().errors)
+
+
+def plugin_problems() -> list[str]:
+    """Model-type plugins that failed to load, each with its error: for /healthz and the admin banner."""
+    return [str(error) for error in plugin_errors()]

@@ -19,7 +19,8 @@ from pathlib import Path
 from django.db import transaction
 from threadpoolctl import threadpool_limits
 
-from apps.training import conf, live
+from apps.core import live
+from apps.training import conf
 from apps.training.choices import RunStatus, stopped_status
 from apps.training.frameworks.devices import training_threads
 from apps.training.models import TrainingRun

@@ -10,7 +10,8 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from apps.core.limits import INT32_MAX
-from apps.training import conf, live
+from apps.core import live
+from apps.training import conf
 from apps.training.choices import RUN_TERMINAL, Device, RunOrigin, RunStatus, StopReason, stopped_status
 from apps.training.models import Experiment, RunEvent, TrainingRun
 from apps.training.services.experiments import validate_training_config

@@ -7,8 +7,8 @@ from datetime import datetime
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from apps.core import live
 from apps.core.errors import StateConflict
-from apps.training import live
 from apps.training.choices import RUN_TERMINAL, RUN_TRANSITIONS, LogLevel, RunStatus, stopped_status
 from apps.training.models import RunEpoch, RunEvent, RunLogLine, TrainingRun
 from apps.training.signals import run_finished

@@ -17,7 +17,7 @@ INTEGRATION POINTS:
     - apps.registry: artifact_commit (temporary key, then commit), model_version_create_from_run.
     - apps.training.tasks: run_training (queues cpu / gpu, acks_late + reject_on_worker_lost),
       reap_stale_runs (beat), retrain_experiment (beat schedules).
-    - Channels groups training-run-<id> and training-runs (apps.training.live); signals
+    - Channels groups training-run-<id> and training-runs (apps.core.live); signals
       run_epoch_completed and run_finished (apps.training.signals) for tuning and dashboards.
 FEATURES:
     - Status machine QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELLED | PRUNED through one service that

@@ -3,10 +3,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.core.errors import StateConflict
+from apps.core.live import STUDIES_GROUP
+
 from ..choices import STUDY_TERMINAL, STUDY_TRANSITIONS, TRIAL_TERMINAL, TRIAL_TRANSITIONS, StudyStatus, TrialStatus
 from ..models import Trial, TuningEvent, TuningStudy
 
-STUDIES_GROUP = "tuning-studies"
 
 
 class StudyStateError(StateConflict):
@@ -17,7 +18,7 @@ def publish_study_changed(study_id: int) -> None:
     """Tells dashboards (group tuning-studies) once the current transaction commits."""
 
     def send():
-        from apps.training import live
+        from apps.core import live
 
         live.publish(STUDIES_GROUP, {"type": "study.changed", "study": study_id})
 

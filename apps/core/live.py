@@ -1,4 +1,5 @@
-"""Pushes messages to Channels groups from synchronous code (the worker's training loop, views).
+"""The Channels groups every app pushes to (named once, here), and `publish`, which pushes messages to
+them from synchronous code (the worker's training loop, services, views).
 
 A per-process background thread owns one event loop and sends the queued messages one after the
 other, so the training loop never waits on Redis and messages of a run arrive in the order they were
@@ -14,10 +15,15 @@ import time
 
 logger = logging.getLogger(__name__)
 
-RUNS_GROUP = "training-runs"
+DASHBOARD_GROUP = "dashboard"  # apps.dashboard: its own pushes
+DEPLOYMENTS_GROUP = "deployments"  # apps.deployments.notify: {"type": "deployment.changed", "deployment": name}
+RUNS_GROUP = "training-runs"  # apps.training: {"type": "run.status", "run": id, "status": ...}
+STUDIES_GROUP = "tuning-studies"  # apps.tuning: {"type": "study.changed", "study": id}
+ALERTS_GROUP = "alerts"  # apps.alerts.services: {"type": "alert.event", "event": id}
 
 
 def run_group(run_id: int) -> str:
+    """One run's page: its log lines, epochs and status."""
     return f"training-run-{run_id}"
 
 
