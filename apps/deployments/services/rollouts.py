@@ -230,10 +230,12 @@ def rollout_transition(*, rollout: Rollout, action: str, user=None, actor_label:
         routing_changed(deployment)
     else:
         after_commit(deployment.name)
-    if kind == EventKind.ROLLOUT_COMPLETED:
-        champion_alias_move(deployment, rollout.challenger, user, f"rollout {rollout.pk} completed", rollout=rollout)
     record_event(deployment=deployment, rollout=rollout, kind=kind, user=user, actor_label=actor_label, reason=reason,
                  from_status=before, to_status=rollout.status, metrics=snapshot)
+    if kind == EventKind.ROLLOUT_COMPLETED:
+        # After the event, so the alias move follows the completion in the timeline (a no-op when
+        # the delivery receiver of that event moved it already).
+        champion_alias_move(deployment, rollout.challenger, user, f"rollout {rollout.pk} completed", rollout=rollout)
     return rollout
 
 
