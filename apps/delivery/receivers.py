@@ -77,7 +77,8 @@ def retrain_on_alert(sender, instance, created, **kwargs):
     challenges new versions automatically retrains the experiment behind its champion, through the
     schedule service (so unchanged data and settings skip it, saying why). The new version then takes
     the policy's usual path: evaluation, rollout as challenger, gates."""
-    if not created or instance.kind != AlertEventKind.FIRING or instance.rule.kind not in RETRAIN_KINDS:
+    if kwargs.get("raw") or not created or instance.kind != AlertEventKind.FIRING or (
+            instance.rule.kind not in RETRAIN_KINDS):  # raw: loaddata restores an event, it does not fire one
         return
     from apps.deployments.selectors import deployment_primary_version
     from apps.training.services.schedules import experiment_retrain_scheduled

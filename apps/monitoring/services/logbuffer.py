@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
 import json
 import logging
 import math
@@ -113,7 +114,9 @@ def process_writer() -> LogWriter:
             if writer is None:
                 _writer_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
                 writer = LogWriter(
-                    store=logs_store, report=_report,
+                    # Its own id bound in: a writer outliving its replacement (a test's, after a timed-out
+                    # close) must not report under the new one's name.
+                    store=logs_store, report=functools.partial(_report, _writer_id),
                     capacity=int(getattr(settings, "PREDICTION_LOG_BUFFER_MAX", 50_000)),
                     batch_max=int(getattr(settings, "PREDICTION_LOG_BATCH_MAX", 1000)),
                     shutdown_s=float(getattr(settings, "PREDICTION_LOG_SHUTDOWN_S", 10)),
@@ -158,15 +161,15 @@ os.register_at_fork(after_in_child=forget_process_writer)
 atexit.register(prediction_logs_close)
 
 
-def _report(counters: dict, progress: dict | None) -> None:
+def _report(writer_id: str, counters: dict, progress: dict | None) -> None:
     pipe = get_redis().pipeline(transaction=False)
     for field, (count, latency_sum) in counters.items():
         pipe.hincrby(COUNT_KEY, field, count)
         pipe.hincrbyfloat(LATENCY_SUM_KEY, field, latency_sum)
     if progress is None:
-        pipe.hdel(WRITERS_KEY, _writer_id)
+        pipe.hdel(WRITERS_KEY, writer_id)
     else:
-        pipe.hset(WRITERS_KEY, _writer_id, json.dumps(progress, separators=(",", ":")))
+        pipe.hset(WRITERS_KEY, writer_id, json.dumps(progress, separators=(",", ":")))
         pipe.expire(WRITERS_KEY, int(WRITER_FORGET_S))
     pipe.execute()
 
