@@ -219,7 +219,8 @@ export function TrainingLogsWidget({
           <p className="mlops-note">Earlier epochs are not available ({seedError.message}); new ones appear live.</p>
         )}
         <div className="mlops-logs__pane-wrap">
-          <ol
+          {/* The scroll box carries role="log": on the <ol> it would hide the list from its <li>s. */}
+          <div
             ref={pane}
             className="mlops-logs__pane"
             role="log"
@@ -228,20 +229,22 @@ export function TrainingLogsWidget({
             tabIndex={0}
             onScroll={onScroll}
           >
-            {visible.length === 0 ? (
-              <li className="mlops-logs__placeholder">
-                {state.lines.length ? "No line matches the filter." : connection === "open" ? "Waiting for log lines…" : "No log lines yet."}
-              </li>
-            ) : (
-              visible.map((line) => (
-                <li key={line.seq} className={`mlops-log mlops-log--${line.level.toLowerCase()}`} data-seq={line.seq}>
-                  <span className="mlops-log__time">{formatClock(line.ts)}</span>
-                  <span className="mlops-log__level">{line.level}</span>
-                  <span className="mlops-log__msg">{line.message}</span>
+            <ol className="mlops-logs__lines">
+              {visible.length === 0 ? (
+                <li className="mlops-logs__placeholder">
+                  {state.lines.length ? "No line matches the filter." : connection === "open" ? "Waiting for log lines…" : "No log lines yet."}
                 </li>
-              ))
-            )}
-          </ol>
+              ) : (
+                visible.map((line) => (
+                  <li key={line.seq} className={`mlops-log mlops-log--${line.level.toLowerCase()}`} data-seq={line.seq}>
+                    <span className="mlops-log__time">{formatClock(line.ts)}</span>
+                    <span className="mlops-log__level">{line.level}</span>
+                    <span className="mlops-log__msg">{line.message}</span>
+                  </li>
+                ))
+              )}
+            </ol>
+          </div>
           {paused && (
             <button type="button" className="mlops-btn mlops-btn--primary mlops-logs__resume" onClick={resume}>
               Auto-scroll paused{unseen ? ` · ${unseen} new` : ""} · Jump to latest

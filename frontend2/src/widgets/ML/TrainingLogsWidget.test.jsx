@@ -111,6 +111,8 @@ describe("TrainingLogsWidget", () => {
       ws.last().receive(log(1));
     });
     const pane = screen.getByRole("log");
+    // The lines are a list of list items inside the log (role="log" on the <ol> itself hid them).
+    expect(within(within(pane).getByRole("list")).getAllByRole("listitem")).toHaveLength(1);
     Object.defineProperty(pane, "scrollHeight", { configurable: true, value: 1000 });
     Object.defineProperty(pane, "clientHeight", { configurable: true, value: 300 });
     act(() => {
