@@ -27,9 +27,11 @@ from dataclasses import dataclass, field
 
 from django.utils import timezone
 
+from apps.monitoring.arm_stats import ArmStats
+
 from ..choices import GateState, RolloutAction, RolloutStatus
 from ..models import Rollout
-from ..sequential import BETTER, WORSE, ArmStats, msprt
+from ..sequential import BETTER, WORSE, msprt
 from .traffic import TransitionConflict
 
 logger = logging.getLogger(__name__)
