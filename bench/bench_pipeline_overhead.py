@@ -149,7 +149,7 @@ def plain_job(experiment, params: dict, seed: int = 0) -> tuple[float, float]:
     """What a hand-written script does: load, prepare, fit, evaluate, save. Wall and CPU seconds."""
     from apps.datasets.preprocessing import prepare_training_data
     from apps.datasets.selectors import dataset_version_dataframe, dataset_version_latest
-    from apps.training.frameworks import NullReporter, get_adapter
+    from apps.frameworks import NullReporter, get_adapter
 
     started, cpu = time.perf_counter(), time.process_time()
     version = dataset_version_latest(dataset=experiment.dataset)

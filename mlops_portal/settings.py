@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "channels",
     "apps.core",
     "apps.datasets",
+    "apps.frameworks",
     "apps.training",
     "apps.registry",
     "apps.tuning",

@@ -17,7 +17,7 @@ urlpatterns = [
 ]
 
 # Each domain app contributes its own routes when it has a urls.py.
-for _app in ("datasets", "training", "registry", "tuning", "deployments", "monitoring", "dashboard", "delivery", "alerts"):
+for _app in ("datasets", "training", "registry", "tuning", "deployments", "dashboard", "delivery", "alerts"):
     try:
         module = import_module(f"apps.{_app}.urls")
     except ModuleNotFoundError as exc:

@@ -3,6 +3,8 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.utils.html import format_html_join
 
+from apps.core.admin_readonly import ReadOnlyAdmin, ReadOnlyInline
+
 from .models import AlertDelivery, AlertEvent, AlertRule, Webhook
 from .services import alert_rule_save, alert_rule_validate, webhook_save, webhook_validate
 
@@ -37,14 +39,11 @@ class WebhookForm(forms.ModelForm):
             self._update_errors(exc)
 
 
-class AlertEventInline(admin.TabularInline):
+class AlertEventInline(ReadOnlyInline):
     model = AlertEvent
     fields = ("created_at", "kind", "value", "threshold", "message", "retrain_note")
     readonly_fields = fields
-    extra = 0
-    max_num = 0
     ordering = ("-created_at",)
-    can_delete = False
     show_change_link = True
 
 
@@ -74,17 +73,15 @@ class WebhookAdmin(admin.ModelAdmin):
         webhook_save(webhook=obj)
 
 
-class AlertDeliveryInline(admin.TabularInline):
+class AlertDeliveryInline(ReadOnlyInline):
     model = AlertDelivery
     fields = ("webhook", "status", "attempts", "last_status_code", "last_error", "last_attempt_at", "delivered_at")
     readonly_fields = fields
-    extra = 0
-    max_num = 0
-    can_delete = False
 
 
 @admin.register(AlertEvent)
-class AlertEventAdmin(admin.ModelAdmin):
+class AlertEventAdmin(ReadOnlyAdmin):
+    deletable = True
     list_display = ("created_at", "rule", "deployment", "kind", "value", "threshold", "delivery_status")
     list_filter = ("kind", "rule__kind", "rule__deployment", "deliveries__status", ("created_at", admin.DateFieldListFilter))
     search_fields = ("rule__name", "rule__deployment__name", "message")
@@ -108,22 +105,11 @@ class AlertEventAdmin(admin.ModelAdmin):
         return format_html_join(", ", "{}: {} ({} attempts)", (
             (d.webhook.name, d.get_status_display(), d.attempts) for d in deliveries))
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(AlertDelivery)
-class AlertDeliveryAdmin(admin.ModelAdmin):
+class AlertDeliveryAdmin(ReadOnlyAdmin):
+    deletable = True
     list_display = ("id", "event", "webhook", "status", "attempts", "last_status_code", "last_error", "last_attempt_at")
     list_filter = ("status", "webhook")
     readonly_fields = ("event", "webhook", "status", "attempts", "last_status_code", "last_error", "errors",
                        "created_at", "last_attempt_at", "delivered_at")
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False

@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from datetime import datetime, timedelta
 
+from celery import current_app
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
@@ -175,10 +176,10 @@ def _publish(event_id: int) -> None:
 
 
 def _dispatch(delivery_id: int) -> None:
-    from .tasks import deliver_alert
-
     try:
-        deliver_alert.delay(delivery_id)
+        # By task name (routed to housekeeping by CELERY_TASK_ROUTES): apps.alerts.tasks imports these
+        # services, so they never import it back.
+        current_app.send_task("alerts.deliver", args=[delivery_id], ignore_result=True)
     except Exception as exc:  # the broker is down: say so on the row instead of losing it silently
         logger.exception("alert delivery %s could not be queued", delivery_id)
         AlertDelivery.objects.filter(pk=delivery_id).update(last_error=f"not queued: {exc}")

@@ -9,6 +9,7 @@ from django.utils.safestring import mark_safe
 
 from apps.core.admin_acts import StaffActionsMixin
 from apps.core.admin_display import validation_error_text
+from apps.core.admin_readonly import ReadOnlyAdmin, ReadOnlyInline
 from apps.core.roles import is_ml_staff
 
 from . import selectors
@@ -32,16 +33,10 @@ def histogram_bars(histogram: dict | None) -> list[dict]:
             for i, c in enumerate(counts)]
 
 
-class VersionInline(admin.TabularInline):
+class VersionInline(ReadOnlyInline):
     model = DatasetVersion
     fields = ["link", "rows", "size_bytes", "file_format", "sha_short", "source", "created_by", "created_at"]
     readonly_fields = fields
-    extra = 0
-    can_delete = False
-    show_change_link = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="version")
     def link(self, obj):
@@ -109,22 +104,15 @@ class DatasetAdmin(StaffActionsMixin, admin.ModelAdmin):
 
 
 @admin.register(DatasetVersion)
-class DatasetVersionAdmin(admin.ModelAdmin):
+class DatasetVersionAdmin(ReadOnlyAdmin):
+    # Immutable: uploads go through the dataset page (validation, dedup), and models and runs refer
+    # to versions, so none is edited or deleted here.
     list_display = ["__str__", "rows", "size_bytes", "file_format", "source", "created_by", "created_at"]
     list_filter = ["dataset", "source", "file_format"]
     search_fields = ["dataset__name", "sha256", "original_filename"]
     fields = ["dataset", "version", "original_filename", "file_format", "size_bytes", "rows", "sha256", "file",
               "source", "created_by", "created_at", "schema_table", "profile_view", "preview"]
     readonly_fields = fields
-
-    def has_add_permission(self, request):
-        return False  # uploads go through the dataset page (validation, dedup)
-
-    def has_change_permission(self, request, obj=None):
-        return False  # immutable
-
-    def has_delete_permission(self, request, obj=None):
-        return False  # models and runs refer to versions
 
     @admin.display(description="schema")
     def schema_table(self, obj):

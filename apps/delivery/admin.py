@@ -3,6 +3,8 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.utils.html import format_html, format_html_join
 
+from apps.core.admin_readonly import ReadOnlyAdmin
+
 from .models import CandidateEvaluation, DeliveryPolicy
 from .selectors import delivery_timeline
 from .services import delivery_policy_save, delivery_policy_validate
@@ -59,7 +61,8 @@ class DeliveryPolicyAdmin(admin.ModelAdmin):
 
 
 @admin.register(CandidateEvaluation)
-class CandidateEvaluationAdmin(admin.ModelAdmin):
+class CandidateEvaluationAdmin(ReadOnlyAdmin):
+    deletable = True
     list_display = ("id", "policy", "candidate", "champion", "status", "action", "metric", "candidate_value",
                     "champion_value", "rollout", "created_at")
     list_filter = ("status", "action")
@@ -73,9 +76,3 @@ class CandidateEvaluationAdmin(admin.ModelAdmin):
     def log_lines(self, obj):
         return format_html("<pre>{}</pre>", "\n".join(
             f"{line.get('ts', '')} {line.get('level', '')} {line.get('message', '')}" for line in obj.log or []))
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False

@@ -36,7 +36,7 @@ class Scores:
 def scored_metrics(task: str) -> list[str]:
     """The metrics an evaluation reports for `task`: those computed from predicted labels alone
     (found by asking compute_metrics itself, so the list cannot drift from it)."""
-    from apps.training.metrics import compute_metrics
+    from apps.frameworks.metrics import compute_metrics
 
     sample = [0, 1] if task == "classification" else [0.0, 1.0]
     return sorted(compute_metrics(task, sample, sample, n_classes=2 if task == "classification" else None))
@@ -112,7 +112,7 @@ def score_candidate(*, candidate, champion, dataset_version, metric: str, min_ro
     why when no fair comparison is possible (no time column, too few rows, different targets)."""
     from apps.datasets.selectors import dataset_version_dataframe
     from apps.registry.loading import load_model_version
-    from apps.training.metrics import compute_metrics
+    from apps.frameworks.metrics import compute_metrics
 
     dataset = dataset_version.dataset
     log: list[str] = []

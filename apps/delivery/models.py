@@ -80,7 +80,7 @@ class CandidateEvaluation(models.Model):
 
     @property
     def improvement(self) -> float | None:
-        from apps.training.metrics import greater_is_better
+        from apps.frameworks.metrics import greater_is_better
 
         if self.candidate_value is None or self.champion_value is None:
             return None

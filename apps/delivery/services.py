@@ -20,6 +20,7 @@ import logging
 import math
 import traceback
 
+from celery import current_app
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -50,7 +51,7 @@ def _champion_of(deployment):
 
 
 def default_metric(task: str) -> str:
-    from apps.training.metrics import DEFAULT_METRIC
+    from apps.frameworks.metrics import DEFAULT_METRIC
 
     return DEFAULT_METRIC.get(task, "accuracy")
 
@@ -111,8 +112,6 @@ def _dispatch(evaluation_id: int) -> None:
 
     from apps.training import conf
 
-    from .tasks import evaluate_candidate
-
     queue = conf.get("TRAINING_CPU_QUEUE")
     task_id = str(uuid.uuid4())
     sent = CandidateEvaluation.objects.filter(pk=evaluation_id, status=EvaluationStatus.QUEUED).update(
@@ -120,7 +119,9 @@ def _dispatch(evaluation_id: int) -> None:
     if not sent:
         return  # started or finished meanwhile: nothing to send
     try:
-        evaluate_candidate.apply_async(args=[evaluation_id], queue=queue, routing_key=queue, task_id=task_id)
+        # By task name: apps.delivery.tasks imports these services, so they never import it back.
+        current_app.send_task("delivery.evaluate_candidate", args=[evaluation_id], queue=queue, routing_key=queue,
+                              task_id=task_id, ignore_result=True)
     except Exception as exc:
         logger.exception("evaluation %s could not be queued", evaluation_id)
         evaluation = CandidateEvaluation.objects.filter(pk=evaluation_id, status=EvaluationStatus.QUEUED).first()

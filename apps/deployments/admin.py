@@ -10,6 +10,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from apps.core.admin_acts import StaffActionsMixin
+from apps.core.admin_readonly import ReadOnlyAdmin, ReadOnlyInline
 from apps.core.admin_display import (
     PrettyJSONFormField,
     format_metric,
@@ -38,29 +39,18 @@ from .services.model_deployment_service import (
 CONFIRM_TEMPLATE = "admin/deployments/confirm_action.html"
 
 
-class DeploymentVersionInline(admin.TabularInline):
+class DeploymentVersionInline(ReadOnlyInline):
     model = DeploymentVersion
     fields = ("model_version", "role", "weight", "shadow", "updated_at")
     readonly_fields = fields
-    extra = 0
-    can_delete = False
     ordering = ("-weight", "position")
 
-    def has_add_permission(self, request, obj=None):
-        return False
 
-
-class DeploymentEventInline(admin.TabularInline):
+class DeploymentEventInline(ReadOnlyInline):
     model = DeploymentEvent
     fields = ("created_at", "kind", "actor_label", "from_status", "to_status", "stage_index", "reason")
     readonly_fields = fields
-    extra = 0
-    can_delete = False
-    max_num = 0
     ordering = ("-created_at",)
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
     def get_queryset(self, request):
         return super().get_queryset(request).order_by("-created_at")
@@ -471,7 +461,7 @@ class RolloutAdmin(StaffActionsMixin, admin.ModelAdmin):
 
 
 @admin.register(DeploymentEvent)
-class DeploymentEventAdmin(admin.ModelAdmin):
+class DeploymentEventAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "deployment", "kind", "actor_label", "from_status", "to_status", "stage_index", "short_reason")
     list_filter = ("kind", "deployment")
     search_fields = ("reason", "actor_label", "deployment__name")
@@ -480,15 +470,6 @@ class DeploymentEventAdmin(admin.ModelAdmin):
     fields = readonly_fields
     traffic_json = json_display("traffic", open_=True)
     metrics_json = json_display("metrics", digits=4)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="reason")
     def short_reason(self, obj):

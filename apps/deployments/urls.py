@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import api, api_predict
+from . import api, api_monitoring, api_predict
 
 urlpatterns = [
     path("api/v1/deployments/", api.DeploymentListApi.as_view(), name="deployment-list"),
@@ -16,6 +16,11 @@ urlpatterns = [
     path("api/v1/deployments/<slug:name>/invocations", api_predict.InvocationsApi.as_view(), name="deployment-invocations"),
     path("api/v1/deployments/<slug:name>/ping", api_predict.PingApi.as_view(), name="deployment-ping"),
     path("api/v1/deployments/<slug:name>/version", api_predict.VersionApi.as_view(), name="deployment-version"),
+    path("api/v1/monitoring/deployments/<slug:name>/series", api_monitoring.DeploymentSeriesApi.as_view(),
+         name="monitoring-series"),
+    path("api/v1/monitoring/deployments/<slug:name>/summary", api_monitoring.DeploymentSummaryApi.as_view(),
+         name="monitoring-summary"),
+    path("metrics", api_monitoring.metrics_view, name="metrics"),
     path("v2", api_predict.V2ServerMetadataApi.as_view(), name="v2-server-metadata"),
     path("v2/health/live", api_predict.V2LiveApi.as_view(), name="v2-live"),
     path("v2/health/ready", api_predict.V2ReadyApi.as_view(), name="v2-ready"),

@@ -2,18 +2,9 @@
 metrics per deployment and version show on each deployment's admin page."""
 from django.contrib import admin
 
+from apps.core.admin_readonly import ReadOnlyAdmin
+
 from .models import Feedback, PredictionLog
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(PredictionLog)
@@ -30,10 +21,10 @@ class PredictionLogAdmin(ReadOnlyAdmin):
         # which served features no longer look like the training data.
         from django.conf import settings
 
-        from .selectors import live_drift_warnings
+        from .selectors import served_drift_warnings
         from .services.retention import monitoring_storage
 
-        context = {"storage": monitoring_storage(), "drift_warnings": live_drift_warnings(),
+        context = {"storage": monitoring_storage(), "drift_warnings": served_drift_warnings(),
                    "drift_warn": settings.MONITORING_DRIFT_WARN_PSI, "drift_alert": settings.MONITORING_DRIFT_ALERT_PSI}
         return super().changelist_view(request, extra_context={**context, **(extra_context or {})})
 

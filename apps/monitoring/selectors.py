@@ -312,15 +312,15 @@ def _bucketed_sums(*, deployment, start: datetime, end: datetime, bucket: int) -
     return out
 
 
-def deployment_series(*, deployment, window: str = DEFAULT_WINDOW, now: datetime | None = None) -> dict:
+def deployment_series(*, deployment, labels: dict, window: str = DEFAULT_WINDOW, now: datetime | None = None) -> dict:
     """Time buckets per model version for the dashboard: count, error rate, p50/p95/p99 latency,
-    and accuracy or RMSE from feedback on the answers served in each bucket (from the rollups)."""
+    and accuracy or RMSE from feedback on the answers served in each bucket (from the rollups).
+    `labels` names the versions: {"versions", "roles", "weights", "shadows", "tasks"}, each keyed
+    by model version id (apps.deployments.selectors.deployment_version_labels); a version missing
+    there is shown as retired."""
     start, end, bucket = window_bounds(window, now=now)
     start_epoch = start.timestamp()
     n_buckets = int(round((end.timestamp() - start_epoch) / bucket))
-    from apps.deployments.selectors import deployment_version_labels
-
-    labels = deployment_version_labels(deployment=deployment)
     tasks = dict(labels["tasks"])
     series: dict[int, dict] = {}
 
@@ -435,24 +435,24 @@ def drift_warnings(drift: dict[str, dict]) -> list[dict]:
     return sorted(flagged, key=lambda item: -(item["psi"] or 0))
 
 
-def live_drift_warnings(*, window: timedelta = timedelta(hours=1), now: datetime | None = None) -> list[dict]:
-    """Drift warnings of every version that takes traffic (or shadows it), over the last `window`:
-    [{deployment, version, feature, psi, js, served_values, level}], alerts first."""
-    from apps.deployments.models import Deployment, DeploymentVersion
+def served_drift_warnings(*, window: timedelta = timedelta(hours=1), now: datetime | None = None) -> list[dict]:
+    """Drift warnings of every version that served requests in the last `window`:
+    [{deployment, version, feature, psi, js, served_values, level}], alerts first. Which versions
+    served comes from the rollups (a version that served nothing has no drift to show)."""
+    from apps.registry.models import ModelVersion
 
     since = (now or timezone.now()) - window
-    live: dict[int, list] = {}
-    for row in DeploymentVersion.objects.filter(Q(weight__gt=0) | Q(shadow=True)).select_related("model_version"):
-        live.setdefault(row.deployment_id, []).append(row.model_version)
+    served: dict[tuple[int, str], list[int]] = {}
+    rows = PredictionRollup.objects.filter(span=MINUTE_SPAN, minute__gte=minute_of(since), requests__gt=0)
+    for deployment_id, name, version_id in (rows.values_list("deployment_id", "deployment__name", "model_version_id")
+                                            .distinct().order_by("deployment__name", "model_version_id")):
+        served.setdefault((deployment_id, name), []).append(version_id)
+    versions = ModelVersion.objects.select_related("dataset_version").in_bulk(
+        [version_id for ids in served.values() for version_id in ids])
     out = []
-    for deployment in Deployment.objects.filter(pk__in=list(live)).order_by("name"):
-        for version, drift in deployment_drift(deployment=deployment, versions=live[deployment.pk], since=since).items():
+    for (deployment_id, name), ids in served.items():
+        drifts = deployment_drift(deployment=deployment_id, versions=[versions[i] for i in ids], since=since)
+        for version, drift in drifts.items():
             for warning in drift_warnings(drift):
-                out.append({"deployment": deployment.name, "version": str(version.version), **warning})
+                out.append({"deployment": name, "version": str(version.version), **warning})
     return sorted(out, key=lambda w: (w["level"] != "alert", -(w["psi"] or 0)))
-
-
-def deployment_request_counts(*, deployment, since: datetime) -> dict:
-    return PredictionLog.objects.filter(deployment=deployment, served_at__gte=since).aggregate(
-        total=Count("id"), errors=Count("id", filter=Q(status=PredictionStatus.SERVER_ERROR))
-    )

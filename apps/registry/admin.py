@@ -7,6 +7,7 @@ from django.utils.html import format_html, format_html_join
 
 from apps.core.admin_acts import StaffActionsMixin
 from apps.core.admin_display import PRETTY_JSON_FIELDS, FrameworkAndCreatedColumns, format_metric, json_display
+from apps.core.admin_readonly import ReadOnlyAdmin, ReadOnlyInline
 
 from apps.core.admin_charts import evaluation_panel
 from apps.core.roles import is_ml_staff
@@ -16,29 +17,19 @@ from .selectors import model_versions_compare
 from .services import model_alias_set, model_version_update
 
 
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-
 class VersionInline(ReadOnlyInline):
     model = ModelVersion
     fields = ["version", "framework", "model_type", "dataset_version", "training_run", "created_at"]
     readonly_fields = fields
     ordering = ["-version"]
+    show_change_link = True
 
 
 class AliasInline(ReadOnlyInline):
     model = ModelAlias
     fields = ["alias", "version", "updated_by", "updated_at"]
     readonly_fields = fields
+    show_change_link = True
 
 
 class AliasEventInline(ReadOnlyInline):
@@ -46,7 +37,6 @@ class AliasEventInline(ReadOnlyInline):
     fk_name = "registered_model"
     fields = ["created_at", "alias", "from_version", "to_version", "actor", "reason"]
     readonly_fields = fields
-    show_change_link = False
 
 
 @admin.register(RegisteredModel)
@@ -229,18 +219,9 @@ class ModelVersionAdmin(StaffActionsMixin, FrameworkAndCreatedColumns, admin.Mod
 
 
 @admin.register(AliasEvent)
-class AliasEventAdmin(admin.ModelAdmin):
+class AliasEventAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "registered_model", "alias", "from_version", "to_version", "actor", "reason"]
     list_filter = ["registered_model", "alias"]
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in AliasEvent._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

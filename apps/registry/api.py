@@ -1,6 +1,6 @@
 from django.core.exceptions import ValidationError
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers, status
+from rest_framework import serializers
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -9,7 +9,7 @@ from apps.core.api import Pagination
 
 from . import selectors
 from .models import AliasEvent, ModelVersion, RegisteredModel
-from .services import model_alias_set, model_version_create_from_run, model_version_update
+from .services import model_alias_set, model_version_update
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
@@ -75,12 +75,6 @@ class AliasInputSerializer(serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True, default="")
 
 
-class RegisterInputSerializer(serializers.Serializer):
-    run = serializers.IntegerField(min_value=1)
-    tags = serializers.DictField(required=False, default=dict)
-    description = serializers.CharField(required=False, allow_blank=True, default="")
-
-
 class VersionUpdateSerializer(serializers.Serializer):
     tags = serializers.DictField(required=False)
     description = serializers.CharField(required=False, allow_blank=True)
@@ -131,21 +125,6 @@ class ModelVersionListApi(GenericAPIView):
     def get(self, request, name: str):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
-
-    @extend_schema(request=RegisterInputSerializer, responses={201: ModelVersionSerializer},
-                   summary="Register a succeeded run as the next version of this model")
-    def post(self, request, name: str):
-        from apps.training.models import TrainingRun
-
-        serializer = RegisterInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        run = TrainingRun.objects.filter(pk=data["run"]).first()
-        if run is None:
-            raise ValidationError({"run": "no such training run."})
-        version = model_version_create_from_run(run=run, name=name, user=request.user, tags=data["tags"],
-                                                description=data["description"])
-        return Response(ModelVersionSerializer(version).data, status=status.HTTP_201_CREATED)
 
 
 class ModelVersionDetailApi(GenericAPIView):

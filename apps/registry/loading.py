@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from apps.training.frameworks import get_adapter
-from apps.training.frameworks.base import UnsafeArtifact
+from apps.frameworks import get_adapter
+from apps.frameworks.fitting import UnsafeArtifact
 
 from .storage import ArtifactIntegrityError, artifact_fetch
 

@@ -24,62 +24,31 @@ def registered_model_get_or_create(*, name: str, user=None, description: str = "
     return model
 
 
-def _metrics_of(run) -> dict:
-    return {"val": run.val_metrics or {}, "test": run.test_metrics or {}}
-
-
-def model_version_create_from_run(*, run, name: str | None = None, user=None, tags: dict | None = None,
-                                  description: str = "") -> ModelVersion:
-    """Registers a succeeded run's committed artifact as the next version of model `name`
-    (default: the experiment's name). Registering the same run under the same name again returns
-    the existing version. The artifact is verified (every file hashed) before the version exists.
-    """
-    from apps.training.choices import RunStatus
-    from apps.training.models import TrainingRun
-
-    run = TrainingRun.objects.select_related("experiment", "dataset_version").get(pk=run.pk)
-    if run.status != RunStatus.SUCCEEDED:
-        raise ValidationError({"run": f"run {run.pk} is {run.status}; only a succeeded run can be registered."})
-    if not run.artifact_uri or not run.artifact_sha256:
-        raise ValidationError({"run": f"run {run.pk} has no committed artifact."})
-    if tags is not None and not isinstance(tags, dict):
-        raise ValidationError({"tags": "must be an object of tag names to values."})
+def model_version_create(*, name: str, training_run, artifact_uri: str, artifact_sha256: str, user=None,
+                         tags: dict | None = None, description: str = "", **fields) -> ModelVersion:
+    """Registers a committed artifact, made by `training_run`, as the next version of model `name`
+    (the run itself is checked by apps.training.services.registration). Registering the same run
+    under the same name again returns the existing version. The artifact is verified (every file
+    hashed) before the version exists. `fields` are the version's other columns (framework, signature,
+    metrics, ...)."""
     try:
-        artifact_verify(uri=run.artifact_uri, sha256=run.artifact_sha256)
+        artifact_verify(uri=artifact_uri, sha256=artifact_sha256)
     except ArtifactIntegrityError as exc:
-        raise ValidationError({"run": f"run {run.pk}'s artifact cannot be registered: {exc}"}) from exc
+        raise ValidationError({"run": f"run {training_run.pk}'s artifact cannot be registered: {exc}"}) from exc
 
-    name = name or run.experiment.name
     model = registered_model_get_or_create(name=name, user=user)
     with transaction.atomic():
         # The row lock serialises version numbering per model across processes.
         model = RegisteredModel.objects.select_for_update().get(pk=model.pk)
-        existing = ModelVersion.objects.filter(registered_model=model, training_run=run).first()
+        existing = ModelVersion.objects.filter(registered_model=model, training_run=training_run).first()
         if existing is not None:
             return existing
         model.last_version += 1
         model.save(update_fields=["last_version", "updated_at"])
         return ModelVersion.objects.create(
-            registered_model=model,
-            version=model.last_version,
-            framework=run.framework,
-            model_type=run.model_type,
-            task=run.experiment.task,
-            artifact_uri=run.artifact_uri,
-            artifact_sha256=run.artifact_sha256,
-            signature=run.signature,
-            metrics=_metrics_of(run),
-            params=run.params,
-            dataset_version=run.dataset_version,
-            dataset_sha256=run.dataset_sha256,
-            training_run=run,
-            library_versions=run.library_versions,
-            code_version=run.code_version,
-            plugin=run.plugin,
-            tags={"experiment": run.experiment.name, **(tags or {})},
-            description=description,
-            created_by=user,
-        )
+            registered_model=model, version=model.last_version, artifact_uri=artifact_uri,
+            artifact_sha256=artifact_sha256, training_run=training_run, tags=tags or {}, description=description,
+            created_by=user, **fields)
 
 
 @transaction.atomic

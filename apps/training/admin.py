@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from apps.core.admin_acts import StaffActionsMixin
+from apps.core.admin_readonly import ReadOnlyInline
 from apps.core.admin_charts import evaluation_panel, line_chart
 from apps.core.admin_display import (
     add_service_errors,
@@ -184,7 +185,7 @@ def run_search_conditions(search_term: str) -> tuple[list, list[str]]:
     `name<op>value`: a metric name (any task's, e.g. accuracy, rmse) reads the validation metrics,
     `test.name` the test metrics, anything else (or `params.name`) the params. Numbers compare as
     numbers; `=` also takes true/false and words. An unreadable condition comes back as its error text."""
-    from apps.training.metrics import metric_names
+    from apps.frameworks.metrics import metric_names
 
     metrics = set(metric_names("regression")) | set(metric_names("classification"))
     conditions, words = [], []
@@ -254,15 +255,10 @@ class TriggerFilter(admin.ChoicesFieldListFilter):
         self.title = "trigger"
 
 
-class RunEventInline(admin.TabularInline):
+class RunEventInline(ReadOnlyInline):
     model = RunEvent
     fields = ["created_at", "from_status", "to_status", "attempt", "reason", "actor"]
     readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(TrainingRun)

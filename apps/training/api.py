@@ -9,9 +9,11 @@ from rest_framework.views import APIView
 
 from apps.core.api import Pagination
 from apps.core.schema import ErrorSerializer
+from apps.registry import api as registry_api
 
 from . import selectors
 from .choices import RunOrigin, RunStatus
+from .models import TrainingRun
 from .serializers import (
     EpochSerializer,
     ExperimentInputSerializer,
@@ -19,6 +21,7 @@ from .serializers import (
     ExperimentUpdateSerializer,
     FrameworkSerializer,
     LogPageSerializer,
+    RegisterInputSerializer,
     RunCancelSerializer,
     RunDetailSerializer,
     RunOutputSerializer,
@@ -26,6 +29,7 @@ from .serializers import (
     TrainSerializer,
 )
 from .services.experiments import experiment_create, experiment_training_config, experiment_update
+from .services.registration import model_version_create_from_run
 from .services.training_pipeline import training_run_request_stop, training_run_retry, training_run_start
 
 
@@ -200,7 +204,7 @@ class RunEpochsApi(ListAPIView):
 class FrameworkListApi(APIView):
     @extend_schema(responses=FrameworkSerializer(many=True), summary="Frameworks, model types and their parameters")
     def get(self, request):
-        from .frameworks import FRAMEWORK_LABELS, FRAMEWORKS, get_adapter
+        from apps.frameworks import FRAMEWORK_LABELS, FRAMEWORKS, get_adapter
 
         data = []
         for name in FRAMEWORKS:
@@ -208,3 +212,21 @@ class FrameworkListApi(APIView):
             data.append({"name": name, "label": FRAMEWORK_LABELS[name], "supports_gpu": adapter.supports_gpu,
                          "model_types": adapter.describe()})
         return Response(FrameworkSerializer(data, many=True).data)
+
+
+class ModelVersionListApi(registry_api.ModelVersionListApi):
+    """GET lists a model's versions (the registry's view). POST registers a succeeded run as the next
+    version: that starts from a run, so this route is training's (apps/CONTRACTS.md, "Import directions")."""
+
+    @extend_schema(request=RegisterInputSerializer, responses={201: registry_api.ModelVersionSerializer},
+                   summary="Register a succeeded run as the next version of this model")
+    def post(self, request, name: str):
+        serializer = RegisterInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        run = TrainingRun.objects.filter(pk=data["run"]).first()
+        if run is None:
+            raise ValidationError({"run": "no such training run."})
+        version = model_version_create_from_run(run=run, name=name, user=request.user, tags=data["tags"],
+                                                description=data["description"])
+        return Response(registry_api.ModelVersionSerializer(version).data, status=status.HTTP_201_CREATED)

@@ -10,6 +10,6 @@ class TrainingConfig(AppConfig):
         from apps.core.health import problem_source_register
 
         from . import receivers  # noqa: F401  (retrain when a new dataset version arrives)
-        from .frameworks.discovery import plugin_problems
+        from apps.frameworks.discovery import plugin_problems
 
         problem_source_register(plugin_problems)

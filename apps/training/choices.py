@@ -1,6 +1,7 @@
 from django.db import models
 
 from apps.datasets.choices import DatasetTask
+from apps.frameworks.choices import Framework  # noqa: F401  (owned by the adapters; runs store it)
 
 
 class RunStatus(models.TextChoices):
@@ -26,14 +27,6 @@ RUN_TRANSITIONS = {
     RunStatus.CANCELLED: set(),
     RunStatus.PRUNED: set(),
 }
-
-
-class Framework(models.TextChoices):
-    TORCH = "torch", "PyTorch"
-    KERAS = "keras", "TensorFlow / Keras"
-    SKLEARN = "sklearn", "scikit-learn"
-    XGBOOST = "xgboost", "XGBoost"
-    LIGHTGBM = "lightgbm", "LightGBM"
 
 
 class Device(models.TextChoices):

@@ -8,7 +8,7 @@ stays a few kilobytes however big the split is.
 """
 import numpy as np
 
-from .metrics import CLASSIFICATION, REGRESSION
+from apps.frameworks.metrics import CLASSIFICATION, REGRESSION
 
 CURVE_POINTS = 101
 SCATTER_POINTS = 200

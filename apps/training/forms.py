@@ -21,7 +21,7 @@ class TrainNowForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        from .frameworks import FRAMEWORKS, get_adapter
+        from apps.frameworks import FRAMEWORKS, get_adapter
 
         # Plugin model types are listed like the built-in ones.
         listed = "; ".join(f"{fw}: {', '.join(get_adapter(fw).model_types)}" for fw in FRAMEWORKS)

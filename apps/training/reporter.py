@@ -183,7 +183,7 @@ class RunWriter:
 
 
 class RunReporter:
-    """The reporter handed to adapter.fit (see apps.training.frameworks.base.Reporter): log() and
+    """The reporter handed to adapter.fit (see apps.frameworks.base.Reporter): log() and
     epoch() only enqueue, should_stop() only reads a flag, so the training loop does no I/O."""
 
     def __init__(self, run: TrainingRun, attempt: int, watcher: RunWatcher | None, writer: RunWriter):

@@ -142,3 +142,9 @@ class FrameworkSerializer(serializers.Serializer):
     label = serializers.CharField()
     supports_gpu = serializers.BooleanField()
     model_types = serializers.DictField()
+
+
+class RegisterInputSerializer(serializers.Serializer):
+    run = serializers.IntegerField(min_value=1)
+    tags = serializers.DictField(required=False, default=dict)
+    description = serializers.CharField(required=False, allow_blank=True, default="")

@@ -13,4 +13,6 @@ urlpatterns = [
     path("api/v1/runs/<int:pk>/logs", api.RunLogsApi.as_view(), name="api-run-logs"),
     path("api/v1/runs/<int:pk>/epochs", api.RunEpochsApi.as_view(), name="api-run-epochs"),
     path("api/v1/frameworks/", api.FrameworkListApi.as_view(), name="api-frameworks"),
+    # A model's version list with registering a run (POST): registering needs the run.
+    path("api/v1/models/<str:name>/versions/", api.ModelVersionListApi.as_view(), name="api-model-versions"),
 ]

@@ -4,6 +4,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from apps.core.admin_acts import StaffActionsMixin
+from apps.core.admin_readonly import ReadOnlyInline
 from apps.core.admin_display import (
     PRETTY_JSON_FIELDS,
     FrameworkAndCreatedColumns,
@@ -34,20 +35,15 @@ def trial_value(trial: Trial) -> str:
     return format_metric(trial.value)
 
 
-class TrialInline(admin.TabularInline):
+class TrialInline(ReadOnlyInline):
     model = Trial
     fields = ["number", "status_col", "params_col", "value_col", "epochs", "run_link", "error"]
     readonly_fields = fields
-    extra = 0
-    can_delete = False
     show_change_link = True
     ordering = ["number"]
     # Collapsed: the live widget above is the study's trial list; this one is for the links to each run.
     classes = ["collapse"]
     verbose_name_plural = "trials with links to their runs (as of page load)"
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="status")
     def status_col(self, obj):
@@ -77,15 +73,10 @@ class TrialInline(admin.TabularInline):
                            obj.run_id)
 
 
-class EventInline(admin.TabularInline):
+class EventInline(ReadOnlyInline):
     model = TuningEvent
     fields = ["created_at", "trial", "from_status", "to_status", "reason", "actor"]
     readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(TuningStudy)

@@ -13,7 +13,7 @@ from apps.datasets.ingest import detect_format
 from apps.deployments.choices import OPEN_ROLLOUT_STATUSES, TERMINAL_ROLLOUT_STATUSES, RolloutAction, RolloutStatus
 from apps.deployments.serializers import ROLLOUT_ACTIONS
 from apps.deployments.services.rollouts import ALLOWED_FROM
-from apps.training import metrics
+from apps.frameworks import metrics
 from apps.training.choices import (
     RUN_ACTIVE,
     RUN_TERMINAL,
@@ -24,9 +24,10 @@ from apps.training.choices import (
     StopReason,
     stopped_status,
 )
-from apps.training.frameworks import _ADAPTER_CLASSES, FRAMEWORKS, HISTORY_FRAMEWORKS, get_adapter
-from apps.training.frameworks.devices import DEVICES
-from apps.training.frameworks.discovery import catalog
+from apps.frameworks import _ADAPTER_CLASSES, FRAMEWORKS, get_adapter
+from apps.frameworks.choices import HISTORY_FRAMEWORKS
+from apps.frameworks.devices import DEVICES
+from apps.frameworks.discovery import catalog
 from apps.training.serializers import RunCancelSerializer
 from apps.tuning.choices import (
     STUDY_TERMINAL,

@@ -2,11 +2,13 @@
 same feedback sums in the minute each answer was served in, and a rebuild that gives what the writer
 and the feedback service added up incrementally."""
 import time
+from datetime import timedelta
 
 import numpy as np
 import pandas as pd
 from django.core.management import call_command
 
+from apps.deployments.selectors import deployment_version_labels
 from apps.monitoring.histogram import latency_bin
 from apps.monitoring.models import Feedback, PredictionLog, PredictionRollup, RollupBin
 from apps.monitoring.rollups import ALL_TIME
@@ -75,7 +77,7 @@ def test_rollups_equal_the_raw_aggregates_late_feedback_lands_in_its_minute_and_
         assert window.feedback_rows == labelled.n.sum() and window.log_loss is not None
         assert sum(b["count"] for b in window.calibration) == labelled.n.sum()
     # The dashboard's day (15-minute buckets, from the quarter-hour rows) counts every request once.
-    day = deployment_series(deployment=deployment, window="24h")
+    day = deployment_series(deployment=deployment, labels=deployment_version_labels(deployment=deployment), window="24h")
     assert sum(p["count"] for v in day["versions"] for p in v["points"]) == len(logs)
     assert sum(p["feedback"] for v in day["versions"] for p in v["points"]) == feedback.n.sum()
 
@@ -96,7 +98,7 @@ def test_sending_the_same_ground_truth_twice_counts_it_once(deployment, champion
 
 def test_drift_uses_the_training_profiles_fixed_bins_so_it_does_not_grow_with_traffic_and_warns_past_the_thresholds(
         deployment, champion):
-    from apps.monitoring.selectors import deployment_drift, drift_warnings
+    from apps.monitoring.selectors import deployment_drift, drift_warnings, served_drift_warnings
 
     start = time.time() - 3600
     since = pd.Timestamp(start - 60, unit="s", tz="UTC").to_pydatetime()
@@ -118,6 +120,11 @@ def test_drift_uses_the_training_profiles_fixed_bins_so_it_does_not_grow_with_tr
     assert shifted["f3"]["level"] == "alert" and shifted["f3"]["psi"] > 0.25 and shifted["f3"]["js"] > 0.05
     assert shifted["f1"]["level"] == "ok"
     assert [w["feature"] for w in drift_warnings(shifted)] == ["f3"]
+    # The admin's drift panel (prediction logs page) finds it from the versions that served then.
+    panel = served_drift_warnings(window=timedelta(seconds=60),
+                                  now=pd.Timestamp(later + 60, unit="s", tz="UTC").to_pydatetime())
+    assert [(w["deployment"], w["version"], w["feature"], w["level"]) for w in panel] == [
+        (deployment.name, str(champion.version), "f3", "alert")]
 
 
 def test_a_version_with_history_counts_only_each_lines_latest_row_for_drift_and_others_every_row():

@@ -5,7 +5,7 @@ import textwrap
 
 import pytest
 
-from apps.training.frameworks.discovery import reset_catalog
+from apps.frameworks.discovery import reset_catalog
 
 
 @pytest.fixture

@@ -5,9 +5,9 @@ import pytest
 from django.core.management import call_command
 from django.test import Client
 
-from apps.training.frameworks import get_adapter
-from apps.training.frameworks.discovery import catalog, plugin_errors
-from apps.training.frameworks.model_types import plugin_provenance
+from apps.frameworks import get_adapter
+from apps.frameworks.discovery import catalog, plugin_errors
+from apps.frameworks.model_types import plugin_provenance
 from tests.training_frameworks.support import make_data
 
 GOOD_PLUGIN = """
@@ -59,7 +59,7 @@ def test_a_module_named_in_settings_is_a_plugin_source(plugin_module):
 
 
 def test_a_type_refuses_a_task_it_does_not_declare(plugin_module):
-    from apps.training.frameworks import InvalidParameter
+    from apps.frameworks import InvalidParameter
 
     plugin_module("team_models_ok", GOOD_PLUGIN)
     with pytest.raises(InvalidParameter, match="team_ridge supports regression only"):
@@ -121,7 +121,7 @@ def test_a_plugin_that_fails_to_import_is_reported_and_the_rest_keeps_working(pl
             framework = "sklearn"
             name = "linear"
             def build(self, **kw): ...
-     """, "sklearn/linear is already provided by apps.training.frameworks.builtin"),
+     """, "sklearn/linear is already provided by apps.frameworks.builtin"),
     ("""
         from apps.training.plugins import ModelType
         class Bad(ModelType):

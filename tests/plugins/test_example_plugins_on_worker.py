@@ -106,7 +106,7 @@ TEAM_MODEL = textwrap.dedent(TEAM_LOGIT)
 
 def test_a_version_trained_on_the_worker_is_refused_where_its_plugin_code_differs(
         worker_factory, settings, tmp_path, monkeypatch, serving_in_request, fresh_catalog, staff_user, staff_api):
-    from apps.training.frameworks.discovery import reset_catalog
+    from apps.frameworks.discovery import reset_catalog
 
     (tmp_path / "team_plugin.py").write_text(TEAM_MODEL)
     # A worker of its own with the plugin on its path, on a queue of its own.

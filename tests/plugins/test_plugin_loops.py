@@ -1,7 +1,7 @@
 """Plugins that bring their own loop stop when asked; plugin networks with tied weights round-trip."""
 import numpy as np
 
-from apps.training.frameworks import get_adapter
+from apps.frameworks import get_adapter
 from tests.training_frameworks.support import RecordingReporter, make_data
 
 

@@ -1,7 +1,7 @@
 """A saved model names the plugin code that built it; loading refuses another; nothing unsafe is saved."""
 import pytest
 
-from apps.training.frameworks import PluginUnavailable, UnsafeArtifact, get_adapter, load_trained
+from apps.frameworks import PluginUnavailable, UnsafeArtifact, get_adapter, load_trained
 from tests.deployments.conftest import SCALE_SPEC, classification_frame, record, train_version
 from tests.training_frameworks.support import make_data
 
@@ -26,7 +26,7 @@ def test_a_saved_model_records_the_plugin_and_loads_while_the_code_is_unchanged(
 
 
 def test_a_model_whose_plugin_is_uninstalled_is_refused_with_its_name(plugin_module, tmp_path, settings):
-    from apps.training.frameworks.discovery import reset_catalog
+    from apps.frameworks.discovery import reset_catalog
 
     plugin_module("team_logit_mod", TEAM_LOGIT)
     folder = _saved(tmp_path)

@@ -9,7 +9,8 @@ from django.test import Client
 from django.urls import reverse
 
 from apps.registry.models import AliasEvent, ModelVersion
-from apps.registry.services import model_alias_set, model_version_create_from_run
+from apps.registry.services import model_alias_set
+from apps.training.services.registration import model_version_create_from_run
 from apps.training.models import TrainingRun
 
 

@@ -19,7 +19,7 @@ from apps.registry.storage import (
     artifact_fetch,
     artifact_read_manifest,
 )
-from apps.training.frameworks import UnsafeArtifact
+from apps.frameworks import UnsafeArtifact
 from tests.brokers import free_port
 
 

@@ -27,7 +27,7 @@ FAST_PARAMS = {
 
 
 def fast_params(framework: str, model_type: str, **overrides) -> dict:
-    from apps.training.frameworks import get_adapter
+    from apps.frameworks import get_adapter
 
     known = get_adapter(framework).model_types.get(model_type, {})
     params = {k: v for k, v in FAST_PARAMS.get((framework, model_type), {}).items() if k in known}
@@ -71,7 +71,7 @@ def diabetes_dataset(*, name: str = "tiny-diabetes", rows: int = 200, user=None)
 
 def experiment(*, dataset, spec, name: str = "tiny-direction", framework: str = "sklearn", model_type: str = "",
                params: dict | None = None, user=None, **kwargs):
-    from apps.training.frameworks import get_adapter
+    from apps.frameworks import get_adapter
     from apps.training.services.experiments import experiment_create
 
     model_type = model_type or next(iter(get_adapter(framework).model_types))

@@ -4,7 +4,7 @@ import pytest
 
 from apps.registry.loading import load_model_version
 from apps.training.choices import RunStatus
-from apps.training.frameworks.devices import gpu_available
+from apps.frameworks import gpu_available
 from apps.training.models import TrainingRun
 
 from .waiting import wait_for_run

@@ -257,12 +257,12 @@ def test_a_run_whose_message_the_broker_refuses_ends_failed_instead_of_waiting_f
         price_experiment, monkeypatch, django_capture_on_commit_callbacks):
     from kombu.exceptions import OperationalError
 
-    from apps.training.tasks import run_training
+    from mlops_portal.celery import app
 
     def broker_down(*args, **kwargs):
         raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
-    monkeypatch.setattr(run_training, "apply_async", broker_down)
+    monkeypatch.setattr(app, "send_task", broker_down)
     from apps.training.services.experiments import experiment_training_config
     from apps.training.services.training_pipeline import training_run_start
 

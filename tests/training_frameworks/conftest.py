@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from apps.training.frameworks import get_adapter
+from apps.frameworks import get_adapter
 
 from .support import TINY_PARAMS, RecordingReporter, make_data, task_of
 

@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from apps.training.frameworks import get_adapter, load_trained
-from apps.training.metrics import metric_names
+from apps.frameworks import get_adapter, load_trained
+from apps.frameworks.metrics import metric_names
 
 from .support import COMBO_IDS, COMBOS, task_of
 

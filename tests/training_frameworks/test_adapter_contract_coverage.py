@@ -4,8 +4,8 @@ built-in or plugin model type cannot ship without passing the contract."""
 
 import portal_example_models
 
-from apps.training.frameworks import FRAMEWORKS, get_adapter
-from apps.training.frameworks.discovery import catalog, plugin_errors
+from apps.frameworks import FRAMEWORKS, get_adapter
+from apps.frameworks.discovery import catalog, plugin_errors
 
 from .support import COMBOS, TINY_PARAMS, task_of
 

@@ -8,10 +8,10 @@ import textwrap
 import numpy as np
 import pytest
 
-from apps.training.frameworks import ArtifactError, NoGpuAvailable, UnsafeArtifact, get_adapter, load_trained
-from apps.training.frameworks.artifacts import file_sha256
-from apps.training.frameworks.devices import gpu_available
-from apps.training.frameworks.discovery import reset_catalog
+from apps.frameworks import ArtifactError, NoGpuAvailable, UnsafeArtifact, get_adapter, load_trained
+from apps.frameworks.artifacts import file_sha256
+from apps.frameworks import gpu_available
+from apps.frameworks.discovery import reset_catalog
 
 from .support import TINY_PARAMS, RecordingReporter, make_data
 

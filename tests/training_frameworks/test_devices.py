@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-from apps.training.frameworks import NoGpuAvailable, get_adapter
-from apps.training.frameworks.devices import resolve_device, training_threads
+from apps.frameworks import NoGpuAvailable, get_adapter
+from apps.frameworks import resolve_device
+from apps.frameworks.devices import training_threads
 
 from .support import TINY_PARAMS, RecordingReporter, make_data
 

@@ -1,9 +1,9 @@
-"""apps.training.metrics: the numbers every page and study share."""
+"""apps.frameworks.metrics: the numbers every page and study share."""
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from apps.training.metrics import DEFAULT_METRIC, compute_metrics, greater_is_better, metric_names
+from apps.frameworks.metrics import DEFAULT_METRIC, compute_metrics, greater_is_better, metric_names
 
 
 def test_binary_classification_metrics_match_hand_computed_values():

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from apps.training.frameworks import FRAMEWORKS, InvalidParameter, get_adapter
+from apps.frameworks import FRAMEWORKS, InvalidParameter, get_adapter
 
 from .support import RecordingReporter, make_data
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from apps.training.frameworks import get_adapter
+from apps.frameworks import get_adapter
 
 from .support import TINY_PARAMS, RecordingReporter, make_data
 

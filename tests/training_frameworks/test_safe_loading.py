@@ -10,8 +10,8 @@ import pickle
 import pytest
 import torch
 
-from apps.training.frameworks import ArtifactError, UnsafeArtifact, get_adapter, load_trained
-from apps.training.frameworks.artifacts import file_sha256
+from apps.frameworks import ArtifactError, UnsafeArtifact, get_adapter, load_trained
+from apps.frameworks.artifacts import file_sha256
 
 
 def _save(fitted, framework, model_type, directory):
@@ -55,7 +55,7 @@ def test_a_skops_file_holding_a_type_off_the_allowlist_is_refused(fitted, tmp_pa
 
 
 def test_a_keras_archive_with_a_lambda_layer_is_refused(fitted, tmp_path):
-    from apps.training.frameworks.keras_adapter import keras_module
+    from apps.frameworks.keras_adapter import keras_module
 
     _save(fitted, "keras", "mlp", tmp_path)
     keras = keras_module()

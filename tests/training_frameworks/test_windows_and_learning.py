@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from apps.training.frameworks import get_adapter
-from apps.training.frameworks.windows import window_index
+from apps.frameworks import get_adapter
+from apps.frameworks.windows import window_index
 
 from .support import RecordingReporter, make_data
 

@@ -37,7 +37,8 @@ from apps.monitoring.services.feedback import feedback_record as _feedback_recor
 from ..choices import RolloutAction
 from ..models import Deployment, Rollout
 from ..serving.inputs import InputError
-from ..serving.predict import Prediction, PredictionFailed, PredictionInputError, predictor
+from ..serving.errors import PredictionFailed, PredictionInputError
+from ..serving.predict import Prediction, predictor
 from ..serving.state import DeploymentNotFound, ModelUnavailable
 from .gates import GateReport, rollout_evaluate, rollout_gates_check, running_rollout_ids
 from .rollouts import deployment_rollback, rollout_create, rollout_transition, validate_gates, validate_stages

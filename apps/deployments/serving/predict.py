@@ -45,6 +45,7 @@ from apps.monitoring.choices import PredictionStatus
 from apps.monitoring.services.logbuffer import log_entry, prediction_log_push
 
 from ..router import routing_key_hash
+from .errors import PredictionFailed, PredictionInputError
 from .inputs import CheckedRows, InputError, check_columns, parse_mlflow, parse_v2
 from .protocol import probabilities_field, probabilities_requested
 from .v2 import pinned_version_id
@@ -54,19 +55,6 @@ logger = logging.getLogger(__name__)
 
 DRIFT_SAMPLE_ROWS = 5  # per request, drawn among its predicted rows (_drift_sample)
 FP32_DIGITS = 7
-
-
-class PredictionInputError(InputError):
-    """Bad input, attributed to the version that was chosen (the API answers 400)."""
-
-    def __init__(self, field: str, message: str, *, version: str | None = None, needed_rows: int | None = None):
-        super().__init__(field, message)
-        self.version = version
-        self.needed_rows = needed_rows
-
-
-class PredictionFailed(RuntimeError):
-    """The model raised on valid input (the API answers 500 and the error counts against the version)."""
 
 
 class NonFinitePrediction(ArithmeticError):

@@ -7,13 +7,14 @@ from dataclasses import dataclass
 
 from apps.datasets.choices import DatasetTask
 
+from .errors import PredictionFailed, PredictionInputError
 from .inputs import InputError
-from .v2 import VersionNotServed, binary_outputs, encode_response
+from .state import DeploymentNotFound, ModelUnavailable
+from .v2 import PROBABILITIES, VersionNotServed, binary_outputs, encode_response, v2_datatype
 
 MLFLOW = "mlflow"
 V2 = "v2"
 V2_OUTPUTS = ("predictions", "rows")
-PROBABILITIES = "probabilities"
 # Every output a V2 request may name. "predict" is what KServe's scikit-learn server calls the labels.
 V2_OUTPUT_NAMES = (*V2_OUTPUTS, PROBABILITIES)
 V2_OUTPUT_ALIASES = {"predict": "predictions"}
@@ -121,15 +122,6 @@ def request_options(protocol: str, body: dict, routing_header: str | None) -> Re
                           binary_outputs=binary_outputs(body, names))
 
 
-def v2_datatype(values: list) -> str:
-    if values and all(isinstance(v, bool) for v in values):
-        return "BOOL"
-    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        return "INT64"
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        return "FP64"
-    return "BYTES"
-
 
 def response_body(protocol: str, deployment: str, prediction, options: RequestOptions) -> dict:
     """The answer in the protocol's shape. Class probabilities (rows in the order of `classes`) go in
@@ -195,9 +187,6 @@ def error_body(protocol: str, message: str, status: int | None = None, **extra) 
 
 def describe_error(exc: Exception, deployment: str) -> tuple[int, str, dict] | None:
     """(status, message, extra fields) for an error of the prediction path; None if it is not one."""
-    from .predict import PredictionFailed, PredictionInputError
-    from .state import DeploymentNotFound, ModelUnavailable
-
     if isinstance(exc, PredictionInputError):
         return 400, f"{exc.field}: {exc.message}", {"field": exc.field, "needed_rows": exc.needed_rows,
                                                     "model_version": exc.version}

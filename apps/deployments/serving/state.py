@@ -92,7 +92,7 @@ class UnavailableVersion:
 # Anything else (storage or database trouble) fails the table build, which keeps the old table and
 # retries as before.
 def _permanent_load_errors() -> tuple[type, ...]:
-    from apps.training.frameworks import ArtifactError
+    from apps.frameworks import ArtifactError
 
     return (ArtifactError,)
 

@@ -32,6 +32,8 @@ from django.conf import settings
 
 from .inputs import InputError, loads_body
 
+PROBABILITIES = "probabilities"  # the classifier's output tensor (and MLflow's params key, apps.deployments.serving.protocol)
+
 HEADER_LENGTH = "Inference-Header-Content-Length"
 BINARY_CONTENT_TYPE = "application/octet-stream"
 SERVER_NAME = "mlops-portal"
@@ -246,6 +248,16 @@ def encode_response(body: dict, binary: frozenset[str]) -> tuple[bytes, dict[str
     return head + b"".join(chunks), {"Content-Type": BINARY_CONTENT_TYPE, HEADER_LENGTH: str(len(head))}
 
 
+def v2_datatype(values: list) -> str:
+    if values and all(isinstance(v, bool) for v in values):
+        return "BOOL"
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return "INT64"
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return "FP64"
+    return "BYTES"
+
+
 def server_ready() -> bool:
     """Ready to serve: the database and Redis answer (what a load balancer's probe asks)."""
     from apps.core.health import check_database, check_redis
@@ -255,8 +267,6 @@ def server_ready() -> bool:
 
 def _prediction_datatype(signature: dict) -> str:
     from apps.datasets.choices import DatasetTask
-
-    from .protocol import v2_datatype
 
     if signature.get("task") == DatasetTask.REGRESSION:
         return "FP64"
@@ -268,8 +278,6 @@ def model_outputs(signature: dict) -> list[dict]:
     """The output tensors a request may name; a classifier's "probabilities" has one column per
     class, in the order of the `classes` parameter."""
     from apps.datasets.choices import DatasetTask
-
-    from .protocol import PROBABILITIES
 
     outputs = [
         {"name": "predictions", "datatype": _prediction_datatype(signature), "shape": [-1]},

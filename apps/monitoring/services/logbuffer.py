@@ -262,8 +262,10 @@ def _drift_rows(created: list[tuple], entries: list[dict]):
 def _visible(connection, deployment_ids: set, version_ids: set, *, lock_timeout: bool) -> tuple[set, set]:
     """Which of these deployments and model versions the connection sees (one round trip on
     PostgreSQL, where the writer's lock timeout is set in the same statement)."""
-    from apps.deployments.models import Deployment
     from apps.registry.models import ModelVersion
+
+    # The logs' deployment table, through the foreign key: monitoring imports no app above it.
+    Deployment = PredictionLog._meta.get_field("deployment").related_model
 
     if connection.vendor != "postgresql":
         return (set(Deployment.objects.filter(pk__in=deployment_ids).values_list("pk", flat=True)),

@@ -17,7 +17,7 @@ def validate_training_config(*, framework: str, model_type: str, params: dict | 
 
     Raises ValidationError naming the field (e.g. {"params": "lr: must be between ..."}).
     """
-    from apps.training.frameworks import InvalidParameter, get_adapter
+    from apps.frameworks import InvalidParameter, get_adapter
 
     if framework not in Framework.values:
         raise ValidationError({f"{field_prefix}framework": f"must be one of {Framework.values}, got {framework!r}."})
@@ -37,7 +37,7 @@ def validate_training_config(*, framework: str, model_type: str, params: dict | 
 
 def experiment_validate(experiment: Experiment) -> None:
     """Checks an (unsaved) experiment against its dataset; fills default_params with defaults."""
-    from apps.training.metrics import greater_is_better, metric_names
+    from apps.frameworks.metrics import greater_is_better, metric_names
 
     errors = {}
     dataset = experiment.dataset
@@ -78,8 +78,8 @@ def experiment_create(*, name: str, dataset, user=None, feature_spec=None, targe
                       default_device: str = Device.CPU, seed: int = 0, retrain_on_new_data: bool = False,
                       registered_model_name: str = "", description: str = "") -> Experiment:
     """Creates an experiment; blanks default from the dataset (task, target) and the metrics module."""
-    from apps.training.frameworks import get_adapter
-    from apps.training.metrics import DEFAULT_METRIC, METRICS, greater_is_better
+    from apps.frameworks import get_adapter
+    from apps.frameworks.metrics import DEFAULT_METRIC, METRICS, greater_is_better
 
     task = task or dataset.task
     target = target or _default_target(dataset=dataset, feature_spec=feature_spec)
@@ -118,7 +118,7 @@ def experiment_training_config(*, experiment: Experiment, framework: str | None 
                                params: dict | None = None, device: str | None = None) -> dict:
     """Fills what the caller left blank from the experiment's defaults: the default params only apply
     to the default framework and model type; another model type starts from its own defaults."""
-    from apps.training.frameworks import get_adapter
+    from apps.frameworks import get_adapter
 
     framework = framework or experiment.default_framework
     same_framework = framework == experiment.default_framework

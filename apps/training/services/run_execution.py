@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 from apps.core import live
 from apps.training import conf
 from apps.training.choices import RunStatus, stopped_status
-from apps.training.frameworks.devices import training_threads
+from apps.frameworks.devices import training_threads
 from apps.training.models import TrainingRun
 from apps.training.services.run_claims import claim_attempt
 from apps.training.services.run_lifecycle import dispatch_or_fail
@@ -56,8 +56,8 @@ def _train(run: TrainingRun, reporter, watcher) -> dict:
     from apps.datasets.selectors import dataset_version_dataframe
     from apps.registry.loading import EXAMPLE_FILE, MODEL_DIR, PREPROCESSOR_FILE, SIGNATURE_FILE
     from apps.registry.storage import artifact_commit
-    from apps.training.frameworks import get_adapter
-    from apps.training.frameworks.model_types import plugin_provenance
+    from apps.frameworks import get_adapter
+    from apps.frameworks.model_types import plugin_provenance
 
     def check_stop():
         if watcher.stop_reason:
@@ -143,7 +143,7 @@ def _evaluate_and_describe(*, run, df, data, trained, experiment, dataset_versio
 
 def _finish_success(run: TrainingRun, fields: dict) -> TrainingRun:
     """SUCCEEDED and the registered version in one transaction, retried on a dropped connection."""
-    from apps.registry.services import model_version_create_from_run
+    from apps.training.services.registration import model_version_create_from_run
 
     tries = 0
 
@@ -227,7 +227,7 @@ def training_run_execute(*, run_id: int, celery_task_id: str = "") -> TrainingRu
     Returns the run after its final status, or None when the message was a duplicate or the run
     had already ended. Never raises for training errors: they end the run FAILED with the reason.
     """
-    from apps.training.frameworks import NoGpuAvailable
+    from apps.frameworks import NoGpuAvailable
     from apps.training.reporter import RunReporter, RunWatcher, RunWriter
 
     # The pool process's connection may have been dropped since its last task.

@@ -6,6 +6,7 @@ on the `cpu` or `gpu` queue; a broker that refuses the message ends the run FAIL
 import logging
 import uuid
 
+from celery import current_app
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
@@ -25,10 +26,10 @@ def queue_for_device(device: str) -> str:
 
 
 def dispatch_run(run_id: int, queue: str, task_id: str) -> None:
-    """Publishes the run's task message (no status change: callers decide what a failure means)."""
-    from apps.training.tasks import run_training
-
-    run_training.apply_async(args=[run_id], queue=queue, routing_key=queue, task_id=task_id)
+    """Publishes the run's task message (no status change: callers decide what a failure means).
+    By task name: apps.training.tasks imports these services, so they never import it back."""
+    current_app.send_task("training.run", args=[run_id], queue=queue, routing_key=queue, task_id=task_id,
+                          ignore_result=True)
 
 
 def dispatch_or_fail(run_id: int, queue: str, task_id: str) -> None:

@@ -5,16 +5,18 @@ ROLE: Public entry point of the training pipeline: start, stop, retry, execute a
     Callers import from here; the work lives in modules named for their jobs, beside this one:
     run_lifecycle (start, stop, retry, queue on commit), run_claims (a worker claims a delivery;
     live attempt or lost one; code and library provenance), signatures (signature and input
-    example), run_execution (one attempt: train, evaluate, save, commit, finish), reaper (stale
-    heartbeats, lost queue messages), on top of runs (status machine, logs, database retries).
+    example), run_execution (one attempt: train, evaluate, save, commit, finish), registration (a
+    succeeded run becomes a model version), reaper (stale heartbeats, lost queue messages), on top
+    of runs (status machine, logs, database retries).
 PURPOSE: Turn "train experiment X with framework F" (admin, API, CLI, beat schedule, new dataset
     version, tuning trial) into a TrainingRun that a Celery worker executes exactly once to a
     terminal status, with live logs and progress, a verified artifact and a registered version.
 INTEGRATION POINTS:
     - apps.datasets: dataset_version_latest / dataset_version_dataframe, prepare_training_data
       (the preprocessor is fitted on the training split only), FittedPreprocessor.to_dict.
-    - apps.training.frameworks: get_adapter(framework).fit / save, NoGpuAvailable, reporter protocol.
-    - apps.registry: artifact_commit (temporary key, then commit), model_version_create_from_run.
+    - apps.frameworks: get_adapter(framework).fit / save, NoGpuAvailable, reporter protocol.
+    - apps.registry: artifact_commit (temporary key, then commit), model_version_create (called by
+      registration.model_version_create_from_run), the artifact layout of apps.registry.loading.
     - apps.training.tasks: run_training (queues cpu / gpu, acks_late + reject_on_worker_lost),
       reap_stale_runs (beat), retrain_experiment (beat schedules).
     - Channels groups training-run-<id> and training-runs (apps.core.live); signals

@@ -6,6 +6,6 @@ register = template.Library()
 @register.simple_tag
 def model_type_plugin_errors() -> list[str]:
     """Plugins that failed to load, for the admin banner (discovery runs once per process)."""
-    from apps.training.frameworks.discovery import plugin_problems
+    from apps.frameworks.discovery import plugin_problems
 
     return plugin_problems()

@@ -30,8 +30,8 @@ def study_config_resolve(*, experiment, framework=None, model_type=None, objecti
                          **rest) -> StudyConfig:
     """The validated configuration of a new study; blanks (None or "") come from the experiment:
     framework, model type, metric and direction, seed; a grid's default budget is its size."""
-    from apps.training.frameworks import FRAMEWORKS, get_adapter
-    from apps.training.metrics import greater_is_better
+    from apps.frameworks import FRAMEWORKS, get_adapter
+    from apps.frameworks.metrics import greater_is_better
 
     framework = framework or experiment.default_framework
     if not model_type:
@@ -249,7 +249,7 @@ def _launch(study: TuningStudy, *, number: int, params: dict) -> Trial:
 def _finish(study: TuningStudy, *, to: str, reason: str, user=None) -> TuningStudy:
     """Ends the study; registers its best trial's model, tagged with the study, when there is one.
     A study that ends by itself without any completed trial ends FAILED."""
-    from apps.registry.services import model_version_create_from_run
+    from apps.training.services.registration import model_version_create_from_run
 
     best = study_best_trial(study=study)
     fields = {}

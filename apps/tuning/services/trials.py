@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 def intermediate_key(study: TuningStudy) -> str:
     """The per-epoch metric that tracks the objective (`val_<metric>`, or `val_loss` for log loss)."""
-    from apps.training.frameworks.base import resolve_monitor
+    from apps.frameworks.fitting import resolve_monitor
 
     return resolve_monitor(study.experiment.task, study.objective_metric)
 

@@ -36,7 +36,7 @@ class StudyConfig:
 def check_space_against_model(space: SearchSpace, *, framework: str, model_type: str) -> None:
     """Refuses parameters the model type does not have, kinds it does not take, and bounds or
     choices outside the ranges the framework adapter accepts (adapter.model_types)."""
-    from apps.training.frameworks import InvalidParameter, get_adapter
+    from apps.frameworks import InvalidParameter, get_adapter
 
     specs = get_adapter(framework).model_types[model_type]
     for parameter in space.parameters:
@@ -78,8 +78,8 @@ def validate_study_config(*, experiment, framework: str, model_type: str, search
                           max_wall_seconds, parallelism, pruner: str, pruner_options, device: str,
                           seed) -> StudyConfig:
     """Returns the normalised configuration or raises ValidationError({field: message})."""
-    from apps.training.frameworks import FRAMEWORKS, get_adapter
-    from apps.training.metrics import greater_is_better, metric_names
+    from apps.frameworks import FRAMEWORKS, get_adapter
+    from apps.frameworks.metrics import greater_is_better, metric_names
     from apps.training.services.experiments import validate_training_config
 
     errors: dict[str, str] = {}

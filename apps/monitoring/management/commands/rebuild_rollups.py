@@ -18,8 +18,10 @@ class Command(BaseCommand):
         parser.add_argument("--until", help="ISO datetime; default now")
 
     def handle(self, *args, deployment, since, until, **options):
-        from apps.deployments.models import Deployment
+        from apps.monitoring.models import PredictionLog
 
+        # The logs' deployment table, through the foreign key: monitoring imports no app above it.
+        Deployment = PredictionLog._meta.get_field("deployment").related_model
         now = timezone.now()
         start = self._moment(since, "--since") if since else now - timedelta(days=settings.MONITORING_RAW_RETENTION_DAYS)
         end = self._moment(until, "--until") if until else now

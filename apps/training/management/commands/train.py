@@ -5,8 +5,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.training.choices import RUN_TERMINAL, RunOrigin, RunStatus
-from apps.training.frameworks import FRAMEWORKS, get_adapter
-from apps.training.frameworks.discovery import plugin_errors
+from apps.frameworks import FRAMEWORKS, get_adapter
+from apps.frameworks.discovery import plugin_errors
 from apps.training.models import Experiment, RunLogLine, TrainingRun
 from apps.training.services.experiments import experiment_training_config
 from apps.training.services.training_pipeline import training_run_execute, training_run_start

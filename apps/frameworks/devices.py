@@ -14,7 +14,7 @@ import os
 import socket
 from typing import TYPE_CHECKING
 
-from apps.training.choices import Framework
+from .choices import Framework
 
 if TYPE_CHECKING:
     from .base import FrameworkAdapter
@@ -28,7 +28,7 @@ class NoGpuAvailable(RuntimeError):
     """A run asked for a GPU on a worker that has none."""
 
 
-def _check_requested(requested: str) -> None:
+def check_requested(requested: str) -> None:
     if requested not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {requested!r}")
 
@@ -39,7 +39,7 @@ def adapter_device(adapter: FrameworkAdapter, requested: str, *, run_label: str 
     Raises NoGpuAvailable when "gpu" is asked for and the library cannot train on a GPU here, and
     ValueError for a CPU-only library on "gpu".
     """
-    _check_requested(requested)
+    check_requested(requested)
     if requested == CPU:
         return adapter.cpu_device
     if adapter.gpu_device is None:
@@ -52,24 +52,6 @@ def adapter_device(adapter: FrameworkAdapter, requested: str, *, run_label: str 
             f"{adapter.name}{needs}; route it to a worker started with -Q gpu on a GPU host"
         )
     return adapter.gpu_device
-
-
-# The two helpers below take a framework name for callers that hold no adapter. They look the
-# adapter up when called, not at import: the adapter registry (this package) imports this module.
-
-def resolve_device(requested: str, *, framework: str = "torch", run_label: str = "this run") -> str:
-    """adapter_device for the adapter of `framework`."""
-    from . import get_adapter
-
-    _check_requested(requested)  # before the lookup: a bad device name needs no ML library imported
-    return adapter_device(get_adapter(framework), requested, run_label=run_label)
-
-
-def gpu_available(framework: str) -> bool:
-    """Whether `framework` can train on a GPU in this process."""
-    from . import get_adapter
-
-    return get_adapter(framework).gpu_available()
 
 
 def training_threads() -> int:

@@ -14,7 +14,8 @@ import platform
 import zipfile
 from pathlib import Path
 
-from .base import ArtifactError, TrainedModel, UnsafeArtifact
+from .base import TrainedModel
+from .fitting import ArtifactError, UnsafeArtifact
 
 META_FILE = "meta.json"
 FORMAT_VERSION = 1

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from apps.training.metrics import REGRESSION
+from apps.frameworks.metrics import REGRESSION
 
 from .artifacts import library_versions, read_meta, write_meta
-from .base import ArtifactError, FitContext, FrameworkAdapter, InvalidParameter, TrainedModel, UnsafeArtifact
+from .base import FrameworkAdapter, TrainedModel
+from .fitting import ArtifactError, FitContext, InvalidParameter, UnsafeArtifact
 from .devices import training_threads
 from .neural import NEURAL_LOOP_PARAMS, EpochProgress
 

@@ -11,34 +11,23 @@ import json
 import threading
 from pathlib import Path
 
-from apps.training.choices import Framework
+from .choices import Framework
 
 from .artifacts import META_FILE
-from .base import (
-    ArtifactError,
-    FrameworkAdapter,
-    InvalidParameter,
-    NullReporter,
-    ParamSpec,
-    Reporter,
-    TrainedModel,
-    UnsafeArtifact,
-)
-from .devices import NoGpuAvailable, resolve_device
+from .base import FrameworkAdapter, TrainedModel
+from .fitting import ArtifactError, InvalidParameter, NullReporter, ParamSpec, Reporter, UnsafeArtifact
+from .devices import NoGpuAvailable, adapter_device, check_requested
 from .model_types import ModelType, PluginUnavailable
 
 FRAMEWORKS = tuple(Framework.values)
 FRAMEWORK_LABELS = dict(Framework.choices)
-# Frameworks whose training loop feeds history windows (batch, window, n_features) to a model type
-# (declared here, not on the adapters, so discovery checks plugins without importing the libraries).
-HISTORY_FRAMEWORKS = {"torch": True, "keras": True, "sklearn": False, "xgboost": False, "lightgbm": False}
 
 _ADAPTER_CLASSES = {
-    "torch": ("apps.training.frameworks.torch_adapter", "TorchAdapter"),
-    "keras": ("apps.training.frameworks.keras_adapter", "KerasAdapter"),
-    "sklearn": ("apps.training.frameworks.sklearn_adapter", "SklearnAdapter"),
-    "xgboost": ("apps.training.frameworks.xgboost_adapter", "XGBoostAdapter"),
-    "lightgbm": ("apps.training.frameworks.lightgbm_adapter", "LightGBMAdapter"),
+    "torch": ("apps.frameworks.torch_adapter", "TorchAdapter"),
+    "keras": ("apps.frameworks.keras_adapter", "KerasAdapter"),
+    "sklearn": ("apps.frameworks.sklearn_adapter", "SklearnAdapter"),
+    "xgboost": ("apps.frameworks.xgboost_adapter", "XGBoostAdapter"),
+    "lightgbm": ("apps.frameworks.lightgbm_adapter", "LightGBMAdapter"),
 }
 _instances: dict[str, FrameworkAdapter] = {}
 _lock = threading.Lock()
@@ -53,6 +42,17 @@ def get_adapter(framework: str) -> FrameworkAdapter:
             module_name, class_name = _ADAPTER_CLASSES[framework]
             _instances[framework] = getattr(importlib.import_module(module_name), class_name)()
         return _instances[framework]
+
+
+def resolve_device(requested: str, *, framework: str = "torch", run_label: str = "this run") -> str:
+    """devices.adapter_device for the adapter of `framework`, for callers that hold no adapter."""
+    check_requested(requested)  # before the lookup: a bad device name needs no ML library imported
+    return adapter_device(get_adapter(framework), requested, run_label=run_label)
+
+
+def gpu_available(framework: str) -> bool:
+    """Whether `framework` can train on a GPU in this process."""
+    return get_adapter(framework).gpu_available()
 
 
 def load_trained(directory, *, device: str = "cpu") -> TrainedModel:
@@ -72,5 +72,5 @@ def load_trained(directory, *, device: str = "cpu") -> TrainedModel:
 __all__ = [
     "ArtifactError", "FRAMEWORKS", "FRAMEWORK_LABELS", "FrameworkAdapter", "InvalidParameter", "ModelType",
     "NoGpuAvailable", "NullReporter", "ParamSpec", "PluginUnavailable", "Reporter", "TrainedModel", "UnsafeArtifact", "get_adapter", "load_trained",
-    "resolve_device",
+    "gpu_available", "resolve_device",
 ]

@@ -26,10 +26,11 @@ from pathlib import Path
 import lightgbm as lgb
 import numpy as np
 
-from apps.training.metrics import REGRESSION
+from apps.frameworks.metrics import REGRESSION
 
 from .artifacts import library_versions, read_meta, write_meta
-from .base import ArtifactError, FitContext, FrameworkAdapter, TrainedModel, UnsafeArtifact
+from .base import FrameworkAdapter, TrainedModel
+from .fitting import ArtifactError, FitContext, UnsafeArtifact
 from .boosting import BOOSTING_LOOP_PARAMS, BoostingEpochs, gpu_probe_data
 from .devices import training_threads
 

@@ -14,7 +14,7 @@ declares another booster the same way, e.g. XGBoost's dart:
 """
 from __future__ import annotations
 
-from ..base import ParamSpec
+from ..fitting import ParamSpec
 from ..model_types import ModelType
 
 _SAMPLING = {

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from .base import EarlyStopping, FitContext, ParamSpec
+from .fitting import EarlyStopping, FitContext, ParamSpec
 
 BOOSTING_LOOP_PARAMS = {
     "n_estimators": ParamSpec("int", 200, 1, 5000, help="boosting rounds at most; early stopping may end sooner"),

@@ -1,7 +1,7 @@
 """Finding model types: the built-ins, the modules named in settings, and installed packages.
 
 Sources, in order (the first model type of a framework/name wins; later ones are reported):
-  1. the built-in types (apps.training.frameworks.builtin);
+  1. the built-in types (apps.frameworks.builtin);
   2. `settings.MODEL_TYPE_PLUGINS`: dotted module paths (env `MODEL_TYPE_PLUGINS`, comma separated);
   3. the entry-point group `mlops_portal.model_types` of installed distributions.
 
@@ -21,12 +21,13 @@ import traceback
 from dataclasses import dataclass
 from types import ModuleType
 
+from .choices import HISTORY_FRAMEWORKS
 from .model_types import ModelType, check_model_type
 
 logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "mlops_portal.model_types"
-BUILTIN_MODULE = "apps.training.frameworks.builtin"
+BUILTIN_MODULE = "apps.frameworks.builtin"
 
 
 @dataclass(frozen=True)
@@ -115,8 +116,6 @@ def catalog() -> ModelTypeCatalog:
     with _lock:
         if _catalog is None:
             from django.conf import settings
-
-            from . import HISTORY_FRAMEWORKS
 
             _catalog = discover(getattr(settings, "MODEL_TYPE_PLUGINS", []), HISTORY_FRAMEWORKS)
         return _catalog

@@ -17,10 +17,11 @@ import numpy as np
 import skops.io as sio
 from threadpoolctl import threadpool_limits
 
-from apps.training.metrics import REGRESSION
+from apps.frameworks.metrics import REGRESSION
 
 from .artifacts import library_versions, read_meta, write_meta
-from .base import ArtifactError, FitContext, FrameworkAdapter, TrainedModel, UnsafeArtifact
+from .base import FrameworkAdapter, TrainedModel
+from .fitting import ArtifactError, FitContext, UnsafeArtifact
 from .devices import training_threads
 
 MODEL_FILE = "model.skops"

@@ -34,13 +34,13 @@ import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
-from apps.training.metrics import CLASSIFICATION, REGRESSION
+from apps.frameworks.metrics import CLASSIFICATION, REGRESSION
 
-from .base import ArtifactError, FitContext, ParamSpec
+from .fitting import ArtifactError, FitContext, ParamSpec
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
 BUILTIN_PACKAGE = "mlops-portal"
-BUILTIN_MODULE_PREFIX = "apps.training.frameworks.builtin"
+BUILTIN_MODULE_PREFIX = "apps.frameworks.builtin"
 NO_PACKAGE = "(no package)"  # a module listed in MODEL_TYPE_PLUGINS that no installed distribution owns
 
 

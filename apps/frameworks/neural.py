@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import EarlyStopping, FitContext, ParamSpec
+from .fitting import EarlyStopping, FitContext, ParamSpec
 
 NEURAL_DESCRIPTIONS = {
     "mlp": "Feed-forward network on one feature row.",

@@ -18,10 +18,11 @@ import torch  # noqa: E402
 from safetensors import SafetensorError  # noqa: E402
 from torch import nn  # noqa: E402
 
-from apps.training.metrics import REGRESSION  # noqa: E402
+from apps.frameworks.metrics import REGRESSION  # noqa: E402
 
 from .artifacts import library_versions, read_meta, write_meta  # noqa: E402
-from .base import ArtifactError, FitContext, FrameworkAdapter, InvalidParameter, TrainedModel, UnsafeArtifact  # noqa: E402
+from .base import FrameworkAdapter, TrainedModel  # noqa: E402
+from .fitting import ArtifactError, FitContext, InvalidParameter, UnsafeArtifact  # noqa: E402
 from .devices import training_threads  # noqa: E402
 from .neural import NEURAL_LOOP_PARAMS, EpochProgress  # noqa: E402
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import math
 
-from apps.training.metrics import REGRESSION
+from apps.frameworks.metrics import REGRESSION
 
-from ..base import EarlyStopping, ParamSpec
+from ..fitting import EarlyStopping, ParamSpec
 from ..model_types import ModelType
 
 

@@ -16,10 +16,16 @@ import redis
 from django.utils import timezone
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from .histogram import prometheus_buckets
 from apps.core.redis_client import get_redis
-from .rollups import minute_of
-from .services.logbuffer import COUNT_KEY, COUNTER_SEPARATOR, PENDING_KEY, prediction_log_writers
+from apps.monitoring.histogram import prometheus_buckets
+from apps.monitoring.models import PredictionRollup, RollupBin
+from apps.monitoring.rollups import ALL_TIME, LATENCY, minute_of
+from apps.monitoring.selectors import deployment_drift, version_windows
+from apps.monitoring.services.logbuffer import COUNT_KEY, COUNTER_SEPARATOR, PENDING_KEY, prediction_log_writers
+
+from .choices import OPEN_ROLLOUT_STATUSES
+from .models import Deployment, DeploymentVersion, Rollout
+from .serving.batchstats import read_histogram
 
 LATENCY_WINDOW = timedelta(minutes=5)
 QUALITY_WINDOW = timedelta(hours=1)
@@ -38,8 +44,6 @@ class PortalCollector:
         yield from self._windows()
 
     def _batches(self):
-        from apps.deployments.serving.batchstats import read_histogram
-
         histogram = read_histogram()
         if histogram is None:
             return
@@ -70,9 +74,6 @@ class PortalCollector:
         yield dropped
 
     def _latency(self):
-        from .models import PredictionRollup, RollupBin
-        from .rollups import ALL_TIME, LATENCY
-
         family = HistogramMetricFamily("mlops_prediction_latency_seconds",
                                        "Serving latency of answered (OK) requests, from the stored prediction logs.",
                                        labels=["deployment", "version"])
@@ -90,11 +91,6 @@ class PortalCollector:
         yield family
 
     def _windows(self):
-        from apps.deployments.choices import OPEN_ROLLOUT_STATUSES
-        from apps.deployments.models import Deployment, DeploymentVersion, Rollout
-
-        from .selectors import deployment_drift, version_windows
-
         # Whole minutes: the windows then read rollups only, never the raw rows of a minute's part.
         now = minute_of(timezone.now())
         error_ratio = GaugeMetricFamily("mlops_prediction_error_ratio", "Share (0-1) of requests the model failed on, "

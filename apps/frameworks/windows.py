@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from apps.training.metrics import CLASSIFICATION, REGRESSION, TASKS
+from apps.frameworks.metrics import CLASSIFICATION, REGRESSION, TASKS
 
 SPLITS = ("train", "val", "test")
 

@@ -1,4 +1,5 @@
-"""Monitoring API for the dashboard, and /metrics for Prometheus."""
+"""Monitoring API for the dashboard, and /metrics for Prometheus: a deployment's versions (this app)
+joined with what they served (apps.monitoring's rollups)."""
 import ipaddress
 
 from django.conf import settings
@@ -14,11 +15,11 @@ from rest_framework.views import APIView
 
 from apps.core.authentication import ApiTokenAuthentication
 from apps.core.roles import has_portal_role
-from apps.deployments.selectors import deployment_get, deployment_serving_versions
+from apps.monitoring.selectors import (DEFAULT_WINDOW, WINDOWS, deployment_drift, deployment_series, drift_warnings,
+                                      version_windows, window_bounds)
 
 from .metrics import PortalCollector
-from .selectors import (DEFAULT_WINDOW, WINDOWS, deployment_drift, deployment_series, drift_warnings, version_windows,
-                        window_bounds)
+from .selectors import deployment_get, deployment_serving_versions, deployment_version_labels
 
 WINDOW_PARAMETER = OpenApiParameter("window", str, enum=list(WINDOWS), description=f"default {DEFAULT_WINDOW}")
 
@@ -115,7 +116,9 @@ class DeploymentSeriesApi(APIView):
     @extend_schema(parameters=[WINDOW_PARAMETER], responses=SeriesSerializer,
                    summary="Time buckets per version: count, error rate, p50/p95/p99, accuracy or RMSE")
     def get(self, request, name):
-        return Response(deployment_series(deployment=_deployment(name), window=_window(request)))
+        deployment = _deployment(name)
+        return Response(deployment_series(deployment=deployment, labels=deployment_version_labels(deployment=deployment),
+                                          window=_window(request)))
 
 
 class DeploymentSummaryApi(APIView):
