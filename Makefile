@@ -80,6 +80,7 @@ logs:
 
 lint: venv frontend2/node_modules/.installed
 	$(VENV)/bin/ruff check --no-cache .
+	$(VENV)/bin/ruff format --check --no-cache .
 	cd frontend2 && npm run lint --silent
 
 test: venv frontend browser lint

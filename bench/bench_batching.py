@@ -23,6 +23,7 @@ What it does:
      DataFrame as before), for a history request and for a one-row table request, and the ratios.
 Ratios compare figures measured in this same invocation.
 """
+
 import argparse
 import json
 import os
@@ -67,28 +68,52 @@ def build(framework: str) -> dict:
     client = user_with_role_ensure(username="bench-client", password="bench-client-pass-123", role=ANALYST)
     _, token = api_token_create(user=client, name="bench")
 
-    prices = dataset_create(name="demo-prices", task="classification", target_column="close", time_column="date",
-                            entity_column="ticker", user=staff)
+    prices = dataset_create(
+        name="demo-prices",
+        task="classification",
+        target_column="close",
+        time_column="date",
+        entity_column="ticker",
+        user=staff,
+    )
     dataset_version_create(dataset=prices, file=ContentFile(demo_price_csv()), filename="prices.csv", user=staff)
     spec, _ = feature_spec_create(dataset=prices, name="price-features-v1", spec=PRICE_FEATURES_V1, user=staff)
     _, model_type, params = next(run for run in DEMO_RUNS if run[0] == framework)
-    experiment = experiment_create(name="price-direction", dataset=prices, feature_spec=spec, user=staff,
-                                   default_framework=framework, default_model_type=model_type)
-    history = fixtures._train(experiment=experiment, framework=framework, model_type=model_type, params=params,
-                              user=staff, seed=0)
+    experiment = experiment_create(
+        name="price-direction",
+        dataset=prices,
+        feature_spec=spec,
+        user=staff,
+        default_framework=framework,
+        default_model_type=model_type,
+    )
+    history = fixtures._train(
+        experiment=experiment, framework=framework, model_type=model_type, params=params, user=staff, seed=0
+    )
     deployment_create(name=NAME, model_version=history, user=staff)
 
     table = dataset_create(name="bench-table", task="classification", target_column="label", user=staff)
-    dataset_version_create(dataset=table, file=ContentFile(fixtures.table().to_csv(index=False).encode()),
-                           filename="table.csv", user=staff)
+    dataset_version_create(
+        dataset=table, file=ContentFile(fixtures.table().to_csv(index=False).encode()), filename="table.csv", user=staff
+    )
     identity, _ = feature_spec_create(dataset=table, name="identity", spec=fixtures.IDENTITY_SPEC, user=staff)
-    plain_experiment = experiment_create(name="bench-plain", dataset=table, feature_spec=identity, user=staff,
-                                         default_framework="sklearn", default_model_type="linear")
-    plain = fixtures._train(experiment=plain_experiment, framework="sklearn", model_type="linear", params={},
-                            user=staff, seed=0)
+    plain_experiment = experiment_create(
+        name="bench-plain",
+        dataset=table,
+        feature_spec=identity,
+        user=staff,
+        default_framework="sklearn",
+        default_model_type="linear",
+    )
+    plain = fixtures._train(
+        experiment=plain_experiment, framework="sklearn", model_type="linear", params={}, user=staff, seed=0
+    )
     deployment_create(name=PLAIN, model_version=plain, user=staff)
-    return {"token": token, "history_rows": int(history.signature["history_rows"]),
-            "columns": list(history.signature["raw_columns"])}
+    return {
+        "token": token,
+        "history_rows": int(history.signature["history_rows"]),
+        "columns": list(history.signature["raw_columns"]),
+    }
 
 
 def history_bodies(history_rows: int, columns: list[str], n: int = 64) -> list[dict]:
@@ -105,7 +130,7 @@ def history_bodies(history_rows: int, columns: list[str], n: int = 64) -> list[d
     for i in range(n):
         rows = frame[frame.ticker == tickers[i % len(tickers)]]
         end = len(rows) - 1 - (i // len(tickers)) * 3
-        window = rows.iloc[end - history_rows:end][columns]
+        window = rows.iloc[end - history_rows : end][columns]
         bodies.append({"dataframe_records": json.loads(window.to_json(orient="records"))})
     return bodies
 
@@ -119,8 +144,9 @@ def set_batching(max_batch_size: int, timeout: float = 30.0) -> None:
     deployment = deployment_batching_set(deployment=Deployment.objects.get(name=NAME), max_batch_size=max_batch_size)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        ack = routing_acknowledgement(name=NAME, stamp=deployment_stamp(deployment.created_at),
-                                      generation=deployment.generation)
+        ack = routing_acknowledgement(
+            name=NAME, stamp=deployment_stamp(deployment.created_at), generation=deployment.generation
+        )
         if ack["complete"] and ack["processes"]:
             return
         time.sleep(0.1)
@@ -151,15 +177,19 @@ def lean_vs_dataframe(history_body: dict, plain_body: dict) -> None:
             samples.append((time.perf_counter() - started) * 1e6)
         return statistics.median(samples)
 
-    for label, name, body, n in (("history (104 rows)", NAME, history_body, 300), ("table (1 row)", PLAIN, plain_body, 3000)):
+    for label, name, body, n in (
+        ("history (104 rows)", NAME, history_body, 300),
+        ("table (1 row)", PLAIN, plain_body, 3000),
+    ):
         table = serving_state.table(name)
         served = next(iter(table.versions.values()))
         loaded = served.loaded
         task_is_classification = served.task == "classification"
 
         def checked():
-            return check_columns(parse_mlflow(body, served.spec)[0], served.spec, known=table.known_columns,
-                                 max_rows=max_batch_rows())
+            return check_columns(
+                parse_mlflow(body, served.spec)[0], served.spec, known=table.known_columns, max_rows=max_batch_rows()
+            )
 
         def lean():
             model_input = model_inputs(served, [checked()])[0]
@@ -172,8 +202,10 @@ def lean_vs_dataframe(history_body: dict, plain_body: dict) -> None:
             return loaded.predict_raw(frame)
 
         before, after = timed(through_dataframe, n), timed(lean, n)
-        print(f"lean     {label:20s}: DataFrame path {before:8.1f} us/request, lean path {after:8.1f} us/request,"
-              f" ratio {before / after:5.2f}x")
+        print(
+            f"lean     {label:20s}: DataFrame path {before:8.1f} us/request, lean path {after:8.1f} us/request,"
+            f" ratio {before / after:5.2f}x"
+        )
 
 
 def main() -> None:
@@ -183,7 +215,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--framework", default="torch", choices=("torch", "sklearn"))
     parser.add_argument("--port", type=int, default=18250)
-    parser.add_argument("--gc-threshold", default="", help="the web process's gc thresholds (WEB_GC_THRESHOLD), e.g. 700,10,10 for CPython's defaults")
+    parser.add_argument(
+        "--gc-threshold",
+        default="",
+        help="the web process's gc thresholds (WEB_GC_THRESHOLD), e.g. 700,10,10 for CPython's defaults",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the database and temporary files")
     args = parser.parse_args()
 
@@ -191,8 +227,13 @@ def main() -> None:
     admin_url, db_url = database_urls(db_name)
     work = Path(tempfile.mkdtemp(prefix="bench-batching-"))
     env = {
-        **os.environ, "DATABASE_URL": db_url, "MEDIA_ROOT": str(work / "media"), "DB_CONN_MAX_AGE": "600",
-        "API_THROTTLE_PREDICT": "100000000/minute", "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1",
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "MEDIA_ROOT": str(work / "media"),
+        "DB_CONN_MAX_AGE": "600",
+        "API_THROTTLE_PREDICT": "100000000/minute",
+        "LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
         "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
     }
     if args.gc_threshold:
@@ -202,7 +243,9 @@ def main() -> None:
     try:
         log(f"database {db_name}: migrating")
         subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
-        os.environ.update({k: env[k] for k in ("DATABASE_URL", "MEDIA_ROOT", "DB_CONN_MAX_AGE", "REDIS_URL", "LOG_LEVEL")})
+        os.environ.update(
+            {k: env[k] for k in ("DATABASE_URL", "MEDIA_ROOT", "DB_CONN_MAX_AGE", "REDIS_URL", "LOG_LEVEL")}
+        )
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlops_portal.settings")
         import django
 
@@ -216,11 +259,28 @@ def main() -> None:
         token = built["token"]
         auth = {"Authorization": f"Bearer {token}"}
         port = args.port
-        servers.procs.append(subprocess.Popen(
-            [sys.executable, "-m", "mlops_portal.serve", "--host", "127.0.0.1", "--port", str(port),
-             "--workers", str(args.workers), "--log-level", "warning"],
-            cwd=ROOT, env=env, stdout=open(work / "portal.log", "ab"), stderr=subprocess.STDOUT, start_new_session=True,
-        ))
+        servers.procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "mlops_portal.serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--workers",
+                    str(args.workers),
+                    "--log-level",
+                    "warning",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=open(work / "portal.log", "ab"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
         wait_http(f"http://127.0.0.1:{port}/v2/models/{NAME}/ready", timeout=120, headers=auth)
         log(f"portal: mlops_portal.serve, {args.workers} uvicorn worker(s), on port {port}")
 
@@ -228,11 +288,24 @@ def main() -> None:
         check = json.dumps(bodies[0]).encode()
         import urllib.request
 
-        with urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/deployments/{NAME}/predict",
-                                                           check, {**auth, "Content-Type": "application/json"})) as answer:
+        with urllib.request.urlopen(
+            urllib.request.Request(
+                f"http://127.0.0.1:{port}/api/v1/deployments/{NAME}/predict",
+                check,
+                {**auth, "Content-Type": "application/json"},
+            )
+        ) as answer:
             log(f"one request: {answer.read()[:200]!r}")
-        requests = [build_request("127.0.0.1", port, f"/api/v1/deployments/{NAME}/predict", body,
-                                  {**auth, "X-Routing-Key": f"customer-{i}"}) for i, body in enumerate(bodies)]
+        requests = [
+            build_request(
+                "127.0.0.1",
+                port,
+                f"/api/v1/deployments/{NAME}/predict",
+                body,
+                {**auth, "X-Routing-Key": f"customer-{i}"},
+            )
+            for i, body in enumerate(bodies)
+        ]
         results = {}
         for label, size in (("off (max_batch_size=1)", 1), ("on (max_batch_size=256)", 256)):
             set_batching(size)
@@ -244,9 +317,11 @@ def main() -> None:
             after = batch_counts()
             served, batches = after[0] - before[0], after[1] - before[1]
             results[size] = result
-            print(f"batching {label:24s} c={args.connections}: {result.rps:8.1f} req/s  p50 {result.percentile(50):7.2f} ms"
-                  f"  p99 {result.percentile(99):7.2f} ms  errors {result.errors}  mean batch {served / max(1, batches):5.1f}"
-                  f" requests")
+            print(
+                f"batching {label:24s} c={args.connections}: {result.rps:8.1f} req/s  p50 {result.percentile(50):7.2f} ms"
+                f"  p99 {result.percentile(99):7.2f} ms  errors {result.errors}  mean batch {served / max(1, batches):5.1f}"
+                f" requests"
+            )
         ratio = results[256].rps / results[1].rps if results[1].rps else float("nan")
         print(f"batching ratio on/off c={args.connections}: throughput {ratio:5.2f}x (target >= 2)")
 

@@ -12,6 +12,7 @@ The paths rotate over /healthz, the REST API, the REST predict path and the V2 i
 resident memory of the server's processes after each case, its growth over the start, and the
 growth of each case minus the baseline's (issue 11's target: <= 50 MB after 20 bodies of 1 GB).
 """
+
 import argparse
 import os
 import socket
@@ -48,7 +49,9 @@ def send(port: int, path: str, *, declared: int | None, total: int) -> int:
     """Sends `total` bytes (declared in Content-Length, or chunked) as long as the server reads; the status."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
     framing = f"Content-Length: {declared}" if declared is not None else "Transfer-Encoding: chunked"
-    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{framing}\r\n\r\n".encode())
+    sock.sendall(
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{framing}\r\n\r\n".encode()
+    )
     block = b"1" * MB if total >= MB else b"{}"
     if declared is None:
         block = f"{len(block):x}\r\n".encode() + block + b"\r\n"
@@ -96,11 +99,15 @@ def main():
             time.sleep(0.5)
             now = rss_mb(web.pid)
             growth[case] = now - start
-            print(f"{case:9s} {args.bodies} bodies of {total / MB:8.1f} MB: statuses {statuses}, "
-                  f"{time.perf_counter() - started:5.1f} s, resident {now:7.1f} MB, growth {growth[case]:6.1f} MB")
+            print(
+                f"{case:9s} {args.bodies} bodies of {total / MB:8.1f} MB: statuses {statuses}, "
+                f"{time.perf_counter() - started:5.1f} s, resident {now:7.1f} MB, growth {growth[case]:6.1f} MB"
+            )
         for case in ("declared", "chunked"):
             extra = growth[case] - growth["baseline"]
-            print(f"{case:9s} growth over baseline {extra:6.1f} MB (target <= 50): {'met' if extra <= 50 else 'NOT met'}")
+            print(
+                f"{case:9s} growth over baseline {extra:6.1f} MB (target <= 50): {'met' if extra <= 50 else 'NOT met'}"
+            )
 
 
 if __name__ == "__main__":

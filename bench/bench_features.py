@@ -10,6 +10,7 @@ Prints, measured in this run on this machine:
 
 Run: .venv/bin/python bench/bench_features.py [--rows N] [--repeat K]
 """
+
 import argparse
 import gc
 import os
@@ -75,8 +76,9 @@ def main():
     days = args.rows // tickers
     with tempfile.TemporaryDirectory(prefix="bench-features-") as tmp:
         path = Path(tmp) / "ohlcv.csv"
-        generate_ohlcv(tickers=[f"T{i:03d}" for i in range(tickers)], days=days, seed=1,
-                       start="1950-01-02").to_csv(path, index=False)
+        generate_ohlcv(tickers=[f"T{i:03d}" for i in range(tickers)], days=days, seed=1, start="1950-01-02").to_csv(
+            path, index=False
+        )
         print(f"{tickers * days:,} rows, {path.stat().st_size / 1e6:.1f} MB CSV")
 
         raw = pd.read_csv(path)
@@ -105,14 +107,18 @@ def main():
 
     ratio = pipeline_seconds / read_seconds
     traced_ratio = traced_peak / raw_bytes
-    print(f"features: {summary['features']}, train/val/test rows: {summary['train_rows']:,} / "
-          f"{summary['val_rows']:,} / {summary['test_rows']:,}, history_rows {summary['history_rows']}")
+    print(
+        f"features: {summary['features']}, train/val/test rows: {summary['train_rows']:,} / "
+        f"{summary['val_rows']:,} / {summary['test_rows']:,}, history_rows {summary['history_rows']}"
+    )
     print(f"pandas.read_csv:        {read_seconds:.3f} s (best of {args.repeat})")
     print(f"prepare_training_data:  {pipeline_seconds:.3f} s (best of {args.repeat})")
     print(f"time ratio:             {ratio:.2f}  (target <= {TIME_TARGET})  {'OK' if ratio <= TIME_TARGET else 'OVER'}")
     print(f"raw DataFrame in memory: {raw_bytes / 1e6:.1f} MB")
-    print(f"peak memory, tracemalloc: {traced_peak / 1e6:.1f} MB -> ratio {traced_ratio:.2f}  "
-          f"(target <= {MEMORY_TARGET})  {'OK' if traced_ratio <= MEMORY_TARGET else 'OVER'}")
+    print(
+        f"peak memory, tracemalloc: {traced_peak / 1e6:.1f} MB -> ratio {traced_ratio:.2f}  "
+        f"(target <= {MEMORY_TARGET})  {'OK' if traced_ratio <= MEMORY_TARGET else 'OVER'}"
+    )
     if rss_peak is not None:
         print(f"peak RSS growth:          {rss_peak / 1e6:.1f} MB -> ratio {rss_peak / raw_bytes:.2f}")
 

@@ -12,6 +12,7 @@ Prints, per case: the outcome, RSS before the call, the peak during it, peak - b
 the peak of the hostile upload and of the preview over the baseline's (target: about 1.0, i.e. a
 refused bomb costs no more than a small accepted file, and a preview reads only the rows it shows).
 """
+
 import argparse
 import json
 import os
@@ -65,10 +66,12 @@ def child_prepare(work: Path, rows: int) -> None:
 
     # Constant columns: the file stays a few hundred KB however many rows it holds.
     pd.DataFrame({"x": np.zeros(rows, dtype=np.int64), "y": np.ones(rows), "label": ["yes"] * rows}).to_parquet(
-        work / "bomb.parquet", index=False)
+        work / "bomb.parquet", index=False
+    )
     rng = np.random.default_rng(0)
-    pd.DataFrame({"x": rng.integers(0, 100, 500), "y": rng.normal(size=500).round(4),
-                  "label": rng.choice(["yes", "no"], 500)}).to_csv(work / "small.csv", index=False)
+    pd.DataFrame(
+        {"x": rng.integers(0, 100, 500), "y": rng.normal(size=500).round(4), "label": rng.choice(["yes", "no"], 500)}
+    ).to_csv(work / "small.csv", index=False)
     dataset_create(name="bench-upload", task="classification", target_column="label")
     legacy = dataset_create(name="bench-legacy", task="classification", target_column="label")
     # The limits are raised for this process only (environment): the version stands for one stored
@@ -89,21 +92,29 @@ def child_case(work: Path, case: str) -> dict:
     exact = reset_peak()
     started = time.perf_counter()
     if case == "preview":
-        table = dataset_version_preview(version=dataset_version_latest(dataset=Dataset.objects.get(name="bench-legacy")),
-                                        rows=20)
+        table = dataset_version_preview(
+            version=dataset_version_latest(dataset=Dataset.objects.get(name="bench-legacy")), rows=20
+        )
         outcome = f"previewed {len(table['rows'])} rows"
     else:
         name = "small.csv" if case == "baseline" else "bomb.parquet"
         try:
             with open(work / name, "rb") as handle:
-                version, created = dataset_version_create(dataset=Dataset.objects.get(name="bench-upload"),
-                                                          file=File(handle), filename=name)
+                version, created = dataset_version_create(
+                    dataset=Dataset.objects.get(name="bench-upload"), file=File(handle), filename=name
+                )
             outcome = f"stored as v{version.version} ({version.rows:,} rows)" if created else "existing version"
         except ValidationError as exc:
             outcome = "refused: " + "; ".join(exc.message_dict.get("file", exc.messages))
     seconds = time.perf_counter() - started
-    return {"case": case, "outcome": outcome, "before_mib": before / 1024, "peak_mib": rss_kib("VmHWM") / 1024,
-            "seconds": seconds, "peak_reset": exact}
+    return {
+        "case": case,
+        "outcome": outcome,
+        "before_mib": before / 1024,
+        "peak_mib": rss_kib("VmHWM") / 1024,
+        "seconds": seconds,
+        "peak_reset": exact,
+    }
 
 
 def run_child(args: list[str], env: dict) -> dict | None:
@@ -130,30 +141,44 @@ def main() -> None:
         return
 
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
-    env = os.environ | {"DATABASE_URL": f"sqlite:///{work / 'db.sqlite3'}", "MEDIA_ROOT": str(work / "media"),
-                        "PORTAL_MODE": "development", "PYTHONUNBUFFERED": "1"}
+    env = os.environ | {
+        "DATABASE_URL": f"sqlite:///{work / 'db.sqlite3'}",
+        "MEDIA_ROOT": str(work / "media"),
+        "PORTAL_MODE": "development",
+        "PYTHONUNBUFFERED": "1",
+    }
     try:
-        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env,
-                       check=True)
-        unlimited = {"DATASET_MAX_ROWS": str(10**12), "DATASET_MAX_CELLS": str(10**12),
-                     "DATASET_MAX_COLUMNS": str(10**6), "DATASET_MAX_DECOMPRESSED_BYTES": str(2**40)}
+        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
+        unlimited = {
+            "DATASET_MAX_ROWS": str(10**12),
+            "DATASET_MAX_CELLS": str(10**12),
+            "DATASET_MAX_COLUMNS": str(10**6),
+            "DATASET_MAX_DECOMPRESSED_BYTES": str(2**40),
+        }
         run_child(["--child", "prepare", "--work", str(work), "--rows", str(args.rows)], env | unlimited)
-        print(f"hostile file: {args.rows:,} rows in {(work / 'bomb.parquet').stat().st_size:,} bytes; "
-              f"baseline: {(work / 'small.csv').stat().st_size:,} bytes of CSV (500 rows)")
-        results = {case: run_child(["--child", case, "--work", str(work)], env)
-                   for case in ("baseline", "bomb", "preview")}
+        print(
+            f"hostile file: {args.rows:,} rows in {(work / 'bomb.parquet').stat().st_size:,} bytes; "
+            f"baseline: {(work / 'small.csv').stat().st_size:,} bytes of CSV (500 rows)"
+        )
+        results = {
+            case: run_child(["--child", case, "--work", str(work)], env) for case in ("baseline", "bomb", "preview")
+        }
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"{'case':<10} {'before MiB':>10} {'peak MiB':>9} {'delta MiB':>10} {'seconds':>8}  outcome")
     for case, r in results.items():
-        print(f"{case:<10} {r['before_mib']:>10.0f} {r['peak_mib']:>9.0f} {r['peak_mib'] - r['before_mib']:>10.0f} "
-              f"{r['seconds']:>8.2f}  {r['outcome']}")
+        print(
+            f"{case:<10} {r['before_mib']:>10.0f} {r['peak_mib']:>9.0f} {r['peak_mib'] - r['before_mib']:>10.0f} "
+            f"{r['seconds']:>8.2f}  {r['outcome']}"
+        )
     base = results["baseline"]
     for case in ("bomb", "preview"):
         r = results[case]
-        print(f"{case} / baseline: peak {r['peak_mib'] / base['peak_mib']:.2f}x, "
-              f"delta {(r['peak_mib'] - r['before_mib']) / max(1.0, base['peak_mib'] - base['before_mib']):.1f}x, "
-              f"time {r['seconds'] / max(base['seconds'], 1e-3):.1f}x")
+        print(
+            f"{case} / baseline: peak {r['peak_mib'] / base['peak_mib']:.2f}x, "
+            f"delta {(r['peak_mib'] - r['before_mib']) / max(1.0, base['peak_mib'] - base['before_mib']):.1f}x, "
+            f"time {r['seconds'] / max(base['seconds'], 1e-3):.1f}x"
+        )
     if not all(r["peak_reset"] for r in results.values()):
         print("note: the kernel refused to reset VmHWM; peaks include Django's own start-up")
 

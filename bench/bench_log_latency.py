@@ -18,6 +18,7 @@ its own process (bench/serving/loadgen.py) sends one-row predictions to a scikit
 the SAME web process as fast as N keep-alive connections allow: the push latency while that host
 serves predictions at full load, with the idle run as its baseline (issue 11's target: p95 <= 100 ms).
 """
+
 import argparse
 import asyncio
 import json
@@ -48,8 +49,10 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def start_web(env: Environment, port: int, timeout: float = 60):
-    proc = env.spawn([sys.executable, "-m", "mlops_portal.serve", "--host", "127.0.0.1", "--port", str(port),
-                      "--workers", "1"], "web")
+    proc = env.spawn(
+        [sys.executable, "-m", "mlops_portal.serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        "web",
+    )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -136,14 +139,22 @@ def start_prediction_load(port: int, token: str, connections: int) -> subprocess
     from bench.serving import fixtures
 
     rows = fixtures.table(n=64, seed=11)[fixtures.FEATURES].values.tolist()
-    script = LOAD_SCRIPT.format(root=str(Path(__file__).resolve().parents[1]), port=port, token=token,
-                                connections=connections, rows=rows, columns=fixtures.FEATURES)
+    script = LOAD_SCRIPT.format(
+        root=str(Path(__file__).resolve().parents[1]),
+        port=port,
+        token=token,
+        connections=connections,
+        rows=rows,
+        columns=fixtures.FEATURES,
+    )
     return subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
 def summary(name: str, ms: list[float]) -> float:
     p95 = percentile(ms, 95)
-    print(f"{name:27s}p50 {statistics.median(ms):7.2f} ms   p95 {p95:7.2f} ms   max {max(ms):7.2f} ms   ({len(ms)} lines)")
+    print(
+        f"{name:27s}p50 {statistics.median(ms):7.2f} ms   p95 {p95:7.2f} ms   max {max(ms):7.2f} ms   ({len(ms)} lines)"
+    )
     return p95
 
 
@@ -158,8 +169,7 @@ def main():
         env.start_worker(f"bench-{uuid.uuid4().hex[:6]}@loglat")
         port = free_port()
         start_web(env, port)
-        params = {"hidden_size": 16, "num_layers": 1, "batch_size": 64, "epochs": args.epochs,
-                  "patience": args.epochs}
+        params = {"hidden_size": 16, "num_layers": 1, "batch_size": 64, "epochs": args.epochs, "patience": args.epochs}
         experiment, user = price_experiment(name="bench-log-latency", tickers=2, days=250, params=params)
 
         from apps.core.roles import ANALYST
@@ -170,32 +180,60 @@ def main():
         cookie = session_cookie(viewer)
 
         log("warm-up run (imports torch in the worker)")
-        warm = training_run_start(experiment=experiment, framework="torch", model_type="mlp",
-                                  params=params | {"epochs": 2, "patience": 2}, user=user, dispatch=False)
-        asyncio.run(watch(f"ws://127.0.0.1:{port}/ws/training/runs/{warm.pk}/?after=0", cookie,
-                          f"http://127.0.0.1:{port}", lambda: _dispatch(warm.pk, warm.queue, warm.celery_task_id)))
+        warm = training_run_start(
+            experiment=experiment,
+            framework="torch",
+            model_type="mlp",
+            params=params | {"epochs": 2, "patience": 2},
+            user=user,
+            dispatch=False,
+        )
+        asyncio.run(
+            watch(
+                f"ws://127.0.0.1:{port}/ws/training/runs/{warm.pk}/?after=0",
+                cookie,
+                f"http://127.0.0.1:{port}",
+                lambda: _dispatch(warm.pk, warm.queue, warm.celery_task_id),
+            )
+        )
 
         baseline = asyncio.run(channel_layer_baseline())
-        run = training_run_start(experiment=experiment, framework="torch", model_type="mlp", params=params,
-                                 user=user, dispatch=False)
-        log(f"run {run.pk}: {args.epochs} epochs, watching ws/training/runs/{run.pk}/ through the web process on :{port}")
-        latencies = asyncio.run(watch(f"ws://127.0.0.1:{port}/ws/training/runs/{run.pk}/?after=0", cookie,
-                                      f"http://127.0.0.1:{port}",
-                                      lambda: _dispatch(run.pk, run.queue, run.celery_task_id)))
+        run = training_run_start(
+            experiment=experiment, framework="torch", model_type="mlp", params=params, user=user, dispatch=False
+        )
+        log(
+            f"run {run.pk}: {args.epochs} epochs, watching ws/training/runs/{run.pk}/ through the web process on :{port}"
+        )
+        latencies = asyncio.run(
+            watch(
+                f"ws://127.0.0.1:{port}/ws/training/runs/{run.pk}/?after=0",
+                cookie,
+                f"http://127.0.0.1:{port}",
+                lambda: _dispatch(run.pk, run.queue, run.celery_task_id),
+            )
+        )
 
         if args.load_connections:
             from bench.serving import fixtures
 
             log("training and deploying the scikit-learn model the load generator calls")
             token = fixtures.build()["token"]
-            run = training_run_start(experiment=experiment, framework="torch", model_type="mlp", params=params,
-                                     user=user, dispatch=False)
+            run = training_run_start(
+                experiment=experiment, framework="torch", model_type="mlp", params=params, user=user, dispatch=False
+            )
             load = start_prediction_load(port, token, args.load_connections)
             time.sleep(3)  # the load is at full speed before the run starts
-            log(f"run {run.pk} watched while {args.load_connections} connections send predictions to the same web process")
-            under_load = asyncio.run(watch(f"ws://127.0.0.1:{port}/ws/training/runs/{run.pk}/?after=0", cookie,
-                                           f"http://127.0.0.1:{port}",
-                                           lambda: _dispatch(run.pk, run.queue, run.celery_task_id)))
+            log(
+                f"run {run.pk} watched while {args.load_connections} connections send predictions to the same web process"
+            )
+            under_load = asyncio.run(
+                watch(
+                    f"ws://127.0.0.1:{port}/ws/training/runs/{run.pk}/?after=0",
+                    cookie,
+                    f"http://127.0.0.1:{port}",
+                    lambda: _dispatch(run.pk, run.queue, run.celery_task_id),
+                )
+            )
             load_result, _ = load.communicate(input="", timeout=60)  # closing stdin ends it after its round
             log(f"prediction load during that run: {load_result.strip()}")
 

@@ -19,6 +19,7 @@ Then the writer's throughput with rollups on and off: `logs_store` of demo-like 
 features with 5 drift rows each, probabilities) in batches of 1000, rollups and drift bins vs the
 insert alone. Target: on/off >= 0.8.
 """
+
 import argparse
 import statistics
 import sys
@@ -54,12 +55,25 @@ def deploy():
     frame.to_csv(buffer, index=False)
     dataset_version_create(dataset=dataset, file=ContentFile(buffer.getvalue().encode()), filename="t.csv", user=staff)
     spec, _ = feature_spec_create(dataset=dataset, name="identity", spec={"version": 1, "steps": []}, user=staff)
-    experiment = experiment_create(name="bench-mon", dataset=dataset, feature_spec=spec, user=staff,
-                                   default_framework="sklearn", default_model_type="linear")
+    experiment = experiment_create(
+        name="bench-mon",
+        dataset=dataset,
+        feature_spec=spec,
+        user=staff,
+        default_framework="sklearn",
+        default_model_type="linear",
+    )
     versions = []
     for seed in (0, 1):
-        run = training_run_start(experiment=experiment, framework="sklearn", model_type="linear", params={},
-                                 user=staff, seed=seed, dispatch=False)
+        run = training_run_start(
+            experiment=experiment,
+            framework="sklearn",
+            model_type="linear",
+            params={},
+            user=staff,
+            seed=seed,
+            dispatch=False,
+        )
         versions.append(training_run_execute(run_id=run.pk).model_versions.get())
     deployment = deployment_create(name="bench-mon", model_version=versions[0], user=staff)
     rollout = rollout_create(deployment=deployment, challenger=versions[1], user=staff, start=True)
@@ -80,14 +94,17 @@ def add_traffic(deployment, champion, challenger, count: int) -> None:
                    CASE WHEN g %% 100 = 0 THEN 'server_error' ELSE 'ok' END, '', exp(1 + random() * 2), 1, 'h',
                    '[1]', '', '{}', NULL, now() - random() * interval '24 hours'
                FROM generate_series(1, %s) g""",
-            [deployment.pk, challenger.pk, champion.pk, count])
+            [deployment.pk, challenger.pk, champion.pk, count],
+        )
         cursor.execute(
             """INSERT INTO monitoring_feedback (prediction_id, deployment_id, model_version_id, shadow, ground_truth, n,
                    n_correct, sq_error_sum, sq_error_sq_sum, log_loss_sum, calibration, served_at, received_at)
                SELECT id, deployment_id, model_version_id, false, '[1]', 1, (random() < 0.7)::int, NULL, NULL, NULL,
                    NULL, served_at, now()
                FROM monitoring_predictionlog WHERE id > %s AND status = 'ok' AND id %% 10 = 0
-               ON CONFLICT DO NOTHING""", [last_id])
+               ON CONFLICT DO NOTHING""",
+            [last_id],
+        )
         cursor.execute("ANALYZE monitoring_predictionlog; ANALYZE monitoring_feedback")
 
 
@@ -117,8 +134,11 @@ def measure(client, rollout, repeat: int) -> dict:
     def gate():
         rollout_gates_check(rollout=rollout)
 
-    return {"metrics scrape": timed(scrape, repeat), "24h dashboard window": timed(dashboard, repeat),
-            "gate evaluation": timed(gate, repeat)}
+    return {
+        "metrics scrape": timed(scrape, repeat),
+        "24h dashboard window": timed(dashboard, repeat),
+        "gate evaluation": timed(gate, repeat),
+    }
 
 
 def writer_throughput(deployment, version, *, batches: int) -> dict:
@@ -126,12 +146,24 @@ def writer_throughput(deployment, version, *, batches: int) -> dict:
     from apps.monitoring.services.logbuffer import log_entry, logs_store
 
     def lines(count):
-        return [log_entry(request_id=str(uuid.uuid4()), deployment_id=deployment.pk, version_id=version.pk,
-                          shadow=False, status="ok", latency_ms=1.2345 + (i % 50) * 0.1, n_rows=1,
-                          inputs_hash=uuid.uuid4().hex, output=[1], routing_key_hash=uuid.uuid4().hex,
-                          features={f"f{k}": [0.1234 * j - 0.3 for j in range(5)] for k in range(8)},
-                          probabilities=[[0.2815334, 0.7184666]], served_at=time.time())
-                for i in range(count)]
+        return [
+            log_entry(
+                request_id=str(uuid.uuid4()),
+                deployment_id=deployment.pk,
+                version_id=version.pk,
+                shadow=False,
+                status="ok",
+                latency_ms=1.2345 + (i % 50) * 0.1,
+                n_rows=1,
+                inputs_hash=uuid.uuid4().hex,
+                output=[1],
+                routing_key_hash=uuid.uuid4().hex,
+                features={f"f{k}": [0.1234 * j - 0.3 for j in range(5)] for k in range(8)},
+                probabilities=[[0.2815334, 0.7184666]],
+                served_at=time.time(),
+            )
+            for i in range(count)
+        ]
 
     def run(rollups: bool) -> float:
         saved = logbuffer.rollups_add, logbuffer.add_feature_bins
@@ -173,8 +205,9 @@ def main():
 
         staff, deployment, (champion, challenger), rollout = deploy()
         now = timezone.now()
-        Rollout.objects.filter(pk=rollout.pk).update(started_at=now - timedelta(hours=24),
-                                                     stage_started_at=now - timedelta(hours=23, seconds=30.5))
+        Rollout.objects.filter(pk=rollout.pk).update(
+            started_at=now - timedelta(hours=24), stage_started_at=now - timedelta(hours=23, seconds=30.5)
+        )
         rollout.refresh_from_db()
         client = Client()
         client.force_login(staff)
@@ -198,13 +231,17 @@ def main():
             small, large = results[args.small][name], results[args.large][name]
             ratio = large / small
             ok &= ratio <= 1.5 and large <= 200
-            log(f"{name}: {small:.1f} ms at {args.small:,}, {large:.1f} ms at {args.large:,}: ratio {ratio:.2f} "
-                f"(target <= 1.5, <= 200 ms)")
+            log(
+                f"{name}: {small:.1f} ms at {args.small:,}, {large:.1f} ms at {args.large:,}: ratio {ratio:.2f} "
+                f"(target <= 1.5, <= 200 ms)"
+            )
         throughput = writer_throughput(deployment, champion, batches=args.writer_batches)
         ratio = throughput["on"] / throughput["off"]
         ok &= ratio >= 0.8
-        log(f"writer: {throughput['off']:,.0f} lines/s without rollups, {throughput['on']:,.0f} with: ratio {ratio:.2f} "
-            f"(target >= 0.8)")
+        log(
+            f"writer: {throughput['off']:,.0f} lines/s without rollups, {throughput['on']:,.0f} with: ratio {ratio:.2f} "
+            f"(target >= 0.8)"
+        )
         log("PASS" if ok else "FAIL")
 
 

@@ -15,6 +15,7 @@ medians and of the best times (the best is the least disturbed by other load), p
 both (the plain process; the worker process with all its threads, recorded per run), which other
 load on the machine disturbs far less than wall time. The target is <= 1.05 (wall).
 """
+
 import argparse
 import os
 import signal
@@ -68,8 +69,9 @@ class Environment:
         admin_sql(self.admin_url, f'CREATE DATABASE "{self.db_name}"')
         try:
             os.environ.update(self.env())
-            subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT,
-                           env=self.env(), check=True)
+            subprocess.run(
+                [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=self.env(), check=True
+            )
             import django
 
             django.setup()
@@ -79,24 +81,49 @@ class Environment:
         return self
 
     def env(self) -> dict:
-        return os.environ | {"DATABASE_URL": self.url, "REDIS_URL": self.redis_url, "MEDIA_ROOT": self.media,
-                             "PYTHONUNBUFFERED": "1", "PORTAL_MODE": "development",
-                             "TRAINING_CPU_QUEUE": self.queue, "TRAINING_GPU_QUEUE": self.queue}
+        return os.environ | {
+            "DATABASE_URL": self.url,
+            "REDIS_URL": self.redis_url,
+            "MEDIA_ROOT": self.media,
+            "PYTHONUNBUFFERED": "1",
+            "PORTAL_MODE": "development",
+            "TRAINING_CPU_QUEUE": self.queue,
+            "TRAINING_GPU_QUEUE": self.queue,
+        }
 
     def spawn(self, args: list[str], name: str) -> subprocess.Popen:
         log_file = open(Path(self.media) / f"{name}.log", "wb")
         self.logs.append(log_file)
-        proc = subprocess.Popen(args, cwd=ROOT, env=self.env(), stdout=log_file, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            args, cwd=ROOT, env=self.env(), stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.processes.append(proc)
         return proc
 
     def start_worker(self, hostname: str, timeout: float = 120) -> subprocess.Popen:
         from mlops_portal.celery import app
 
-        proc = self.spawn([sys.executable, "-m", "celery", "-A", "mlops_portal", "worker", "-Q", self.queue,
-                           "-c", "1", "-n", hostname, "--loglevel", "WARNING", "--without-gossip",
-                           "--without-mingle"], "worker")
+        proc = self.spawn(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "mlops_portal",
+                "worker",
+                "-Q",
+                self.queue,
+                "-c",
+                "1",
+                "-n",
+                hostname,
+                "--loglevel",
+                "WARNING",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            "worker",
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -134,14 +161,22 @@ def price_experiment(*, name: str, tickers: int = 5, days: int = 600, params: di
     from apps.training.services.experiments import experiment_create
 
     user = user_with_role_ensure(username=f"bench-{uuid.uuid4().hex[:6]}", password=uuid.uuid4().hex, role=ML_STAFF)
-    dataset = dataset_create(name=name, task="classification", target_column="close", time_column="date",
-                             entity_column="ticker")
+    dataset = dataset_create(
+        name=name, task="classification", target_column="close", time_column="date", entity_column="ticker"
+    )
     names = list(DEFAULT_TICKERS[:tickers]) + [f"T{i:03d}" for i in range(max(0, tickers - len(DEFAULT_TICKERS)))]
     csv = generate_ohlcv(tickers=names, days=days, seed=7).to_csv(index=False).encode()
     dataset_version_create(dataset=dataset, file=ContentFile(csv), filename="prices.csv")
     spec, _ = feature_spec_create(dataset=dataset, name="price-features", spec=PRICE_FEATURES_V1)
-    experiment = experiment_create(name=name, dataset=dataset, feature_spec=spec, default_framework="torch",
-                                   default_model_type="mlp", default_params=params, user=user)
+    experiment = experiment_create(
+        name=name,
+        dataset=dataset,
+        feature_spec=spec,
+        default_framework="torch",
+        default_model_type="mlp",
+        default_params=params,
+        user=user,
+    )
     return experiment, user
 
 
@@ -156,8 +191,16 @@ def plain_job(experiment, params: dict, seed: int = 0) -> tuple[float, float]:
     df = dataset_version_dataframe(version=version)
     data = prepare_training_data(df=df, dataset=experiment.dataset, spec=experiment.feature_spec.spec, seed=seed)
     adapter = get_adapter("torch")
-    trained = adapter.fit(data=data, task=experiment.task, model_type="mlp", params=params, seed=seed,
-                          device="cpu", reporter=NullReporter(), monitor=experiment.primary_metric)
+    trained = adapter.fit(
+        data=data,
+        task=experiment.task,
+        model_type="mlp",
+        params=params,
+        seed=seed,
+        device="cpu",
+        reporter=NullReporter(),
+        monitor=experiment.primary_metric,
+    )
     trained.evaluate_data(data)
     with tempfile.TemporaryDirectory() as folder:
         adapter.save(trained, Path(folder) / "model")
@@ -171,8 +214,9 @@ def pipeline_job(experiment, user, params: dict, seed: int = 0, timeout: float =
     from apps.training.services.training_pipeline import training_run_start
 
     started = time.perf_counter()
-    run = training_run_start(experiment=experiment, framework="torch", model_type="mlp", params=params, seed=seed,
-                             user=user)
+    run = training_run_start(
+        experiment=experiment, framework="torch", model_type="mlp", params=params, seed=seed, user=user
+    )
     while True:
         status = TrainingRun.objects.filter(pk=run.pk).values_list("status", flat=True).get()
         if status in RUN_TERMINAL:
@@ -198,8 +242,9 @@ def main():
     with Environment("bench_pipeline") as env:
         env.start_worker(f"bench-{uuid.uuid4().hex[:6]}@pipeline")
         base = {"hidden_size": 128, "num_layers": 2, "batch_size": 64, "dropout": 0.1}
-        experiment, user = price_experiment(name="bench-overhead", tickers=args.tickers, days=args.days,
-                                            params=base | {"epochs": 1})
+        experiment, user = price_experiment(
+            name="bench-overhead", tickers=args.tickers, days=args.days, params=base | {"epochs": 1}
+        )
 
         log("warm-up: one short run each way (imports torch in the worker, caches the dataset)")
         pipeline_job(experiment, user, base | {"epochs": 2, "patience": 2})
@@ -207,8 +252,10 @@ def main():
         per_epoch = six / 6  # with the fixed costs spread over the epochs: errs towards a shorter job
         epochs = int(min(1000, max(5, round(args.seconds / per_epoch))))
         params = base | {"epochs": epochs, "patience": epochs}
-        log(f"{per_epoch * 1000:.0f} ms per epoch -> {epochs} epochs for a ~{args.seconds:g} s job; "
-            f"TRAINING_THREADS={os.environ.get('TRAINING_THREADS', 'default')}")
+        log(
+            f"{per_epoch * 1000:.0f} ms per epoch -> {epochs} epochs for a ~{args.seconds:g} s job; "
+            f"TRAINING_THREADS={os.environ.get('TRAINING_THREADS', 'default')}"
+        )
 
         plain, piped, plain_cpu, piped_cpu = [], [], [], []
         for i in range(args.repeats):
@@ -220,22 +267,32 @@ def main():
             piped.append(elapsed)
             piped_cpu.append(run.cpu_seconds)
             queue_wait = (run.started_at - run.queued_at).total_seconds()
-            log(f"pipeline #{i + 1}: {elapsed:.2f} s (CPU in the worker {run.cpu_seconds:.2f} s, queue wait "
+            log(
+                f"pipeline #{i + 1}: {elapsed:.2f} s (CPU in the worker {run.cpu_seconds:.2f} s, queue wait "
                 f"{queue_wait:.2f} s, {run.log_seq} log lines, {run.epochs.count()} epoch rows, "
-                f"version {run.model_versions.get().version})")
+                f"version {run.model_versions.get().version})"
+            )
 
     ratio = statistics.median(piped) / statistics.median(plain)
     best = min(piped) / min(plain)
     per_epoch_ms = (statistics.median(piped) - statistics.median(plain)) / epochs * 1000
     print()
     print(f"{epochs} epochs of {args.tickers * args.days} rows; pipeline cost per epoch (median) {per_epoch_ms:.1f} ms")
-    print(f"plain script      median {statistics.median(plain):7.2f} s   best {min(plain):7.2f} s   ({len(plain)} runs)")
-    print(f"through pipeline  median {statistics.median(piped):7.2f} s   best {min(piped):7.2f} s   ({len(piped)} runs)")
-    print(f"CPU time          median {statistics.median(plain_cpu):7.2f} s plain, "
-          f"{statistics.median(piped_cpu):7.2f} s pipeline worker process (all its threads)")
+    print(
+        f"plain script      median {statistics.median(plain):7.2f} s   best {min(plain):7.2f} s   ({len(plain)} runs)"
+    )
+    print(
+        f"through pipeline  median {statistics.median(piped):7.2f} s   best {min(piped):7.2f} s   ({len(piped)} runs)"
+    )
+    print(
+        f"CPU time          median {statistics.median(plain_cpu):7.2f} s plain, "
+        f"{statistics.median(piped_cpu):7.2f} s pipeline worker process (all its threads)"
+    )
     cpu_ratio = statistics.median(piped_cpu) / statistics.median(plain_cpu)
-    print(f"ratio pipeline/plain: wall median {ratio:.3f}, wall best {best:.3f}, CPU median {cpu_ratio:.3f}  "
-          f"(target: wall median <= 1.05: {'met' if ratio <= 1.05 else 'NOT met'})")
+    print(
+        f"ratio pipeline/plain: wall median {ratio:.3f}, wall best {best:.3f}, CPU median {cpu_ratio:.3f}  "
+        f"(target: wall median <= 1.05: {'met' if ratio <= 1.05 else 'NOT met'})"
+    )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ flusher); the most lines ever waiting in the buffer at that rate (what a SIGKILL
 the database up) and how long after the last push the buffer was empty; and the memory per
 buffered line. Target: request-path ratio new/old <= 0.2.
 """
+
 import argparse
 import json
 import os
@@ -61,10 +62,17 @@ def deploy():
     frame.to_csv(buffer, index=False)
     dataset_version_create(dataset=dataset, file=ContentFile(buffer.getvalue().encode()), filename="t.csv", user=staff)
     spec, _ = feature_spec_create(dataset=dataset, name="identity", spec={"version": 1, "steps": []}, user=staff)
-    experiment = experiment_create(name="bench-log", dataset=dataset, feature_spec=spec, user=staff,
-                                   default_framework="sklearn", default_model_type="linear")
-    run = training_run_start(experiment=experiment, framework="sklearn", model_type="linear", params={}, user=staff,
-                             seed=0, dispatch=False)
+    experiment = experiment_create(
+        name="bench-log",
+        dataset=dataset,
+        feature_spec=spec,
+        user=staff,
+        default_framework="sklearn",
+        default_model_type="linear",
+    )
+    run = training_run_start(
+        experiment=experiment, framework="sklearn", model_type="linear", params={}, user=staff, seed=0, dispatch=False
+    )
     run = training_run_execute(run_id=run.pk)
     version = run.model_versions.get()
     return deployment_create(name="bench-log", model_version=version, user=staff), version
@@ -73,11 +81,23 @@ def deploy():
 def lines(count: int, deployment, version) -> list[dict]:
     from apps.monitoring.services.logbuffer import log_entry
 
-    return [log_entry(request_id=str(uuid.uuid4()), deployment_id=deployment.pk, version_id=version.pk, shadow=False,
-                      status="ok", latency_ms=1.2345, n_rows=1, inputs_hash=uuid.uuid4().hex, output=[1],
-                      routing_key_hash=uuid.uuid4().hex, features={f"f{i}": [0.1234 * j for j in range(5)] for i in range(8)},
-                      probabilities=[[0.2815334, 0.7184666]])
-            for _ in range(count)]
+    return [
+        log_entry(
+            request_id=str(uuid.uuid4()),
+            deployment_id=deployment.pk,
+            version_id=version.pk,
+            shadow=False,
+            status="ok",
+            latency_ms=1.2345,
+            n_rows=1,
+            inputs_hash=uuid.uuid4().hex,
+            output=[1],
+            routing_key_hash=uuid.uuid4().hex,
+            features={f"f{i}": [0.1234 * j for j in range(5)] for i in range(8)},
+            probabilities=[[0.2815334, 0.7184666]],
+        )
+        for _ in range(count)
+    ]
 
 
 def old_push(*, entries: list[dict], labels: list[tuple[str, str]]) -> None:
@@ -89,7 +109,9 @@ def old_push(*, entries: list[dict], labels: list[tuple[str, str]]) -> None:
     pipe.rpush(PENDING_KEY, *[json.dumps(entry, separators=(",", ":")) for entry in entries])
     for entry, (deployment, version) in zip(entries, labels):
         pipe.hincrby(COUNT_KEY, counter_field(deployment, version, entry["st"], bool(entry["s"])), 1)
-        pipe.hincrbyfloat(LATENCY_SUM_KEY, counter_field(deployment, version, entry["st"], bool(entry["s"])), entry["l"])
+        pipe.hincrbyfloat(
+            LATENCY_SUM_KEY, counter_field(deployment, version, entry["st"], bool(entry["s"])), entry["l"]
+        )
     pipe.execute()
 
 
@@ -107,8 +129,12 @@ def old_flush(batch_size: int = 2000) -> int:
     client, moved = get_redis(), 0
     while raw := client.lrange(PENDING_KEY, 0, batch_size - 1):
         models = [_model(json.loads(line)) for line in raw]
-        deployments = set(Deployment.objects.filter(pk__in={m.deployment_id for m in models}).values_list("pk", flat=True))
-        versions = set(ModelVersion.objects.filter(pk__in={m.model_version_id for m in models}).values_list("pk", flat=True))
+        deployments = set(
+            Deployment.objects.filter(pk__in={m.deployment_id for m in models}).values_list("pk", flat=True)
+        )
+        versions = set(
+            ModelVersion.objects.filter(pk__in={m.model_version_id for m in models}).values_list("pk", flat=True)
+        )
         kept = [m for m in models if m.deployment_id in deployments and m.model_version_id in versions]
         with transaction.atomic():
             PredictionLog.objects.bulk_create(kept, ignore_conflicts=True, batch_size=1000)
@@ -134,8 +160,13 @@ def paced(push, batches: list[list[dict]], rate: float, batch: int, watch=None) 
         calls.append(time.perf_counter() - t0)
         if watch is not None:
             most = max(most, watch())
-    return {"calls": calls, "answers": sum(len(b) for b in batches), "cpu": time.process_time() - cpu,
-            "wall": time.perf_counter() - start, "most_waiting": most}
+    return {
+        "calls": calls,
+        "answers": sum(len(b) for b in batches),
+        "cpu": time.process_time() - cpu,
+        "wall": time.perf_counter() - start,
+        "most_waiting": most,
+    }
 
 
 def per_answer_us(result: dict) -> float:
@@ -164,8 +195,11 @@ def private_redis() -> tuple[subprocess.Popen, str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     for _ in range(100):
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
@@ -200,7 +234,7 @@ def run(args) -> None:
 
         def batches():
             made = lines(count, deployment, version)
-            return [made[i:i + args.batch] for i in range(0, count, args.batch)]
+            return [made[i : i + args.batch] for i in range(0, count, args.batch)]
 
         old = paced(old_push, batches(), args.rate, args.batch)
         cpu = time.process_time()
@@ -222,15 +256,21 @@ def run(args) -> None:
 
         old_us, new_us = per_answer_us(old), per_answer_us(new)
         print(f"request path, per answer : old {old_us:7.2f} us   new {new_us:7.2f} us   new/old {new_us / old_us:.3f}")
-        print(f"request path, p99 / call : old {p99_us(old['calls']):7.2f} us   new {p99_us(new['calls']):7.2f} us   "
-              f"({args.batch} answers per call)")
+        print(
+            f"request path, p99 / call : old {p99_us(old['calls']):7.2f} us   new {p99_us(new['calls']):7.2f} us   "
+            f"({args.batch} answers per call)"
+        )
         old_total = (old["cpu"] + old_flush_cpu) / count * 1e6
         new_total = new_cpu_total / count * 1e6
-        print(f"CPU to PostgreSQL/answer : old {old_total:7.2f} us (push {old['cpu'] / count * 1e6:.2f} in the web "
-              f"process + flusher {old_flush_cpu / count * 1e6:.2f} in the worker)   new {new_total:7.2f} us (all in "
-              f"the web process)   new/old {new_total / old_total:.3f}")
-        print(f"buffer at {args.rate:g}/s      : at most {new['most_waiting']} line(s) waiting (= {new['most_waiting'] / args.rate * 1000:.1f} ms "
-              f"of answers, what a SIGKILL loses with the database up); empty {settle_ms:.1f} ms after the last push")
+        print(
+            f"CPU to PostgreSQL/answer : old {old_total:7.2f} us (push {old['cpu'] / count * 1e6:.2f} in the web "
+            f"process + flusher {old_flush_cpu / count * 1e6:.2f} in the worker)   new {new_total:7.2f} us (all in "
+            f"the web process)   new/old {new_total / old_total:.3f}"
+        )
+        print(
+            f"buffer at {args.rate:g}/s      : at most {new['most_waiting']} line(s) waiting (= {new['most_waiting'] / args.rate * 1000:.1f} ms "
+            f"of answers, what a SIGKILL loses with the database up); empty {settle_ms:.1f} ms after the last push"
+        )
         print(f"memory per buffered line : {line_bytes(lines(500, deployment, version)):.0f} bytes")
 
 

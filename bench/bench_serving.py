@@ -22,6 +22,7 @@ What it does:
   4. soaks the portal (default 60 s at 100 connections): errors, and served vs logged predictions.
 Access logs are off on both servers. Ratios compare figures measured in this same invocation.
 """
+
 import argparse
 import json
 import os
@@ -72,8 +73,12 @@ def sample_rows(n: int, seed: int) -> list[list[float]]:
 
 def v2_portal_body(row) -> dict:
     """The Open Inference Protocol as the portal reads it: one tensor per feature column."""
-    return {"inputs": [{"name": name, "shape": [1], "datatype": "FP64", "data": [value]}
-                       for name, value in zip(fixtures.FEATURES, row)]}
+    return {
+        "inputs": [
+            {"name": name, "shape": [1], "datatype": "FP64", "data": [value]}
+            for name, value in zip(fixtures.FEATURES, row)
+        ]
+    }
 
 
 def v2_mlserver_body(row) -> dict:
@@ -84,8 +89,10 @@ def v2_mlserver_body(row) -> dict:
 def report(framework: str, results: dict) -> None:
     """One line per server and connection count, then the ratios the issue sets as targets."""
     for (server, connections), r in sorted(results.items(), key=lambda item: (item[0][1], item[0][0])):
-        print(f"{framework:8s} {server:18s} c={connections:<4d}: {r.rps:8.1f} req/s  p50 {r.percentile(50):7.2f} ms"
-              f"  p99 {r.percentile(99):7.2f} ms  errors {r.errors}")
+        print(
+            f"{framework:8s} {server:18s} c={connections:<4d}: {r.rps:8.1f} req/s  p50 {r.percentile(50):7.2f} ms"
+            f"  p99 {r.percentile(99):7.2f} ms  errors {r.errors}"
+        )
     for connections in sorted({c for _, c in results}):
         portal = results[("portal REST", connections)]
         for other, throughput_target in (("mlserver V2", 1.0), ("mlflow", 2.0)):
@@ -95,18 +102,24 @@ def report(framework: str, results: dict) -> None:
             mine = results.get(("portal V2", connections), portal) if other == "mlserver V2" else portal
             throughput = mine.rps / theirs.rps if theirs.rps else float("nan")
             p99 = mine.percentile(99) / theirs.percentile(99)
-            print(f"{framework:8s} ratio c={connections:<4d} portal/{other:11s}: throughput {throughput:5.2f}"
-                  f" (target >= {throughput_target:g}), p99 {p99:5.2f} (target <= 1)")
+            print(
+                f"{framework:8s} ratio c={connections:<4d} portal/{other:11s}: throughput {throughput:5.2f}"
+                f" (target >= {throughput_target:g}), p99 {p99:5.2f} (target <= 1)"
+            )
 
 
 def same_predictions(port_portal, port_mlflow, deployment, token, rows) -> tuple[bool, str]:
     import urllib.request
 
     body = json.dumps(rows_body(rows)).encode()
-    portal = urllib.request.Request(f"http://127.0.0.1:{port_portal}/api/v1/deployments/{deployment}/predict", body,
-                                    {"Content-Type": "application/json", "Authorization": f"Bearer {token}",
-                                     "X-Routing-Key": "parity"})
-    mlflow = urllib.request.Request(f"http://127.0.0.1:{port_mlflow}/invocations", body, {"Content-Type": "application/json"})
+    portal = urllib.request.Request(
+        f"http://127.0.0.1:{port_portal}/api/v1/deployments/{deployment}/predict",
+        body,
+        {"Content-Type": "application/json", "Authorization": f"Bearer {token}", "X-Routing-Key": "parity"},
+    )
+    mlflow = urllib.request.Request(
+        f"http://127.0.0.1:{port_mlflow}/invocations", body, {"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(portal) as a, urllib.request.urlopen(mlflow) as b:
         mine, theirs = json.loads(a.read()), json.loads(b.read())
     return [int(p) for p in mine["predictions"]] == [int(p) for p in theirs["predictions"]], mine["model_version"]
@@ -118,15 +131,22 @@ def same_predictions_mlserver(port_portal, port_mlserver, token, rows) -> tuple[
     import urllib.request
 
     body = json.dumps(rows_body(rows)).encode()
-    portal = urllib.request.Request(f"http://127.0.0.1:{port_portal}/api/v1/deployments/bench-sklearn/predict", body,
-                                    {"Content-Type": "application/json", "Authorization": f"Bearer {token}",
-                                     "X-Routing-Key": "parity"})
+    portal = urllib.request.Request(
+        f"http://127.0.0.1:{port_portal}/api/v1/deployments/bench-sklearn/predict",
+        body,
+        {"Content-Type": "application/json", "Authorization": f"Bearer {token}", "X-Routing-Key": "parity"},
+    )
     theirs = {"inputs": [{"name": "input-0", "shape": [len(rows), len(rows[0])], "datatype": "FP64", "data": rows}]}
-    mlserver = urllib.request.Request(f"http://127.0.0.1:{port_mlserver}/v2/models/bench-sklearn/infer",
-                                      json.dumps(theirs).encode(), {"Content-Type": "application/json"})
+    mlserver = urllib.request.Request(
+        f"http://127.0.0.1:{port_mlserver}/v2/models/bench-sklearn/infer",
+        json.dumps(theirs).encode(),
+        {"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(portal) as a, urllib.request.urlopen(mlserver) as b:
         mine, answer = json.loads(a.read()), json.loads(b.read())
-    return [int(p) for p in mine["predictions"]] == [int(p) for p in answer["outputs"][0]["data"]], mine["model_version"]
+    return [int(p) for p in mine["predictions"]] == [int(p) for p in answer["outputs"][0]["data"]], mine[
+        "model_version"
+    ]
 
 
 def added_latency(token: str, port: int, version_id: int) -> None:
@@ -153,16 +173,29 @@ def added_latency(token: str, port: int, version_id: int) -> None:
     raw = timed(lambda: loaded.predict_raw(frame), 2000)
     body = rows_body([row])
     raw_body = json.dumps(body).encode()
-    service = timed(lambda: predict(deployment="bench-sklearn", body=body, raw_body=raw_body, routing_key="latency"), 2000)
-    request = [build_request("127.0.0.1", port, "/api/v1/deployments/bench-sklearn/predict", body,
-                             {"Authorization": f"Bearer {token}", "X-Routing-Key": "latency"})]
+    service = timed(
+        lambda: predict(deployment="bench-sklearn", body=body, raw_body=raw_body, routing_key="latency"), 2000
+    )
+    request = [
+        build_request(
+            "127.0.0.1",
+            port,
+            "/api/v1/deployments/bench-sklearn/predict",
+            body,
+            {"Authorization": f"Bearer {token}", "X-Routing-Key": "latency"},
+        )
+    ]
     http = load("127.0.0.1", port, request, connections=1, total=1500)
     http_p50 = http.percentile(50)
     print(f"latency  raw in-process predict_raw (1 row)      p50 {raw:7.3f} ms")
-    print(f"latency  portal serving path in-process           p50 {service:7.3f} ms  added {service - raw:6.3f} ms"
-          " (route, parse, check, predict, log; target <= 1 ms)")
-    print(f"latency  portal over HTTP, one connection          p50 {http_p50:7.3f} ms  added {http_p50 - raw:6.3f} ms"
-          " (plus HTTP server, Django, auth, throttle)")
+    print(
+        f"latency  portal serving path in-process           p50 {service:7.3f} ms  added {service - raw:6.3f} ms"
+        " (route, parse, check, predict, log; target <= 1 ms)"
+    )
+    print(
+        f"latency  portal over HTTP, one connection          p50 {http_p50:7.3f} ms  added {http_p50 - raw:6.3f} ms"
+        " (plus HTTP server, Django, auth, throttle)"
+    )
 
 
 def main() -> None:
@@ -182,8 +215,13 @@ def main() -> None:
     admin_url, db_url = database_urls(db_name)
     work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     env = {
-        **os.environ, "DATABASE_URL": db_url, "MEDIA_ROOT": str(work / "media"), "DB_CONN_MAX_AGE": "600",
-        "API_THROTTLE_PREDICT": "100000000/minute", "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1",
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "MEDIA_ROOT": str(work / "media"),
+        "DB_CONN_MAX_AGE": "600",
+        "API_THROTTLE_PREDICT": "100000000/minute",
+        "LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
         "REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
     }
     servers = Servers()
@@ -191,7 +229,9 @@ def main() -> None:
     try:
         log(f"database {db_name}: migrating")
         subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
-        os.environ.update({k: env[k] for k in ("DATABASE_URL", "MEDIA_ROOT", "DB_CONN_MAX_AGE", "REDIS_URL", "LOG_LEVEL")})
+        os.environ.update(
+            {k: env[k] for k in ("DATABASE_URL", "MEDIA_ROOT", "DB_CONN_MAX_AGE", "REDIS_URL", "LOG_LEVEL")}
+        )
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlops_portal.settings")
         import django
 
@@ -200,12 +240,28 @@ def main() -> None:
         built = fixtures.build()
         token = built["token"]
         exported = work / "mlflow-models"
-        subprocess.run([str(mlflow_python), str(ROOT / "bench" / "serving" / "mlflow_export.py"),
-                        built["artifacts"]["sklearn"], built["artifacts"]["torch"], str(exported)], check=True,
-                       env={**os.environ, "MLFLOW_TRACKING_URI": f"file://{work / 'mlruns'}"})
+        subprocess.run(
+            [
+                str(mlflow_python),
+                str(ROOT / "bench" / "serving" / "mlflow_export.py"),
+                built["artifacts"]["sklearn"],
+                built["artifacts"]["torch"],
+                str(exported),
+            ],
+            check=True,
+            env={**os.environ, "MLFLOW_TRACKING_URI": f"file://{work / 'mlruns'}"},
+        )
         mlserver_repository = work / "mlserver-models"
-        subprocess.run([str(mlserver_python), str(ROOT / "bench" / "serving" / "mlserver_export.py"),
-                        built["artifacts"]["sklearn"], str(mlserver_repository), str(args.workers)], check=True)
+        subprocess.run(
+            [
+                str(mlserver_python),
+                str(ROOT / "bench" / "serving" / "mlserver_export.py"),
+                built["artifacts"]["sklearn"],
+                str(mlserver_repository),
+                str(args.workers),
+            ],
+            check=True,
+        )
 
         portal_port = servers.portal(workers=args.workers, env=env, log_path=work / "portal.log")
         auth = {"Authorization": f"Bearer {token}"}
@@ -218,37 +274,87 @@ def main() -> None:
         def measure(results, server, port, requests):
             load("127.0.0.1", port, requests, connections=max(connection_counts), duration_s=2)  # warm-up
             for connections in connection_counts:
-                results[(server, connections)] = load("127.0.0.1", port, requests, connections=connections,
-                                                      duration_s=args.seconds)
+                results[(server, connections)] = load(
+                    "127.0.0.1", port, requests, connections=connections, duration_s=args.seconds
+                )
 
         for framework, deployment in (("sklearn", "bench-sklearn"), ("torch", "bench-torch")):
             results: dict = {}
-            measure(results, "portal REST", portal_port, [
-                build_request("127.0.0.1", portal_port, f"/api/v1/deployments/{deployment}/predict", rows_body([row]),
-                              {**auth, "X-Routing-Key": f"customer-{i}"}) for i, row in enumerate(bodies)])
+            measure(
+                results,
+                "portal REST",
+                portal_port,
+                [
+                    build_request(
+                        "127.0.0.1",
+                        portal_port,
+                        f"/api/v1/deployments/{deployment}/predict",
+                        rows_body([row]),
+                        {**auth, "X-Routing-Key": f"customer-{i}"},
+                    )
+                    for i, row in enumerate(bodies)
+                ],
+            )
             if framework == "sklearn":
-                measure(results, "portal V2", portal_port, [
-                    build_request("127.0.0.1", portal_port, f"/v2/models/{deployment}/infer", v2_portal_body(row),
-                                  {**auth, "X-Routing-Key": f"customer-{i}"}) for i, row in enumerate(bodies)])
+                measure(
+                    results,
+                    "portal V2",
+                    portal_port,
+                    [
+                        build_request(
+                            "127.0.0.1",
+                            portal_port,
+                            f"/v2/models/{deployment}/infer",
+                            v2_portal_body(row),
+                            {**auth, "X-Routing-Key": f"customer-{i}"},
+                        )
+                        for i, row in enumerate(bodies)
+                    ],
+                )
             # One comparison server at a time keeps the cores fair.
-            mlflow_port, mlflow_proc = servers.mlflow(python=mlflow_python, model_dir=exported / framework, workers=args.workers,
-                                                      log_path=work / f"mlflow-{framework}.log")
+            mlflow_port, mlflow_proc = servers.mlflow(
+                python=mlflow_python,
+                model_dir=exported / framework,
+                workers=args.workers,
+                log_path=work / f"mlflow-{framework}.log",
+            )
             wait_http(f"http://127.0.0.1:{mlflow_port}/ping", timeout=120, proc=mlflow_proc)
             parity, served_by = same_predictions(portal_port, mlflow_port, deployment, token, sample_rows(50, seed=3))
-            log(f"{framework}: mlflow on port {mlflow_port}; same predictions for 50 rows: {parity} (portal version {served_by})")
-            measure(results, "mlflow", mlflow_port,
-                    [build_request("127.0.0.1", mlflow_port, "/invocations", rows_body([row])) for row in bodies])
+            log(
+                f"{framework}: mlflow on port {mlflow_port}; same predictions for 50 rows: {parity} (portal version {served_by})"
+            )
+            measure(
+                results,
+                "mlflow",
+                mlflow_port,
+                [build_request("127.0.0.1", mlflow_port, "/invocations", rows_body([row])) for row in bodies],
+            )
             servers.stop_one(mlflow_proc)
             if framework == "sklearn":
-                mlserver_port, mlserver_proc = servers.mlserver(python=mlserver_python, repository=mlserver_repository,
-                                                                log_path=work / "mlserver.log")
-                wait_http(f"http://127.0.0.1:{mlserver_port}/v2/models/{deployment}/ready", timeout=120, proc=mlserver_proc)
-                parity, served_by = same_predictions_mlserver(portal_port, mlserver_port, token, sample_rows(50, seed=3))
-                log(f"sklearn: mlserver on port {mlserver_port}, {args.workers} parallel workers; same predictions "
-                    f"for 50 rows: {parity} (portal version {served_by})")
-                measure(results, "mlserver V2", mlserver_port, [
-                    build_request("127.0.0.1", mlserver_port, f"/v2/models/{deployment}/infer", v2_mlserver_body(row))
-                    for row in bodies])
+                mlserver_port, mlserver_proc = servers.mlserver(
+                    python=mlserver_python, repository=mlserver_repository, log_path=work / "mlserver.log"
+                )
+                wait_http(
+                    f"http://127.0.0.1:{mlserver_port}/v2/models/{deployment}/ready", timeout=120, proc=mlserver_proc
+                )
+                parity, served_by = same_predictions_mlserver(
+                    portal_port, mlserver_port, token, sample_rows(50, seed=3)
+                )
+                log(
+                    f"sklearn: mlserver on port {mlserver_port}, {args.workers} parallel workers; same predictions "
+                    f"for 50 rows: {parity} (portal version {served_by})"
+                )
+                measure(
+                    results,
+                    "mlserver V2",
+                    mlserver_port,
+                    [
+                        build_request(
+                            "127.0.0.1", mlserver_port, f"/v2/models/{deployment}/infer", v2_mlserver_body(row)
+                        )
+                        for row in bodies
+                    ],
+                )
                 servers.stop_one(mlserver_proc)
             report(framework, results)
 
@@ -260,20 +366,35 @@ def main() -> None:
         prediction_logs_flush()
         before = PredictionLog.objects.count()
         soak_requests = [
-            build_request("127.0.0.1", portal_port, "/api/v1/deployments/bench-sklearn/predict", rows_body([row]),
-                          {**auth, "X-Routing-Key": f"soak-{i}"})
+            build_request(
+                "127.0.0.1",
+                portal_port,
+                "/api/v1/deployments/bench-sklearn/predict",
+                rows_body([row]),
+                {**auth, "X-Routing-Key": f"soak-{i}"},
+            )
             for i, row in enumerate(sample_rows(128, seed=13))
         ]
         log(f"soak: {args.soak_seconds:g} s at {args.soak_connections} connections")
-        soak = load("127.0.0.1", portal_port, soak_requests, connections=args.soak_connections,
-                    duration_s=args.soak_seconds, keep_bodies=True)
+        soak = load(
+            "127.0.0.1",
+            portal_port,
+            soak_requests,
+            connections=args.soak_connections,
+            duration_s=args.soak_seconds,
+            keep_bodies=True,
+        )
         served = {json.loads(body)["request_id"] for body in soak.bodies if body.startswith(b'{"predictions"')}
         while prediction_logs_flush():
             pass
         logged = PredictionLog.objects.count() - before
-        logged_ids = set(str(r) for r in PredictionLog.objects.order_by("-id")[:logged].values_list("request_id", flat=True))
-        print(f"soak     portal : {soak.count} requests in {soak.elapsed_s:.1f}s ({soak.rps:.1f} req/s), "
-              f"errors {soak.errors}, p50 {soak.percentile(50):.2f} ms, p99 {soak.percentile(99):.2f} ms")
+        logged_ids = set(
+            str(r) for r in PredictionLog.objects.order_by("-id")[:logged].values_list("request_id", flat=True)
+        )
+        print(
+            f"soak     portal : {soak.count} requests in {soak.elapsed_s:.1f}s ({soak.rps:.1f} req/s), "
+            f"errors {soak.errors}, p50 {soak.percentile(50):.2f} ms, p99 {soak.percentile(99):.2f} ms"
+        )
         print(f"soak     logs   : served {len(served)}, logged {logged}, lost {len(served - logged_ids)} (target 0)")
     except BaseException:
         for path in sorted(work.glob("*.log")):

@@ -15,6 +15,7 @@ the same work; nothing sleeps. Iterations are calibrated so one trial trains for
 Both studies use the same seed, so the random strategy hands them the same eight parameter sets.
 Prints both wall times (study start to COMPLETED) and parallel / serial; the target is <= 0.6.
 """
+
 import argparse
 import os
 import signal
@@ -33,23 +34,41 @@ SPACE = [{"name": "learning_rate", "type": "float", "low": 0.02, "high": 0.3, "l
 
 
 def fixed_params(iterations: int) -> dict:
-    return {"max_iter": iterations, "stage_size": max(iterations // 5, 1), "patience": 1000, "max_leaf_nodes": 31,
-            "min_samples_leaf": 20}
+    return {
+        "max_iter": iterations,
+        "stage_size": max(iterations // 5, 1),
+        "patience": 1000,
+        "max_leaf_nodes": 31,
+        "min_samples_leaf": 20,
+    }
 
 
-def run_study(experiment, user, *, name: str, trials: int, parallelism: int, iterations: int,
-              timeout: float = 300) -> tuple[float, object]:
+def run_study(
+    experiment, user, *, name: str, trials: int, parallelism: int, iterations: int, timeout: float = 300
+) -> tuple[float, object]:
     """Creates and starts a study, waits until it ends. Returns wall seconds and the study."""
     from apps.tuning.choices import STUDY_TERMINAL, StudyStatus
     from apps.tuning.models import TuningStudy
     from apps.tuning.services import study_create
 
     started = time.perf_counter()
-    study = study_create(name=name, experiment=experiment, framework="sklearn", model_type="gradient_boosting",
-                         search_space=SPACE, fixed_params=fixed_params(iterations), strategy="random", seed=11,
-                         max_trials=trials, parallelism=parallelism, user=user, start=True)
-    while (status := TuningStudy.objects.filter(pk=study.pk).values_list("status", flat=True).get()) \
-            not in STUDY_TERMINAL:
+    study = study_create(
+        name=name,
+        experiment=experiment,
+        framework="sklearn",
+        model_type="gradient_boosting",
+        search_space=SPACE,
+        fixed_params=fixed_params(iterations),
+        strategy="random",
+        seed=11,
+        max_trials=trials,
+        parallelism=parallelism,
+        user=user,
+        start=True,
+    )
+    while (
+        status := TuningStudy.objects.filter(pk=study.pk).values_list("status", flat=True).get()
+    ) not in STUDY_TERMINAL:
         if time.perf_counter() - started > timeout:
             trials_now = list(study.trials.values_list("number", "status", "run__status", "run__error_message"))
             raise SystemExit(f"study {name} still {status} after {timeout:.0f} s; trials: {trials_now}")
@@ -88,24 +107,40 @@ def main():
         run_study(experiment, user, name="warm-up", trials=2, parallelism=2, iterations=20)
         # The difference of two probes is the cost of the iterations alone, without the fixed part
         # (data preparation, artifact) that every trial pays whatever its length.
-        short, long = (statistics.median(trial_seconds(run_study(
-            experiment, user, name=f"calibrate-{n}", trials=2, parallelism=1, iterations=n)[1])) for n in (40, 200))
+        short, long = (
+            statistics.median(
+                trial_seconds(
+                    run_study(experiment, user, name=f"calibrate-{n}", trials=2, parallelism=1, iterations=n)[1]
+                )
+            )
+            for n in (40, 200)
+        )
         per_iteration = max((long - short) / 160, 1e-4)
         iterations = int(min(5000, max(40, (args.seconds - short) / per_iteration + 40)))
-        log(f"{per_iteration * 1000:.1f} ms per boosting iteration -> {iterations} iterations per trial "
-            f"(~{args.seconds:g} s); TRAINING_THREADS={args.threads}")
+        log(
+            f"{per_iteration * 1000:.1f} ms per boosting iteration -> {iterations} iterations per trial "
+            f"(~{args.seconds:g} s); TRAINING_THREADS={args.threads}"
+        )
 
         serial, parallel = [], []
         trial_times = {1: [], 2: []}
         for i in range(args.repeats):
             for parallelism, times in ((1, serial), (2, parallel)):
-                elapsed, study = run_study(experiment, user, name=f"p{parallelism}-{i}", trials=args.trials,
-                                           parallelism=parallelism, iterations=iterations)
+                elapsed, study = run_study(
+                    experiment,
+                    user,
+                    name=f"p{parallelism}-{i}",
+                    trials=args.trials,
+                    parallelism=parallelism,
+                    iterations=iterations,
+                )
                 times.append(elapsed)
                 runs = trial_seconds(study)
                 trial_times[parallelism] += runs
-                log(f"parallelism {parallelism}: {elapsed:6.2f} s for {len(runs)} trials "
-                    f"(trial training median {statistics.median(runs):.2f} s)")
+                log(
+                    f"parallelism {parallelism}: {elapsed:6.2f} s for {len(runs)} trials "
+                    f"(trial training median {statistics.median(runs):.2f} s)"
+                )
 
     serial_s, parallel_s = statistics.median(serial), statistics.median(parallel)
     ratio = parallel_s / serial_s
@@ -116,8 +151,10 @@ def main():
     # Two trials at once on two free cores each train as fast as one alone; if they are much slower,
     # something else was using the cores and the ratio measures that contention, not the tuning.
     slowdown = statistics.median(trial_times[2]) / statistics.median(trial_times[1])
-    print(f"one trial's training time, parallel vs alone = {slowdown:.2f}"
-          + ("  (> 1.2: the host's cores were busy with other work during the run)" if slowdown > 1.2 else ""))
+    print(
+        f"one trial's training time, parallel vs alone = {slowdown:.2f}"
+        + ("  (> 1.2: the host's cores were busy with other work during the run)" if slowdown > 1.2 else "")
+    )
 
 
 if __name__ == "__main__":

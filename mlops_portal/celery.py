@@ -5,6 +5,7 @@ Training tasks are declared with `acks_late=True, reject_on_worker_lost=True` so
 mid-run hands the message back to the broker; the task itself counts attempts in the database and
 gives up after CELERY_TASK_MAX_ATTEMPTS.
 """
+
 import os
 
 from celery import Celery

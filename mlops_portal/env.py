@@ -1,4 +1,5 @@
 """Small, strict readers for settings taken from the environment."""
+
 import os
 
 from django.core.exceptions import ImproperlyConfigured
@@ -56,8 +57,11 @@ MIN_SECRET_KEY_LENGTH = 50
 def check_production_secret_key(key: str, *, development_key: str) -> None:
     """Production refuses the repository's development key and keys too short to be secret."""
     if key == development_key:
-        raise ImproperlyConfigured("SECRET_KEY is the repository's development key; set a secret one for "
-                                   "PORTAL_MODE=production")
+        raise ImproperlyConfigured(
+            "SECRET_KEY is the repository's development key; set a secret one for PORTAL_MODE=production"
+        )
     if len(key) < MIN_SECRET_KEY_LENGTH:
-        raise ImproperlyConfigured(f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters when "
-                                   f"PORTAL_MODE=production, got {len(key)}")
+        raise ImproperlyConfigured(
+            f"SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters when "
+            f"PORTAL_MODE=production, got {len(key)}"
+        )

@@ -10,6 +10,7 @@ state's watcher and acknowledges them (apps.deployments.serving.state), and keep
 writer; on SIGTERM/SIGINT it stops taking calls, gives open ones `--graceful` seconds, and then the
 writer stores what it holds (PREDICTION_LOG_SHUTDOWN_S) before the process exits.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,8 +54,12 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
     signal.signal(signal.SIGINT, lambda signum, frame: stopping.set())
     server.start()
-    print(f"grpc: GRPCInferenceService on {address} ({args.threads} threads, messages up to "
-          f"{settings.GRPC_MAX_MESSAGE_BYTES:,} bytes)", file=sys.stderr, flush=True)
+    print(
+        f"grpc: GRPCInferenceService on {address} ({args.threads} threads, messages up to "
+        f"{settings.GRPC_MAX_MESSAGE_BYTES:,} bytes)",
+        file=sys.stderr,
+        flush=True,
+    )
     stopping.wait()
     server.stop(args.graceful).wait()
     service.close()

@@ -15,6 +15,7 @@ acknowledged). The unacknowledged message is not lost by this: it stays in Redis
 (when Redis kept it), is restored after the visibility timeout, and the run's database claim
 drops the duplicate (apps/training/services/training_pipeline._claim).
 """
+
 import logging
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,5 @@
 """WebSocket routes, gathered from the apps that have consumers."""
+
 from importlib import import_module
 
 websocket_urlpatterns = []

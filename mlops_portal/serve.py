@@ -14,6 +14,7 @@ pause if it keeps dying at start-up); SIGTERM/SIGINT stop every worker gracefull
 open requests; the prediction-log writer stores what it holds on exit) and then the parent.
 Nothing from Django is imported in the parent, so each worker sets itself up after the fork.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,8 +74,13 @@ def run_worker(args) -> None:
     from mlops_portal.slowclients import GuardedHttpToolsProtocol
 
     config = uvicorn.Config(
-        APPLICATION, http=GuardedHttpToolsProtocol, lifespan="on", access_log=False, proxy_headers=args.proxy_headers,
-        forwarded_allow_ips=args.forwarded_allow_ips, timeout_keep_alive=args.keep_alive,
+        APPLICATION,
+        http=GuardedHttpToolsProtocol,
+        lifespan="on",
+        access_log=False,
+        proxy_headers=args.proxy_headers,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+        timeout_keep_alive=args.keep_alive,
         timeout_graceful_shutdown=args.graceful,
         log_level=args.log_level,
     )
@@ -99,8 +105,11 @@ def main(argv=None) -> int:
     parser.add_argument("--backlog", type=int, default=2048)
     parser.add_argument("--keep-alive", type=int, default=5, help="seconds an idle keep-alive connection stays open")
     parser.add_argument("--graceful", type=int, default=20, help="seconds open requests get on SIGTERM")
-    parser.add_argument("--proxy-headers", action="store_true",
-                        help="trust X-Forwarded-Proto/For from --forwarded-allow-ips (behind a TLS proxy)")
+    parser.add_argument(
+        "--proxy-headers",
+        action="store_true",
+        help="trust X-Forwarded-Proto/For from --forwarded-allow-ips (behind a TLS proxy)",
+    )
     parser.add_argument("--forwarded-allow-ips", default=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"))
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)

@@ -2,6 +2,7 @@
 
 PORTAL_MODE=production switches on the hardened settings that `manage.py check --deploy` asks for.
 """
+
 from pathlib import Path
 
 import dj_database_url

@@ -15,6 +15,7 @@ them exhaust the file descriptors of every web worker.
 WebSocket upgrades are not affected: the timers stop when the headers are complete and a WebSocket
 never arms the body timer.
 """
+
 import json
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -93,10 +94,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._arm_body_timer()
             return
         if self.cycle is not None and not self.cycle.response_started:
-            message = json.dumps({
-                "detail": f"the request body stalled for more than {self.body_timeout:g} s "
-                          "(REQUEST_BODY_TIMEOUT_S); send it without pauses",
-            }).encode()
+            message = json.dumps(
+                {
+                    "detail": f"the request body stalled for more than {self.body_timeout:g} s "
+                    "(REQUEST_BODY_TIMEOUT_S); send it without pauses",
+                }
+            ).encode()
             self.transport.write(
                 b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
                 b"content-length: " + str(len(message)).encode() + b"\r\nconnection: close\r\n\r\n" + message

@@ -13,6 +13,7 @@ die with it), so `web` gets the time its graceful shutdown and last log batch ne
 
 No Django import here: it runs before anything else and must not need the database.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,11 +28,15 @@ ROOT = Path(__file__).resolve().parent.parent
 _LINE = re.compile(r"^(?P<name>[A-Za-z0-9_-]+):\s*(?P<command>.+)$")
 # Celery waits for running tasks on SIGTERM (a warm shutdown); a training attempt killed after this
 # is handed back to the broker and counted in the database, so the wait only needs to be polite.
-STOP_WAIT_SECONDS = {"worker": 60, "gpuworker": 60, "housekeeping": 30,
-                     # serve.py's 20 s for open requests + PREDICTION_LOG_SHUTDOWN_S (10 s) for the log
-                     "web": 40,
-                     # grpc_serve.py's 10 s for open calls + PREDICTION_LOG_SHUTDOWN_S (10 s) for the log
-                     "grpc": 30}
+STOP_WAIT_SECONDS = {
+    "worker": 60,
+    "gpuworker": 60,
+    "housekeeping": 30,
+    # serve.py's 20 s for open requests + PREDICTION_LOG_SHUTDOWN_S (10 s) for the log
+    "web": 40,
+    # grpc_serve.py's 10 s for open calls + PREDICTION_LOG_SHUTDOWN_S (10 s) for the log
+    "grpc": 30,
+}
 DEFAULT_STOP_WAIT_SECONDS = 20
 
 
@@ -73,8 +78,9 @@ def program_command(command: str) -> str:
     return f"/bin/sh -c {shlex.quote(script)}"
 
 
-def supervisord_config(*, processes: dict[str, str], names: list[str], directory: str | Path,
-                       state_dir: str | Path) -> str:
+def supervisord_config(
+    *, processes: dict[str, str], names: list[str], directory: str | Path, state_dir: str | Path
+) -> str:
     """supervisord.conf text running `names` (Procfile entries) from `directory`, with its socket,
     pid file and logs in `state_dir`: one log per program, supervisord's own log (starts, exits,
     restarts) on its standard output."""
@@ -131,16 +137,23 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mlops_portal.supervise", description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="+", help="Procfile entries to run, e.g. web worker housekeeping beat")
     parser.add_argument("--procfile", default=str(ROOT / "Procfile"))
-    parser.add_argument("--dir", default=str(ROOT / "var" / "supervisor"),
-                        help="where the config, socket, pid file and logs go (default var/supervisor)")
+    parser.add_argument(
+        "--dir",
+        default=str(ROOT / "var" / "supervisor"),
+        help="where the config, socket, pid file and logs go (default var/supervisor)",
+    )
     parser.add_argument("--config-only", action="store_true", help="write the config, print its path and stop")
     args = parser.parse_args(argv)
 
     state = Path(args.dir)
     state.mkdir(parents=True, exist_ok=True)
     try:
-        config = supervisord_config(processes=read_procfile(args.procfile), names=args.names,
-                                    directory=Path(args.procfile).resolve().parent, state_dir=state)
+        config = supervisord_config(
+            processes=read_procfile(args.procfile),
+            names=args.names,
+            directory=Path(args.procfile).resolve().parent,
+            state_dir=state,
+        )
     except ValueError as exc:
         parser.error(str(exc))
     path = state / "supervisord.conf"
@@ -154,8 +167,10 @@ def main(argv: list[str] | None = None) -> None:
     supervisord = shutil.which("supervisord", path=bindir) or shutil.which("supervisord")
     if supervisord is None:
         parser.error("supervisord is not installed: pip install -r requirements.txt")
-    print(f"supervisord: {', '.join(args.names)}; logs in {state}/<name>.log; "
-          f"status: supervisorctl -c {path} status", flush=True)
+    print(
+        f"supervisord: {', '.join(args.names)}; logs in {state}/<name>.log; status: supervisorctl -c {path} status",
+        flush=True,
+    )
     os.execv(supervisord, [supervisord, "-n", "-c", str(path)])
 
 

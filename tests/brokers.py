@@ -1,5 +1,6 @@
 """Private brokers for fault tests: a redis-server or a RabbitMQ vhost of the test's own, so that
 stopping one never touches the machine's shared services."""
+
 from __future__ import annotations
 
 import shutil
@@ -30,9 +31,25 @@ class PrivateRedis:
     def start(self, timeout: float = 10) -> PrivateRedis:
         self.workdir.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--daemonize", "yes", "--dir", str(self.workdir), "--logfile", str(self.workdir / "redis.log"),
-             "--pidfile", str(self.workdir / "redis.pid")],
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "yes",
+                "--dir",
+                str(self.workdir),
+                "--logfile",
+                str(self.workdir / "redis.log"),
+                "--pidfile",
+                str(self.workdir / "redis.pid"),
+            ],
             check=True,
         )
         deadline = time.monotonic() + timeout
@@ -78,18 +95,23 @@ class PrivateRabbitVhost:
 
     def start(self) -> PrivateRabbitVhost:
         subprocess.run(["rabbitmqctl", "-q", "add_vhost", self.name], check=True, capture_output=True)
-        subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", self.name, "guest", ".*", ".*", ".*"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["rabbitmqctl", "-q", "set_permissions", "-p", self.name, "guest", ".*", ".*", ".*"],
+            check=True,
+            capture_output=True,
+        )
         return self
 
     def drop_connections(self) -> int:
         """Closes every client connection to this vhost, as a broker restart would."""
-        listing = subprocess.run(["rabbitmqctl", "-q", "list_connections", "pid", "vhost"],
-                                 capture_output=True, text=True, check=True).stdout
+        listing = subprocess.run(
+            ["rabbitmqctl", "-q", "list_connections", "pid", "vhost"], capture_output=True, text=True, check=True
+        ).stdout
         pids = [line.split("\t")[0] for line in listing.splitlines() if line.endswith(f"\t{self.name}")]
         for pid in pids:
-            subprocess.run(["rabbitmqctl", "-q", "close_connection", pid, "pytest: broker restart"],
-                           capture_output=True)
+            subprocess.run(
+                ["rabbitmqctl", "-q", "close_connection", pid, "pytest: broker restart"], capture_output=True
+            )
         return len(pids)
 
     def stop(self) -> None:

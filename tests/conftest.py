@@ -3,6 +3,7 @@
 Integration tests that use `celery_worker` run against PostgreSQL with committed data
 (transactional database) because the worker is a separate process with its own connection.
 """
+
 import os
 import signal
 import subprocess
@@ -145,8 +146,14 @@ def worker_env() -> dict:
 class WorkerProcess:
     """A real `celery worker` process on every queue: housekeeping's and training's."""
 
-    def __init__(self, name: str, queues: str = "default,housekeeping,cpu,gpu", concurrency: int = 2, extra_env=None,
-                 broker_url: str | None = None):
+    def __init__(
+        self,
+        name: str,
+        queues: str = "default,housekeeping,cpu,gpu",
+        concurrency: int = 2,
+        extra_env=None,
+        broker_url: str | None = None,
+    ):
         self.name = name
         self.broker_url = broker_url  # a fault test's private broker; None: the suite's
         self.queues = queues
@@ -163,10 +170,29 @@ class WorkerProcess:
         env = worker_env() | self.extra_env
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "mlops_portal", "worker", "-Q", self.queues,
-             "-c", str(self.concurrency), "-n", self.hostname, "--loglevel", "INFO", "--without-gossip",
-             "--without-mingle"],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "mlops_portal",
+                "worker",
+                "-Q",
+                self.queues,
+                "-c",
+                str(self.concurrency),
+                "-n",
+                self.hostname,
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -50,12 +50,29 @@ class AlertEventInline(ReadOnlyInline):
 @admin.register(AlertRule)
 class AlertRuleAdmin(admin.ModelAdmin):
     form = AlertRuleForm
-    list_display = ("name", "deployment", "kind", "threshold", "duration_minutes", "window_minutes", "enabled", "state",
-                    "last_value", "last_evaluated_at")
+    list_display = (
+        "name",
+        "deployment",
+        "kind",
+        "threshold",
+        "duration_minutes",
+        "window_minutes",
+        "enabled",
+        "state",
+        "last_value",
+        "last_evaluated_at",
+    )
     list_filter = ("kind", "state", "enabled", "deployment")
     search_fields = ("name", "deployment__name")
-    readonly_fields = ("state", "pending_since", "last_value", "last_evaluated_at", "created_by", "created_at",
-                       "updated_at")
+    readonly_fields = (
+        "state",
+        "pending_since",
+        "last_value",
+        "last_evaluated_at",
+        "created_by",
+        "created_at",
+        "updated_at",
+    )
     inlines = [AlertEventInline]
 
     def save_model(self, request, obj, form, change):
@@ -83,10 +100,25 @@ class AlertDeliveryInline(ReadOnlyInline):
 class AlertEventAdmin(ReadOnlyAdmin):
     deletable = True
     list_display = ("created_at", "rule", "deployment", "kind", "value", "threshold", "delivery_status")
-    list_filter = ("kind", "rule__kind", "rule__deployment", "deliveries__status", ("created_at", admin.DateFieldListFilter))
+    list_filter = (
+        "kind",
+        "rule__kind",
+        "rule__deployment",
+        "deliveries__status",
+        ("created_at", admin.DateFieldListFilter),
+    )
     search_fields = ("rule__name", "rule__deployment__name", "message")
-    readonly_fields = ("rule", "kind", "value", "threshold", "started_at", "created_at", "message", "retrain_run",
-                       "retrain_note")
+    readonly_fields = (
+        "rule",
+        "kind",
+        "value",
+        "threshold",
+        "started_at",
+        "created_at",
+        "message",
+        "retrain_run",
+        "retrain_note",
+    )
     inlines = [AlertDeliveryInline]
     date_hierarchy = "created_at"
 
@@ -102,8 +134,9 @@ class AlertEventAdmin(ReadOnlyAdmin):
         deliveries = list(obj.deliveries.all())
         if not deliveries:
             return "-"
-        return format_html_join(", ", "{}: {} ({} attempts)", (
-            (d.webhook.name, d.get_status_display(), d.attempts) for d in deliveries))
+        return format_html_join(
+            ", ", "{}: {} ({} attempts)", ((d.webhook.name, d.get_status_display(), d.attempts) for d in deliveries)
+        )
 
 
 @admin.register(AlertDelivery)
@@ -111,5 +144,15 @@ class AlertDeliveryAdmin(ReadOnlyAdmin):
     deletable = True
     list_display = ("id", "event", "webhook", "status", "attempts", "last_status_code", "last_error", "last_attempt_at")
     list_filter = ("status", "webhook")
-    readonly_fields = ("event", "webhook", "status", "attempts", "last_status_code", "last_error", "errors",
-                       "created_at", "last_attempt_at", "delivered_at")
+    readonly_fields = (
+        "event",
+        "webhook",
+        "status",
+        "attempts",
+        "last_status_code",
+        "last_error",
+        "errors",
+        "created_at",
+        "last_attempt_at",
+        "delivered_at",
+    )

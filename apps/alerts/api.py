@@ -1,4 +1,5 @@
 """REST for alerts: analysts read, ML Staff change (the default IsAnalystOrStaff permission)."""
+
 from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -22,8 +23,18 @@ class AlertRuleSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = AlertRule
-        fields = ["id", "deployment", *RULE_FIELDS, "state", "pending_since", "last_value", "last_evaluated_at",
-                  "created_by", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "deployment",
+            *RULE_FIELDS,
+            "state",
+            "pending_since",
+            "last_value",
+            "last_evaluated_at",
+            "created_by",
+            "created_at",
+            "updated_at",
+        ]
 
 
 class AlertRuleInputSerializer(serializers.Serializer):
@@ -45,8 +56,18 @@ class WebhookSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Webhook
-        fields = ["id", "name", "url", "enabled", "rules", "deployments", "max_attempts", "retry_backoff_seconds",
-                  "created_at", "updated_at"]
+        fields = [
+            "id",
+            "name",
+            "url",
+            "enabled",
+            "rules",
+            "deployments",
+            "max_attempts",
+            "retry_backoff_seconds",
+            "created_at",
+            "updated_at",
+        ]
 
 
 class WebhookInputSerializer(serializers.Serializer):
@@ -102,18 +123,27 @@ class AlertRuleListApi(GenericAPIView):
     serializer_class = AlertRuleSerializer
     pagination_class = Pagination
 
-    @extend_schema(operation_id="alert_rules_list", responses=AlertRuleSerializer(many=True),
-                   parameters=[OpenApiParameter("deployment", str, description="Only this deployment's rules")])
+    @extend_schema(
+        operation_id="alert_rules_list",
+        responses=AlertRuleSerializer(many=True),
+        parameters=[OpenApiParameter("deployment", str, description="Only this deployment's rules")],
+    )
     def get(self, request):
-        page = self.paginate_queryset(selectors.alert_rule_list(deployment_name=request.query_params.get("deployment") or None))
+        page = self.paginate_queryset(
+            selectors.alert_rule_list(deployment_name=request.query_params.get("deployment") or None)
+        )
         return self.get_paginated_response(AlertRuleSerializer(page, many=True).data)
 
-    @extend_schema(request=AlertRuleInputSerializer, responses={201: AlertRuleSerializer}, summary="Create an alert rule")
+    @extend_schema(
+        request=AlertRuleInputSerializer, responses={201: AlertRuleSerializer}, summary="Create an alert rule"
+    )
     def post(self, request):
         serializer = AlertRuleInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        missing = {key: ["this field is required."] for key in ("deployment", "name", "kind", "threshold") if key not in data}
+        missing = {
+            key: ["this field is required."] for key in ("deployment", "name", "kind", "threshold") if key not in data
+        }
         if missing:
             raise serializers.ValidationError(missing)
         rule = _apply_rule(AlertRule(deployment=_deployment(data["deployment"])), data, request.user)
@@ -131,13 +161,19 @@ class AlertRuleApi(APIView):
     def get(self, request, pk: int):
         return Response(AlertRuleSerializer(self._rule(pk)).data)
 
-    @extend_schema(request=AlertRuleInputSerializer, responses=AlertRuleSerializer,
-                   summary="Change an alert rule (fields left out keep their value; the deployment stays)")
+    @extend_schema(
+        request=AlertRuleInputSerializer,
+        responses=AlertRuleSerializer,
+        summary="Change an alert rule (fields left out keep their value; the deployment stays)",
+    )
     def patch(self, request, pk: int):
         rule = self._rule(pk)
         serializer = AlertRuleInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        if "deployment" in serializer.validated_data and serializer.validated_data["deployment"] != rule.deployment.name:
+        if (
+            "deployment" in serializer.validated_data
+            and serializer.validated_data["deployment"] != rule.deployment.name
+        ):
             raise serializers.ValidationError({"deployment": ["a rule stays on its deployment; create another"]})
         return Response(AlertRuleSerializer(_apply_rule(rule, serializer.validated_data, request.user)).data)
 
@@ -198,8 +234,11 @@ class WebhookApi(APIView):
     def get(self, request, pk: int):
         return Response(WebhookSerializer(self._webhook(pk)).data)
 
-    @extend_schema(request=WebhookInputSerializer, responses=WebhookSerializer,
-                   summary="Change a webhook (fields left out keep their value)")
+    @extend_schema(
+        request=WebhookInputSerializer,
+        responses=WebhookSerializer,
+        summary="Change a webhook (fields left out keep their value)",
+    )
     def patch(self, request, pk: int):
         serializer = WebhookInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -216,14 +255,21 @@ class AlertEventListApi(GenericAPIView):
     serializer_class = AlertEventSerializer
     pagination_class = Pagination
 
-    @extend_schema(operation_id="alert_events_list", responses=AlertEventSerializer(many=True),
-                   parameters=[OpenApiParameter("deployment", str, description="Only this deployment's events"),
-                               OpenApiParameter("rule", int, description="Only this rule's events")])
+    @extend_schema(
+        operation_id="alert_events_list",
+        responses=AlertEventSerializer(many=True),
+        parameters=[
+            OpenApiParameter("deployment", str, description="Only this deployment's events"),
+            OpenApiParameter("rule", int, description="Only this rule's events"),
+        ],
+    )
     def get(self, request):
         raw_rule = request.query_params.get("rule")
         if raw_rule is not None and not raw_rule.isdigit():
             raise serializers.ValidationError({"rule": [f"must be a rule id, got {raw_rule[:40]!r}"]})
-        rows = selectors.alert_event_list(deployment_name=request.query_params.get("deployment") or None,
-                                          rule_id=int(raw_rule) if raw_rule is not None else None)
+        rows = selectors.alert_event_list(
+            deployment_name=request.query_params.get("deployment") or None,
+            rule_id=int(raw_rule) if raw_rule is not None else None,
+        )
         page = self.paginate_queryset(rows)
         return self.get_paginated_response([selectors.alert_event_summary(event) for event in page])

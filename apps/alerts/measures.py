@@ -6,6 +6,7 @@ feedback, too few served values for drift): None never breaches, so a rule whose
 resolves the way a Prometheus alert does when its series disappears. no_traffic is the exception:
 its value is the request count, 0 for an empty window.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
@@ -74,5 +75,10 @@ def breaches(*, kind: str, value: float | None, threshold: float) -> bool:
     return value <= threshold if kind == AlertKind.NO_TRAFFIC else value > threshold
 
 
-UNITS = {AlertKind.ERROR_RATE: "", AlertKind.P99_LATENCY: " s", AlertKind.ACCURACY_DROP: "",
-         AlertKind.DRIFT: " PSI", AlertKind.NO_TRAFFIC: " requests"}
+UNITS = {
+    AlertKind.ERROR_RATE: "",
+    AlertKind.P99_LATENCY: " s",
+    AlertKind.ACCURACY_DROP: "",
+    AlertKind.DRIFT: " PSI",
+    AlertKind.NO_TRAFFIC: " requests",
+}

@@ -21,18 +21,23 @@ class AlertRule(TimeStampedModel):
     kind = models.CharField(max_length=20, choices=AlertKind.choices)
     threshold = models.FloatField(help_text="Fires above this value (no_traffic: at or below it).")
     duration_minutes = models.PositiveIntegerField(
-        default=5, validators=[MaxValueValidator(24 * 60)],
-        help_text="How long the breach must last before the rule fires (Prometheus' `for`); 0 fires at once.")
+        default=5,
+        validators=[MaxValueValidator(24 * 60)],
+        help_text="How long the breach must last before the rule fires (Prometheus' `for`); 0 fires at once.",
+    )
     window_minutes = models.PositiveIntegerField(
-        default=5, validators=[MinValueValidator(1), MaxValueValidator(24 * 60)],
-        help_text="The stretch of recent traffic each check looks at.")
+        default=5,
+        validators=[MinValueValidator(1), MaxValueValidator(24 * 60)],
+        help_text="The stretch of recent traffic each check looks at.",
+    )
     enabled = models.BooleanField(default=True)
     state = models.CharField(max_length=10, choices=AlertState.choices, default=AlertState.OK, editable=False)
     pending_since = models.DateTimeField(null=True, blank=True, editable=False)
     last_value = models.FloatField(null=True, blank=True, editable=False)
     last_evaluated_at = models.DateTimeField(null=True, blank=True, editable=False)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+", editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
 
     class Meta:
         ordering = ["deployment__name", "name"]
@@ -48,14 +53,21 @@ class Webhook(TimeStampedModel):
     name = models.CharField(max_length=100, unique=True)
     url = models.CharField(max_length=500, validators=[webhook_url_validator], help_text="http:// or https:// only.")
     enabled = models.BooleanField(default=True)
-    rules = models.ManyToManyField(AlertRule, blank=True, related_name="webhooks",
-                                   help_text="Only these rules' events (none chosen: any rule).")
-    deployments = models.ManyToManyField("deployments.Deployment", blank=True, related_name="+",
-                                         help_text="Only these deployments' events (none chosen: any deployment).")
+    rules = models.ManyToManyField(
+        AlertRule, blank=True, related_name="webhooks", help_text="Only these rules' events (none chosen: any rule)."
+    )
+    deployments = models.ManyToManyField(
+        "deployments.Deployment",
+        blank=True,
+        related_name="+",
+        help_text="Only these deployments' events (none chosen: any deployment).",
+    )
     max_attempts = models.PositiveSmallIntegerField(default=5, validators=[MinValueValidator(1), MaxValueValidator(20)])
     retry_backoff_seconds = models.FloatField(
-        default=30.0, validators=[MinValueValidator(0.1), MaxValueValidator(3600)],
-        help_text="Wait before the first retry; each next one waits twice as long.")
+        default=30.0,
+        validators=[MinValueValidator(0.1), MaxValueValidator(3600)],
+        help_text="Wait before the first retry; each next one waits twice as long.",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -74,8 +86,14 @@ class AlertEvent(models.Model):
     started_at = models.DateTimeField(help_text="When the firing began (for a resolved event too).")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     message = models.TextField(blank=True)
-    retrain_run = models.ForeignKey("training.TrainingRun", null=True, blank=True, on_delete=models.SET_NULL,
-                                    related_name="+", help_text="The retrain this firing started (delivery policy).")
+    retrain_run = models.ForeignKey(
+        "training.TrainingRun",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The retrain this firing started (delivery policy).",
+    )
     retrain_note = models.TextField(blank=True, help_text="Why a retrain was or was not started.")
 
     class Meta:
@@ -90,7 +108,9 @@ class AlertDelivery(models.Model):
 
     event = models.ForeignKey(AlertEvent, on_delete=models.CASCADE, related_name="deliveries")
     webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
-    status = models.CharField(max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING, db_index=True)
+    status = models.CharField(
+        max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING, db_index=True
+    )
     attempts = models.PositiveSmallIntegerField(default=0)
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     last_error = models.TextField(blank=True)

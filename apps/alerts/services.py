@@ -10,6 +10,7 @@ the dashboard's `alerts` group and queued to each matching webhook on commit; a 
 retried with exponential backoff by the housekeeping worker (apps.alerts.tasks) and every failed
 attempt is kept on its AlertDelivery row.
 """
+
 from __future__ import annotations
 
 import json
@@ -65,11 +66,21 @@ def alert_rule_save(*, rule: AlertRule, user=None) -> AlertRule:
         return rule
     before = AlertRule.objects.select_for_update().get(pk=rule.pk)
     changed = (before.kind, before.threshold, before.duration_minutes, before.window_minutes, before.enabled) != (
-        rule.kind, rule.threshold, rule.duration_minutes, rule.window_minutes, rule.enabled)
+        rule.kind,
+        rule.threshold,
+        rule.duration_minutes,
+        rule.window_minutes,
+        rule.enabled,
+    )
     rule.state, rule.pending_since = before.state, before.pending_since
     if changed and before.state == AlertState.FIRING:
-        _event(before, AlertEventKind.RESOLVED, value=before.last_value, now=timezone.now(),
-               message="rule changed or disabled")
+        _event(
+            before,
+            AlertEventKind.RESOLVED,
+            value=before.last_value,
+            now=timezone.now(),
+            message="rule changed or disabled",
+        )
     if changed:
         rule.state, rule.pending_since = AlertState.OK, None
     rule.save()
@@ -101,8 +112,10 @@ def webhook_save(*, webhook: Webhook, rules=None, deployments=None) -> Webhook:
 def _describe(rule: AlertRule, value: float | None) -> str:
     shown = "no data" if value is None else f"{value:.4g}{UNITS.get(rule.kind, '')}"
     op = "≤" if rule.kind == AlertKind.NO_TRAFFIC else ">"
-    return (f"{rule.get_kind_display()} on {rule.deployment.name}: {shown} "
-            f"(fires at {op} {rule.threshold:g}{UNITS.get(rule.kind, '')} for {rule.duration_minutes} min)")
+    return (
+        f"{rule.get_kind_display()} on {rule.deployment.name}: {shown} "
+        f"(fires at {op} {rule.threshold:g}{UNITS.get(rule.kind, '')} for {rule.duration_minutes} min)"
+    )
 
 
 def _event(rule: AlertRule, kind: str, *, value: float | None, now: datetime, message: str = "") -> AlertEvent:
@@ -110,8 +123,15 @@ def _event(rule: AlertRule, kind: str, *, value: float | None, now: datetime, me
     if kind == AlertEventKind.RESOLVED:
         last_firing = rule.events.filter(kind=AlertEventKind.FIRING).order_by("-created_at", "-pk").first()
         started = last_firing.started_at if last_firing else now
-    event = AlertEvent.objects.create(rule=rule, kind=kind, value=value, threshold=rule.threshold, started_at=started,
-                                      created_at=now, message=message or _describe(rule, value))
+    event = AlertEvent.objects.create(
+        rule=rule,
+        kind=kind,
+        value=value,
+        threshold=rule.threshold,
+        started_at=started,
+        created_at=now,
+        message=message or _describe(rule, value),
+    )
     for webhook in _webhooks_for(rule):
         delivery = AlertDelivery.objects.create(event=event, webhook=webhook)
         transaction.on_commit(lambda pk=delivery.pk: _dispatch(pk))
@@ -120,9 +140,12 @@ def _event(rule: AlertRule, kind: str, *, value: float | None, now: datetime, me
 
 
 def _webhooks_for(rule: AlertRule):
-    return (Webhook.objects.filter(enabled=True)
-            .filter(Q(rules__isnull=True) | Q(rules=rule))
-            .filter(Q(deployments__isnull=True) | Q(deployments=rule.deployment_id)).distinct())
+    return (
+        Webhook.objects.filter(enabled=True)
+        .filter(Q(rules__isnull=True) | Q(rules=rule))
+        .filter(Q(deployments__isnull=True) | Q(deployments=rule.deployment_id))
+        .distinct()
+    )
 
 
 @transaction.atomic
@@ -137,7 +160,11 @@ def alert_rule_evaluate(*, rule_id: int, now: datetime | None = None) -> AlertEv
     event = None
     if breach and rule.state == AlertState.OK:
         rule.state, rule.pending_since = AlertState.PENDING, now
-    if breach and rule.state == AlertState.PENDING and now - rule.pending_since >= timedelta(minutes=rule.duration_minutes):
+    if (
+        breach
+        and rule.state == AlertState.PENDING
+        and now - rule.pending_since >= timedelta(minutes=rule.duration_minutes)
+    ):
         rule.state = AlertState.FIRING
         event = _event(rule, AlertEventKind.FIRING, value=value, now=now)
     elif not breach and rule.state == AlertState.FIRING:
@@ -196,19 +223,34 @@ def webhook_payload(event: AlertEvent) -> dict:
     rule = event.rule
     status = "firing" if event.kind == AlertEventKind.FIRING else "resolved"
     labels = {"alertname": rule.name, "deployment": rule.deployment.name, "kind": rule.kind, "severity": "warning"}
-    annotations = {"summary": event.message, "value": "" if event.value is None else f"{event.value:.6g}",
-                   "threshold": f"{event.threshold:g}"}
+    annotations = {
+        "summary": event.message,
+        "value": "" if event.value is None else f"{event.value:.6g}",
+        "threshold": f"{event.threshold:g}",
+    }
     if event.retrain_note:
         annotations["retrain"] = event.retrain_note
-    alert = {"status": status, "labels": labels, "annotations": annotations, "startsAt": _iso(event.started_at),
-             "endsAt": _iso(event.created_at) if status == "resolved" else _iso(None),
-             "fingerprint": f"alert-rule-{rule.pk}"}
+    alert = {
+        "status": status,
+        "labels": labels,
+        "annotations": annotations,
+        "startsAt": _iso(event.started_at),
+        "endsAt": _iso(event.created_at) if status == "resolved" else _iso(None),
+        "fingerprint": f"alert-rule-{rule.pk}",
+    }
     icon = ":rotating_light:" if status == "firing" else ":white_check_mark:"
     return {
         "text": f"{icon} [{status.upper()}] {rule.name}: {event.message}",
-        "version": "4", "status": status, "receiver": "mlops-portal",
-        "groupLabels": {"alertname": rule.name}, "commonLabels": labels, "commonAnnotations": annotations,
-        "labels": labels, "annotations": annotations, "startsAt": alert["startsAt"], "endsAt": alert["endsAt"],
+        "version": "4",
+        "status": status,
+        "receiver": "mlops-portal",
+        "groupLabels": {"alertname": rule.name},
+        "commonLabels": labels,
+        "commonAnnotations": annotations,
+        "labels": labels,
+        "annotations": annotations,
+        "startsAt": alert["startsAt"],
+        "endsAt": alert["endsAt"],
         "alerts": [alert],
     }
 
@@ -216,14 +258,17 @@ def webhook_payload(event: AlertEvent) -> dict:
 def alert_delivery_attempt(*, delivery_id: int) -> tuple[AlertDelivery | None, float | None]:
     """POSTs the event once. Returns (delivery, seconds to wait before the next attempt) — None when
     there is nothing more to do: delivered, attempts used up, or the row is gone."""
-    delivery = (AlertDelivery.objects.select_related("webhook", "event__rule__deployment")
-                .filter(pk=delivery_id).first())
+    delivery = AlertDelivery.objects.select_related("webhook", "event__rule__deployment").filter(pk=delivery_id).first()
     if delivery is None or delivery.status != DeliveryStatus.PENDING:
         return delivery, None
     webhook = delivery.webhook
     body = json.dumps(webhook_payload(delivery.event)).encode()
-    request = urllib.request.Request(webhook.url, data=body, method="POST",
-                                     headers={"Content-Type": "application/json", "User-Agent": "mlops-portal-alerts"})
+    request = urllib.request.Request(
+        webhook.url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "User-Agent": "mlops-portal-alerts"},
+    )
     delivery.attempts += 1
     delivery.last_attempt_at = timezone.now()
     error = ""
@@ -241,12 +286,23 @@ def alert_delivery_attempt(*, delivery_id: int) -> tuple[AlertDelivery | None, f
         delivery.status, delivery.delivered_at = DeliveryStatus.DELIVERED, timezone.now()
     else:
         delivery.last_error = error[:1000]
-        delivery.errors = [*delivery.errors, {"at": delivery.last_attempt_at.isoformat(), "attempt": delivery.attempts,
-                                              "error": error[:300]}]
+        delivery.errors = [
+            *delivery.errors,
+            {"at": delivery.last_attempt_at.isoformat(), "attempt": delivery.attempts, "error": error[:300]},
+        ]
         if delivery.attempts >= webhook.max_attempts:
             delivery.status = DeliveryStatus.FAILED
         else:
             wait = webhook.retry_backoff_seconds * 2 ** (delivery.attempts - 1)
-    delivery.save(update_fields=["status", "attempts", "last_status_code", "last_error", "errors", "last_attempt_at",
-                                 "delivered_at"])
+    delivery.save(
+        update_fields=[
+            "status",
+            "attempts",
+            "last_status_code",
+            "last_error",
+            "errors",
+            "last_attempt_at",
+            "delivered_at",
+        ]
+    )
     return delivery, wait

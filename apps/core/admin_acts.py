@@ -4,6 +4,7 @@ Mark such actions `@admin.action(..., permissions=["act"])`: Django then leaves 
 analyst's action menu, and a POST of one anyway (a stale page, a hand-made request) is refused
 here with the styled 403 page that says why, instead of being silently ignored.
 """
+
 from django.core.exceptions import PermissionDenied
 
 from .roles import is_ml_staff

@@ -3,6 +3,7 @@
 Status badges are white text on a dark fill (every fill ≥ 4.5:1 against white, light or dark theme);
 the fills live in static/portal/admin.css, keyed by the status value.
 """
+
 import json
 import math
 
@@ -15,19 +16,37 @@ from django.utils.html import format_html
 
 # Statuses of runs, studies, trials and rollouts share one palette: the same word, the same colour.
 BADGE_TONES = {
-    "queued": "neutral", "draft": "neutral", "stopped": "neutral", "pending": "neutral", "retired": "neutral",
-    "running": "active", "active": "active",
-    "succeeded": "good", "completed": "good", "promoted": "good", "pass": "good",
-    "failed": "bad", "aborted": "bad", "fail": "bad", "rolled_back": "bad",
-    "cancelled": "warn", "paused": "warn", "skipped": "neutral", "started": "active",
+    "queued": "neutral",
+    "draft": "neutral",
+    "stopped": "neutral",
+    "pending": "neutral",
+    "retired": "neutral",
+    "running": "active",
+    "active": "active",
+    "succeeded": "good",
+    "completed": "good",
+    "promoted": "good",
+    "pass": "good",
+    "failed": "bad",
+    "aborted": "bad",
+    "fail": "bad",
+    "rolled_back": "bad",
+    "cancelled": "warn",
+    "paused": "warn",
+    "skipped": "neutral",
+    "started": "active",
     "pruned": "pruned",
 }
 
 
 def status_badge(status: str, label: str | None = None):
     tone = BADGE_TONES.get(str(status), "neutral")
-    return format_html('<span class="portal-badge portal-badge--{}" data-status="{}">{}</span>', tone, status,
-                       label or str(status).replace("_", " ").capitalize())
+    return format_html(
+        '<span class="portal-badge portal-badge--{}" data-status="{}">{}</span>',
+        tone,
+        status,
+        label or str(status).replace("_", " ").capitalize(),
+    )
 
 
 class FrameworkAndCreatedColumns:
@@ -66,7 +85,7 @@ def format_metric(value, digits: int = 4) -> str:
 
 
 def short_time(value) -> str:
-    """"2 Dec 14:05" in the current time zone (with the year when it is not this one): list pages
+    """ "2 Dec 14:05" in the current time zone (with the year when it is not this one): list pages
     show one short time format instead of "Dec. 2, 2026, 2:05 p.m."."""
     from django.utils import timezone
 
@@ -91,8 +110,12 @@ def json_block(value, *, digits: int | None = None, open_: bool = False):
     else:
         return format_html('<code class="portal-json-inline">{}</code>', text)
     is_open = open_ or text.count("\n") <= 8
-    return format_html('<details class="portal-json"{}><summary>{}</summary><pre>{}</pre></details>',
-                       " open" if is_open else "", summary, text)
+    return format_html(
+        '<details class="portal-json"{}><summary>{}</summary><pre>{}</pre></details>',
+        " open" if is_open else "",
+        summary,
+        text,
+    )
 
 
 def json_display(field: str, description: str | None = None, *, digits: int | None = None, open_: bool = False):

@@ -1,5 +1,6 @@
 """Read-only admin for what the portal writes itself (events, logs, served predictions, immutable
 versions): shown, never added or edited in admin. One base for pages, one for inlines."""
+
 from django.contrib import admin
 
 

@@ -5,6 +5,7 @@ Celery's beat tables tucked under one "System" section.
 Installed through `PortalAdminConfig` in INSTALLED_APPS (in place of "django.contrib.admin"), so
 every `@admin.register` lands here without any app knowing about this class.
 """
+
 from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig
 
@@ -19,8 +20,15 @@ WORKFLOW_SECTIONS = [
     ("Deployments", [("deployments", ["Deployment", "Rollout", "DeploymentEvent"]), ("delivery", [])]),
     ("Monitoring", [("monitoring", ["PredictionLog", "Feedback"]), ("alerts", [])]),
     ("Access", [("auth", ["User", "Group"]), ("core", ["ApiToken"])]),
-    ("System", [("django_celery_beat", ["PeriodicTask", "CrontabSchedule", "IntervalSchedule",
-                                        "ClockedSchedule", "SolarSchedule"])]),
+    (
+        "System",
+        [
+            (
+                "django_celery_beat",
+                ["PeriodicTask", "CrontabSchedule", "IntervalSchedule", "ClockedSchedule", "SolarSchedule"],
+            )
+        ],
+    ),
 ]
 
 
@@ -43,12 +51,14 @@ def workflow_sections(app_list: list[dict]) -> list[dict]:
         if not members:
             continue
         first = members[0][0]
-        sections.append({
-            **first,
-            "name": title,
-            # The caption links to the first app's page; the CSS class keeps the first app's label.
-            "models": [m for app, order in members for m in _ordered_models(app["models"], order)],
-        })
+        sections.append(
+            {
+                **first,
+                "name": title,
+                # The caption links to the first app's page; the CSS class keeps the first app's label.
+                "models": [m for app, order in members for m in _ordered_models(app["models"], order)],
+            }
+        )
     return sections
 
 

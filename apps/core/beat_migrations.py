@@ -5,6 +5,7 @@ or not seed_demo ran. Migration files import this module: keep its behaviour and
 since changing it changes what old migrations do. It only touches historical models
 (`apps.get_model`), never the current ones.
 """
+
 from django.db import migrations
 from django.utils import timezone
 
@@ -15,10 +16,26 @@ class PeriodicTaskOperation(migrations.RunPython):
     other tasks may share it). Both bump beat's change counter, because django-celery-beat's
     signals, which normally do that, do not run in migrations."""
 
-    def __init__(self, *, name: str, task: str, every: int, queue: str, description: str,
-                 expire_seconds: int | None = None, period: str = "seconds"):
-        self.spec = {"name": name, "task": task, "every": every, "queue": queue, "description": description,
-                     "expire_seconds": expire_seconds, "period": period}
+    def __init__(
+        self,
+        *,
+        name: str,
+        task: str,
+        every: int,
+        queue: str,
+        description: str,
+        expire_seconds: int | None = None,
+        period: str = "seconds",
+    ):
+        self.spec = {
+            "name": name,
+            "task": task,
+            "every": every,
+            "queue": queue,
+            "description": description,
+            "expire_seconds": expire_seconds,
+            "period": period,
+        }
         super().__init__(self.create, self.remove)
 
     def create(self, apps, schema_editor):
@@ -31,8 +48,14 @@ class PeriodicTaskOperation(migrations.RunPython):
             interval = IntervalSchedule.objects.create(every=spec["every"], period=spec["period"])
         PeriodicTask.objects.update_or_create(
             name=spec["name"],
-            defaults={"task": spec["task"], "interval": interval, "queue": spec["queue"], "enabled": True,
-                      "expire_seconds": spec["expire_seconds"], "description": spec["description"]},
+            defaults={
+                "task": spec["task"],
+                "interval": interval,
+                "queue": spec["queue"],
+                "enabled": True,
+                "expire_seconds": spec["expire_seconds"],
+                "description": spec["description"],
+            },
         )
         _announce_change(apps)
 
@@ -50,4 +73,5 @@ class PeriodicTaskOperation(migrations.RunPython):
 
 def _announce_change(apps) -> None:
     apps.get_model("django_celery_beat", "PeriodicTasks").objects.update_or_create(
-        ident=1, defaults={"last_update": timezone.now()})
+        ident=1, defaults={"last_update": timezone.now()}
+    )

@@ -9,6 +9,7 @@ files (API and admin upload), which get DATASET_UPLOAD_MAX_BYTES plus room for t
 It needs a server that hands the body to the application as it arrives (uvicorn does; daphne
 buffers the whole body first, which is why the portal's web process is uvicorn).
 """
+
 from __future__ import annotations
 
 import json
@@ -60,10 +61,17 @@ def _error_body(path: str, limit: int, size: int | None) -> bytes:
 
 async def _refuse(send, path: str, limit: int, size: int | None) -> None:
     body = _error_body(path, limit, size)
-    await send({"type": "http.response.start", "status": 413, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close"),
-    ]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

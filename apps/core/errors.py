@@ -1,4 +1,5 @@
 """Errors shared by every app's services."""
+
 from django.core.exceptions import ValidationError
 
 

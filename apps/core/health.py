@@ -1,4 +1,5 @@
 """Readiness checks: each returns None when healthy or a short reason when not."""
+
 from collections.abc import Callable
 
 import redis

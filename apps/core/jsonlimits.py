@@ -6,6 +6,7 @@ measures it without recursion: drop escaped backslashes and quotes, keep only qu
 drop string contents, then strip innermost bracket pairs level by level. For valid JSON the figure is
 exact; for invalid JSON it is at worst a refusal a moment before the parser's own.
 """
+
 from __future__ import annotations
 
 import re
@@ -63,4 +64,3 @@ def json_body_problem(raw: bytes, *, refuse_nul: bool = True, max_depth: int | N
     if refuse_nul and b"\\u0000" in raw and b"\\u0000" in raw.replace(b"\\\\", b""):
         return 'the JSON holds a NUL character ("\\u0000"), which cannot be stored'
     return None
-

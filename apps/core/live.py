@@ -6,6 +6,7 @@ other, so the training loop never waits on Redis and messages of a run arrive in
 published. Callers publish only after their database write committed (transaction.on_commit), which is
 what lets a late viewer replay from the database and then stream without a gap.
 """
+
 import asyncio
 import logging
 import os
@@ -41,7 +42,9 @@ class _Publisher:
         with self._lock:
             if self._pid != os.getpid() or self._thread is None or not self._thread.is_alive():
                 self._queue = queue.Queue()
-                self._thread = threading.Thread(target=self._loop, args=(self._queue,), name="channels-publisher", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._loop, args=(self._queue,), name="channels-publisher", daemon=True
+                )
                 self._pid = os.getpid()
                 self._thread.start()
         return self._queue

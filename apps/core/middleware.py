@@ -1,7 +1,9 @@
 """API requests: hostile input refused before any view runs, and every 4xx answered in JSON."""
+
 from http import HTTPStatus
 
 from django.http import JsonResponse
+
 
 def is_v2_path(path: str) -> bool:
     """The Open Inference Protocol's paths: /v2 (server metadata) and everything under /v2/."""
@@ -24,8 +26,10 @@ def _refusal(path: str, field: str, message: str) -> JsonResponse:
 
 
 def _is_json(response) -> bool:
-    return response.get("Content-Type", "").split(";")[0].strip().lower() in ("application/json",
-                                                                              "application/problem+json")
+    return response.get("Content-Type", "").split(";")[0].strip().lower() in (
+        "application/json",
+        "application/problem+json",
+    )
 
 
 class HostileInputMiddleware:
@@ -50,8 +54,12 @@ class HostileInputMiddleware:
         response = self.get_response(request)
         # DRF's own responses are left as negotiated (its browsable pages answer a browser in HTML).
         drf_rendered = hasattr(response, "accepted_renderer")
-        if (400 <= response.status_code < 500 and not drf_rendered and not getattr(response, "streaming", False)
-                and not _is_json(response)):
+        if (
+            400 <= response.status_code < 500
+            and not drf_rendered
+            and not getattr(response, "streaming", False)
+            and not _is_json(response)
+        ):
             response = self._as_json(response, path)
         return response
 

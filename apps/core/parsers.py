@@ -4,6 +4,7 @@ any view sees them, with a 400 (413 for size) that names the field at fault.
 NUL ("\\u0000") cannot be stored in PostgreSQL's text or jsonb, so a NUL anywhere in a key or a
 string value would otherwise end as a 500 at the first write.
 """
+
 import io
 
 from django.conf import settings
@@ -24,8 +25,11 @@ class RequestTooLarge(APIException):
 
     def __init__(self):
         limit = body_limit()
-        super().__init__(f"body: the request body is over {limit:,} bytes, the most the server accepts"
-                         if limit is not None else "body: the request body is larger than the server accepts")
+        super().__init__(
+            f"body: the request body is over {limit:,} bytes, the most the server accepts"
+            if limit is not None
+            else "body: the request body is larger than the server accepts"
+        )
 
 
 def body_limit() -> int | None:

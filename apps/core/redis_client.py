@@ -1,4 +1,5 @@
 """One Redis connection pool per process for the serving counters, log writers' progress and throttling."""
+
 import threading
 
 import redis

@@ -1,6 +1,7 @@
 """The portal's roles. Staff act (train, tune, deploy, roll back); analysts read; prediction clients
 are the product's services: they ask for predictions and send back ground truth, and see nothing else
 (no admin, no dashboard, no reads of the API)."""
+
 from django.contrib.auth.models import AnonymousUser, Group
 
 ML_STAFF = "ML Staff"

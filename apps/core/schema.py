@@ -15,6 +15,7 @@ statuses it can answer and their bodies, so a view declares only what is particu
 Operations of /v2 answer every error as `{"error": "..."}` (`V2Error`, Open Inference Protocol).
 A status a view declares keeps the view's body.
 """
+
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import ResolvedComponent
@@ -31,8 +32,10 @@ class ErrorSerializer(serializers.Serializer):
     """A refusal that is not about one field's value."""
 
     detail = serializers.CharField()
-    field = serializers.CharField(required=False, help_text="The part of the request at fault, when there is one: "
-                                                            "`path`, `query`, `body` or a field.")
+    field = serializers.CharField(
+        required=False,
+        help_text="The part of the request at fault, when there is one: `path`, `query`, `body` or a field.",
+    )
 
 
 @extend_schema_serializer(component_name="V2Error")
@@ -45,7 +48,7 @@ class V2ErrorSerializer(serializers.Serializer):
 VALIDATION_ERROR_SCHEMA = {
     "type": "object",
     "description": "Invalid fields: each key names a field (`non_field_errors` for the whole body), its value "
-                   "the messages, as a list of strings, or nested the same way for a nested field.",
+    "the messages, as a list of strings, or nested the same way for a nested field.",
     "additionalProperties": {
         "anyOf": [
             {"type": "string"},
@@ -112,18 +115,23 @@ class PortalAutoSchema(AutoSchema):
         if is_v2_path(self.path):
             shapes = [self.resolve_serializer(V2ErrorSerializer(), "response").ref]
         else:
-            shapes = [self._component("ValidationError", VALIDATION_ERROR_SCHEMA),
-                      self.resolve_serializer(ErrorSerializer(), "response").ref]
+            shapes = [
+                self._component("ValidationError", VALIDATION_ERROR_SCHEMA),
+                self.resolve_serializer(ErrorSerializer(), "response").ref,
+            ]
         default_error = shapes[-1]
         for status in self._error_statuses(operation):
             declared = responses.get(status)
             if declared is None:
                 schema = {"anyOf": shapes} if status == "400" and len(shapes) > 1 else default_error
-                responses[status] = {"description": DESCRIPTIONS[status],
-                                     "content": {"application/json": {"schema": schema}}}
+                responses[status] = {
+                    "description": DESCRIPTIONS[status],
+                    "content": {"application/json": {"schema": schema}},
+                }
                 if status == "401":
-                    responses[status]["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"},
-                                                                         "description": "Bearer"}}
+                    responses[status]["headers"] = {
+                        "WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer"}
+                    }
                 continue
             if not declared.get("description"):
                 declared["description"] = DESCRIPTIONS[status]

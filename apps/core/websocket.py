@@ -6,6 +6,7 @@ https origin there, as Django's CSRF check already needs).
 Channels' AllowedHostsOriginValidator compares host names only, so a page on the same host but
 another port or scheme (any other service on that machine) could use the session.
 """
+
 from __future__ import annotations
 
 from urllib.parse import urlsplit

@@ -10,6 +10,7 @@ shows it, so the page never polls:
 Users without a portal role are accepted only to be closed at once with code 4403, so the browser
 learns it was refused (a rejected handshake looks like a network error) and stops retrying.
 """
+
 import logging
 
 from channels.db import database_sync_to_async

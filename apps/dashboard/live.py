@@ -1,4 +1,5 @@
 """The Channels groups the dashboard socket listens to, and the pushes this app makes itself."""
+
 import threading
 import time
 

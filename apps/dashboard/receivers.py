@@ -3,6 +3,7 @@
 The run's own group (training-run-<id>) carries every log line; dashboards only need progress, so
 they get it here instead of subscribing to each run's log stream.
 """
+
 from django.dispatch import receiver
 
 from apps.training.signals import run_epoch_completed

@@ -4,6 +4,7 @@ single items the dashboard's WebSocket pushes when something changes.
 Every function returns plain JSON-ready dicts in the shapes documented in apps/CONTRACTS.md
 ("dashboard"); the frontend (frontend2/src/lib/summary.js) reads exactly these.
 """
+
 from __future__ import annotations
 
 from django.db.models import Count, Q
@@ -96,18 +97,20 @@ def _deployment_summary(deployment) -> dict:
         mv = row.model_version
         label = _version_label(mv, model_name if mv.registered_model_id == deployment.registered_model_id else None)
         labels[mv.pk] = label
-        versions.append({
-            "id": row.pk,
-            "model_version_id": mv.pk,
-            "label": label,
-            "version": mv.version,
-            "role": row.role,
-            "weight": row.weight,
-            "shadow": row.shadow,
-            "framework": mv.framework,
-            "model_type": mv.model_type,
-            "task": mv.task,
-        })
+        versions.append(
+            {
+                "id": row.pk,
+                "model_version_id": mv.pk,
+                "label": label,
+                "version": mv.version,
+                "role": row.role,
+                "weight": row.weight,
+                "shadow": row.shadow,
+                "framework": mv.framework,
+                "model_type": mv.model_type,
+                "task": mv.task,
+            }
+        )
     rollout = deployments.deployment_open_rollout(deployment=deployment)
     if rollout is None:
         rollout = deployments.deployment_latest_rollout(deployment=deployment)
@@ -194,7 +197,9 @@ def run_summaries(*, active: bool) -> list[dict]:
     from apps.training.selectors import run_list
 
     if active:
-        return [_run_summary(r, r.latest_metrics) for r in _with_latest_metrics(run_list(active=True))[:ACTIVE_RUNS_MAX]]
+        return [
+            _run_summary(r, r.latest_metrics) for r in _with_latest_metrics(run_list(active=True))[:ACTIVE_RUNS_MAX]
+        ]
     return [_run_summary(r) for r in run_list()[:RECENT_RUNS]]
 
 

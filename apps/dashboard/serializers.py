@@ -1,4 +1,5 @@
 """Shapes of the dashboard summary (documentation for the OpenAPI schema and the output contract)."""
+
 from rest_framework import serializers
 
 
@@ -17,11 +18,14 @@ class VersionSerializer(serializers.Serializer):
 
 class GateSerializer(serializers.Serializer):
     name = serializers.CharField()
-    label = serializers.CharField(help_text="What the gate counts, in plain words "
-                                            "(e.g. \"Labelled challenger rows in this stage\").")
+    label = serializers.CharField(
+        help_text='What the gate counts, in plain words (e.g. "Labelled challenger rows in this stage").'
+    )
     # Plain strings, not choice fields: their enums would collide in the schema with other apps' "state".
-    state = serializers.CharField(help_text="pass (passing) | fail (failing) | pending (not decided yet: too little "
-                                            "time, traffic or feedback; the stage holds)")
+    state = serializers.CharField(
+        help_text="pass (passing) | fail (failing) | pending (not decided yet: too little "
+        "time, traffic or feedback; the stage holds)"
+    )
     value = serializers.FloatField(allow_null=True)
     threshold = serializers.FloatField(allow_null=True)
     detail = serializers.CharField(allow_blank=True)

@@ -1,4 +1,5 @@
 """Reads the Vite build manifest (frontend2/dist/.vite/manifest.json) to find an entry's files."""
+
 import json
 import logging
 import threading

@@ -29,8 +29,10 @@ def histogram_bars(histogram: dict | None) -> list[dict]:
         return []
     counts, edges = histogram["counts"], histogram["edges"]
     top = max(counts) or 1
-    return [{"height": round(100 * c / top, 1), "count": c, "low": edges[i], "high": edges[i + 1]}
-            for i, c in enumerate(counts)]
+    return [
+        {"height": round(100 * c / top, 1), "count": c, "low": edges[i], "high": edges[i + 1]}
+        for i, c in enumerate(counts)
+    ]
 
 
 class VersionInline(ReadOnlyInline):
@@ -40,8 +42,9 @@ class VersionInline(ReadOnlyInline):
 
     @admin.display(description="version")
     def link(self, obj):
-        return format_html('<a href="{}">v{}</a>', reverse("admin:datasets_datasetversion_change", args=[obj.pk]),
-                           obj.version)
+        return format_html(
+            '<a href="{}">v{}</a>', reverse("admin:datasets_datasetversion_change", args=[obj.pk]), obj.version
+        )
 
     @admin.display(description="sha256")
     def sha_short(self, obj):
@@ -83,19 +86,29 @@ class DatasetAdmin(StaffActionsMixin, admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             upload = form.cleaned_data["file"]
             try:
-                version, created = dataset_version_create(dataset=dataset, file=upload, filename=upload.name,
-                                                          user=request.user, source=VersionSource.ADMIN)
+                version, created = dataset_version_create(
+                    dataset=dataset, file=upload, filename=upload.name, user=request.user, source=VersionSource.ADMIN
+                )
             except ValidationError as exc:
-                form.add_error("file" if "file" in getattr(exc, "error_dict", {}) else None,
-                               exc.message_dict.get("file", exc.messages) if hasattr(exc, "error_dict") else exc.messages)
+                form.add_error(
+                    "file" if "file" in getattr(exc, "error_dict", {}) else None,
+                    exc.message_dict.get("file", exc.messages) if hasattr(exc, "error_dict") else exc.messages,
+                )
             else:
                 if created:
                     messages.success(request, f"Stored {version} ({version.rows} rows).")
                 else:
-                    messages.info(request, f"Identical content is already stored as {version}; nothing new was created.")
+                    messages.info(
+                        request, f"Identical content is already stored as {version}; nothing new was created."
+                    )
                 return HttpResponseRedirect(reverse("admin:datasets_datasetversion_change", args=[version.pk]))
-        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "dataset": dataset,
-                   "form": form, "title": f"Upload a new version of {dataset.name}"}
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "dataset": dataset,
+            "form": form,
+            "title": f"Upload a new version of {dataset.name}",
+        }
         return render(request, "admin/datasets/dataset/upload.html", context)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
@@ -110,8 +123,22 @@ class DatasetVersionAdmin(ReadOnlyAdmin):
     list_display = ["__str__", "rows", "size_bytes", "file_format", "source", "created_by", "created_at"]
     list_filter = ["dataset", "source", "file_format"]
     search_fields = ["dataset__name", "sha256", "original_filename"]
-    fields = ["dataset", "version", "original_filename", "file_format", "size_bytes", "rows", "sha256", "file",
-              "source", "created_by", "created_at", "schema_table", "profile_view", "preview"]
+    fields = [
+        "dataset",
+        "version",
+        "original_filename",
+        "file_format",
+        "size_bytes",
+        "rows",
+        "sha256",
+        "file",
+        "source",
+        "created_by",
+        "created_at",
+        "schema_table",
+        "profile_view",
+        "preview",
+    ]
     readonly_fields = fields
 
     @admin.display(description="schema")
@@ -145,8 +172,17 @@ class FeatureSpecAdmin(StaffActionsMixin, admin.ModelAdmin):
     def get_fields(self, request, obj=None):
         if obj is None:
             return ["dataset", "name", "description", "spec"]
-        return ["dataset", "name", "version", "description", "history_rows", "spec_json", "links", "created_by",
-                "created_at"]
+        return [
+            "dataset",
+            "name",
+            "version",
+            "description",
+            "history_rows",
+            "spec_json",
+            "links",
+            "created_by",
+            "created_at",
+        ]
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
@@ -167,8 +203,11 @@ class FeatureSpecAdmin(StaffActionsMixin, admin.ModelAdmin):
     def links(self, obj):
         preview = reverse("admin:datasets_featurespec_preview", args=[obj.pk])
         new_version = reverse("admin:datasets_featurespec_add") + f"?from={obj.pk}"
-        return format_html('<a class="button" href="{}">Preview features</a> '
-                           '<a class="button" href="{}">Edit as a new version</a>', preview, new_version)
+        return format_html(
+            '<a class="button" href="{}">Preview features</a> <a class="button" href="{}">Edit as a new version</a>',
+            preview,
+            new_version,
+        )
 
     def get_changeform_initial_data(self, request):
         initial = super().get_changeform_initial_data(request)
@@ -176,14 +215,18 @@ class FeatureSpecAdmin(StaffActionsMixin, admin.ModelAdmin):
         if source and source.isdigit():
             spec = FeatureSpec.objects.filter(pk=int(source)).first()
             if spec is not None:
-                initial.update(dataset=spec.dataset_id, name=spec.name, description=spec.description,
-                               spec=spec.spec)
+                initial.update(dataset=spec.dataset_id, name=spec.name, description=spec.description, spec=spec.spec)
         return initial
 
     def save_model(self, request, obj, form, change):
         self.require_act(request)
-        saved, created = feature_spec_create(dataset=obj.dataset, name=obj.name, spec=form.cleaned_data["spec"],
-                                             description=obj.description, user=request.user)
+        saved, created = feature_spec_create(
+            dataset=obj.dataset,
+            name=obj.name,
+            spec=form.cleaned_data["spec"],
+            description=obj.description,
+            user=request.user,
+        )
         obj.pk, obj.version, obj.history_rows = saved.pk, saved.version, saved.history_rows
         obj._state.adding = False
         if not created:
@@ -199,7 +242,9 @@ class FeatureSpecAdmin(StaffActionsMixin, admin.ModelAdmin):
 
     def get_urls(self):
         return [
-            path("<int:pk>/preview/", self.admin_site.admin_view(self.preview_view), name="datasets_featurespec_preview"),
+            path(
+                "<int:pk>/preview/", self.admin_site.admin_view(self.preview_view), name="datasets_featurespec_preview"
+            ),
         ] + super().get_urls()
 
     def preview_view(self, request, pk):
@@ -223,7 +268,14 @@ class FeatureSpecAdmin(StaffActionsMixin, admin.ModelAdmin):
                 preview = selectors.feature_preview(version=version, spec=feature_spec.spec, rows=rows)
             except (SpecError, DataError, selectors.DatasetFileError) as exc:
                 error = str(exc)
-        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "feature_spec": feature_spec,
-                   "form": form, "preview": preview, "error": error, "version_number": number,
-                   "title": f"Features of {feature_spec} on {dataset.name}"}
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "feature_spec": feature_spec,
+            "form": form,
+            "preview": preview,
+            "error": error,
+            "version_number": number,
+            "title": f"Features of {feature_spec} on {dataset.name}",
+        }
         return render(request, "admin/datasets/featurespec/preview.html", context)

@@ -51,14 +51,18 @@ class DatasetListApi(GenericAPIView):
     def get_queryset(self):
         return selectors.dataset_list()
 
-    @extend_schema(summary="List datasets", operation_id="datasets_list",
-                   responses=s.DatasetOutputSerializer(many=True))
+    @extend_schema(
+        summary="List datasets", operation_id="datasets_list", responses=s.DatasetOutputSerializer(many=True)
+    )
     def get(self, request):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
-    @extend_schema(request=s.DatasetInputSerializer, responses={201: s.DatasetOutputSerializer},
-                   summary="Create a dataset (then upload versions)")
+    @extend_schema(
+        request=s.DatasetInputSerializer,
+        responses={201: s.DatasetOutputSerializer},
+        summary="Create a dataset (then upload versions)",
+    )
     def post(self, request):
         data = s.DatasetInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -75,8 +79,9 @@ class DatasetDetailApi(GenericAPIView):
     def get(self, request, pk: int):
         return Response(self.get_serializer(_dataset(pk)).data)
 
-    @extend_schema(request=s.DatasetUpdateSerializer, responses=s.DatasetOutputSerializer,
-                   summary="Change a dataset's description")
+    @extend_schema(
+        request=s.DatasetUpdateSerializer, responses=s.DatasetOutputSerializer, summary="Change a dataset's description"
+    )
     def patch(self, request, pk: int):
         data = s.DatasetUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -92,8 +97,11 @@ class DatasetVersionListApi(GenericAPIView):
     def get_queryset(self):
         return selectors.dataset_version_list(dataset=_dataset(self.kwargs["pk"]))
 
-    @extend_schema(summary="List a dataset's versions, newest first", operation_id="dataset_versions_list",
-                   responses=s.DatasetVersionOutputSerializer(many=True))
+    @extend_schema(
+        summary="List a dataset's versions, newest first",
+        operation_id="dataset_versions_list",
+        responses=s.DatasetVersionOutputSerializer(many=True),
+    )
     def get(self, request, pk: int):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
@@ -113,10 +121,13 @@ class DatasetVersionListApi(GenericAPIView):
         data = s.VersionUploadSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         upload = data.validated_data["file"]
-        version, created = dataset_version_create(dataset=dataset, file=upload, filename=upload.name,
-                                                  user=request.user, source="upload")
-        return Response(s.DatasetVersionDetailSerializer(version).data,
-                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        version, created = dataset_version_create(
+            dataset=dataset, file=upload, filename=upload.name, user=request.user, source="upload"
+        )
+        return Response(
+            s.DatasetVersionDetailSerializer(version).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
 
 
 class DatasetVersionDetailApi(GenericAPIView):
@@ -130,9 +141,11 @@ class DatasetVersionDetailApi(GenericAPIView):
 class DatasetVersionPreviewApi(GenericAPIView):
     serializer_class = s.TablePreviewSerializer
 
-    @extend_schema(parameters=[OpenApiParameter("rows", int, description="rows to show (1-500, default 20)")],
-                   responses={200: s.TablePreviewSerializer, 409: ErrorSerializer},
-                   summary="The first rows of a version")
+    @extend_schema(
+        parameters=[OpenApiParameter("rows", int, description="rows to show (1-500, default 20)")],
+        responses={200: s.TablePreviewSerializer, 409: ErrorSerializer},
+        summary="The first rows of a version",
+    )
     def get(self, request, pk: int, version: int):
         rows = _int_param(request, "rows", 20, 1, 500)
         try:
@@ -167,16 +180,21 @@ class FeatureSpecListApi(GenericAPIView):
             raise ValidationError({"dataset": "must be a dataset id."})
         return selectors.feature_spec_list(dataset=_dataset(dataset) if dataset else None)
 
-    @extend_schema(parameters=[OpenApiParameter("dataset", int, description="only this dataset's specs")],
-                   summary="List feature specs (every version)", operation_id="feature_specs_list",
-                   responses={200: s.FeatureSpecOutputSerializer(many=True), 404: ErrorSerializer})
+    @extend_schema(
+        parameters=[OpenApiParameter("dataset", int, description="only this dataset's specs")],
+        summary="List feature specs (every version)",
+        operation_id="feature_specs_list",
+        responses={200: s.FeatureSpecOutputSerializer(many=True), 404: ErrorSerializer},
+    )
     def get(self, request):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
-    @extend_schema(request=s.FeatureSpecInputSerializer,
-                   responses={201: s.FeatureSpecOutputSerializer, 200: s.FeatureSpecOutputSerializer},
-                   summary="Save a spec as the next version of its name (identical to the newest: that one, 200)")
+    @extend_schema(
+        request=s.FeatureSpecInputSerializer,
+        responses={201: s.FeatureSpecOutputSerializer, 200: s.FeatureSpecOutputSerializer},
+        summary="Save a spec as the next version of its name (identical to the newest: that one, 200)",
+    )
     def post(self, request):
         data = s.FeatureSpecInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -195,8 +213,9 @@ class FeatureSpecListApi(GenericAPIView):
             except SpecError as exc:
                 return spec_error_response(exc)
         feature_spec, created = feature_spec_create(dataset=dataset, user=request.user, **values)
-        return Response(self.get_serializer(feature_spec).data,
-                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(
+            self.get_serializer(feature_spec).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
 
 
 def _kinds(dataset):
@@ -219,9 +238,11 @@ class FeatureSpecValidateApi(GenericAPIView):
     permission_classes = [HasPortalRole]
     parser_classes = [JSONParser]  # the portal's: depth and NUL limits
 
-    @extend_schema(request=s.SpecValidateInputSerializer,
-                   responses={200: s.SpecValidateOutputSerializer, 400: s.SpecErrorSerializer},
-                   summary="Validate a spec (400 names the step index and key)")
+    @extend_schema(
+        request=s.SpecValidateInputSerializer,
+        responses={200: s.SpecValidateOutputSerializer, 400: s.SpecErrorSerializer},
+        summary="Validate a spec (400 names the step index and key)",
+    )
     def post(self, request):
         data = s.SpecValidateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -241,8 +262,14 @@ class FeatureSpecValidateApi(GenericAPIView):
                 history_rows = spec_history_rows(normalized, dataset=dataset, kinds=kinds_from_schema(latest.schema))
         except SpecError as exc:
             return spec_error_response(exc)
-        return Response({"valid": True, "spec": normalized, "history_rows": history_rows,
-                         "checked_against": str(latest) if latest else None})
+        return Response(
+            {
+                "valid": True,
+                "spec": normalized,
+                "history_rows": history_rows,
+                "checked_against": str(latest) if latest else None,
+            }
+        )
 
 
 class FeaturePreviewApi(GenericAPIView):
@@ -252,9 +279,11 @@ class FeaturePreviewApi(GenericAPIView):
     permission_classes = [HasPortalRole]
     parser_classes = [JSONParser]  # the portal's: depth and NUL limits
 
-    @extend_schema(request=s.FeaturePreviewInputSerializer,
-                   responses={200: s.FeaturePreviewOutputSerializer, 409: ErrorSerializer},
-                   summary="Preview the features a spec makes (fitted on the training split)")
+    @extend_schema(
+        request=s.FeaturePreviewInputSerializer,
+        responses={200: s.FeaturePreviewOutputSerializer, 409: ErrorSerializer},
+        summary="Preview the features a spec makes (fitted on the training split)",
+    )
     def post(self, request):
         data = s.FeaturePreviewInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)

@@ -1,5 +1,6 @@
 """Demo datasets for `manage.py seed_demo`: synthetic prices and two scikit-learn tables. Idempotent:
 generation is seeded, so the same bytes come out and the version is found by its sha256."""
+
 import io
 
 from django.contrib.auth import get_user_model
@@ -38,23 +39,52 @@ RETURN_FEATURES_V1 = {
     "target": {"horizon": 5, "kind": "log_return", "name": "fwd_logret5"},
     "exclude": PRICE_LEVELS,
 }
-TABLE_SPEC = {"version": 1, "steps": [{"op": "impute", "columns": "*", "strategy": "median"},
-                                      {"op": "scale", "columns": "*", "method": "standard"}]}
+TABLE_SPEC = {
+    "version": 1,
+    "steps": [
+        {"op": "impute", "columns": "*", "strategy": "median"},
+        {"op": "scale", "columns": "*", "method": "standard"},
+    ],
+}
 
 DEMO_DATASETS = [
     # name, task, target, time, entity, description, (spec name, spec)
-    ("demo-prices", DatasetTask.CLASSIFICATION, "close", "date", "ticker",
-     "Synthetic daily OHLCV for 5 tickers x 600 days (regime-switching GBM); label: next-day direction.",
-     ("price-features-v1", PRICE_FEATURES_V1)),
-    ("demo-returns", DatasetTask.REGRESSION, "close", "date", "ticker",
-     "The same prices, for regression of the 5-day forward log return.",
-     ("return-features-v1", RETURN_FEATURES_V1)),
-    ("breast-cancer", DatasetTask.CLASSIFICATION, "target", "", "",
-     "scikit-learn's Wisconsin breast cancer table: malignant or benign.",
-     ("standardized", TABLE_SPEC)),
-    ("diabetes", DatasetTask.REGRESSION, "target", "", "",
-     "scikit-learn's diabetes table: disease progression after one year.",
-     ("standardized", TABLE_SPEC)),
+    (
+        "demo-prices",
+        DatasetTask.CLASSIFICATION,
+        "close",
+        "date",
+        "ticker",
+        "Synthetic daily OHLCV for 5 tickers x 600 days (regime-switching GBM); label: next-day direction.",
+        ("price-features-v1", PRICE_FEATURES_V1),
+    ),
+    (
+        "demo-returns",
+        DatasetTask.REGRESSION,
+        "close",
+        "date",
+        "ticker",
+        "The same prices, for regression of the 5-day forward log return.",
+        ("return-features-v1", RETURN_FEATURES_V1),
+    ),
+    (
+        "breast-cancer",
+        DatasetTask.CLASSIFICATION,
+        "target",
+        "",
+        "",
+        "scikit-learn's Wisconsin breast cancer table: malignant or benign.",
+        ("standardized", TABLE_SPEC),
+    ),
+    (
+        "diabetes",
+        DatasetTask.REGRESSION,
+        "target",
+        "",
+        "",
+        "scikit-learn's diabetes table: disease progression after one year.",
+        ("standardized", TABLE_SPEC),
+    ),
 ]
 
 
@@ -81,12 +111,23 @@ def seed(*, stdout) -> None:
     for name, task, target, time_column, entity_column, description, (spec_name, spec) in DEMO_DATASETS:
         dataset = Dataset.objects.filter(name=name).first()
         if dataset is None:
-            dataset = dataset_create(name=name, task=task, target_column=target, time_column=time_column,
-                                     entity_column=entity_column, description=description, user=user)
+            dataset = dataset_create(
+                name=name,
+                task=task,
+                target_column=target,
+                time_column=time_column,
+                entity_column=entity_column,
+                description=description,
+                user=user,
+            )
         content, source = _content(name)
-        version, created = dataset_version_create(dataset=dataset, file=ContentFile(content), filename=f"{name}.csv",
-                                                  user=user, source=source)
-        feature_spec, spec_created = feature_spec_create(dataset=dataset, name=spec_name, spec=spec, user=user,
-                                                         description=spec.get("description", ""))
-        stdout.write(f"dataset {name}: {version} ({version.rows} rows{', new' if created else ''}), "
-                     f"spec {feature_spec} (history {feature_spec.history_rows} rows{', new' if spec_created else ''})")
+        version, created = dataset_version_create(
+            dataset=dataset, file=ContentFile(content), filename=f"{name}.csv", user=user, source=source
+        )
+        feature_spec, spec_created = feature_spec_create(
+            dataset=dataset, name=spec_name, spec=spec, user=user, description=spec.get("description", "")
+        )
+        stdout.write(
+            f"dataset {name}: {version} ({version.rows} rows{', new' if created else ''}), "
+            f"spec {feature_spec} (history {feature_spec.history_rows} rows{', new' if spec_created else ''})"
+        )

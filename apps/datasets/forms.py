@@ -16,14 +16,17 @@ class VersionUploadForm(forms.Form):
         # The limits are settings: say the current ones where the file is chosen.
         self.fields["file"].help_text = (
             "CSV (UTF-8 with a header row) or Parquet, optionally gzip-compressed (.csv.gz) or alone in a .zip; "
-            f"{Limits.from_settings().describe()}.")
+            f"{Limits.from_settings().describe()}."
+        )
 
 
 class FeatureSpecAdminForm(forms.ModelForm):
     """Checks the JSON and the steps against the dataset's newest version before anything is saved."""
 
-    spec = forms.JSONField(widget=forms.Textarea(attrs={"rows": 24, "cols": 100, "style": "font-family:monospace"}),
-                           help_text="Steps, target, features/exclude; see the documentation of the spec format.")
+    spec = forms.JSONField(
+        widget=forms.Textarea(attrs={"rows": 24, "cols": 100, "style": "font-family:monospace"}),
+        help_text="Steps, target, features/exclude; see the documentation of the spec format.",
+    )
 
     class Meta:
         model = FeatureSpec

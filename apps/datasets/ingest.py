@@ -11,6 +11,7 @@ metadata before any data is read, then row group by row group (dictionary column
 they are expanded); CSV is read in chunks with a running count; compressed uploads are counted as
 they are decompressed.
 """
+
 import codecs
 import csv
 import gzip
@@ -40,8 +41,11 @@ GZIP_MAGIC = b"\x1f\x8b"
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 # Recognised only to say so: these would otherwise be reported as a NUL byte in a text file.
 # Whole signatures (bzip2: "BZh", block size, block magic), so a CSV header such as "BZhx,..." is not one.
-OTHER_COMPRESSION = {"bzip2": re.compile(rb"BZh[1-9]1AY&SY"), "xz": re.compile(rb"\xfd7zXZ\x00"),
-                     "zstd": re.compile(rb"\x28\xb5\x2f\xfd")}
+OTHER_COMPRESSION = {
+    "bzip2": re.compile(rb"BZh[1-9]1AY&SY"),
+    "xz": re.compile(rb"\xfd7zXZ\x00"),
+    "zstd": re.compile(rb"\x28\xb5\x2f\xfd"),
+}
 GZIP_SUFFIXES = (".gz", ".gzip")
 # A zip holds one table; folders and macOS metadata beside it are skipped, more is refused unread.
 MAX_ZIP_ENTRIES = 16
@@ -69,12 +73,18 @@ class Limits:
     @classmethod
     def from_settings(cls) -> "Limits":
         # Read per call, so a changed setting (or a test's override) applies to the next upload.
-        return cls(rows=settings.DATASET_MAX_ROWS, columns=settings.DATASET_MAX_COLUMNS,
-                   cells=settings.DATASET_MAX_CELLS, decompressed_bytes=settings.DATASET_MAX_DECOMPRESSED_BYTES)
+        return cls(
+            rows=settings.DATASET_MAX_ROWS,
+            columns=settings.DATASET_MAX_COLUMNS,
+            cells=settings.DATASET_MAX_CELLS,
+            decompressed_bytes=settings.DATASET_MAX_DECOMPRESSED_BYTES,
+        )
 
     def describe(self) -> str:
-        return (f"at most {self.rows:,} rows, {self.columns:,} columns, {self.cells:,} cells and "
-                f"{self.decompressed_bytes:,} bytes decompressed")
+        return (
+            f"at most {self.rows:,} rows, {self.columns:,} columns, {self.cells:,} cells and "
+            f"{self.decompressed_bytes:,} bytes decompressed"
+        )
 
     def table_problem(self, *, rows: int, columns: int, at_least: bool = False, where: str = "") -> str | None:
         found = "at least " if at_least else ""
@@ -83,8 +93,10 @@ class Limits:
         if rows > self.rows:
             return f"{found}{rows:,} rows{where}, over the limit of {self.rows:,} rows (DATASET_MAX_ROWS)"
         if rows * columns > self.cells:
-            return (f"{found}{rows * columns:,} cells ({rows:,} rows x {columns:,} columns){where}, over the limit "
-                    f"of {self.cells:,} cells (DATASET_MAX_CELLS)")
+            return (
+                f"{found}{rows * columns:,} cells ({rows:,} rows x {columns:,} columns){where}, over the limit "
+                f"of {self.cells:,} cells (DATASET_MAX_CELLS)"
+            )
         return None
 
     def check_table(self, *, rows: int, columns: int, at_least: bool = False, where: str = "") -> None:
@@ -94,8 +106,11 @@ class Limits:
 
     def check_bytes(self, size: int, *, what: str, at_least: bool = False, where: str = "") -> None:
         if size > self.decompressed_bytes:
-            raise file_error(f"{what} {'at least ' if at_least else ''}{size:,} bytes{where}, over the limit of "
-                             f"{self.decompressed_bytes:,} bytes (DATASET_MAX_DECOMPRESSED_BYTES)", code="limit")
+            raise file_error(
+                f"{what} {'at least ' if at_least else ''}{size:,} bytes{where}, over the limit of "
+                f"{self.decompressed_bytes:,} bytes (DATASET_MAX_DECOMPRESSED_BYTES)",
+                code="limit",
+            )
 
 
 def _strip_suffix(name: str, suffixes) -> str:
@@ -116,8 +131,10 @@ def detect_format(filename: str) -> str | None:
         return FileFormat.CSV
     if name.endswith(".parquet") or name.endswith(".pq"):
         return FileFormat.PARQUET
-    raise file_error(f"{filename or 'the file'!s}: unsupported file type; upload a .csv or .parquet file "
-                     "(gzip-compressed as .csv.gz / .parquet.gz, or the only file in a .zip)")
+    raise file_error(
+        f"{filename or 'the file'!s}: unsupported file type; upload a .csv or .parquet file "
+        "(gzip-compressed as .csv.gz / .parquet.gz, or the only file in a .zip)"
+    )
 
 
 @dataclass
@@ -167,8 +184,9 @@ def spool(file, *, max_bytes: int | None = None) -> SpooledUpload:
     return SpooledUpload(path=path, size=size, sha256=digest.hexdigest())
 
 
-def unpack(spooled: SpooledUpload, *, filename: str, file_format: str | None,
-           limits: Limits) -> tuple[SpooledUpload, str]:
+def unpack(
+    spooled: SpooledUpload, *, filename: str, file_format: str | None, limits: Limits
+) -> tuple[SpooledUpload, str]:
     """The table a gzip or zip upload holds, decompressed to a temporary file of its own in chunks,
     counted and hashed as it streams and stopped as soon as it passes DATASET_MAX_DECOMPRESSED_BYTES;
     an uncompressed upload as it is. Returns it with its format. The version stores (and hashes) the
@@ -201,14 +219,16 @@ def _zip_entries(path: str) -> int | None:
     at = tail.rfind(b"PK\x05\x06")
     if at < 0 or len(tail) - at < 22:
         return None
-    return struct.unpack("<H", tail[at + 10:at + 12])[0]  # 0xFFFF: more, counted in a zip64 record
+    return struct.unpack("<H", tail[at + 10 : at + 12])[0]  # 0xFFFF: more, counted in a zip64 record
 
 
 def _unzip(spooled: SpooledUpload, *, limits: Limits) -> tuple[SpooledUpload, str]:
     entries = _zip_entries(spooled.path)
     if entries is not None and entries > MAX_ZIP_ENTRIES:
-        raise file_error(f"the zip file holds {entries:,}{'+' if entries == 0xFFFF else ''} entries; put exactly one "
-                         ".csv or .parquet file in it")
+        raise file_error(
+            f"the zip file holds {entries:,}{'+' if entries == 0xFFFF else ''} entries; put exactly one "
+            ".csv or .parquet file in it"
+        )
     try:
         archive = zipfile.ZipFile(spooled.path)
     except (zipfile.BadZipFile, OSError) as exc:
@@ -217,8 +237,9 @@ def _unzip(spooled: SpooledUpload, *, limits: Limits) -> tuple[SpooledUpload, st
         members = [m for m in archive.infolist() if not m.is_dir() and not m.filename.startswith("__MACOSX/")]
         if len(members) != 1:
             names = ", ".join(repr(m.filename) for m in members[:5]) or "nothing"
-            raise file_error(f"the zip file holds {len(members)} files ({names}); put exactly one .csv or "
-                             ".parquet file in it")
+            raise file_error(
+                f"the zip file holds {len(members)} files ({names}); put exactly one .csv or .parquet file in it"
+            )
         member = members[0]
         inner = detect_format(member.filename)
         if inner is None:
@@ -247,8 +268,7 @@ def _decompressed(stream, *, what: str, upload_size: int, limits: Limits) -> Spo
                 if not chunk:
                     break
                 size += len(chunk)
-                limits.check_bytes(size, at_least=True,
-                                   what=f"the {upload_size:,}-byte {what} file decompresses to")
+                limits.check_bytes(size, at_least=True, what=f"the {upload_size:,}-byte {what} file decompresses to")
                 digest.update(chunk)
                 out.write(chunk)
     except BaseException:
@@ -307,8 +327,10 @@ def _csv_header(path: str) -> list[str]:
     text = io.StringIO(sample)
     first = next(csv.reader(text), [])
     if len(sample) == HEADER_MAX_BYTES and text.tell() == len(sample) and not sample.endswith(("\n", "\r")):
-        raise file_error(f"the header line is longer than {HEADER_MAX_BYTES:,} bytes "
-                         f"(at least {len(first):,} columns); check the file is CSV with one header line")
+        raise file_error(
+            f"the header line is longer than {HEADER_MAX_BYTES:,} bytes "
+            f"(at least {len(first):,} columns); check the file is CSV with one header line"
+        )
     return [name.strip() for name in first]
 
 
@@ -317,9 +339,7 @@ def _check_header(names: list[str]) -> None:
         if name == "":
             raise file_error(f"column {index} of the header has no name")
     if names and all(_looks_numeric(name) for name in names):
-        raise file_error(
-            f"the first line has no column names (it holds values such as {names[0]!r}); add a header row"
-        )
+        raise file_error(f"the first line has no column names (it holds values such as {names[0]!r}); add a header row")
     seen = {}
     for index, name in enumerate(names, start=1):
         if name in seen:
@@ -335,8 +355,14 @@ def _looks_numeric(text: str) -> bool:
     return True
 
 
-def read_table(path: str, file_format: str, *, numeric_columns: set[str] = frozenset(),
-               time_column: str = "", limits: Limits | None = None) -> ParsedTable:
+def read_table(
+    path: str,
+    file_format: str,
+    *,
+    numeric_columns: set[str] = frozenset(),
+    time_column: str = "",
+    limits: Limits | None = None,
+) -> ParsedTable:
     """Parses and checks the spooled (decompressed) file; returns the typed table and its schema.
     The size limits are checked while reading, before the whole table is in memory."""
     limits = limits or Limits.from_settings()
@@ -367,8 +393,15 @@ def read_table(path: str, file_format: str, *, numeric_columns: set[str] = froze
 def _read_csv(path: str, names: list[str], limits: Limits) -> pd.DataFrame:
     chunks, rows = [], 0
     try:
-        reader = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=NA_VALUES, skipinitialspace=True,
-                             encoding="utf-8-sig", chunksize=max(1, CSV_CHUNK_CELLS // max(1, len(names))))
+        reader = pd.read_csv(
+            path,
+            dtype=str,
+            keep_default_na=False,
+            na_values=NA_VALUES,
+            skipinitialspace=True,
+            encoding="utf-8-sig",
+            chunksize=max(1, CSV_CHUNK_CELLS // max(1, len(names))),
+        )
         with reader:
             for chunk in reader:
                 if not chunks:
@@ -393,8 +426,13 @@ def _is_text(data_type) -> bool:
     import pyarrow as pa
 
     views = [getattr(pa.types, name, None) for name in ("is_string_view", "is_binary_view")]
-    return (pa.types.is_string(data_type) or pa.types.is_large_string(data_type) or pa.types.is_binary(data_type)
-            or pa.types.is_large_binary(data_type) or any(view and view(data_type) for view in views))
+    return (
+        pa.types.is_string(data_type)
+        or pa.types.is_large_string(data_type)
+        or pa.types.is_binary(data_type)
+        or pa.types.is_large_binary(data_type)
+        or any(view and view(data_type) for view in views)
+    )
 
 
 def _read_parquet(path: str, limits: Limits) -> pd.DataFrame:
@@ -413,8 +451,9 @@ def _read_parquet(path: str, limits: Limits) -> pd.DataFrame:
     _check_header([str(n).strip() for n in schema.names])
     for field in schema:
         if pa.types.is_nested(field.type):
-            raise file_error(f"column {field.name!r} holds {field.type} values; upload a flat table "
-                             "(one value per cell)")
+            raise file_error(
+                f"column {field.name!r} holds {field.type} values; upload a flat table (one value per cell)"
+            )
     try:
         # Text columns stay dictionary-encoded while read, so their expanded size is known before
         # they are expanded (one long string repeated through the dictionary costs nothing until then).
@@ -465,8 +504,9 @@ def _expanded_bytes(table) -> int:
 def _expand_dictionaries(table):
     import pyarrow as pa
 
-    fields = [pa.field(f.name, f.type.value_type, f.nullable) if pa.types.is_dictionary(f.type) else f
-              for f in table.schema]
+    fields = [
+        pa.field(f.name, f.type.value_type, f.nullable) if pa.types.is_dictionary(f.type) else f for f in table.schema
+    ]
     return table.cast(pa.schema(fields, metadata=table.schema.metadata))
 
 
@@ -493,8 +533,11 @@ def _type_columns(frame: pd.DataFrame, *, numeric_columns, text_row_offset: int)
     out = {}
     for name in frame.columns:
         series = frame[name]
-        if pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype) \
-                or pd.api.types.is_datetime64_any_dtype(series.dtype):
+        if (
+            pd.api.types.is_numeric_dtype(series.dtype)
+            or pd.api.types.is_bool_dtype(series.dtype)
+            or pd.api.types.is_datetime64_any_dtype(series.dtype)
+        ):
             out[name] = series
             continue
         text = series.astype("string").str.strip()
@@ -550,8 +593,10 @@ def dtype_name(series: pd.Series) -> str:
 
 
 def schema_of(frame: pd.DataFrame) -> list[dict]:
-    return [{"name": str(name), "dtype": dtype_name(frame[name]), "nulls": int(frame[name].isna().sum())}
-            for name in frame.columns]
+    return [
+        {"name": str(name), "dtype": dtype_name(frame[name]), "nulls": int(frame[name].isna().sum())}
+        for name in frame.columns
+    ]
 
 
 def kinds_from_schema(schema: list[dict]) -> dict[str, str]:
@@ -559,8 +604,9 @@ def kinds_from_schema(schema: list[dict]) -> dict[str, str]:
     kinds = {}
     for column in schema:
         dtype = column["dtype"]
-        kinds[column["name"]] = ("numeric" if dtype in ("int64", "float64", "bool")
-                                 else "datetime" if dtype == "datetime" else "text")
+        kinds[column["name"]] = (
+            "numeric" if dtype in ("int64", "float64", "bool") else "datetime" if dtype == "datetime" else "text"
+        )
     return kinds
 
 
@@ -614,7 +660,14 @@ def read_stored(source, *, file_format: str, schema: list[dict], rows: int | Non
         frame = parquet_frame(table)
     else:
         dtypes = {c["name"]: {"float64": "float64", "int64": "Int64"}.get(c["dtype"], "str") for c in schema}
-        frame = pd.read_csv(source, encoding="utf-8-sig", keep_default_na=False, na_values=NA_VALUES,
-                            skipinitialspace=True, dtype=dtypes, nrows=rows)
+        frame = pd.read_csv(
+            source,
+            encoding="utf-8-sig",
+            keep_default_na=False,
+            na_values=NA_VALUES,
+            skipinitialspace=True,
+            dtype=dtypes,
+            nrows=rows,
+        )
         frame.columns = [str(c).strip() for c in frame.columns]
     return apply_schema(frame, schema)

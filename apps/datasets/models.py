@@ -21,8 +21,9 @@ class Dataset(TimeStampedModel):
     entity_column = models.CharField(
         max_length=200, blank=True, help_text="Optional: one series per value (e.g. a ticker); no leakage across them."
     )
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["name"]
@@ -49,8 +50,9 @@ class DatasetVersion(models.Model):
     schema = models.JSONField(help_text="[{name, dtype, nulls}] in file order.")
     profile = models.JSONField(help_text="{column: {mean, std, min, max, quantiles, histogram}} for numeric columns.")
     source = models.CharField(max_length=20, choices=VersionSource.choices, default=VersionSource.UPLOAD)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
@@ -79,8 +81,9 @@ class FeatureSpec(TimeStampedModel):
     history_rows = models.PositiveIntegerField(
         default=1, help_text="Raw rows per entity that one prediction needs (longest lag or window + 1)."
     )
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["dataset", "name", "-version"]

@@ -1,4 +1,5 @@
 """Column profiles shown with a version: summary statistics and a histogram per numeric column."""
+
 import math
 
 import numpy as np
@@ -29,10 +30,14 @@ def profile_of(frame: pd.DataFrame, *, time_column: str = "") -> dict:
             out[str(name)] = _numeric_profile(series)
         elif pd.api.types.is_datetime64_any_dtype(series.dtype):
             present = series.dropna()
-            out[str(name)] = {"kind": "datetime", "count": int(len(present)), "nulls": int(series.isna().sum()),
-                              "distinct": int(present.nunique()),
-                              "min": present.min().isoformat() if len(present) else None,
-                              "max": present.max().isoformat() if len(present) else None}
+            out[str(name)] = {
+                "kind": "datetime",
+                "count": int(len(present)),
+                "nulls": int(series.isna().sum()),
+                "distinct": int(present.nunique()),
+                "min": present.min().isoformat() if len(present) else None,
+                "max": present.max().isoformat() if len(present) else None,
+            }
         else:
             counts = series.value_counts(dropna=True)
             out[str(name)] = {
@@ -52,7 +57,9 @@ def _numeric_profile(series: pd.Series) -> dict:
     if not len(values):
         return profile | {"mean": None, "std": None, "min": None, "max": None, "quantiles": {}, "histogram": None}
     low, high = float(values.min()), float(values.max())
-    counts, edges = np.histogram(values, bins=HISTOGRAM_BINS, range=(low, high) if high > low else (low - 0.5, low + 0.5))
+    counts, edges = np.histogram(
+        values, bins=HISTOGRAM_BINS, range=(low, high) if high > low else (low - 0.5, low + 0.5)
+    )
     quantiles = np.quantile(values, QUANTILES)
     return profile | {
         "mean": _number(values.mean()),

@@ -1,4 +1,5 @@
 """Reads for datasets, versions and feature specs."""
+
 import hashlib
 import io
 import threading

@@ -13,8 +13,19 @@ class DatasetOutputSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Dataset
-        fields = ["id", "name", "description", "task", "target_column", "time_column", "entity_column",
-                  "versions", "latest_version", "created_by", "created_at"]
+        fields = [
+            "id",
+            "name",
+            "description",
+            "task",
+            "target_column",
+            "time_column",
+            "entity_column",
+            "versions",
+            "latest_version",
+            "created_by",
+            "created_at",
+        ]
 
     def get_latest_version(self, obj) -> int | None:
         latest = obj.versions.order_by("-version").values_list("version", flat=True).first()
@@ -40,8 +51,20 @@ class DatasetVersionOutputSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = DatasetVersion
-        fields = ["id", "dataset", "version", "sha256", "rows", "size_bytes", "file_format", "original_filename",
-                  "source", "schema", "created_by", "created_at"]
+        fields = [
+            "id",
+            "dataset",
+            "version",
+            "sha256",
+            "rows",
+            "size_bytes",
+            "file_format",
+            "original_filename",
+            "source",
+            "schema",
+            "created_by",
+            "created_at",
+        ]
 
 
 class DatasetVersionDetailSerializer(DatasetVersionOutputSerializer):
@@ -50,9 +73,11 @@ class DatasetVersionDetailSerializer(DatasetVersionOutputSerializer):
 
 
 class VersionUploadSerializer(serializers.Serializer):
-    file = serializers.FileField(help_text="CSV (UTF-8, header row) or Parquet, optionally gzip-compressed (.csv.gz) "
-                                 "or alone in a .zip. Over DATASET_MAX_ROWS, _COLUMNS, _CELLS or _DECOMPRESSED_BYTES: "
-                                 "400 naming the limit and the value found.")
+    file = serializers.FileField(
+        help_text="CSV (UTF-8, header row) or Parquet, optionally gzip-compressed (.csv.gz) "
+        "or alone in a .zip. Over DATASET_MAX_ROWS, _COLUMNS, _CELLS or _DECOMPRESSED_BYTES: "
+        "400 naming the limit and the value found."
+    )
 
 
 class TablePreviewSerializer(serializers.Serializer):
@@ -67,8 +92,18 @@ class FeatureSpecOutputSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = FeatureSpec
-        fields = ["id", "dataset", "dataset_name", "name", "version", "description", "spec", "history_rows",
-                  "created_by", "created_at"]
+        fields = [
+            "id",
+            "dataset",
+            "dataset_name",
+            "name",
+            "version",
+            "description",
+            "spec",
+            "history_rows",
+            "created_by",
+            "created_at",
+        ]
 
 
 class FeatureSpecInputSerializer(serializers.Serializer):
@@ -79,7 +114,12 @@ class FeatureSpecInputSerializer(serializers.Serializer):
 
 
 class SpecValidateInputSerializer(serializers.Serializer):
-    dataset = serializers.IntegerField(required=False, min_value=1, max_value=BIGINT_MAX, help_text="Check columns against this dataset's newest version.")
+    dataset = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=BIGINT_MAX,
+        help_text="Check columns against this dataset's newest version.",
+    )
     spec = serializers.JSONField()
 
 
@@ -100,7 +140,9 @@ class FeaturePreviewInputSerializer(serializers.Serializer):
     dataset = serializers.IntegerField(required=False, min_value=1, max_value=BIGINT_MAX)
     spec = serializers.JSONField(required=False, help_text="An unsaved spec; or give feature_spec.")
     feature_spec = serializers.IntegerField(required=False, min_value=1, max_value=BIGINT_MAX)
-    version = serializers.IntegerField(required=False, min_value=1, max_value=INT32_MAX, help_text="Dataset version number (default: newest).")
+    version = serializers.IntegerField(
+        required=False, min_value=1, max_value=INT32_MAX, help_text="Dataset version number (default: newest)."
+    )
     rows = serializers.IntegerField(required=False, default=20, min_value=1, max_value=200)
 
     def validate(self, attrs):

@@ -1,5 +1,6 @@
 """Writes for datasets, their versions and feature specs. Each service validates before it writes and
 raises django.core.exceptions.ValidationError naming the field (and, for files, the row and column)."""
+
 import json
 import logging
 
@@ -24,10 +25,21 @@ def artifact_storage():
 
 
 @transaction.atomic
-def dataset_create(*, name: str, task: str, target_column: str, time_column: str = "", entity_column: str = "",
-                   description: str = "", user=None) -> Dataset:
-    columns = {"target_column": target_column.strip(), "time_column": (time_column or "").strip(),
-               "entity_column": (entity_column or "").strip()}
+def dataset_create(
+    *,
+    name: str,
+    task: str,
+    target_column: str,
+    time_column: str = "",
+    entity_column: str = "",
+    description: str = "",
+    user=None,
+) -> Dataset:
+    columns = {
+        "target_column": target_column.strip(),
+        "time_column": (time_column or "").strip(),
+        "entity_column": (entity_column or "").strip(),
+    }
     named = [(field, value) for field, value in columns.items() if value]
     seen = {}
     for field, value in named:
@@ -50,9 +62,15 @@ def dataset_update(*, dataset: Dataset, description: str) -> Dataset:
 
 
 def _required_columns(dataset: Dataset) -> list[tuple[str, str]]:
-    return [(label, column) for label, column in (
-        ("target column", dataset.target_column), ("time column", dataset.time_column),
-        ("entity column", dataset.entity_column)) if column]
+    return [
+        (label, column)
+        for label, column in (
+            ("target column", dataset.target_column),
+            ("time column", dataset.time_column),
+            ("entity column", dataset.entity_column),
+        )
+        if column
+    ]
 
 
 def _numeric_expectations(dataset: Dataset) -> set[str]:
@@ -67,8 +85,9 @@ def _numeric_expectations(dataset: Dataset) -> set[str]:
 
 
 @transaction.atomic
-def dataset_version_create(*, dataset: Dataset, file, filename: str, user=None,
-                           source: str = VersionSource.UPLOAD) -> tuple[DatasetVersion, bool]:
+def dataset_version_create(
+    *, dataset: Dataset, file, filename: str, user=None, source: str = VersionSource.UPLOAD
+) -> tuple[DatasetVersion, bool]:
     """Stores an uploaded CSV/Parquet (plain, gzip-compressed or alone in a zip) as the dataset's next
     version, or returns the version that already holds identical content (created=False). A rejected
     file leaves no row and no stored file; the size limits (`ingest.Limits`, from settings) are checked
@@ -86,8 +105,13 @@ def dataset_version_create(*, dataset: Dataset, file, filename: str, user=None,
         existing = DatasetVersion.objects.filter(dataset=dataset, sha256=content.sha256).first()
         if existing is not None:
             return existing, False
-        table = read_table(content.path, file_format, numeric_columns=_numeric_expectations(dataset),
-                           time_column=dataset.time_column, limits=limits)
+        table = read_table(
+            content.path,
+            file_format,
+            numeric_columns=_numeric_expectations(dataset),
+            time_column=dataset.time_column,
+            limits=limits,
+        )
         names = list(table.frame.columns)
         for label, column in _required_columns(dataset):
             if column not in names:
@@ -96,8 +120,16 @@ def dataset_version_create(*, dataset: Dataset, file, filename: str, user=None,
             row = int(table.frame[dataset.entity_column].isna().to_numpy().nonzero()[0][0]) + 1
             raise file_error(f"row {row}, column {dataset.entity_column!r}: the entity is empty")
         profile = profile_of(table.frame, time_column=dataset.time_column)
-        return _store_version(dataset=dataset, spooled=content, table=table, profile=profile,
-                              file_format=file_format, filename=filename, user=user, source=source)
+        return _store_version(
+            dataset=dataset,
+            spooled=content,
+            table=table,
+            profile=profile,
+            file_format=file_format,
+            filename=filename,
+            user=user,
+            source=source,
+        )
     finally:
         content.close()
         spooled.close()
@@ -122,9 +154,18 @@ def _store_version(*, dataset, spooled, table, profile, file_format, filename, u
         number = (dataset.versions.aggregate(top=Max("version"))["top"] or 0) + 1
         with transaction.atomic():
             version = DatasetVersion.objects.create(
-                dataset=dataset, version=number, file=name, original_filename=(filename or "")[:255],
-                file_format=file_format, size_bytes=spooled.size, sha256=spooled.sha256, rows=len(table.frame),
-                schema=table.schema, profile=profile, source=source, created_by=user,
+                dataset=dataset,
+                version=number,
+                file=name,
+                original_filename=(filename or "")[:255],
+                file_format=file_format,
+                size_bytes=spooled.size,
+                sha256=spooled.sha256,
+                rows=len(table.frame),
+                schema=table.schema,
+                profile=profile,
+                source=source,
+                created_by=user,
             )
     except IntegrityError:
         # The same content arrived concurrently and won the race.
@@ -139,8 +180,9 @@ def _store_version(*, dataset, spooled, table, profile, file_format, filename, u
             storage.delete(name)
         raise
     transaction.on_commit(lambda: dataset_version_created.send(sender=DatasetVersion, version=version))
-    logger.info("dataset %s: version %s stored (%s rows, sha256 %s)", dataset.name, number, version.rows,
-                spooled.sha256[:12])
+    logger.info(
+        "dataset %s: version %s stored (%s rows, sha256 %s)", dataset.name, number, version.rows, spooled.sha256[:12]
+    )
     return version, True
 
 
@@ -154,8 +196,9 @@ def dataset_column_kinds(dataset: Dataset) -> dict[str, str] | None:
 
 
 @transaction.atomic
-def feature_spec_create(*, dataset: Dataset, name: str, spec: dict, description: str = "",
-                        user=None) -> tuple[FeatureSpec, bool]:
+def feature_spec_create(
+    *, dataset: Dataset, name: str, spec: dict, description: str = "", user=None
+) -> tuple[FeatureSpec, bool]:
     """Saves `spec` as the next version of the named spec, checked against the dataset's newest
     version's columns. Identical to the newest version of that name: returns it (created=False)."""
     try:
@@ -170,9 +213,15 @@ def feature_spec_create(*, dataset: Dataset, name: str, spec: dict, description:
     latest = FeatureSpec.objects.filter(dataset=dataset, name=name).order_by("-version").first()
     if latest is not None and _canonical(latest.spec) == _canonical(normalized):
         return latest, False
-    feature_spec = FeatureSpec(dataset=dataset, name=name, version=(latest.version + 1) if latest else 1,
-                               description=description or (latest.description if latest else ""),
-                               spec=normalized, history_rows=history_rows, created_by=user)
+    feature_spec = FeatureSpec(
+        dataset=dataset,
+        name=name,
+        version=(latest.version + 1) if latest else 1,
+        description=description or (latest.description if latest else ""),
+        spec=normalized,
+        history_rows=history_rows,
+        created_by=user,
+    )
     feature_spec.full_clean()
     feature_spec.save()
     return feature_spec, True

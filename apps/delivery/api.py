@@ -1,4 +1,5 @@
 """REST for delivery: analysts read, ML Staff change (the default IsAnalystOrStaff permission)."""
+
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -14,8 +15,16 @@ from .choices import WhenRolloutOpen
 from .models import CandidateEvaluation, DeliveryPolicy
 from .services import delivery_policy_save
 
-POLICY_FIELDS = ["auto_challenge", "metric", "min_improvement", "min_evaluation_rows", "stages", "gates",
-                 "when_rollout_open"]
+POLICY_FIELDS = [
+    "auto_challenge",
+    "metric",
+    "min_improvement",
+    "min_evaluation_rows",
+    "stages",
+    "gates",
+    "when_rollout_open",
+]
+
 
 class DeliveryPolicySerializer(serializers.ModelSerializer):
     deployment = serializers.CharField(source="deployment.name", read_only=True)
@@ -25,6 +34,7 @@ class DeliveryPolicySerializer(serializers.ModelSerializer):
     class Meta:
         model = DeliveryPolicy
         fields = ["id", "deployment", "registered_model", *POLICY_FIELDS, "updated_by", "created_at", "updated_at"]
+
 
 class DeliveryPolicyInputSerializer(serializers.Serializer):
     """Every field optional: what is left out keeps its current (or default) value."""
@@ -36,6 +46,7 @@ class DeliveryPolicyInputSerializer(serializers.Serializer):
     stages = serializers.JSONField(required=False, allow_null=True)
     gates = serializers.JSONField(required=False, allow_null=True)
     when_rollout_open = serializers.ChoiceField(choices=WhenRolloutOpen.choices, required=False)
+
 
 class CandidateEvaluationSerializer(serializers.ModelSerializer):
     deployment = serializers.CharField(source="policy.deployment.name", read_only=True)
@@ -49,14 +60,38 @@ class CandidateEvaluationSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = CandidateEvaluation
-        fields = ["id", "deployment", "candidate", "candidate_id", "champion", "champion_id", "dataset_version", "trigger",
-                  "status", "action", "metric", "min_improvement", "candidate_value", "champion_value", "improvement",
-                  "candidate_metrics", "champion_metrics", "window", "reason", "rollout", "dispatches", "created_at",
-                  "started_at", "finished_at"]
+        fields = [
+            "id",
+            "deployment",
+            "candidate",
+            "candidate_id",
+            "champion",
+            "champion_id",
+            "dataset_version",
+            "trigger",
+            "status",
+            "action",
+            "metric",
+            "min_improvement",
+            "candidate_value",
+            "champion_value",
+            "improvement",
+            "candidate_metrics",
+            "champion_metrics",
+            "window",
+            "reason",
+            "rollout",
+            "dispatches",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
 
 class CandidateEvaluationDetailSerializer(CandidateEvaluationSerializer):
     class Meta(CandidateEvaluationSerializer.Meta):
         fields = [*CandidateEvaluationSerializer.Meta.fields, "log"]
+
 
 class TimelineStepSerializer(serializers.Serializer):
     step = serializers.CharField()
@@ -65,6 +100,7 @@ class TimelineStepSerializer(serializers.Serializer):
     what = serializers.CharField()
     reason = serializers.CharField(allow_blank=True)
 
+
 class TimelineChainSerializer(serializers.Serializer):
     model_version_id = serializers.IntegerField()
     version = serializers.IntegerField()
@@ -72,14 +108,17 @@ class TimelineChainSerializer(serializers.Serializer):
     outcome = serializers.CharField()
     steps = TimelineStepSerializer(many=True)
 
+
 class ScheduleTickInputSerializer(serializers.Serializer):
     force = serializers.BooleanField(default=False)
+
 
 class ScheduleTickSerializer(serializers.Serializer):
     schedule = serializers.IntegerField()
     outcome = serializers.CharField()
     reason = serializers.CharField(allow_blank=True)
     run = serializers.IntegerField(allow_null=True)
+
 
 class DeliveryPolicyListApi(GenericAPIView):
     serializer_class = DeliveryPolicySerializer
@@ -90,11 +129,14 @@ class DeliveryPolicyListApi(GenericAPIView):
         page = self.paginate_queryset(selectors.delivery_policy_list())
         return self.get_paginated_response(DeliveryPolicySerializer(page, many=True).data)
 
+
 class DeliveryPolicyApi(APIView):
     def _deployment(self, name: str):
         return selectors.deployment_for_timeline(name=name)
 
-    @extend_schema(responses=DeliveryPolicySerializer, summary="A deployment's delivery policy (404 when it has none: off)")
+    @extend_schema(
+        responses=DeliveryPolicySerializer, summary="A deployment's delivery policy (404 when it has none: off)"
+    )
     def get(self, request, name: str):
         policy = selectors.delivery_policy_get(deployment_name=name)
         if policy is None:
@@ -102,9 +144,11 @@ class DeliveryPolicyApi(APIView):
             raise Http404(f"Deployment {name!r} has no delivery policy: new versions reach it only by hand.")
         return Response(DeliveryPolicySerializer(policy).data)
 
-    @extend_schema(request=DeliveryPolicyInputSerializer,
-                   responses={200: DeliveryPolicySerializer, 201: DeliveryPolicySerializer},
-                   summary="Create or change a deployment's delivery policy (fields left out keep their value)")
+    @extend_schema(
+        request=DeliveryPolicyInputSerializer,
+        responses={200: DeliveryPolicySerializer, 201: DeliveryPolicySerializer},
+        summary="Create or change a deployment's delivery policy (fields left out keep their value)",
+    )
     def put(self, request, name: str):
         deployment = self._deployment(name)
         serializer = DeliveryPolicyInputSerializer(data=request.data)
@@ -116,19 +160,26 @@ class DeliveryPolicyApi(APIView):
         for key, value in serializer.validated_data.items():
             setattr(policy, key, value)
         delivery_policy_save(policy=policy, user=request.user)
-        return Response(DeliveryPolicySerializer(selectors.delivery_policy_get(deployment_name=name)).data,
-                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(
+            DeliveryPolicySerializer(selectors.delivery_policy_get(deployment_name=name)).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
 
 class CandidateEvaluationListApi(GenericAPIView):
     serializer_class = CandidateEvaluationSerializer
     pagination_class = Pagination
 
-    @extend_schema(operation_id="delivery_evaluations_list", responses=CandidateEvaluationSerializer(many=True),
-                   parameters=[OpenApiParameter("deployment", str, description="Only this deployment's evaluations")])
+    @extend_schema(
+        operation_id="delivery_evaluations_list",
+        responses=CandidateEvaluationSerializer(many=True),
+        parameters=[OpenApiParameter("deployment", str, description="Only this deployment's evaluations")],
+    )
     def get(self, request):
         rows = selectors.candidate_evaluation_list(deployment_name=request.query_params.get("deployment") or None)
         page = self.paginate_queryset(rows)
         return self.get_paginated_response(CandidateEvaluationSerializer(page, many=True).data)
+
 
 class CandidateEvaluationDetailApi(APIView):
     @extend_schema(responses=CandidateEvaluationDetailSerializer, summary="One evaluation with its log")
@@ -138,16 +189,23 @@ class CandidateEvaluationDetailApi(APIView):
             raise Http404(f"No evaluation {pk}.")
         return Response(CandidateEvaluationDetailSerializer(evaluation).data)
 
+
 class DeliveryTimelineApi(APIView):
-    @extend_schema(responses=TimelineChainSerializer(many=True),
-                   summary="Dataset version → run → evaluation → version → rollout → promotion or rollback")
+    @extend_schema(
+        responses=TimelineChainSerializer(many=True),
+        summary="Dataset version → run → evaluation → version → rollout → promotion or rollback",
+    )
     def get(self, request, name: str):
         deployment = selectors.deployment_for_timeline(name=name)
         return Response(selectors.delivery_timeline(deployment=deployment))
 
+
 class ScheduleTickApi(APIView):
-    @extend_schema(request=ScheduleTickInputSerializer, responses={200: ScheduleTickSerializer, 201: ScheduleTickSerializer},
-                   summary="Run a retraining schedule's tick now; force retrains even when nothing changed")
+    @extend_schema(
+        request=ScheduleTickInputSerializer,
+        responses={200: ScheduleTickSerializer, 201: ScheduleTickSerializer},
+        summary="Run a retraining schedule's tick now; force retrains even when nothing changed",
+    )
     def post(self, request, pk: int):
         from apps.training.models import TrainingSchedule
         from apps.training.services.schedules import experiment_retrain_scheduled
@@ -159,9 +217,16 @@ class ScheduleTickApi(APIView):
         serializer.is_valid(raise_exception=True)
         if not schedule.enabled:
             raise ValidationError({"schedule": f"schedule {schedule.name} is disabled."})
-        run = experiment_retrain_scheduled(experiment_id=schedule.experiment_id, schedule_id=schedule.pk,
-                                           force=serializer.validated_data["force"])
+        run = experiment_retrain_scheduled(
+            experiment_id=schedule.experiment_id, schedule_id=schedule.pk, force=serializer.validated_data["force"]
+        )
         schedule.refresh_from_db()
-        return Response({"schedule": schedule.pk, "outcome": schedule.last_tick_outcome,
-                         "reason": schedule.last_tick_reason, "run": run.pk if run else None},
-                        status=status.HTTP_201_CREATED if run else status.HTTP_200_OK)
+        return Response(
+            {
+                "schedule": schedule.pk,
+                "outcome": schedule.last_tick_outcome,
+                "reason": schedule.last_tick_reason,
+                "run": run.pk if run else None,
+            },
+            status=status.HTTP_201_CREATED if run else status.HTTP_200_OK,
+        )

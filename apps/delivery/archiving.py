@@ -6,6 +6,7 @@ hides them unless asked (`?archived=true`), and the rollout and traffic services
 It lives here, not in the registry, because "deployed" is the deployments' knowledge and "still
 being evaluated" is delivery's; the registry does not depend on either.
 """
+
 import logging
 from datetime import timedelta
 
@@ -34,12 +35,15 @@ def archivable_versions(*, now=None):
     cutoff = (now or timezone.now()) - timedelta(days=days)
     version = OuterRef("pk")
     pending = CandidateEvaluation.objects.filter(candidate=version).filter(
-        Q(status__in=EVALUATION_ACTIVE) | Q(action=EvaluationAction.WAITING))
-    return (ModelVersion.objects.filter(archived_at__isnull=True, created_at__lt=cutoff)
-            .exclude(Exists(DeploymentVersion.objects.filter(model_version=version)))
-            .exclude(Exists(Rollout.objects.filter(Q(champion=version) | Q(challenger=version))))
-            .exclude(Exists(ModelAlias.objects.filter(version=version)))
-            .exclude(Exists(pending)))
+        Q(status__in=EVALUATION_ACTIVE) | Q(action=EvaluationAction.WAITING)
+    )
+    return (
+        ModelVersion.objects.filter(archived_at__isnull=True, created_at__lt=cutoff)
+        .exclude(Exists(DeploymentVersion.objects.filter(model_version=version)))
+        .exclude(Exists(Rollout.objects.filter(Q(champion=version) | Q(challenger=version))))
+        .exclude(Exists(ModelAlias.objects.filter(version=version)))
+        .exclude(Exists(pending))
+    )
 
 
 def model_versions_archive_undeployed(*, now=None) -> dict:

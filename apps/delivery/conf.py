@@ -1,5 +1,6 @@
 """Delivery and registry-retention settings with defaults: Django settings first (tests override
 them), then an environment variable of the same name (worker processes share only the environment)."""
+
 from django.conf import settings
 
 from mlops_portal.env import env_int

@@ -5,6 +5,7 @@ whenever the demo prices get a new version. demo_new_data then adds the next day
 series as that new version: the loop (retrain → evaluation → rollout as challenger → gates) runs on
 the workers from there, with nobody acting as staff.
 """
+
 import pandas as pd
 from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
@@ -50,8 +51,13 @@ def demo_new_data(*, dataset_name: str = DATASET, days: int = 20, user=None):
         raise ValueError(f"dataset {dataset_name!r} has no version to extend; run seed_demo first")
     frame = next_days_frame(dataset_version_dataframe(version=latest), days=days, seed=1000 + latest.version)
     csv = frame.to_csv(index=False).encode()
-    return dataset_version_create(dataset=dataset, file=ContentFile(csv), filename=f"{dataset_name}-v{latest.version + 1}.csv",
-                                  user=user, source=VersionSource.GENERATOR)
+    return dataset_version_create(
+        dataset=dataset,
+        file=ContentFile(csv),
+        filename=f"{dataset_name}-v{latest.version + 1}.csv",
+        user=user,
+        source=VersionSource.GENERATOR,
+    )
 
 
 def seed(*, stdout) -> None:
@@ -66,17 +72,24 @@ def seed(*, stdout) -> None:
         return
     user = get_user_model().objects.filter(username="staff").first()
     if not DeliveryPolicy.objects.filter(deployment=deployment).exists():
-        delivery_policy_save(policy=DeliveryPolicy(
-            deployment=deployment, registered_model_id=deployment.registered_model_id, auto_challenge=True,
-            # Offline accuracy on a few weeks of synthetic random-walk prices is noisy: a candidate may be
-            # up to 2 points behind offline and still get a rollout, where the live gates judge it.
-            metric="accuracy", min_improvement=-0.02, when_rollout_open="queue",
-            # Short stages so replayed traffic with feedback can move the demo rollout within minutes.
-            stages=[{"percent": 10, "min_duration_s": 60, "min_predictions": 50, "min_feedback": 30},
+        delivery_policy_save(
+            policy=DeliveryPolicy(
+                deployment=deployment,
+                registered_model_id=deployment.registered_model_id,
+                auto_challenge=True,
+                # Offline accuracy on a few weeks of synthetic random-walk prices is noisy: a candidate may be
+                # up to 2 points behind offline and still get a rollout, where the live gates judge it.
+                metric="accuracy",
+                min_improvement=-0.02,
+                when_rollout_open="queue",
+                # Short stages so replayed traffic with feedback can move the demo rollout within minutes.
+                stages=[
+                    {"percent": 10, "min_duration_s": 60, "min_predictions": 50, "min_feedback": 30},
                     {"percent": 50, "min_duration_s": 60, "min_predictions": 50, "min_feedback": 30},
-                    {"percent": 100, "min_duration_s": 0, "min_predictions": 0, "min_feedback": 0}],
-        ), user=user)
+                    {"percent": 100, "min_duration_s": 0, "min_predictions": 0, "min_feedback": 0},
+                ],
+            ),
+            user=user,
+        )
         stdout.write(f"delivery policy for {DEPLOYMENT}: auto-challenge on (accuracy, margin -0.02, queue)")
     Experiment.objects.filter(name=EXPERIMENT, retrain_on_new_data=False).update(retrain_on_new_data=True)
-
-

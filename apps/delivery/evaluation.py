@@ -7,6 +7,7 @@ through the version's own fitted preprocessor and `LoadedModel.predict_raw`, giv
 to that time (the history a live client would send), so a feature that would peek ahead cannot
 flatter either model.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -52,12 +53,19 @@ def _labels(df: pd.DataFrame, dataset, spec: dict) -> tuple[pd.DataFrame, list |
 
     info = DatasetInfo.of(dataset)
     target = info.target_column
-    frame = build_frame(df, columns=[target], time_column=info.time_column, entity_column=info.entity_column,
-                        kinds={target: column_kind(df[target])})
+    frame = build_frame(
+        df,
+        columns=[target],
+        time_column=info.time_column,
+        entity_column=info.entity_column,
+        kinds={target: column_kind(df[target])},
+    )
     y, classes, _ = _targets(frame, normalize_spec(spec), info)
     order = np.arange(frame.n) if frame.order is None else frame.order
     group = frame.group_of_rows()
-    entities = np.array([str(e) for e in frame.entities], dtype=object)[group] if info.entity_column else np.full(frame.n, "")
+    entities = (
+        np.array([str(e) for e in frame.entities], dtype=object)[group] if info.entity_column else np.full(frame.n, "")
+    )
     out = pd.DataFrame({"time": frame.time, "entity": entities, "y": y}, index=order).sort_index()
     return out, classes
 
@@ -117,11 +125,15 @@ def score_candidate(*, candidate, champion, dataset_version, metric: str, min_ro
     dataset = dataset_version.dataset
     log: list[str] = []
     if not dataset.time_column:
-        raise EvaluationError(f"dataset {dataset.name} has no time column, so no window can be after both models' "
-                              "training data; evaluate by hand")
+        raise EvaluationError(
+            f"dataset {dataset.name} has no time column, so no window can be after both models' "
+            "training data; evaluate by hand"
+        )
     if candidate.signature.get("target") != champion.signature.get("target"):
-        raise EvaluationError(f"{candidate} and {champion} predict different targets "
-                              f"({candidate.signature.get('target')!r} vs {champion.signature.get('target')!r})")
+        raise EvaluationError(
+            f"{candidate} and {champion} predict different targets "
+            f"({candidate.signature.get('target')!r} vs {champion.signature.get('target')!r})"
+        )
     after = max(_fit_end(candidate), _fit_end(champion))
     log.append(f"both models were fitted on rows up to {pd.Timestamp(after).isoformat()}")
     df = dataset_version_dataframe(version=dataset_version)
@@ -131,8 +143,10 @@ def score_candidate(*, candidate, champion, dataset_version, metric: str, min_ro
     rows = labelled.index[labelled["time"].isin(times)].to_numpy()
     log.append(f"window: {len(rows)} labelled rows at {len(times)} times of {dataset_version}")
     if len(rows) == 0:
-        raise EvaluationError(f"{dataset_version} has no labelled row after {pd.Timestamp(after).isoformat()}, "
-                              "the end of both models' training data; wait for newer data")
+        raise EvaluationError(
+            f"{dataset_version} has no labelled row after {pd.Timestamp(after).isoformat()}, "
+            "the end of both models' training data; wait for newer data"
+        )
 
     loaded = {role: load_model_version(v) for role, v in (("candidate", candidate), ("champion", champion))}
     predicted = {role: _predict_window(model, df, labels, rows) for role, model in loaded.items()}
@@ -141,8 +155,10 @@ def score_candidate(*, candidate, champion, dataset_version, metric: str, min_ro
     if not common:
         raise EvaluationError("neither version could predict a row of the window (too little history)")
     if len(common) < min_rows:
-        raise EvaluationError(f"only {len(common)} labelled rows after both models' training data, fewer than the "
-                              f"policy's min_evaluation_rows ({min_rows}); wait for newer data")
+        raise EvaluationError(
+            f"only {len(common)} labelled rows after both models' training data, fewer than the "
+            f"policy's min_evaluation_rows ({min_rows}); wait for newer data"
+        )
 
     task = candidate.task
     truth = labels.loc[common, "y"].to_numpy()
@@ -162,11 +178,22 @@ def score_candidate(*, candidate, champion, dataset_version, metric: str, min_ro
         n_classes = None
     metrics = {role: compute_metrics(task, y_true, y, n_classes=n_classes) for role, y in ys.items()}
     if metric not in metrics["candidate"]:
-        raise EvaluationError(f"metric {metric!r} is not computed for {task}; choose one of {sorted(metrics['candidate'])}")
+        raise EvaluationError(
+            f"metric {metric!r} is not computed for {task}; choose one of {sorted(metrics['candidate'])}"
+        )
     window = {
-        "after": pd.Timestamp(after).isoformat(), "start": pd.Timestamp(times[0]).isoformat(),
-        "end": pd.Timestamp(times[-1]).isoformat(), "rows": len(common), "times": len(times),
+        "after": pd.Timestamp(after).isoformat(),
+        "start": pd.Timestamp(times[0]).isoformat(),
+        "end": pd.Timestamp(times[-1]).isoformat(),
+        "rows": len(common),
+        "times": len(times),
     }
-    return Scores(metric=metric, candidate_value=float(metrics["candidate"][metric]),
-                  champion_value=float(metrics["champion"][metric]), candidate_metrics=metrics["candidate"],
-                  champion_metrics=metrics["champion"], window=window, log=log)
+    return Scores(
+        metric=metric,
+        candidate_value=float(metrics["candidate"][metric]),
+        champion_value=float(metrics["champion"][metric]),
+        candidate_metrics=metrics["candidate"],
+        champion_metrics=metrics["champion"],
+        window=window,
+        log=log,
+    )

@@ -9,6 +9,7 @@ message, so a policy never waits forever on a candidate nobody will score.
 Sending again is safe even when the message was not really lost: _claim lets only the first
 message that finds the evaluation QUEUED run it.
 """
+
 import logging
 from datetime import timedelta
 
@@ -37,9 +38,12 @@ def candidate_evaluations_reap(*, now=None) -> dict:
     max_dispatches = conf.get("DELIVERY_MAX_DISPATCHES")
     cutoff = now - timedelta(seconds=stale_after)
     counts = {"redispatched": 0, "failed": 0}
-    stale = list(CandidateEvaluation.objects.filter(status=EvaluationStatus.QUEUED)
-                 .alias(last_sent=Coalesce("dispatched_at", "created_at")).filter(last_sent__lt=cutoff)
-                 .values_list("pk", "celery_task_id"))
+    stale = list(
+        CandidateEvaluation.objects.filter(status=EvaluationStatus.QUEUED)
+        .alias(last_sent=Coalesce("dispatched_at", "created_at"))
+        .filter(last_sent__lt=cutoff)
+        .values_list("pk", "celery_task_id")
+    )
     if not stale:
         return counts
     queue = training_conf.get("TRAINING_CPU_QUEUE")  # where _dispatch sends them
@@ -56,14 +60,22 @@ def candidate_evaluations_reap(*, now=None) -> dict:
                 continue  # claimed or re-sent since the list was read
             if held is not None and evaluation.celery_task_id in held:
                 continue  # waiting behind other work on the broker, or prefetched: a busy queue, not a lost message
-            where = ("is not on the broker nor held by any worker" if held is not None
-                     else "may be lost (broker not inspectable)")
-            lost = (f"{LOST_MESSAGE}: queued since {last_sent.isoformat()} (stale after {stale_after}s), "
-                    f"task {evaluation.celery_task_id or '?'} on {queue!r} {where}")
+            where = (
+                "is not on the broker nor held by any worker"
+                if held is not None
+                else "may be lost (broker not inspectable)"
+            )
+            lost = (
+                f"{LOST_MESSAGE}: queued since {last_sent.isoformat()} (stale after {stale_after}s), "
+                f"task {evaluation.celery_task_id or '?'} on {queue!r} {where}"
+            )
             # Without a way to look into the broker a message is never declared lost, only re-sent.
             if held is not None and evaluation.dispatches >= max_dispatches:
-                _finish(evaluation, EvaluationStatus.FAILED,
-                        f"{lost}; sent {evaluation.dispatches} of {max_dispatches} times, giving up")
+                _finish(
+                    evaluation,
+                    EvaluationStatus.FAILED,
+                    f"{lost}; sent {evaluation.dispatches} of {max_dispatches} times, giving up",
+                )
                 counts["failed"] += 1
                 continue
             _note(evaluation, f"{lost}; sending again ({evaluation.dispatches + 1}/{max_dispatches})", "WARNING")

@@ -7,6 +7,7 @@
 - A firing accuracy or drift AlertEvent: a retrain, in the alert's transaction (the note it leaves on
   the event is in the webhook payload and on the dashboard).
 """
+
 import logging
 
 from django.core.exceptions import ValidationError
@@ -37,7 +38,9 @@ def evaluate_new_version(sender, instance, created, **kwargs):
         from .services import candidate_evaluations_request
 
         try:
-            candidate_evaluations_request(version=ModelVersion.objects.select_related("registered_model").get(pk=version_id))
+            candidate_evaluations_request(
+                version=ModelVersion.objects.select_related("registered_model").get(pk=version_id)
+            )
         except Exception:
             logger.exception("delivery: evaluations for model version %s were not queued", version_id)
 
@@ -54,9 +57,16 @@ def follow_rollout(sender, instance, created, **kwargs):
 
     rollout = instance.rollout
     moment = {EventKind.ROLLOUT_STARTED: ROLLOUT_STARTED, EventKind.ROLLOUT_COMPLETED: ROLLOUT_COMPLETED}.get(
-        instance.kind, ROLLOUT_ENDED)
-    model_aliases_follow_rollout(model=rollout.deployment.registered_model, rollout_id=rollout.pk, moment=moment,
-                                 champion=rollout.champion, challenger=rollout.challenger, user=instance.actor)
+        instance.kind, ROLLOUT_ENDED
+    )
+    model_aliases_follow_rollout(
+        model=rollout.deployment.registered_model,
+        rollout_id=rollout.pk,
+        moment=moment,
+        champion=rollout.champion,
+        challenger=rollout.challenger,
+        user=instance.actor,
+    )
     if instance.kind in ENDED:
         deployment_id = instance.deployment_id
 
@@ -77,8 +87,12 @@ def retrain_on_alert(sender, instance, created, **kwargs):
     challenges new versions automatically retrains the experiment behind its champion, through the
     schedule service (so unchanged data and settings skip it, saying why). The new version then takes
     the policy's usual path: evaluation, rollout as challenger, gates."""
-    if kwargs.get("raw") or not created or instance.kind != AlertEventKind.FIRING or (
-            instance.rule.kind not in RETRAIN_KINDS):  # raw: loaddata restores an event, it does not fire one
+    if (
+        kwargs.get("raw")
+        or not created
+        or instance.kind != AlertEventKind.FIRING
+        or (instance.rule.kind not in RETRAIN_KINDS)
+    ):  # raw: loaddata restores an event, it does not fire one
         return
     from apps.deployments.selectors import deployment_primary_version
     from apps.training.services.schedules import experiment_retrain_scheduled
@@ -98,8 +112,12 @@ def retrain_on_alert(sender, instance, created, **kwargs):
             started, event.retrain_note = None, f"no retrain: {exc}"
         if started is not None:
             event.retrain_run = started
-            event.retrain_note = f"alert {rule.name}: retrain run {started.pk} of experiment {run.experiment.name} queued"
+            event.retrain_note = (
+                f"alert {rule.name}: retrain run {started.pk} of experiment {run.experiment.name} queued"
+            )
         elif not event.retrain_note:
-            event.retrain_note = (f"no retrain of {run.experiment.name}: a scheduled run is still active, or its data "
-                                  "and settings are unchanged since the last succeeded run")
+            event.retrain_note = (
+                f"no retrain of {run.experiment.name}: a scheduled run is still active, or its data "
+                "and settings are unchanged since the last succeeded run"
+            )
     event.save(update_fields=["retrain_run", "retrain_note"])

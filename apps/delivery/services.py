@@ -14,6 +14,7 @@ Decisions lock the policy row (`select_for_update`), so two candidates that fini
 turns and start one rollout between them. Rollouts go through the deployments' rollout service, the
 only writer of a rollout's status; the gates then promote or roll back as for any rollout.
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,8 +46,12 @@ def _champion_of(deployment):
     if open_rollout is not None:
         return open_rollout.champion
 
-    row = (DeploymentVersion.objects.filter(deployment=deployment, shadow=False, weight__gt=0, role=VersionRole.CHAMPION)
-           .select_related("model_version__registered_model").order_by("-weight").first())
+    row = (
+        DeploymentVersion.objects.filter(deployment=deployment, shadow=False, weight__gt=0, role=VersionRole.CHAMPION)
+        .select_related("model_version__registered_model")
+        .order_by("-weight")
+        .first()
+    )
     return row.model_version if row else None
 
 
@@ -67,8 +72,12 @@ def delivery_policy_validate(policy: DeliveryPolicy) -> None:
     if policy.registered_model_id is None:
         policy.registered_model_id = deployment.registered_model_id
     if policy.registered_model_id != deployment.registered_model_id:
-        raise ValidationError({"registered_model": f"deployment {deployment.name} serves "
-                                                   f"{deployment.registered_model.name}; a policy can only feed it that model"})
+        raise ValidationError(
+            {
+                "registered_model": f"deployment {deployment.name} serves "
+                f"{deployment.registered_model.name}; a policy can only feed it that model"
+            }
+        )
     champion = _champion_of(deployment)
     if policy.metric and champion is not None:
         known = scored_metrics(champion.task)
@@ -115,13 +124,20 @@ def _dispatch(evaluation_id: int) -> None:
     queue = conf.get("TRAINING_CPU_QUEUE")
     task_id = str(uuid.uuid4())
     sent = CandidateEvaluation.objects.filter(pk=evaluation_id, status=EvaluationStatus.QUEUED).update(
-        celery_task_id=task_id, dispatched_at=timezone.now(), dispatches=F("dispatches") + 1)
+        celery_task_id=task_id, dispatched_at=timezone.now(), dispatches=F("dispatches") + 1
+    )
     if not sent:
         return  # started or finished meanwhile: nothing to send
     try:
         # By task name: apps.delivery.tasks imports these services, so they never import it back.
-        current_app.send_task("delivery.evaluate_candidate", args=[evaluation_id], queue=queue, routing_key=queue,
-                              task_id=task_id, ignore_result=True)
+        current_app.send_task(
+            "delivery.evaluate_candidate",
+            args=[evaluation_id],
+            queue=queue,
+            routing_key=queue,
+            task_id=task_id,
+            ignore_result=True,
+        )
     except Exception as exc:
         logger.exception("evaluation %s could not be queued", evaluation_id)
         evaluation = CandidateEvaluation.objects.filter(pk=evaluation_id, status=EvaluationStatus.QUEUED).first()
@@ -147,9 +163,11 @@ def candidate_evaluations_request(*, version, trigger: str = "") -> list[Candida
         if CandidateEvaluation.objects.filter(policy=policy, candidate=version).exists():
             continue  # the same version announced twice
         run = version.training_run_id
-        out.append(candidate_evaluation_create(
-            policy=policy, candidate=version,
-            trigger=trigger or f"{version} registered from run {run}"))
+        out.append(
+            candidate_evaluation_create(
+                policy=policy, candidate=version, trigger=trigger or f"{version} registered from run {run}"
+            )
+        )
     return out
 
 
@@ -163,24 +181,38 @@ def _claim(evaluation_id: int, celery_task_id: str) -> CandidateEvaluation | Non
     from apps.datasets.selectors import dataset_version_latest
 
     with transaction.atomic():
-        evaluation = (CandidateEvaluation.objects.select_for_update()
-                      .select_related("policy__deployment", "candidate__dataset_version__dataset").filter(pk=evaluation_id).first())
+        evaluation = (
+            CandidateEvaluation.objects.select_for_update()
+            .select_related("policy__deployment", "candidate__dataset_version__dataset")
+            .filter(pk=evaluation_id)
+            .first()
+        )
         if evaluation is None:
             return None
         # The same message handed back after its worker died runs again; any other copy of a
         # started or finished evaluation is a duplicate.
-        redelivered = (evaluation.status == EvaluationStatus.RUNNING and celery_task_id
-                       and evaluation.celery_task_id == celery_task_id)
+        redelivered = (
+            evaluation.status == EvaluationStatus.RUNNING
+            and celery_task_id
+            and evaluation.celery_task_id == celery_task_id
+        )
         if evaluation.status != EvaluationStatus.QUEUED and not redelivered:
             return None
         policy = evaluation.policy
-        evaluation.status, evaluation.started_at, evaluation.celery_task_id = EvaluationStatus.RUNNING, timezone.now(), celery_task_id
+        evaluation.status, evaluation.started_at, evaluation.celery_task_id = (
+            EvaluationStatus.RUNNING,
+            timezone.now(),
+            celery_task_id,
+        )
         evaluation.champion = _champion_of(policy.deployment)
         evaluation.dataset_version = dataset_version_latest(dataset=evaluation.candidate.dataset_version.dataset)
         evaluation.metric = policy.metric or default_metric(evaluation.candidate.task)
         evaluation.min_improvement = policy.min_improvement
-        _note(evaluation, f"running: {evaluation.candidate} against champion {evaluation.champion or '-'} "
-                          f"on {evaluation.dataset_version}, metric {evaluation.metric}")
+        _note(
+            evaluation,
+            f"running: {evaluation.candidate} against champion {evaluation.champion or '-'} "
+            f"on {evaluation.dataset_version}, metric {evaluation.metric}",
+        )
         evaluation.save()
         return evaluation
 
@@ -193,14 +225,21 @@ def candidate_evaluation_execute(*, evaluation_id: int, celery_task_id: str = ""
         return None
     candidate, champion = evaluation.candidate, evaluation.champion
     if champion is None:
-        _finish(evaluation, EvaluationStatus.FAILED, f"deployment {evaluation.policy.deployment.name} serves no champion")
+        _finish(
+            evaluation, EvaluationStatus.FAILED, f"deployment {evaluation.policy.deployment.name} serves no champion"
+        )
         return evaluation
     if champion.pk == candidate.pk:
         _finish(evaluation, EvaluationStatus.REJECTED, f"{candidate} already serves as champion")
         return evaluation
     try:
-        scores = score_candidate(candidate=candidate, champion=champion, dataset_version=evaluation.dataset_version,
-                                 metric=evaluation.metric, min_rows=evaluation.policy.min_evaluation_rows)
+        scores = score_candidate(
+            candidate=candidate,
+            champion=champion,
+            dataset_version=evaluation.dataset_version,
+            metric=evaluation.metric,
+            min_rows=evaluation.policy.min_evaluation_rows,
+        )
     except EvaluationError as exc:
         _finish(evaluation, EvaluationStatus.FAILED, str(exc))
         return evaluation
@@ -215,9 +254,11 @@ def candidate_evaluation_execute(*, evaluation_id: int, celery_task_id: str = ""
     evaluation.candidate_metrics, evaluation.champion_metrics = scores.candidate_metrics, scores.champion_metrics
     evaluation.window = scores.window
     improvement = evaluation.improvement
-    verdict = (f"{evaluation.metric} {scores.candidate_value:.4f} vs champion {scores.champion_value:.4f} on "
-               f"{scores.window['rows']} rows after {scores.window['after']}: improvement {improvement:+.4f}, "
-               f"required {evaluation.min_improvement:+.4f}")
+    verdict = (
+        f"{evaluation.metric} {scores.candidate_value:.4f} vs champion {scores.champion_value:.4f} on "
+        f"{scores.window['rows']} rows after {scores.window['after']}: improvement {improvement:+.4f}, "
+        f"required {evaluation.min_improvement:+.4f}"
+    )
     with transaction.atomic():
         policy = DeliveryPolicy.objects.select_for_update().select_related("deployment").get(pk=evaluation.policy_id)
         evaluation.policy = policy
@@ -241,13 +282,25 @@ def _start_rollout(evaluation: CandidateEvaluation, *, why: str) -> None:
         _note(evaluation, f"champion is now {champion or '-'}, not {evaluation.champion}: evaluated again")
         evaluation.save(update_fields=["action", "log"])
         if champion is not None and champion.pk != evaluation.candidate_id:
-            candidate_evaluation_create(policy=policy, candidate=evaluation.candidate,
-                                        trigger=f"champion changed to {champion} while evaluation {evaluation.pk} waited")
+            candidate_evaluation_create(
+                policy=policy,
+                candidate=evaluation.candidate,
+                trigger=f"champion changed to {champion} while evaluation {evaluation.pk} waited",
+            )
         return
-    reason = (f"{ACTOR}: {evaluation.candidate} cleared the margin in evaluation {evaluation.pk} "
-              f"({evaluation.metric} {evaluation.candidate_value:.4f} vs {evaluation.champion_value:.4f}); {why}")
-    rollout = rollout_create(deployment=policy.deployment, challenger=evaluation.candidate, stages=policy.stages,
-                             gates=policy.gates, reason=reason, actor_label=ACTOR, start=True)
+    reason = (
+        f"{ACTOR}: {evaluation.candidate} cleared the margin in evaluation {evaluation.pk} "
+        f"({evaluation.metric} {evaluation.candidate_value:.4f} vs {evaluation.champion_value:.4f}); {why}"
+    )
+    rollout = rollout_create(
+        deployment=policy.deployment,
+        challenger=evaluation.candidate,
+        stages=policy.stages,
+        gates=policy.gates,
+        reason=reason,
+        actor_label=ACTOR,
+        start=True,
+    )
     evaluation.action, evaluation.rollout = EvaluationAction.ROLLOUT_STARTED, rollout
     _note(evaluation, f"rollout {rollout.pk} started at {rollout.current_percent:g}%")
     evaluation.save(update_fields=["action", "rollout", "log"])
@@ -265,15 +318,21 @@ def _deliver(evaluation: CandidateEvaluation) -> None:
         return
     ours = CandidateEvaluation.objects.filter(policy=policy, rollout=open_rollout).first()
     if policy.when_rollout_open == WhenRolloutOpen.REPLACE and ours is not None and open_rollout.stage_index == 0:
-        rollout_transition(rollout=open_rollout, action=RolloutAction.ABORT, actor_label=ACTOR,
-                           reason=f"{ACTOR}: replaced by {evaluation.candidate} (evaluation {evaluation.pk}) before "
-                                  f"{open_rollout.challenger} passed a stage")
+        rollout_transition(
+            rollout=open_rollout,
+            action=RolloutAction.ABORT,
+            actor_label=ACTOR,
+            reason=f"{ACTOR}: replaced by {evaluation.candidate} (evaluation {evaluation.pk}) before "
+            f"{open_rollout.challenger} passed a stage",
+        )
         ours.action = EvaluationAction.SUPERSEDED
         _note(ours, f"rollout {open_rollout.pk} aborted: replaced by {evaluation.candidate}")
         ours.save(update_fields=["action", "log"])
         _start_rollout(evaluation, why=f"replaced rollout {open_rollout.pk}")
         return
-    for older in CandidateEvaluation.objects.filter(policy=policy, action=EvaluationAction.WAITING).exclude(pk=evaluation.pk):
+    for older in CandidateEvaluation.objects.filter(policy=policy, action=EvaluationAction.WAITING).exclude(
+        pk=evaluation.pk
+    ):
         older.action = EvaluationAction.SUPERSEDED
         _note(older, f"superseded by {evaluation.candidate} (evaluation {evaluation.pk}) while waiting")
         older.save(update_fields=["action", "log"])
@@ -287,15 +346,22 @@ def delivery_rollout_ended(*, deployment_id: int) -> CandidateEvaluation | None:
     """A rollout of the deployment ended: the newest waiting candidate goes next."""
     from apps.deployments.selectors import deployment_open_rollout
 
-    policy = (DeliveryPolicy.objects.select_for_update().select_related("deployment")
-              .filter(deployment_id=deployment_id, auto_challenge=True).first())
+    policy = (
+        DeliveryPolicy.objects.select_for_update()
+        .select_related("deployment")
+        .filter(deployment_id=deployment_id, auto_challenge=True)
+        .first()
+    )
     if policy is None or deployment_open_rollout(deployment=policy.deployment) is not None:
         return None
-    waiting = (CandidateEvaluation.objects.filter(policy=policy, action=EvaluationAction.WAITING)
-               .select_related("candidate", "champion").order_by("-candidate__version").first())
+    waiting = (
+        CandidateEvaluation.objects.filter(policy=policy, action=EvaluationAction.WAITING)
+        .select_related("candidate", "champion")
+        .order_by("-candidate__version")
+        .first()
+    )
     if waiting is None:
         return None
     waiting.policy = policy
     _start_rollout(waiting, why="the previous rollout ended")
     return waiting
-

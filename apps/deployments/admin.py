@@ -1,5 +1,6 @@
 """Admin: deployments with versions, weights, window metrics and events; rollouts with stage and
 gates; actions promote / pause / resume / abort / roll back behind a confirmation page, ML Staff only."""
+
 from datetime import timedelta
 
 from django import forms
@@ -68,14 +69,18 @@ class DeploymentAddForm(forms.ModelForm):
 
 
 class RollbackForm(forms.Form):
-    model_version = forms.ModelChoiceField(queryset=ModelVersion.objects.none(), label="Roll back to",
-                                           error_messages={"required": "Choose the version to roll back to."})
+    model_version = forms.ModelChoiceField(
+        queryset=ModelVersion.objects.none(),
+        label="Roll back to",
+        error_messages={"required": "Choose the version to roll back to."},
+    )
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
 
     def __init__(self, *args, deployment=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["model_version"].queryset = ModelVersion.objects.filter(
-            registered_model=deployment.registered_model).select_related("registered_model")
+            registered_model=deployment.registered_model
+        ).select_related("registered_model")
 
 
 ROLLBACK_METRIC_COLUMNS = 4
@@ -115,8 +120,11 @@ def rollback_candidates(deployment: Deployment) -> tuple[list[str], list[dict]]:
     traffic snapshot each DeploymentEvent keeps, oldest first), newest version first.
 
     Returns (metric names shown, rows); the experiment's primary metric comes first."""
-    versions = list(ModelVersion.objects.filter(registered_model=deployment.registered_model)
-                    .select_related("training_run__experiment").order_by("-version"))
+    versions = list(
+        ModelVersion.objects.filter(registered_model=deployment.registered_model)
+        .select_related("training_run__experiment")
+        .order_by("-version")
+    )
     serving = {r.model_version_id: r for r in deployment.versions.all() if r.weight > 0 or r.shadow}
     # A version served from the first change that gave it traffic until the change that took it away.
     first_served, served_until, before = {}, {}, set()
@@ -129,18 +137,26 @@ def rollback_candidates(deployment: Deployment) -> tuple[list[str], list[dict]]:
             served_until[version_id] = event.created_at
         before = after
     primary = [v.training_run.experiment.primary_metric for v in versions if v.training_run_id]
-    names = list(dict.fromkeys(primary + [name for v in versions for name in ((v.metrics or {}).get("val") or {})
-                                          if name != "loss"]))[:ROLLBACK_METRIC_COLUMNS]
+    names = list(
+        dict.fromkeys(
+            primary + [name for v in versions for name in ((v.metrics or {}).get("val") or {}) if name != "loss"]
+        )
+    )[:ROLLBACK_METRIC_COLUMNS]
     rows = []
     for v in versions:
         val = (v.metrics or {}).get("val") or {}
         now = serving.get(v.pk)
-        rows.append({
-            "version": v, "metrics": [format_metric(val.get(name)) for name in names],
-            "serving_now": now is not None,
-            "share": ("shadow" if now.shadow else f"{now.weight:g}% ({now.get_role_display().lower()})") if now else "",
-            "served": _served_text(first_served.get(v.pk), served_until.get(v.pk), serving_now=now is not None),
-        })
+        rows.append(
+            {
+                "version": v,
+                "metrics": [format_metric(val.get(name)) for name in names],
+                "serving_now": now is not None,
+                "share": ("shadow" if now.shadow else f"{now.weight:g}% ({now.get_role_display().lower()})")
+                if now
+                else "",
+                "served": _served_text(first_served.get(v.pk), served_until.get(v.pk), serving_now=now is not None),
+            }
+        )
     return names, rows
 
 
@@ -160,8 +176,18 @@ class DeploymentAdmin(StaffActionsMixin, admin.ModelAdmin):
     def get_fields(self, request, obj=None):
         if obj is None:
             return ("name", "description", "initial_version")
-        return ("name", "description", "max_batch_size", "max_batch_wait_ms", "registered_model", "generation", "created_by",
-                "created_at", "updated_at", "monitoring")
+        return (
+            "name",
+            "description",
+            "max_batch_size",
+            "max_batch_wait_ms",
+            "registered_model",
+            "generation",
+            "created_by",
+            "created_at",
+            "updated_at",
+            "monitoring",
+        )
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
@@ -184,15 +210,21 @@ class DeploymentAdmin(StaffActionsMixin, admin.ModelAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
-        created = deployment_create(name=form.cleaned_data["name"], model_version=form.cleaned_data["initial_version"],
-                                    user=request.user, description=form.cleaned_data.get("description", ""))
+        created = deployment_create(
+            name=form.cleaned_data["name"],
+            model_version=form.cleaned_data["initial_version"],
+            user=request.user,
+            description=form.cleaned_data.get("description", ""),
+        )
         obj.pk = created.pk
         obj.generation = created.generation
 
     @admin.display(description="serving")
     def serving(self, obj):
         rows = [r for r in obj.versions.select_related("model_version") if r.weight > 0 or r.shadow]
-        return ", ".join(f"v{r.model_version.version} {'shadow' if r.shadow else f'{r.weight:g}%'}" for r in rows) or "-"
+        return (
+            ", ".join(f"v{r.model_version.version} {'shadow' if r.shadow else f'{r.weight:g}%'}" for r in rows) or "-"
+        )
 
     @admin.display(description="rollout")
     def rollout_state(self, obj):
@@ -212,16 +244,26 @@ class DeploymentAdmin(StaffActionsMixin, admin.ModelAdmin):
         for version_id, w in sorted(windows.items()):
             version = versions.get(version_id)
             drift = feature_drift(deployment=obj, model_version=version, since=since) if version else {}
-            worst = max(((f, d["psi"]) for f, d in drift.items() if d["psi"] is not None), key=lambda x: x[1], default=None)
-            quality = (f"accuracy {w.accuracy:.3f}" if w.accuracy is not None else
-                       f"RMSE {w.rmse:.4g}" if w.rmse is not None else "no feedback")
-            rows.append((
-                f"v{version.version if version else version_id}", w.requests,
-                "-" if w.error_rate is None else f"{w.error_rate:.2%}",
-                " / ".join("-" if v is None else f"{v:.1f}" for v in (w.p50_ms, w.p95_ms, w.p99_ms)),
-                f"{quality} ({w.feedback_rows} rows)",
-                "-" if worst is None else f"{worst[0]}: {worst[1]:.3f}",
-            ))
+            worst = max(
+                ((f, d["psi"]) for f, d in drift.items() if d["psi"] is not None), key=lambda x: x[1], default=None
+            )
+            quality = (
+                f"accuracy {w.accuracy:.3f}"
+                if w.accuracy is not None
+                else f"RMSE {w.rmse:.4g}"
+                if w.rmse is not None
+                else "no feedback"
+            )
+            rows.append(
+                (
+                    f"v{version.version if version else version_id}",
+                    w.requests,
+                    "-" if w.error_rate is None else f"{w.error_rate:.2%}",
+                    " / ".join("-" if v is None else f"{v:.1f}" for v in (w.p50_ms, w.p95_ms, w.p99_ms)),
+                    f"{quality} ({w.feedback_rows} rows)",
+                    "-" if worst is None else f"{worst[0]}: {worst[1]:.3f}",
+                )
+            )
         return render_to_string("admin/deployments/deployment/monitoring.html", {"rows": rows})
 
     @admin.action(description="Roll back to a version…", permissions=["act"])
@@ -234,28 +276,48 @@ class DeploymentAdmin(StaffActionsMixin, admin.ModelAdmin):
         form = RollbackForm(request.POST if "confirm" in request.POST else None, deployment=deployment)
         if "confirm" in request.POST and form.is_valid():
             try:
-                deployment_rollback(deployment=deployment, model_version=form.cleaned_data["model_version"],
-                                    user=request.user, reason=form.cleaned_data["reason"])
+                deployment_rollback(
+                    deployment=deployment,
+                    model_version=form.cleaned_data["model_version"],
+                    user=request.user,
+                    reason=form.cleaned_data["reason"],
+                )
             except ValidationError as exc:  # TransitionConflict is one too
                 self.message_user(request, f"{deployment}: {validation_error_text(exc)}", messages.ERROR)
                 return None
             self.message_user(request, f"{deployment} now serves {form.cleaned_data['model_version']} at 100%.")
             return None
         metric_names, candidates = rollback_candidates(deployment)
-        return TemplateResponse(request, "admin/deployments/deployment/rollback.html", {
-            **self.admin_site.each_context(request), "title": f"Roll back {deployment.name}",
-            "opts": self.model._meta, "deployment": deployment, "form": form, "action": "rollback_action",
-            "metric_names": metric_names, "candidates": candidates,
-            "chosen": str(form["model_version"].value() or ""), "selected": [deployment.pk],
-        })
+        return TemplateResponse(
+            request,
+            "admin/deployments/deployment/rollback.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"Roll back {deployment.name}",
+                "opts": self.model._meta,
+                "deployment": deployment,
+                "form": form,
+                "action": "rollback_action",
+                "metric_names": metric_names,
+                "candidates": candidates,
+                "chosen": str(form["model_version"].value() or ""),
+                "selected": [deployment.pk],
+            },
+        )
 
 
 class RolloutAddForm(forms.ModelForm):
-    stages = PrettyJSONFormField(initial=validate_stages(None), help_text=(
-        "[{percent, min_duration_s, min_predictions, min_feedback}], last at 100; per stage: "
-        + "; ".join(f"{key} = {label}" for key, label in STAGE_MINIMUM_LABELS.items())))
-    gates = PrettyJSONFormField(initial=validate_gates(None), help_text="; ".join(
-        f"{key} = {label}" for key, label in GATE_SETTING_LABELS.items()))
+    stages = PrettyJSONFormField(
+        initial=validate_stages(None),
+        help_text=(
+            "[{percent, min_duration_s, min_predictions, min_feedback}], last at 100; per stage: "
+            + "; ".join(f"{key} = {label}" for key, label in STAGE_MINIMUM_LABELS.items())
+        ),
+    )
+    gates = PrettyJSONFormField(
+        initial=validate_gates(None),
+        help_text="; ".join(f"{key} = {label}" for key, label in GATE_SETTING_LABELS.items()),
+    )
 
     class Meta:
         model = Rollout
@@ -296,21 +358,59 @@ def _gate_table(gate_status: dict) -> str:
     for g in (gate_status or {}).get("gates") or []:
         state = g.get("state") if g.get("state") in GATE_STATE_LOOK else GateState.PENDING
         color, mark = GATE_STATE_LOOK[state]
-        gates.append({"name": g.get("name", ""), "state": state, "label": gate_label(g), "color": color, "mark": mark,
-                      "words": GATE_STATE_WORDS[state], "detail": g.get("detail", "")})
-    return render_to_string("admin/deployments/rollout/gate_table.html", {
-        "gates": gates, "action": (gate_status or {}).get("action", ""), "reason": (gate_status or {}).get("reason", "")})
+        gates.append(
+            {
+                "name": g.get("name", ""),
+                "state": state,
+                "label": gate_label(g),
+                "color": color,
+                "mark": mark,
+                "words": GATE_STATE_WORDS[state],
+                "detail": g.get("detail", ""),
+            }
+        )
+    return render_to_string(
+        "admin/deployments/rollout/gate_table.html",
+        {
+            "gates": gates,
+            "action": (gate_status or {}).get("action", ""),
+            "reason": (gate_status or {}).get("reason", ""),
+        },
+    )
 
 
 @admin.register(Rollout)
 class RolloutAdmin(StaffActionsMixin, admin.ModelAdmin):
     # Few, short columns so the list fits 1280 px; gate details are on the change page.
-    list_display = ("id", "deployment", "champion", "challenger", "status_col", "stage", "gates_summary", "evaluated_at")
+    list_display = (
+        "id",
+        "deployment",
+        "champion",
+        "challenger",
+        "status_col",
+        "stage",
+        "gates_summary",
+        "evaluated_at",
+    )
     list_filter = ("status", "deployment")
     change_form_template = "admin/deployments/rollout/change_form.html"
-    readonly_fields = ("deployment", "champion", "challenger", "status_col", "stage", "stages_display", "gates_display",
-                       "gate_table", "timeline", "started_at", "stage_started_at", "evaluated_at", "ended_at", "created_by",
-                       "created_at")
+    readonly_fields = (
+        "deployment",
+        "champion",
+        "challenger",
+        "status_col",
+        "stage",
+        "stages_display",
+        "gates_display",
+        "gate_table",
+        "timeline",
+        "started_at",
+        "stage_started_at",
+        "evaluated_at",
+        "ended_at",
+        "created_by",
+        "created_at",
+    )
     actions = ["start_action", "promote_action", "pause_action", "resume_action", "abort_action", "rollback_action"]
 
     def get_form(self, request, obj=None, **kwargs):
@@ -339,8 +439,13 @@ class RolloutAdmin(StaffActionsMixin, admin.ModelAdmin):
         if change:
             return
         try:
-            created = rollout_create(deployment=form.cleaned_data["deployment"], challenger=form.cleaned_data["challenger"],
-                                     stages=form.cleaned_data["stages"], gates=form.cleaned_data["gates"], user=request.user)
+            created = rollout_create(
+                deployment=form.cleaned_data["deployment"],
+                challenger=form.cleaned_data["challenger"],
+                stages=form.cleaned_data["stages"],
+                gates=form.cleaned_data["gates"],
+                user=request.user,
+            )
         except ValidationError as exc:  # TransitionConflict is one too
             raise PermissionDenied(validation_error_text(exc)) from exc
         obj.pk = created.pk
@@ -353,9 +458,17 @@ class RolloutAdmin(StaffActionsMixin, admin.ModelAdmin):
     # which asks for confirmation first, so the page adds no second way to change a rollout.
     VERBS = {
         RolloutStatus.DRAFT: [("start_action", "Start"), ("abort_action", "Abort")],
-        RolloutStatus.RUNNING: [("promote_action", "Promote"), ("pause_action", "Pause"), ("abort_action", "Abort"),
-                                ("rollback_action", "Roll back")],
-        RolloutStatus.PAUSED: [("resume_action", "Resume"), ("abort_action", "Abort"), ("rollback_action", "Roll back")],
+        RolloutStatus.RUNNING: [
+            ("promote_action", "Promote"),
+            ("pause_action", "Pause"),
+            ("abort_action", "Abort"),
+            ("rollback_action", "Roll back"),
+        ],
+        RolloutStatus.PAUSED: [
+            ("resume_action", "Resume"),
+            ("abort_action", "Abort"),
+            ("rollback_action", "Roll back"),
+        ],
     }
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
@@ -364,7 +477,9 @@ class RolloutAdmin(StaffActionsMixin, admin.ModelAdmin):
             **(extra_context or {}),
             "verbs": self.VERBS.get(rollout.status, []) if rollout and self.has_act_permission(request) else [],
             # Every field of an existing rollout is read-only: no Save button that promises an edit.
-            "show_save": False, "show_save_and_continue": False, "show_save_and_add_another": False,
+            "show_save": False,
+            "show_save_and_continue": False,
+            "show_save_and_add_another": False,
         }
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -381,12 +496,18 @@ class RolloutAdmin(StaffActionsMixin, admin.ModelAdmin):
 
     @admin.display(description="stages")
     def stages_display(self, obj):
-        stages = [{**s, "percent": f"{s['percent']:g}", "min_duration_s": f"{s['min_duration_s']:g}"} for s in obj.stages]
-        return render_to_string("admin/deployments/rollout/stages.html", {"stages": stages, "labels": STAGE_MINIMUM_LABELS})
+        stages = [
+            {**s, "percent": f"{s['percent']:g}", "min_duration_s": f"{s['min_duration_s']:g}"} for s in obj.stages
+        ]
+        return render_to_string(
+            "admin/deployments/rollout/stages.html", {"stages": stages, "labels": STAGE_MINIMUM_LABELS}
+        )
 
     @admin.display(description="gate settings")
     def gates_display(self, obj):
-        return render_to_string("admin/deployments/rollout/gate_settings.html", {"settings": gate_setting_rows(obj.gates)})
+        return render_to_string(
+            "admin/deployments/rollout/gate_settings.html", {"settings": gate_setting_rows(obj.gates)}
+        )
 
     @admin.display(description="gate status")
     def gate_table(self, obj):
@@ -398,16 +519,24 @@ class RolloutAdmin(StaffActionsMixin, admin.ModelAdmin):
         share after it, who or what acted and why, and the metrics the decision saw."""
         rows = []
         for event in obj.events.select_related("actor").order_by("created_at", "id"):
-            share = next((e.get("weight") for e in event.traffic or [] if e.get("model_version_id") == obj.challenger_id), 0)
+            share = next(
+                (e.get("weight") for e in event.traffic or [] if e.get("model_version_id") == obj.challenger_id), 0
+            )
             moved = event.from_status and event.to_status and event.from_status != event.to_status
-            rows.append({
-                "kind": event.kind, "when": short_time(event.created_at), "what": event.get_kind_display(),
-                "from_badge": status_badge(event.from_status) if moved else "",
-                "to_badge": status_badge(event.to_status) if event.to_status else "",
-                "stage": "—" if event.stage_index is None else f"{event.stage_index + 1}/{len(obj.stages)}",
-                "share": f"{share or 0:g}%", "by": event.actor_label, "reason": event.reason or "—",
-                "metrics": _metrics_seen(event.metrics),
-            })
+            rows.append(
+                {
+                    "kind": event.kind,
+                    "when": short_time(event.created_at),
+                    "what": event.get_kind_display(),
+                    "from_badge": status_badge(event.from_status) if moved else "",
+                    "to_badge": status_badge(event.to_status) if event.to_status else "",
+                    "stage": "—" if event.stage_index is None else f"{event.stage_index + 1}/{len(obj.stages)}",
+                    "share": f"{share or 0:g}%",
+                    "by": event.actor_label,
+                    "reason": event.reason or "—",
+                    "metrics": _metrics_seen(event.metrics),
+                }
+            )
         return render_to_string("admin/deployments/rollout/timeline.html", {"events": rows})
 
     def _act(self, request, queryset, action: RolloutAction, label: str, explanation: str):
@@ -417,21 +546,35 @@ class RolloutAdmin(StaffActionsMixin, admin.ModelAdmin):
             for rollout in queryset:
                 seen = request.POST.get(f"stage_{rollout.pk}")
                 try:
-                    rollout_transition(rollout=rollout, action=action, user=request.user,
-                                       expected_stage=int(seen) if seen not in (None, "") else None,
-                                       reason=request.POST.get("reason", ""))
+                    rollout_transition(
+                        rollout=rollout,
+                        action=action,
+                        user=request.user,
+                        expected_stage=int(seen) if seen not in (None, "") else None,
+                        reason=request.POST.get("reason", ""),
+                    )
                     done += 1
                 except ValidationError as exc:  # TransitionConflict is one too
                     self.message_user(request, f"Rollout {rollout.pk}: {validation_error_text(exc)}", messages.ERROR)
             if done:
                 self.message_user(request, f"{label}: {done} rollout(s).")
             return None
-        return TemplateResponse(request, CONFIRM_TEMPLATE, {
-            **self.admin_site.each_context(request), "title": f"{label} rollout(s)?", "opts": self.model._meta,
-            "objects": list(queryset.select_related("deployment", "champion", "challenger")), "action": request.POST.get("action"),
-            "action_label": label, "explanation": explanation, "with_stage": True,
-            "selected": list(queryset.values_list("pk", flat=True)), "form": None,
-        })
+        return TemplateResponse(
+            request,
+            CONFIRM_TEMPLATE,
+            {
+                **self.admin_site.each_context(request),
+                "title": f"{label} rollout(s)?",
+                "opts": self.model._meta,
+                "objects": list(queryset.select_related("deployment", "champion", "challenger")),
+                "action": request.POST.get("action"),
+                "action_label": label,
+                "explanation": explanation,
+                "with_stage": True,
+                "selected": list(queryset.values_list("pk", flat=True)),
+                "form": None,
+            },
+        )
 
     @admin.action(description="Start (draft → first stage)", permissions=["act"])
     def start_action(self, request, queryset):
@@ -439,12 +582,19 @@ class RolloutAdmin(StaffActionsMixin, admin.ModelAdmin):
 
     @admin.action(description="Promote to the next stage…", permissions=["act"])
     def promote_action(self, request, queryset):
-        return self._act(request, queryset, RolloutAction.PROMOTE, "Promote",
-                         "Each rollout moves one stage on from the stage shown; at the last stage the challenger becomes champion.")
+        return self._act(
+            request,
+            queryset,
+            RolloutAction.PROMOTE,
+            "Promote",
+            "Each rollout moves one stage on from the stage shown; at the last stage the challenger becomes champion.",
+        )
 
     @admin.action(description="Pause…", permissions=["act"])
     def pause_action(self, request, queryset):
-        return self._act(request, queryset, RolloutAction.PAUSE, "Pause", "Weights stay as they are; gates stop deciding.")
+        return self._act(
+            request, queryset, RolloutAction.PAUSE, "Pause", "Weights stay as they are; gates stop deciding."
+        )
 
     @admin.action(description="Resume…", permissions=["act"])
     def resume_action(self, request, queryset):
@@ -456,17 +606,43 @@ class RolloutAdmin(StaffActionsMixin, admin.ModelAdmin):
 
     @admin.action(description="Roll back…", permissions=["act"])
     def rollback_action(self, request, queryset):
-        return self._act(request, queryset, RolloutAction.ROLLBACK, "Roll back",
-                         "All traffic goes back to the champion; the rollout ends as rolled back.")
+        return self._act(
+            request,
+            queryset,
+            RolloutAction.ROLLBACK,
+            "Roll back",
+            "All traffic goes back to the champion; the rollout ends as rolled back.",
+        )
 
 
 @admin.register(DeploymentEvent)
 class DeploymentEventAdmin(ReadOnlyAdmin):
-    list_display = ("created_at", "deployment", "kind", "actor_label", "from_status", "to_status", "stage_index", "short_reason")
+    list_display = (
+        "created_at",
+        "deployment",
+        "kind",
+        "actor_label",
+        "from_status",
+        "to_status",
+        "stage_index",
+        "short_reason",
+    )
     list_filter = ("kind", "deployment")
     search_fields = ("reason", "actor_label", "deployment__name")
-    readonly_fields = ("deployment", "rollout", "kind", "from_status", "to_status", "stage_index", "actor", "actor_label",
-                       "reason", "traffic_json", "metrics_json", "created_at")
+    readonly_fields = (
+        "deployment",
+        "rollout",
+        "kind",
+        "from_status",
+        "to_status",
+        "stage_index",
+        "actor",
+        "actor_label",
+        "reason",
+        "traffic_json",
+        "metrics_json",
+        "created_at",
+    )
     fields = readonly_fields
     traffic_json = json_display("traffic", open_=True)
     metrics_json = json_display("metrics", digits=4)
@@ -474,4 +650,3 @@ class DeploymentEventAdmin(ReadOnlyAdmin):
     @admin.display(description="reason")
     def short_reason(self, obj):
         return obj.reason[:100]
-

@@ -1,5 +1,6 @@
 """Monitoring API for the dashboard, and /metrics for Prometheus: a deployment's versions (this app)
 joined with what they served (apps.monitoring's rollups)."""
+
 import ipaddress
 
 from django.conf import settings
@@ -15,8 +16,15 @@ from rest_framework.views import APIView
 
 from apps.core.authentication import ApiTokenAuthentication
 from apps.core.roles import has_portal_role
-from apps.monitoring.selectors import (DEFAULT_WINDOW, WINDOWS, deployment_drift, deployment_series, drift_warnings,
-                                      version_windows, window_bounds)
+from apps.monitoring.selectors import (
+    DEFAULT_WINDOW,
+    WINDOWS,
+    deployment_drift,
+    deployment_series,
+    drift_warnings,
+    version_windows,
+    window_bounds,
+)
 
 from .metrics import PortalCollector
 from .selectors import deployment_get, deployment_serving_versions, deployment_version_labels
@@ -82,14 +90,21 @@ class WindowVersionSerializer(serializers.Serializer):
     accuracy = serializers.FloatField(allow_null=True)
     rmse = serializers.FloatField(allow_null=True)
     log_loss = serializers.FloatField(
-        allow_null=True, help_text="Classifiers: mean −ln p(true class) over labelled rows logged with probabilities.")
+        allow_null=True, help_text="Classifiers: mean −ln p(true class) over labelled rows logged with probabilities."
+    )
     calibration = CalibrationBinSerializer(
-        many=True, allow_null=True,
-        help_text="Classifiers: reliability table of the predicted class's confidence (non-empty bins only).")
-    drift = serializers.DictField(help_text="{feature: {psi, js, served_values, level}} against the training profile's "
-                                            "fixed bins; level ok | warn (PSI >= 0.1) | alert (PSI >= 0.25) | null (too few values)")
-    drift_warnings = serializers.ListField(child=serializers.DictField(),
-                                           help_text="features at warn or alert, worst first: [{feature, psi, js, served_values, level}]")
+        many=True,
+        allow_null=True,
+        help_text="Classifiers: reliability table of the predicted class's confidence (non-empty bins only).",
+    )
+    drift = serializers.DictField(
+        help_text="{feature: {psi, js, served_values, level}} against the training profile's "
+        "fixed bins; level ok | warn (PSI >= 0.1) | alert (PSI >= 0.25) | null (too few values)"
+    )
+    drift_warnings = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="features at warn or alert, worst first: [{feature, psi, js, served_values, level}]",
+    )
 
 
 class SummarySerializer(serializers.Serializer):
@@ -113,17 +128,26 @@ def _deployment(name):
 
 
 class DeploymentSeriesApi(APIView):
-    @extend_schema(parameters=[WINDOW_PARAMETER], responses=SeriesSerializer,
-                   summary="Time buckets per version: count, error rate, p50/p95/p99, accuracy or RMSE")
+    @extend_schema(
+        parameters=[WINDOW_PARAMETER],
+        responses=SeriesSerializer,
+        summary="Time buckets per version: count, error rate, p50/p95/p99, accuracy or RMSE",
+    )
     def get(self, request, name):
         deployment = _deployment(name)
-        return Response(deployment_series(deployment=deployment, labels=deployment_version_labels(deployment=deployment),
-                                          window=_window(request)))
+        return Response(
+            deployment_series(
+                deployment=deployment, labels=deployment_version_labels(deployment=deployment), window=_window(request)
+            )
+        )
 
 
 class DeploymentSummaryApi(APIView):
-    @extend_schema(parameters=[WINDOW_PARAMETER], responses=SummarySerializer,
-                   summary="One window per version: accuracy or RMSE, log loss and calibration, feature drift (PSI)")
+    @extend_schema(
+        parameters=[WINDOW_PARAMETER],
+        responses=SummarySerializer,
+        summary="One window per version: accuracy or RMSE, log loss and calibration, feature drift (PSI)",
+    )
     def get(self, request, name):
         deployment = _deployment(name)
         window = _window(request)
@@ -139,21 +163,38 @@ class DeploymentSummaryApi(APIView):
         drift = deployment_drift(deployment=deployment, versions=list(models.values()), since=start, until=end)
         for version_id, stats in windows.items():
             row = rows.get(version_id)
-            data = stats.as_dict() if stats is not None else {
-                "version_id": version_id, "requests": 0, "ok": 0, "client_errors": 0, "server_errors": 0,
-                "error_rate": None, "p50_ms": None, "p95_ms": None, "p99_ms": None, "feedback_rows": 0,
-                "accuracy": None, "rmse": None, "log_loss": None, "calibration": None,
-            }
+            data = (
+                stats.as_dict()
+                if stats is not None
+                else {
+                    "version_id": version_id,
+                    "requests": 0,
+                    "ok": 0,
+                    "client_errors": 0,
+                    "server_errors": 0,
+                    "error_rate": None,
+                    "p50_ms": None,
+                    "p95_ms": None,
+                    "p99_ms": None,
+                    "feedback_rows": 0,
+                    "accuracy": None,
+                    "rmse": None,
+                    "log_loss": None,
+                    "calibration": None,
+                }
+            )
             data.pop("version_id")
-            versions.append({
-                "model_version_id": version_id,
-                "version": str(models[version_id].version) if version_id in models else str(version_id),
-                "role": row.role if row else "retired",
-                "weight": row.weight if row else 0.0,
-                **data,
-                "drift": drift.get(models.get(version_id), {}),
-                "drift_warnings": drift_warnings(drift.get(models.get(version_id), {})),
-            })
+            versions.append(
+                {
+                    "model_version_id": version_id,
+                    "version": str(models[version_id].version) if version_id in models else str(version_id),
+                    "role": row.role if row else "retired",
+                    "weight": row.weight if row else 0.0,
+                    **data,
+                    "drift": drift.get(models.get(version_id), {}),
+                    "drift_warnings": drift_warnings(drift.get(models.get(version_id), {})),
+                }
+            )
         versions.sort(key=lambda v: (-v["weight"], v["model_version_id"]))
         return Response({"deployment": deployment.name, "window": window, "versions": versions})
 
@@ -191,8 +232,11 @@ def metrics_view(request):
         return HttpResponse("Method not allowed.\n", status=405, content_type="text/plain")
     session_user = getattr(request, "user", None)
     if not (_client_ip_allowed(request) or has_portal_role(session_user) or _token_allowed(request)):
-        response = HttpResponse("Authentication required: Bearer API token of a portal user, or an allowed address.\n",
-                                status=401, content_type="text/plain")
+        response = HttpResponse(
+            "Authentication required: Bearer API token of a portal user, or an allowed address.\n",
+            status=401,
+            content_type="text/plain",
+        )
         response["WWW-Authenticate"] = "Bearer"
         return response
     registry = CollectorRegistry(auto_describe=False)

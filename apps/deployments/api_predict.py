@@ -13,6 +13,7 @@ In production, token-authenticated predict/infer POSTs are answered by the ASGI
 fast path (apps.deployments.serving.fastpath) with the same shared steps and bodies; these views
 serve session users, the test client and the OpenAPI schema.
 """
+
 import json
 import logging
 import time
@@ -79,7 +80,10 @@ logger = logging.getLogger(__name__)
 ROUTING_HEADER = "HTTP_X_ROUTING_KEY"
 V2_HEADER_LENGTH = "HTTP_" + HEADER_LENGTH.upper().replace("-", "_")
 ROUTING_KEY_PARAMETER = OpenApiParameter(
-    "X-Routing-Key", str, OpenApiParameter.HEADER, required=False,
+    "X-Routing-Key",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
     description="Sticky assignment: requests with the same key reach the same version while weights stand.",
 )
 
@@ -95,7 +99,9 @@ def _raw_body(request) -> bytes:
     try:
         return request.body
     except RequestDataTooBig:
-        raise InputError("body", "the request body is larger than the server accepts; send fewer rows per request") from None
+        raise InputError(
+            "body", "the request body is larger than the server accepts; send fewer rows per request"
+        ) from None
 
 
 class PredictionEndpoint(APIView):
@@ -145,11 +151,21 @@ def serve_prediction(request, name: str, protocol: str, version: str | None = No
     try:
         raw = _raw_body(request)
         # V2 bodies may carry binary tensors after a JSON header (serving/v2.py).
-        body = (decode_request(raw, request.META.get(V2_HEADER_LENGTH)) if protocol == V2
-                else loads_mlflow_body(raw, request.META.get("CONTENT_TYPE")))
+        body = (
+            decode_request(raw, request.META.get(V2_HEADER_LENGTH))
+            if protocol == V2
+            else loads_mlflow_body(raw, request.META.get("CONTENT_TYPE"))
+        )
         options = request_options(protocol, body, request.META.get(ROUTING_HEADER))
-        result = predict(deployment=name, body=body, raw_body=raw, protocol=protocol, routing_key=options.routing_key,
-                         started=started, version=version)
+        result = predict(
+            deployment=name,
+            body=body,
+            raw_body=raw,
+            protocol=protocol,
+            routing_key=options.routing_key,
+            started=started,
+            version=version,
+        )
     except Exception as exc:
         described = describe_error(exc, name)
         if described is None:
@@ -165,29 +181,40 @@ def serve_prediction(request, name: str, protocol: str, version: str | None = No
 
 MLFLOW_SCORING_SCHEMA = dict(
     request={"application/json": PredictRequestSerializer, "text/csv": OpenApiTypes.STR},
-    responses={200: PredictResponseSerializer, 400: ErrorSerializer, 404: ErrorSerializer, 415: ErrorSerializer,
-               429: ErrorSerializer, 503: ErrorSerializer},
+    responses={
+        200: PredictResponseSerializer,
+        400: ErrorSerializer,
+        404: ErrorSerializer,
+        415: ErrorSerializer,
+        429: ErrorSerializer,
+        503: ErrorSerializer,
+    },
     parameters=[ROUTING_KEY_PARAMETER],
     description="Send raw rows with the columns in the deployment's signature (GET /api/v1/deployments/<name>): "
-                "JSON in one of MLflow's scoring formats, or `text/csv` with a header row naming the columns "
-                "(as `pandas.DataFrame.to_csv()` writes it; its unnamed index column is ignored). "
-                "Models with history features need the last `history_rows` rows per entity, oldest first. "
-                'Classifiers answer class probabilities too with `"params": {"probabilities": true}` (JSON only); '
-                "any other param is refused (INVALID_PARAMETER_VALUE). Errors carry MLflow's `error_code` and "
-                "`message` beside `detail` and `field`.",
+    "JSON in one of MLflow's scoring formats, or `text/csv` with a header row naming the columns "
+    "(as `pandas.DataFrame.to_csv()` writes it; its unnamed index column is ignored). "
+    "Models with history features need the last `history_rows` rows per entity, oldest first. "
+    'Classifiers answer class probabilities too with `"params": {"probabilities": true}` (JSON only); '
+    "any other param is refused (INVALID_PARAMETER_VALUE). Errors carry MLflow's `error_code` and "
+    "`message` beside `detail` and `field`.",
 )
 
 
 class PredictApi(MlflowEndpoint):
-    @extend_schema(summary="Predict (MLflow scoring formats: dataframe_split, dataframe_records, instances, inputs; "
-                           "CSV)", **MLFLOW_SCORING_SCHEMA)
+    @extend_schema(
+        summary="Predict (MLflow scoring formats: dataframe_split, dataframe_records, instances, inputs; CSV)",
+        **MLFLOW_SCORING_SCHEMA,
+    )
     def post(self, request, name):
         return serve_prediction(request, name, MLFLOW)
 
 
 class InvocationsApi(MlflowEndpoint):
-    @extend_schema(summary="MLflow scoring server: /invocations (the same as /predict)", tags=["inference-mlflow"],
-                   **MLFLOW_SCORING_SCHEMA)
+    @extend_schema(
+        summary="MLflow scoring server: /invocations (the same as /predict)",
+        tags=["inference-mlflow"],
+        **MLFLOW_SCORING_SCHEMA,
+    )
     def post(self, request, name):
         return serve_prediction(request, name, MLFLOW)
 
@@ -197,11 +224,13 @@ class PingApi(MlflowProbeEndpoint):
     per deployment name, so an anonymous caller could list the deployments. Anonymous load-balancer
     probes use /healthz, /readyz or /v2/health/ready, which say nothing about deployments."""
 
-    @extend_schema(responses={200: MlflowPingSerializer, 404: ErrorSerializer, 503: ErrorSerializer},
-                   tags=["inference-mlflow"],
-                   summary="MLflow scoring server: /ping (200 when this process can serve the deployment)",
-                   description="Loads the deployment's versions in this process if they are not yet; 503 when none "
-                               "with traffic can be loaded, or while this process switches to new routing.")
+    @extend_schema(
+        responses={200: MlflowPingSerializer, 404: ErrorSerializer, 503: ErrorSerializer},
+        tags=["inference-mlflow"],
+        summary="MLflow scoring server: /ping (200 when this process can serve the deployment)",
+        description="Loads the deployment's versions in this process if they are not yet; 503 when none "
+        "with traffic can be loaded, or while this process switches to new routing.",
+    )
     def get(self, request, name):
         try:
             table = serving_state.table(name)
@@ -216,21 +245,34 @@ class PingApi(MlflowProbeEndpoint):
 
 
 class VersionApi(MlflowProbeEndpoint):
-    @extend_schema(responses={200: MlflowVersionSerializer, 404: ErrorSerializer}, tags=["inference-mlflow"],
-                   summary="MLflow scoring server: /version (the model versions served and their weights)")
+    @extend_schema(
+        responses={200: MlflowVersionSerializer, 404: ErrorSerializer},
+        tags=["inference-mlflow"],
+        summary="MLflow scoring server: /version (the model versions served and their weights)",
+    )
     def get(self, request, name):
         deployment = deployment_get(name=name)
         if deployment is None:
             return _error(f"No deployment named {name!r}.", 404)
-        return json_response({
-            "deployment": name,
-            "model_name": deployment.registered_model.name,
-            "generation": deployment.generation,
-            "versions": [{"version": str(r.model_version.version), "model_version_id": r.model_version_id,
-                          "role": r.role, "weight": r.weight, "shadow": r.shadow,
-                          "framework": r.model_version.framework, "model_type": r.model_version.model_type}
-                         for r in deployment_serving_versions(deployment=deployment)],
-        })
+        return json_response(
+            {
+                "deployment": name,
+                "model_name": deployment.registered_model.name,
+                "generation": deployment.generation,
+                "versions": [
+                    {
+                        "version": str(r.model_version.version),
+                        "model_version_id": r.model_version_id,
+                        "role": r.role,
+                        "weight": r.weight,
+                        "shadow": r.shadow,
+                        "framework": r.model_version.framework,
+                        "model_type": r.model_version.model_type,
+                    }
+                    for r in deployment_serving_versions(deployment=deployment)
+                ],
+            }
+        )
 
 
 class FeedbackApi(MlflowEndpoint):
@@ -242,8 +284,8 @@ class FeedbackApi(MlflowEndpoint):
         responses={200: FeedbackResponseSerializer, 400: ErrorSerializer, 404: ErrorSerializer, 409: ErrorSerializer},
         summary="Ground truth for earlier predictions, by request id",
         description="ML Staff and Prediction Clients only: ground truth drives automatic promotion and rollback. A classifier's labels must "
-                    "be among its classes. Ground truth is recorded once per request: the same value again is a 200 "
-                    "that changes nothing, a different one a 409.",
+        "be among its classes. Ground truth is recorded once per request: the same value again is a 200 "
+        "that changes nothing, a different one a 409.",
     )
     def post(self, request, name):
         try:
@@ -306,15 +348,19 @@ class V2ProbeEndpoint(V2Endpoint):
 
 
 class V2LiveApi(V2ProbeEndpoint):
-    @extend_schema(responses={200: V2LiveSerializer}, summary="V2: server live (no token needed)",
-                   tags=["inference-v2"])
+    @extend_schema(
+        responses={200: V2LiveSerializer}, summary="V2: server live (no token needed)", tags=["inference-v2"]
+    )
     def get(self, request):
         return json_response({"live": True})
 
 
 class V2ReadyApi(V2ProbeEndpoint):
-    @extend_schema(responses={200: V2ReadySerializer, 400: V2ReadySerializer},
-                   summary="V2: server ready: database and Redis reachable (no token needed)", tags=["inference-v2"])
+    @extend_schema(
+        responses={200: V2ReadySerializer, 400: V2ReadySerializer},
+        summary="V2: server ready: database and Redis reachable (no token needed)",
+        tags=["inference-v2"],
+    )
     def get(self, request):
         ready = server_ready()
         return json_response({"ready": ready}, status=200 if ready else 400)
@@ -322,9 +368,16 @@ class V2ReadyApi(V2ProbeEndpoint):
 
 class V2ServerMetadataApi(V2Endpoint):
     # The path is /v2, outside the /v2/ prefix the schema's error shapes key on: declared here.
-    @extend_schema(responses={200: V2ServerMetadataSerializer, 401: V2ErrorSerializer, 403: V2ErrorSerializer,
-                              429: V2ErrorSerializer},
-                   summary="V2: server metadata (name, version, protocol extensions)", tags=["inference-v2"])
+    @extend_schema(
+        responses={
+            200: V2ServerMetadataSerializer,
+            401: V2ErrorSerializer,
+            403: V2ErrorSerializer,
+            429: V2ErrorSerializer,
+        },
+        summary="V2: server metadata (name, version, protocol extensions)",
+        tags=["inference-v2"],
+    )
     def get(self, request):
         return json_response(server_metadata())
 
@@ -346,60 +399,75 @@ def _ready_response(name: str, version: str | None = None) -> HttpResponse:
 
 
 class V2ModelMetadataApi(V2Endpoint):
-    @extend_schema(responses={200: V2ModelMetadataSerializer, 404: V2ErrorSerializer}, summary="V2: model metadata",
-                   tags=["inference-v2"])
+    @extend_schema(
+        responses={200: V2ModelMetadataSerializer, 404: V2ErrorSerializer},
+        summary="V2: model metadata",
+        tags=["inference-v2"],
+    )
     def get(self, request, name):
         return _metadata_response(name)
 
 
 class V2ModelVersionMetadataApi(V2Endpoint):
-    @extend_schema(responses={200: V2ModelMetadataSerializer, 404: V2ErrorSerializer},
-                   summary="V2: metadata of one version the model serves", tags=["inference-v2"])
+    @extend_schema(
+        responses={200: V2ModelMetadataSerializer, 404: V2ErrorSerializer},
+        summary="V2: metadata of one version the model serves",
+        tags=["inference-v2"],
+    )
     def get(self, request, name, version):
         return _metadata_response(name, version)
 
 
 class V2ModelReadyApi(V2Endpoint):
-    @extend_schema(responses={200: V2ModelReadySerializer, 400: V2ModelReadySerializer, 404: V2ErrorSerializer},
-                   summary="V2: model ready (loaded in this process)", tags=["inference-v2"])
+    @extend_schema(
+        responses={200: V2ModelReadySerializer, 400: V2ModelReadySerializer, 404: V2ErrorSerializer},
+        summary="V2: model ready (loaded in this process)",
+        tags=["inference-v2"],
+    )
     def get(self, request, name):
         return _ready_response(name)
 
 
 class V2ModelVersionReadyApi(V2Endpoint):
-    @extend_schema(responses={200: V2ModelReadySerializer, 400: V2ModelReadySerializer, 404: V2ErrorSerializer},
-                   summary="V2: one version of the model ready (loaded in this process)", tags=["inference-v2"])
+    @extend_schema(
+        responses={200: V2ModelReadySerializer, 400: V2ModelReadySerializer, 404: V2ErrorSerializer},
+        summary="V2: one version of the model ready (loaded in this process)",
+        tags=["inference-v2"],
+    )
     def get(self, request, name, version):
         return _ready_response(name, version)
 
 
 INFER_SCHEMA = {
     "request": V2InferRequestSerializer,
-    "responses": {(200, "application/json"): V2InferResponseSerializer, (200, BINARY_CONTENT_TYPE): OpenApiTypes.BINARY,
-                  400: V2ErrorSerializer, 404: V2ErrorSerializer, 503: V2ErrorSerializer},
+    "responses": {
+        (200, "application/json"): V2InferResponseSerializer,
+        (200, BINARY_CONTENT_TYPE): OpenApiTypes.BINARY,
+        400: V2ErrorSerializer,
+        404: V2ErrorSerializer,
+        503: V2ErrorSerializer,
+    },
     "parameters": [ROUTING_KEY_PARAMETER],
     "description": 'Outputs: "predictions", "rows" (the default pair) and, for classifiers, "probabilities" '
-                "(FP32 [rows, classes], labels in its `parameters.classes`); name them in `outputs` to choose. "
-                "Binary tensor data extension: a body may be the JSON header followed by the tensors' raw "
-                f"little-endian bytes (`{HEADER_LENGTH}` = the header's length, each such input's "
-                "`parameters.binary_data_size`; BYTES elements each prefixed by a 4-byte little-endian length). "
-                "Outputs asked for with `parameters.binary_data: true` (all of them: the request's "
-                f"`parameters.binary_data_output: true`) come back the same way: `{BINARY_CONTENT_TYPE}`, "
-                f"`{HEADER_LENGTH}`, each output's "
-                "`parameters.binary_data_size`.",
+    "(FP32 [rows, classes], labels in its `parameters.classes`); name them in `outputs` to choose. "
+    "Binary tensor data extension: a body may be the JSON header followed by the tensors' raw "
+    f"little-endian bytes (`{HEADER_LENGTH}` = the header's length, each such input's "
+    "`parameters.binary_data_size`; BYTES elements each prefixed by a 4-byte little-endian length). "
+    "Outputs asked for with `parameters.binary_data: true` (all of them: the request's "
+    f"`parameters.binary_data_output: true`) come back the same way: `{BINARY_CONTENT_TYPE}`, "
+    f"`{HEADER_LENGTH}`, each output's "
+    "`parameters.binary_data_size`.",
     "tags": ["inference-v2"],
 }
 
 
 class V2InferApi(V2Endpoint):
-    @extend_schema(summary="V2: infer (one input tensor per raw column, or one [rows, columns] tensor)",
-                   **INFER_SCHEMA)
+    @extend_schema(summary="V2: infer (one input tensor per raw column, or one [rows, columns] tensor)", **INFER_SCHEMA)
     def post(self, request, name):
         return serve_prediction(request, name, V2)
 
 
 class V2ModelVersionInferApi(V2Endpoint):
-    @extend_schema(summary="V2: infer with one version the model serves, outside the traffic split",
-                   **INFER_SCHEMA)
+    @extend_schema(summary="V2: infer with one version the model serves, outside the traffic split", **INFER_SCHEMA)
     def post(self, request, name, version):
         return serve_prediction(request, name, V2, version=version)

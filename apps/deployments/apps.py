@@ -13,5 +13,7 @@ class DeploymentsConfig(AppConfig):
 
         # A body over the limit is refused before any view runs: the scoring endpoints still answer
         # MLflow's error shape.
-        error_shape_register(r"^/api/v1/deployments/[^/]+/(predict|invocations)$",
-                             lambda message, status: error_body(MLFLOW, message, status=status))
+        error_shape_register(
+            r"^/api/v1/deployments/[^/]+/(predict|invocations)$",
+            lambda message, status: error_body(MLFLOW, message, status=status),
+        )

@@ -6,6 +6,7 @@ costs one database query per second per process instead of one per prediction. A
 token, or a removed role, stops working on every web process within that bound (at once in the
 process that saved the change); 0 checks the database on every request.
 """
+
 from __future__ import annotations
 
 import logging

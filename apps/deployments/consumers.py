@@ -1,5 +1,6 @@
 """WebSocket ws/deployments/: pushes {"type": "deployment.changed", "deployment": name} on every
 transition, weight change and new gate verdict. Logged-in users with a portal role only."""
+
 from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 

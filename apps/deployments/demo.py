@@ -7,6 +7,7 @@ The traffic is real: the demo prices' rows go through the same prediction path a
 (routing with sticky portfolio keys, each version's own preprocessor, the log buffer), stamped over
 the last hour; the ground truth is the next day's direction from the same data.
 """
+
 import json
 import time
 
@@ -65,11 +66,16 @@ def _replay_traffic(deployment, stdout) -> None:
         ticker = entities[i % len(entities)]
         rows = by_entity[ticker]
         end = len(rows) - 2 - (REQUESTS - i) // len(entities)  # walk forward through the last days
-        window = rows.iloc[max(0, end - history + 1):end + 1]
+        window = rows.iloc[max(0, end - history + 1) : end + 1]
         body = {"dataframe_records": json.loads(window[columns].to_json(orient="records", date_format="iso"))}
         try:
-            result = predict(deployment=deployment.name, body=body, raw_body=json.dumps(body).encode(),
-                             routing_key=f"portfolio-{i % 37}", served_at=now - REPLAY_SECONDS * (1 - i / REQUESTS))
+            result = predict(
+                deployment=deployment.name,
+                body=body,
+                raw_body=json.dumps(body).encode(),
+                routing_key=f"portfolio-{i % 37}",
+                served_at=now - REPLAY_SECONDS * (1 - i / REQUESTS),
+            )
         except PredictionInputError as exc:
             refused += 1
             stdout.write(f"deployment demo: a replayed request was refused: {exc}")
@@ -77,12 +83,16 @@ def _replay_traffic(deployment, stdout) -> None:
         served += 1
         last = window.iloc[-1]
         if bool(last["has_next"]):
-            feedback.append({"request_id": result.request_id, "ground_truth": "up" if bool(last["next_up"]) else "down"})
+            feedback.append(
+                {"request_id": result.request_id, "ground_truth": "up" if bool(last["next_up"]) else "down"}
+            )
     prediction_logs_flush()
     if feedback:
         feedback_record(deployment=deployment, items=feedback)
-    stdout.write(f"deployment demo: replayed {served} requests ({refused} refused) with {len(feedback)} labels "
-                 f"over the last hour")
+    stdout.write(
+        f"deployment demo: replayed {served} requests ({refused} refused) with {len(feedback)} labels "
+        f"over the last hour"
+    )
 
 
 def seed(*, stdout) -> None:
@@ -98,12 +108,19 @@ def seed(*, stdout) -> None:
         if champion is None:
             stdout.write(f"deployment demo skipped: no registered model {NAME!r} (seed training first)")
             return
-        deployment = deployment_create(name=NAME, model_version=champion, user=user,
-                                       description="Next-day direction of the demo tickers.")
+        deployment = deployment_create(
+            name=NAME, model_version=champion, user=user, description="Next-day direction of the demo tickers."
+        )
         stdout.write(f"deployment {NAME!r} serves {champion} at 100%")
         if challenger is not None:
-            rollout_create(deployment=deployment, challenger=challenger, stages=DEMO_STAGES, user=user, start=True,
-                           reason="demo seed: challenger on 10% of traffic")
+            rollout_create(
+                deployment=deployment,
+                challenger=challenger,
+                stages=DEMO_STAGES,
+                user=user,
+                start=True,
+                reason="demo seed: challenger on 10% of traffic",
+            )
             stdout.write(f"rollout: {champion} 90% / {challenger} 10%")
     else:
         stdout.write(f"deployment {NAME!r} already exists")

@@ -75,16 +75,20 @@ class Deployment(TimeStampedModel):
         default=default_max_batch_wait_ms,
         validators=[MinValueValidator(0.0), MaxValueValidator(MAX_BATCH_WAIT_MS_LIMIT)],
         help_text="Milliseconds a batch waits for more requests before its model call (0: none; requests that "
-                  f"arrive during a model call still batch). At most {MAX_BATCH_WAIT_MS_LIMIT:g}.",
+        f"arrive during a model call still batch). At most {MAX_BATCH_WAIT_MS_LIMIT:g}.",
     )
 
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.CheckConstraint(condition=Q(max_batch_size__gte=1) & Q(max_batch_size__lte=MAX_BATCH_SIZE_LIMIT),
-                                   name="deployment_max_batch_size_range"),
-            models.CheckConstraint(condition=Q(max_batch_wait_ms__gte=0) & Q(max_batch_wait_ms__lte=MAX_BATCH_WAIT_MS_LIMIT),
-                                   name="deployment_max_batch_wait_ms_range"),
+            models.CheckConstraint(
+                condition=Q(max_batch_size__gte=1) & Q(max_batch_size__lte=MAX_BATCH_SIZE_LIMIT),
+                name="deployment_max_batch_size_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_batch_wait_ms__gte=0) & Q(max_batch_wait_ms__lte=MAX_BATCH_WAIT_MS_LIMIT),
+                name="deployment_max_batch_wait_ms_range",
+            ),
         ]
 
     def __str__(self):
@@ -98,7 +102,9 @@ class DeploymentVersion(TimeStampedModel):
     model_version = models.ForeignKey("registry.ModelVersion", on_delete=models.PROTECT, related_name="+")
     role = models.CharField(max_length=20, choices=VersionRole.choices, default=VersionRole.CHAMPION)
     weight = models.FloatField(default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(100.0)])
-    shadow = models.BooleanField(default=False, help_text="Receives a copy of traffic; its answers are logged, not returned.")
+    shadow = models.BooleanField(
+        default=False, help_text="Receives a copy of traffic; its answers are logged, not returned."
+    )
     # Order of the version on the [0, 1) bucket line: champion first so a growing challenger only
     # takes keys from the champion, never reshuffles keys between other versions.
     position = models.PositiveIntegerField(default=0)
@@ -107,7 +113,9 @@ class DeploymentVersion(TimeStampedModel):
         ordering = ["deployment", "position", "id"]
         constraints = [
             models.UniqueConstraint(fields=["deployment", "model_version"], name="deployment_version_unique"),
-            models.CheckConstraint(condition=Q(weight__gte=0) & Q(weight__lte=100), name="deployment_version_weight_range"),
+            models.CheckConstraint(
+                condition=Q(weight__gte=0) & Q(weight__lte=100), name="deployment_version_weight_range"
+            ),
         ]
 
     def __str__(self):
@@ -174,7 +182,9 @@ class DeploymentEvent(models.Model):
     from_status = models.CharField(max_length=20, blank=True)
     to_status = models.CharField(max_length=20, blank=True)
     stage_index = models.PositiveSmallIntegerField(null=True, blank=True)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     actor_label = models.CharField(max_length=150, help_text="Username, or the automatic process that acted.")
     reason = models.TextField(blank=True)
     traffic = models.JSONField(default=list, blank=True, help_text="Weights after the change.")

@@ -18,6 +18,7 @@ is older than `DEPLOYMENTS_ACK_TTL_S` belongs to a process that is gone and is n
 
 Dashboards: a `deployment.changed` message to the Channels group `deployments`.
 """
+
 import json
 import logging
 import os
@@ -196,11 +197,16 @@ def routing_acknowledgement(*, name: str, stamp: str, generation: int, now: floa
     live = _live_records(name, time.time() if now is None else now)
     lagging = [
         {"process": process, "generation": record.get("generation"), "refusing": bool(record.get("refusing"))}
-        for process, record in sorted(live.items()) if not _serves(record, stamp, generation)
+        for process, record in sorted(live.items())
+        if not _serves(record, stamp, generation)
     ]
     return {
-        "generation": generation, "acknowledged": len(live) - len(lagging), "processes": len(live),
-        "complete": not lagging, "bound_s": propagation_bound_s(), "lagging": lagging,
+        "generation": generation,
+        "acknowledged": len(live) - len(lagging),
+        "processes": len(live),
+        "complete": not lagging,
+        "bound_s": propagation_bound_s(),
+        "lagging": lagging,
     }
 
 
@@ -208,4 +214,6 @@ def acknowledgement_times(*, name: str, stamp: str, generation: int, now: float 
     """{process: epoch seconds when it started serving `generation` (or a later one)} for the live
     processes that do."""
     live = _live_records(name, time.time() if now is None else now)
-    return {process: float(record["acked_at"]) for process, record in live.items() if _serves(record, stamp, generation)}
+    return {
+        process: float(record["acked_at"]) for process, record in live.items() if _serves(record, stamp, generation)
+    }

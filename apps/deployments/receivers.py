@@ -1,5 +1,6 @@
 """A web process forgets the tokens it trusts when a token, a user or a user's groups change, so a
 revocation saved on this process bites at once (other processes: within DEPLOYMENTS_AUTH_CACHE_MS)."""
+
 from django.contrib.auth import get_user_model
 from django.db.models.signals import m2m_changed, post_delete, post_save
 from django.dispatch import receiver

@@ -5,6 +5,7 @@ weight. A request with a routing key lands on `bucket(key)` (a stable hash into 
 key reaches the same version while the weights stand; without a key it lands on a random point.
 Keeping the champion first means a growing challenger only takes keys from the end of the line.
 """
+
 from __future__ import annotations
 
 import bisect

@@ -1,4 +1,5 @@
 """Reads of deployments, their versions, rollouts and events."""
+
 from __future__ import annotations
 
 from django.db.models import Prefetch, QuerySet
@@ -11,8 +12,11 @@ from .serving.inputs import InputSpec
 def deployment_list() -> QuerySet[Deployment]:
     return Deployment.objects.select_related("registered_model").prefetch_related(
         Prefetch("versions", queryset=DeploymentVersion.objects.select_related("model_version")),
-        Prefetch("rollouts", queryset=Rollout.objects.filter(status__in=OPEN_ROLLOUT_STATUSES)
-                 .select_related("champion", "challenger"), to_attr="open_rollouts"),
+        Prefetch(
+            "rollouts",
+            queryset=Rollout.objects.filter(status__in=OPEN_ROLLOUT_STATUSES).select_related("champion", "challenger"),
+            to_attr="open_rollouts",
+        ),
     )
 
 
@@ -24,8 +28,11 @@ def deployment_open_rollout(*, deployment: Deployment) -> Rollout | None:
     cached = getattr(deployment, "open_rollouts", None)
     if cached is not None:
         return cached[0] if cached else None
-    return (Rollout.objects.filter(deployment=deployment, status__in=OPEN_ROLLOUT_STATUSES)
-            .select_related("champion", "challenger").first())
+    return (
+        Rollout.objects.filter(deployment=deployment, status__in=OPEN_ROLLOUT_STATUSES)
+        .select_related("champion", "challenger")
+        .first()
+    )
 
 
 def deployment_latest_rollout(*, deployment: Deployment) -> Rollout | None:

@@ -13,6 +13,7 @@ simulation in the tests checks this with the plug-in variances used here.
 Outcomes are oriented so that higher is better: accuracy for classifiers, minus the squared error
 for regressors (so "better" means lower MSE, i.e. lower RMSE).
 """
+
 from __future__ import annotations
 
 import math
@@ -48,8 +49,9 @@ class SequentialResult:
         return data
 
 
-def msprt(champion: ArmStats, challenger: ArmStats, *, alpha: float = 0.05, tau: float = 0.2,
-          min_n: int = 30) -> SequentialResult:
+def msprt(
+    champion: ArmStats, challenger: ArmStats, *, alpha: float = 0.05, tau: float = 0.2, min_n: int = 30
+) -> SequentialResult:
     """Decides `better`, `worse` or `continue` for the challenger against the champion.
 
     `tau` is the mixing standard deviation in units of the pooled outcome standard deviation (the
@@ -64,8 +66,14 @@ def msprt(champion: ArmStats, challenger: ArmStats, *, alpha: float = 0.05, tau:
     difference = challenger.mean - champion.mean if champion.n and challenger.n else 0.0
     if champion.n < min_n or challenger.n < min_n:
         return SequentialResult(
-            CONTINUE, 0.0, threshold, difference, champion.n, challenger.n,
-            f"waiting for feedback: champion {champion.n}, challenger {challenger.n}, need {min_n} each", min_n,
+            CONTINUE,
+            0.0,
+            threshold,
+            difference,
+            champion.n,
+            challenger.n,
+            f"waiting for feedback: champion {champion.n}, challenger {challenger.n}, need {min_n} each",
+            min_n,
         )
     if champion.bernoulli_outcomes and challenger.bernoulli_outcomes:
         # Under H0 both arms share one success rate; its pooled estimate is far steadier than each
@@ -80,17 +88,29 @@ def msprt(champion: ArmStats, challenger: ArmStats, *, alpha: float = 0.05, tau:
         n = champion.n + challenger.n
         grand_mean = (champion.mean * champion.n + challenger.mean * challenger.n) / n
         pooled_variance = (
-            (champion.n - 1) * champion.variance + (challenger.n - 1) * challenger.variance
-            + champion.n * (champion.mean - grand_mean) ** 2 + challenger.n * (challenger.mean - grand_mean) ** 2
+            (champion.n - 1) * champion.variance
+            + (challenger.n - 1) * challenger.variance
+            + champion.n * (champion.mean - grand_mean) ** 2
+            + challenger.n * (challenger.mean - grand_mean) ** 2
         ) / (n - 1)
         variance = pooled_variance * (1 / champion.n + 1 / challenger.n)
     if pooled_variance <= 0 or variance <= 0:
         if difference == 0:
-            return SequentialResult(CONTINUE, 0.0, threshold, 0.0, champion.n, challenger.n, "identical outcomes", min_n)
+            return SequentialResult(
+                CONTINUE, 0.0, threshold, 0.0, champion.n, challenger.n, "identical outcomes", min_n
+            )
         # Both arms are constant yet different: the evidence is as strong as it can be.
         decision = BETTER if difference > 0 else WORSE
-        return SequentialResult(decision, math.inf, threshold, difference, champion.n, challenger.n,
-                                "both versions constant and different", min_n)
+        return SequentialResult(
+            decision,
+            math.inf,
+            threshold,
+            difference,
+            champion.n,
+            challenger.n,
+            "both versions constant and different",
+            min_n,
+        )
     tau2 = tau**2 * pooled_variance
     log_lr = 0.5 * math.log(variance / (variance + tau2)) + difference**2 * tau2 / (2 * variance * (variance + tau2))
     if log_lr >= threshold:

@@ -1,4 +1,5 @@
 """API shapes of deployments, rollouts, events and the prediction protocols."""
+
 from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
@@ -104,7 +105,9 @@ class RoutingAcknowledgementSerializer(serializers.Serializer):
     acknowledged = serializers.IntegerField(help_text="Live web processes that serve it (k).")
     processes = serializers.IntegerField(help_text="Live web processes serving this deployment (n).")
     complete = serializers.BooleanField(help_text="k == n: no process answers with an older routing any more.")
-    bound_s = serializers.FloatField(help_text="Seconds after a change within which every process serves it or refuses.")
+    bound_s = serializers.FloatField(
+        help_text="Seconds after a change within which every process serves it or refuses."
+    )
     lagging = RoutingLaggingSerializer(many=True)
 
 
@@ -113,7 +116,8 @@ class DeploymentDetailSerializer(DeploymentSerializer):
     events = serializers.SerializerMethodField()
     last_rollout = serializers.SerializerMethodField()
     routing = serializers.SerializerMethodField(
-        help_text="Which web processes acknowledged the current routing generation; null when Redis cannot be read.")
+        help_text="Which web processes acknowledged the current routing generation; null when Redis cannot be read."
+    )
 
     def get_signature(self, obj) -> SignatureSerializer:
         return deployment_signature(deployment=obj)
@@ -131,7 +135,9 @@ class DeploymentDetailSerializer(DeploymentSerializer):
         from .notify import deployment_stamp, routing_acknowledgement
 
         try:
-            return routing_acknowledgement(name=obj.name, stamp=deployment_stamp(obj.created_at), generation=obj.generation)
+            return routing_acknowledgement(
+                name=obj.name, stamp=deployment_stamp(obj.created_at), generation=obj.generation
+            )
         except redis.RedisError:
             return None
 
@@ -140,11 +146,17 @@ class DeploymentBatchingSerializer(serializers.Serializer):
     """Micro-batching of a deployment's requests (PATCH /api/v1/deployments/<name>); omitted keeps a value."""
 
     max_batch_size = serializers.IntegerField(
-        required=False, min_value=1, max_value=MAX_BATCH_SIZE_LIMIT,
-        help_text="Most prediction requests one model call serves (1: no batching).")
+        required=False,
+        min_value=1,
+        max_value=MAX_BATCH_SIZE_LIMIT,
+        help_text="Most prediction requests one model call serves (1: no batching).",
+    )
     max_batch_wait_ms = serializers.FloatField(
-        required=False, min_value=0.0, max_value=MAX_BATCH_WAIT_MS_LIMIT,
-        help_text="Milliseconds a batch waits for more requests before its model call (0: none).")
+        required=False,
+        min_value=0.0,
+        max_value=MAX_BATCH_WAIT_MS_LIMIT,
+        help_text="Milliseconds a batch waits for more requests before its model call (0: none).",
+    )
 
     def validate_max_batch_wait_ms(self, value):
         if value != value or value in (float("inf"), float("-inf")):  # "nan" passes FloatField and both bounds
@@ -179,7 +191,9 @@ class TrafficSerializer(serializers.Serializer):
 
 class RollbackSerializer(serializers.Serializer):
     model_version_id = serializers.IntegerField(required=False, min_value=1, max_value=BIGINT_MAX)
-    version = serializers.IntegerField(required=False, min_value=1, max_value=INT32_MAX, help_text="Version number of the deployment's model.")
+    version = serializers.IntegerField(
+        required=False, min_value=1, max_value=INT32_MAX, help_text="Version number of the deployment's model."
+    )
     reason = serializers.CharField(required=False, allow_blank=True, default="")
 
     def validate(self, attrs):
@@ -190,23 +204,31 @@ class RollbackSerializer(serializers.Serializer):
 
 class RolloutCreateSerializer(serializers.Serializer):
     challenger_version_id = serializers.IntegerField(required=False, min_value=1, max_value=BIGINT_MAX)
-    challenger_version = serializers.IntegerField(required=False, min_value=1, max_value=INT32_MAX, help_text="Version number of the deployment's model.")
-    stages = serializers.JSONField(required=False, help_text="[{percent, min_duration_s, min_predictions, min_feedback}]")
+    challenger_version = serializers.IntegerField(
+        required=False, min_value=1, max_value=INT32_MAX, help_text="Version number of the deployment's model."
+    )
+    stages = serializers.JSONField(
+        required=False, help_text="[{percent, min_duration_s, min_predictions, min_feedback}]"
+    )
     gates = serializers.JSONField(required=False, help_text="{max_error_rate, max_p99_ms, alpha, tau, ...}")
     start = serializers.BooleanField(required=False, default=True)
     reason = serializers.CharField(required=False, allow_blank=True, default="")
 
     def validate(self, attrs):
         if ("challenger_version_id" in attrs) == ("challenger_version" in attrs):
-            raise serializers.ValidationError({"challenger_version": "give exactly one of challenger_version or challenger_version_id"})
+            raise serializers.ValidationError(
+                {"challenger_version": "give exactly one of challenger_version or challenger_version_id"}
+            )
         return attrs
 
 
 class RolloutActionSerializer(serializers.Serializer):
     stage = serializers.IntegerField(
-        required=False, min_value=0, max_value=SMALLINT_MAX,
+        required=False,
+        min_value=0,
+        max_value=SMALLINT_MAX,
         help_text="The stage index you saw (required for promote and rollback): if the rollout moved "
-                  "meanwhile the request is refused with 409 instead of acting twice.",
+        "meanwhile the request is refused with 409 instead of acting twice.",
     )
     reason = serializers.CharField(required=False, allow_blank=True, default="")
 
@@ -220,9 +242,11 @@ class ErrorSerializer(serializers.Serializer):
     generic Error (detail: the same text, field), plus what the model needs."""
 
     error_code = serializers.CharField(
-        required=False, help_text="MLflow's error code: BAD_REQUEST, INVALID_PARAMETER_VALUE (params), UNAUTHENTICATED, "
-                                  "PERMISSION_DENIED, RESOURCE_DOES_NOT_EXIST, RESOURCE_CONFLICT, REQUEST_LIMIT_EXCEEDED, "
-                                  "INTERNAL_ERROR, TEMPORARILY_UNAVAILABLE.")
+        required=False,
+        help_text="MLflow's error code: BAD_REQUEST, INVALID_PARAMETER_VALUE (params), UNAUTHENTICATED, "
+        "PERMISSION_DENIED, RESOURCE_DOES_NOT_EXIST, RESOURCE_CONFLICT, REQUEST_LIMIT_EXCEEDED, "
+        "INTERNAL_ERROR, TEMPORARILY_UNAVAILABLE.",
+    )
     message = serializers.CharField(required=False, help_text="MLflow's name for `detail` (the same text).")
     detail = serializers.CharField()
     field = serializers.CharField(required=False)
@@ -237,8 +261,10 @@ class DataframeSplitSerializer(serializers.Serializer):
 
 class PredictParamsSerializer(serializers.Serializer):
     probabilities = serializers.BooleanField(
-        required=False, default=False,
-        help_text="Classifiers only (a regression model answers 400): also answer each class's probability.")
+        required=False,
+        default=False,
+        help_text="Classifiers only (a regression model answers 400): also answer each class's probability.",
+    )
 
 
 class PredictRequestSerializer(serializers.Serializer):
@@ -255,17 +281,23 @@ class PredictRequestSerializer(serializers.Serializer):
 class PredictResponseSerializer(serializers.Serializer):
     predictions = serializers.ListField(child=serializers.JSONField())
     probabilities = serializers.ListField(
-        child=serializers.ListField(child=serializers.FloatField()), required=False,
+        child=serializers.ListField(child=serializers.FloatField()),
+        required=False,
         help_text="With params.probabilities: per prediction, the probability of each class in the order of "
-                  "`classes` (each row sums to 1; the prediction is its most probable class).")
+        "`classes` (each row sums to 1; the prediction is its most probable class).",
+    )
     classes = serializers.ListField(
-        child=serializers.JSONField(), required=False,
+        child=serializers.JSONField(),
+        required=False,
         help_text="With params.probabilities: the class labels of the model's signature (class indices when it "
-                  "names none).")
+        "names none).",
+    )
     model_version = serializers.CharField()
     model_name = serializers.CharField()
     request_id = serializers.UUIDField()
-    rows = serializers.ListField(child=serializers.JSONField(), help_text="What each prediction is for (entity, time or row).")
+    rows = serializers.ListField(
+        child=serializers.JSONField(), help_text="What each prediction is for (entity, time or row)."
+    )
 
 
 class FeedbackItemSerializer(serializers.Serializer):
@@ -288,11 +320,14 @@ class V2TensorSerializer(serializers.Serializer):
     datatype = serializers.CharField()
     data = serializers.ListField(child=serializers.JSONField(), help_text="Row-major, flattened.")
     parameters = serializers.DictField(
-        required=False, help_text='The "probabilities" output: {"classes": [labels, one per column]}.')
+        required=False, help_text='The "probabilities" output: {"classes": [labels, one per column]}.'
+    )
 
 
 class V2RequestedOutputSerializer(serializers.Serializer):
-    name = serializers.CharField(help_text='"predictions" (alias "predict"), "rows" or, for classifiers, "probabilities".')
+    name = serializers.CharField(
+        help_text='"predictions" (alias "predict"), "rows" or, for classifiers, "probabilities".'
+    )
     parameters = serializers.DictField(required=False)
 
 
@@ -301,9 +336,11 @@ class V2InferRequestSerializer(serializers.Serializer):
     parameters = serializers.DictField(required=False, help_text='{"routing_key": "..."} for sticky routing.')
     inputs = V2TensorSerializer(many=True)
     outputs = V2RequestedOutputSerializer(
-        many=True, required=False,
+        many=True,
+        required=False,
         help_text="Which output tensors to answer, in this order (default: predictions and rows); an unknown name "
-                  "is a 400.")
+        "is a 400.",
+    )
 
 
 class V2InferResponseSerializer(serializers.Serializer):
@@ -326,10 +363,12 @@ class V2ModelMetadataSerializer(serializers.Serializer):
     platform = serializers.CharField()
     inputs = V2MetadataTensorSerializer(many=True)
     outputs = V2MetadataTensorSerializer(
-        many=True, help_text='predictions, rows and, for classifiers, probabilities of shape [-1, n_classes].')
+        many=True, help_text="predictions, rows and, for classifiers, probabilities of shape [-1, n_classes]."
+    )
     parameters = serializers.DictField(
         help_text="task, history_rows, entity_column, time_column, classes (the labels of the probability columns), "
-                  "model_version.")
+        "model_version."
+    )
 
 
 class MlflowPingSerializer(serializers.Serializer):
@@ -338,7 +377,8 @@ class MlflowPingSerializer(serializers.Serializer):
     unavailable = serializers.ListField(
         child=serializers.DictField(),
         help_text="Routed versions this process cannot load ({version, reason}): their share of the traffic answers "
-                  "503 while the others serve.")
+        "503 while the others serve.",
+    )
 
 
 class MlflowServedVersionSerializer(serializers.Serializer):
@@ -354,7 +394,9 @@ class MlflowServedVersionSerializer(serializers.Serializer):
 class MlflowVersionSerializer(serializers.Serializer):
     deployment = serializers.CharField()
     model_name = serializers.CharField()
-    generation = serializers.IntegerField(help_text="Routing generation: it grows with every change of versions or weights.")
+    generation = serializers.IntegerField(
+        help_text="Routing generation: it grows with every change of versions or weights."
+    )
     versions = MlflowServedVersionSerializer(many=True)
 
 
@@ -376,4 +418,5 @@ class V2ServerMetadataSerializer(serializers.Serializer):
     version = serializers.CharField()
     extensions = serializers.ListField(
         child=serializers.CharField(),
-        help_text='"binary_tensor_data": tensors after the JSON header (Inference-Header-Content-Length).')
+        help_text='"binary_tensor_data": tensors after the JSON header (Inference-Header-Content-Length).',
+    )

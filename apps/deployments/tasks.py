@@ -7,4 +7,3 @@ def evaluate_rollouts() -> dict:
     from .services.model_deployment_service import rollouts_evaluate_all
 
     return {str(k): v for k, v in rollouts_evaluate_all().items()}
-

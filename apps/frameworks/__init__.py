@@ -4,6 +4,7 @@ Adapters are imported on first use so a process that only needs scikit-learn nev
 importing TensorFlow. The model types each adapter trains are plugins (see model_types.py and
 discovery.py); the built-in ones are declared in builtin/.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -70,7 +71,21 @@ def load_trained(directory, *, device: str = "cpu") -> TrainedModel:
 
 
 __all__ = [
-    "ArtifactError", "FRAMEWORKS", "FRAMEWORK_LABELS", "FrameworkAdapter", "InvalidParameter", "ModelType",
-    "NoGpuAvailable", "NullReporter", "ParamSpec", "PluginUnavailable", "Reporter", "TrainedModel", "UnsafeArtifact", "get_adapter", "load_trained",
-    "gpu_available", "resolve_device",
+    "ArtifactError",
+    "FRAMEWORKS",
+    "FRAMEWORK_LABELS",
+    "FrameworkAdapter",
+    "InvalidParameter",
+    "ModelType",
+    "NoGpuAvailable",
+    "NullReporter",
+    "ParamSpec",
+    "PluginUnavailable",
+    "Reporter",
+    "TrainedModel",
+    "UnsafeArtifact",
+    "get_adapter",
+    "load_trained",
+    "gpu_available",
+    "resolve_device",
 ]

@@ -5,6 +5,7 @@ A saved model is a directory: one model file in a format that cannot run code wh
 meta.json describing it. The meta records the model file's sha256 so a swapped or truncated file is
 caught before parsing, and the provenance of the model type's plugin code.
 """
+
 from __future__ import annotations
 
 import hashlib

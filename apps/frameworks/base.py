@@ -13,6 +13,7 @@ Reporter protocol (implemented by the training pipeline):
         boosting stage (sklearn) or round (xgboost, lightgbm), so it must be cheap (cache the answer
         for a second or so).
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -55,11 +56,26 @@ class TrainedModel(ABC):
 
     framework: str = ""
 
-    def __init__(self, *, model_type: str, task: str, params: dict, n_features: int, window: int,
-                 classes: list | None, n_classes: int | None, feature_names: list | None = None,
-                 target_mean: float = 0.0, target_std: float = 1.0, device: str = "cpu",
-                 stopped_reason: str | None = None, best_epoch: int | None = None,
-                 epochs_trained: int = 0, history: list | None = None, monitor: str = "val_loss"):
+    def __init__(
+        self,
+        *,
+        model_type: str,
+        task: str,
+        params: dict,
+        n_features: int,
+        window: int,
+        classes: list | None,
+        n_classes: int | None,
+        feature_names: list | None = None,
+        target_mean: float = 0.0,
+        target_std: float = 1.0,
+        device: str = "cpu",
+        stopped_reason: str | None = None,
+        best_epoch: int | None = None,
+        epochs_trained: int = 0,
+        history: list | None = None,
+        monitor: str = "val_loss",
+    ):
         self.model_type = model_type
         self.task = task
         self.params = params
@@ -91,8 +107,10 @@ class TrainedModel(ABC):
 
     def batched_outputs(self, inputs: np.ndarray) -> np.ndarray:
         """_predict_batch over model inputs in chunks (also usable while training)."""
-        chunks = [self._predict_batch(inputs[i:i + PREDICT_BATCH_ROWS])
-                  for i in range(0, inputs.shape[0], PREDICT_BATCH_ROWS)]
+        chunks = [
+            self._predict_batch(inputs[i : i + PREDICT_BATCH_ROWS])
+            for i in range(0, inputs.shape[0], PREDICT_BATCH_ROWS)
+        ]
         if not chunks:
             shape = (0,) if self.task == REGRESSION else (0, self.n_classes)
             return np.empty(shape, dtype=np.float32)
@@ -103,9 +121,7 @@ class TrainedModel(ABC):
         X = np.asarray(X, dtype=np.float32)
         if X.ndim == 3:
             if X.shape[1:] != (self.window, self.n_features):
-                raise ValueError(
-                    f"X: expected windows of shape (n, {self.window}, {self.n_features}), got {X.shape}"
-                )
+                raise ValueError(f"X: expected windows of shape (n, {self.window}, {self.n_features}), got {X.shape}")
             inputs = X[:, 0, :] if self.window == 1 else X
             return inputs, np.arange(X.shape[0])
         if X.ndim != 2 or X.shape[1] != self.n_features:
@@ -165,9 +181,22 @@ class TrainedModel(ABC):
 
     @classmethod
     def common_kwargs(cls, meta: dict, device: str) -> dict:
-        keys = ("model_type", "task", "params", "n_features", "window", "classes", "n_classes",
-                "feature_names", "target_mean", "target_std", "stopped_reason", "best_epoch",
-                "epochs_trained", "monitor")
+        keys = (
+            "model_type",
+            "task",
+            "params",
+            "n_features",
+            "window",
+            "classes",
+            "n_classes",
+            "feature_names",
+            "target_mean",
+            "target_std",
+            "stopped_reason",
+            "best_epoch",
+            "epochs_trained",
+            "monitor",
+        )
         return {k: meta[k] for k in keys} | {"device": device}
 
 
@@ -278,12 +307,20 @@ class FrameworkAdapter(ABC):
         name = meta.get("model_type")
         current = self.plugins().get(name) if isinstance(name, str) else None
         # Models saved before plugins existed have no "plugin" entry: the name is all there is.
-        check_provenance(meta["plugin"] if "plugin" in meta else None, current, framework=self.name,
-                         model_type=name)
+        check_provenance(meta["plugin"] if "plugin" in meta else None, current, framework=self.name, model_type=name)
         return current
 
-    def begin_fit(self, *, data, task: str, model_type: str, params: dict | None, seed: int,
-                  reporter: Reporter | None, monitor: str | None) -> FitContext:
+    def begin_fit(
+        self,
+        *,
+        data,
+        task: str,
+        model_type: str,
+        params: dict | None,
+        seed: int,
+        reporter: Reporter | None,
+        monitor: str | None,
+    ) -> FitContext:
         """Validation shared by every adapter's fit: params, monitor, splits, classes, scaling."""
         params = self.validate_params(model_type, params)
         self.check_task(model_type, task)
@@ -296,9 +333,18 @@ class FrameworkAdapter(ABC):
         window = self.window_for(model_type, params)
         splits = training_splits(data, task=task, window=window, n_classes=n_classes)
         context = FitContext(
-            task=task, model_type=model_type, params=params, seed=int(seed), reporter=reporter or NullReporter(),
-            splits=splits, n_features=splits["train"].X.shape[1], n_classes=n_classes, classes=classes,
-            feature_names=list(getattr(data, "feature_names", None) or []), window=window, monitor=monitor,
+            task=task,
+            model_type=model_type,
+            params=params,
+            seed=int(seed),
+            reporter=reporter or NullReporter(),
+            splits=splits,
+            n_features=splits["train"].X.shape[1],
+            n_classes=n_classes,
+            classes=classes,
+            feature_names=list(getattr(data, "feature_names", None) or []),
+            window=window,
+            monitor=monitor,
         )
         if task == REGRESSION:
             y = splits["train"].targets().astype(np.float64)
@@ -308,8 +354,18 @@ class FrameworkAdapter(ABC):
         return context
 
     @abstractmethod
-    def fit(self, *, data, task: str, model_type: str, params: dict | None = None, seed: int = 0,
-            device: str = "cpu", reporter: Reporter | None = None, monitor: str | None = None) -> TrainedModel:
+    def fit(
+        self,
+        *,
+        data,
+        task: str,
+        model_type: str,
+        params: dict | None = None,
+        seed: int = 0,
+        device: str = "cpu",
+        reporter: Reporter | None = None,
+        monitor: str | None = None,
+    ) -> TrainedModel:
         """Train; returns early with `stopped_reason` set when the reporter asks to stop.
 
         monitor: validation metric for early stopping and best-weight restore (default val_loss).
@@ -325,6 +381,16 @@ class FrameworkAdapter(ABC):
 
 
 __all__ = [
-    "ArtifactError", "EarlyStopping", "FitContext", "FrameworkAdapter", "InvalidParameter", "NullReporter",
-    "ParamSpec", "Reporter", "STOP_REASONS", "TrainedModel", "UnsafeArtifact", "greater_is_better",
+    "ArtifactError",
+    "EarlyStopping",
+    "FitContext",
+    "FrameworkAdapter",
+    "InvalidParameter",
+    "NullReporter",
+    "ParamSpec",
+    "Reporter",
+    "STOP_REASONS",
+    "TrainedModel",
+    "UnsafeArtifact",
+    "greater_is_better",
 ]

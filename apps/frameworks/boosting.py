@@ -1,5 +1,6 @@
 """What the XGBoost and LightGBM adapters share: the loop's parameters, its epoch bookkeeping and the
 tiny data set each trains one round on to learn whether its GPU is usable."""
+
 from __future__ import annotations
 
 import math
@@ -50,7 +51,9 @@ class BoostingEpochs:
             self.best_rounds = done
             return False
         if self.stopper.exhausted:
-            ctx.log(f"early stopping after epoch {self.epochs}: {self.stopper.monitor} has not improved for "
-                    f"{self.stopper.patience} epochs")
+            ctx.log(
+                f"early stopping after epoch {self.epochs}: {self.stopper.monitor} has not improved for "
+                f"{self.stopper.patience} epochs"
+            )
             return True
         return False

@@ -8,6 +8,7 @@ This module holds only the rules every framework shares. What differs per librar
 the CPU and the GPU, how to tell whether its GPU is usable here) is the adapter's:
 FrameworkAdapter.cpu_device / gpu_device / gpu_requirement / gpu_available().
 """
+
 from __future__ import annotations
 
 import os

@@ -10,6 +10,7 @@ with a name; an entry point may also name a single ModelType subclass. A source 
 or holds a malformed type is recorded in `plugin_errors()` (admin banner, /readyz detail, the log)
 and skipped: the rest of the portal keeps working.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -62,8 +63,11 @@ def _types_in(obj) -> list[ModelType]:
         listed = getattr(obj, "MODEL_TYPES", None)
         if listed is not None:
             return [t for item in listed for t in _types_in(item)]
-        return [cls() for _, cls in inspect.getmembers(obj, inspect.isclass)
-                if issubclass(cls, ModelType) and cls.__module__ == obj.__name__ and cls.name]
+        return [
+            cls()
+            for _, cls in inspect.getmembers(obj, inspect.isclass)
+            if issubclass(cls, ModelType) and cls.__module__ == obj.__name__ and cls.name
+        ]
     if isinstance(obj, (list, tuple)):
         return [t for item in obj for t in _types_in(item)]
     raise TypeError(f"expected a module, a ModelType subclass or a list of them, got {type(obj).__name__}")
@@ -97,8 +101,10 @@ def discover(setting_modules, frameworks: dict[str, bool]) -> ModelTypeCatalog:
                 continue
             key = (model_type.framework, model_type.name)
             if key in types:
-                message = (f"{key[0]}/{key[1]} is already provided by {type(types[key]).__module__}; "
-                           f"{type(model_type).__module__} is ignored")
+                message = (
+                    f"{key[0]}/{key[1]} is already provided by {type(types[key]).__module__}; "
+                    f"{type(model_type).__module__} is ignored"
+                )
                 errors.append(PluginError(source, message))
                 logger.error("model-type plugin %s: %s", source, message)
                 continue

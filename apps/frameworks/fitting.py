@@ -4,6 +4,7 @@ build on it, so neither imports the other at load time.
 
 Reporter protocol (implemented by the training pipeline): see base.py.
 """
+
 from __future__ import annotations
 
 import math
@@ -12,7 +13,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from apps.frameworks.metrics import CLASSIFICATION, REGRESSION, compute_metrics, is_better, metric_base_name, metric_names
+from apps.frameworks.metrics import (
+    CLASSIFICATION,
+    REGRESSION,
+    compute_metrics,
+    is_better,
+    metric_base_name,
+    metric_names,
+)
 
 from .windows import Split
 
@@ -186,15 +194,31 @@ class FitContext:
 
     def model_kwargs(self, **fields) -> dict:
         """The TrainedModel fields every adapter takes from the fit, plus `fields` (device, outcome)."""
-        return dict(model_type=self.model_type, task=self.task, params=self.params, n_features=self.n_features,
-                    window=self.window, classes=self.classes, n_classes=self.n_classes,
-                    feature_names=self.feature_names, target_mean=self.target_mean, target_std=self.target_std,
-                    history=self.history, monitor=self.monitor) | fields
+        return (
+            dict(
+                model_type=self.model_type,
+                task=self.task,
+                params=self.params,
+                n_features=self.n_features,
+                window=self.window,
+                classes=self.classes,
+                n_classes=self.n_classes,
+                feature_names=self.feature_names,
+                target_mean=self.target_mean,
+                target_std=self.target_std,
+                history=self.history,
+                monitor=self.monitor,
+            )
+            | fields
+        )
 
     def own_loop_outcome(self) -> dict:
         """How a loop that only reported epochs ended: epochs done, stop reason, best reported epoch."""
-        return {"epochs_trained": len(self.history), "stopped_reason": self.stopped_reason,
-                "best_epoch": self.best_epoch()}
+        return {
+            "epochs_trained": len(self.history),
+            "stopped_reason": self.stopped_reason,
+            "best_epoch": self.best_epoch(),
+        }
 
     def best_epoch(self) -> int | None:
         """The reported epoch with the best monitored value (for loops that do not track it)."""
@@ -217,8 +241,7 @@ class FitContext:
         else:
             proba = np.clip(output.astype(np.float64), 1e-12, 1.0)
             loss = float(-np.mean(np.log(proba[np.arange(y_true.shape[0]), y_true])))
-            metrics = compute_metrics(CLASSIFICATION, y_true, output.argmax(axis=1), output,
-                                      n_classes=self.n_classes)
+            metrics = compute_metrics(CLASSIFICATION, y_true, output.argmax(axis=1), output, n_classes=self.n_classes)
             metrics.pop("log_loss", None)  # the same number as the loss
         return {f"{name}_loss": loss} | {f"{name}_{k}": v for k, v in metrics.items()}
 

@@ -5,6 +5,7 @@ budget and for deterministic ops. Models are saved as `.keras` and loaded with `
 the archive's config has been checked against an allowlist: the built-in layers below, the Keras
 classes the model type lists in `trusted_types`, and its own `custom_objects` (no Lambda, ever).
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,18 @@ MODEL_FILE = "model.keras"
 ARCHIVE_MEMBERS = {"config.json", "metadata.json", "model.weights.h5"}
 # Every object a saved config may name; anything else (Lambda, custom classes) is refused.
 ALLOWED_CLASSES = {
-    "Functional", "InputLayer", "Dense", "Dropout", "LSTM", "DTypePolicy",
-    "GlorotUniform", "Orthogonal", "Zeros", "Adam", "SparseCategoricalCrossentropy", "MeanSquaredError",
+    "Functional",
+    "InputLayer",
+    "Dense",
+    "Dropout",
+    "LSTM",
+    "DTypePolicy",
+    "GlorotUniform",
+    "Orthogonal",
+    "Zeros",
+    "Adam",
+    "SparseCategoricalCrossentropy",
+    "MeanSquaredError",
 }
 # Structural markers of the functional graph; they carry no module and build nothing callable.
 GRAPH_MARKERS = {"__keras_tensor__", "__tuple__"}
@@ -90,12 +101,15 @@ class KerasAdapter(FrameworkAdapter):
         return bool(tf_module().config.list_physical_devices("GPU"))
 
     def fit(self, *, data, task, model_type, params=None, seed=0, device="cpu", reporter=None, monitor=None):
-        ctx = self.begin_fit(data=data, task=task, model_type=model_type, params=params, seed=seed,
-                             reporter=reporter, monitor=monitor)
+        ctx = self.begin_fit(
+            data=data, task=task, model_type=model_type, params=params, seed=seed, reporter=reporter, monitor=monitor
+        )
         tf_device = self.resolve_device(device)
         ctx.device = tf_device
-        ctx.log(f"keras {model_type} ({task}) on {tf_device}: {len(ctx.splits['train'])} train examples, "
-                f"{len(ctx.splits['val'])} val examples, {ctx.n_features} features, window {ctx.window}")
+        ctx.log(
+            f"keras {model_type} ({task}) on {tf_device}: {len(ctx.splits['train'])} train examples, "
+            f"{len(ctx.splits['val'])} val examples, {ctx.n_features} features, window {ctx.window}"
+        )
         keras = keras_module()
         # Seeds python, numpy's global generator and TF at once (the worker process is ours).
         keras.utils.set_random_seed(ctx.seed)
@@ -111,8 +125,9 @@ class KerasAdapter(FrameworkAdapter):
     def _model(plugin, task, params, n_features, n_classes, window, seed):
         keras = keras_module()
         n_outputs = 1 if task == REGRESSION else int(n_classes)
-        model = plugin.build(task=task, params=params, n_features=n_features, n_outputs=n_outputs,
-                             window=window, seed=seed)
+        model = plugin.build(
+            task=task, params=params, n_features=n_features, n_outputs=n_outputs, window=window, seed=seed
+        )
         if not isinstance(model, keras.Model):
             raise TypeError(f"{plugin!r}.build() must return a keras.Model, got {type(model).__name__}")
         return model
@@ -134,7 +149,8 @@ class KerasAdapter(FrameworkAdapter):
         p = ctx.params
         model = trained.model
         optimizer = keras.optimizers.Adam(
-            learning_rate=p["learning_rate"], weight_decay=p["weight_decay"] or None,
+            learning_rate=p["learning_rate"],
+            weight_decay=p["weight_decay"] or None,
             global_clipnorm=p.get("grad_clip") or None,
         )
         if ctx.task == REGRESSION:
@@ -147,12 +163,21 @@ class KerasAdapter(FrameworkAdapter):
         if ctx.task == REGRESSION:
             y = ((y - ctx.target_mean) / ctx.target_std).astype(np.float32)
         progress = EpochProgress(
-            ctx, outputs=lambda split: trained.batched_outputs(split.inputs()),
-            snapshot=model.get_weights, restore=model.set_weights,
+            ctx,
+            outputs=lambda split: trained.batched_outputs(split.inputs()),
+            snapshot=model.get_weights,
+            restore=model.set_weights,
         )
         callback = progress_callback(ctx, progress)
-        model.fit(train.inputs(), y, batch_size=p["batch_size"], epochs=p["epochs"], shuffle=True, verbose=0,
-                  callbacks=[callback])
+        model.fit(
+            train.inputs(),
+            y,
+            batch_size=p["batch_size"],
+            epochs=p["epochs"],
+            shuffle=True,
+            verbose=0,
+            callbacks=[callback],
+        )
         trained.epochs_trained = progress.epochs_done
         progress.finish(callback.reason)
         trained.stopped_reason = callback.reason
@@ -168,8 +193,7 @@ class KerasAdapter(FrameworkAdapter):
         # Refuse now what load would refuse (a Lambda's bytecode, an undeclared class), so no run
         # registers a version that can never be served.
         check_keras_archive(directory / MODEL_FILE, self.model_type(trained.model_type))
-        write_meta(directory, trained, model_file=MODEL_FILE,
-                   libraries=library_versions("keras", "tensorflow"))
+        write_meta(directory, trained, model_file=MODEL_FILE, libraries=library_versions("keras", "tensorflow"))
 
     def load(self, directory, *, device="cpu"):
         tf_device = self.resolve_device(device)
@@ -187,7 +211,9 @@ class KerasAdapter(FrameworkAdapter):
                 model = keras.saving.load_model(path, compile=False, safe_mode=True, custom_objects=custom)
         except Exception as exc:  # keras raises assorted types for a bad archive
             raise ArtifactError(f"{path.name} could not be loaded as a Keras model: {exc}") from exc
-        expected_input = (None, params["window"], meta["n_features"]) if plugin.uses_history else (None, meta["n_features"])
+        expected_input = (
+            (None, params["window"], meta["n_features"]) if plugin.uses_history else (None, meta["n_features"])
+        )
         if tuple(model.input_shape) != expected_input:
             raise ArtifactError(f"{path.name} expects inputs {model.input_shape}, meta.json says {expected_input}")
         return KerasTrainedModel(model=model, **TrainedModel.common_kwargs(meta, tf_device))
@@ -217,15 +243,19 @@ def check_keras_archive(path: Path, plugin=None) -> None:
         if module is None:
             allowed = class_name in GRAPH_MARKERS and registered is None
         elif str(module).split(".")[0] == "keras":
-            allowed = (class_name in ALLOWED_CLASSES or f"{module}.{class_name}" in trusted) and \
-                registered in (None, class_name)
+            allowed = (class_name in ALLOWED_CLASSES or f"{module}.{class_name}" in trusted) and registered in (
+                None,
+                class_name,
+            )
         else:
             allowed = registered in custom.get((module, class_name), ())
         if not allowed or class_name == "Lambda":
-            raise UnsafeArtifact(f"{path.name} refers to {module}.{class_name}"
-                                 f"{f' (registered as {registered})' if registered not in (None, class_name) else ''}, "
-                                 "which is not an allowed Keras object (a model type lists the ones it needs in "
-                                 "trusted_types / custom_objects)")
+            raise UnsafeArtifact(
+                f"{path.name} refers to {module}.{class_name}"
+                f"{f' (registered as {registered})' if registered not in (None, class_name) else ''}, "
+                "which is not an allowed Keras object (a model type lists the ones it needs in "
+                "trusted_types / custom_objects)"
+            )
 
 
 def _named_objects(node):

@@ -17,6 +17,7 @@ must predict probabilities (LightGBM's built-in ones all do).
 Models are saved as LightGBM's text format (`model.txt`), which cannot carry code; loading runs
 read_meta's sha256 and pickle checks first, then checks features and classes against meta.json.
 """
+
 from __future__ import annotations
 
 import functools
@@ -36,6 +37,7 @@ from .devices import training_threads
 
 MODEL_FILE = "model.txt"
 TEXT_MODEL_HEAD = b"tree\n"
+
 
 class LightGBMTrainedModel(TrainedModel):
     framework = "lightgbm"
@@ -67,8 +69,10 @@ def as_outputs(out, task: str, n_classes: int | None) -> np.ndarray:
         return out.reshape(-1).astype(np.float32)
     if out.ndim == 1 or out.shape[1] == 1:
         if n_classes != 2:
-            raise ValueError(f"the booster has one output per row (a binary objective) for {n_classes} classes; "
-                             f"use a multi-class objective with num_class={n_classes}")
+            raise ValueError(
+                f"the booster has one output per row (a binary objective) for {n_classes} classes; "
+                f"use a multi-class objective with num_class={n_classes}"
+            )
         p = out.reshape(-1)
         return np.column_stack([1.0 - p, p]).astype(np.float32)
     if out.shape[1] != n_classes:
@@ -99,7 +103,8 @@ class _Epochs(BoostingEpochs):
         done = env.iteration - env.begin_iteration + 1
         ctx = self.ctx
         if self.is_epoch_end(done) and self.end_epoch(
-                done, {name: as_outputs(self.current[name], ctx.task, ctx.n_classes) for name in self.datasets}):
+            done, {name: as_outputs(self.current[name], ctx.task, ctx.n_classes) for name in self.datasets}
+        ):
             raise lgb.callback.EarlyStopException(env.iteration, [])
         if done < self.rounds and ctx.should_stop() is not None:
             raise lgb.callback.EarlyStopException(env.iteration, [])
@@ -110,8 +115,14 @@ def _trains_on_gpu() -> bool:
     """One tiny round with device_type "gpu": the PyPI wheel has OpenCL support and raises
     LightGBMError ("No OpenCL device found") where there is no GPU."""
     X, y = gpu_probe_data()
-    params = {"device_type": "gpu", "objective": "regression", "verbosity": -1, "num_threads": 1,
-              "min_data_in_leaf": 1, "min_data_in_bin": 1}
+    params = {
+        "device_type": "gpu",
+        "objective": "regression",
+        "verbosity": -1,
+        "num_threads": 1,
+        "min_data_in_leaf": 1,
+        "min_data_in_bin": 1,
+    }
     try:
         lgb.train(params, lgb.Dataset(X, label=y, params={"verbosity": -1}), num_boost_round=1)
     except lgb.basic.LightGBMError:
@@ -130,31 +141,41 @@ class LightGBMAdapter(FrameworkAdapter):
 
     def fit(self, *, data, task, model_type, params=None, seed=0, device="cpu", reporter=None, monitor=None):
         lgb_device = self.resolve_device(device)
-        ctx = self.begin_fit(data=data, task=task, model_type=model_type, params=params, seed=seed,
-                             reporter=reporter, monitor=monitor)
+        ctx = self.begin_fit(
+            data=data, task=task, model_type=model_type, params=params, seed=seed, reporter=reporter, monitor=monitor
+        )
         ctx.device = lgb_device
         threads = training_threads()
         plugin = self.model_type(model_type)
         native = self.native_params(plugin, ctx, threads)
-        ctx.log(f"lightgbm {model_type} ({task}) on {lgb_device}: {len(ctx.splits['train'])} train rows, "
-                f"{len(ctx.splits['val'])} val rows, {ctx.n_features} features, {threads} threads, "
-                f"objective {native.get('objective')}")
+        ctx.log(
+            f"lightgbm {model_type} ({task}) on {lgb_device}: {len(ctx.splits['train'])} train rows, "
+            f"{len(ctx.splits['val'])} val rows, {ctx.n_features} features, {threads} threads, "
+            f"objective {native.get('objective')}"
+        )
         ctx.outputs_of = lambda booster, inputs: _outputs(booster, inputs, ctx.task, ctx.n_classes)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             if plugin.own_loop:
                 booster = plugin.fit(native, ctx)
                 if booster is not None and not isinstance(booster, lgb.Booster):
-                    raise TypeError(f"{plugin!r}.fit() must return the trained lightgbm.Booster, "
-                                    f"got {type(booster).__name__}")
+                    raise TypeError(
+                        f"{plugin!r}.fit() must return the trained lightgbm.Booster, got {type(booster).__name__}"
+                    )
                 best_epoch = ctx.best_epoch()
             else:
                 booster, best_epoch = self._train(ctx, native)
         for message in sorted({str(w.message) for w in caught}):
             ctx.log(f"lightgbm: {message}", "WARNING")
-        return LightGBMTrainedModel(booster=booster, **ctx.model_kwargs(
-            device=lgb_device, stopped_reason=ctx.stopped_reason, best_epoch=best_epoch,
-            epochs_trained=len(ctx.history)))
+        return LightGBMTrainedModel(
+            booster=booster,
+            **ctx.model_kwargs(
+                device=lgb_device,
+                stopped_reason=ctx.stopped_reason,
+                best_epoch=best_epoch,
+                epochs_trained=len(ctx.history),
+            ),
+        )
 
     @staticmethod
     def native_params(plugin, ctx: FitContext, threads: int) -> dict:
@@ -162,7 +183,10 @@ class LightGBMAdapter(FrameworkAdapter):
         (where and how wide a run trains is the worker's decision, not the model type's)."""
         base = {
             # LightGBM's seeds are C ints (the portal's fit, but a plugin's own seed may not).
-            "seed": ctx.seed % (2**31 - 1), "deterministic": True, "force_row_wise": True, "verbosity": -1,
+            "seed": ctx.seed % (2**31 - 1),
+            "deterministic": True,
+            "force_row_wise": True,
+            "verbosity": -1,
             "metric": "None",  # the portal scores epochs itself
         }
         if ctx.task == REGRESSION:
@@ -173,11 +197,18 @@ class LightGBMAdapter(FrameworkAdapter):
             base |= {"objective": "multiclass", "num_class": ctx.n_classes}
         if "learning_rate" in ctx.params:
             base["learning_rate"] = ctx.params["learning_rate"]
-        built = plugin.build(task=ctx.task, params=ctx.params, n_features=ctx.n_features,
-                             n_outputs=1 if ctx.task == REGRESSION else ctx.n_classes, window=1, seed=ctx.seed)
+        built = plugin.build(
+            task=ctx.task,
+            params=ctx.params,
+            n_features=ctx.n_features,
+            n_outputs=1 if ctx.task == REGRESSION else ctx.n_classes,
+            window=1,
+            seed=ctx.seed,
+        )
         if not isinstance(built, dict):
-            raise TypeError(f"{plugin!r}.build() must return a dict of lightgbm training parameters, "
-                            f"got {type(built).__name__}")
+            raise TypeError(
+                f"{plugin!r}.build() must return a dict of lightgbm training parameters, got {type(built).__name__}"
+            )
         return base | built | {"device_type": ctx.device, "num_threads": threads}
 
     @staticmethod
@@ -190,17 +221,26 @@ class LightGBMAdapter(FrameworkAdapter):
         train_set = lgb.Dataset(train.inputs(), label=train.targets(), free_raw_data=True)
         val_set = lgb.Dataset(val.inputs(), label=val.targets(), reference=train_set, free_raw_data=True)
         loop = _Epochs(ctx, {"train": train_set, "val": val_set})
-        booster = lgb.train(native, train_set, num_boost_round=p["n_estimators"], valid_sets=[train_set, val_set],
-                            valid_names=["train", "val"], feval=loop.feval, callbacks=[loop],
-                            keep_training_booster=True)
+        booster = lgb.train(
+            native,
+            train_set,
+            num_boost_round=p["n_estimators"],
+            valid_sets=[train_set, val_set],
+            valid_names=["train", "val"],
+            feval=loop.feval,
+            callbacks=[loop],
+            keep_training_booster=True,
+        )
         if ctx.stopped_reason:
             ctx.log(f"training stopped ({ctx.stopped_reason}) after {loop.epochs} complete epochs")
         if loop.epochs == 0:
             return None, None
         stopper = loop.stopper
         if loop.best_rounds < booster.current_iteration() and stopper.best_epoch != loop.epochs:
-            ctx.log(f"restored the trees of epoch {stopper.best_epoch} ({stopper.monitor}="
-                    f"{stopper.best_value:.6g}, {loop.best_rounds} rounds)")
+            ctx.log(
+                f"restored the trees of epoch {stopper.best_epoch} ({stopper.monitor}="
+                f"{stopper.best_value:.6g}, {loop.best_rounds} rounds)"
+            )
         # A booster rebuilt from the best rounds' text: what is saved is exactly what was scored, and
         # the training data is released with the training booster.
         best = lgb.Booster(model_str=booster.model_to_string(num_iteration=loop.best_rounds))
@@ -232,19 +272,24 @@ class LightGBMAdapter(FrameworkAdapter):
         try:
             booster = lgb.Booster(model_file=str(path))
         except lgb.basic.LightGBMError as exc:
-            raise UnsafeArtifact(f"{path.name} is not a LightGBM text model ({str(exc)[:200]}); "
-                                 "refusing to load it") from exc
+            raise UnsafeArtifact(
+                f"{path.name} is not a LightGBM text model ({str(exc)[:200]}); refusing to load it"
+            ) from exc
         if booster.num_feature() != n_features:
-            raise ArtifactError(f"{path.name} was trained on {booster.num_feature()} features; meta.json says "
-                                f"{n_features}")
+            raise ArtifactError(
+                f"{path.name} was trained on {booster.num_feature()} features; meta.json says {n_features}"
+            )
         if "boosted_rounds" in meta and booster.current_iteration() != meta["boosted_rounds"]:
-            raise ArtifactError(f"{path.name} holds {booster.current_iteration()} boosting rounds; meta.json says "
-                                f"{meta['boosted_rounds']}")
+            raise ArtifactError(
+                f"{path.name} holds {booster.current_iteration()} boosting rounds; meta.json says "
+                f"{meta['boosted_rounds']}"
+            )
         per_round = booster.num_model_per_iteration()
         n_classes = meta.get("n_classes")
         expected = {1} if meta.get("task") == REGRESSION else {1, 2} if n_classes == 2 else {n_classes}
         if per_round not in expected:
             what = "one value" if meta.get("task") == REGRESSION else f"{n_classes} classes"
-            raise ArtifactError(f"{path.name} grows {per_round} trees per round (one per output); meta.json "
-                                f"describes {what}")
+            raise ArtifactError(
+                f"{path.name} grows {per_round} trees per round (one per output); meta.json describes {what}"
+            )
         return LightGBMTrainedModel(booster=booster, **kwargs)

@@ -5,6 +5,7 @@ tuning study and in a monitoring window. Every value is a plain Python float (JS
 that is undefined for the given data (ROC AUC when y_true holds a single class, R2 on fewer than two
 rows) is left out of the result rather than reported as NaN.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ def metric_base_name(name: str) -> str:
     """`val_rmse` -> `rmse`; names without a split prefix are returned unchanged."""
     for prefix in _SPLIT_PREFIXES:
         if name.startswith(prefix):
-            return name[len(prefix):]
+            return name[len(prefix) :]
     return name
 
 
@@ -126,8 +127,13 @@ def _classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, y_proba, n_c
     result = {
         "accuracy": float(skm.accuracy_score(y_true, y_pred)),
         "f1": float(
-            skm.f1_score(y_true, y_pred, labels=labels if n_classes > 2 else None,
-                         average="binary" if n_classes == 2 else "macro", zero_division=0)
+            skm.f1_score(
+                y_true,
+                y_pred,
+                labels=labels if n_classes > 2 else None,
+                average="binary" if n_classes == 2 else "macro",
+                zero_division=0,
+            )
         ),
     }
     if y_proba is None:

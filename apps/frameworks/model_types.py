@@ -23,6 +23,7 @@ model whose plugin is missing or whose code changed since it was trained.
         def build(self, *, task, params, n_features, n_outputs, window, seed):
             return MyConvNet(n_features, n_outputs, params["channels"])
 """
+
 from __future__ import annotations
 
 import functools
@@ -134,12 +135,15 @@ def _code_files(cls: type) -> tuple[Path, list[Path]]:
 def _code_sha256(cls: type) -> str:
     root, files = _code_files(cls)
     if not files:
-        raise ValueError(f"{cls.__module__}.{cls.__name__}: its source files cannot be read, so the code a model "
-                         "was trained with could not be recorded; install the plugin from source")
+        raise ValueError(
+            f"{cls.__module__}.{cls.__name__}: its source files cannot be read, so the code a model "
+            "was trained with could not be recorded; install the plugin from source"
+        )
     digest = hashlib.sha256()
     for path in files:
-        digest.update(f"{path.relative_to(root).as_posix()}\0{hashlib.sha256(path.read_bytes()).hexdigest()}\n"
-                      .encode())
+        digest.update(
+            f"{path.relative_to(root).as_posix()}\0{hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode()
+        )
     return digest.hexdigest()
 
 
@@ -159,8 +163,14 @@ def _package_of(cls: type) -> tuple[str, str]:
 @functools.cache
 def _provenance(cls: type) -> tuple:
     package, version = _package_of(cls)
-    return (("framework", cls.framework), ("model_type", cls.name), ("module", cls.__module__),
-            ("package", package), ("package_version", version), ("code_sha256", _code_sha256(cls)))
+    return (
+        ("framework", cls.framework),
+        ("model_type", cls.name),
+        ("module", cls.__module__),
+        ("package", package),
+        ("package_version", version),
+        ("code_sha256", _code_sha256(cls)),
+    )
 
 
 def plugin_provenance(model_type: ModelType | type) -> dict:
@@ -205,10 +215,29 @@ def check_provenance(saved, current: ModelType | None, *, framework: str, model_
         )
 
 
-DANGEROUS_MODULES = frozenset({
-    "builtins", "os", "posix", "nt", "sys", "subprocess", "importlib", "pickle", "marshal", "runpy", "shutil",
-    "socket", "ctypes", "code", "types", "functools", "operator", "io", "pathlib",
-})
+DANGEROUS_MODULES = frozenset(
+    {
+        "builtins",
+        "os",
+        "posix",
+        "nt",
+        "sys",
+        "subprocess",
+        "importlib",
+        "pickle",
+        "marshal",
+        "runpy",
+        "shutil",
+        "socket",
+        "ctypes",
+        "code",
+        "types",
+        "functools",
+        "operator",
+        "io",
+        "pathlib",
+    }
+)
 
 
 def check_model_type(model_type: ModelType, *, frameworks: dict[str, bool]) -> None:

@@ -4,6 +4,7 @@ Both libraries offer the same two built-in model types with the same parameters,
 parameters for every model type, so a tuning study or a comparison between frameworks is about the
 library, not about different knobs.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -75,8 +76,10 @@ class EpochProgress:
             self.best_state = self._snapshot()
             return False
         if self.stopper.exhausted:
-            self.ctx.log(f"early stopping after epoch {epoch}: {self.stopper.monitor} has not improved "
-                         f"for {self.stopper.patience} epochs")
+            self.ctx.log(
+                f"early stopping after epoch {epoch}: {self.stopper.monitor} has not improved "
+                f"for {self.stopper.patience} epochs"
+            )
             return True
         return False
 
@@ -85,8 +88,10 @@ class EpochProgress:
             self.ctx.log(f"training stopped ({stopped_reason}) after {self.epochs_done} complete epochs")
         if self.best_state is not None and self.stopper.best_epoch != self.epochs_done:
             self._restore(self.best_state)
-            self.ctx.log(f"restored the weights of epoch {self.stopper.best_epoch} "
-                         f"({self.stopper.monitor}={self.stopper.best_value:.6g})")
+            self.ctx.log(
+                f"restored the weights of epoch {self.stopper.best_epoch} "
+                f"({self.stopper.monitor}={self.stopper.best_value:.6g})"
+            )
         elif stopped_reason and self.best_state is not None:
             # Stopped mid-epoch: the live weights have moved past the last reported epoch.
             self._restore(self.best_state)

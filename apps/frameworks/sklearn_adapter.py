@@ -7,6 +7,7 @@ model type declares in `trusted_types`. The same check runs at save time, so a m
 anything only pickle could restore (a lambda, an undeclared class) fails its run instead of being
 registered.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -28,17 +29,19 @@ MODEL_FILE = "model.skops"
 
 # Types skops does not trust by default that the built-in estimators contain. Anything else in a file
 # (a custom class, a function, os.system...) makes load refuse it unless its model type trusts it.
-SKOPS_ALLOWLIST = frozenset({
-    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
-    "sklearn._loss.loss.HalfSquaredError",
-    "sklearn._loss.loss.HalfBinomialLoss",
-    "sklearn._loss.loss.HalfMultinomialLoss",
-    "sklearn._loss.link.IdentityLink",
-    "sklearn._loss.link.LogitLink",
-    "sklearn._loss.link.MultinomialLogit",
-    "numpy.dtype",
-})
+SKOPS_ALLOWLIST = frozenset(
+    {
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+        "sklearn._loss.loss.HalfSquaredError",
+        "sklearn._loss.loss.HalfBinomialLoss",
+        "sklearn._loss.loss.HalfMultinomialLoss",
+        "sklearn._loss.link.IdentityLink",
+        "sklearn._loss.link.LogitLink",
+        "sklearn._loss.link.MultinomialLogit",
+        "numpy.dtype",
+    }
+)
 
 
 class SklearnTrainedModel(TrainedModel):
@@ -71,23 +74,34 @@ class SklearnAdapter(FrameworkAdapter):
 
     def fit(self, *, data, task, model_type, params=None, seed=0, device="cpu", reporter=None, monitor=None):
         self.resolve_device(device)
-        ctx = self.begin_fit(data=data, task=task, model_type=model_type, params=params, seed=seed,
-                             reporter=reporter, monitor=monitor)
+        ctx = self.begin_fit(
+            data=data, task=task, model_type=model_type, params=params, seed=seed, reporter=reporter, monitor=monitor
+        )
         threads = training_threads()
         train = ctx.splits["train"]
-        ctx.log(f"sklearn {model_type} ({task}): {len(train)} train rows, {len(ctx.splits['val'])} val rows, "
-                f"{ctx.n_features} features, {threads} threads")
+        ctx.log(
+            f"sklearn {model_type} ({task}): {len(train)} train rows, {len(ctx.splits['val'])} val rows, "
+            f"{ctx.n_features} features, {threads} threads"
+        )
         ctx.outputs_of = lambda estimator, inputs: _outputs(estimator, inputs, ctx.task, ctx.n_classes)
         plugin = self.model_type(model_type)
         with threadpool_limits(limits=threads), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            estimator = plugin.build(task=task, params=ctx.params, n_features=ctx.n_features,
-                                     n_outputs=1 if task == REGRESSION else ctx.n_classes, window=1, seed=ctx.seed)
+            estimator = plugin.build(
+                task=task,
+                params=ctx.params,
+                n_features=ctx.n_features,
+                n_outputs=1 if task == REGRESSION else ctx.n_classes,
+                window=1,
+                seed=ctx.seed,
+            )
             if plugin.own_loop:
                 estimator = plugin.fit(estimator, ctx)
                 if estimator is not None and not hasattr(estimator, "predict"):
-                    raise TypeError(f"{plugin!r}.fit() must return the fitted estimator (or None when stopped "
-                                    f"before the first epoch), got {type(estimator).__name__}")
+                    raise TypeError(
+                        f"{plugin!r}.fit() must return the fitted estimator (or None when stopped "
+                        f"before the first epoch), got {type(estimator).__name__}"
+                    )
             else:
                 estimator = self._fit_once(ctx, estimator)
         for message in sorted({str(w.message) for w in caught}):
@@ -112,8 +126,10 @@ class SklearnAdapter(FrameworkAdapter):
         try:
             dumped = sio.dumps(trained.estimator)
         except Exception as exc:  # skops raises assorted types for objects it cannot represent
-            raise UnsafeArtifact(f"{plugin!r}: the fitted model cannot be saved with skops ({exc}); "
-                                 "it holds something only pickle could store, and pickles are refused") from exc
+            raise UnsafeArtifact(
+                f"{plugin!r}: the fitted model cannot be saved with skops ({exc}); "
+                "it holds something only pickle could store, and pickles are refused"
+            ) from exc
         refused = _refused_types(sio.get_untrusted_types(data=dumped), plugin)
         if refused:
             raise UnsafeArtifact(
@@ -132,8 +148,11 @@ class SklearnAdapter(FrameworkAdapter):
         estimator = load_skops(path, plugin)
         try:
             params = self.validate_params(meta["model_type"], meta["params"])
-            expected = type(plugin.build(task=meta["task"], params=params, n_features=int(meta["n_features"]),
-                                         n_outputs=1, window=1, seed=0))
+            expected = type(
+                plugin.build(
+                    task=meta["task"], params=params, n_features=int(meta["n_features"]), n_outputs=1, window=1, seed=0
+                )
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"meta.json does not describe a {meta.get('model_type')} model: {exc}") from exc
         if type(estimator) is not expected:

@@ -3,6 +3,7 @@
 Weights are saved with safetensors (a flat tensor format that cannot carry code); the network is
 rebuilt by its model type from meta.json and the tensors loaded into it with strict key checking.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,9 +33,13 @@ MODEL_FILE = "model.safetensors"
 @contextlib.contextmanager
 def torch_settings(*, seed: int, threads: int):
     """Seeded, deterministic, thread-capped torch for one fit; the process settings come back after."""
-    saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
-             torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.benchmark,
-             torch.backends.cudnn.deterministic)
+    saved = (
+        torch.get_num_threads(),
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.deterministic,
+    )
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.benchmark = False
@@ -87,17 +92,21 @@ class TorchAdapter(FrameworkAdapter):
 
     def fit(self, *, data, task, model_type, params=None, seed=0, device="cpu", reporter=None, monitor=None):
         torch_device = self.resolve_device(device)
-        ctx = self.begin_fit(data=data, task=task, model_type=model_type, params=params, seed=seed,
-                             reporter=reporter, monitor=monitor)
+        ctx = self.begin_fit(
+            data=data, task=task, model_type=model_type, params=params, seed=seed, reporter=reporter, monitor=monitor
+        )
         ctx.device = torch_device
         threads = training_threads()
-        ctx.log(f"torch {model_type} ({task}) on {torch_device}: {len(ctx.splits['train'])} train examples, "
-                f"{len(ctx.splits['val'])} val examples, {ctx.n_features} features, window {ctx.window}, "
-                f"{threads} threads")
+        ctx.log(
+            f"torch {model_type} ({task}) on {torch_device}: {len(ctx.splits['train'])} train examples, "
+            f"{len(ctx.splits['val'])} val examples, {ctx.n_features} features, window {ctx.window}, "
+            f"{threads} threads"
+        )
         with torch_settings(seed=ctx.seed, threads=threads):
             plugin = self.model_type(model_type)
-            network = self._network(plugin, ctx.task, ctx.params, ctx.n_features, ctx.n_classes, ctx.window,
-                                    ctx.seed).to(torch_device)
+            network = self._network(
+                plugin, ctx.task, ctx.params, ctx.n_features, ctx.n_classes, ctx.window, ctx.seed
+            ).to(torch_device)
             trained = TorchTrainedModel(network=network, **ctx.model_kwargs(device=torch_device))
             if plugin.own_loop:
                 return self._own_loop(plugin, ctx, trained)
@@ -106,8 +115,9 @@ class TorchAdapter(FrameworkAdapter):
     @staticmethod
     def _network(plugin, task, params, n_features, n_classes, window, seed) -> nn.Module:
         n_outputs = 1 if task == REGRESSION else int(n_classes)
-        network = plugin.build(task=task, params=params, n_features=n_features, n_outputs=n_outputs,
-                               window=window, seed=seed)
+        network = plugin.build(
+            task=task, params=params, n_features=n_features, n_outputs=n_outputs, window=window, seed=seed
+        )
         if not isinstance(network, nn.Module):
             raise TypeError(f"{plugin!r}.build() must return a torch.nn.Module, got {type(network).__name__}")
         return network
@@ -142,7 +152,8 @@ class TorchAdapter(FrameworkAdapter):
         shuffler = torch.Generator().manual_seed(ctx.seed)
 
         progress = EpochProgress(
-            ctx, outputs=lambda split: trained.batched_outputs(split.inputs()),
+            ctx,
+            outputs=lambda split: trained.batched_outputs(split.inputs()),
             snapshot=lambda: {k: v.detach().clone() for k, v in network.state_dict().items()},
             restore=network.load_state_dict,
         )
@@ -154,7 +165,7 @@ class TorchAdapter(FrameworkAdapter):
                 reason = ctx.should_stop()
                 if reason:
                     break
-                rows = index[order[start:start + p["batch_size"]]]
+                rows = index[order[start : start + p["batch_size"]]]
                 inputs = X[rows[:, 0]] if ctx.window == 1 else X[rows]
                 optimizer.zero_grad(set_to_none=True)
                 out = network(inputs)
@@ -178,8 +189,9 @@ class TorchAdapter(FrameworkAdapter):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         # save_model (not save_file) stores tensors that share memory (tied weights) once.
-        safetensors.torch.save_model(_contiguous(trained.network), str(directory / MODEL_FILE),
-                                     metadata={"format": "pt"})
+        safetensors.torch.save_model(
+            _contiguous(trained.network), str(directory / MODEL_FILE), metadata={"format": "pt"}
+        )
         write_meta(directory, trained, model_file=MODEL_FILE, libraries=library_versions("torch", "safetensors"))
 
     def load(self, directory, *, device="cpu"):
@@ -188,8 +200,9 @@ class TorchAdapter(FrameworkAdapter):
         try:
             plugin = self.loaded_model_type(meta)
             params = self.validate_params(meta["model_type"], meta["params"])
-            network = self._network(plugin, meta["task"], params, int(meta["n_features"]), meta["n_classes"],
-                                    int(meta["window"]), 0)
+            network = self._network(
+                plugin, meta["task"], params, int(meta["n_features"]), meta["n_classes"], int(meta["window"]), 0
+            )
         except (InvalidParameter, KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"meta.json does not describe a torch network: {exc}") from exc
         try:

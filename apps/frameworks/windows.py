@@ -4,6 +4,7 @@ A recurrent model with window W sees W consecutive rows of the same group (entit
 the target of the last one. Rows of a group are in time order in PreparedData, but groups may be
 interleaved, so windows are built per group and then put back in the order of their last row.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -15,6 +15,7 @@ margins (sigmoid / softmax), which also serves plugin objectives such as multi:s
 Models are saved as UBJSON (`model.ubj`), a data format that cannot carry code; loading runs
 read_meta's sha256 and pickle checks first, then checks features and outputs against meta.json.
 """
+
 from __future__ import annotations
 
 import functools
@@ -35,6 +36,7 @@ from .boosting import BOOSTING_LOOP_PARAMS, BoostingEpochs, gpu_probe_data
 from .devices import training_threads
 
 MODEL_FILE = "model.ubj"
+
 
 class XGBoostTrainedModel(TrainedModel):
     framework = "xgboost"
@@ -75,8 +77,10 @@ def margins_to_proba(margin, n_classes: int) -> np.ndarray:
     margin = np.asarray(margin, dtype=np.float64)
     if margin.ndim == 1 or margin.shape[1] == 1:
         if n_classes != 2:
-            raise ValueError(f"the booster has one output per row (a binary objective) for {n_classes} classes; "
-                             f"use a multi-class objective with num_class={n_classes}")
+            raise ValueError(
+                f"the booster has one output per row (a binary objective) for {n_classes} classes; "
+                f"use a multi-class objective with num_class={n_classes}"
+            )
         p = expit(margin.reshape(-1))
         return np.column_stack([1.0 - p, p]).astype(np.float32)
     if margin.shape[1] != n_classes:
@@ -100,8 +104,13 @@ class _Epochs(BoostingEpochs, xgb.callback.TrainingCallback):
         if not self.is_epoch_end(done):
             return False
         ctx = self.ctx
-        return self.end_epoch(done, {name: _outputs(model, matrix, ctx.task, ctx.n_classes, ctx.device)
-                                     for name, matrix in self.matrices.items()})
+        return self.end_epoch(
+            done,
+            {
+                name: _outputs(model, matrix, ctx.task, ctx.n_classes, ctx.device)
+                for name, matrix in self.matrices.items()
+            },
+        )
 
 
 @functools.lru_cache(maxsize=1)
@@ -114,8 +123,11 @@ def _trains_on_cuda() -> bool:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            booster = xgb.train({"device": "cuda", "tree_method": "hist", "nthread": 1, "verbosity": 0},
-                                xgb.DMatrix(X, label=y), num_boost_round=1)
+            booster = xgb.train(
+                {"device": "cuda", "tree_method": "hist", "nthread": 1, "verbosity": 0},
+                xgb.DMatrix(X, label=y),
+                num_boost_round=1,
+            )
             device = json.loads(booster.save_config())["learner"]["generic_param"].get("device", "cpu")
     except (xgb.core.XGBoostError, KeyError, ValueError):
         return False
@@ -133,23 +145,27 @@ class XGBoostAdapter(FrameworkAdapter):
 
     def fit(self, *, data, task, model_type, params=None, seed=0, device="cpu", reporter=None, monitor=None):
         xgb_device = self.resolve_device(device)
-        ctx = self.begin_fit(data=data, task=task, model_type=model_type, params=params, seed=seed,
-                             reporter=reporter, monitor=monitor)
+        ctx = self.begin_fit(
+            data=data, task=task, model_type=model_type, params=params, seed=seed, reporter=reporter, monitor=monitor
+        )
         ctx.device = xgb_device
         threads = training_threads()
         plugin = self.model_type(model_type)
         native = self.native_params(plugin, ctx, threads)
-        ctx.log(f"xgboost {model_type} ({task}) on {xgb_device}: {len(ctx.splits['train'])} train rows, "
-                f"{len(ctx.splits['val'])} val rows, {ctx.n_features} features, {threads} threads, "
-                f"objective {native.get('objective')}")
+        ctx.log(
+            f"xgboost {model_type} ({task}) on {xgb_device}: {len(ctx.splits['train'])} train rows, "
+            f"{len(ctx.splits['val'])} val rows, {ctx.n_features} features, {threads} threads, "
+            f"objective {native.get('objective')}"
+        )
         ctx.outputs_of = lambda booster, inputs: _outputs(booster, inputs, ctx.task, ctx.n_classes, xgb_device)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             if plugin.own_loop:
                 booster = plugin.fit(native, ctx)
                 if booster is not None and not isinstance(booster, xgb.Booster):
-                    raise TypeError(f"{plugin!r}.fit() must return the trained xgboost.Booster, "
-                                    f"got {type(booster).__name__}")
+                    raise TypeError(
+                        f"{plugin!r}.fit() must return the trained xgboost.Booster, got {type(booster).__name__}"
+                    )
                 best_epoch = ctx.best_epoch()
             else:
                 booster, best_epoch = self._train(ctx, native, threads)
@@ -157,9 +173,15 @@ class XGBoostAdapter(FrameworkAdapter):
             ctx.log(f"xgboost: {message}", "WARNING")
         if booster is not None:
             _place(booster, xgb_device, threads)
-        return XGBoostTrainedModel(booster=booster, **ctx.model_kwargs(
-            device=xgb_device, stopped_reason=ctx.stopped_reason, best_epoch=best_epoch,
-            epochs_trained=len(ctx.history)))
+        return XGBoostTrainedModel(
+            booster=booster,
+            **ctx.model_kwargs(
+                device=xgb_device,
+                stopped_reason=ctx.stopped_reason,
+                best_epoch=best_epoch,
+                epochs_trained=len(ctx.history),
+            ),
+        )
 
     @staticmethod
     def native_params(plugin, ctx: FitContext, threads: int) -> dict:
@@ -174,11 +196,18 @@ class XGBoostAdapter(FrameworkAdapter):
             base |= {"objective": "multi:softprob", "num_class": ctx.n_classes}
         if "learning_rate" in ctx.params:
             base["eta"] = ctx.params["learning_rate"]
-        built = plugin.build(task=ctx.task, params=ctx.params, n_features=ctx.n_features,
-                             n_outputs=1 if ctx.task == REGRESSION else ctx.n_classes, window=1, seed=ctx.seed)
+        built = plugin.build(
+            task=ctx.task,
+            params=ctx.params,
+            n_features=ctx.n_features,
+            n_outputs=1 if ctx.task == REGRESSION else ctx.n_classes,
+            window=1,
+            seed=ctx.seed,
+        )
         if not isinstance(built, dict):
-            raise TypeError(f"{plugin!r}.build() must return a dict of xgboost training parameters, "
-                            f"got {type(built).__name__}")
+            raise TypeError(
+                f"{plugin!r}.build() must return a dict of xgboost training parameters, got {type(built).__name__}"
+            )
         return base | built | {"device": ctx.device, "nthread": threads}
 
     @staticmethod
@@ -198,12 +227,17 @@ class XGBoostAdapter(FrameworkAdapter):
             try:
                 booster = booster[: loop.best_rounds]
             except (xgb.core.XGBoostError, ValueError) as exc:  # e.g. gblinear cannot drop rounds
-                ctx.log(f"could not keep only the best epoch's {loop.best_rounds} rounds ({exc}); keeping all "
-                        f"{booster.num_boosted_rounds()}", "WARNING")
+                ctx.log(
+                    f"could not keep only the best epoch's {loop.best_rounds} rounds ({exc}); keeping all "
+                    f"{booster.num_boosted_rounds()}",
+                    "WARNING",
+                )
                 return booster, loop.epochs
             if stopper.best_epoch != loop.epochs:
-                ctx.log(f"restored the trees of epoch {stopper.best_epoch} ({stopper.monitor}="
-                        f"{stopper.best_value:.6g}, {loop.best_rounds} rounds)")
+                ctx.log(
+                    f"restored the trees of epoch {stopper.best_epoch} ({stopper.monitor}="
+                    f"{stopper.best_value:.6g}, {loop.best_rounds} rounds)"
+                )
         return booster, stopper.best_epoch
 
     def save(self, trained, directory):
@@ -232,15 +266,19 @@ class XGBoostAdapter(FrameworkAdapter):
         try:
             booster.load_model(str(path))
         except xgb.core.XGBoostError as exc:
-            raise UnsafeArtifact(f"{path.name} is not an XGBoost UBJSON model ({_first_line(exc)}); "
-                                 "refusing to load it") from exc
+            raise UnsafeArtifact(
+                f"{path.name} is not an XGBoost UBJSON model ({_first_line(exc)}); refusing to load it"
+            ) from exc
         _place(booster, xgb_device, training_threads())
         if booster.num_features() != n_features:
-            raise ArtifactError(f"{path.name} was trained on {booster.num_features()} features; meta.json says "
-                                f"{n_features}")
+            raise ArtifactError(
+                f"{path.name} was trained on {booster.num_features()} features; meta.json says {n_features}"
+            )
         if "boosted_rounds" in meta and booster.num_boosted_rounds() != meta["boosted_rounds"]:
-            raise ArtifactError(f"{path.name} holds {booster.num_boosted_rounds()} boosting rounds; meta.json says "
-                                f"{meta['boosted_rounds']}")
+            raise ArtifactError(
+                f"{path.name} holds {booster.num_boosted_rounds()} boosting rounds; meta.json says "
+                f"{meta['boosted_rounds']}"
+            )
         probe = _predict(booster, np.zeros((1, n_features), np.float32), margin=True, device=xgb_device)
         check_output_width(path.name, probe, meta)
         return XGBoostTrainedModel(booster=booster, **kwargs)

@@ -1,5 +1,6 @@
 """Read-only admin views of what was served and the ground truth that came back; the window
 metrics per deployment and version show on each deployment's admin page."""
+
 from django.contrib import admin
 
 from apps.core.admin_readonly import ReadOnlyAdmin
@@ -9,7 +10,16 @@ from .models import Feedback, PredictionLog
 
 @admin.register(PredictionLog)
 class PredictionLogAdmin(ReadOnlyAdmin):
-    list_display = ("served_at", "deployment", "model_version", "status", "shadow", "latency_ms", "n_rows", "request_id")
+    list_display = (
+        "served_at",
+        "deployment",
+        "model_version",
+        "status",
+        "shadow",
+        "latency_ms",
+        "n_rows",
+        "request_id",
+    )
     list_filter = ("status", "shadow", "deployment")
     search_fields = ("request_id", "inputs_hash", "routing_key_hash")
     date_hierarchy = "served_at"
@@ -24,15 +34,28 @@ class PredictionLogAdmin(ReadOnlyAdmin):
         from .selectors import served_drift_warnings
         from .services.retention import monitoring_storage
 
-        context = {"storage": monitoring_storage(), "drift_warnings": served_drift_warnings(),
-                   "drift_warn": settings.MONITORING_DRIFT_WARN_PSI, "drift_alert": settings.MONITORING_DRIFT_ALERT_PSI}
+        context = {
+            "storage": monitoring_storage(),
+            "drift_warnings": served_drift_warnings(),
+            "drift_warn": settings.MONITORING_DRIFT_WARN_PSI,
+            "drift_alert": settings.MONITORING_DRIFT_ALERT_PSI,
+        }
         return super().changelist_view(request, extra_context={**context, **(extra_context or {})})
 
 
 @admin.register(Feedback)
 class FeedbackAdmin(ReadOnlyAdmin):
-    list_display = ("received_at", "deployment", "model_version", "shadow", "n", "n_correct", "log_loss_sum", "sq_error_sum",
-                    "served_at")
+    list_display = (
+        "received_at",
+        "deployment",
+        "model_version",
+        "shadow",
+        "n",
+        "n_correct",
+        "log_loss_sum",
+        "sq_error_sum",
+        "served_at",
+    )
     list_filter = ("shadow", "deployment")
     search_fields = ("prediction__request_id",)
     list_select_related = ("deployment", "model_version__registered_model")

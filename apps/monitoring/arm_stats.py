@@ -1,5 +1,6 @@
 """One version's outcomes as the sequential test reads them: monitoring builds these from its rollups
 (apps.monitoring.selectors), the rollout gates compare two of them (apps.deployments.sequential)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

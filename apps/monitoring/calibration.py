@@ -13,6 +13,7 @@ SQL and no probabilities are read again:
 A window's reliability table is then, per non-empty bin: mean predicted confidence, observed
 accuracy and count; a calibrated model has the first two close in every bin.
 """
+
 from __future__ import annotations
 
 import math
@@ -42,11 +43,13 @@ def reliability_table(sums: dict) -> list[dict]:
         count = int(sums["count"][k] or 0)
         if not count:
             continue
-        table.append({
-            "lower": round(k / BINS, 2),
-            "upper": round((k + 1) / BINS, 2),
-            "count": count,
-            "mean_confidence": round(float(sums["confidence"][k] or 0.0) / count, 4),
-            "accuracy": round(int(sums["correct"][k] or 0) / count, 4),
-        })
+        table.append(
+            {
+                "lower": round(k / BINS, 2),
+                "upper": round((k + 1) / BINS, 2),
+                "count": count,
+                "mean_confidence": round(float(sums["confidence"][k] or 0.0) / count, 4),
+                "accuracy": round(int(sums["correct"][k] or 0) / count, 4),
+            }
+        )
     return table

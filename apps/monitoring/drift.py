@@ -18,6 +18,7 @@ MONITORING_DRIFT_WARN_PSI (0.1) is stable, up to MONITORING_DRIFT_ALERT_PSI (0.2
 it an alert. With k bins and n served values PSI's noise is about (k − 1) / n, so a level is only
 given from MIN_VALUES_FOR_LEVEL values on (0.05 of noise at 10 bins).
 """
+
 from __future__ import annotations
 
 import threading
@@ -157,7 +158,7 @@ def jensen_shannon(expected_counts, actual_counts) -> float:
 
 
 def drift_level(psi_value: float | None, served: int) -> str | None:
-    """"ok", "warn" or "alert" by the PSI thresholds; None while too few values were served."""
+    """ "ok", "warn" or "alert" by the PSI thresholds; None while too few values were served."""
     if psi_value is None or served < MIN_VALUES_FOR_LEVEL:
         return None
     if psi_value >= settings.MONITORING_DRIFT_ALERT_PSI:

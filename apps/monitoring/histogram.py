@@ -7,6 +7,7 @@ bound(k) = LOWEST_MS · 2^(k / PER_OCTAVE); the last bin, OVERFLOW_BIN, what is 
 within one bin of the exact one. Prometheus gets every PER_OCTAVE-th bound (one per doubling), which
 keeps the series per version small while staying mergeable across hosts.
 """
+
 from __future__ import annotations
 
 import math

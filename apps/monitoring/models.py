@@ -114,10 +114,14 @@ class PredictionRollup(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["deployment", "model_version", "span", "minute"], name="rollup_once_per_minute"),
+            models.UniqueConstraint(
+                fields=["deployment", "model_version", "span", "minute"], name="rollup_once_per_minute"
+            ),
         ]
-        indexes = [models.Index(fields=["deployment", "span", "minute"], name="rollup_deployment_minute"),
-                   models.Index(fields=["minute"], name="rollup_minute")]
+        indexes = [
+            models.Index(fields=["deployment", "span", "minute"], name="rollup_deployment_minute"),
+            models.Index(fields=["minute"], name="rollup_minute"),
+        ]
 
     def __str__(self):
         return f"{self.deployment_id} v{self.model_version_id} {self.minute:%Y-%m-%d %H:%M}"
@@ -141,12 +145,16 @@ class RollupBin(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["deployment", "model_version", "span", "minute", "kind", "bin"],
-                                    name="rollup_bin_once_per_minute"),
+            models.UniqueConstraint(
+                fields=["deployment", "model_version", "span", "minute", "kind", "bin"],
+                name="rollup_bin_once_per_minute",
+            ),
         ]
         # Readers want one kind of bin (latency, calibration, a feature's) over a range of minutes.
-        indexes = [models.Index(fields=["deployment", "kind", "span", "minute"], name="rollup_bin_kind_minute"),
-                   models.Index(fields=["minute"], name="rollup_bin_minute")]
+        indexes = [
+            models.Index(fields=["deployment", "kind", "span", "minute"], name="rollup_bin_kind_minute"),
+            models.Index(fields=["minute"], name="rollup_bin_minute"),
+        ]
 
     def __str__(self):
         return f"{self.kind}[{self.bin}] {self.count}"

@@ -6,6 +6,7 @@ the sums of their union, which is what makes a rollup row (apps.monitoring.model
 RollupBin) a stand-in for its raw rows; the writers (apps.monitoring.services.rollups) and the
 readers (apps.monitoring.selectors) share this one definition.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -21,12 +22,26 @@ MINUTE_SPAN, QUARTER_SPAN = 60, 900  # PredictionRollup.span: a minute's row, a 
 LATENCY = "latency"
 CALIBRATION = "calibration"
 
-SCALARS = ("requests", "ok", "client_errors", "server_errors", "latency_ms_sum", "feedback_rows",
-           "feedback_correct", "sq_error_sum", "sq_error_sq_sum", "scored_rows", "log_loss_sum")
+SCALARS = (
+    "requests",
+    "ok",
+    "client_errors",
+    "server_errors",
+    "latency_ms_sum",
+    "feedback_rows",
+    "feedback_correct",
+    "sq_error_sum",
+    "sq_error_sq_sum",
+    "scored_rows",
+    "log_loss_sum",
+)
 REQUEST_SCALARS = SCALARS[:5]
 FEEDBACK_SCALARS = SCALARS[5:]
-STATUS_FIELD = {PredictionStatus.OK: "ok", PredictionStatus.CLIENT_ERROR: "client_errors",
-                PredictionStatus.SERVER_ERROR: "server_errors"}
+STATUS_FIELD = {
+    PredictionStatus.OK: "ok",
+    PredictionStatus.CLIENT_ERROR: "client_errors",
+    PredictionStatus.SERVER_ERROR: "server_errors",
+}
 
 
 def minute_of(moment: datetime) -> datetime:
@@ -100,8 +115,13 @@ class Sums:
             for k in range(CALIBRATION_BINS):
                 count = int(calibration["count"][k] or 0)
                 if count:
-                    self.add_bin(CALIBRATION, k, count, int(calibration["correct"][k] or 0),
-                                 float(calibration["confidence"][k] or 0.0))
+                    self.add_bin(
+                        CALIBRATION,
+                        k,
+                        count,
+                        int(calibration["correct"][k] or 0),
+                        float(calibration["confidence"][k] or 0.0),
+                    )
 
     def merge(self, other: Sums) -> None:
         for key, value in other.values.items():
@@ -120,8 +140,11 @@ class Sums:
         return {k: slot[0] for (kind, k), slot in self.bins.items() if kind == LATENCY and slot[0]}
 
     def calibration_sums(self) -> dict:
-        sums = {"count": [0] * CALIBRATION_BINS, "correct": [0] * CALIBRATION_BINS,
-                "confidence": [0.0] * CALIBRATION_BINS}
+        sums = {
+            "count": [0] * CALIBRATION_BINS,
+            "correct": [0] * CALIBRATION_BINS,
+            "confidence": [0.0] * CALIBRATION_BINS,
+        }
         for (kind, k), (count, correct, value) in self.bins.items():
             if kind == CALIBRATION and 0 <= k < CALIBRATION_BINS:
                 sums["count"][k] += count

@@ -1,4 +1,5 @@
 """Reads over prediction logs and feedback: sliding windows per version, time series, feature drift."""
+
 from __future__ import annotations
 
 import math
@@ -20,8 +21,23 @@ from .choices import PredictionStatus
 from .drift import KIND_PREFIX, MIN_VALUES_FOR_PSI, bin_index, drift_level, jensen_shannon, psi, version_bins
 from .histogram import LOWEST_MS, OVERFLOW_BIN, PER_OCTAVE, percentile_ms
 from .models import Feedback, PredictionLog, PredictionRollup, RollupBin
-from .rollups import (ALL_TIME, CALIBRATION, FEEDBACK_SCALARS, LATENCY, MINUTE_SPAN, QUARTER_SPAN, REQUEST_SCALARS,
-                      SCALARS, STATUS_FIELD, Sums, minute_ceil, minute_of, quarter_ceil, quarter_of, span_ranges)
+from .rollups import (
+    ALL_TIME,
+    CALIBRATION,
+    FEEDBACK_SCALARS,
+    LATENCY,
+    MINUTE_SPAN,
+    QUARTER_SPAN,
+    REQUEST_SCALARS,
+    SCALARS,
+    STATUS_FIELD,
+    Sums,
+    minute_ceil,
+    minute_of,
+    quarter_ceil,
+    quarter_of,
+    span_ranges,
+)
 
 WINDOWS = {
     "15m": (timedelta(minutes=15), 60),
@@ -96,8 +112,11 @@ def _rollup_sums(*, deployment, start: datetime, end: datetime | None, scalars, 
         for s in scalars:
             sums.values[s] += row[f"sum_{s}"] or 0
     for version_id, k, count, correct, value in (
-            bins.values("model_version_id", "bin").annotate(c=Sum("count"), r=Sum("correct"), v=Sum("value_sum"))
-            .order_by().values_list("model_version_id", "bin", "c", "r", "v")):
+        bins.values("model_version_id", "bin")
+        .annotate(c=Sum("count"), r=Sum("correct"), v=Sum("value_sum"))
+        .order_by()
+        .values_list("model_version_id", "bin", "c", "r", "v")
+    ):
         out.setdefault(version_id, Sums()).add_bin(kind, k, count, correct, value)
     return out
 
@@ -127,8 +146,11 @@ def _edge_sums(*, deployment, start: datetime, end: datetime, part: str) -> dict
     what the raw rows would give. The sums are read before the raw rows: a row committed in between
     makes the next read see changed sums and read again, never keeps a stale answer."""
     scalars = REQUEST_SCALARS if part == "requests" else FEEDBACK_SCALARS
-    fingerprint = tuple(PredictionRollup.objects.filter(deployment=deployment, span=MINUTE_SPAN, minute=minute_of(start))
-                        .order_by("model_version_id").values_list("model_version_id", *scalars))
+    fingerprint = tuple(
+        PredictionRollup.objects.filter(deployment=deployment, span=MINUTE_SPAN, minute=minute_of(start))
+        .order_by("model_version_id")
+        .values_list("model_version_id", *scalars)
+    )
     if not fingerprint:
         return {}  # no committed row in that minute
     key = (connection.settings_dict["NAME"], deployment.pk, start, end, part)
@@ -163,12 +185,21 @@ def _raw_sums(*, deployment, start: datetime, end: datetime, part: str) -> dict[
         rows = PredictionLog.objects.filter(deployment=deployment, served_at__gte=start, served_at__lt=end)
         if connection.vendor == "postgresql":
             return _raw_request_sums_in_sql(rows)
-        per_minute = rollup_sums_for_logs(rows.values_list("deployment_id", "model_version_id", "served_at", "status",
-                                                           "latency_ms"))
+        per_minute = rollup_sums_for_logs(
+            rows.values_list("deployment_id", "model_version_id", "served_at", "status", "latency_ms")
+        )
     else:
         rows = Feedback.objects.filter(deployment=deployment, served_at__gte=start, served_at__lt=end).only(
-            "deployment_id", "model_version_id", "served_at", "n", "n_correct", "sq_error_sum", "sq_error_sq_sum",
-            "log_loss_sum", "calibration")
+            "deployment_id",
+            "model_version_id",
+            "served_at",
+            "n",
+            "n_correct",
+            "sq_error_sum",
+            "sq_error_sq_sum",
+            "log_loss_sum",
+            "calibration",
+        )
         per_minute = rollup_sums_for_feedback(rows)
     return {version_id: sums for (_, version_id, minute), sums in per_minute.items() if minute == ALL_TIME}
 
@@ -178,9 +209,12 @@ def _raw_request_sums_in_sql(rows) -> dict[int, Sums]:
     rows, which should not travel. The latency bin is apps.monitoring.histogram's in SQL (a value
     exactly on a bound may land one bin off the writer's, which percentiles from bins allow for)."""
     out: dict[int, Sums] = {}
-    for version_id, status, count, latency_sum in (rows.values("model_version_id", "status")
-                                                   .annotate(c=Count("id"), l=Sum("latency_ms")).order_by()
-                                                   .values_list("model_version_id", "status", "c", "l")):
+    for version_id, status, count, latency_sum in (
+        rows.values("model_version_id", "status")
+        .annotate(c=Count("id"), l=Sum("latency_ms"))
+        .order_by()
+        .values_list("model_version_id", "status", "c", "l")
+    ):
         values = out.setdefault(version_id, Sums()).values
         values["requests"] += count
         values[STATUS_FIELD.get(status, "server_errors")] += count
@@ -191,9 +225,14 @@ def _raw_request_sums_in_sql(rows) -> dict[int, Sums]:
         default=Least(Value(OVERFLOW_BIN), Floor(Log(Value(2.0), F("latency_ms") / Value(LOWEST_MS)) * PER_OCTAVE) + 1),
         output_field=IntegerField(),
     )
-    for version_id, k, count in (rows.filter(status=PredictionStatus.OK).annotate(k=latency_bin_sql)
-                                 .values("model_version_id", "k").annotate(c=Count("id")).order_by()
-                                 .values_list("model_version_id", "k", "c")):
+    for version_id, k, count in (
+        rows.filter(status=PredictionStatus.OK)
+        .annotate(k=latency_bin_sql)
+        .values("model_version_id", "k")
+        .annotate(c=Count("id"))
+        .order_by()
+        .values_list("model_version_id", "k", "c")
+    ):
         out.setdefault(version_id, Sums()).add_bin(LATENCY, int(k), count)
     return out
 
@@ -216,8 +255,14 @@ def window_sums(*, deployment, since: datetime, until: datetime | None, part: st
     return out
 
 
-def version_windows(*, deployment, since: datetime, until: datetime | None = None,
-                    feedback_since: datetime | None = None, requests: bool = True) -> dict[int, VersionWindow]:
+def version_windows(
+    *,
+    deployment,
+    since: datetime,
+    until: datetime | None = None,
+    feedback_since: datetime | None = None,
+    requests: bool = True,
+) -> dict[int, VersionWindow]:
     """Per model version: request counts, errors, latency percentiles of answered requests (from the
     rollups' latency bins: within one bin, 19%, of the exact ones), and accuracy (classification) or
     RMSE (regression) from the feedback on answers served in the window (from `feedback_since` when
@@ -234,9 +279,13 @@ def version_windows(*, deployment, since: datetime, until: datetime | None = Non
         v = sums.values
         if not v["requests"]:
             continue
-        window = out[version_id] = VersionWindow(version_id=version_id, requests=int(v["requests"]), ok=int(v["ok"]),
-                                                 client_errors=int(v["client_errors"]),
-                                                 server_errors=int(v["server_errors"]))
+        window = out[version_id] = VersionWindow(
+            version_id=version_id,
+            requests=int(v["requests"]),
+            ok=int(v["ok"]),
+            client_errors=int(v["client_errors"]),
+            server_errors=int(v["server_errors"]),
+        )
         window.p50_ms, window.p95_ms, window.p99_ms = _latency_percentiles(sums)
     labelled = {version_id: sums for version_id, sums in feedback.items() if sums.values["feedback_rows"]}
     tasks = dict(ModelVersion.objects.filter(pk__in=list(labelled)).values_list("pk", "task")) if labelled else {}
@@ -245,7 +294,8 @@ def version_windows(*, deployment, since: datetime, until: datetime | None = Non
         window = out.setdefault(version_id, VersionWindow(version_id=version_id))
         window.feedback_rows = int(v["feedback_rows"])
         window.arm, window.accuracy, window.rmse = _feedback_arm(
-            tasks.get(version_id), window.feedback_rows, v["feedback_correct"], v["sq_error_sum"], v["sq_error_sq_sum"])
+            tasks.get(version_id), window.feedback_rows, v["feedback_correct"], v["sq_error_sum"], v["sq_error_sq_sum"]
+        )
         if v["scored_rows"]:
             window.log_loss = v["log_loss_sum"] / v["scored_rows"]
             window.calibration = reliability_table(sums.calibration_sums())
@@ -266,8 +316,15 @@ def window_bounds(window: str, *, now: datetime | None = None) -> tuple[datetime
     return datetime.fromtimestamp(start_epoch, tz), datetime.fromtimestamp(end_epoch, tz), bucket
 
 
-EMPTY_POINT = {"count": 0, "errors": 0, "client_errors": 0, "error_rate": None, "p50_ms": None, "p95_ms": None,
-               "p99_ms": None}
+EMPTY_POINT = {
+    "count": 0,
+    "errors": 0,
+    "client_errors": 0,
+    "error_rate": None,
+    "p50_ms": None,
+    "p95_ms": None,
+    "p99_ms": None,
+}
 
 
 def _bucketed_sums(*, deployment, start: datetime, end: datetime, bucket: int) -> dict[tuple[int, int], Sums]:
@@ -289,14 +346,22 @@ def _bucketed_sums(*, deployment, start: datetime, end: datetime, bucket: int) -
     bins = RollupBin.objects.filter(deployment=deployment, span=span, minute__gte=start, minute__lt=end, kind=LATENCY)
     if connection.vendor == "postgresql":
         index = Floor((Extract("minute", "epoch") - Value(start_epoch)) / Value(float(bucket)))
-        for row in (rows.annotate(b=index).values("model_version_id", "b")
-                    .annotate(**{f"sum_{s}": Sum(s) for s in SCALARS}).order_by()):
+        for row in (
+            rows.annotate(b=index)
+            .values("model_version_id", "b")
+            .annotate(**{f"sum_{s}": Sum(s) for s in SCALARS})
+            .order_by()
+        ):
             values = slot(row["model_version_id"], int(row["b"])).values
             for s in SCALARS:
                 values[s] += row[f"sum_{s}"]
-        for version_id, b, k, count in (bins.annotate(b=index).values("model_version_id", "b", "bin")
-                                        .annotate(c=Sum("count")).order_by()
-                                        .values_list("model_version_id", "b", "bin", "c")):
+        for version_id, b, k, count in (
+            bins.annotate(b=index)
+            .values("model_version_id", "b", "bin")
+            .annotate(c=Sum("count"))
+            .order_by()
+            .values_list("model_version_id", "b", "bin", "c")
+        ):
             slot(version_id, int(b)).add_bin(LATENCY, k, count)
         return out
 
@@ -307,7 +372,9 @@ def _bucketed_sums(*, deployment, start: datetime, end: datetime, bucket: int) -
         values = slot(row["model_version_id"], index_of(row["minute"])).values
         for s in SCALARS:
             values[s] += row[s]
-    for version_id, minute, k, count in bins.values_list("model_version_id", "minute", "bin", "count").iterator(chunk_size=5000):
+    for version_id, minute, k, count in bins.values_list("model_version_id", "minute", "bin", "count").iterator(
+        chunk_size=5000
+    ):
         slot(version_id, index_of(minute)).add_bin(LATENCY, k, count)
     return out
 
@@ -337,8 +404,9 @@ def deployment_series(*, deployment, labels: dict, window: str = DEFAULT_WINDOW,
             }
         return series[version_id]
 
-    for (version_id, index), sums in sorted(_bucketed_sums(deployment=deployment, start=start, end=end,
-                                                           bucket=bucket).items()):
+    for (version_id, index), sums in sorted(
+        _bucketed_sums(deployment=deployment, start=start, end=end, bucket=bucket).items()
+    ):
         v = sums.values
         if not (v["requests"] or v["feedback_rows"]):
             continue
@@ -346,9 +414,15 @@ def deployment_series(*, deployment, labels: dict, window: str = DEFAULT_WINDOW,
         point = dict(EMPTY_POINT)
         if v["requests"]:
             p50, p95, p99 = _latency_percentiles(sums)
-            point.update(count=int(v["requests"]), errors=int(v["server_errors"]), client_errors=int(v["client_errors"]),
-                         error_rate=_round(v["server_errors"] / v["requests"]),
-                         p50_ms=_round(p50), p95_ms=_round(p95), p99_ms=_round(p99))
+            point.update(
+                count=int(v["requests"]),
+                errors=int(v["server_errors"]),
+                client_errors=int(v["client_errors"]),
+                error_rate=_round(v["server_errors"] / v["requests"]),
+                p50_ms=_round(p50),
+                p95_ms=_round(p95),
+                p99_ms=_round(p99),
+            )
         n = int(v["feedback_rows"])
         if n:
             point["feedback"] = n
@@ -361,14 +435,18 @@ def deployment_series(*, deployment, labels: dict, window: str = DEFAULT_WINDOW,
         if labels["weights"].get(version_id) or labels["shadows"].get(version_id):
             version_entry(version_id)
     versions = []
-    for entry in sorted(series.values(), key=lambda e: (e["role"] != "champion", e["role"] != "challenger", e["model_version_id"])):
+    for entry in sorted(
+        series.values(), key=lambda e: (e["role"] != "champion", e["role"] != "challenger", e["model_version_id"])
+    ):
         points = []
         for index in range(n_buckets):
             point = dict(entry["points"].get(index, EMPTY_POINT))
             point.setdefault("feedback", 0)
             point.setdefault("accuracy", None)
             point.setdefault("rmse", None)
-            points.append({"t": datetime.fromtimestamp(start_epoch + index * bucket, start.tzinfo).isoformat(), **point})
+            points.append(
+                {"t": datetime.fromtimestamp(start_epoch + index * bucket, start.tzinfo).isoformat(), **point}
+            )
         versions.append({**{k: v for k, v in entry.items() if k != "points"}, "points": points})
     return {
         "deployment": deployment.name,
@@ -396,14 +474,23 @@ def deployment_drift(*, deployment, versions, since: datetime, until: datetime |
     if not by_id:
         return {}
     # Feature bins are kept per quarter hour: the quarters `since` and `until` fall in count whole.
-    rows = RollupBin.objects.filter(deployment=deployment, model_version_id__in=list(by_id), kind__startswith=KIND_PREFIX,
-                                    span=QUARTER_SPAN, minute__gte=quarter_of(since))
+    rows = RollupBin.objects.filter(
+        deployment=deployment,
+        model_version_id__in=list(by_id),
+        kind__startswith=KIND_PREFIX,
+        span=QUARTER_SPAN,
+        minute__gte=quarter_of(since),
+    )
     if until is not None:
         rows = rows.filter(minute__lt=quarter_ceil(until))
     served: dict[tuple[int, str], dict[int, int]] = {}
-    for version_id, kind, k, count in (rows.values("model_version_id", "kind", "bin").annotate(c=Sum("count"))
-                                       .order_by().values_list("model_version_id", "kind", "bin", "c")):
-        served.setdefault((version_id, kind[len(KIND_PREFIX):]), {})[k] = count
+    for version_id, kind, k, count in (
+        rows.values("model_version_id", "kind", "bin")
+        .annotate(c=Sum("count"))
+        .order_by()
+        .values_list("model_version_id", "kind", "bin", "c")
+    ):
+        served.setdefault((version_id, kind[len(KIND_PREFIX) :]), {})[k] = count
     out = {version: {} for version in by_id.values()}
     for (version_id, feature), counts in sorted(served.items()):
         bins, _ = version_bins(version_id)
@@ -419,8 +506,12 @@ def deployment_drift(*, deployment, versions, since: datetime, until: datetime |
             out[by_id[version_id]][feature] = {"psi": None, "js": None, "served_values": n, "level": None}
             continue
         value = _round(psi(expected, actual))
-        out[by_id[version_id]][feature] = {"psi": value, "js": _round(jensen_shannon(expected, actual)),
-                                           "served_values": n, "level": drift_level(value, n)}
+        out[by_id[version_id]][feature] = {
+            "psi": value,
+            "js": _round(jensen_shannon(expected, actual)),
+            "served_values": n,
+            "level": drift_level(value, n),
+        }
     return out
 
 
@@ -431,7 +522,9 @@ def feature_drift(*, deployment, model_version, since: datetime, until: datetime
 
 def drift_warnings(drift: dict[str, dict]) -> list[dict]:
     """The features of a feature_drift result at "warn" or "alert", worst first."""
-    flagged = [{"feature": name, **result} for name, result in drift.items() if result.get("level") in ("warn", "alert")]
+    flagged = [
+        {"feature": name, **result} for name, result in drift.items() if result.get("level") in ("warn", "alert")
+    ]
     return sorted(flagged, key=lambda item: -(item["psi"] or 0))
 
 
@@ -444,11 +537,15 @@ def served_drift_warnings(*, window: timedelta = timedelta(hours=1), now: dateti
     since = (now or timezone.now()) - window
     served: dict[tuple[int, str], list[int]] = {}
     rows = PredictionRollup.objects.filter(span=MINUTE_SPAN, minute__gte=minute_of(since), requests__gt=0)
-    for deployment_id, name, version_id in (rows.values_list("deployment_id", "deployment__name", "model_version_id")
-                                            .distinct().order_by("deployment__name", "model_version_id")):
+    for deployment_id, name, version_id in (
+        rows.values_list("deployment_id", "deployment__name", "model_version_id")
+        .distinct()
+        .order_by("deployment__name", "model_version_id")
+    ):
         served.setdefault((deployment_id, name), []).append(version_id)
     versions = ModelVersion.objects.select_related("dataset_version").in_bulk(
-        [version_id for ids in served.values() for version_id in ids])
+        [version_id for ids in served.values() for version_id in ids]
+    )
     out = []
     for (deployment_id, name), ids in served.items():
         drifts = deployment_drift(deployment=deployment_id, versions=[versions[i] for i in ids], since=since)

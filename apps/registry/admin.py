@@ -65,10 +65,22 @@ def metrics_table(metrics: dict | None):
         return "—"
     names = list(dict.fromkeys(name for split in splits for name in metrics[split]))
     head = format_html_join("", '<th scope="col">{}</th>', ((split,) for split in splits))
-    body = format_html_join("", "<tr>{}</tr>", (
-        (format_html('<th scope="row">{}</th>{}', name, format_html_join(
-            "", '<td class="num">{}</td>', ((format_metric(metrics[split].get(name)),) for split in splits))),)
-        for name in names))
+    body = format_html_join(
+        "",
+        "<tr>{}</tr>",
+        (
+            (
+                format_html(
+                    '<th scope="row">{}</th>{}',
+                    name,
+                    format_html_join(
+                        "", '<td class="num">{}</td>', ((format_metric(metrics[split].get(name)),) for split in splits)
+                    ),
+                ),
+            )
+            for name in names
+        ),
+    )
     return format_html('<table class="portal-table portal-metrics"><tr><th>metric</th>{}</tr>{}</table>', head, body)
 
 
@@ -82,11 +94,29 @@ class ModelVersionAdmin(StaffActionsMixin, FrameworkAndCreatedColumns, admin.Mod
     actions = ["compare_versions", "make_champion", "make_challenger"]
     editable = {"tags", "description"}
     formfield_overrides = PRETTY_JSON_FIELDS
-    DISPLAYS = {"metrics": "metrics_col", "params": "params_json", "signature": "signature_json",
-                "library_versions": "library_versions_json", "plugin": "plugin_json", "evaluation": "evaluation_col"}
+    DISPLAYS = {
+        "metrics": "metrics_col",
+        "params": "params_json",
+        "signature": "signature_json",
+        "library_versions": "library_versions_json",
+        "plugin": "plugin_json",
+        "evaluation": "evaluation_col",
+    }
     SECTIONS = [
-        (None, ["registered_model", "version", "framework", "model_type", "task", "description", "tags",
-                "created_by", "created_at"]),
+        (
+            None,
+            [
+                "registered_model",
+                "version",
+                "framework",
+                "model_type",
+                "task",
+                "description",
+                "tags",
+                "created_by",
+                "created_at",
+            ],
+        ),
         ("Metrics", ["metrics"]),
         # Not a field of the version: the plots its training run stored on the same test split.
         ("Evaluation", ["evaluation"]),
@@ -113,8 +143,11 @@ class ModelVersionAdmin(StaffActionsMixin, FrameworkAndCreatedColumns, admin.Mod
         return super().change_view(request, object_id, form_url, extra_context)
 
     def get_urls(self):
-        download = path("<int:object_id>/artifact.zip", self.admin_site.admin_view(self.artifact_download_view),
-                        name="registry_modelversion_artifact")
+        download = path(
+            "<int:object_id>/artifact.zip",
+            self.admin_site.admin_view(self.artifact_download_view),
+            name="registry_modelversion_artifact",
+        )
         return [download, *super().get_urls()]
 
     def artifact_download_view(self, request, object_id: int):
@@ -141,9 +174,16 @@ class ModelVersionAdmin(StaffActionsMixin, FrameworkAndCreatedColumns, admin.Mod
         # JSON fields shown formatted (read-only ones); a field this list does not know yet still shows, under "More".
         listed = {name for _, names in self.SECTIONS for name in names}
         editable = self._editable(request)
-        shown = [(title, {"fields": [name if name in editable else self.DISPLAYS.get(name, name) for name in names],
-                          **({"classes": ["collapse"]} if title == "Reproducibility" else {})})
-                 for title, names in self.SECTIONS]
+        shown = [
+            (
+                title,
+                {
+                    "fields": [name if name in editable else self.DISPLAYS.get(name, name) for name in names],
+                    **({"classes": ["collapse"]} if title == "Reproducibility" else {}),
+                },
+            )
+            for title, names in self.SECTIONS
+        ]
         rest = [f.name for f in ModelVersion._meta.fields if f.name not in listed and f.name != "id"]
         return shown + ([("More", {"fields": rest})] if rest else [])
 
@@ -154,7 +194,6 @@ class ModelVersionAdmin(StaffActionsMixin, FrameworkAndCreatedColumns, admin.Mod
         editable = self._editable(request)
         return [f.name for f in ModelVersion._meta.fields if f.name not in editable] + list(self.DISPLAYS.values())
 
-
     def has_add_permission(self, request):
         return False
 
@@ -163,8 +202,9 @@ class ModelVersionAdmin(StaffActionsMixin, FrameworkAndCreatedColumns, admin.Mod
 
     def save_model(self, request, obj, form, change):
         self.require_act(request)
-        model_version_update(version=obj, tags=form.cleaned_data.get("tags"),
-                             description=form.cleaned_data.get("description"))
+        model_version_update(
+            version=obj, tags=form.cleaned_data.get("tags"), description=form.cleaned_data.get("description")
+        )
 
     @admin.display(description="primary metric (val)")
     def primary_metric(self, obj):
@@ -174,8 +214,11 @@ class ModelVersionAdmin(StaffActionsMixin, FrameworkAndCreatedColumns, admin.Mod
 
     @admin.display(description="run")
     def run_link(self, obj):
-        return format_html('<a href="{}">#{}</a>', reverse("admin:training_trainingrun_change",
-                                                           args=[obj.training_run_id]), obj.training_run_id)
+        return format_html(
+            '<a href="{}">#{}</a>',
+            reverse("admin:training_trainingrun_change", args=[obj.training_run_id]),
+            obj.training_run_id,
+        )
 
     @admin.display(description="aliases")
     def aliases_col(self, obj):
@@ -183,17 +226,24 @@ class ModelVersionAdmin(StaffActionsMixin, FrameworkAndCreatedColumns, admin.Mod
 
     @admin.action(description="Compare selected versions side by side")
     def compare_versions(self, request, queryset):
-        versions = list(queryset.select_related("registered_model", "dataset_version", "training_run")
-                        .order_by("registered_model__name", "version"))
+        versions = list(
+            queryset.select_related("registered_model", "dataset_version", "training_run").order_by(
+                "registered_model__name", "version"
+            )
+        )
         if len(versions) < 2:
             self.message_user(request, "Select at least two versions to compare.", messages.WARNING)
             return None
-        return render(request, "admin/registry/modelversion/compare.html", {
-            **self.admin_site.each_context(request),
-            "title": "Compare model versions",
-            "opts": self.model._meta,
-            **model_versions_compare(versions=versions),
-        })
+        return render(
+            request,
+            "admin/registry/modelversion/compare.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Compare model versions",
+                "opts": self.model._meta,
+                **model_versions_compare(versions=versions),
+            },
+        )
 
     def _set_alias(self, request, queryset, alias: str):
         self.require_act(request)
@@ -202,8 +252,9 @@ class ModelVersionAdmin(StaffActionsMixin, FrameworkAndCreatedColumns, admin.Mod
             return
         version = queryset.select_related("registered_model").get()
         try:
-            model_alias_set(model=version.registered_model, alias=alias, version=version, user=request.user,
-                            reason="set in admin")
+            model_alias_set(
+                model=version.registered_model, alias=alias, version=version, user=request.user, reason="set in admin"
+            )
         except ValidationError as exc:
             self.message_user(request, "; ".join(exc.messages), messages.ERROR)
             return

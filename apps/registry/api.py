@@ -24,10 +24,31 @@ class ModelVersionSerializer(serializers.ModelSerializer):
     class Meta:
         model = ModelVersion
         fields = [
-            "id", "model", "version", "framework", "model_type", "task", "artifact_uri", "artifact_sha256", "signature",
-            "history_rows", "metrics", "params", "dataset_version", "dataset_version_id", "dataset_sha256",
-            "training_run", "library_versions", "code_version", "plugin", "tags", "description", "aliases", "created_by",
-            "created_at", "archived_at",
+            "id",
+            "model",
+            "version",
+            "framework",
+            "model_type",
+            "task",
+            "artifact_uri",
+            "artifact_sha256",
+            "signature",
+            "history_rows",
+            "metrics",
+            "params",
+            "dataset_version",
+            "dataset_version_id",
+            "dataset_sha256",
+            "training_run",
+            "library_versions",
+            "code_version",
+            "plugin",
+            "tags",
+            "description",
+            "aliases",
+            "created_by",
+            "created_at",
+            "archived_at",
         ]
         read_only_fields = ["archived_at"]
 
@@ -50,7 +71,9 @@ class RegisteredModelSerializer(serializers.ModelSerializer):
 
 
 class AliasEventSerializer(serializers.ModelSerializer):
-    from_version = serializers.IntegerField(source="from_version.version", allow_null=True, read_only=True, default=None)
+    from_version = serializers.IntegerField(
+        source="from_version.version", allow_null=True, read_only=True, default=None
+    )
     to_version = serializers.IntegerField(source="to_version.version", allow_null=True, read_only=True, default=None)
     actor = serializers.StringRelatedField()
 
@@ -82,8 +105,10 @@ class VersionUpdateSerializer(serializers.Serializer):
 
     def validate_archived(self, value):
         if value:
-            raise serializers.ValidationError("only false (un-archive) is accepted: versions are archived by the "
-                                              "retention sweep (REGISTRY_ARCHIVE_AFTER_DAYS)")
+            raise serializers.ValidationError(
+                "only false (un-archive) is accepted: versions are archived by the "
+                "retention sweep (REGISTRY_ARCHIVE_AFTER_DAYS)"
+            )
         return value
 
 
@@ -120,8 +145,11 @@ class ModelVersionListApi(GenericAPIView):
         versions = selectors.model_version_list(model=selectors.registered_model_get(name=self.kwargs["name"]))
         return versions.filter(archived_at__isnull=raw == "false")
 
-    @extend_schema(operation_id="models_versions_list", responses=ModelVersionSerializer(many=True),
-                   parameters=[OpenApiParameter("archived", bool, description="true lists only archived versions")])
+    @extend_schema(
+        operation_id="models_versions_list",
+        responses=ModelVersionSerializer(many=True),
+        parameters=[OpenApiParameter("archived", bool, description="true lists only archived versions")],
+    )
     def get(self, request, name: str):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
@@ -145,8 +173,11 @@ class ModelVersionDetailApi(GenericAPIView):
 
 
 class ModelAliasApi(APIView):
-    @extend_schema(request=AliasInputSerializer, responses=RegisteredModelDetailSerializer,
-                   summary="Point an alias (champion, challenger, ...) at a version, or remove it")
+    @extend_schema(
+        request=AliasInputSerializer,
+        responses=RegisteredModelDetailSerializer,
+        summary="Point an alias (champion, challenger, ...) at a version, or remove it",
+    )
     def post(self, request, name: str):
         model = selectors.registered_model_get(name=name)
         serializer = AliasInputSerializer(data=request.data)

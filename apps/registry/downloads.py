@@ -4,6 +4,7 @@ so a large model never sits whole in the web process's memory or on its disk.
 The zip holds MANIFEST.json byte for byte as committed, so `sha256sum MANIFEST.json` in the unpacked
 folder equals the version's recorded artifact_sha256, and each file's sha256 is listed in it.
 """
+
 import hashlib
 import io
 import posixpath

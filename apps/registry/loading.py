@@ -5,6 +5,7 @@ sha256 and every file against the manifest, refuses pickle files outright, and o
 folder to the framework adapter (whose formats are safetensors / .keras with safe_mode / skops with an
 allowlist). Deployments call it once per process and cache the LoadedModel.
 """
+
 import json
 import tempfile
 from dataclasses import dataclass, field
@@ -118,7 +119,7 @@ class LoadedModel:
             matrix = _matrix(features, self.signature)
             if not pre.needs_history:
                 # One feature row per input row (in input order): keep each entity's newest.
-                last = (from_end[keep] == k)
+                last = from_end[keep] == k
                 matrix = matrix[last]
                 step_labels = [lbl for lbl, flag in zip(step_labels, last) if flag]
             if labels is None:

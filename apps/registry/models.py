@@ -40,13 +40,16 @@ class ModelVersion(models.Model):
     signature = models.JSONField(default=dict, blank=True)
     metrics = models.JSONField(default=dict, blank=True, help_text='{"val": {...}, "test": {...}}')
     params = models.JSONField(default=dict, blank=True)
-    dataset_version = models.ForeignKey("datasets.DatasetVersion", on_delete=models.PROTECT, related_name="model_versions")
+    dataset_version = models.ForeignKey(
+        "datasets.DatasetVersion", on_delete=models.PROTECT, related_name="model_versions"
+    )
     dataset_sha256 = models.CharField(max_length=64)
     training_run = models.ForeignKey("training.TrainingRun", on_delete=models.PROTECT, related_name="model_versions")
     library_versions = models.JSONField(default=dict, blank=True)
     code_version = models.CharField(max_length=64, blank=True)
-    plugin = models.JSONField(default=dict, blank=True,
-                              help_text="The model type's provenance: module, package, version, code sha256.")
+    plugin = models.JSONField(
+        default=dict, blank=True, help_text="The model type's provenance: module, package, version, code sha256."
+    )
     tags = models.JSONField(default=dict, blank=True)
     description = models.TextField(blank=True)
     created_by = models.ForeignKey(
@@ -101,7 +104,9 @@ class AliasEvent(models.Model):
     alias = models.CharField(max_length=50)
     from_version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     to_version = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     reason = models.TextField(blank=True)
     # The rollout that moved it (a plain id: the registry does not depend on deployments).
     rollout_id = models.PositiveBigIntegerField(null=True, blank=True, db_index=True)

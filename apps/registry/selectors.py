@@ -49,6 +49,7 @@ def alias_events(*, model: RegisteredModel) -> QuerySet[AliasEvent]:
 
 def model_versions_compare(*, versions: list[ModelVersion]) -> dict:
     """Rows for a side-by-side table: params, metrics and data of each version (union of keys)."""
+
     def union(getter):
         keys = []
         for v in versions:

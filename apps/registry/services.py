@@ -24,8 +24,17 @@ def registered_model_get_or_create(*, name: str, user=None, description: str = "
     return model
 
 
-def model_version_create(*, name: str, training_run, artifact_uri: str, artifact_sha256: str, user=None,
-                         tags: dict | None = None, description: str = "", **fields) -> ModelVersion:
+def model_version_create(
+    *,
+    name: str,
+    training_run,
+    artifact_uri: str,
+    artifact_sha256: str,
+    user=None,
+    tags: dict | None = None,
+    description: str = "",
+    **fields,
+) -> ModelVersion:
     """Registers a committed artifact, made by `training_run`, as the next version of model `name`
     (the run itself is checked by apps.training.services.registration). Registering the same run
     under the same name again returns the existing version. The artifact is verified (every file
@@ -46,14 +55,28 @@ def model_version_create(*, name: str, training_run, artifact_uri: str, artifact
         model.last_version += 1
         model.save(update_fields=["last_version", "updated_at"])
         return ModelVersion.objects.create(
-            registered_model=model, version=model.last_version, artifact_uri=artifact_uri,
-            artifact_sha256=artifact_sha256, training_run=training_run, tags=tags or {}, description=description,
-            created_by=user, **fields)
+            registered_model=model,
+            version=model.last_version,
+            artifact_uri=artifact_uri,
+            artifact_sha256=artifact_sha256,
+            training_run=training_run,
+            tags=tags or {},
+            description=description,
+            created_by=user,
+            **fields,
+        )
 
 
 @transaction.atomic
-def model_alias_set(*, model: RegisteredModel, alias: str, version: ModelVersion | None, user=None,
-                    reason: str = "", rollout_id: int | None = None) -> ModelAlias | None:
+def model_alias_set(
+    *,
+    model: RegisteredModel,
+    alias: str,
+    version: ModelVersion | None,
+    user=None,
+    reason: str = "",
+    rollout_id: int | None = None,
+) -> ModelAlias | None:
     """Points `alias` of `model` at `version` (None removes the alias) and records an AliasEvent
     (naming `rollout_id` when a rollout moved it)."""
     alias = (alias or "").strip().lower()
@@ -74,14 +97,23 @@ def model_alias_set(*, model: RegisteredModel, alias: str, version: ModelVersion
             current.delete()
         result = None
     elif current is None:
-        result = ModelAlias.objects.create(registered_model=model, alias=alias, version=version, updated_at=now,
-                                           updated_by=user)
+        result = ModelAlias.objects.create(
+            registered_model=model, alias=alias, version=version, updated_at=now, updated_by=user
+        )
     else:
         current.version, current.updated_at, current.updated_by = version, now, user
         current.save(update_fields=["version", "updated_at", "updated_by"])
         result = current
-    AliasEvent.objects.create(registered_model=model, alias=alias, from_version=previous, to_version=version,
-                              actor=user, reason=reason, rollout_id=rollout_id, created_at=now)
+    AliasEvent.objects.create(
+        registered_model=model,
+        alias=alias,
+        from_version=previous,
+        to_version=version,
+        actor=user,
+        reason=reason,
+        rollout_id=rollout_id,
+        created_at=now,
+    )
     return result
 
 
@@ -89,8 +121,9 @@ ROLLOUT_STARTED, ROLLOUT_COMPLETED, ROLLOUT_ENDED = "started", "completed", "end
 
 
 @transaction.atomic
-def model_aliases_follow_rollout(*, model: RegisteredModel, rollout_id: int, moment: str, champion: ModelVersion,
-                                 challenger: ModelVersion, user=None) -> None:
+def model_aliases_follow_rollout(
+    *, model: RegisteredModel, rollout_id: int, moment: str, champion: ModelVersion, challenger: ModelVersion, user=None
+) -> None:
     """Keeps `champion` and `challenger` on what a rollout serves, each move an AliasEvent naming it.
 
     `moment` is ROLLOUT_STARTED (challenger → the candidate, champion → the serving champion if it
@@ -101,18 +134,42 @@ def model_aliases_follow_rollout(*, model: RegisteredModel, rollout_id: int, mom
     """
     who = user if getattr(user, "is_authenticated", False) else None
     if moment == ROLLOUT_STARTED:
-        model_alias_set(model=model, alias="champion", version=champion, user=who, rollout_id=rollout_id,
-                        reason=f"rollout {rollout_id} started: {champion} serves as champion")
-        model_alias_set(model=model, alias="challenger", version=challenger, user=who, rollout_id=rollout_id,
-                        reason=f"rollout {rollout_id} started: {challenger} challenges {champion}")
+        model_alias_set(
+            model=model,
+            alias="champion",
+            version=champion,
+            user=who,
+            rollout_id=rollout_id,
+            reason=f"rollout {rollout_id} started: {champion} serves as champion",
+        )
+        model_alias_set(
+            model=model,
+            alias="challenger",
+            version=challenger,
+            user=who,
+            rollout_id=rollout_id,
+            reason=f"rollout {rollout_id} started: {challenger} challenges {champion}",
+        )
         return
     winner = challenger if moment == ROLLOUT_COMPLETED else champion
     verb = "completed" if moment == ROLLOUT_COMPLETED else "rolled back or aborted"
-    model_alias_set(model=model, alias="champion", version=winner, user=who, rollout_id=rollout_id,
-                    reason=f"rollout {rollout_id} {verb}: {winner} serves as champion")
+    model_alias_set(
+        model=model,
+        alias="champion",
+        version=winner,
+        user=who,
+        rollout_id=rollout_id,
+        reason=f"rollout {rollout_id} {verb}: {winner} serves as champion",
+    )
     if ModelAlias.objects.filter(registered_model=model, alias="challenger", version=challenger).exists():
-        model_alias_set(model=model, alias="challenger", version=None, user=who, rollout_id=rollout_id,
-                        reason=f"rollout {rollout_id} {verb}: {challenger} no longer challenges")
+        model_alias_set(
+            model=model,
+            alias="challenger",
+            version=None,
+            user=who,
+            rollout_id=rollout_id,
+            reason=f"rollout {rollout_id} {verb}: {challenger} no longer challenges",
+        )
 
 
 def _holds_nul(value) -> bool:
@@ -132,8 +189,9 @@ def _holds_nul(value) -> bool:
 
 
 @transaction.atomic
-def model_version_update(*, version: ModelVersion, tags: dict | None = None, description: str | None = None,
-                         archived: bool | None = None) -> ModelVersion:
+def model_version_update(
+    *, version: ModelVersion, tags: dict | None = None, description: str | None = None, archived: bool | None = None
+) -> ModelVersion:
     """Tags and description are the only mutable parts of a version; `archived=False` un-archives it
     (archiving itself is the retention sweep's, apps/delivery/archiving.py)."""
     fields = []

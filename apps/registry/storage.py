@@ -9,6 +9,7 @@ one step; on object stores (S3) the files are copied and the manifest is written
 exists only once its manifest does, and the manifest's own sha256 is what the database records, so
 a reader never trusts a partial or altered artifact.
 """
+
 import hashlib
 import json
 import os

@@ -41,8 +41,11 @@ def status_badge(run: TrainingRun):
 
 
 def progress_bar(run: TrainingRun):
-    return format_html('<div class="portal-progress" title="{}%"><div style="width:{}%"></div></div>',
-                       f"{run.progress:.0f}", f"{max(0.0, min(run.progress, 100.0)):.1f}")
+    return format_html(
+        '<div class="portal-progress" title="{}%"><div style="width:{}%"></div></div>',
+        f"{run.progress:.0f}",
+        f"{max(0.0, min(run.progress, 100.0)):.1f}",
+    )
 
 
 class ScheduleInline(admin.TabularInline):
@@ -69,13 +72,22 @@ class ExperimentAdmin(StaffActionsMixin, admin.ModelAdmin):
     inlines = [ScheduleInline]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("dataset").prefetch_related(
-            Prefetch("runs", queryset=TrainingRun.objects.order_by("-created_at", "-id"), to_attr="recent_runs")
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("dataset")
+            .prefetch_related(
+                Prefetch("runs", queryset=TrainingRun.objects.order_by("-created_at", "-id"), to_attr="recent_runs")
+            )
         )
 
     @admin.display(description="metric", ordering="primary_metric")
     def metric_col(self, obj):
-        return f"{obj.primary_metric} ({obj.get_metric_direction_display().lower()})" if obj.metric_direction else obj.primary_metric
+        return (
+            f"{obj.primary_metric} ({obj.get_metric_direction_display().lower()})"
+            if obj.metric_direction
+            else obj.primary_metric
+        )
 
     @admin.display(description="default model", ordering="default_framework")
     def default_model(self, obj):
@@ -98,12 +110,29 @@ class ExperimentAdmin(StaffActionsMixin, admin.ModelAdmin):
         if change:
             saved = experiment_update(experiment=obj, data=data)
         else:
-            data = {k: v for k, v in data.items() if k in {
-                "feature_spec", "target", "task", "primary_metric", "metric_direction", "default_framework",
-                "default_model_type", "default_params", "default_device", "seed", "retrain_on_new_data",
-                "registered_model_name", "description"}}
-            saved = experiment_create(name=form.cleaned_data["name"], dataset=form.cleaned_data["dataset"],
-                                      user=request.user, **data)
+            data = {
+                k: v
+                for k, v in data.items()
+                if k
+                in {
+                    "feature_spec",
+                    "target",
+                    "task",
+                    "primary_metric",
+                    "metric_direction",
+                    "default_framework",
+                    "default_model_type",
+                    "default_params",
+                    "default_device",
+                    "seed",
+                    "retrain_on_new_data",
+                    "registered_model_name",
+                    "description",
+                }
+            }
+            saved = experiment_create(
+                name=form.cleaned_data["name"], dataset=form.cleaned_data["dataset"], user=request.user, **data
+            )
         obj.pk = saved.pk
 
     @admin.action(description="Train now", permissions=["act"])
@@ -114,19 +143,26 @@ class ExperimentAdmin(StaffActionsMixin, admin.ModelAdmin):
         if "apply" in request.POST and form.is_valid():
             started = self._start_runs(request, form, experiments)
             if started is not None:
-                links = format_html_join(", ", '<a href="{}">run {}</a>', (
-                    (reverse("admin:training_trainingrun_change", args=[r.pk]), r.pk) for r in started))
+                links = format_html_join(
+                    ", ",
+                    '<a href="{}">run {}</a>',
+                    ((reverse("admin:training_trainingrun_change", args=[r.pk]), r.pk) for r in started),
+                )
                 self.message_user(request, format_html("Queued {}.", links), messages.SUCCESS)
                 return None
         # First visit, or an error: the same page again with what was typed and each error beside its field.
-        return render(request, "admin/training/experiment/train_now.html", {
-            **self.admin_site.each_context(request),
-            "title": "Train now",
-            "experiments": experiments,
-            "form": form,
-            "opts": self.model._meta,
-            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
-        })
+        return render(
+            request,
+            "admin/training/experiment/train_now.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Train now",
+                "experiments": experiments,
+                "form": form,
+                "opts": self.model._meta,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            },
+        )
 
     def _start_runs(self, request, form, experiments) -> list[TrainingRun] | None:
         """All selected experiments start, or none: a bad setting for one of them puts the error on
@@ -139,12 +175,21 @@ class ExperimentAdmin(StaffActionsMixin, admin.ModelAdmin):
                     prefix = f"{experiment.name}: " if len(experiments) > 1 else ""
                     try:
                         config = experiment_training_config(
-                            experiment=experiment, framework=data["framework"] or None,
-                            model_type=data["model_type"] or None, params=data["params"],
+                            experiment=experiment,
+                            framework=data["framework"] or None,
+                            model_type=data["model_type"] or None,
+                            params=data["params"],
                             device=data["device"] or None,
                         )
-                        started.append(training_run_start(experiment=experiment, user=request.user, seed=data["seed"],
-                                                          origin=RunOrigin.ADMIN, **config))
+                        started.append(
+                            training_run_start(
+                                experiment=experiment,
+                                user=request.user,
+                                seed=data["seed"],
+                                origin=RunOrigin.ADMIN,
+                                **config,
+                            )
+                        )
                     except ValidationError as exc:
                         add_service_errors(form, exc, prefix=prefix)
                 if form.errors:
@@ -196,7 +241,8 @@ def run_search_conditions(search_term: str) -> tuple[list, list[str]]:
             continue
         scope, name, op, raw = match.groups()
         field = {"val": "val_metrics", "test": "test_metrics", "params": "params"}.get(scope) or (
-            "val_metrics" if name in metrics else "params")
+            "val_metrics" if name in metrics else "params"
+        )
         try:
             value = json.loads(raw)
         except ValueError:
@@ -222,16 +268,26 @@ def runs_compare(*, runs: list[TrainingRun]) -> dict:
         out = []
         for name in names:
             values = [(values_of(run) or {}).get(name) for run in runs]
-            out.append({"name": name, "values": [format_metric(v) if isinstance(v, float) else
-                                                 "—" if v is None else v for v in values],
-                        "differs": _differs(values)})
+            out.append(
+                {
+                    "name": name,
+                    "values": [format_metric(v) if isinstance(v, float) else "—" if v is None else v for v in values],
+                    "differs": _differs(values),
+                }
+            )
         return out
 
     def setting(run):
-        return {"experiment": run.experiment.name, "status": run.get_status_display(),
-                "model": f"{run.framework}/{run.model_type}", "trigger": run.get_origin_display(),
-                "dataset version": str(run.dataset_version) if run.dataset_version_id else None,
-                "seed": run.seed, "device": run.device, "epochs trained": run.current_epoch}
+        return {
+            "experiment": run.experiment.name,
+            "status": run.get_status_display(),
+            "model": f"{run.framework}/{run.model_type}",
+            "trigger": run.get_origin_display(),
+            "dataset version": str(run.dataset_version) if run.dataset_version_id else None,
+            "seed": run.seed,
+            "device": run.device,
+            "epochs trained": run.current_epoch,
+        }
 
     curves = {run.pk: metric_curves(run=run) for run in runs}
     primaries = list(dict.fromkeys(run.experiment.primary_metric for run in runs))
@@ -239,11 +295,22 @@ def runs_compare(*, runs: list[TrainingRun]) -> dict:
     for metric in [f"val_{p}" for p in primaries] + ["val_loss"]:
         series = [(f"run {run.pk}", curves[run.pk].get(metric, [])) for run in runs]
         if any(points for _, points in series):
-            charts.append({"metric": metric, "svg": line_chart(series, x_label="epoch", y_label=metric,
-                                                               chart_id=f"compare-{metric}")})
-    return {"runs": runs, "charts": charts, "sections": [
-        ("Settings", rows(setting)), ("Parameters", rows(lambda r: r.params)),
-        ("Validation metrics", rows(lambda r: r.val_metrics)), ("Test metrics", rows(lambda r: r.test_metrics))]}
+            charts.append(
+                {
+                    "metric": metric,
+                    "svg": line_chart(series, x_label="epoch", y_label=metric, chart_id=f"compare-{metric}"),
+                }
+            )
+    return {
+        "runs": runs,
+        "charts": charts,
+        "sections": [
+            ("Settings", rows(setting)),
+            ("Parameters", rows(lambda r: r.params)),
+            ("Validation metrics", rows(lambda r: r.val_metrics)),
+            ("Test metrics", rows(lambda r: r.test_metrics)),
+        ],
+    }
 
 
 class TriggerFilter(admin.ChoicesFieldListFilter):
@@ -268,8 +335,10 @@ class TrainingRunAdmin(StaffActionsMixin, FrameworkAndCreatedColumns, admin.Mode
     list_display = ["id", "experiment", "model_col", "status_col", "metric_col", "created_col"]
     list_filter = ["status", "framework", "model_type", ("origin", TriggerFilter), "device", "experiment__task"]
     search_fields = ["experiment__name", "id"]
-    search_help_text = ("Experiment name or run id; or conditions on results and settings, e.g. "
-                        "accuracy>0.6, test.rmse<=1.5, epochs=5, activation=relu (several: all must hold).")
+    search_help_text = (
+        "Experiment name or run id; or conditions on results and settings, e.g. "
+        "accuracy>0.6, test.rmse<=1.5, epochs=5, activation=relu (several: all must hold)."
+    )
     list_select_related = ["experiment"]
     actions = ["compare_runs", "cancel", "retry"]
     inlines = [RunEventInline]
@@ -277,17 +346,72 @@ class TrainingRunAdmin(StaffActionsMixin, FrameworkAndCreatedColumns, admin.Mode
     # Status, epoch, progress and ETA are not fields here: the live widget on top shows them, pushed
     # over the WebSocket, and a server-rendered copy would disagree with it until the next reload.
     fieldsets = [
-        (None, {"fields": ["experiment", "stop_reason", "error_message", "framework", "model_type", "params_json",
-                           "device", "queue", "seed", "origin", "register_model"]}),
-        ("Results", {"fields": ["val_metrics_json", "test_metrics_json", "primary_metric_col", "artifact_uri",
-                                "artifact_sha256", "signature_json"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "experiment",
+                    "stop_reason",
+                    "error_message",
+                    "framework",
+                    "model_type",
+                    "params_json",
+                    "device",
+                    "queue",
+                    "seed",
+                    "origin",
+                    "register_model",
+                ]
+            },
+        ),
+        (
+            "Results",
+            {
+                "fields": [
+                    "val_metrics_json",
+                    "test_metrics_json",
+                    "primary_metric_col",
+                    "artifact_uri",
+                    "artifact_sha256",
+                    "signature_json",
+                ]
+            },
+        ),
         ("Evaluation", {"fields": ["evaluation_col"]}),
         ("Data", {"fields": ["dataset_version", "dataset_sha256", "feature_spec_json"]}),
-        ("Execution", {"fields": ["attempts", "max_attempts", "celery_task_id", "worker_host", "worker_pid",
-                                  "queued_at", "started_at", "heartbeat_at", "finished_at", "cpu_seconds"],
-                       "classes": ["collapse"]}),
-        ("Reproducibility", {"fields": ["code_version", "library_versions_json", "plugin_json", "trial_id", "retry_of",
-                                        "idempotency_key", "created_by"], "classes": ["collapse"]}),
+        (
+            "Execution",
+            {
+                "fields": [
+                    "attempts",
+                    "max_attempts",
+                    "celery_task_id",
+                    "worker_host",
+                    "worker_pid",
+                    "queued_at",
+                    "started_at",
+                    "heartbeat_at",
+                    "finished_at",
+                    "cpu_seconds",
+                ],
+                "classes": ["collapse"],
+            },
+        ),
+        (
+            "Reproducibility",
+            {
+                "fields": [
+                    "code_version",
+                    "library_versions_json",
+                    "plugin_json",
+                    "trial_id",
+                    "retry_of",
+                    "idempotency_key",
+                    "created_by",
+                ],
+                "classes": ["collapse"],
+            },
+        ),
         ("Traceback", {"fields": ["traceback"], "classes": ["collapse"]}),
     ]
     params_json = json_display("params")
@@ -300,8 +424,16 @@ class TrainingRunAdmin(StaffActionsMixin, FrameworkAndCreatedColumns, admin.Mode
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in TrainingRun._meta.fields] + [
-            "params_json", "val_metrics_json", "test_metrics_json", "signature_json", "library_versions_json",
-            "plugin_json", "feature_spec_json", "primary_metric_col", "evaluation_col"]
+            "params_json",
+            "val_metrics_json",
+            "test_metrics_json",
+            "signature_json",
+            "library_versions_json",
+            "plugin_json",
+            "feature_spec_json",
+            "primary_metric_col",
+            "evaluation_col",
+        ]
 
     @admin.display(description="on held-out rows")
     def evaluation_col(self, obj):
@@ -316,7 +448,6 @@ class TrainingRunAdmin(StaffActionsMixin, FrameworkAndCreatedColumns, admin.Mode
 
     def has_delete_permission(self, request, obj=None):
         return False
-
 
     @admin.display(description="status", ordering="status")
     def status_col(self, obj):
@@ -351,12 +482,16 @@ class TrainingRunAdmin(StaffActionsMixin, FrameworkAndCreatedColumns, admin.Mode
         if len(runs) < 2:
             self.message_user(request, "Select at least two runs to compare.", messages.WARNING)
             return None
-        return render(request, "admin/training/trainingrun/compare.html", {
-            **self.admin_site.each_context(request),
-            "title": f"Compare runs {', '.join(str(r.pk) for r in runs)}",
-            "opts": self.model._meta,
-            **runs_compare(runs=runs),
-        })
+        return render(
+            request,
+            "admin/training/trainingrun/compare.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"Compare runs {', '.join(str(r.pk) for r in runs)}",
+                "opts": self.model._meta,
+                **runs_compare(runs=runs),
+            },
+        )
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         run = self.get_object(request, object_id)
@@ -367,7 +502,8 @@ class TrainingRunAdmin(StaffActionsMixin, FrameworkAndCreatedColumns, admin.Mode
                 "model_versions": run.model_versions.select_related("registered_model"),
                 "can_act": is_ml_staff(request.user),
                 # Every field is read-only: a Save button would promise an edit that cannot happen.
-                "show_save": False, "show_save_and_continue": False,
+                "show_save": False,
+                "show_save_and_continue": False,
             }
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -402,8 +538,14 @@ class TrainingScheduleAdmin(StaffActionsMixin, admin.ModelAdmin):
     list_select_related = ["experiment", "periodic_task__crontab", "periodic_task__interval", "last_tick_run"]
     # The tick record is written by beat's task only: shown, never edited (a hand-typed "started"
     # would lie about what the schedule did). force_next is the one knob a user sets for the next tick.
-    readonly_fields = ["last_fired", "next_fire", "beat_task", "last_tick_outcome_col", "last_tick_reason",
-                       "last_tick_run_link"]
+    readonly_fields = [
+        "last_fired",
+        "next_fire",
+        "beat_task",
+        "last_tick_outcome_col",
+        "last_tick_reason",
+        "last_tick_run_link",
+    ]
     list_filter = ["kind", "enabled", "last_tick_outcome", "force_next"]
     search_fields = ["name", "experiment__name"]
     fieldsets = [
@@ -420,8 +562,13 @@ class TrainingScheduleAdmin(StaffActionsMixin, admin.ModelAdmin):
         if not obj.last_tick_outcome:
             return short_time(last)
         reason = obj.last_tick_reason
-        return format_html('{} {}<div class="portal-quiet" title="{}">{}</div>', short_time(last),
-                           badge(obj.last_tick_outcome), reason, reason if len(reason) <= 60 else reason[:59] + "…")
+        return format_html(
+            '{} {}<div class="portal-quiet" title="{}">{}</div>',
+            short_time(last),
+            badge(obj.last_tick_outcome),
+            reason,
+            reason if len(reason) <= 60 else reason[:59] + "…",
+        )
 
     @admin.display(description="last tick outcome")
     def last_tick_outcome_col(self, obj):

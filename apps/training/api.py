@@ -35,14 +35,21 @@ from .services.training_pipeline import training_run_request_stop, training_run_
 
 def _start_run(request, *, experiment, data: dict):
     config = experiment_training_config(
-        experiment=experiment, framework=data.get("framework"), model_type=data.get("model_type"),
-        params=data.get("params"), device=data.get("device"),
+        experiment=experiment,
+        framework=data.get("framework"),
+        model_type=data.get("model_type"),
+        params=data.get("params"),
+        device=data.get("device"),
     )
     key = request.headers.get("Idempotency-Key")
     run = training_run_start(
-        experiment=experiment, seed=data.get("seed"), register_model=data.get("register_model", True),
-        user=request.user, origin=RunOrigin.API,
-        idempotency_key=f"api:{request.user.pk}:{key[:150]}" if key else None, **config,
+        experiment=experiment,
+        seed=data.get("seed"),
+        register_model=data.get("register_model", True),
+        user=request.user,
+        origin=RunOrigin.API,
+        idempotency_key=f"api:{request.user.pk}:{key[:150]}" if key else None,
+        **config,
     )
     return Response(RunOutputSerializer(run).data, status=status.HTTP_201_CREATED)
 
@@ -98,8 +105,11 @@ class ExperimentDetailApi(GenericAPIView):
 
 
 class ExperimentTrainApi(APIView):
-    @extend_schema(request=TrainSerializer, responses={201: RunOutputSerializer},
-                   summary="Train now: start a run of this experiment (blank fields: experiment defaults)")
+    @extend_schema(
+        request=TrainSerializer,
+        responses={201: RunOutputSerializer},
+        summary="Train now: start a run of this experiment (blank fields: experiment defaults)",
+    )
     def post(self, request, pk: int):
         serializer = TrainSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -120,28 +130,39 @@ class RunListApi(GenericAPIView):
         if state is not None and state not in RunStatus.values:
             raise ValidationError({"status": f"must be one of {RunStatus.values}."})
         return selectors.run_list(
-            experiment_id=int(experiment) if experiment else None, status=state,
+            experiment_id=int(experiment) if experiment else None,
+            status=state,
             active={"true": True, "1": True, "false": False, "0": False}.get((active or "").lower()),
         ).prefetch_related("model_versions__registered_model")
 
-    @extend_schema(operation_id="runs_list", responses=RunOutputSerializer(many=True), parameters=[
-        OpenApiParameter("experiment", OpenApiTypes.INT), OpenApiParameter("status", OpenApiTypes.STR),
-        OpenApiParameter("active", OpenApiTypes.BOOL),
-    ])
+    @extend_schema(
+        operation_id="runs_list",
+        responses=RunOutputSerializer(many=True),
+        parameters=[
+            OpenApiParameter("experiment", OpenApiTypes.INT),
+            OpenApiParameter("status", OpenApiTypes.STR),
+            OpenApiParameter("active", OpenApiTypes.BOOL),
+        ],
+    )
     def get(self, request):
         page = self.paginate_queryset(self.get_queryset())
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 
-    @extend_schema(request=RunStartSerializer, responses={201: RunOutputSerializer},
-                   parameters=[OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER)],
-                   summary="Start a training run (queued on the cpu or gpu queue)")
+    @extend_schema(
+        request=RunStartSerializer,
+        responses={201: RunOutputSerializer},
+        parameters=[OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER)],
+        summary="Start a training run (queued on the cpu or gpu queue)",
+    )
     def post(self, request):
         serializer = RunStartSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
         from .models import Experiment
 
-        experiment = Experiment.objects.select_related("dataset", "feature_spec").filter(pk=data.pop("experiment")).first()
+        experiment = (
+            Experiment.objects.select_related("dataset", "feature_spec").filter(pk=data.pop("experiment")).first()
+        )
         if experiment is None:
             raise ValidationError({"experiment": "no such experiment."})
         return _start_run(request, experiment=experiment, data=data)
@@ -155,19 +176,26 @@ class RunDetailApi(GenericAPIView):
 
 
 class RunCancelApi(APIView):
-    @extend_schema(request=RunCancelSerializer, responses={202: RunOutputSerializer, 409: ErrorSerializer},
-                   summary="Cancel a run: a queued run ends now, a running one at its next batch or epoch")
+    @extend_schema(
+        request=RunCancelSerializer,
+        responses={202: RunOutputSerializer, 409: ErrorSerializer},
+        summary="Cancel a run: a queued run ends now, a running one at its next batch or epoch",
+    )
     def post(self, request, pk: int):
         serializer = RunCancelSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        run = training_run_request_stop(run=selectors.run_get(pk=pk), reason=serializer.validated_data["reason"],
-                                        user=request.user)
+        run = training_run_request_stop(
+            run=selectors.run_get(pk=pk), reason=serializer.validated_data["reason"], user=request.user
+        )
         return Response(RunOutputSerializer(selectors.run_get(pk=run.pk)).data, status=status.HTTP_202_ACCEPTED)
 
 
 class RunRetryApi(APIView):
-    @extend_schema(request=None, responses={201: RunOutputSerializer, 409: ErrorSerializer},
-                   summary="Retry a failed or cancelled run as a new run with the same data and settings")
+    @extend_schema(
+        request=None,
+        responses={201: RunOutputSerializer, 409: ErrorSerializer},
+        summary="Retry a failed or cancelled run as a new run with the same data and settings",
+    )
     def post(self, request, pk: int):
         run = training_run_retry(run=selectors.run_get(pk=pk), user=request.user)
         return Response(RunOutputSerializer(run).data, status=status.HTTP_201_CREATED)
@@ -175,9 +203,12 @@ class RunRetryApi(APIView):
 
 class RunLogsApi(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("after", OpenApiTypes.INT, description="return lines with seq > after"),
-                    OpenApiParameter("limit", OpenApiTypes.INT, description="at most this many (max 1000)")],
-        responses=LogPageSerializer, summary="Log lines after a sequence number",
+        parameters=[
+            OpenApiParameter("after", OpenApiTypes.INT, description="return lines with seq > after"),
+            OpenApiParameter("limit", OpenApiTypes.INT, description="at most this many (max 1000)"),
+        ],
+        responses=LogPageSerializer,
+        summary="Log lines after a sequence number",
     )
     def get(self, request, pk: int):
         run = get_object_or_404(selectors.run_list(), pk=pk)
@@ -209,8 +240,14 @@ class FrameworkListApi(APIView):
         data = []
         for name in FRAMEWORKS:
             adapter = get_adapter(name)
-            data.append({"name": name, "label": FRAMEWORK_LABELS[name], "supports_gpu": adapter.supports_gpu,
-                         "model_types": adapter.describe()})
+            data.append(
+                {
+                    "name": name,
+                    "label": FRAMEWORK_LABELS[name],
+                    "supports_gpu": adapter.supports_gpu,
+                    "model_types": adapter.describe(),
+                }
+            )
         return Response(FrameworkSerializer(data, many=True).data)
 
 
@@ -218,8 +255,11 @@ class ModelVersionListApi(registry_api.ModelVersionListApi):
     """GET lists a model's versions (the registry's view). POST registers a succeeded run as the next
     version: that starts from a run, so this route is training's (apps/CONTRACTS.md, "Import directions")."""
 
-    @extend_schema(request=RegisterInputSerializer, responses={201: registry_api.ModelVersionSerializer},
-                   summary="Register a succeeded run as the next version of this model")
+    @extend_schema(
+        request=RegisterInputSerializer,
+        responses={201: registry_api.ModelVersionSerializer},
+        summary="Register a succeeded run as the next version of this model",
+    )
     def post(self, request, name: str):
         serializer = RegisterInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -227,6 +267,7 @@ class ModelVersionListApi(registry_api.ModelVersionListApi):
         run = TrainingRun.objects.filter(pk=data["run"]).first()
         if run is None:
             raise ValidationError({"run": "no such training run."})
-        version = model_version_create_from_run(run=run, name=name, user=request.user, tags=data["tags"],
-                                                description=data["description"])
+        version = model_version_create_from_run(
+            run=run, name=name, user=request.user, tags=data["tags"], description=data["description"]
+        )
         return Response(registry_api.ModelVersionSerializer(version).data, status=status.HTTP_201_CREATED)

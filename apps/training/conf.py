@@ -1,5 +1,6 @@
 """Training settings with defaults. Each may be set in Django settings or, for worker processes that
 only share the environment, as an environment variable of the same name."""
+
 from django.conf import settings
 
 from mlops_portal.env import env_int, env_str

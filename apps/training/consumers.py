@@ -10,6 +10,7 @@ in order); clients always receive the single messages.
 
 ws/training/runs/: status changes of every run (group training-runs).
 """
+
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async

@@ -5,6 +5,7 @@ already has a demo version is not trained again.
 
 The champion and challenger aliases (and so the demo deployment) go to the best two of the torch,
 keras and scikit-learn versions; the XGBoost version waits in the registry as a candidate."""
+
 import time
 
 from django.contrib.auth import get_user_model
@@ -20,8 +21,18 @@ DEMO_RUNS = (
     ("sklearn", "gradient_boosting", {"max_iter": 60, "stage_size": 10}),
     ("torch", "mlp", {"epochs": 6, "hidden_size": 32, "patience": 6}),
     ("keras", "mlp", {"epochs": 4, "hidden_size": 32, "patience": 4}),
-    ("xgboost", "gradient_boosting", {"n_estimators": 150, "max_depth": 4, "learning_rate": 0.05,
-                                      "subsample": 0.8, "colsample_bytree": 0.8, "patience": 25}),
+    (
+        "xgboost",
+        "gradient_boosting",
+        {
+            "n_estimators": 150,
+            "max_depth": 4,
+            "learning_rate": 0.05,
+            "subsample": 0.8,
+            "colsample_bytree": 0.8,
+            "patience": 25,
+        },
+    ),
 )
 # The experiment's default training config, and the frameworks whose versions may take the traffic.
 DEFAULT_RUN = DEMO_RUNS[1]
@@ -41,9 +52,15 @@ def _experiment(user):
     if dataset is None:
         return None
     return experiment_create(
-        name=EXPERIMENT, dataset=dataset, feature_spec=feature_spec_latest(dataset=dataset, name=SPEC), user=user,
-        primary_metric="accuracy", default_framework=DEFAULT_RUN[0], default_model_type=DEFAULT_RUN[1],
-        default_params=dict(DEFAULT_RUN[2]), registered_model_name=EXPERIMENT,
+        name=EXPERIMENT,
+        dataset=dataset,
+        feature_spec=feature_spec_latest(dataset=dataset, name=SPEC),
+        user=user,
+        primary_metric="accuracy",
+        default_framework=DEFAULT_RUN[0],
+        default_model_type=DEFAULT_RUN[1],
+        default_params=dict(DEFAULT_RUN[2]),
+        registered_model_name=EXPERIMENT,
         description="Next-day direction (up/down) of five synthetic tickers from price features.",
     )
 
@@ -53,8 +70,9 @@ def _schedule(experiment, user):
 
     if not TrainingSchedule.objects.filter(experiment=experiment).exists():
         training_schedule_save(
-            schedule=TrainingSchedule(name=f"{EXPERIMENT} weekday retrain", experiment=experiment, kind="cron",
-                                      cron="0 6 * * 1-5"),
+            schedule=TrainingSchedule(
+                name=f"{EXPERIMENT} weekday retrain", experiment=experiment, kind="cron", cron="0 6 * * 1-5"
+            ),
             user=user,
         )
 
@@ -66,10 +84,15 @@ def _aliases(user, stdout):
     model = RegisteredModel.objects.filter(name=EXPERIMENT).first()
     if model is None or model.aliases.exists():
         return
-    versions = sorted(model.versions.filter(tags__demo=True, framework__in=SERVING_FRAMEWORKS),
-                      key=lambda v: v.metrics.get("val", {}).get("accuracy") or 0.0, reverse=True)
+    versions = sorted(
+        model.versions.filter(tags__demo=True, framework__in=SERVING_FRAMEWORKS),
+        key=lambda v: v.metrics.get("val", {}).get("accuracy") or 0.0,
+        reverse=True,
+    )
     for alias, version in zip(("champion", "challenger"), versions):
-        model_alias_set(model=model, alias=alias, version=version, user=user, reason="demo seed: best validation accuracy")
+        model_alias_set(
+            model=model, alias=alias, version=version, user=user, reason="demo seed: best validation accuracy"
+        )
         stdout.write(f"{model.name}@{alias} -> version {version.version} ({version.framework})")
 
 
@@ -86,22 +109,37 @@ def seed(*, stdout) -> None:
         return
     _schedule(experiment, user)
     for framework, model_type, params in DEMO_RUNS:
-        done = ModelVersion.objects.filter(registered_model__name=EXPERIMENT, framework=framework,
-                                           tags__demo=True).first()
+        done = ModelVersion.objects.filter(
+            registered_model__name=EXPERIMENT, framework=framework, tags__demo=True
+        ).first()
         if done is not None:
             stdout.write(f"demo {framework} model: {done} already registered")
             continue
         started = time.monotonic()
-        run = training_run_start(experiment=experiment, framework=framework, model_type=model_type, params=params,
-                                 user=user, origin=RunOrigin.DEMO, dispatch=False)
+        run = training_run_start(
+            experiment=experiment,
+            framework=framework,
+            model_type=model_type,
+            params=params,
+            user=user,
+            origin=RunOrigin.DEMO,
+            dispatch=False,
+        )
         run = training_run_execute(run_id=run.pk)
         if run is None or run.status != RunStatus.SUCCEEDED:
-            stdout.write(f"demo {framework} run {run.pk if run else '?'} did not succeed: "
-                         f"{run.error_message if run else 'not executed'}")
+            stdout.write(
+                f"demo {framework} run {run.pk if run else '?'} did not succeed: "
+                f"{run.error_message if run else 'not executed'}"
+            )
             continue
         version = run.model_versions.get()
-        model_version_update(version=version, tags={**version.tags, "demo": True},
-                             description=f"Demo {framework} {model_type} ({time.monotonic() - started:.1f}s to train)")
-        stdout.write(f"demo {framework} model: {version} (val accuracy {run.val_metrics.get('accuracy', float('nan')):.3f}, "
-                     f"{time.monotonic() - started:.1f}s)")
+        model_version_update(
+            version=version,
+            tags={**version.tags, "demo": True},
+            description=f"Demo {framework} {model_type} ({time.monotonic() - started:.1f}s to train)",
+        )
+        stdout.write(
+            f"demo {framework} model: {version} (val accuracy {run.val_metrics.get('accuracy', float('nan')):.3f}, "
+            f"{time.monotonic() - started:.1f}s)"
+        )
     _aliases(user, stdout)

@@ -6,6 +6,7 @@ as JSON on the run (`TrainingRun.evaluation`), so the admin pages draw it withou
 Curves are thinned to at most CURVE_POINTS points and the scatter to SCATTER_POINTS, so the JSON
 stays a few kilobytes however big the split is.
 """
+
 import numpy as np
 
 from apps.frameworks.metrics import CLASSIFICATION, REGRESSION
@@ -44,11 +45,19 @@ def evaluation_plots(*, trained, data) -> dict:
     split, inputs, y_true = picked
     outputs = trained.batched_outputs(inputs)
     if trained.task == REGRESSION:
-        return {"task": REGRESSION, "split": split, "rows": int(len(y_true)),
-                **_residuals(y_true.astype(np.float64).ravel(), outputs.astype(np.float64).ravel())}
+        return {
+            "task": REGRESSION,
+            "split": split,
+            "rows": int(len(y_true)),
+            **_residuals(y_true.astype(np.float64).ravel(), outputs.astype(np.float64).ravel()),
+        }
     labels = [str(c) for c in (data.classes or range(trained.n_classes))]
-    return {"task": CLASSIFICATION, "split": split, "rows": int(len(y_true)),
-            **_classification(y_true.astype(np.int64).ravel(), outputs.astype(np.float64), labels)}
+    return {
+        "task": CLASSIFICATION,
+        "split": split,
+        "rows": int(len(y_true)),
+        **_classification(y_true.astype(np.int64).ravel(), outputs.astype(np.float64), labels),
+    }
 
 
 def _classification(y_true: np.ndarray, proba: np.ndarray, labels: list[str]) -> dict:
@@ -69,9 +78,15 @@ def _classification(y_true: np.ndarray, proba: np.ndarray, labels: list[str]) ->
         fpr_t, tpr_t = _thin(fpr, tpr, limit=CURVE_POINTS)
         recall_t, precision_t = _thin(recall[::-1], precision[::-1], limit=CURVE_POINTS)
         roc.append({"label": labels[c], "fpr": fpr_t, "tpr": tpr_t, "auc": round(float(auc(fpr, tpr)), 6)})
-        pr.append({"label": labels[c], "recall": recall_t, "precision": precision_t,
-                   "average_precision": round(float(average_precision_score(positive, proba[:, c])), 6),
-                   "base_rate": round(float(positive.mean()), 6)})
+        pr.append(
+            {
+                "label": labels[c],
+                "recall": recall_t,
+                "precision": precision_t,
+                "average_precision": round(float(average_precision_score(positive, proba[:, c])), 6),
+                "base_rate": round(float(positive.mean()), 6),
+            }
+        )
     return {"confusion_matrix": {"labels": labels, "counts": counts.tolist()}, "roc": roc, "pr": pr}
 
 
@@ -81,11 +96,15 @@ def _residuals(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
     counts, edges = np.histogram(residual, bins=HISTOGRAM_BINS)
     order = np.argsort(y_pred, kind="stable")
     predicted, residual_sorted = _thin(y_pred[order], residual[order], limit=SCATTER_POINTS)
-    return {"residuals": {
-        "mean": round(float(residual.mean()), 6), "std": round(float(residual.std()), 6),
-        "mae": round(float(np.abs(residual).mean()), 6),
-        "quantiles": dict(zip(["min", "p5", "p25", "median", "p75", "p95", "max"],
-                              (round(float(q), 6) for q in quantiles))),
-        "histogram": {"edges": [round(float(e), 6) for e in edges], "counts": counts.tolist()},
-        "points": {"predicted": predicted, "residual": residual_sorted},
-    }}
+    return {
+        "residuals": {
+            "mean": round(float(residual.mean()), 6),
+            "std": round(float(residual.std()), 6),
+            "mae": round(float(np.abs(residual).mean()), 6),
+            "quantiles": dict(
+                zip(["min", "p5", "p25", "median", "p75", "p95", "max"], (round(float(q), 6) for q in quantiles))
+            ),
+            "histogram": {"edges": [round(float(e), 6) for e in edges], "counts": counts.tolist()},
+            "points": {"predicted": predicted, "residual": residual_sorted},
+        }
+    }

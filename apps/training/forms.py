@@ -14,8 +14,11 @@ class TrainNowForm(forms.Form):
     framework = forms.ChoiceField(choices=[("", "— experiment default —"), *Framework.choices], required=False)
     model_type = forms.CharField(required=False, help_text="e.g. mlp, lstm, linear, gradient_boosting")
     # Pre-filled with {} (an empty object), not the JSON `null` an unset JSONField shows.
-    params = PrettyJSONFormField(required=False, initial=dict,
-                             help_text='JSON object, e.g. {"epochs": 5}; {} or blank: the experiment\'s defaults')
+    params = PrettyJSONFormField(
+        required=False,
+        initial=dict,
+        help_text='JSON object, e.g. {"epochs": 5}; {} or blank: the experiment\'s defaults',
+    )
     device = forms.ChoiceField(choices=[("", "— experiment default —"), *Device.choices], required=False)
     seed = forms.IntegerField(required=False, min_value=0, max_value=INT32_MAX)
 
@@ -65,7 +68,8 @@ class TrainingScheduleAdminForm(forms.ModelForm):
         cleaned = super().clean()
         if self.errors:
             return cleaned
-        candidate = TrainingSchedule(**{f: cleaned.get(f) for f in cleaned
-                                         if f in {x.name for x in TrainingSchedule._meta.fields}})
+        candidate = TrainingSchedule(
+            **{f: cleaned.get(f) for f in cleaned if f in {x.name for x in TrainingSchedule._meta.fields}}
+        )
         training_schedule_validate(candidate)
         return cleaned

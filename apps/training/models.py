@@ -30,7 +30,11 @@ class Experiment(TimeStampedModel):
     description = models.TextField(blank=True)
     dataset = models.ForeignKey("datasets.Dataset", on_delete=models.PROTECT, related_name="experiments")
     feature_spec = models.ForeignKey(
-        "datasets.FeatureSpec", null=True, blank=True, on_delete=models.PROTECT, related_name="experiments",
+        "datasets.FeatureSpec",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="experiments",
         help_text="Empty: the dataset's columns are used as they are.",
     )
     target = models.CharField(max_length=200, help_text="Column the model predicts (after feature engineering).")
@@ -67,7 +71,9 @@ class TrainingRun(TimeStampedModel):
     """One training job. Its status only changes through services.runs.run_status_transition."""
 
     experiment = models.ForeignKey(Experiment, on_delete=models.PROTECT, related_name="runs")
-    dataset_version = models.ForeignKey("datasets.DatasetVersion", on_delete=models.PROTECT, related_name="training_runs")
+    dataset_version = models.ForeignKey(
+        "datasets.DatasetVersion", on_delete=models.PROTECT, related_name="training_runs"
+    )
     dataset_sha256 = models.CharField(max_length=64)
     feature_spec = models.JSONField(default=dict, blank=True, help_text="The spec as it was when the run started.")
     framework = models.CharField(max_length=10, choices=Framework.choices)
@@ -107,16 +113,22 @@ class TrainingRun(TimeStampedModel):
 
     val_metrics = models.JSONField(default=dict, blank=True)
     test_metrics = models.JSONField(default=dict, blank=True)
-    evaluation = models.JSONField(default=dict, blank=True, help_text=(
-        "Confusion matrix and ROC/PR curves (classifiers) or residual summary (regressors) on the test split; "
-        "see apps.training.evaluation."))
+    evaluation = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text=(
+            "Confusion matrix and ROC/PR curves (classifiers) or residual summary (regressors) on the test split; "
+            "see apps.training.evaluation."
+        ),
+    )
     primary_metric_value = models.FloatField(null=True, blank=True)
     error_message = models.TextField(blank=True)
     traceback = models.TextField(blank=True)
     code_version = models.CharField(max_length=64, blank=True)
     library_versions = models.JSONField(default=dict, blank=True)
-    plugin = models.JSONField(default=dict, blank=True,
-                              help_text="The model type's provenance: module, package, version, code sha256.")
+    plugin = models.JSONField(
+        default=dict, blank=True, help_text="The model type's provenance: module, package, version, code sha256."
+    )
 
     # The committed artifact (see apps.registry.storage); empty until the run succeeds.
     artifact_uri = models.CharField(max_length=500, blank=True)
@@ -157,7 +169,9 @@ class RunEvent(models.Model):
     to_status = models.CharField(max_length=10)
     attempt = models.PositiveSmallIntegerField(default=0)
     reason = models.TextField(blank=True)
-    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
@@ -206,7 +220,7 @@ class RunEpoch(models.Model):
 
 
 class TrainingSchedule(TimeStampedModel):
-    """"Retrain experiment X on its dataset's newest version" on a cron or interval schedule.
+    """ "Retrain experiment X on its dataset's newest version" on a cron or interval schedule.
 
     Saved through services.schedules.training_schedule_save, which keeps the django-celery-beat
     PeriodicTask (the thing beat actually reads) in step with this row.
@@ -216,28 +230,41 @@ class TrainingSchedule(TimeStampedModel):
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="schedules")
     kind = models.CharField(max_length=10, choices=ScheduleKind.choices, default=ScheduleKind.CRON)
     cron = models.CharField(
-        max_length=100, blank=True, help_text='Five fields: minute hour day-of-month month day-of-week, e.g. "0 6 * * 1-5".'
+        max_length=100,
+        blank=True,
+        help_text='Five fields: minute hour day-of-month month day-of-week, e.g. "0 6 * * 1-5".',
     )
     every = models.PositiveIntegerField(null=True, blank=True)
     unit = models.CharField(max_length=10, choices=IntervalUnit.choices, blank=True)
-    framework = models.CharField(max_length=10, choices=Framework.choices, blank=True, help_text="Empty: experiment default.")
+    framework = models.CharField(
+        max_length=10, choices=Framework.choices, blank=True, help_text="Empty: experiment default."
+    )
     model_type = models.CharField(max_length=50, blank=True, help_text="Empty: experiment default.")
     params = models.JSONField(default=dict, blank=True, help_text="Empty: experiment default.")
     device = models.CharField(max_length=3, choices=Device.choices, blank=True, help_text="Empty: experiment default.")
     enabled = models.BooleanField(default=True)
     force_next = models.BooleanField(
-        default=False, help_text="Train at the next tick even if the data and settings are unchanged (cleared by that tick)."
+        default=False,
+        help_text="Train at the next tick even if the data and settings are unchanged (cleared by that tick).",
     )
     # What the last tick did, so a skipped retrain says why instead of silently doing nothing.
     last_tick_at = models.DateTimeField(null=True, blank=True)
     last_tick_outcome = models.CharField(max_length=10, blank=True, help_text="started or skipped")
     last_tick_reason = models.TextField(blank=True)
     last_tick_run = models.ForeignKey(
-        TrainingRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        TrainingRun,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
         help_text="The run the last tick started (or, when skipped, the run whose result still stands).",
     )
     periodic_task = models.OneToOneField(
-        "django_celery_beat.PeriodicTask", null=True, blank=True, on_delete=models.SET_NULL, related_name="training_schedule"
+        "django_celery_beat.PeriodicTask",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="training_schedule",
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

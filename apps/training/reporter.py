@@ -1,5 +1,6 @@
 """What runs beside a training attempt: the heartbeat / stop watcher thread and the reporter the
 framework adapters call (epoch metrics, log lines, should_stop)."""
+
 import logging
 import queue
 import threading

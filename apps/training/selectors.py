@@ -18,7 +18,9 @@ def experiment_get(*, pk: int) -> Experiment:
     return experiment
 
 
-def run_list(*, experiment_id: int | None = None, status: str | None = None, active: bool | None = None) -> QuerySet[TrainingRun]:
+def run_list(
+    *, experiment_id: int | None = None, status: str | None = None, active: bool | None = None
+) -> QuerySet[TrainingRun]:
     qs = TrainingRun.objects.select_related("experiment", "dataset_version__dataset")
     if experiment_id is not None:
         qs = qs.filter(experiment_id=experiment_id)

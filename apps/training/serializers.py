@@ -19,9 +19,26 @@ class ExperimentOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Experiment
         fields = [
-            "id", "name", "description", "dataset", "dataset_id", "feature_spec", "feature_spec_id", "target", "task",
-            "primary_metric", "metric_direction", "default_framework", "default_model_type", "default_params",
-            "default_device", "seed", "retrain_on_new_data", "registered_model", "created_at", "updated_at",
+            "id",
+            "name",
+            "description",
+            "dataset",
+            "dataset_id",
+            "feature_spec",
+            "feature_spec_id",
+            "target",
+            "task",
+            "primary_metric",
+            "metric_direction",
+            "default_framework",
+            "default_model_type",
+            "default_params",
+            "default_device",
+            "seed",
+            "retrain_on_new_data",
+            "registered_model",
+            "created_at",
+            "updated_at",
         ]
 
 
@@ -33,7 +50,9 @@ class ExperimentInputSerializer(serializers.Serializer):
     target = serializers.CharField(required=False, allow_blank=True, default="")
     primary_metric = serializers.CharField(required=False, allow_blank=True, default="")
     metric_direction = serializers.CharField(required=False, allow_blank=True, default="")
-    default_framework = serializers.CharField(required=False, default=Framework.SKLEARN, help_text="torch, keras, sklearn, xgboost or lightgbm")
+    default_framework = serializers.CharField(
+        required=False, default=Framework.SKLEARN, help_text="torch, keras, sklearn, xgboost or lightgbm"
+    )
     default_model_type = serializers.CharField(required=False, allow_blank=True, default="")
     default_params = serializers.DictField(required=False, default=dict)
     default_device = serializers.CharField(required=False, default=Device.CPU, help_text="cpu or gpu")
@@ -80,13 +99,51 @@ class RunOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = TrainingRun
         fields = [
-            "id", "experiment", "experiment_name", "dataset_version", "dataset_version_id", "dataset_sha256",
-            "framework", "model_type", "params", "device", "queue", "seed", "origin", "register_model", "trial_id",
-            "retry_of", "status", "celery_task_id", "attempts", "max_attempts", "stop_requested", "stop_reason",
-            "created_at", "queued_at", "started_at", "finished_at", "heartbeat_at", "worker_host", "cpu_seconds",
-            "current_epoch", "total_epochs", "progress", "eta_seconds", "log_seq", "val_metrics", "test_metrics",
-            "primary_metric_value", "error_message", "code_version", "library_versions", "plugin", "artifact_uri",
-            "artifact_sha256", "signature", "model_versions",
+            "id",
+            "experiment",
+            "experiment_name",
+            "dataset_version",
+            "dataset_version_id",
+            "dataset_sha256",
+            "framework",
+            "model_type",
+            "params",
+            "device",
+            "queue",
+            "seed",
+            "origin",
+            "register_model",
+            "trial_id",
+            "retry_of",
+            "status",
+            "celery_task_id",
+            "attempts",
+            "max_attempts",
+            "stop_requested",
+            "stop_reason",
+            "created_at",
+            "queued_at",
+            "started_at",
+            "finished_at",
+            "heartbeat_at",
+            "worker_host",
+            "cpu_seconds",
+            "current_epoch",
+            "total_epochs",
+            "progress",
+            "eta_seconds",
+            "log_seq",
+            "val_metrics",
+            "test_metrics",
+            "primary_metric_value",
+            "error_message",
+            "code_version",
+            "library_versions",
+            "plugin",
+            "artifact_uri",
+            "artifact_sha256",
+            "signature",
+            "model_versions",
         ]
 
     def get_model_versions(self, run) -> list[dict]:

@@ -34,6 +34,7 @@ def retrain_experiment(self, experiment_id: int, schedule_id: int | None = None,
     `force` retrains even when the data and settings are unchanged."""
     from apps.training.services.schedules import experiment_retrain_scheduled
 
-    run = experiment_retrain_scheduled(experiment_id=experiment_id, schedule_id=schedule_id, tick=self.request.id,
-                                      force=force)
+    run = experiment_retrain_scheduled(
+        experiment_id=experiment_id, schedule_id=schedule_id, tick=self.request.id, force=force
+    )
     return run.pk if run else None

@@ -69,8 +69,9 @@ class TrialInline(ReadOnlyInline):
     def run_link(self, obj):
         if not obj.run_id:
             return "—"
-        return format_html('<a href="{}">run {}</a>', reverse("admin:training_trainingrun_change", args=[obj.run_id]),
-                           obj.run_id)
+        return format_html(
+            '<a href="{}">run {}</a>', reverse("admin:training_trainingrun_change", args=[obj.run_id]), obj.run_id
+        )
 
 
 class EventInline(ReadOnlyInline):
@@ -84,7 +85,16 @@ class TuningStudyAdmin(StaffActionsMixin, FrameworkAndCreatedColumns, admin.Mode
     form = StudyAdminForm
     formfield_overrides = PRETTY_JSON_FIELDS
     # Few, short columns so the list fits 1280 px; the rest is on the change page.
-    list_display = ["name", "experiment", "model_col", "strategy", "status_col", "trials_col", "best_col", "created_col"]
+    list_display = [
+        "name",
+        "experiment",
+        "model_col",
+        "strategy",
+        "status_col",
+        "trials_col",
+        "best_col",
+        "created_col",
+    ]
     list_filter = ["status", "strategy", "framework", "pruner"]
     search_fields = ["name", "experiment__name"]
     actions = ["start_studies", "pause_studies", "resume_studies", "stop_studies"]
@@ -116,7 +126,6 @@ class TuningStudyAdmin(StaffActionsMixin, FrameworkAndCreatedColumns, admin.Mode
     def status_col(self, obj):
         return _badge(obj.status, obj.get_status_display())
 
-
     @admin.display(description="trials")
     def trials_col(self, obj):
         running = f", {obj.n_running} running" if getattr(obj, "n_running", 0) else ""
@@ -133,8 +142,12 @@ class TuningStudyAdmin(StaffActionsMixin, FrameworkAndCreatedColumns, admin.Mode
             if obj.status == StudyStatus.DRAFT:
                 study_update(study=obj, data=form.resolved)
             return
-        study = study_create(name=form.cleaned_data["name"], experiment=form.cleaned_data["experiment"],
-                             user=request.user, **form.resolved)
+        study = study_create(
+            name=form.cleaned_data["name"],
+            experiment=form.cleaned_data["experiment"],
+            user=request.user,
+            **form.resolved,
+        )
         obj.pk = study.pk
 
     def save_related(self, request, form, formsets, change):

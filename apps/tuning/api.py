@@ -37,17 +37,23 @@ def _detail(study) -> dict:
 
 
 class StudyListApi(APIView):
-    @extend_schema(operation_id="studies_list", tags=TAGS, responses=StudySerializer(many=True), parameters=[
-        OpenApiParameter("status", str, enum=StudyStatus.values, description="only studies in this status"),
-    ])
+    @extend_schema(
+        operation_id="studies_list",
+        tags=TAGS,
+        responses=StudySerializer(many=True),
+        parameters=[
+            OpenApiParameter("status", str, enum=StudyStatus.values, description="only studies in this status"),
+        ],
+    )
     def get(self, request):
         status_filter = request.query_params.get("status") or None
         if status_filter and status_filter not in StudyStatus.values:
             raise ValidationError({"status": f"must be one of {', '.join(StudyStatus.values)}."})
         return Response(StudySerializer(selectors.study_list(status=status_filter), many=True).data)
 
-    @extend_schema(operation_id="studies_create", tags=TAGS, request=StudyCreateSerializer,
-                   responses={201: StudyDetailSerializer})
+    @extend_schema(
+        operation_id="studies_create", tags=TAGS, request=StudyCreateSerializer, responses={201: StudyDetailSerializer}
+    )
     def post(self, request):
         from apps.training.models import Experiment
 

@@ -58,4 +58,3 @@ class PrunerKind(models.TextChoices):
     NONE = "none", "No pruning"
     MEDIAN = "median", "Median rule"
     SUCCESSIVE_HALVING = "successive_halving", "Successive halving"
-

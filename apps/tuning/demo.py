@@ -3,6 +3,7 @@
 It is left as a draft (seed_demo runs before the workers start): press Start on its admin page, or
 POST /api/v1/studies/<id>/start. The beat keeper task itself comes from migration 0002. Idempotent.
 """
+
 from django.contrib.auth import get_user_model
 
 EXPERIMENT = "price-direction"
@@ -29,10 +30,19 @@ def seed(*, stdout) -> None:
         stdout.write(f"tuning demo skipped: experiment {EXPERIMENT!r} does not exist (seed training first)")
         return
     study = study_create(
-        name=STUDY, experiment=experiment, framework="sklearn", model_type="gradient_boosting",
-        search_space=SEARCH_SPACE, fixed_params={"max_iter": 60, "stage_size": 10}, strategy="bayesian",
-        strategy_options={"n_initial_points": 4}, max_trials=12, parallelism=2, pruner="median",
+        name=STUDY,
+        experiment=experiment,
+        framework="sklearn",
+        model_type="gradient_boosting",
+        search_space=SEARCH_SPACE,
+        fixed_params={"max_iter": 60, "stage_size": 10},
+        strategy="bayesian",
+        strategy_options={"n_initial_points": 4},
+        max_trials=12,
+        parallelism=2,
+        pruner="median",
         user=get_user_model().objects.filter(username="staff").first(),
     )
-    stdout.write(f"demo study {study.name!r} created as a draft "
-                 f"(start it in admin: /admin/tuning/tuningstudy/{study.pk}/)")
+    stdout.write(
+        f"demo study {study.name!r} created as a draft (start it in admin: /admin/tuning/tuningstudy/{study.pk}/)"
+    )

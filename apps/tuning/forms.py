@@ -24,8 +24,8 @@ class StudyAdminForm(forms.ModelForm):
     seed = forms.IntegerField(required=False, min_value=0, max_value=INT32_MAX, help_text="blank: the experiment's")
     search_space = PrettyJSONFormField(
         help_text='JSON list, e.g. [{"name": "alpha", "type": "float", "low": 0.001, "high": 10, "log": true}, '
-                  '{"name": "max_iter", "type": "int", "low": 50, "high": 500}, '
-                  '{"name": "x", "type": "categorical", "choices": ["a", "b"]}]'
+        '{"name": "max_iter", "type": "int", "low": 50, "high": 500}, '
+        '{"name": "x", "type": "categorical", "choices": ["a", "b"]}]'
     )
 
     class Meta:

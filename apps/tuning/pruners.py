@@ -4,6 +4,7 @@ Like the strategies, a pruner keeps no state: it decides from the curves of the 
 stored in the database. All values are losses (lower is better); the service turns maximised
 metrics around before asking.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,8 +42,14 @@ class Pruner(ABC):
 
     @classmethod
     def validate_options(cls, options: Mapping) -> dict:
-        return options_merged(options, defaults=cls.default_options, minimums=cls.minimums,
-                              owner=f"the {cls.name} pruner", field="pruner_options", error=PrunerOptionError)
+        return options_merged(
+            options,
+            defaults=cls.default_options,
+            minimums=cls.minimums,
+            owner=f"the {cls.name} pruner",
+            field="pruner_options",
+            error=PrunerOptionError,
+        )
 
     @abstractmethod
     def should_prune(self, *, trial: Curve, others: Sequence[Curve], epoch: int) -> bool:
@@ -118,8 +125,12 @@ class SuccessiveHalvingPruner(Pruner):
             return False  # as the median rule: a value that is no number is no evidence
         # sorted() with a NaN among the values orders them by chance: non-finite ones are left out.
         competing = sorted(
-            [c.values[epoch] for c in others
-             if c.number != trial.number and epoch in c.values and math.isfinite(c.values[epoch])] + [value]
+            [
+                c.values[epoch]
+                for c in others
+                if c.number != trial.number and epoch in c.values and math.isfinite(c.values[epoch])
+            ]
+            + [value]
         )
         keep = max(len(competing) // self.options["reduction_factor"], 1)
         return value > competing[keep - 1]

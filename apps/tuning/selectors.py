@@ -1,4 +1,5 @@
 """Reads for the admin pages, the API and the dashboard: studies, trials, history, importances."""
+
 import math
 
 import numpy as np
@@ -13,11 +14,15 @@ MIN_TRIALS_FOR_IMPORTANCE = 3
 
 def study_list(*, status: str | None = None) -> QuerySet[TuningStudy]:
     """Studies with their trial counts (`n_trials`, `n_finished`, `n_running`), newest first."""
-    studies = TuningStudy.objects.select_related("experiment", "model_version__registered_model").annotate(
-        n_trials=Count("trials"),
-        n_finished=Count("trials", filter=Q(trials__status__in=list(TRIAL_TERMINAL))),
-        n_running=Count("trials", filter=Q(trials__status=TrialStatus.RUNNING)),
-    ).order_by("-created_at", "-id")
+    studies = (
+        TuningStudy.objects.select_related("experiment", "model_version__registered_model")
+        .annotate(
+            n_trials=Count("trials"),
+            n_finished=Count("trials", filter=Q(trials__status__in=list(TRIAL_TERMINAL))),
+            n_running=Count("trials", filter=Q(trials__status=TrialStatus.RUNNING)),
+        )
+        .order_by("-created_at", "-id")
+    )
     if status:
         studies = studies.filter(status=status)
     return studies
@@ -53,16 +58,18 @@ def study_history(*, study: TuningStudy) -> list[dict]:
             if best is None or (trial.value > best if maximize else trial.value < best):
                 best = trial.value
         series = trial.intermediate_series()
-        history.append({
-            "number": trial.number,
-            "status": trial.status,
-            "value": trial.value,
-            "best_value": best,
-            "last_intermediate": series[max(series)] if series else None,
-            "params": trial.params,
-            "started_at": trial.started_at,
-            "finished_at": trial.finished_at,
-        })
+        history.append(
+            {
+                "number": trial.number,
+                "status": trial.status,
+                "value": trial.value,
+                "best_value": best,
+                "last_intermediate": series[max(series)] if series else None,
+                "params": trial.params,
+                "started_at": trial.started_at,
+                "finished_at": trial.finished_at,
+            }
+        )
     return history
 
 
@@ -119,10 +126,16 @@ def study_parallel_coordinates(*, study: TuningStudy) -> dict:
             axis.update(low=parameter.low, high=parameter.high, log=parameter.log)
         dimensions.append(axis)
     values = [t.value for t in trials]
-    dimensions.append({
-        "name": study.objective_metric, "type": "objective", "direction": study.direction,
-        "low": min(values) if values else None, "high": max(values) if values else None, "log": False,
-    })
+    dimensions.append(
+        {
+            "name": study.objective_metric,
+            "type": "objective",
+            "direction": study.direction,
+            "low": min(values) if values else None,
+            "high": max(values) if values else None,
+            "log": False,
+        }
+    )
     return {
         "dimensions": dimensions,
         "trials": [{"number": t.number, "params": t.params, "value": t.value} for t in trials],

@@ -13,7 +13,7 @@ class StudyCreateSerializer(serializers.Serializer):
     experiment = serializers.IntegerField(min_value=1, max_value=BIGINT_MAX, help_text="Experiment id")
     search_space = serializers.JSONField(
         help_text='List of {"name", "type": "int"|"float"|"categorical", "low", "high", "log", "grid_points"} '
-                  'or {"name", "type": "categorical", "choices": [...]}'
+        'or {"name", "type": "categorical", "choices": [...]}'
     )
     strategy = serializers.ChoiceField(choices=Strategy.choices, default=Strategy.RANDOM)
     strategy_options = serializers.JSONField(required=False, default=dict)
@@ -37,8 +37,19 @@ class TrialSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Trial
-        fields = ["id", "number", "status", "params", "value", "intermediate_values", "prune_requested_at_epoch",
-                  "run", "error", "started_at", "finished_at"]
+        fields = [
+            "id",
+            "number",
+            "status",
+            "params",
+            "value",
+            "intermediate_values",
+            "prune_requested_at_epoch",
+            "run",
+            "error",
+            "started_at",
+            "finished_at",
+        ]
 
     def get_intermediate_values(self, obj) -> dict[str, float]:
         return {str(epoch): value for epoch, value in sorted(obj.intermediate_series().items())}
@@ -63,11 +74,36 @@ class StudySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = TuningStudy
-        fields = ["id", "name", "experiment", "experiment_name", "framework", "model_type", "search_space",
-                  "fixed_params", "strategy", "strategy_options", "objective_metric", "direction", "max_trials",
-                  "max_wall_seconds", "parallelism", "pruner", "pruner_options", "device", "seed", "status",
-                  "n_trials", "n_finished", "n_running", "elapsed_seconds", "started_at", "finished_at",
-                  "model_version", "created_at"]
+        fields = [
+            "id",
+            "name",
+            "experiment",
+            "experiment_name",
+            "framework",
+            "model_type",
+            "search_space",
+            "fixed_params",
+            "strategy",
+            "strategy_options",
+            "objective_metric",
+            "direction",
+            "max_trials",
+            "max_wall_seconds",
+            "parallelism",
+            "pruner",
+            "pruner_options",
+            "device",
+            "seed",
+            "status",
+            "n_trials",
+            "n_finished",
+            "n_running",
+            "elapsed_seconds",
+            "started_at",
+            "finished_at",
+            "model_version",
+            "created_at",
+        ]
 
     def get_elapsed_seconds(self, obj) -> float:
         return round(obj.elapsed_seconds(), 3)

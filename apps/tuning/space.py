@@ -9,6 +9,7 @@ A space is stored on the study as a JSON list, one object per parameter:
 `grid_points` (numeric parameters only, default 5) says how many values the grid strategy tries.
 `SearchSpace.from_spec` refuses anything malformed with a SearchSpaceError naming the parameter.
 """
+
 from __future__ import annotations
 
 import itertools

@@ -12,6 +12,9 @@ urlpatterns = [
     path("api/v1/studies/<int:pk>/trials", api.StudyTrialsApi.as_view(), name="api-study-trials"),
     path("api/v1/studies/<int:pk>/history", api.StudyHistoryApi.as_view(), name="api-study-history"),
     path("api/v1/studies/<int:pk>/importances", api.StudyImportancesApi.as_view(), name="api-study-importances"),
-    path("api/v1/studies/<int:pk>/parallel-coordinates", api.StudyParallelCoordinatesApi.as_view(),
-         name="api-study-parallel-coordinates"),
+    path(
+        "api/v1/studies/<int:pk>/parallel-coordinates",
+        api.StudyParallelCoordinatesApi.as_view(),
+        name="api-study-parallel-coordinates",
+    ),
 ]

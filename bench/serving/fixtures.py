@@ -4,6 +4,7 @@ A numeric table (8 features, binary label) without feature steps, so the portal'
 passes the raw columns through and MLflow can serve the very same estimator on the same input.
 Two scikit-learn versions split 50/50 (routing is exercised) and one PyTorch MLP.
 """
+
 import io
 import tempfile
 from pathlib import Path
@@ -25,8 +26,15 @@ def table(n: int = 2000, seed: int = 0) -> pd.DataFrame:
 def _train(*, experiment, framework, model_type, params, user, seed):
     from apps.training.services.training_pipeline import training_run_execute, training_run_start
 
-    run = training_run_start(experiment=experiment, framework=framework, model_type=model_type, params=params,
-                             user=user, seed=seed, dispatch=False)
+    run = training_run_start(
+        experiment=experiment,
+        framework=framework,
+        model_type=model_type,
+        params=params,
+        user=user,
+        seed=seed,
+        dispatch=False,
+    )
     run = training_run_execute(run_id=run.pk)
     if run.status != "succeeded":
         raise RuntimeError(f"bench training failed: {run.error_message}")
@@ -49,19 +57,44 @@ def build() -> dict:
     dataset = dataset_create(name="bench-table", task="classification", target_column="label", user=staff)
     buffer = io.StringIO()
     table().to_csv(buffer, index=False)
-    dataset_version_create(dataset=dataset, file=ContentFile(buffer.getvalue().encode()), filename="bench.csv", user=staff)
+    dataset_version_create(
+        dataset=dataset, file=ContentFile(buffer.getvalue().encode()), filename="bench.csv", user=staff
+    )
     spec, _ = feature_spec_create(dataset=dataset, name="identity", spec=IDENTITY_SPEC, user=staff)
-    sk_experiment = experiment_create(name="bench-sklearn", dataset=dataset, feature_spec=spec, user=staff,
-                                      default_framework="sklearn", default_model_type="linear")
-    torch_experiment = experiment_create(name="bench-torch", dataset=dataset, feature_spec=spec, user=staff,
-                                         default_framework="torch", default_model_type="mlp")
+    sk_experiment = experiment_create(
+        name="bench-sklearn",
+        dataset=dataset,
+        feature_spec=spec,
+        user=staff,
+        default_framework="sklearn",
+        default_model_type="linear",
+    )
+    torch_experiment = experiment_create(
+        name="bench-torch",
+        dataset=dataset,
+        feature_spec=spec,
+        user=staff,
+        default_framework="torch",
+        default_model_type="mlp",
+    )
     sk_a = _train(experiment=sk_experiment, framework="sklearn", model_type="linear", params={}, user=staff, seed=0)
-    sk_b = _train(experiment=sk_experiment, framework="sklearn", model_type="linear", params={"alpha": 2.0}, user=staff, seed=1)
-    torch_version = _train(experiment=torch_experiment, framework="torch", model_type="mlp",
-                           params={"epochs": 3, "hidden_size": 32}, user=staff, seed=0)
+    sk_b = _train(
+        experiment=sk_experiment, framework="sklearn", model_type="linear", params={"alpha": 2.0}, user=staff, seed=1
+    )
+    torch_version = _train(
+        experiment=torch_experiment,
+        framework="torch",
+        model_type="mlp",
+        params={"epochs": 3, "hidden_size": 32},
+        user=staff,
+        seed=0,
+    )
     sklearn_deployment = deployment_create(name="bench-sklearn", model_version=sk_a, user=staff)
-    deployment_set_traffic(deployment=sklearn_deployment, user=staff, allocations=[
-        {"model_version": sk_a, "weight": 50}, {"model_version": sk_b, "weight": 50}])
+    deployment_set_traffic(
+        deployment=sklearn_deployment,
+        user=staff,
+        allocations=[{"model_version": sk_a, "weight": 50}, {"model_version": sk_b, "weight": 50}],
+    )
     deployment_create(name="bench-torch", model_version=torch_version, user=staff)
 
     export = Path(tempfile.mkdtemp(prefix="bench-serving-artifacts-"))

@@ -3,6 +3,7 @@
 The same generator drives every server under test, so its own cost cancels out of the ratios.
 Each connection sends one request, waits for the whole response, records the latency and repeats.
 """
+
 import asyncio
 import json
 import time
@@ -40,15 +41,24 @@ class LoadResult:
 
     def summary(self) -> dict:
         return {
-            "requests": self.count, "ok": self.ok, "errors": self.errors, "rps": round(self.rps, 1),
-            "p50_ms": round(self.percentile(50), 3), "p99_ms": round(self.percentile(99), 3),
+            "requests": self.count,
+            "ok": self.ok,
+            "errors": self.errors,
+            "rps": round(self.rps, 1),
+            "p50_ms": round(self.percentile(50), 3),
+            "p99_ms": round(self.percentile(99), 3),
         }
 
 
 def build_request(host: str, port: int, path: str, body: dict | bytes, headers: dict[str, str] | None = None) -> bytes:
     payload = body if isinstance(body, bytes) else json.dumps(body).encode()
-    lines = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", "Content-Type: application/json",
-             f"Content-Length: {len(payload)}", "Connection: keep-alive"]
+    lines = [
+        f"POST {path} HTTP/1.1",
+        f"Host: {host}:{port}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(payload)}",
+        "Connection: keep-alive",
+    ]
     lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
 
@@ -109,16 +119,24 @@ async def _connection(host, port, requests, deadline, budget, result, keep_bodie
         writer.close()
 
 
-async def run_load(host: str, port: int, requests: list[bytes], *, connections: int, duration_s: float | None = None,
-                   total: int | None = None, keep_bodies: bool = False) -> LoadResult:
+async def run_load(
+    host: str,
+    port: int,
+    requests: list[bytes],
+    *,
+    connections: int,
+    duration_s: float | None = None,
+    total: int | None = None,
+    keep_bodies: bool = False,
+) -> LoadResult:
     """Runs `connections` keep-alive clients for `duration_s` seconds or `total` requests."""
     result = LoadResult()
     budget = [total] if total is not None else None
     started = time.perf_counter()
     deadline = started + duration_s if duration_s is not None else None
-    await asyncio.gather(*(
-        _connection(host, port, requests, deadline, budget, result, keep_bodies, i) for i in range(connections)
-    ))
+    await asyncio.gather(
+        *(_connection(host, port, requests, deadline, budget, result, keep_bodies, i) for i in range(connections))
+    )
     result.elapsed_s = time.perf_counter() - started
     return result
 

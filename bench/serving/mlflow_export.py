@@ -7,6 +7,7 @@ reports for this file, which this benchmark wrote a moment ago), saved with mlfl
 PyTorch: a pyfunc (bench/serving/mlflow_torch_model.py) that rebuilds the same MLP from the
 portal's meta.json and loads the same safetensors weights.
 """
+
 import sys
 from pathlib import Path
 
@@ -24,7 +25,9 @@ def main(sklearn_dir: str, torch_dir: str, out_dir: str) -> None:
     estimator = sio.load(skops_file, trusted=sio.get_untrusted_types(file=skops_file))
     mlflow.sklearn.save_model(estimator, str(out / "sklearn"), serialization_format="cloudpickle")
     mlflow.pyfunc.save_model(
-        str(out / "torch"), python_model=TorchMLP(), artifacts={"model_dir": torch_dir},
+        str(out / "torch"),
+        python_model=TorchMLP(),
+        artifacts={"model_dir": torch_dir},
         code_paths=[str(Path(__file__).resolve().parent / "mlflow_torch_model.py")],
     )
     print("exported", out)

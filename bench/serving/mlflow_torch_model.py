@@ -2,6 +2,7 @@
 
 Mirrors apps.frameworks.torch_adapter.MLP (Linear/ReLU/Dropout blocks, then a Linear
 head; softmax then argmax for a classifier) so both servers compute the same function."""
+
 import json
 from pathlib import Path
 

@@ -9,6 +9,7 @@ file, which this benchmark wrote a moment ago) is saved as MLServer's scikit-lea
 use the same number of processes. Adaptive batching stays at MLServer's default (off), as its
 documentation ships it.
 """
+
 import json
 import sys
 from pathlib import Path
@@ -24,13 +25,23 @@ def main(sklearn_dir: str, out_dir: str, workers: str) -> None:
     skops_file = Path(sklearn_dir) / "model.skops"
     estimator = sio.load(skops_file, trusted=sio.get_untrusted_types(file=skops_file))
     joblib.dump(estimator, model / "model.joblib")
-    (model / "model-settings.json").write_text(json.dumps({
-        "name": "bench-sklearn", "implementation": "mlserver_sklearn.SKLearnModel",
-        "parameters": {"uri": "./model.joblib", "version": "v1"},
-    }))
-    (out / "settings.json").write_text(json.dumps({
-        "parallel_workers": int(workers), "debug": False,
-    }))
+    (model / "model-settings.json").write_text(
+        json.dumps(
+            {
+                "name": "bench-sklearn",
+                "implementation": "mlserver_sklearn.SKLearnModel",
+                "parameters": {"uri": "./model.joblib", "version": "v1"},
+            }
+        )
+    )
+    (out / "settings.json").write_text(
+        json.dumps(
+            {
+                "parallel_workers": int(workers),
+                "debug": False,
+            }
+        )
+    )
     print("exported", out)
 
 

@@ -1,5 +1,6 @@
 """Starting the servers under test: the portal (its web process: N uvicorn workers, a socket each)
 and `mlflow models serve` (N uvicorn workers), plus the database and MLflow venv they need."""
+
 import os
 import signal
 import socket
@@ -14,8 +15,13 @@ MLFLOW_VENV = ROOT / "bench" / ".venv-mlflow"
 # MLflow only in the benchmark's own venv, with the portal's versions of the libraries the
 # models need, so both servers run the same estimator code.
 MLFLOW_REQUIREMENTS = [
-    "mlflow-skinny==3.17.2", "scikit-learn==1.9.1", "torch==2.13.0", "skops==0.16.0", "safetensors==0.8.0",
-    "pandas==3.1.1", "numpy>=2,<3",
+    "mlflow-skinny==3.17.2",
+    "scikit-learn==1.9.1",
+    "torch==2.13.0",
+    "skops==0.16.0",
+    "safetensors==0.8.0",
+    "pandas==3.1.1",
+    "numpy>=2,<3",
 ]
 
 
@@ -29,7 +35,11 @@ MLSERVER_VENV = ROOT / "bench" / ".venv-mlserver"
 MLSERVER_REQUIREMENTS = [
     # uvloop 0.22+ refuses asyncio.get_event_loop() without a running loop, which MLServer 1.7.1's
     # parallel workers call at start-up.
-    "mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop==0.21.0", "scikit-learn==1.9.1", "skops==0.16.0",
+    "mlserver==1.7.1",
+    "mlserver-sklearn==1.7.1",
+    "uvloop==0.21.0",
+    "scikit-learn==1.9.1",
+    "skops==0.16.0",
     "numpy>=2,<3",
 ]
 
@@ -81,22 +91,59 @@ class Servers:
         uvicorn workers with a listening socket each (SO_REUSEPORT)."""
         port = free_port()
         log = open(log_path, "ab")
-        self.procs.append(subprocess.Popen(
-            [str(ROOT / ".venv" / "bin" / "python"), "-m", "mlops_portal.serve", "--host", "127.0.0.1",
-             "--port", str(port), "--workers", str(workers), "--log-level", "warning"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        ))
+        self.procs.append(
+            subprocess.Popen(
+                [
+                    str(ROOT / ".venv" / "bin" / "python"),
+                    "-m",
+                    "mlops_portal.serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--workers",
+                    str(workers),
+                    "--log-level",
+                    "warning",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
         return port
 
     def mlflow(self, *, python: Path, model_dir: Path, workers: int, log_path: Path) -> tuple[int, subprocess.Popen]:
         port = free_port()
         # Access logs off, as on the portal (uvicorn reads UVICORN_* options from the environment).
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "UVICORN_ACCESS_LOG": "false",
-               "PATH": f"{python.parent}:{os.environ.get('PATH', '')}"}  # MLflow execs `uvicorn`
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "UVICORN_ACCESS_LOG": "false",
+            "PATH": f"{python.parent}:{os.environ.get('PATH', '')}",
+        }  # MLflow execs `uvicorn`
         proc = subprocess.Popen(
-            [str(python.parent / "mlflow"), "models", "serve", "-m", str(model_dir), "-h", "127.0.0.1", "-p", str(port),
-             "-w", str(workers), "--env-manager", "local"],
-            cwd=str(model_dir.parent), env=env, stdout=open(log_path, "ab"), stderr=subprocess.STDOUT,
+            [
+                str(python.parent / "mlflow"),
+                "models",
+                "serve",
+                "-m",
+                str(model_dir),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-w",
+                str(workers),
+                "--env-manager",
+                "local",
+            ],
+            cwd=str(model_dir.parent),
+            env=env,
+            stdout=open(log_path, "ab"),
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.procs.append(proc)
@@ -105,12 +152,22 @@ class Servers:
     def mlserver(self, *, python: Path, repository: Path, log_path: Path) -> tuple[int, subprocess.Popen]:
         """`mlserver start` on a model repository whose settings.json sets its parallel workers."""
         port, grpc_port, metrics_port = free_port(), free_port(), free_port()
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "MLSERVER_HTTP_PORT": str(port), "MLSERVER_HOST": "127.0.0.1",
-               "MLSERVER_GRPC_PORT": str(grpc_port), "MLSERVER_METRICS_PORT": str(metrics_port),
-               "PATH": f"{python.parent}:{os.environ.get('PATH', '')}"}
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "MLSERVER_HTTP_PORT": str(port),
+            "MLSERVER_HOST": "127.0.0.1",
+            "MLSERVER_GRPC_PORT": str(grpc_port),
+            "MLSERVER_METRICS_PORT": str(metrics_port),
+            "PATH": f"{python.parent}:{os.environ.get('PATH', '')}",
+        }
         proc = subprocess.Popen(
-            [str(python.parent / "mlserver"), "start", str(repository)], cwd=str(repository), env=env,
-            stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True,
+            [str(python.parent / "mlserver"), "start", str(repository)],
+            cwd=str(repository),
+            env=env,
+            stdout=open(log_path, "ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.procs.append(proc)
         return port, proc

@@ -1,4 +1,5 @@
 """Alert tests serve real traffic into the rollups, so they reuse the deployment fixtures."""
+
 import json
 import socket
 import threading

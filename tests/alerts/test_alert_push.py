@@ -1,4 +1,5 @@
 """A firing alert reaches the dashboard socket live, through the real Redis channel layer."""
+
 import pytest
 from asgiref.sync import sync_to_async
 
@@ -11,8 +12,16 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 
 
 def test_a_firing_alert_is_pushed_to_the_dashboard_as_the_event_list_shows_it(deployment, analyst_user):
-    rule = alert_rule_save(rule=AlertRule(deployment=deployment, name="silence", kind=AlertKind.NO_TRAFFIC,
-                                          threshold=0, duration_minutes=0, window_minutes=5))
+    rule = alert_rule_save(
+        rule=AlertRule(
+            deployment=deployment,
+            name="silence",
+            kind=AlertKind.NO_TRAFFIC,
+            threshold=0,
+            duration_minutes=0,
+            window_minutes=5,
+        )
+    )
 
     async def scenario(comm):
         await sync_to_async(alert_rule_evaluate)(rule_id=rule.pk)  # commits, then publishes
@@ -20,6 +29,10 @@ def test_a_firing_alert_is_pushed_to_the_dashboard_as_the_event_list_shows_it(de
 
     message = run_scenario(session_cookie(analyst_user), scenario)
     alert = message["alert"]
-    assert (alert["rule"], alert["deployment"], alert["kind"], alert["value"]) == ("silence", "price-direction",
-                                                                                   "firing", 0.0)
+    assert (alert["rule"], alert["deployment"], alert["kind"], alert["value"]) == (
+        "silence",
+        "price-direction",
+        "firing",
+        0.0,
+    )
     assert "No traffic" in alert["message"] and alert["deliveries"] == []

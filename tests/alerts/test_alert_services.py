@@ -2,6 +2,7 @@
 trigger: a firing accuracy-drop alert on a deployment whose delivery policy challenges new versions
 retrains the champion's experiment through the schedule service, and the delivery timeline names the
 alert as the reason."""
+
 import time
 
 import pytest
@@ -22,24 +23,36 @@ pytestmark = pytest.mark.usefixtures("inline_runs")  # versions train in-process
 
 
 def accuracy_rule(deployment):
-    return alert_rule_save(rule=AlertRule(deployment=deployment, name="accuracy", kind=AlertKind.ACCURACY_DROP,
-                                          threshold=0.2, duration_minutes=0, window_minutes=10))
+    return alert_rule_save(
+        rule=AlertRule(
+            deployment=deployment,
+            name="accuracy",
+            kind=AlertKind.ACCURACY_DROP,
+            threshold=0.2,
+            duration_minutes=0,
+            window_minutes=10,
+        )
+    )
 
 
 def bad_answers(deployment, champion):
     """Labelled answers of which only about 30% were right, well below the validation score."""
-    label(deployment, store_traffic(deployment, champion, start=time.time() - 300, seconds=120, requests=200, seed=4,
-                                    accuracy=0.3))
+    label(
+        deployment,
+        store_traffic(deployment, champion, start=time.time() - 300, seconds=120, requests=200, seed=4, accuracy=0.3),
+    )
 
 
-def test_an_accuracy_alert_retrains_the_champions_experiment_and_the_timeline_says_why(
-        deployment, champion):
+def test_an_accuracy_alert_retrains_the_champions_experiment_and_the_timeline_says_why(deployment, champion):
     from apps.datasets.services import dataset_version_create
 
-    DeliveryPolicy.objects.create(deployment=deployment, registered_model=deployment.registered_model, auto_challenge=True)
+    DeliveryPolicy.objects.create(
+        deployment=deployment, registered_model=deployment.registered_model, auto_challenge=True
+    )
     # New labelled data since the champion trained: the retrain is not skipped as a repeat.
-    dataset_version_create(dataset=champion.dataset_version.dataset, file=_csv(classification_frame(n=300, seed=7)),
-                           filename="more.csv")
+    dataset_version_create(
+        dataset=champion.dataset_version.dataset, file=_csv(classification_frame(n=300, seed=7)), filename="more.csv"
+    )
     bad_answers(deployment, champion)
 
     fired = alert_rule_evaluate(rule_id=accuracy_rule(deployment).pk)
@@ -71,8 +84,16 @@ def test_a_receiver_that_stays_down_uses_up_the_attempts_and_each_failure_stays_
     from tests.alerts.conftest import free_port_closed
 
     webhook_save(webhook=Webhook(name="down", url=free_port_closed(), max_attempts=2, retry_backoff_seconds=4))
-    rule = alert_rule_save(rule=AlertRule(deployment=deployment, name="silence", kind=AlertKind.NO_TRAFFIC,
-                                          threshold=0, duration_minutes=0, window_minutes=5))
+    rule = alert_rule_save(
+        rule=AlertRule(
+            deployment=deployment,
+            name="silence",
+            kind=AlertKind.NO_TRAFFIC,
+            threshold=0,
+            duration_minutes=0,
+            window_minutes=5,
+        )
+    )
     fired = alert_rule_evaluate(rule_id=rule.pk)
     assert fired.kind == AlertEventKind.FIRING and fired.value == 0
     delivery = AlertDelivery.objects.get(event=fired)
@@ -94,8 +115,17 @@ def test_each_kind_reads_its_value_from_the_rollups_in_base_units(deployment, ch
     from apps.monitoring.models import PredictionLog
 
     now = timezone.now()
-    lines = store_traffic(deployment, champion, start=now.timestamp() - 300, seconds=120, requests=400, seed=5,
-                          latency_ms=20, accuracy=0.3, f3_shift=4.0)
+    lines = store_traffic(
+        deployment,
+        champion,
+        start=now.timestamp() - 300,
+        seconds=120,
+        requests=400,
+        seed=5,
+        latency_ms=20,
+        accuracy=0.3,
+        f3_shift=4.0,
+    )
     label(deployment, lines)
     logs = PredictionLog.objects.filter(deployment=deployment)
 

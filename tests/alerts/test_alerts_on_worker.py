@@ -1,6 +1,7 @@
 """An alert rule on real rollups fires after its duration, reaches a webhook receiver started here
 through the real housekeeping worker (retried with backoff when the receiver answers 500), and
 resolves once its breach ends."""
+
 from datetime import timedelta
 
 import pytest
@@ -19,11 +20,20 @@ def delivered(event) -> AlertDelivery | None:
 
 @pytest.mark.worker
 def test_an_error_rate_rule_fires_after_its_duration_is_retried_to_the_webhook_and_resolves(
-        celery_worker, deployment, champion, receiver):
+    celery_worker, deployment, champion, receiver
+):
     hook = receiver(answers=[500])
     webhook_save(webhook=Webhook(name="ops", url=hook.url, retry_backoff_seconds=0.3, max_attempts=3))
-    rule = alert_rule_save(rule=AlertRule(deployment=deployment, name="server errors", kind=AlertKind.ERROR_RATE,
-                                          threshold=0.01, duration_minutes=2, window_minutes=10))
+    rule = alert_rule_save(
+        rule=AlertRule(
+            deployment=deployment,
+            name="server errors",
+            kind=AlertKind.ERROR_RATE,
+            threshold=0.01,
+            duration_minutes=2,
+            window_minutes=10,
+        )
+    )
     # 300 answers over the two minutes before the first check, about 5% of them server errors.
     now = timezone.now()
     store_traffic(deployment, champion, start=now.timestamp() - 240, seconds=120, requests=300, seed=3)
@@ -46,8 +56,12 @@ def test_an_error_rate_rule_fires_after_its_duration_is_retried_to_the_webhook_a
     body = hook.received[1][1]
     assert body["status"] == "firing" and "server errors" in body["text"]  # Slack / Teams read `text`
     alert = body["alerts"][0]
-    assert alert["labels"] == {"alertname": "server errors", "deployment": "price-direction", "kind": "error_rate",
-                               "severity": "warning"}
+    assert alert["labels"] == {
+        "alertname": "server errors",
+        "deployment": "price-direction",
+        "kind": "error_rate",
+        "severity": "warning",
+    }
     assert alert["startsAt"].startswith((now + timedelta(minutes=2)).isoformat()[:19])
     assert alert["endsAt"] == "0001-01-01T00:00:00Z" and alert["annotations"]["threshold"] == "0.01"
 

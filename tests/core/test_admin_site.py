@@ -1,5 +1,6 @@
 """The admin as the staff cockpit: branded, ordered by the workflow, readable badges, a styled 403,
 and API docs that need no outside host."""
+
 import re
 from pathlib import Path
 
@@ -23,15 +24,15 @@ def test_the_index_is_branded_and_ordered_by_the_workflow_with_celery_under_syst
     assert "MLOps portal" in html and "Django administration" not in html
     captions = re.findall(r'<caption>\s*<a [^>]*class="section"[^>]*>([^<]+)</a>', html)
     assert captions == ["Data", "Training", "Tuning", "Registry", "Deployments", "Monitoring", "System"]
-    system = html[html.index(">System</a>"):]
+    system = html[html.index(">System</a>") :]
     assert "Periodic tasks" in system and "Solar events" in system
-    training = html[html.index(">Training</a>"):html.index(">Tuning</a>")]
+    training = html[html.index(">Training</a>") : html.index(">Tuning</a>")]
     assert training.index("Experiments") < training.index("Training runs") < training.index("Training schedules")
 
 
 def test_every_status_badge_fill_is_at_least_4_5_to_1_against_its_white_text():
     def luminance(hex_color):
-        channels = [int(hex_color[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+        channels = [int(hex_color[i : i + 2], 16) / 255 for i in (1, 3, 5)]
         linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
         return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
 
@@ -45,7 +46,9 @@ def test_every_status_badge_fill_is_at_least_4_5_to_1_against_its_white_text():
 def test_metrics_are_rounded_and_json_is_shown_formatted_and_collapsible():
     assert rounded({"val": {"rmse": 0.123456789, "n": 3, "ok": True}}) == {"val": {"rmse": 0.1235, "n": 3, "ok": True}}
     block = str(json_block({f"k{i}": i for i in range(20)}))
-    assert block.startswith('<details class="portal-json">') and "20 keys" in block and '\n  &quot;k0&quot;: 0,' in block
+    assert (
+        block.startswith('<details class="portal-json">') and "20 keys" in block and "\n  &quot;k0&quot;: 0," in block
+    )
     assert " open" in str(json_block({"a": 1}))  # small values are shown open
     assert json_block({}) == "—"
 
@@ -58,8 +61,9 @@ def test_a_service_error_names_its_field_once():
 
 
 def test_an_analyst_posting_a_staff_action_gets_the_styled_page_saying_why(analyst_user):
-    response = _client(analyst_user).post("/admin/training/experiment/", {"action": "train_now",
-                                                                          "_selected_action": ["1"]})
+    response = _client(analyst_user).post(
+        "/admin/training/experiment/", {"action": "train_now", "_selected_action": ["1"]}
+    )
     assert response.status_code == 403
     html = response.content.decode()
     assert '<a href="/admin/">MLOps portal</a>' in html and "Django administration" not in html
@@ -83,8 +87,15 @@ def test_api_docs_reference_no_outside_host_and_their_assets_are_served(analyst_
             assert len(body) > 100, asset
 
 
-@pytest.mark.parametrize("path", ["/admin/training/trainingrun/", "/admin/registry/modelversion/",
-                                  "/admin/deployments/rollout/", "/admin/tuning/tuningstudy/"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/training/trainingrun/",
+        "/admin/registry/modelversion/",
+        "/admin/deployments/rollout/",
+        "/admin/tuning/tuningstudy/",
+    ],
+)
 def test_analysts_are_offered_no_action_on_the_lists(analyst_user, path):
     html = _client(analyst_user).get(path).content.decode()
     assert 'name="action"' not in html, path

@@ -1,5 +1,6 @@
 """A body over its endpoint's limit is a 413 before it is read: the web process does not grow,
 whether the client declares the size (Content-Length) or streams it chunked, authenticated or not."""
+
 import http.client
 import os
 import socket
@@ -43,8 +44,10 @@ def total_rss(web) -> float:
 def send_declared(port: int, path: str, declared: int, send_bytes: int) -> tuple[int, dict]:
     """Declares `declared` bytes, sends up to `send_bytes` of them as long as the server reads."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                 f"Content-Length: {declared}\r\n\r\n".encode())
+    sock.sendall(
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {declared}\r\n\r\n".encode()
+    )
     chunk = b"0" * MB
     sent = 0
     sock.settimeout(2)
@@ -71,16 +74,22 @@ def send_chunked(port: int, path: str, total: int, headers: dict | None = None) 
             yield block
 
     try:
-        conn.request("POST", path, body=chunks(), headers={"Content-Type": "application/json", **(headers or {})},
-                     encode_chunked=True)
+        conn.request(
+            "POST",
+            path,
+            body=chunks(),
+            headers={"Content-Type": "application/json", **(headers or {})},
+            encode_chunked=True,
+        )
     except (BrokenPipeError, ConnectionResetError):
         pass
     response = conn.getresponse()
     return response.status, __import__("json").loads(response.read())
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/api/v1/experiments/", "/api/v1/deployments/x/predict",
-                                  "/v2/models/x/infer"])
+@pytest.mark.parametrize(
+    "path", ["/healthz", "/api/v1/experiments/", "/api/v1/deployments/x/predict", "/v2/models/x/infer"]
+)
 def test_a_declared_oversized_body_is_refused_before_it_is_read(web, path):
     before = total_rss(web)
     status, body = send_declared(web.port, path, declared=1024 * MB, send_bytes=200 * MB)

@@ -1,4 +1,5 @@
 """Hostile input found by fuzzing the API: each a 400 naming what is at fault, never a 500, nothing stored."""
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -30,8 +31,12 @@ DEEP_BODIES = [
 
 
 def stored_counts():
-    return (Experiment.objects.count(), TrainingRun.objects.count(), TuningStudy.objects.count(),
-            FeatureSpec.objects.count())
+    return (
+        Experiment.objects.count(),
+        TrainingRun.objects.count(),
+        TuningStudy.objects.count(),
+        FeatureSpec.objects.count(),
+    )
 
 
 def session_client(user) -> APIClient:
@@ -54,8 +59,9 @@ def test_the_drf_parser_refuses_deep_json_by_itself_without_the_middleware(staff
     response = staff_api.generic("POST", "/api/v1/experiments/", DEEP_BODIES[0][1], content_type="application/json")
     assert response.status_code == 400, response.content[:300]
     assert "body: the JSON is nested deeper than 64 levels" in response.json()["detail"]
-    response = staff_api.generic("POST", "/api/v1/experiments/", b'{"name": "a\\u0000", "dataset": 1}',
-                                 content_type="application/json")
+    response = staff_api.generic(
+        "POST", "/api/v1/experiments/", b'{"name": "a\\u0000", "dataset": 1}', content_type="application/json"
+    )
     assert response.status_code == 400 and "NUL" in response.json()["name"][0], response.content
     assert not Experiment.objects.exists()
 
@@ -80,8 +86,9 @@ def test_brackets_and_escaped_quotes_inside_strings_do_not_count_as_nesting():
 def test_session_authenticated_predict_with_deep_json_is_a_400_naming_the_body(deployment, analyst_user):
     from apps.monitoring.models import PredictionLog
 
-    response = session_client(analyst_user).generic("POST", "/api/v1/deployments/price-direction/predict",
-                                                    deep_in(b'{"inputs": '), content_type="application/json")
+    response = session_client(analyst_user).generic(
+        "POST", "/api/v1/deployments/price-direction/predict", deep_in(b'{"inputs": '), content_type="application/json"
+    )
     assert response.status_code == 400, response.content[:300]
     assert response.json()["field"] == "body" and "nested deeper than 64" in response.json()["detail"]
     assert not PredictionLog.objects.exists()
@@ -95,12 +102,15 @@ def test_the_prediction_bodys_own_parser_refuses_deep_json_with_a_400():
     assert caught.value.field == "body" and "nested deeper than 64" in caught.value.message
 
 
-@pytest.mark.parametrize("path,body", [
-    ("/api/v1/experiments/", {"name": "seeded", "dataset": 1, "seed": 2**31}),
-    ("/api/v1/experiments/", {"name": "seeded", "dataset": 1, "seed": 2**32 - 1}),
-    ("/api/v1/runs/", {"experiment": 1, "seed": 2**31}),
-    ("/api/v1/studies/", {"name": "seeded", "experiment": 1, "search_space": [], "seed": 2**31}),
-])
+@pytest.mark.parametrize(
+    "path,body",
+    [
+        ("/api/v1/experiments/", {"name": "seeded", "dataset": 1, "seed": 2**31}),
+        ("/api/v1/experiments/", {"name": "seeded", "dataset": 1, "seed": 2**32 - 1}),
+        ("/api/v1/runs/", {"experiment": 1, "seed": 2**31}),
+        ("/api/v1/studies/", {"name": "seeded", "experiment": 1, "search_space": [], "seed": 2**31}),
+    ],
+)
 def test_a_seed_past_the_32_bit_column_is_a_400_naming_seed_and_nothing_is_stored(staff_api, path, body):
     before = stored_counts()
     response = staff_api.post(path, body, format="json")
@@ -109,14 +119,17 @@ def test_a_seed_past_the_32_bit_column_is_a_400_naming_seed_and_nothing_is_store
     assert stored_counts() == before
 
 
-@pytest.mark.parametrize("path,body,field", [
-    ("/api/v1/studies/", {"name": "big", "experiment": 1, "search_space": [], "max_trials": 2**31}, "max_trials"),
-    ("/api/v1/studies/", {"name": "big", "experiment": 1, "search_space": [], "parallelism": 2**15}, "parallelism"),
-    ("/api/v1/studies/", {"name": "big", "experiment": 2**63, "search_space": []}, "experiment"),
-    ("/api/v1/runs/", {"experiment": 2**63}, "experiment"),
-    ("/api/v1/feature-specs/validate/", {"dataset": 2**63, "spec": {"version": 1, "steps": []}}, "dataset"),
-    ("/api/v1/deployments/", {"name": "big", "model_version_id": 2**63}, "model_version_id"),
-])
+@pytest.mark.parametrize(
+    "path,body,field",
+    [
+        ("/api/v1/studies/", {"name": "big", "experiment": 1, "search_space": [], "max_trials": 2**31}, "max_trials"),
+        ("/api/v1/studies/", {"name": "big", "experiment": 1, "search_space": [], "parallelism": 2**15}, "parallelism"),
+        ("/api/v1/studies/", {"name": "big", "experiment": 2**63, "search_space": []}, "experiment"),
+        ("/api/v1/runs/", {"experiment": 2**63}, "experiment"),
+        ("/api/v1/feature-specs/validate/", {"dataset": 2**63, "spec": {"version": 1, "steps": []}}, "dataset"),
+        ("/api/v1/deployments/", {"name": "big", "model_version_id": 2**63}, "model_version_id"),
+    ],
+)
 def test_integers_past_their_columns_are_a_400_naming_the_field(staff_api, path, body, field):
     response = staff_api.post(path, body, format="json")
     assert response.status_code == 400, response.content
@@ -124,7 +137,9 @@ def test_integers_past_their_columns_are_a_400_naming_the_field(staff_api, path,
 
 
 def test_a_largest_32_bit_seed_is_accepted_since_the_column_holds_it(staff_api):
-    response = staff_api.post("/api/v1/experiments/", {"name": "seeded", "dataset": 1, "seed": 2**31 - 1}, format="json")
+    response = staff_api.post(
+        "/api/v1/experiments/", {"name": "seeded", "dataset": 1, "seed": 2**31 - 1}, format="json"
+    )
     assert "seed" not in response.json(), response.json()
 
 
@@ -145,9 +160,12 @@ def test_a_nul_in_a_request_header_is_a_400_naming_the_header_and_no_run_is_stor
     from apps.datasets.services import dataset_create
     from apps.training.services.experiments import experiment_create
 
-    experiment = experiment_create(name="idem", dataset=dataset_create(name="idem", task="regression", target_column="y"))
-    response = staff_api.post("/api/v1/runs/", {"experiment": experiment.pk}, format="json",
-                              HTTP_IDEMPOTENCY_KEY="a\x00b")
+    experiment = experiment_create(
+        name="idem", dataset=dataset_create(name="idem", task="regression", target_column="y")
+    )
+    response = staff_api.post(
+        "/api/v1/runs/", {"experiment": experiment.pk}, format="json", HTTP_IDEMPOTENCY_KEY="a\x00b"
+    )
     assert response.status_code == 400 and response.json()["field"] == "Idempotency-Key", response.content
     assert not TrainingRun.objects.exists()
 
@@ -155,8 +173,10 @@ def test_a_nul_in_a_request_header_is_a_400_naming_the_header_and_no_run_is_stor
 def test_a_nul_in_a_tags_key_or_value_is_a_400_naming_tags_and_where_and_the_tags_are_unchanged(champion, staff_api):
     url = f"/api/v1/models/{champion.registered_model.name}/versions/{champion.version}/"
     before = ModelVersion.objects.get(pk=champion.pk).tags
-    for body, where in ((b'{"tags": {"a\\u0000": "x"}}', "tags['a\\u0000'] (a key)"),
-                        (b'{"tags": {"a": ["ok", "x\\u0000"]}}', "tags['a'][1]")):
+    for body, where in (
+        (b'{"tags": {"a\\u0000": "x"}}', "tags['a\\u0000'] (a key)"),
+        (b'{"tags": {"a": ["ok", "x\\u0000"]}}', "tags['a'][1]"),
+    ):
         response = staff_api.generic("PATCH", url, body, content_type="application/json")
         assert response.status_code == 400, response.content
         assert list(response.json()) == ["tags"], response.json()
@@ -164,14 +184,21 @@ def test_a_nul_in_a_tags_key_or_value_is_a_400_naming_tags_and_where_and_the_tag
     assert ModelVersion.objects.get(pk=champion.pk).tags == before
 
 
-@pytest.mark.parametrize("path,body,field", [
-    ("/api/v1/experiments/", b'{"name": "x", "dataset": 1, "default_params": {"alpha\\u0000": 1}}', "default_params"),
-    ("/api/v1/runs/", b'{"experiment": 1, "params": {"alpha": "\\u0000"}}', "params"),
-    ("/api/v1/studies/", b'{"name": "s", "experiment": 1, "search_space": [{"name": "a\\u0000"}]}', "search_space"),
-    ("/api/v1/feature-specs/validate/", b'{"spec": {"steps": [{"op": "scale\\u0000"}]}}', "spec"),
-    ("/api/v1/deployments/", b'{"name\\u0000": "x"}', "body"),
-    ("/api/v1/experiments/", b'"\\u0000"', "body"),
-])
+@pytest.mark.parametrize(
+    "path,body,field",
+    [
+        (
+            "/api/v1/experiments/",
+            b'{"name": "x", "dataset": 1, "default_params": {"alpha\\u0000": 1}}',
+            "default_params",
+        ),
+        ("/api/v1/runs/", b'{"experiment": 1, "params": {"alpha": "\\u0000"}}', "params"),
+        ("/api/v1/studies/", b'{"name": "s", "experiment": 1, "search_space": [{"name": "a\\u0000"}]}', "search_space"),
+        ("/api/v1/feature-specs/validate/", b'{"spec": {"steps": [{"op": "scale\\u0000"}]}}', "spec"),
+        ("/api/v1/deployments/", b'{"name\\u0000": "x"}', "body"),
+        ("/api/v1/experiments/", b'"\\u0000"', "body"),
+    ],
+)
 def test_a_nul_in_any_json_key_or_string_is_a_400_naming_the_field_and_nothing_is_stored(staff_api, path, body, field):
     before = stored_counts()
     response = staff_api.generic("POST", path, body, content_type="application/json")
@@ -190,11 +217,18 @@ def test_an_escaped_backslash_before_u0000_is_text_not_a_nul_and_is_stored(staff
 def test_a_nul_in_a_form_field_or_key_is_a_400_naming_it(staff_api):
     from apps.datasets.models import Dataset
 
-    response = staff_api.post("/api/v1/datasets/", {"name": "ok", "task": "regression", "target_column": "y",
-                                                    "description": "a\x00b"}, format="multipart")
+    response = staff_api.post(
+        "/api/v1/datasets/",
+        {"name": "ok", "task": "regression", "target_column": "y", "description": "a\x00b"},
+        format="multipart",
+    )
     assert response.status_code == 400 and "NUL character" in response.json()["description"][0], response.content
-    response = staff_api.generic("POST", "/api/v1/datasets/", "name=ok&task=regression&target_column=y&time%00=1",
-                                 content_type="application/x-www-form-urlencoded")
+    response = staff_api.generic(
+        "POST",
+        "/api/v1/datasets/",
+        "name=ok&task=regression&target_column=y&time%00=1",
+        content_type="application/x-www-form-urlencoded",
+    )
     assert response.status_code == 400 and "NUL character" in response.json()["body"][0], response.content
     assert not Dataset.objects.exists()
 
@@ -210,17 +244,23 @@ def test_a_json_body_past_the_upload_limit_is_a_413_in_json_and_nothing_is_store
 
 def test_form_fields_past_the_upload_limit_are_a_413_in_json_not_an_html_400(staff_api, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
-    response = staff_api.post("/api/v1/datasets/", {"name": "big", "task": "regression", "target_column": "y",
-                                                    "description": "x" * 2000}, format="multipart")
+    response = staff_api.post(
+        "/api/v1/datasets/",
+        {"name": "big", "task": "regression", "target_column": "y", "description": "x" * 2000},
+        format="multipart",
+    )
     assert response.status_code == 413, response.content
     assert response["Content-Type"] == "application/json" and response.json()["detail"].startswith("body: ")
 
 
-@pytest.mark.parametrize("path,key", [
-    ("/api/v1/no-such-thing/", "detail"),
-    ("/api/v1/deployments/not%20a%20slug", "detail"),
-    ("/v2/models/not%20a%20slug/ready", "error"),
-])
+@pytest.mark.parametrize(
+    "path,key",
+    [
+        ("/api/v1/no-such-thing/", "detail"),
+        ("/api/v1/deployments/not%20a%20slug", "detail"),
+        ("/v2/models/not%20a%20slug/ready", "error"),
+    ],
+)
 def test_a_path_no_route_matches_is_a_json_404_in_the_apis_error_shape(staff_api, path, key):
     response = staff_api.get(path)
     assert response.status_code == 404 and response["Content-Type"] == "application/json", response.content
@@ -232,8 +272,9 @@ def test_an_html_4xx_outside_the_api_is_left_alone(staff_api):
     assert response.status_code == 404 and not response["Content-Type"].startswith("application/json")
 
 
-@pytest.mark.parametrize("query,param", [("limit=abc", "limit"), ("limit=0", "limit"), ("offset=-1", "offset"),
-                                         ("limit=%C2%B2", "limit")])
+@pytest.mark.parametrize(
+    "query,param", [("limit=abc", "limit"), ("limit=0", "limit"), ("offset=-1", "offset"), ("limit=%C2%B2", "limit")]
+)
 def test_a_page_limit_or_offset_that_is_not_a_valid_integer_is_a_400_naming_it(staff_api, query, param):
     for path in ("/api/v1/datasets/", "/api/v1/experiments/", "/api/v1/models/"):
         response = staff_api.get(f"{path}?{query}")
@@ -249,8 +290,9 @@ def test_an_unknown_primary_metric_is_a_400_naming_it_not_a_500(staff_api):
     from apps.datasets.services import dataset_create
 
     dataset = dataset_create(name="metrics", task="classification", target_column="y")
-    response = staff_api.post("/api/v1/experiments/", {"name": "m", "dataset": dataset.pk, "primary_metric": "0"},
-                              format="json")
+    response = staff_api.post(
+        "/api/v1/experiments/", {"name": "m", "dataset": dataset.pk, "primary_metric": "0"}, format="json"
+    )
     assert response.status_code == 400 and "primary_metric" in response.json(), response.content
     assert not Experiment.objects.exists()
 

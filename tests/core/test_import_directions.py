@@ -7,6 +7,7 @@ Inside the apps no module imports back into one that imports it, function-level 
 (only `if TYPE_CHECKING:` blocks are left out, as they never run): a lazy import is no licence for a
 cycle. Services queue their own app's Celery tasks by name (`current_app.send_task`), since the
 tasks module imports the services."""
+
 import ast
 from pathlib import Path
 
@@ -24,15 +25,29 @@ MAY_IMPORT = {
     "deployments": {"core", "datasets", "frameworks", "registry", "training", "monitoring"},
     "alerts": {"core", "datasets", "frameworks", "registry", "training", "monitoring", "deployments"},
     "delivery": {"core", "datasets", "frameworks", "registry", "training", "monitoring", "deployments", "alerts"},
-    "dashboard": {"core", "datasets", "frameworks", "registry", "training", "tuning", "monitoring", "deployments",
-                  "alerts", "delivery"},
+    "dashboard": {
+        "core",
+        "datasets",
+        "frameworks",
+        "registry",
+        "training",
+        "tuning",
+        "monitoring",
+        "deployments",
+        "alerts",
+        "delivery",
+    },
 }
+
 
 def _imported_apps(path: Path) -> set[str]:
     found = set()
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        names = [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else (
-            [alias.name for alias in node.names] if isinstance(node, ast.Import) else [])
+        names = (
+            [node.module]
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+            else ([alias.name for alias in node.names] if isinstance(node, ast.Import) else [])
+        )
         for name in names:
             parts = name.split(".")
             if parts[0] == "apps" and len(parts) > 1:
@@ -68,9 +83,11 @@ def _module_graph() -> dict[str, set[str]]:
             if isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:
-                    anchor = package.split(".")[:len(package.split(".")) - (node.level - 1)]
+                    anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
                     base = ".".join(anchor + ([node.module] if node.module else []))
-                targets.update(f"{base}.{alias.name}" if f"{base}.{alias.name}" in paths else base for alias in node.names)
+                targets.update(
+                    f"{base}.{alias.name}" if f"{base}.{alias.name}" in paths else base for alias in node.names
+                )
             elif isinstance(node, ast.Import):
                 targets.update(alias.name for alias in node.names)
         resolved = set()
@@ -138,8 +155,9 @@ def test_the_order_itself_has_no_cycle():
 
 
 def test_no_app_imports_an_app_above_it():
-    wrong = sorted(f"{path} imports apps.{imported}" for path, app, imported in _edges()
-                   if imported not in MAY_IMPORT[app])
+    wrong = sorted(
+        f"{path} imports apps.{imported}" for path, app, imported in _edges() if imported not in MAY_IMPORT[app]
+    )
     assert not wrong, "imports against the order in apps/CONTRACTS.md:\n" + "\n".join(wrong)
 
 

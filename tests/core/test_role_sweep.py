@@ -12,6 +12,7 @@ Expected, by role:
   the MLflow scoring reads) and ground truth (CLIENT_MAY_CALL); everything else, reads included, is 403;
 - staff: every operation is allowed past the permission check.
 """
+
 import pytest
 from drf_spectacular.generators import SchemaGenerator
 
@@ -31,8 +32,11 @@ ANALYST_MAY_POST = {
     "/api/v1/feature-specs/validate/": "validates a spec, stores nothing",
 }
 PREDICTIONS = {path for path, why in ANALYST_MAY_POST.items() if why.startswith("prediction")}
-CLIENT_MAY_CALL = PREDICTIONS | {"/api/v1/deployments/{name}/feedback", "/api/v1/deployments/{name}/ping",
-                                  "/api/v1/deployments/{name}/version"}
+CLIENT_MAY_CALL = PREDICTIONS | {
+    "/api/v1/deployments/{name}/feedback",
+    "/api/v1/deployments/{name}/ping",
+    "/api/v1/deployments/{name}/version",
+}
 
 
 def client_may_call(path: str) -> bool:
@@ -66,8 +70,15 @@ def call(client, path: str, method: str):
 
 def test_the_sweep_sees_every_part_of_the_api():
     paths = {path for path, _, _ in OPERATIONS}
-    for prefix in ("/api/v1/datasets/", "/api/v1/runs/", "/api/v1/studies/", "/api/v1/models/", "/api/v1/deployments/",
-                   "/api/v1/monitoring/", "/v2/models/"):
+    for prefix in (
+        "/api/v1/datasets/",
+        "/api/v1/runs/",
+        "/api/v1/studies/",
+        "/api/v1/models/",
+        "/api/v1/deployments/",
+        "/api/v1/monitoring/",
+        "/v2/models/",
+    ):
         assert any(path.startswith(prefix) for path in paths), prefix
     assert set(ANALYST_MAY_POST) | CLIENT_MAY_CALL <= paths, (set(ANALYST_MAY_POST) | CLIENT_MAY_CALL) - paths
 

@@ -85,8 +85,16 @@ def test_ml_staff_cannot_create_an_arbitrary_periodic_task_in_admin(staff_user):
     client = Client()
     client.force_login(staff_user)
     every = IntervalSchedule.objects.create(every=10, period="seconds")
-    response = client.post("/admin/django_celery_beat/periodictask/add/", {
-        "name": "sneaky", "task": "celery.backend_cleanup", "interval": every.pk, "enabled": "on",
-        "args": "[]", "kwargs": "{}"})
+    response = client.post(
+        "/admin/django_celery_beat/periodictask/add/",
+        {
+            "name": "sneaky",
+            "task": "celery.backend_cleanup",
+            "interval": every.pk,
+            "enabled": "on",
+            "args": "[]",
+            "kwargs": "{}",
+        },
+    )
     assert response.status_code == 403 and not PeriodicTask.objects.filter(name="sneaky").exists()
     assert client.get("/admin/django_celery_beat/periodictask/").status_code == 200

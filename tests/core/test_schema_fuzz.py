@@ -19,6 +19,7 @@ operation needs to be left out.
 
 Run alone with the suite's pytest command plus `-s` to see the tally (operations, cases, 5xx, failures).
 """
+
 import time
 
 import pytest
@@ -32,8 +33,14 @@ from tests.deployments.conftest import SCALE_SPEC, classification_frame, clear_p
 
 MAX_EXAMPLES = 12
 SEED = 20240615
-CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance",
-          "response_schema_conformance", "response_headers_conformance", "negative_data_rejection")
+CHECKS = (
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_schema_conformance",
+    "response_headers_conformance",
+    "negative_data_rejection",
+)
 # One name for the registered model and its deployment, so `{name}` reaches both.
 NAME = "fuzz-price"
 
@@ -42,34 +49,36 @@ def fuzz_config(world: dict) -> SchemathesisConfig:
     def drawn_from(dictionary):
         return {"dictionary": dictionary, "probability": 0.6}
 
-    return SchemathesisConfig.from_dict({
-        "seed": SEED,
-        "dictionaries": {
-            "names": {"values": [NAME]},
-            "ids": {"values": world["ids"]},
-            "versions": {"values": world["versions"]},
-            "version_ids": {"values": world["version_ids"]},
-        },
-        "parameters": {
-            "path.name": drawn_from("names"),
-            "path.id": drawn_from("ids"),
-            "path.version": drawn_from("versions"),
-            "body.model_version_id": drawn_from("version_ids"),
-            "body.challenger_version_id": drawn_from("version_ids"),
-            "body.run": drawn_from("ids"),
-            "body.experiment": drawn_from("ids"),
-            "body.dataset": drawn_from("ids"),
-            "body.feature_spec": drawn_from("ids"),
-        },
-        "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none"},
-        "phases": {
-            "stateful": {"enabled": False},
-            # Boundary values of every field (where serializer and column disagree: the 500s of issue
-            # 15); invalid values come from fuzzing. No probing of undocumented methods: DRF's 405.
-            "coverage": {"unexpected-methods": [], "generation": {"mode": "positive"}},
-        },
-        "checks": {"enabled": False, **{name: {"enabled": True} for name in CHECKS}},
-    })
+    return SchemathesisConfig.from_dict(
+        {
+            "seed": SEED,
+            "dictionaries": {
+                "names": {"values": [NAME]},
+                "ids": {"values": world["ids"]},
+                "versions": {"values": world["versions"]},
+                "version_ids": {"values": world["version_ids"]},
+            },
+            "parameters": {
+                "path.name": drawn_from("names"),
+                "path.id": drawn_from("ids"),
+                "path.version": drawn_from("versions"),
+                "body.model_version_id": drawn_from("version_ids"),
+                "body.challenger_version_id": drawn_from("version_ids"),
+                "body.run": drawn_from("ids"),
+                "body.experiment": drawn_from("ids"),
+                "body.dataset": drawn_from("ids"),
+                "body.feature_spec": drawn_from("ids"),
+            },
+            "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none"},
+            "phases": {
+                "stateful": {"enabled": False},
+                # Boundary values of every field (where serializer and column disagree: the 500s of issue
+                # 15); invalid values come from fuzzing. No probing of undocumented methods: DRF's 405.
+                "coverage": {"unexpected-methods": [], "generation": {"mode": "positive"}},
+            },
+            "checks": {"enabled": False, **{name: {"enabled": True} for name in CHECKS}},
+        }
+    )
 
 
 @pytest.fixture
@@ -97,14 +106,26 @@ def fuzz_world(db, settings):
     staff = user_with_role_ensure(username="fuzz-staff", password="fuzz-staff-pass-123", role=ML_STAFF)
     _, token = api_token_create(user=staff, name="schema fuzz")
     versions = [
-        train_version(dataset_name="fuzz-cls", frame=classification_frame(n=120, seed=seed), task="classification",
-                      target="label", spec=SCALE_SPEC, model_name=NAME, user=staff, seed=seed)
+        train_version(
+            dataset_name="fuzz-cls",
+            frame=classification_frame(n=120, seed=seed),
+            task="classification",
+            target="label",
+            spec=SCALE_SPEC,
+            model_name=NAME,
+            user=staff,
+            seed=seed,
+        )
         for seed in (0, 1)
     ]
     deployment_create(name=NAME, model_version=versions[0], user=staff)
     run = TrainingRun.objects.select_related("experiment").get(pk=versions[0].training_run_id)
-    study = study_create(name="fuzz-study", experiment=run.experiment, user=staff,
-                         search_space=[{"name": "alpha", "type": "float", "low": 0.01, "high": 10.0, "log": True}])
+    study = study_create(
+        name="fuzz-study",
+        experiment=run.experiment,
+        user=staff,
+        search_space=[{"name": "alpha", "type": "float", "low": 0.01, "high": 10.0, "log": True}],
+    )
     return {
         "token": token,
         "ids": sorted({run.pk, run.experiment_id, run.experiment.dataset_id, run.experiment.feature_spec_id, study.pk}),
@@ -191,8 +212,7 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 
 @pytest.mark.django_db
 @schema.parametrize()
-def test_every_operation_answers_what_the_schema_documents_and_never_a_5xx(case, fuzz_world, fresh_serving,
-                                                                          fuzz_tally):
+def test_every_operation_answers_what_the_schema_documents_and_never_a_5xx(case, fuzz_world, fresh_serving, fuzz_tally):
     auth = {"Authorization": f"Bearer {fuzz_world['token']}"}
     started = time.perf_counter()
     with transaction.atomic():
@@ -218,13 +238,14 @@ def _operations():
 def _url(path: str, operation: dict) -> str:
     for parameter in operation.get("parameters", []):
         if parameter["in"] == "path":
-            value = "1" if parameter["schema"].get("type") == "integer" else (parameter["schema"].get("enum") or ["x"])[0]
+            value = (
+                "1" if parameter["schema"].get("type") == "integer" else (parameter["schema"].get("enum") or ["x"])[0]
+            )
             path = path.replace("{" + parameter["name"] + "}", value)
     return path
 
 
-def test_every_operation_refuses_a_request_without_credentials_or_without_a_role_as_documented(
-        anon_api, outsider_api):
+def test_every_operation_refuses_a_request_without_credentials_or_without_a_role_as_documented(anon_api, outsider_api):
     checked = 0
     for path, method, operation in _operations():
         url = _url(path, operation)
@@ -238,7 +259,7 @@ def test_every_operation_refuses_a_request_without_credentials_or_without_a_role
             assert str(status) in operation["responses"], (method, path, status)
             assert response["Content-Type"] == "application/json", (method, url, response["Content-Type"])
             body = response.json()
-            assert (body.get("error") if path.split("/")[1] == "v2" else body.get("detail")), (method, url, body)
+            assert body.get("error") if path.split("/")[1] == "v2" else body.get("detail"), (method, url, body)
             if status == 401:
                 assert response["WWW-Authenticate"] == "Bearer", (method, url)
         checked += 1
@@ -257,8 +278,13 @@ def test_the_schema_marks_nullable_fields_and_documents_field_dicts_where_views_
     assert components["ExperimentOutput"]["properties"]["feature_spec"].get("nullable") is True
     assert components["ValidationError"]["additionalProperties"], "a field dict: any field name"
     assert components["Error"]["required"] == ["detail"]
-    for path in ("/api/v1/deployments/", "/api/v1/deployments/{name}/rollback", "/api/v1/deployments/{name}/traffic",
-                 "/api/v1/deployments/{name}/rollouts", "/api/v1/deployments/{name}/rollout/{action}"):
+    for path in (
+        "/api/v1/deployments/",
+        "/api/v1/deployments/{name}/rollback",
+        "/api/v1/deployments/{name}/traffic",
+        "/api/v1/deployments/{name}/rollouts",
+        "/api/v1/deployments/{name}/rollout/{action}",
+    ):
         schema = document["paths"][path]["post"]["responses"]["400"]["content"]["application/json"]["schema"]
         assert {"$ref": "#/components/schemas/ValidationError"} in schema["anyOf"], (path, schema)
 

@@ -1,4 +1,5 @@
 """Settings are read from the environment: defaults for a laptop, overrides for production."""
+
 import json
 import os
 import subprocess
@@ -15,8 +16,17 @@ PROBE = (
     "'storage': s.STORAGES['artifacts']['BACKEND'], 'broker': s.CELERY_BROKER_URL,"
     "'bucket': s.STORAGES['artifacts'].get('OPTIONS', {}).get('bucket_name')}))"
 )
-SETTING_VARS = ("DATABASE_URL", "REDIS_URL", "DEBUG", "ALLOWED_HOSTS", "SECRET_KEY", "PORTAL_MODE",
-                "AWS_STORAGE_BUCKET_NAME", "CELERY_BROKER_URL", "MEDIA_ROOT")
+SETTING_VARS = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "DEBUG",
+    "ALLOWED_HOSTS",
+    "SECRET_KEY",
+    "PORTAL_MODE",
+    "AWS_STORAGE_BUCKET_NAME",
+    "CELERY_BROKER_URL",
+    "MEDIA_ROOT",
+)
 
 
 def load_settings(**overrides):
@@ -55,10 +65,13 @@ def test_environment_overrides_database_redis_hosts_and_storage():
     assert s["bucket"] == "models"
 
 
-@pytest.mark.parametrize("var,value,message", [
-    ("DEBUG", "maybe", "DEBUG must be a boolean"),
-    ("PORTAL_MODE", "staging", "PORTAL_MODE must be"),
-])
+@pytest.mark.parametrize(
+    "var,value,message",
+    [
+        ("DEBUG", "maybe", "DEBUG must be a boolean"),
+        ("PORTAL_MODE", "staging", "PORTAL_MODE must be"),
+    ],
+)
 def test_it_rejects_unparseable_values_with_the_variable_named(var, value, message):
     assert message in load_settings(**{var: value})["error"]
 
@@ -69,10 +82,18 @@ def test_production_mode_requires_a_secret_key():
 
 def test_production_mode_passes_check_deploy_with_zero_warnings():
     env = {k: v for k, v in os.environ.items() if k not in SETTING_VARS}
-    env.update(PORTAL_MODE="production", SECRET_KEY="k" * 20 + "-Zx9!qLm2#Vb7&Pw4$Rt6^Yu8*Io0(Kj3)Hg5" + "a" * 10,
-               ALLOWED_HOSTS="portal.example")
-    out = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-                         cwd=ROOT, env=env, capture_output=True, text=True)
+    env.update(
+        PORTAL_MODE="production",
+        SECRET_KEY="k" * 20 + "-Zx9!qLm2#Vb7&Pw4$Rt6^Yu8*Io0(Kj3)Hg5" + "a" * 10,
+        ALLOWED_HOSTS="portal.example",
+    )
+    out = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "no issues (0 silenced)" in out.stdout
 
@@ -80,13 +101,18 @@ def test_production_mode_passes_check_deploy_with_zero_warnings():
 def test_production_refuses_the_repositorys_development_secret_key():
     from mlops_portal.settings import DEVELOPMENT_SECRET_KEY
 
-    error = load_settings(PORTAL_MODE="production", SECRET_KEY=DEVELOPMENT_SECRET_KEY, ALLOWED_HOSTS="portal.example")["error"]
+    error = load_settings(PORTAL_MODE="production", SECRET_KEY=DEVELOPMENT_SECRET_KEY, ALLOWED_HOSTS="portal.example")[
+        "error"
+    ]
     assert "SECRET_KEY is the repository's development key" in error
 
 
 def test_production_refuses_a_secret_key_shorter_than_50_characters():
-    error = load_settings(PORTAL_MODE="production", SECRET_KEY="Zx9!qLm2#Vb7&Pw4$Rt6^Yu8*Io0(Kj3)Hg5-abcdefghijkl",
-                          ALLOWED_HOSTS="portal.example")["error"]
+    error = load_settings(
+        PORTAL_MODE="production",
+        SECRET_KEY="Zx9!qLm2#Vb7&Pw4$Rt6^Yu8*Io0(Kj3)Hg5-abcdefghijkl",
+        ALLOWED_HOSTS="portal.example",
+    )["error"]
     assert "SECRET_KEY must be at least 50 characters" in error and "got 49" in error
 
 
@@ -95,7 +121,9 @@ def test_check_deploy_fails_in_production_with_the_development_key():
 
     env = {k: v for k, v in os.environ.items() if k not in SETTING_VARS}
     env.update(PORTAL_MODE="production", SECRET_KEY=DEVELOPMENT_SECRET_KEY, ALLOWED_HOSTS="portal.example")
-    out = subprocess.run([sys.executable, "manage.py", "check", "--deploy"], cwd=ROOT, env=env, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
     assert out.returncode != 0 and "development key" in out.stderr
 
 

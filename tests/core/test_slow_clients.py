@@ -1,12 +1,14 @@
 """Slow clients time out (mlops_portal/slowclients.py): a connection that sends nothing, headers that
 trickle in, or a body that stalls cannot hold a web worker's connection; WebSockets and prompt clients
 are not affected. Timeouts are shortened to 1 s for the test."""
+
 import socket
 import time
 
 import pytest
 
 from tests.deployments.conftest import WebProcess, free_port
+
 
 @pytest.fixture(scope="module")
 def web(django_db_setup, django_db_blocker):
@@ -69,8 +71,10 @@ def test_headers_that_trickle_in_are_cut_off_at_the_header_timeout(web):
 
 def test_a_stalled_body_gets_408_and_the_connection_is_closed(web):
     sock = connect(web)
-    sock.sendall(b"POST /api/v1/experiments/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                 b"Content-Length: 100\r\n\r\n{\"name\": ")
+    sock.sendall(
+        b"POST /api/v1/experiments/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 100\r\n\r\n{"name": '
+    )
     closed, data, waited = closed_within(sock, 5)
     assert closed and data.startswith(b"HTTP/1.1 408 "), data[:200]
     assert b"REQUEST_BODY_TIMEOUT_S" in data and waited < 4
@@ -103,8 +107,11 @@ def test_a_websocket_stays_open_past_both_timeouts(web, analyst_user):
     cookie = f"sessionid={browser.cookies['sessionid'].value}"
 
     async def scenario():
-        async with ws_connect(f"ws://127.0.0.1:{web.port}/ws/deployments/", additional_headers={"Cookie": cookie},
-                              origin=f"http://127.0.0.1:{web.port}") as ws:
+        async with ws_connect(
+            f"ws://127.0.0.1:{web.port}/ws/deployments/",
+            additional_headers={"Cookie": cookie},
+            origin=f"http://127.0.0.1:{web.port}",
+        ) as ws:
             await asyncio.sleep(2.5)
             await ws.ping()
             return ws.state.name

@@ -1,5 +1,6 @@
 """One convention for state conflicts (apps/CONTRACTS.md, "core → every app: errors"): every app's
 state error is a StateConflict, and the API's exception handler alone turns one into a 409."""
+
 import pytest
 from django.core.exceptions import ValidationError
 

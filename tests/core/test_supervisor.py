@@ -1,5 +1,6 @@
 """`make run`'s processes run under supervisord, generated from the Procfile: a process that dies is
 started again and the others keep serving."""
+
 import os
 import re
 import shutil
@@ -62,19 +63,31 @@ class Supervisor:
         self.proc = None
 
     def start(self):
-        env = worker_env() | {"WEB_HOST": "127.0.0.1", "WEB_PORT": str(self.port), "GRPC_PORT": str(free_port()),
-                              "WORKER_CONCURRENCY": "1",
-                              "HOUSEKEEPING_CONCURRENCY": "1"}
+        env = worker_env() | {
+            "WEB_HOST": "127.0.0.1",
+            "WEB_PORT": str(self.port),
+            "GRPC_PORT": str(free_port()),
+            "WORKER_CONCURRENCY": "1",
+            "HOUSEKEEPING_CONCURRENCY": "1",
+        }
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mlops_portal.supervise", "--dir", str(self.state), *self.names],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         return self
 
     def ctl(self, *args) -> str:
-        return subprocess.run([str(BIN / "supervisorctl"), "-c", str(self.state / "supervisord.conf"), *args],
-                              capture_output=True, text=True, timeout=30).stdout.strip()
+        return subprocess.run(
+            [str(BIN / "supervisorctl"), "-c", str(self.state / "supervisord.conf"), *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.strip()
 
     def pid(self, name: str) -> int:
         out = self.ctl("pid", name)
@@ -149,15 +162,24 @@ def test_a_sigkilled_worker_is_started_again_while_the_web_keeps_answering(super
     poller.start()
     try:
         os.killpg(before["worker"], signal.SIGKILL)  # the worker and its pool, as a crash would
-        new_pid = wait_for(lambda: (pid := supervisor.pid("worker")) and pid != before["worker"] and pid,
-                           timeout=60, what="supervisord to start the worker again")
+        new_pid = wait_for(
+            lambda: (pid := supervisor.pid("worker")) and pid != before["worker"] and pid,
+            timeout=60,
+            what="supervisord to start the worker again",
+        )
         wait_for(lambda: worker_answers(worker_name), timeout=120, what="the new worker to answer a ping")
         # supervisord calls the new worker RUNNING only once it has stayed up its startsecs.
-        wait_for(lambda: "RUNNING" in supervisor.ctl("status", "worker"), timeout=30,
-                 what="supervisord to report the new worker RUNNING")
+        wait_for(
+            lambda: "RUNNING" in supervisor.ctl("status", "worker"),
+            timeout=30,
+            what="supervisord to report the new worker RUNNING",
+        )
         since_restart = len(answers)  # then a few more answers from the web, and enough in all to judge
-        wait_for(lambda: len(answers) >= max(since_restart + 5, 21), timeout=10,
-                 what="five more web answers after the restart")
+        wait_for(
+            lambda: len(answers) >= max(since_restart + 5, 21),
+            timeout=10,
+            what="five more web answers after the restart",
+        )
     finally:
         stop.set()
         poller.join(10)

@@ -1,5 +1,6 @@
 """The web process as the Procfile runs it (mlops_portal.serve): N uvicorn workers with a listening
 socket each, connections spread over them, a dead worker replaced while the others keep serving."""
+
 import collections
 import http.client
 import os
@@ -58,10 +59,12 @@ def test_keep_alive_connections_are_spread_over_every_worker(web):
         conn.request("GET", "/healthz")
         conn.getresponse().read()
         connections.append(conn)
-    listing = subprocess.run(["ss", "-tnpH", "state", "established", f"( sport = :{web.port} )"],
-                             capture_output=True, text=True).stdout
-    held = collections.Counter(int(line.split("pid=")[1].split(",")[0]) for line in listing.splitlines()
-                               if "pid=" in line)
+    listing = subprocess.run(
+        ["ss", "-tnpH", "state", "established", f"( sport = :{web.port} )"], capture_output=True, text=True
+    ).stdout
+    held = collections.Counter(
+        int(line.split("pid=")[1].split(",")[0]) for line in listing.splitlines() if "pid=" in line
+    )
     for conn in connections:
         conn.close()
     assert sum(held.values()) == 64

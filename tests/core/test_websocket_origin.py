@@ -1,5 +1,6 @@
 """A WebSocket opens with the user's session only from the portal's own origin (scheme, host and
 port) or a CSRF-trusted origin; another port or scheme on the same host is refused at the handshake."""
+
 import pytest
 from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
@@ -35,13 +36,16 @@ def test_a_tls_page_on_the_default_port_opens_a_wss_socket(analyst_user):
     assert _connects(analyst_user, origin="https://127.0.0.1", host="127.0.0.1", scheme="wss")
 
 
-@pytest.mark.parametrize("origin", [
-    "http://127.0.0.1:9000",     # another service on the same host
-    "https://127.0.0.1:8000",    # same host and port, other scheme
-    "http://evil.example:8000",  # another host
-    "null",                      # a sandboxed iframe or a file:// page
-    None,                        # no Origin at all
-])
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "http://127.0.0.1:9000",  # another service on the same host
+        "https://127.0.0.1:8000",  # same host and port, other scheme
+        "http://evil.example:8000",  # another host
+        "null",  # a sandboxed iframe or a file:// page
+        None,  # no Origin at all
+    ],
+)
 def test_another_origin_is_refused_at_the_handshake(analyst_user, origin):
     assert not _connects(analyst_user, origin=origin)
 

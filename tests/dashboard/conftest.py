@@ -1,5 +1,6 @@
 """Dashboard fixtures: a deployment in mid-rollout built through the real services, and a running
 training run and tuning study, so the summary and the pushes have something true to show."""
+
 import pytest
 from django.conf import settings
 
@@ -36,8 +37,9 @@ def inline_runs(settings):
 @pytest.fixture
 def experiment(db, staff_user, inline_runs):
     dataset, _, spec = factories.price_dataset(user=staff_user)
-    return factories.experiment(dataset=dataset, spec=spec, name="price-direction", framework="sklearn",
-                                model_type="linear", user=staff_user)
+    return factories.experiment(
+        dataset=dataset, spec=spec, name="price-direction", framework="sklearn", model_type="linear", user=staff_user
+    )
 
 
 @pytest.fixture
@@ -63,14 +65,25 @@ def running_run(experiment):
 
     run = training_run_start(experiment=experiment, dispatch=False, **experiment_training_config(experiment=experiment))
     run = run_status_transition(run_id=run.pk, to=RunStatus.RUNNING, reason="test", fields={"attempts": 1})
-    run_log_append(run_id=run.pk, level="INFO", message="preparing 240 rows of price-direction (train 168, val 36, test 36)",
-                   attempt=1)
+    run_log_append(
+        run_id=run.pk,
+        level="INFO",
+        message="preparing 240 rows of price-direction (train 168, val 36, test 36)",
+        attempt=1,
+    )
     for epoch, loss in ((1, 0.9), (2, 0.7)):
-        run_records_write(run=run, attempt=1,
-                          records=[epoch_record(epoch, 5, {"loss": loss, "val_loss": loss + 0.1}, 12.0)])
-        run_log_append(run_id=run.pk, level="INFO", message=f"epoch {epoch}/5: loss={loss:.4g}, val_loss={loss + 0.1:.4g}",
-                       attempt=1)
-    run_log_append(run_id=run.pk, level="WARNING", message="validation loss above training loss for 2 epochs", attempt=1)
+        run_records_write(
+            run=run, attempt=1, records=[epoch_record(epoch, 5, {"loss": loss, "val_loss": loss + 0.1}, 12.0)]
+        )
+        run_log_append(
+            run_id=run.pk,
+            level="INFO",
+            message=f"epoch {epoch}/5: loss={loss:.4g}, val_loss={loss + 0.1:.4g}",
+            attempt=1,
+        )
+    run_log_append(
+        run_id=run.pk, level="WARNING", message="validation loss above training loss for 2 epochs", attempt=1
+    )
     return run
 
 
@@ -81,10 +94,20 @@ def running_study(experiment):
     from apps.tuning.services.state import study_status_change, trial_create, trial_status_change
     from apps.tuning.services.studies import study_create
 
-    study = study_create(name="lr-search", experiment=experiment, strategy="bayesian", max_trials=8,
-                         search_space=[{"name": "alpha", "type": "float", "low": 0.001, "high": 100.0, "log": True}])
+    study = study_create(
+        name="lr-search",
+        experiment=experiment,
+        strategy="bayesian",
+        max_trials=8,
+        search_space=[{"name": "alpha", "type": "float", "low": 0.001, "high": 100.0, "log": True}],
+    )
     study = study_status_change(study=study, to="running", reason="test")
-    for number, to, value in ((1, "completed", 0.61), (2, "completed", 0.64), (3, "pruned", None), (4, "running", None)):
+    for number, to, value in (
+        (1, "completed", 0.61),
+        (2, "completed", 0.64),
+        (3, "pruned", None),
+        (4, "running", None),
+    ):
         trial = trial_create(study=study, number=number, params={"alpha": 0.1 * number}, reason="test")
         trial = trial_status_change(trial=trial, to="running", reason="test")
         if to != "running":

@@ -1,6 +1,7 @@
 """The admin study page in headless Chromium against the live web process: one live component that
 takes a finished trial without a reload, pruned trials marked as pruned, no horizontal overflow at
 phone or desktop width, and no staff button offered to an analyst."""
+
 import threading
 
 import pytest
@@ -38,8 +39,13 @@ def _in_own_thread(fn):
     thread.join(30)
 
 
-def test_the_study_page_is_live_marks_pruned_trials_and_fits_phone_and_desktop(browser, server_url, running_study,  # noqa: F811
-                                                                               staff_user, analyst_user):
+def test_the_study_page_is_live_marks_pruned_trials_and_fits_phone_and_desktop(
+    browser,
+    server_url,
+    running_study,  # noqa: F811
+    staff_user,
+    analyst_user,
+):
     from apps.tuning.services.state import trial_status_change
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
 """The widgets embedded in admin pages: placeholder plus the embed bundle, outside the admin form."""
+
 import json
 
 import pytest
@@ -38,7 +39,8 @@ def test_the_training_run_admin_page_embeds_the_live_log_widget(staff_user, runn
 
 
 def test_the_rollout_page_offers_staff_its_next_steps_through_the_confirmation_page_and_analysts_none(
-        staff_user, analyst_user, rolling_deployment):
+    staff_user, analyst_user, rolling_deployment
+):
     rollout = rolling_deployment.rollouts.get()
     url = f"/admin/deployments/rollout/{rollout.pk}/change/"
     staff = Client()

@@ -7,6 +7,7 @@ One data set for the whole matrix and one logged-in browser context per role: ea
 (at the narrowest width) and is then resized through the others, as a reader turning a tablet or
 widening a window would. Screenshots land in tests/artifacts/screenshots/admin-<page>-<role>-<width>.png.
 """
+
 import re
 
 import pytest
@@ -52,11 +53,16 @@ WIDGET_COUNTS = """() => { const counts = {};
 # Controls that change something, by the markup the pages use (Django's submit row, add/delete links,
 # admin-action forms, the rollout and study verbs) and by the words on them.
 # Hidden ones count too when they are admin-action forms (a button elsewhere may submit them).
-STAFF_CONTROLS = ("a.addlink, a.changelink, a.deletelink, input[name=_save], input[name=_continue], "
-                  "input[name=_addanother], #rollout-actions, a[href$='/artifact.zip']")
+STAFF_CONTROLS = (
+    "a.addlink, a.changelink, a.deletelink, input[name=_save], input[name=_continue], "
+    "input[name=_addanother], #rollout-actions, a[href$='/artifact.zip']"
+)
 ACTION_FORMS = "form:has(input[name=action])"
-STAFF_WORDS = re.compile(r"^(train now|start study|start|promote|pause|resume|abort|stop|roll ?back|cancel|retry|delete|"
-                         r"add|save|download artifact|make .* (champion|challenger))\b", re.IGNORECASE)
+STAFF_WORDS = re.compile(
+    r"^(train now|start study|start|promote|pause|resume|abort|stop|roll ?back|cancel|retry|delete|"
+    r"add|save|download artifact|make .* (champion|challenger))\b",
+    re.IGNORECASE,
+)
 CONTROL_NAMES = """() => [...document.querySelectorAll("a, button, input[type=submit], input[type=button], [role=button]")]
   .filter(e => e.checkVisibility() && !e.closest("#logout-form, #header"))
   .map(e => (e.value || e.getAttribute("aria-label") || e.textContent || "").trim().replace(/\\s+/g, " "))"""
@@ -78,18 +84,30 @@ def cockpit(rolling_deployment, running_run, running_study):
 
 
 # The widgets each page embeds (exactly once) and what shows that the live one has loaded its data.
-EXPECTED_WIDGETS = {"index": {}, "run": {"training-logs": 1}, "study": {"tuning-study": 1}, "rollout": {}, "version": {}}
+EXPECTED_WIDGETS = {
+    "index": {},
+    "run": {"training-logs": 1},
+    "study": {"tuning-study": 1},
+    "rollout": {},
+    "version": {},
+}
 LOADED = {"run": ".mlops-logs [data-seq='4']", "study": ".mlops-study tr[data-trial-status='completed'] >> nth=1"}
 # What staff are offered on each page: proves the analyst check looks for markup the pages really use.
-STAFF_SEES = {"study": "input[value='Pause']", "rollout": "#rollout-actions button", "version": "a[href$='/artifact.zip']"}
+STAFF_SEES = {
+    "study": "input[value='Pause']",
+    "rollout": "#rollout-actions button",
+    "version": "a[href$='/artifact.zip']",
+}
 
 
 def _page_problems(page, name: str, *, role: str, width: int) -> list[str]:
     problems = []
     overflow = page.evaluate(SIDEWAYS_OVERFLOW)
     if overflow:
-        problems.append(f"scrolls sideways ({overflow['scrollWidth']} > {overflow['clientWidth']} px); "
-                        f"sticking out: {', '.join(overflow['culprits']) or 'nothing found'}")
+        problems.append(
+            f"scrolls sideways ({overflow['scrollWidth']} > {overflow['clientWidth']} px); "
+            f"sticking out: {', '.join(overflow['culprits']) or 'nothing found'}"
+        )
     widgets = page.evaluate(WIDGET_COUNTS)
     if widgets != EXPECTED_WIDGETS[name]:
         problems.append(f"widgets {widgets}, expected {EXPECTED_WIDGETS[name]}")
@@ -97,7 +115,8 @@ def _page_problems(page, name: str, *, role: str, width: int) -> list[str]:
         problems.append("more than one progress bar: a second copy of the run's state")
     if role == "analyst":
         offered = page.locator(STAFF_CONTROLS).evaluate_all(
-            "els => els.filter(e => e.checkVisibility()).map(e => e.outerHTML.slice(0, 120))")
+            "els => els.filter(e => e.checkVisibility()).map(e => e.outerHTML.slice(0, 120))"
+        )
         offered += page.locator(ACTION_FORMS).evaluate_all("els => els.map(e => e.outerHTML.slice(0, 160))")
         offered += [n for n in page.evaluate(CONTROL_NAMES) if STAFF_WORDS.match(n)]
         if offered:
@@ -124,8 +143,15 @@ def _signed_in_context(browser, server_url, user):  # noqa: F811
     client = Client()
     client.force_login(user)
     context = browser.new_context(viewport={"width": WIDTHS[0], "height": 900}, reduced_motion="reduce")
-    context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-                          "url": server_url}])
+    context.add_cookies(
+        [
+            {
+                "name": settings.SESSION_COOKIE_NAME,
+                "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
+                "url": server_url,
+            }
+        ]
+    )
     return context
 
 
@@ -146,7 +172,8 @@ def _open_cockpit(context, server_url, cockpit, errors):
 
 
 def test_every_cockpit_page_fits_each_width_is_accessible_and_offers_analysts_only_what_they_can_run(
-        browser, server_url, cockpit, staff_user, analyst_user):  # noqa: F811
+    browser, server_url, cockpit, staff_user, analyst_user
+):  # noqa: F811
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     problems = []
     for role, user in (("staff", staff_user), ("analyst", analyst_user)):
@@ -161,15 +188,23 @@ def test_every_cockpit_page_fits_each_width_is_accessible_and_offers_analysts_on
                 page.set_viewport_size({"width": width, "height": 900})
                 page.evaluate(NEXT_FRAMES)
                 assert page.evaluate("window.innerWidth") == width
-                problems += [f"{name} page, {role}, {width} px: {p}" for p in _page_problems(page, name, role=role, width=width)]
-                page.screenshot(path=str(SCREENSHOTS / f"admin-{name}-{role}-{width}.png"), full_page=True, caret="initial")
+                problems += [
+                    f"{name} page, {role}, {width} px: {p}" for p in _page_problems(page, name, role=role, width=width)
+                ]
+                page.screenshot(
+                    path=str(SCREENSHOTS / f"admin-{name}-{role}-{width}.png"), full_page=True, caret="initial"
+                )
         problems += [f"{role}: {e}" for e in errors]
         context.close()
     assert not problems, "\n".join(problems)
 
 
-def test_the_run_page_shows_progress_and_the_end_of_a_run_pushed_while_it_is_open(browser, server_url, running_run,  # noqa: F811
-                                                                                   analyst_user):
+def test_the_run_page_shows_progress_and_the_end_of_a_run_pushed_while_it_is_open(
+    browser,
+    server_url,
+    running_run,  # noqa: F811
+    analyst_user,
+):
     from apps.training.choices import RunStatus
     from apps.training.services.runs import epoch_record, log_record, run_records_write, run_status_transition
 
@@ -181,13 +216,26 @@ def test_the_run_page_shows_progress_and_the_end_of_a_run_pushed_while_it_is_ope
     assert progress.get_attribute("aria-valuenow") == "40"
     page.evaluate("window.__sameDocument = true")
 
-    _in_own_thread(lambda: run_records_write(run=running_run, attempt=1, records=[
-        epoch_record(3, 5, {"loss": 0.5, "val_loss": 0.6}, 8.0), log_record("INFO", "epoch 3/5: loss=0.5, val_loss=0.6")]))
+    _in_own_thread(
+        lambda: run_records_write(
+            run=running_run,
+            attempt=1,
+            records=[
+                epoch_record(3, 5, {"loss": 0.5, "val_loss": 0.6}, 8.0),
+                log_record("INFO", "epoch 3/5: loss=0.5, val_loss=0.6"),
+            ],
+        )
+    )
     widget.locator(".mlops-log__msg", has_text="epoch 3/5").wait_for()  # pushed over the socket, no reload
-    page.wait_for_function("() => document.querySelector('.mlops-logs [role=progressbar]').getAttribute('aria-valuenow') === '60'")
+    page.wait_for_function(
+        "() => document.querySelector('.mlops-logs [role=progressbar]').getAttribute('aria-valuenow') === '60'"
+    )
 
-    _in_own_thread(lambda: run_status_transition(run_id=running_run.pk, to=RunStatus.FAILED, reason="test",
-                                                 fields={"error_message": "worker lost"}))
+    _in_own_thread(
+        lambda: run_status_transition(
+            run_id=running_run.pk, to=RunStatus.FAILED, reason="test", fields={"error_message": "worker lost"}
+        )
+    )
     widget.locator(".mlops-pill--failed").wait_for()
     assert page.evaluate("window.__sameDocument") is True
     assert page.locator("[role=progressbar]").count() == 1

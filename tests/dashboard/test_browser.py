@@ -3,6 +3,7 @@ Channels), the test database, Redis and a real Celery worker.
 
 Screenshots of every width land in tests/artifacts/screenshots/.
 """
+
 import json
 import os
 import subprocess
@@ -21,8 +22,14 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pyte
 
 SCREENSHOTS = ARTIFACTS / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 WIDTHS = (360, 768, 1280, 1920)
 TIMEOUT_MS = 20_000
 
@@ -37,7 +44,11 @@ def server_url(django_db_setup, django_db_blocker):
     log = open(log_path, "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlops_portal.serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -117,7 +128,9 @@ def live_staff_api(server_url, staff_user):
 
     def post(path: str, body) -> tuple[int, dict]:
         request = urllib.request.Request(
-            f"{server_url}{path}", data=json.dumps(body).encode(), method="POST",
+            f"{server_url}{path}",
+            data=json.dumps(body).encode(),
+            method="POST",
             headers={"Authorization": f"Bearer {raw}", "Content-Type": "application/json"},
         )
         try:
@@ -137,8 +150,9 @@ def _weights(page) -> list[str]:
     return _deployment_card(page).locator("[data-testid=weight]").all_inner_texts()
 
 
-def test_a_training_runs_log_lines_appear_in_the_widget_while_it_runs(open_dashboard, staff_user, live_staff_api, experiment,
-                                                                      celery_worker):
+def test_a_training_runs_log_lines_appear_in_the_widget_while_it_runs(
+    open_dashboard, staff_user, live_staff_api, experiment, celery_worker
+):
     from apps.training.models import TrainingRun
 
     page = open_dashboard(staff_user)
@@ -150,10 +164,14 @@ def test_a_training_runs_log_lines_appear_in_the_widget_while_it_runs(open_dashb
             if (!window.__firstLineAt && document.querySelector('.mlops-logs [data-seq]')) window.__firstLineAt = Date.now();
         }).observe(document.body, {subtree: true, childList: true});
     }""")
-    status, body = live_staff_api(f"/api/v1/experiments/{experiment.pk}/train", {
-        "framework": "torch", "model_type": "mlp",
-        "params": {"epochs": 12, "hidden_size": 8, "num_layers": 1, "patience": 1000},
-    })
+    status, body = live_staff_api(
+        f"/api/v1/experiments/{experiment.pk}/train",
+        {
+            "framework": "torch",
+            "model_type": "mlp",
+            "params": {"epochs": 12, "hidden_size": 8, "num_layers": 1, "patience": 1000},
+        },
+    )
     assert status == 201, body
     run_id = body["id"]
 
@@ -170,17 +188,24 @@ def test_a_training_runs_log_lines_appear_in_the_widget_while_it_runs(open_dashb
     assert logs.get_by_role("progressbar").get_attribute("aria-valuenow") == "100"
     assert logs.get_by_role("img", name="Loss by epoch").is_visible()
     # The runs panel heard of the run through the dashboard socket, without a reload.
-    assert page.locator("section[aria-labelledby=runs-title]").get_by_text("No training run is queued or running.").is_visible()
+    assert (
+        page.locator("section[aria-labelledby=runs-title]")
+        .get_by_text("No training run is queued or running.")
+        .is_visible()
+    )
     assert page.errors == []
 
 
-def test_a_rollout_change_made_through_the_api_shows_on_the_dashboard_without_reload(open_dashboard, analyst_user,
-                                                                                      live_staff_api, rolling_deployment):
+def test_a_rollout_change_made_through_the_api_shows_on_the_dashboard_without_reload(
+    open_dashboard, analyst_user, live_staff_api, rolling_deployment
+):
     page = open_dashboard(analyst_user)
     assert _weights(page) == ["90%", "10%"]
     page.evaluate("window.__sameDocument = true")
 
-    status, body = live_staff_api("/api/v1/deployments/price-direction/rollout/promote", {"stage": 0, "reason": "early success"})
+    status, body = live_staff_api(
+        "/api/v1/deployments/price-direction/rollout/promote", {"stage": 0, "reason": "early success"}
+    )
     assert status == 200, body
 
     page.wait_for_function(
@@ -189,7 +214,11 @@ def test_a_rollout_change_made_through_the_api_shows_on_the_dashboard_without_re
     )
     card = _deployment_card(page)
     assert "stage 50% (2 of 3)" in card.locator(".mlops-rollout__stage").inner_text()
-    assert card.locator(".mlops-events li").first.inner_text().startswith(card.locator(".mlops-events time").first.inner_text())
+    assert (
+        card.locator(".mlops-events li")
+        .first.inner_text()
+        .startswith(card.locator(".mlops-events time").first.inner_text())
+    )
     assert "Stage advanced: early success · staffer" in card.locator(".mlops-events li").first.inner_text()
     assert page.evaluate("window.__sameDocument") is True
     assert page.errors == []
@@ -241,8 +270,10 @@ def _traffic_for_the_last_hour(deployment, post, n: int = 48):
         assert status == 200, body
         request_ids.append(body["request_id"])
     # Two rows per request (one per ticker); alternate the truth so the accuracy is neither 0 nor 1.
-    truth = [{"request_id": rid, "ground_truth": [["up", "down"], ["up", "up"], ["down", "down"]][i % 3]}
-             for i, rid in enumerate(request_ids)]
+    truth = [
+        {"request_id": rid, "ground_truth": [["up", "down"], ["up", "up"], ["down", "down"]][i % 3]}
+        for i, rid in enumerate(request_ids)
+    ]
     status, body = post("/api/v1/deployments/price-direction/feedback", {"feedback": truth})
     assert status in (200, 201), body
     now = timezone.now()
@@ -269,8 +300,11 @@ def test_at_each_width_the_page_has_no_horizontal_overflow_and_targets_are_touch
         page.get_by_role("img", name="Loss by epoch").wait_for()
         page.screenshot(path=str(SCREENSHOTS / f"dashboard-{width}.png"), full_page=True)
         # Section by section as well, readable at full size when reviewing a narrow layout.
-        for name, section in (("deployments", "section[aria-labelledby=deployments-title]"),
-                              ("performance", ".mlops-perf"), ("logs", ".mlops-logs")):
+        for name, section in (
+            ("deployments", "section[aria-labelledby=deployments-title]"),
+            ("performance", ".mlops-perf"),
+            ("logs", ".mlops-logs"),
+        ):
             page.locator(section).screenshot(path=str(SCREENSHOTS / f"dashboard-{width}-{name}.png"))
         overflow = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
         if overflow[0] > overflow[1]:

@@ -1,5 +1,6 @@
 """ws/dashboard/: the same session as the page, refused without a role, and every change pushed as the
 fresh item the summary API would show (through the real Redis channel layer)."""
+
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
@@ -67,8 +68,9 @@ def test_a_rollout_change_made_through_the_service_is_pushed_as_the_fresh_deploy
 
     async def scenario(comm):
         rollout = await sync_to_async(Rollout.objects.get)(deployment=rolling_deployment)
-        await sync_to_async(rollout_transition)(rollout=rollout, action="promote", actor_label="tests", expected_stage=0,
-                                                reason="looks good")
+        await sync_to_async(rollout_transition)(
+            rollout=rollout, action="promote", actor_label="tests", expected_stage=0, reason="looks good"
+        )
         return await receive_until(comm, "deployment")
 
     message = run_scenario(session_cookie(analyst_user), scenario)
@@ -114,8 +116,16 @@ def test_epoch_progress_from_the_worker_signal_reaches_the_dashboard(running_run
         return await receive_until(comm, "run.progress")
 
     message = run_scenario(session_cookie(analyst_user), scenario)
-    assert message == {"type": "run.progress", "run": running_run.pk, "epoch": 5, "total_epochs": 5, "percent": 100.0,
-                       "eta_seconds": 0.0, "metrics": {"loss": 0.5}, "attempt": 1}
+    assert message == {
+        "type": "run.progress",
+        "run": running_run.pk,
+        "epoch": 5,
+        "total_epochs": 5,
+        "percent": 100.0,
+        "eta_seconds": 0.0,
+        "metrics": {"loss": 0.5},
+        "attempt": 1,
+    }
 
 
 def test_a_study_paused_through_its_service_is_pushed_as_the_fresh_study(running_study, analyst_user):
@@ -129,4 +139,9 @@ def test_a_study_paused_through_its_service_is_pushed_as_the_fresh_study(running
                 return message["study"]
 
     shown = run_scenario(session_cookie(analyst_user), scenario)
-    assert (shown["id"], shown["completed_trials"], shown["n_trials"], shown["best_value"]) == (running_study.pk, 3, 8, 0.64)
+    assert (shown["id"], shown["completed_trials"], shown["n_trials"], shown["best_value"]) == (
+        running_study.pk,
+        3,
+        8,
+        0.64,
+    )

@@ -1,4 +1,5 @@
 """The dashboard page: behind the portal login, refused to users without a role, built assets wired in."""
+
 import json
 
 import pytest

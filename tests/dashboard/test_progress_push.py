@@ -1,4 +1,5 @@
 """Run progress pushed to dashboards from the worker's epoch signal, at a bounded rate."""
+
 from apps.dashboard.live import PROGRESS_MIN_INTERVAL_S, progress_due
 
 

@@ -1,4 +1,5 @@
 """Which files an entry needs, read from a Vite manifest."""
+
 import json
 
 import pytest
@@ -6,7 +7,12 @@ import pytest
 from apps.dashboard.vite import FrontendNotBuilt, entry_assets
 
 MANIFEST = {
-    "src/main.jsx": {"file": "assets/dashboard-1.js", "isEntry": True, "imports": ["_shared-2.js"], "css": ["assets/main-3.css"]},
+    "src/main.jsx": {
+        "file": "assets/dashboard-1.js",
+        "isEntry": True,
+        "imports": ["_shared-2.js"],
+        "css": ["assets/main-3.css"],
+    },
     "src/embed.jsx": {"file": "assets/embed-4.js", "isEntry": True, "imports": ["_shared-2.js"]},
     "_shared-2.js": {"file": "assets/shared-2.js", "imports": ["_react-5.js"], "css": ["assets/shared-6.css"]},
     "_react-5.js": {"file": "assets/react-5.js"},

@@ -19,8 +19,10 @@ def artifact_storage(settings, tmp_path):
     """Each test stores files in its own folder, so 'nothing left in storage' is checkable."""
     location = tmp_path / "artifacts"
     location.mkdir()
-    backend = {"BACKEND": "django.core.files.storage.FileSystemStorage",
-               "OPTIONS": {"location": str(location), "base_url": "/media/"}}
+    backend = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(location), "base_url": "/media/"},
+    }
     settings.STORAGES = {**settings.STORAGES, "artifacts": backend, "default": backend}
     return location
 
@@ -53,12 +55,14 @@ def upload(name: str, content: bytes, content_type: str = "text/csv"):
 @pytest.fixture
 def table_csv() -> bytes:
     rng = np.random.default_rng(0)
-    frame = pd.DataFrame({
-        "x1": rng.normal(size=60).round(4),
-        "x2": rng.integers(0, 100, size=60),
-        "colour": rng.choice(["red", "green", "blue"], size=60),
-        "label": rng.choice(["yes", "no"], size=60),
-    })
+    frame = pd.DataFrame(
+        {
+            "x1": rng.normal(size=60).round(4),
+            "x2": rng.integers(0, 100, size=60),
+            "colour": rng.choice(["red", "green", "blue"], size=60),
+            "label": rng.choice(["yes", "no"], size=60),
+        }
+    )
     return csv_bytes(frame)
 
 
@@ -73,8 +77,14 @@ def table_dataset(db, staff_user):
 def price_dataset(db, staff_user):
     from apps.datasets.services import dataset_create
 
-    return dataset_create(name="prices", task="classification", target_column="close", time_column="date",
-                          entity_column="ticker", user=staff_user)
+    return dataset_create(
+        name="prices",
+        task="classification",
+        target_column="close",
+        time_column="date",
+        entity_column="ticker",
+        user=staff_user,
+    )
 
 
 def parquet_bytes(frame: pd.DataFrame) -> bytes:

@@ -36,8 +36,12 @@ def test_seed_demo_creates_the_demo_datasets_once(settings):
     out = io.StringIO()
     demo.seed(stdout=out)
     demo.seed(stdout=out)
-    assert sorted(Dataset.objects.values_list("name", flat=True)) == ["breast-cancer", "demo-prices", "demo-returns",
-                                                                       "diabetes"]
+    assert sorted(Dataset.objects.values_list("name", flat=True)) == [
+        "breast-cancer",
+        "demo-prices",
+        "demo-returns",
+        "diabetes",
+    ]
     assert DatasetVersion.objects.count() == 4 and FeatureSpec.objects.count() == 4
     prices = DatasetVersion.objects.get(dataset__name="demo-prices")
     assert prices.rows == 3000 and prices.source == "generator"

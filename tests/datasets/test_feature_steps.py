@@ -1,4 +1,5 @@
 """Each feature step on small frames whose answers are worked out by hand (or by pandas)."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,8 +17,13 @@ def features(df: pd.DataFrame, steps: list, info=SERIES, fit_rows=None) -> pd.Da
     """Runs the steps over every row (stateful steps fit on `fit_rows`, default all) in frame order."""
     spec = normalize_spec({"steps": steps})
     columns = [c for c in df.columns if c not in (info.time_column, info.entity_column)]
-    frame = build_frame(df, columns=columns, time_column=info.time_column, entity_column=info.entity_column,
-                        kinds={c: column_kind(df[c]) for c in columns})
+    frame = build_frame(
+        df,
+        columns=columns,
+        time_column=info.time_column,
+        entity_column=info.entity_column,
+        kinds={c: column_kind(df[c]) for c in columns},
+    )
     rows = np.arange(frame.n) if fit_rows is None else np.flatnonzero(fit_rows)
     state, fitted = run_steps(frame, spec=spec, info=info, fit_rows=rows)
     out = pd.DataFrame({name: values for name, values in frame.columns.items() if values.dtype != object})
@@ -27,8 +33,14 @@ def features(df: pd.DataFrame, steps: list, info=SERIES, fit_rows=None) -> pd.Da
 
 def series(values, start="2024-01-01", **extra):
     n = len(values)
-    return pd.DataFrame({"date": pd.date_range(start, periods=n, freq="D").strftime("%Y-%m-%d"),
-                         "x": values, "y": np.arange(n, dtype=float), **extra})
+    return pd.DataFrame(
+        {
+            "date": pd.date_range(start, periods=n, freq="D").strftime("%Y-%m-%d"),
+            "x": values,
+            "y": np.arange(n, dtype=float),
+            **extra,
+        }
+    )
 
 
 def test_lags_shift_values_back_and_leave_the_first_rows_empty():
@@ -38,25 +50,41 @@ def test_lags_shift_values_back_and_leave_the_first_rows_empty():
 
 
 def test_lags_never_read_another_tickers_rows():
-    df = pd.DataFrame({"date": ["2024-01-01", "2024-01-02", "2024-01-03"] * 2,
-                       "ticker": ["A"] * 3 + ["B"] * 3, "x": [1.0, 2, 3, 10, 20, 30], "y": 0.0})
+    df = pd.DataFrame(
+        {
+            "date": ["2024-01-01", "2024-01-02", "2024-01-03"] * 2,
+            "ticker": ["A"] * 3 + ["B"] * 3,
+            "x": [1.0, 2, 3, 10, 20, 30],
+            "y": 0.0,
+        }
+    )
     out = features(df, [{"op": "lags", "columns": ["x"], "lags": [1]}], info=PANEL)
     # B's first row would see A's last value (3.0) if entities leaked into each other.
     np.testing.assert_array_equal(out["x_lag1"], [np.nan, 1, 2, np.nan, 10, 20])
 
 
 def test_interleaved_rows_are_grouped_by_entity_and_ordered_by_time_before_computing():
-    df = pd.DataFrame({"date": ["2024-01-02", "2024-01-02", "2024-01-01", "2024-01-01"],
-                       "ticker": ["A", "B", "A", "B"], "x": [2.0, 20, 1, 10], "y": 0.0})
+    df = pd.DataFrame(
+        {
+            "date": ["2024-01-02", "2024-01-02", "2024-01-01", "2024-01-01"],
+            "ticker": ["A", "B", "A", "B"],
+            "x": [2.0, 20, 1, 10],
+            "y": 0.0,
+        }
+    )
     out = features(df, [{"op": "returns", "columns": ["x"], "periods": [1]}], info=PANEL)
     np.testing.assert_allclose(out["x"], [1, 2, 10, 20])
     np.testing.assert_allclose(out["x_ret1"], [np.nan, 1.0, np.nan, 1.0])
 
 
 def test_returns_and_log_returns_over_several_periods():
-    out = features(series([100.0, 110.0, 99.0, 108.9]),
-                   [{"op": "returns", "columns": ["x"], "periods": [1, 2]},
-                    {"op": "log_returns", "columns": ["x"], "periods": [1]}])
+    out = features(
+        series([100.0, 110.0, 99.0, 108.9]),
+        [
+            {"op": "returns", "columns": ["x"], "periods": [1, 2]},
+            {"op": "log_returns", "columns": ["x"], "periods": [1]},
+        ],
+    )
     np.testing.assert_allclose(out["x_ret1"], [np.nan, 0.10, -0.10, 0.10], rtol=1e-5)
     np.testing.assert_allclose(out["x_ret2"], [np.nan, np.nan, -0.01, -0.01], rtol=1e-4)
     np.testing.assert_allclose(out["x_logret1"], [np.nan, np.log(1.1), np.log(0.9), np.log(1.1)], rtol=1e-5)
@@ -69,10 +97,19 @@ def test_a_return_from_a_zero_price_is_missing_not_infinite():
 
 def test_rolling_statistics_match_pandas_per_entity():
     rng = np.random.default_rng(1)
-    df = pd.DataFrame({"date": list(pd.date_range("2024-01-01", periods=30).strftime("%Y-%m-%d")) * 2,
-                       "ticker": ["A"] * 30 + ["B"] * 30, "x": rng.normal(100, 5, 60), "y": 0.0})
-    out = features(df, [{"op": "rolling", "columns": ["x"], "windows": [5],
-                         "stats": ["mean", "std", "min", "max", "sum"]}], info=PANEL)
+    df = pd.DataFrame(
+        {
+            "date": list(pd.date_range("2024-01-01", periods=30).strftime("%Y-%m-%d")) * 2,
+            "ticker": ["A"] * 30 + ["B"] * 30,
+            "x": rng.normal(100, 5, 60),
+            "y": 0.0,
+        }
+    )
+    out = features(
+        df,
+        [{"op": "rolling", "columns": ["x"], "windows": [5], "stats": ["mean", "std", "min", "max", "sum"]}],
+        info=PANEL,
+    )
     rolling = df.groupby("ticker")["x"].rolling(5)
     for stat in ("mean", "std", "min", "max", "sum"):
         expected = getattr(rolling, stat)().to_numpy()
@@ -101,7 +138,7 @@ def test_macd_lines_are_pandas_ewm_over_the_truncated_window():
     assert np.isnan(out["x_macd_signal"][first_signal - 1]) and not np.isnan(out["x_macd_signal"][first_signal])
 
     def ewm_last(values, span):
-        return pd.Series(values[-ema_window(span):]).ewm(span=span, adjust=True).mean().iloc[-1]
+        return pd.Series(values[-ema_window(span) :]).ewm(span=span, adjust=True).mean().iloc[-1]
 
     for t in (first_line, 100, 199):
         expected = ewm_last(x[: t + 1], 3) - ewm_last(x[: t + 1], 6)
@@ -121,8 +158,9 @@ def test_macd_of_a_constant_price_is_zero():
 def test_bollinger_percent_b_on_a_worked_example():
     # Window [1, 2, 3]: mean 2, population std sqrt(2/3); bands 2 -/+ 2 * 0.8165 = 0.367 / 3.633;
     # %B of 3 = (3 - 0.367) / 3.266 = 0.806. A flat window sits in the middle (0.5).
-    out = features(series([1.0, 2.0, 3.0, 3.0, 3.0, 3.0]),
-                   [{"op": "bollinger", "column": "x", "window": 3, "num_std": 2}])
+    out = features(
+        series([1.0, 2.0, 3.0, 3.0, 3.0, 3.0]), [{"op": "bollinger", "column": "x", "window": 3, "num_std": 2}]
+    )
     sd = np.sqrt(2 / 3)
     assert out["x_bb3_pctb"][2] == pytest.approx((3 - (2 - 2 * sd)) / (4 * sd), rel=1e-5)
     assert out["x_bb3_pctb"][5] == 0.5
@@ -131,8 +169,24 @@ def test_bollinger_percent_b_on_a_worked_example():
 
 def test_calendar_features_from_the_time_column():
     df = pd.DataFrame({"date": ["2024-01-01", "2024-02-29", "2024-12-31"], "x": 1.0, "y": 0.0})
-    out = features(df, [{"op": "calendar", "features": ["dayofweek", "day", "month", "quarter", "year",
-                                                       "dayofyear", "is_month_start", "is_month_end"]}])
+    out = features(
+        df,
+        [
+            {
+                "op": "calendar",
+                "features": [
+                    "dayofweek",
+                    "day",
+                    "month",
+                    "quarter",
+                    "year",
+                    "dayofyear",
+                    "is_month_start",
+                    "is_month_end",
+                ],
+            }
+        ],
+    )
     assert out["date_dayofweek"].tolist() == [0, 3, 1]  # Monday, Thursday, Tuesday
     assert out["date_day"].tolist() == [1, 29, 31]
     assert out["date_month"].tolist() == [1, 2, 12]
@@ -144,8 +198,14 @@ def test_calendar_features_from_the_time_column():
 
 
 def test_forward_fill_stops_at_its_limit_and_at_entity_boundaries():
-    df = pd.DataFrame({"date": [f"2024-01-0{i}" for i in range(1, 6)] * 2, "ticker": ["A"] * 5 + ["B"] * 5,
-                       "x": [1.0, np.nan, np.nan, np.nan, 5, np.nan, 7, np.nan, 9, 10], "y": 0.0})
+    df = pd.DataFrame(
+        {
+            "date": [f"2024-01-0{i}" for i in range(1, 6)] * 2,
+            "ticker": ["A"] * 5 + ["B"] * 5,
+            "x": [1.0, np.nan, np.nan, np.nan, 5, np.nan, 7, np.nan, 9, 10],
+            "y": 0.0,
+        }
+    )
     out = features(df, [{"op": "impute", "columns": ["x"], "strategy": "ffill", "limit": 2}], info=PANEL)
     np.testing.assert_array_equal(out["x"], [1, 1, 1, np.nan, 5, np.nan, 7, 7, 9, 10])
 
@@ -155,19 +215,24 @@ def test_mean_and_median_imputation_use_the_fitting_rows_only():
     fit = np.array([True, True, True, False, False])
     out = features(df, [{"op": "impute", "columns": ["x"], "strategy": "mean"}], fit_rows=fit)
     np.testing.assert_array_equal(out["x"], [1, 3, 2, 100, 2])  # 100 is not a training value
-    out = features(series([1.0, 2.0, 10.0, np.nan]),
-                   [{"op": "impute", "columns": ["x"], "strategy": "median"}])
+    out = features(series([1.0, 2.0, 10.0, np.nan]), [{"op": "impute", "columns": ["x"], "strategy": "median"}])
     assert out["x"][3] == 2.0
 
 
-@pytest.mark.parametrize("method,expected", [
-    ("standard", [-1.0, 1.0, 3.0]),   # mean 2, std 1 over the first two rows [1, 3]
-    ("minmax", [0.0, 1.0, 2.0]),      # min 1, range 2
-    ("robust", [-1.0, 1.0, 3.0]),     # median 2, IQR 1 (1.5 .. 2.5)
-])
+@pytest.mark.parametrize(
+    "method,expected",
+    [
+        ("standard", [-1.0, 1.0, 3.0]),  # mean 2, std 1 over the first two rows [1, 3]
+        ("minmax", [0.0, 1.0, 2.0]),  # min 1, range 2
+        ("robust", [-1.0, 1.0, 3.0]),  # median 2, IQR 1 (1.5 .. 2.5)
+    ],
+)
 def test_scaling_methods_fit_on_the_fitting_rows(method, expected):
-    out = features(series([1.0, 3.0, 5.0]), [{"op": "scale", "columns": ["x"], "method": method}],
-                   fit_rows=np.array([True, True, False]))
+    out = features(
+        series([1.0, 3.0, 5.0]),
+        [{"op": "scale", "columns": ["x"], "method": method}],
+        fit_rows=np.array([True, True, False]),
+    )
     np.testing.assert_allclose(out["x"], expected, rtol=1e-6)
 
 

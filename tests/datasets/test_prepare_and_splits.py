@@ -1,4 +1,5 @@
 """prepare_training_data: labels, splits without leakage, fitting on the training split only."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -38,8 +39,11 @@ def test_labels_whose_horizon_reaches_into_the_next_split_are_purged():
     days = pd.bdate_range("2024-01-01", periods=100)
     df = pd.DataFrame({"date": days.strftime("%Y-%m-%d"), "close": np.linspace(10, 20, 100)})
     info = DatasetInfo(task="regression", target_column="close", time_column="date")
-    spec = {"steps": [{"op": "returns", "columns": ["close"]}], "target": {"horizon": 5, "kind": "return"},
-            "exclude": ["close"]}
+    spec = {
+        "steps": [{"op": "returns", "columns": ["close"]}],
+        "target": {"horizon": 5, "kind": "return"},
+        "exclude": ["close"],
+    }
     data = prepare_training_data(df=df, dataset=info, spec=spec)
     # The last training row's label is read 5 rows later: that row must still be before validation.
     last_train = np.flatnonzero(days == pd.Timestamp(data.time_train.max()))[0]
@@ -47,11 +51,18 @@ def test_labels_whose_horizon_reaches_into_the_next_split_are_purged():
 
 
 def test_direction_labels_are_up_when_the_next_close_is_higher():
-    df = pd.DataFrame({"date": pd.bdate_range("2024-01-01", periods=40).strftime("%Y-%m-%d"),
-                       "close": np.tile([10.0, 11.0, 10.5, 10.5], 10)})
+    df = pd.DataFrame(
+        {
+            "date": pd.bdate_range("2024-01-01", periods=40).strftime("%Y-%m-%d"),
+            "close": np.tile([10.0, 11.0, 10.5, 10.5], 10),
+        }
+    )
     info = DatasetInfo(task="classification", target_column="close", time_column="date")
-    spec = {"steps": [{"op": "calendar", "features": ["dayofweek"]}], "target": {"horizon": 1, "kind": "direction"},
-            "exclude": ["close"]}
+    spec = {
+        "steps": [{"op": "calendar", "features": ["dayofweek"]}],
+        "target": {"horizon": 1, "kind": "direction"},
+        "exclude": ["close"],
+    }
     data = prepare_training_data(df=df, dataset=info, spec=spec)
     assert data.classes == ["down", "up"]
     # 10 -> 11 up, 11 -> 10.5 down, 10.5 -> 10.5 flat counts as down, 10.5 -> 10 down.
@@ -95,11 +106,18 @@ def test_a_same_row_target_is_never_a_feature():
 
 
 def test_a_step_reading_the_same_row_target_is_refused_but_its_lags_are_allowed():
-    df = pd.DataFrame({"date": pd.bdate_range("2024-01-01", periods=50).strftime("%Y-%m-%d"),
-                       "x": np.arange(50.0), "y": np.arange(50.0)})
+    df = pd.DataFrame(
+        {
+            "date": pd.bdate_range("2024-01-01", periods=50).strftime("%Y-%m-%d"),
+            "x": np.arange(50.0),
+            "y": np.arange(50.0),
+        }
+    )
     info = DatasetInfo(task="regression", target_column="y", time_column="date")
     with pytest.raises(SpecError) as error:
-        prepare_training_data(df=df, dataset=info, spec={"steps": [{"op": "rolling", "columns": ["y"], "windows": [3]}]})
+        prepare_training_data(
+            df=df, dataset=info, spec={"steps": [{"op": "rolling", "columns": ["y"], "windows": [3]}]}
+        )
     assert error.value.step == 0 and error.value.key == "columns"
     data = prepare_training_data(df=df, dataset=info, spec={"steps": [{"op": "lags", "columns": ["y"], "lags": [1]}]})
     assert "y_lag1" in data.feature_names and "y" in data.preprocessor.raw_columns
@@ -108,8 +126,9 @@ def test_a_step_reading_the_same_row_target_is_refused_but_its_lags_are_allowed(
 def test_a_classification_with_one_class_in_training_is_refused():
     df = pd.DataFrame({"x": np.arange(30.0), "label": ["a"] * 30})
     with pytest.raises(DataError, match="single class"):
-        prepare_training_data(df=df, dataset=DatasetInfo(task="classification", target_column="label"),
-                              spec={"steps": []})
+        prepare_training_data(
+            df=df, dataset=DatasetInfo(task="classification", target_column="label"), spec={"steps": []}
+        )
 
 
 def test_fractions_must_be_positive_and_sum_to_one(prices, price_info):

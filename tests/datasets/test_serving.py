@@ -1,4 +1,5 @@
 """The fitted preprocessor at serving time: same features as training, exactly `history_rows` of history."""
+
 import json
 
 import numpy as np
@@ -33,7 +34,7 @@ def test_serving_features_from_the_last_history_rows_equal_the_training_features
         last_time = data.time_test[mine].max()
         expected = data.X_test[mine][data.time_test[mine] == last_time][0]
         position = int(np.flatnonzero(pd.to_datetime(rows.date).to_numpy() == last_time)[0])
-        request = rows.iloc[position + 1 - history: position + 1][preprocessor.raw_columns]
+        request = rows.iloc[position + 1 - history : position + 1][preprocessor.raw_columns]
         served, labels = preprocessor.serving_features(request.sample(frac=1, random_state=0))  # any row order
         assert labels == [ticker]
         assert served.to_numpy().dtype == np.float32
@@ -48,37 +49,62 @@ def test_transform_gives_the_same_rows_as_training(trained, prices):
     # The training matrix is the first rows (time order) of each ticker that have full history and a label.
     by_ticker = prices.loc[complete.index, "ticker"].to_numpy()
     for ticker in ("AAA", "BBB"):
-        np.testing.assert_array_equal(complete.to_numpy()[by_ticker == ticker][:5],
-                                      data.X_train[data.groups_train == ticker][:5])
+        np.testing.assert_array_equal(
+            complete.to_numpy()[by_ticker == ticker][:5], data.X_train[data.groups_train == ticker][:5]
+        )
     assert train_rows.shape[1] == len(data.feature_names)
 
 
 def test_history_rows_is_the_longest_look_back_plus_the_current_row(price_info, prices):
-    kinds = {"date": "text", "ticker": "text", "open": "numeric", "high": "numeric", "low": "numeric",
-             "close": "numeric", "volume": "numeric"}
+    kinds = {
+        "date": "text",
+        "ticker": "text",
+        "open": "numeric",
+        "high": "numeric",
+        "low": "numeric",
+        "close": "numeric",
+        "volume": "numeric",
+    }
     dataset = price_info
 
     def history(steps):
-        return spec_history_rows({"steps": steps, "exclude": ["open", "high", "low", "volume"],
-                                  "target": {"horizon": 1, "kind": "direction"}}, dataset=dataset, kinds=kinds)
+        return spec_history_rows(
+            {
+                "steps": steps,
+                "exclude": ["open", "high", "low", "volume"],
+                "target": {"horizon": 1, "kind": "direction"},
+            },
+            dataset=dataset,
+            kinds=kinds,
+        )
 
     assert history([]) == 1
     assert history([{"op": "lags", "columns": ["close"], "lags": [1, 7, 3]}]) == 8
     assert history([{"op": "rolling", "columns": ["close"], "windows": [20]}]) == 20
     # A lag of a 1-period return reaches back 1 + 3 rows.
-    assert history([{"op": "returns", "columns": ["close"]},
-                    {"op": "lags", "columns": ["close_ret1"], "lags": [3]}]) == 5
+    assert (
+        history([{"op": "returns", "columns": ["close"]}, {"op": "lags", "columns": ["close_ret1"], "lags": [3]}]) == 5
+    )
     assert history([{"op": "rsi", "column": "close", "window": 14}]) == 15
     # MACD: slow EMA over 3*26 rows, then the signal EMA over 3*9 rows of the line.
     assert history([{"op": "macd", "column": "close"}]) == 78 + 27 - 1
-    assert history([{"op": "impute", "columns": ["close"], "strategy": "ffill", "limit": 4},
-                    {"op": "lags", "columns": ["close"], "lags": [2]}]) == 7
+    assert (
+        history(
+            [
+                {"op": "impute", "columns": ["close"], "strategy": "ffill", "limit": 4},
+                {"op": "lags", "columns": ["close"], "lags": [2]},
+            ]
+        )
+        == 7
+    )
 
 
 def test_one_row_less_than_history_rows_is_refused_naming_needed_got_and_entity(trained, prices):
     _, preprocessor = trained
     history = preprocessor.history_rows
-    request = pd.concat([prices[prices.ticker == "AAA"].tail(history), prices[prices.ticker == "BBB"].tail(history - 1)])
+    request = pd.concat(
+        [prices[prices.ticker == "AAA"].tail(history), prices[prices.ticker == "BBB"].tail(history - 1)]
+    )
     with pytest.raises(InsufficientHistory) as error:
         preprocessor.serving_features(request)
     assert (error.value.needed, error.value.got, error.value.entity) == (history, history - 1, "BBB")
@@ -126,8 +152,11 @@ def test_a_missing_value_inside_the_window_is_reported_against_its_raw_column(tr
 def test_without_history_each_input_row_gets_its_own_features_in_input_order():
     rng = np.random.default_rng(0)
     df = pd.DataFrame({"a": rng.normal(size=80), "b": rng.normal(size=80), "target": rng.normal(size=80)})
-    data = prepare_training_data(df=df, dataset=DatasetInfo(task="regression", target_column="target"),
-                                 spec={"steps": [{"op": "scale", "columns": "*"}]})
+    data = prepare_training_data(
+        df=df,
+        dataset=DatasetInfo(task="regression", target_column="target"),
+        spec={"steps": [{"op": "scale", "columns": "*"}]},
+    )
     preprocessor = FittedPreprocessor.from_dict(data.preprocessor.to_dict())
     assert preprocessor.history_rows == 1 and preprocessor.raw_columns == ["a", "b"]
     request = df[["b", "a"]].iloc[[7, 3]]
@@ -150,11 +179,17 @@ def test_the_saved_form_is_plain_json_and_refuses_other_documents(trained):
 
 def test_categories_and_imputed_values_are_served_as_trained():
     rng = np.random.default_rng(4)
-    df = pd.DataFrame({"size": rng.normal(10, 2, 90), "colour": rng.choice(["red", "blue"], 90),
-                       "label": rng.choice(["a", "b"], 90)})
+    df = pd.DataFrame(
+        {"size": rng.normal(10, 2, 90), "colour": rng.choice(["red", "blue"], 90), "label": rng.choice(["a", "b"], 90)}
+    )
     df.loc[[3, 50], "size"] = np.nan
-    spec = {"steps": [{"op": "impute", "columns": ["size"], "strategy": "median"},
-                      {"op": "one_hot", "columns": ["colour"]}, {"op": "scale", "columns": ["size"]}]}
+    spec = {
+        "steps": [
+            {"op": "impute", "columns": ["size"], "strategy": "median"},
+            {"op": "one_hot", "columns": ["colour"]},
+            {"op": "scale", "columns": ["size"]},
+        ]
+    }
     data = prepare_training_data(df=df, dataset=DatasetInfo(task="classification", target_column="label"), spec=spec)
     preprocessor = FittedPreprocessor.from_dict(json.loads(json.dumps(data.preprocessor.to_dict())))
     assert preprocessor.feature_names == ["size", "colour=blue", "colour=red"]

@@ -1,4 +1,5 @@
 """A new version is scored beside the champion on later labelled rows before it gets any traffic."""
+
 import pandas as pd
 import pytest
 
@@ -33,8 +34,17 @@ def _serving(deployment):
 
 
 def test_the_demo_series_continues_from_its_last_close_on_the_next_business_days():
-    df = pd.DataFrame({"date": ["2024-01-04", "2024-01-05"] * 2, "ticker": ["A", "A", "B", "B"],
-                       "open": 1.0, "high": 2.0, "low": 0.5, "close": [10.0, 11.0, 50.0, 52.0], "volume": 100})
+    df = pd.DataFrame(
+        {
+            "date": ["2024-01-04", "2024-01-05"] * 2,
+            "ticker": ["A", "A", "B", "B"],
+            "open": 1.0,
+            "high": 2.0,
+            "low": 0.5,
+            "close": [10.0, 11.0, 50.0, 52.0],
+            "volume": 100,
+        }
+    )
     out = next_days_frame(df, days=3, seed=1)
     a = out[out["ticker"] == "A"]
     assert list(a["date"]) == ["2024-01-04", "2024-01-05", "2024-01-08", "2024-01-09", "2024-01-10"]
@@ -48,9 +58,15 @@ def test_a_candidate_that_clears_the_margin_starts_a_rollout_as_challenger(serie
     evaluation = _evaluate(candidate, django_capture_on_commit_callbacks)
 
     assert evaluation.status == EvaluationStatus.PASSED and evaluation.action == EvaluationAction.ROLLOUT_STARTED
-    assert (evaluation.champion, evaluation.dataset_version, evaluation.metric) == (champion, series["second"], "accuracy")
+    assert (evaluation.champion, evaluation.dataset_version, evaluation.metric) == (
+        champion,
+        series["second"],
+        "accuracy",
+    )
     assert 0 <= evaluation.candidate_value <= 1 and 0 <= evaluation.champion_value <= 1
-    assert evaluation.candidate_metrics["accuracy"] == evaluation.candidate_value and "f1" in evaluation.champion_metrics
+    assert (
+        evaluation.candidate_metrics["accuracy"] == evaluation.candidate_value and "f1" in evaluation.champion_metrics
+    )
     # Leak-free: every scored row is after the last day either model was fitted on, and after all of
     # the champion's data.
     window = evaluation.window
@@ -64,7 +80,10 @@ def test_a_candidate_that_clears_the_margin_starts_a_rollout_as_challenger(serie
     events = list(rollout.events.order_by("created_at", "pk"))
     assert [e.kind for e in events] == ["rollout_created", "rollout_started"] and evaluation.rollout == rollout
     assert all(e.actor_label == "delivery policy" and f"evaluation {evaluation.pk}" in e.reason for e in events)
-    assert model_aliases(model=candidate.registered_model) == {"champion": champion.version, "challenger": candidate.version}
+    assert model_aliases(model=candidate.registered_model) == {
+        "champion": champion.version,
+        "challenger": candidate.version,
+    }
 
 
 def test_a_candidate_short_of_the_margin_gets_no_traffic(series, django_capture_on_commit_callbacks):
@@ -77,7 +96,9 @@ def test_a_candidate_short_of_the_margin_gets_no_traffic(series, django_capture_
     assert not Rollout.objects.exists() and _serving(deployment) == before == [(champion.pk, 100.0)]
 
 
-def test_an_evaluation_that_fails_leaves_the_champion_untouched_and_says_why(series, django_capture_on_commit_callbacks):
+def test_an_evaluation_that_fails_leaves_the_champion_untouched_and_says_why(
+    series, django_capture_on_commit_callbacks
+):
     deployment, champion = series["deployment"], series["champion"]
     _policy(deployment, min_improvement=-1.0)
     candidate = train(series["experiment"], series["second"])
@@ -89,8 +110,9 @@ def test_an_evaluation_that_fails_leaves_the_champion_untouched_and_says_why(ser
     assert not Rollout.objects.exists() and _serving(deployment) == [(champion.pk, 100.0)]
 
 
-def test_data_without_time_cannot_be_evaluated_leak_free(deployment, challenger, inline_runs,
-                                                         django_capture_on_commit_callbacks):
+def test_data_without_time_cannot_be_evaluated_leak_free(
+    deployment, challenger, inline_runs, django_capture_on_commit_callbacks
+):
     _policy(deployment)
     evaluation = _evaluate(challenger, django_capture_on_commit_callbacks)
     assert evaluation.status == EvaluationStatus.FAILED and "has no time column" in evaluation.reason
@@ -108,8 +130,13 @@ def test_policy_queue_waits_for_the_open_rollout_then_starts_the_newest(series, 
     assert deployment_open_rollout(deployment=deployment).challenger == first
 
     with django_capture_on_commit_callbacks(execute=True):
-        rollout_transition(rollout=started.rollout, action=RolloutAction.ROLLBACK, actor_label="gate evaluator",
-                           expected_stage=0, reason="error rate gate failed")
+        rollout_transition(
+            rollout=started.rollout,
+            action=RolloutAction.ROLLBACK,
+            actor_label="gate evaluator",
+            expected_stage=0,
+            reason="error rate gate failed",
+        )
     newest.refresh_from_db()
     assert newest.action == EvaluationAction.ROLLOUT_STARTED
     assert deployment_open_rollout(deployment=deployment).challenger == third
@@ -123,8 +150,9 @@ def test_a_waiting_candidate_is_evaluated_again_when_the_champion_changed(series
     waiting = _evaluate(second, django_capture_on_commit_callbacks)
     assert waiting.action == EvaluationAction.WAITING, (waiting.status, waiting.reason, waiting.log)
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        rollout_transition(rollout=started.rollout, action=RolloutAction.PROMOTE, actor_label="gate evaluator",
-                           expected_stage=0)
+        rollout_transition(
+            rollout=started.rollout, action=RolloutAction.PROMOTE, actor_label="gate evaluator", expected_stage=0
+        )
     assert callbacks
     waiting.refresh_from_db()
     assert waiting.action == EvaluationAction.REEVALUATED and deployment_open_rollout(deployment=deployment) is None
@@ -134,8 +162,12 @@ def test_a_waiting_candidate_is_evaluated_again_when_the_champion_changed(series
 
 def test_policy_replace_swaps_a_candidate_that_has_not_passed_a_stage(series, django_capture_on_commit_callbacks):
     deployment = series["deployment"]
-    _policy(deployment, min_improvement=-1.0, when_rollout_open="replace",
-            stages=[{"percent": 10}, {"percent": 50}, {"percent": 100}])
+    _policy(
+        deployment,
+        min_improvement=-1.0,
+        when_rollout_open="replace",
+        stages=[{"percent": 10}, {"percent": 50}, {"percent": 100}],
+    )
     first, second, third = (train(series["experiment"], series["second"], alpha=a) for a in (1.0, 0.5, 0.25))
     replaced = _evaluate(first, django_capture_on_commit_callbacks)
     _evaluate(second, django_capture_on_commit_callbacks)

@@ -3,6 +3,7 @@ data upload: new data → training run → candidate evaluation → rollout as c
 a prediction client → promoted to 100% → aliases moved → timeline complete. And its mirror: a
 candidate that does not clear the offline margin never gets traffic, and the champion answers every
 request meanwhile."""
+
 import time
 
 import pytest
@@ -34,8 +35,10 @@ pytestmark = pytest.mark.worker
 PREDICT = "/api/v1/deployments/prices/predict"
 FEEDBACK = "/api/v1/deployments/prices/feedback"
 # Short stages and gates, so that the traffic of a test can promote a candidate.
-STAGES = [{"percent": 50, "min_duration_s": 0, "min_predictions": 3, "min_feedback": 20},
-          {"percent": 100, "min_duration_s": 0, "min_predictions": 3, "min_feedback": 0}]
+STAGES = [
+    {"percent": 50, "min_duration_s": 0, "min_predictions": 3, "min_feedback": 20},
+    {"percent": 100, "min_duration_s": 0, "min_predictions": 3, "min_feedback": 0},
+]
 GATES = {"min_feedback_per_arm": 20, "min_requests_for_health": 3, "max_p99_ms": 10_000, "max_error_rate": 0.2}
 REQUESTS_PER_ROUND = 20
 
@@ -43,8 +46,14 @@ REQUESTS_PER_ROUND = 20
 def _served(price_data, staff_user, *, champion_params: dict):
     """Staff's set-up: an experiment that retrains on new data, its champion, the deployment."""
     dataset, first, spec = price_data
-    experiment = factories.experiment(dataset=dataset, spec=spec, name="direction", registered_model_name="prices",
-                                      retrain_on_new_data=True, user=staff_user)
+    experiment = factories.experiment(
+        dataset=dataset,
+        spec=spec,
+        name="direction",
+        registered_model_name="prices",
+        retrain_on_new_data=True,
+        user=staff_user,
+    )
     champion = train(experiment, first, **champion_params)
     deployment = deployment_create(name="prices", model_version=champion, user=staff_user)
     return champion, deployment
@@ -69,18 +78,26 @@ def _gates_on_the_worker() -> dict:
 
 
 def test_new_data_reaches_full_traffic_and_the_aliases_move_with_only_a_prediction_client_acting(
-        celery_worker, price_data, staff_user, client_api, client_user, analyst_api):
+    celery_worker, price_data, staff_user, client_api, client_user, analyst_api
+):
     # Staff's set-up, all before the upload: a champion kept weak on purpose (heavily regularised, so
     # it mostly answers one class) and a policy that challenges every new version automatically.
     champion, deployment = _served(price_data, staff_user, champion_params={"alpha": 1e4})
-    delivery_policy_save(policy=DeliveryPolicy(deployment=deployment, auto_challenge=True, min_improvement=-1.0,
-                                               stages=STAGES, gates=GATES), user=staff_user)
+    delivery_policy_save(
+        policy=DeliveryPolicy(
+            deployment=deployment, auto_challenge=True, min_improvement=-1.0, stages=STAGES, gates=GATES
+        ),
+        user=staff_user,
+    )
 
     # The data upload, the last thing staff do. Everything after: the worker and a prediction client.
     with transaction.atomic():
         second = next_days(dataset=price_data[0], days=40, user=staff_user)
-    rollout = wait_for(lambda: Rollout.objects.filter(deployment=deployment).select_related("challenger").first(),
-                       timeout=120, what="the delivery policy to start a rollout of the retrained version")
+    rollout = wait_for(
+        lambda: Rollout.objects.filter(deployment=deployment).select_related("challenger").first(),
+        timeout=120,
+        what="the delivery policy to start a rollout of the retrained version",
+    )
     candidate = rollout.challenger
     assert candidate.dataset_version == second and candidate.training_run.origin == "dataset"
     assert rollout.status == RolloutStatus.RUNNING and rollout.current_percent == 50
@@ -93,7 +110,8 @@ def test_new_data_reaches_full_traffic_and_the_aliases_move_with_only_a_predicti
     deadline = time.monotonic() + 90
     while rollout.status == RolloutStatus.RUNNING:
         assert time.monotonic() < deadline, (
-            f"the rollout did not complete within 90 s ({rounds} rounds of feedback); gates: {rollout.gate_status}")
+            f"the rollout did not complete within 90 s ({rounds} rounds of feedback); gates: {rollout.gate_status}"
+        )
         feedback = []
         for rows in (next(windows) for _ in range(REQUESTS_PER_ROUND)):
             answer = client_api.post(PREDICT, {"dataframe_records": _records(rows, columns)}, format="json")
@@ -120,7 +138,10 @@ def test_new_data_reaches_full_traffic_and_the_aliases_move_with_only_a_predicti
     assert model_aliases(model=model) == {"champion": candidate.version}
     moves = list(AliasEvent.objects.filter(registered_model=model, rollout_id=rollout.pk).order_by("created_at", "pk"))
     assert [(e.alias, e.to_version_id) for e in moves if e.from_version_id != e.to_version_id][-3:] == [
-        ("challenger", candidate.pk), ("champion", candidate.pk), ("challenger", None)]
+        ("challenger", candidate.pk),
+        ("champion", candidate.pk),
+        ("challenger", None),
+    ]
     assert all(f"rollout {rollout.pk}" in e.reason for e in moves)
 
     # Nobody acted as staff after the upload: the policy and the gates moved the rollout, and the
@@ -140,8 +161,13 @@ def test_new_data_reaches_full_traffic_and_the_aliases_move_with_only_a_predicti
     assert kinds[0] == "dataset_version" and steps[0]["dataset_version_id"] == second.pk
     assert steps[0]["actor"] == staff_user.username
     first_of = {kind: kinds.index(kind) for kind in kinds}
-    assert (first_of["dataset_version"] < first_of["training_run"] < first_of["model_version"]
-            < first_of["evaluation"] < first_of["rollout"]), kinds
+    assert (
+        first_of["dataset_version"]
+        < first_of["training_run"]
+        < first_of["model_version"]
+        < first_of["evaluation"]
+        < first_of["rollout"]
+    ), kinds
     (evaluation_step,) = [s for s in steps if s["step"] == "evaluation"]
     assert evaluation_step["what"].endswith("passed → rollout started")
     rollout_steps = [s["what"] for s in steps if s["step"] == "rollout"]
@@ -150,28 +176,44 @@ def test_new_data_reaches_full_traffic_and_the_aliases_move_with_only_a_predicti
     completed = [s for s in steps if s["step"] == "rollout" and s["what"] == rollout_steps[-1]]
     assert completed[0]["actor"] == "gate-evaluator"
     assert [s["what"] for s in steps if s["step"] == "alias"][-2:] == [
-        f"@champion: v{champion.version} → v{candidate.version}", f"@challenger: v{candidate.version} → -"]
+        f"@champion: v{champion.version} → v{candidate.version}",
+        f"@challenger: v{candidate.version} → -",
+    ]
     assert kinds.index("alias") > first_of["rollout"]
     position = {s["what"]: i for i, s in enumerate(steps)}
     assert position[f"@champion: v{champion.version} → v{candidate.version}"] > position[rollout_steps[-1]], (
-        "the champion moves after the rollout completed, not before")
+        "the champion moves after the rollout completed, not before"
+    )
 
     answer = analyst_api.get("/api/v1/delivery/deployments/prices/timeline")
     assert answer.status_code == 200
     assert answer.json()[0]["candidate"] == str(candidate) and answer.json()[0]["outcome"] == "completed"
     evaluation = CandidateEvaluation.objects.get(candidate=candidate)
     assert (evaluation.status, evaluation.action, evaluation.rollout_id) == (
-        EvaluationStatus.PASSED, EvaluationAction.ROLLOUT_STARTED, rollout.pk)
+        EvaluationStatus.PASSED,
+        EvaluationAction.ROLLOUT_STARTED,
+        rollout.pk,
+    )
 
 
 def test_a_worse_candidate_is_stopped_and_the_champion_serves_every_request_meanwhile(
-        celery_worker, price_data, staff_user, client_api):
+    celery_worker, price_data, staff_user, client_api
+):
     # The policy wants a candidate 25 points of accuracy better than the champion offline. On a
     # random-walk series no retrain is, so the candidate falls short of the margin and the evaluation
     # on the worker must stop it before it gets any traffic.
     champion, deployment = _served(price_data, staff_user, champion_params={})
-    delivery_policy_save(policy=DeliveryPolicy(deployment=deployment, auto_challenge=True, metric="accuracy",
-                                               min_improvement=0.25, stages=STAGES, gates=GATES), user=staff_user)
+    delivery_policy_save(
+        policy=DeliveryPolicy(
+            deployment=deployment,
+            auto_challenge=True,
+            metric="accuracy",
+            min_improvement=0.25,
+            stages=STAGES,
+            gates=GATES,
+        ),
+        user=staff_user,
+    )
     aliases_before = model_aliases(model=champion.registered_model)
     traffic_before = sorted(deployment.versions.values_list("model_version_id", "weight", "role"))
 
@@ -191,12 +233,20 @@ def test_a_worse_candidate_is_stopped_and_the_champion_serves_every_request_mean
     def verdict():
         """One more request answered by the champion, then: has the evaluation finished?"""
         predict_once()
-        return CandidateEvaluation.objects.filter(policy__deployment=deployment).exclude(
-            status__in=(EvaluationStatus.QUEUED, EvaluationStatus.RUNNING)).select_related("candidate").first()
+        return (
+            CandidateEvaluation.objects.filter(policy__deployment=deployment)
+            .exclude(status__in=(EvaluationStatus.QUEUED, EvaluationStatus.RUNNING))
+            .select_related("candidate")
+            .first()
+        )
 
     served = []
-    evaluation = wait_for(verdict, timeout=120, interval=0.2,
-                          what="the retrained candidate's evaluation to finish while the champion serves")
+    evaluation = wait_for(
+        verdict,
+        timeout=120,
+        interval=0.2,
+        what="the retrained candidate's evaluation to finish while the champion serves",
+    )
     for _ in range(5):  # and after the verdict
         predict_once()
 

@@ -1,4 +1,5 @@
 """The loop on the real worker, Redis and PostgreSQL: new data → run → evaluation → rollout."""
+
 import pytest
 from django.db import transaction
 
@@ -19,28 +20,36 @@ pytestmark = pytest.mark.worker
 
 def _served(price_data, staff_user, **experiment_fields):
     dataset, first, spec = price_data
-    experiment = factories.experiment(dataset=dataset, spec=spec, name="direction", registered_model_name="prices",
-                                      **experiment_fields)
+    experiment = factories.experiment(
+        dataset=dataset, spec=spec, name="direction", registered_model_name="prices", **experiment_fields
+    )
     champion = train(experiment, first)
     deployment = deployment_create(name="prices", model_version=champion, user=staff_user)
     return experiment, champion, deployment
 
 
-def test_a_new_dataset_version_reaches_the_deployment_as_challenger_with_nobody_acting(celery_worker, price_data,
-                                                                                       staff_user, analyst_api):
+def test_a_new_dataset_version_reaches_the_deployment_as_challenger_with_nobody_acting(
+    celery_worker, price_data, staff_user, analyst_api
+):
     experiment, champion, deployment = _served(price_data, staff_user, retrain_on_new_data=True)
     delivery_policy_save(policy=DeliveryPolicy(deployment=deployment, auto_challenge=True, min_improvement=-1.0))
 
     # The only act: new data arrives. Everything after runs on the worker.
     with transaction.atomic():
         second = next_days(dataset=price_data[0], days=40)
-    rollout = wait_for(lambda: Rollout.objects.filter(deployment=deployment).first(), timeout=120,
-                       what="the delivery policy to start a rollout")
+    rollout = wait_for(
+        lambda: Rollout.objects.filter(deployment=deployment).first(),
+        timeout=120,
+        what="the delivery policy to start a rollout",
+    )
     candidate = rollout.challenger
     assert candidate.dataset_version == second and candidate.training_run.origin == "dataset"
     evaluation = CandidateEvaluation.objects.get(candidate=candidate)
     assert (evaluation.status, evaluation.action, evaluation.champion) == (
-        EvaluationStatus.PASSED, EvaluationAction.ROLLOUT_STARTED, champion)
+        EvaluationStatus.PASSED,
+        EvaluationAction.ROLLOUT_STARTED,
+        champion,
+    )
     assert evaluation.celery_task_id and evaluation.log
     assert model_aliases(model=candidate.registered_model)["challenger"] == candidate.version
 
@@ -61,7 +70,9 @@ def test_two_candidates_evaluated_together_start_one_rollout(celery_worker, pric
     experiment, champion, deployment = _served(price_data, staff_user)
     second = next_days(dataset=price_data[0], days=40)
     candidates = [train(experiment, second, alpha=a) for a in (1.0, 0.5)]
-    policy = delivery_policy_save(policy=DeliveryPolicy(deployment=deployment, auto_challenge=True, min_improvement=-1.0))
+    policy = delivery_policy_save(
+        policy=DeliveryPolicy(deployment=deployment, auto_challenge=True, min_improvement=-1.0)
+    )
     with transaction.atomic():
         evaluations = [e for c in candidates for e in candidate_evaluations_request(version=c)]
     assert len(evaluations) == 2

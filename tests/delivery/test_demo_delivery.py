@@ -1,4 +1,5 @@
 """seed_demo turns delivery on for the demo deployment; demo_new_data extends the demo prices."""
+
 import io
 
 import pytest
@@ -17,7 +18,8 @@ def test_the_demo_policy_is_created_once_and_retraining_on_new_data_is_on(deploy
     from apps.training.models import Experiment
 
     Experiment.objects.filter(pk=deployment.versions.get().model_version.training_run.experiment_id).update(
-        name=demo.EXPERIMENT)
+        name=demo.EXPERIMENT
+    )
     for _ in range(2):
         demo.seed(stdout=io.StringIO())
     policy = DeliveryPolicy.objects.get()

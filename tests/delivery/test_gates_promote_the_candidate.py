@@ -1,5 +1,6 @@
 """After the offline guard, the live gates move the candidate: feedback that favours it promotes it
 to 100%, the aliases follow and the timeline tells the whole story."""
+
 import numpy as np
 
 from apps.datasets.selectors import dataset_version_dataframe
@@ -16,24 +17,30 @@ from .conftest import train
 
 PREDICT = "/api/v1/deployments/prices/predict"
 FEEDBACK = "/api/v1/deployments/prices/feedback"
-STAGES = [{"percent": 50, "min_duration_s": 0, "min_predictions": 3, "min_feedback": 20},
-          {"percent": 100, "min_duration_s": 0, "min_predictions": 3, "min_feedback": 0}]
+STAGES = [
+    {"percent": 50, "min_duration_s": 0, "min_predictions": 3, "min_feedback": 20},
+    {"percent": 100, "min_duration_s": 0, "min_predictions": 3, "min_feedback": 0},
+]
 GATES = {"min_feedback_per_arm": 20, "min_requests_for_health": 3, "max_p99_ms": 10_000, "max_error_rate": 0.2}
 
 
 def _requests(frame, history: int, count: int, offset: int):
     """`count` requests, each every ticker's last `history` rows up to one day of the series."""
     days = sorted(frame["date"].astype(str).unique())[history:]
-    for day in days[offset:offset + count]:
+    for day in days[offset : offset + count]:
         rows = frame[frame["date"].astype(str) <= day].groupby("ticker").tail(history)
         yield rows
 
 
-def test_feedback_that_favours_the_candidate_promotes_it_to_100_percent(series, analyst_api, staff_api,
-                                                                       django_capture_on_commit_callbacks):
+def test_feedback_that_favours_the_candidate_promotes_it_to_100_percent(
+    series, analyst_api, staff_api, django_capture_on_commit_callbacks
+):
     deployment, champion = series["deployment"], series["champion"]
-    delivery_policy_save(policy=DeliveryPolicy(deployment=deployment, auto_challenge=True, min_improvement=-1.0,
-                                               stages=STAGES, gates=GATES))
+    delivery_policy_save(
+        policy=DeliveryPolicy(
+            deployment=deployment, auto_challenge=True, min_improvement=-1.0, stages=STAGES, gates=GATES
+        )
+    )
     candidate = train(series["experiment"], series["second"], alpha=0.2)
     with django_capture_on_commit_callbacks(execute=False):
         (evaluation,) = candidate_evaluations_request(version=candidate)
@@ -71,5 +78,7 @@ def test_feedback_that_favours_the_candidate_promotes_it_to_100_percent(series, 
     done = [s for s in chain["steps"] if s["step"] == "rollout" and "completed" in s["what"]]
     assert chain["outcome"] == RolloutStatus.COMPLETED and done and done[0]["actor"] == "gate-evaluator"
     assert [s["what"] for s in chain["steps"] if s["step"] == "alias"][-2:] == [
-        f"@champion: v{champion.version} → v{candidate.version}", f"@challenger: v{candidate.version} → -"]
+        f"@champion: v{champion.version} → v{candidate.version}",
+        f"@challenger: v{candidate.version} → -",
+    ]
     assert np.all(np.diff([np.datetime64(s["at"][:26]) for s in chain["steps"]]) >= np.timedelta64(0))

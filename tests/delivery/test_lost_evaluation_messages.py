@@ -2,6 +2,7 @@
 (beat, housekeeping queue) sends it again, leaves one whose message still waits on the broker
 alone, and after DELIVERY_MAX_DISPATCHES messages ends it FAILED naming the lost message. Real
 rows, the real Redis broker (a private queue no worker reads) and the task functions themselves."""
+
 import uuid
 from datetime import timedelta
 
@@ -49,15 +50,17 @@ def _reap(capture, now):
 
 
 def test_a_lost_evaluation_is_sent_again_left_alone_while_its_message_waits_then_failed_naming_it(
-        lost_evaluation, private_queue, django_capture_on_commit_callbacks):
+    lost_evaluation, private_queue, django_capture_on_commit_callbacks
+):
     capture, evaluation = django_capture_on_commit_callbacks, lost_evaluation
     assert _reap(capture, evaluation.created_at + timedelta(seconds=60)) == NOTHING  # young: left alone
 
     assert _reap(capture, evaluation.created_at + timedelta(seconds=601)) == NOTHING | {"redispatched": 1}
     evaluation.refresh_from_db()
     assert evaluation.status == EvaluationStatus.QUEUED and evaluation.dispatches == 1 and evaluation.celery_task_id
-    assert any("queue message lost" in line["message"] and "not on the broker" in line["message"]
-               for line in evaluation.log)
+    assert any(
+        "queue message lost" in line["message"] and "not on the broker" in line["message"] for line in evaluation.log
+    )
     first_message = evaluation.celery_task_id
 
     later = timezone.now() + timedelta(seconds=601)
@@ -85,7 +88,8 @@ def test_a_lost_evaluation_is_sent_again_left_alone_while_its_message_waits_then
 
 
 def test_a_late_copy_of_the_lost_message_and_the_re_sent_one_run_the_evaluation_once(
-        lost_evaluation, private_queue, django_capture_on_commit_callbacks):
+    lost_evaluation, private_queue, django_capture_on_commit_callbacks
+):
     capture, evaluation = django_capture_on_commit_callbacks, lost_evaluation
     assert _reap(capture, evaluation.created_at + timedelta(seconds=601)) == NOTHING | {"redispatched": 1}
     evaluation.refresh_from_db()
@@ -109,6 +113,9 @@ def test_beat_runs_the_reaper_and_the_archiver_on_the_housekeeping_queue(db):
     from mlops_portal.celery import app
 
     rows = dict(PeriodicTask.objects.filter(task__startswith="delivery.").values_list("task", "queue"))
-    assert rows == {"delivery.reap_lost_evaluations": "housekeeping", "delivery.archive_undeployed_versions": "housekeeping"}
+    assert rows == {
+        "delivery.reap_lost_evaluations": "housekeeping",
+        "delivery.archive_undeployed_versions": "housekeeping",
+    }
     for name in rows:  # a call that names no queue (by hand, from a shell) goes there too
         assert app.amqp.router.route({}, name)["queue"].name == "housekeeping"

@@ -1,4 +1,5 @@
 """Delivery policies through the API and admin: staff change them, analysts read, others are refused."""
+
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -19,11 +20,21 @@ def test_a_deployment_has_no_policy_until_staff_turn_delivery_on(deployment, sta
     assert created.status_code == 201, created.json()
     body = created.json()
     assert (body["registered_model"], body["metric"], body["when_rollout_open"], body["stages"]) == (
-        "price-direction", "", "queue", None)
-    changed = staff_api.put(URL, {"when_rollout_open": "replace", "stages": [{"percent": 25}, {"percent": 100}]},
-                            format="json")
+        "price-direction",
+        "",
+        "queue",
+        None,
+    )
+    changed = staff_api.put(
+        URL, {"when_rollout_open": "replace", "stages": [{"percent": 25}, {"percent": 100}]}, format="json"
+    )
     assert changed.status_code == 200 and changed.json()["auto_challenge"] is True
-    assert changed.json()["stages"][0] == {"percent": 25.0, "min_duration_s": 0.0, "min_predictions": 0, "min_feedback": 0}
+    assert changed.json()["stages"][0] == {
+        "percent": 25.0,
+        "min_duration_s": 0.0,
+        "min_predictions": 0,
+        "min_feedback": 0,
+    }
     listed = analyst_api.get("/api/v1/delivery/policies/").json()
     assert [p["deployment"] for p in listed["results"]] == ["price-direction"]
 
@@ -59,14 +70,33 @@ def test_the_policy_admin_shows_the_timeline_and_refuses_a_bad_metric(deployment
     client = Client()
     client.force_login(staff_user)
     add = reverse("admin:delivery_deliverypolicy_add")
-    refused = client.post(add, {"deployment": deployment.pk, "metric": "rmse", "min_improvement": "0",
-                                "min_evaluation_rows": "20", "when_rollout_open": "queue"})
+    refused = client.post(
+        add,
+        {
+            "deployment": deployment.pk,
+            "metric": "rmse",
+            "min_improvement": "0",
+            "min_evaluation_rows": "20",
+            "when_rollout_open": "queue",
+        },
+    )
     assert refused.status_code == 200 and b"is not a classification metric" in refused.content
-    saved = client.post(add, {"deployment": deployment.pk, "auto_challenge": "on", "metric": "accuracy",
-                              "min_improvement": "0", "min_evaluation_rows": "20", "when_rollout_open": "queue"})
+    saved = client.post(
+        add,
+        {
+            "deployment": deployment.pk,
+            "auto_challenge": "on",
+            "metric": "accuracy",
+            "min_improvement": "0",
+            "min_evaluation_rows": "20",
+            "when_rollout_open": "queue",
+        },
+    )
     assert saved.status_code == 302, saved.content[:2000]
     policy = DeliveryPolicy.objects.get()
     assert policy.updated_by == staff_user and policy.registered_model == deployment.registered_model
     page = client.get(reverse("admin:delivery_deliverypolicy_change", args=[policy.pk]))
     assert page.status_code == 200
-    assert str(challenger).encode() in page.content and b"rollout started" in page.content and b"by hand" in page.content
+    assert (
+        str(challenger).encode() in page.content and b"rollout started" in page.content and b"by hand" in page.content
+    )

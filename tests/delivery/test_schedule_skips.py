@@ -1,4 +1,5 @@
 """A schedule retrains only when the data or the training settings changed, unless forced."""
+
 import pytest
 
 from apps.training.choices import RunStatus
@@ -16,7 +17,9 @@ def _schedule(experiment, **fields):
 
 
 def _tick(schedule, tick, **kwargs):
-    return experiment_retrain_scheduled(experiment_id=schedule.experiment_id, schedule_id=schedule.pk, tick=tick, **kwargs)
+    return experiment_retrain_scheduled(
+        experiment_id=schedule.experiment_id, schedule_id=schedule.pk, tick=tick, **kwargs
+    )
 
 
 def _succeed(run):
@@ -37,7 +40,11 @@ def test_unchanged_data_skips_the_retrain_and_says_why_until_forced(price_experi
     forced = _tick(schedule, "t3", force=True)
     assert forced is not None and forced.pk != first.pk
     schedule.refresh_from_db()
-    assert (schedule.last_tick_outcome, schedule.last_tick_reason, schedule.last_tick_run) == ("started", "forced", forced)
+    assert (schedule.last_tick_outcome, schedule.last_tick_reason, schedule.last_tick_run) == (
+        "started",
+        "forced",
+        forced,
+    )
 
 
 def test_the_force_next_flag_retrains_once_and_is_cleared_by_that_tick(price_experiment):

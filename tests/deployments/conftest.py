@@ -3,6 +3,7 @@
 Tiny tables (a few hundred rows) and scikit-learn's linear model, trained in-process by the same
 `training_run_execute` the worker runs, so each version is a real, hash-verified registry artifact.
 """
+
 import io
 import math
 import time
@@ -48,10 +49,16 @@ def history_frame(days=80, tickers=("AAA", "BBB"), seed=0) -> pd.DataFrame:
     frames = []
     for i, ticker in enumerate(tickers):
         x = np.cumsum(rng.normal(size=days)) + 10 * i
-        frames.append(pd.DataFrame({
-            "date": pd.date_range("2024-01-01", periods=days, freq="D").strftime("%Y-%m-%d"),
-            "ticker": ticker, "x": x.round(4), "y": (np.roll(x, -1) - x > 0).astype(int),
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "date": pd.date_range("2024-01-01", periods=days, freq="D").strftime("%Y-%m-%d"),
+                    "ticker": ticker,
+                    "x": x.round(4),
+                    "y": (np.roll(x, -1) - x > 0).astype(int),
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -61,8 +68,22 @@ def _csv(frame: pd.DataFrame) -> ContentFile:
     return ContentFile(buffer.getvalue().encode())
 
 
-def train_version(*, dataset_name, frame, task, target, spec, model_name, user=None, model_type="linear", params=None,
-                  time_column="", entity_column="", seed=0, framework="sklearn"):
+def train_version(
+    *,
+    dataset_name,
+    frame,
+    task,
+    target,
+    spec,
+    model_name,
+    user=None,
+    model_type="linear",
+    params=None,
+    time_column="",
+    entity_column="",
+    seed=0,
+    framework="sklearn",
+):
     """Dataset (version) → experiment → training run executed in-process → registered ModelVersion."""
     from apps.datasets.models import Dataset
     from apps.datasets.services import dataset_create, dataset_version_create, feature_spec_create
@@ -73,14 +94,34 @@ def train_version(*, dataset_name, frame, task, target, spec, model_name, user=N
     from apps.training.services.training_pipeline import training_run_execute, training_run_start
 
     dataset = Dataset.objects.filter(name=dataset_name).first() or dataset_create(
-        name=dataset_name, task=task, target_column=target, time_column=time_column, entity_column=entity_column, user=user)
+        name=dataset_name,
+        task=task,
+        target_column=target,
+        time_column=time_column,
+        entity_column=entity_column,
+        user=user,
+    )
     version, _ = dataset_version_create(dataset=dataset, file=_csv(frame), filename=f"{dataset_name}.csv", user=user)
     feature_spec, _ = feature_spec_create(dataset=dataset, name=f"{dataset_name}-spec", spec=spec, user=user)
     experiment = Experiment.objects.filter(name=f"{model_name}-{dataset_name}").first() or experiment_create(
-        name=f"{model_name}-{dataset_name}", dataset=dataset, feature_spec=feature_spec, user=user,
-        default_framework=framework, default_model_type=model_type, registered_model_name=model_name)
-    run = training_run_start(experiment=experiment, framework=framework, model_type=model_type, params=params or {},
-                             user=user, seed=seed, dataset_version=version, dispatch=False)
+        name=f"{model_name}-{dataset_name}",
+        dataset=dataset,
+        feature_spec=feature_spec,
+        user=user,
+        default_framework=framework,
+        default_model_type=model_type,
+        registered_model_name=model_name,
+    )
+    run = training_run_start(
+        experiment=experiment,
+        framework=framework,
+        model_type=model_type,
+        params=params or {},
+        user=user,
+        seed=seed,
+        dataset_version=version,
+        dispatch=False,
+    )
     run = training_run_execute(run_id=run.pk)
     assert run.status == RunStatus.SUCCEEDED, run.error_message
     return ModelVersion.objects.select_related("registered_model").get(training_run=run)
@@ -112,17 +153,43 @@ def _fresh_serving_state(settings):
 def make_version(staff_user):
     def make(kind="classification", *, model_name="price-direction", seed=0, flip=0.0, params=None, n=300):
         if kind == "classification":
-            return train_version(dataset_name=f"cls-{seed}-{int(flip * 100)}-{n}", frame=classification_frame(n=n, seed=seed, flip=flip),
-                                 task="classification", target="label", spec=SCALE_SPEC, model_name=model_name,
-                                 user=staff_user, params=params, seed=seed)
+            return train_version(
+                dataset_name=f"cls-{seed}-{int(flip * 100)}-{n}",
+                frame=classification_frame(n=n, seed=seed, flip=flip),
+                task="classification",
+                target="label",
+                spec=SCALE_SPEC,
+                model_name=model_name,
+                user=staff_user,
+                params=params,
+                seed=seed,
+            )
         if kind == "regression":
-            return train_version(dataset_name=f"reg-{seed}", frame=regression_frame(seed=seed), task="regression",
-                                 target="y", spec=SCALE_SPEC, model_name=model_name, user=staff_user, params=params,
-                                 seed=seed)
+            return train_version(
+                dataset_name=f"reg-{seed}",
+                frame=regression_frame(seed=seed),
+                task="regression",
+                target="y",
+                spec=SCALE_SPEC,
+                model_name=model_name,
+                user=staff_user,
+                params=params,
+                seed=seed,
+            )
         if kind == "history":
-            return train_version(dataset_name=f"hist-{seed}", frame=history_frame(seed=seed), task="classification",
-                                 target="y", spec=LAG_SPEC, model_name=model_name, user=staff_user, params=params,
-                                 time_column="date", entity_column="ticker", seed=seed)
+            return train_version(
+                dataset_name=f"hist-{seed}",
+                frame=history_frame(seed=seed),
+                task="classification",
+                target="y",
+                spec=LAG_SPEC,
+                model_name=model_name,
+                user=staff_user,
+                params=params,
+                time_column="date",
+                entity_column="ticker",
+                seed=seed,
+            )
         raise ValueError(kind)
 
     return make
@@ -146,7 +213,7 @@ def two_versions(champion, challenger):
 
 @pytest.fixture
 def deployment(champion, staff_user, django_capture_on_commit_callbacks):
-    """"price-direction" serving the champion at 100%."""
+    """ "price-direction" serving the champion at 100%."""
     from apps.deployments.services.model_deployment_service import deployment_create
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -191,9 +258,22 @@ class WebProcess:
         self.log_path = ARTIFACTS / f"web-{self.port}.log"
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mlops_portal.serve", "--host", "127.0.0.1", "--port", str(self.port),
-             "--workers", str(self.workers)],
-            cwd=ROOT, env=worker_env(), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "mlops_portal.serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(self.workers),
+            ],
+            cwd=ROOT,
+            env=worker_env(),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -219,8 +299,6 @@ class WebProcess:
                 os.killpg(self.proc.pid, signal.SIGKILL)
         if getattr(self, "_log", None):
             self._log.close()
-
-
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """Micro-batching for every model: history models batch across requests and entities with the same
 answers as one request at a time, each request's failure stays its own, and each deployment's
 `max_batch_size` / `max_batch_wait_ms` is honoured and validated."""
+
 import asyncio
 import json
 
@@ -29,9 +30,14 @@ PREDICT = f"/api/v1/deployments/{NAME}/predict"
 
 def burst(app, token, bodies: list[dict], path=PREDICT) -> list[tuple[int, dict]]:
     async def run():
-        headers = [(b"host", b"testserver"), (b"content-type", b"application/json"),
-                   (b"authorization", f"Bearer {token}".encode())]
-        communicators = [HttpCommunicator(app, "POST", path, body=json.dumps(b).encode(), headers=headers) for b in bodies]
+        headers = [
+            (b"host", b"testserver"),
+            (b"content-type", b"application/json"),
+            (b"authorization", f"Bearer {token}".encode()),
+        ]
+        communicators = [
+            HttpCommunicator(app, "POST", path, body=json.dumps(b).encode(), headers=headers) for b in bodies
+        ]
         return await asyncio.gather(*(c.get_response(timeout=30) for c in communicators))
 
     return [(r["status"], json.loads(r["body"])) for r in async_to_sync(run)()]
@@ -58,14 +64,15 @@ def history_served(make_version, staff_user, analyst_user):
 
 
 def test_concurrent_history_requests_answer_as_sequential_ones_from_one_model_call_and_a_bad_one_fails_alone(
-        history_served, monkeypatch):
+    history_served, monkeypatch
+):
     deployment, version, token = history_served
     needed = version.signature["history_rows"]
     frame = history_frame(seed=0)
     columns = ["date", "ticker", "x"]
 
     def window(ticker, end, rows=needed):
-        rows_of = frame[frame.ticker == ticker].iloc[end - rows:end][columns]
+        rows_of = frame[frame.ticker == ticker].iloc[end - rows : end][columns]
         return rows_of.to_dict(orient="records")
 
     # Same ticker in several requests (windows ending on different days), and requests with two tickers.
@@ -106,22 +113,31 @@ def test_a_batch_holds_at_most_the_deployments_max_batch_size(history_served, mo
     _, _, token = history_served
     app = PredictionFastPath(get_asgi_application())
     calls = count_model_calls(monkeypatch)
-    answers = burst(app, token, [{"instances": [record(f1=i / 10)]} for i in range(5)],
-                    path="/api/v1/deployments/plain/predict")
+    answers = burst(
+        app, token, [{"instances": [record(f1=i / 10)]} for i in range(5)], path="/api/v1/deployments/plain/predict"
+    )
     assert [status for status, _ in answers] == [200] * 5
     assert sorted(calls) == [1, 2, 2]
-    single = predictor.predict(deployment="plain", body={"instances": [record(f1=0.3)]}, protocol="mlflow", raw_body=b"{}")
+    single = predictor.predict(
+        deployment="plain", body={"instances": [record(f1=0.3)]}, protocol="mlflow", raw_body=b"{}"
+    )
     assert answers[3][1]["predictions"] == single.predictions
 
 
 def test_staff_change_the_batching_through_the_api_within_bounds_and_every_process_takes_it(
-        history_served, staff_api, analyst_api):
+    history_served, staff_api, analyst_api
+):
     deployment, _, _ = history_served
     path = f"/api/v1/deployments/{NAME}"
     assert staff_api.get(path).json()["max_batch_size"] == Deployment._meta.get_field("max_batch_size").get_default()
-    for body, field in [({"max_batch_size": 0}, "max_batch_size"), ({"max_batch_size": 5000}, "max_batch_size"),
-                        ({"max_batch_wait_ms": -1}, "max_batch_wait_ms"), ({"max_batch_wait_ms": "nan"}, "max_batch_wait_ms"),
-                        ({"max_batch_wait_ms": 1e6}, "max_batch_wait_ms"), ({}, "max_batch_size")]:
+    for body, field in [
+        ({"max_batch_size": 0}, "max_batch_size"),
+        ({"max_batch_size": 5000}, "max_batch_size"),
+        ({"max_batch_wait_ms": -1}, "max_batch_wait_ms"),
+        ({"max_batch_wait_ms": "nan"}, "max_batch_wait_ms"),
+        ({"max_batch_wait_ms": 1e6}, "max_batch_wait_ms"),
+        ({}, "max_batch_size"),
+    ]:
         response = staff_api.patch(path, body, format="json")
         assert response.status_code == 400, (body, response.content)
         assert field in json.dumps(response.json()), (body, response.json())
@@ -151,22 +167,39 @@ def test_a_recurrent_model_batched_answers_as_each_request_alone(staff_user, mon
 
     from .conftest import LAG_SPEC, train_version
 
-    version = train_version(dataset_name="hist-lstm", frame=history_frame(seed=2), task="classification", target="y",
-                            spec=LAG_SPEC, model_name="lstm-direction", user=staff_user, framework="torch",
-                            model_type="lstm", params={"epochs": 1, "hidden_size": 4, "window": 3},
-                            time_column="date", entity_column="ticker")
+    version = train_version(
+        dataset_name="hist-lstm",
+        frame=history_frame(seed=2),
+        task="classification",
+        target="y",
+        spec=LAG_SPEC,
+        model_name="lstm-direction",
+        user=staff_user,
+        framework="torch",
+        model_type="lstm",
+        params={"epochs": 1, "hidden_size": 4, "window": 3},
+        time_column="date",
+        entity_column="ticker",
+    )
     deployment_create(name="lstm-direction", model_version=version, user=staff_user)
     frame = history_frame(seed=2)[["date", "ticker", "x"]]
-    bodies = [{"dataframe_records": frame[frame.ticker == t].iloc[end - 12:end].to_dict(orient="records")}
-              for t in ("AAA", "BBB") for end in (30, 60)]
+    bodies = [
+        {"dataframe_records": frame[frame.ticker == t].iloc[end - 12 : end].to_dict(orient="records")}
+        for t in ("AAA", "BBB")
+        for end in (30, 60)
+    ]
     bodies.append({"dataframe_records": frame.iloc[:2].to_dict(orient="records")})  # too short: fails alone
-    alone = [predictor.predict(deployment="lstm-direction", body=b, protocol="mlflow", raw_body=b"{}").predictions
-             for b in bodies[:-1]]
+    alone = [
+        predictor.predict(deployment="lstm-direction", body=b, protocol="mlflow", raw_body=b"{}").predictions
+        for b in bodies[:-1]
+    ]
     table = serving_state.table("lstm-direction")
     calls = count_model_calls(monkeypatch)
     with serving_state.routing():
-        items = [predictor.prepare(table=table, body=b, protocol="mlflow", raw_body=b"{}", routing_key=None, started=0.0)
-                 for b in bodies]
+        items = [
+            predictor.prepare(table=table, body=b, protocol="mlflow", raw_body=b"{}", routing_key=None, started=0.0)
+            for b in bodies
+        ]
         predictor.run_batch(items)
     assert [item.outcome[0] for item in items[:-1]] == alone
     assert calls == [4]  # the four good requests' windows in one call

@@ -1,4 +1,5 @@
 """ws/deployments/: the dashboard's push channel, for logged-in users with a portal role."""
+
 import pytest
 from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
@@ -32,8 +33,9 @@ def test_users_without_a_session_or_a_role_are_refused(outsider_user):
     assert async_to_sync(connect)(headers_for(outsider_user)) == (False, 4403)
 
 
-def test_an_analyst_hears_of_every_rollout_transition(deployment, challenger, staff_user, analyst_user,
-                                                       django_capture_on_commit_callbacks):
+def test_an_analyst_hears_of_every_rollout_transition(
+    deployment, challenger, staff_user, analyst_user, django_capture_on_commit_callbacks
+):
     headers = headers_for(analyst_user)
 
     async def scenario():
@@ -45,7 +47,11 @@ def test_an_analyst_hears_of_every_rollout_transition(deployment, challenger, st
             await act(rollout_create, deployment=deployment, challenger=challenger, user=staff_user, start=True)
             messages.append(await comm.receive_json_from(timeout=5))
             messages.append(await comm.receive_json_from(timeout=5))
-            await act(lambda: rollout_transition(rollout=deployment.rollouts.get(), action=RolloutAction.PAUSE, user=staff_user))
+            await act(
+                lambda: rollout_transition(
+                    rollout=deployment.rollouts.get(), action=RolloutAction.PAUSE, user=staff_user
+                )
+            )
             messages.append(await comm.receive_json_from(timeout=5))
             assert await comm.receive_nothing(timeout=0.3)
         finally:

@@ -1,4 +1,5 @@
 """seed_demo's deployment part: champion at 90%, challenger at 10% in a running rollout; idempotent."""
+
 import io
 
 from apps.deployments import demo
@@ -6,7 +7,9 @@ from apps.deployments.choices import RolloutStatus
 from apps.deployments.models import Deployment, DeploymentEvent, Rollout
 
 
-def test_the_demo_deploys_the_registry_champion_and_challenger_once(make_version, staff_user, django_capture_on_commit_callbacks):
+def test_the_demo_deploys_the_registry_champion_and_challenger_once(
+    make_version, staff_user, django_capture_on_commit_callbacks
+):
     from apps.registry.services import model_alias_set
 
     out = io.StringIO()
@@ -38,9 +41,14 @@ def test_the_demo_registers_an_xgboost_candidate_that_loads_but_takes_no_traffic
     dataset, _, _ = factories.price_dataset(name=training_demo.DATASET, days=200, user=staff_user)
     feature_spec_create(dataset=dataset, name=training_demo.SPEC, spec=factories.TINY_PRICE_SPEC, user=staff_user)
     fast = {"sklearn": {}, "torch": {"epochs": 1, "hidden_size": 4}, "xgboost": {"n_estimators": 10, "max_depth": 2}}
-    monkeypatch.setattr(training_demo, "DEMO_RUNS", tuple(
-        (framework, model_type, fast[framework]) for framework, model_type in
-        (("sklearn", "linear"), ("torch", "mlp"), ("xgboost", "gradient_boosting"))))
+    monkeypatch.setattr(
+        training_demo,
+        "DEMO_RUNS",
+        tuple(
+            (framework, model_type, fast[framework])
+            for framework, model_type in (("sklearn", "linear"), ("torch", "mlp"), ("xgboost", "gradient_boosting"))
+        ),
+    )
     out = io.StringIO()
     for _ in range(2):
         training_demo.seed(stdout=out)

@@ -1,5 +1,6 @@
 """The ASGI fast path answers exactly as the DRF views do, batches concurrent requests, and keeps
 the same checks (token, role, throttle) in the same order."""
+
 import asyncio
 import json
 
@@ -69,7 +70,11 @@ def test_the_fast_path_and_the_drf_views_give_the_same_answers_and_errors(served
     _, token = served
     app = PredictionFastPath(get_asgi_application())
     rows = classification_frame(n=4, seed=3)[["f1", "f2", "f3"]].to_dict(orient="records")
-    v2 = {"inputs": [{"name": c, "shape": [4], "datatype": "FP64", "data": [r[c] for r in rows]} for c in ("f1", "f2", "f3")]}
+    v2 = {
+        "inputs": [
+            {"name": c, "shape": [4], "datatype": "FP64", "data": [r[c] for r in rows]} for c in ("f1", "f2", "f3")
+        ]
+    }
     cases = [
         (PREDICT, {"dataframe_records": rows}),
         (PREDICT, {"instances": rows, "routing_key": "p-1"}),
@@ -92,18 +97,25 @@ def test_the_fast_path_and_the_drf_views_give_the_same_answers_and_errors(served
     assert status == 200 and headers[b"x-model-version"] == b"1"
 
 
-def test_the_fast_path_refuses_bad_tokens_users_without_a_role_and_clients_over_their_rate(served, outsider_user, settings):
+def test_the_fast_path_refuses_bad_tokens_users_without_a_role_and_clients_over_their_rate(
+    served, outsider_user, settings
+):
     _, token = served
     app = PredictionFastPath(get_asgi_application())
     status, body, headers = call(app, PREDICT, {"instances": [record()]}, "mlp_nope_nope")
-    assert status == 401 and body == {"error_code": "UNAUTHENTICATED", "message": "Invalid API token.",
-                                      "detail": "Invalid API token."} and headers[b"www-authenticate"] == b"Bearer"
+    assert (
+        status == 401
+        and body == {"error_code": "UNAUTHENTICATED", "message": "Invalid API token.", "detail": "Invalid API token."}
+        and headers[b"www-authenticate"] == b"Bearer"
+    )
     status, body, _ = call(app, INFER, {"inputs": []}, "garbage")
     assert status == 401 and set(body) == {"error"}
     _, outsider_token = api_token_create(user=outsider_user)
     assert call(app, PREDICT, {"instances": [record()]}, outsider_token)[0] == 403
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK,
-                               "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "predict": "2/minute"}}
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "predict": "2/minute"},
+    }
     statuses = [call(app, PREDICT, {"instances": [record()]}, token)[0] for _ in range(3)]
     assert statuses == [200, 200, 429]
     status, body, headers = call(app, INFER, {"inputs": []}, token)
@@ -114,8 +126,10 @@ def test_concurrent_requests_share_one_model_call_and_each_gets_its_own_answer(s
     version, token = served
     app = PredictionFastPath(get_asgi_application())
     frame = classification_frame(n=24, seed=4)
-    singles = [call(app, PREDICT, {"dataframe_records": [r]}, token)[1]["predictions"]
-               for r in frame[["f1", "f2", "f3"]].to_dict(orient="records")]
+    singles = [
+        call(app, PREDICT, {"dataframe_records": [r]}, token)[1]["predictions"]
+        for r in frame[["f1", "f2", "f3"]].to_dict(orient="records")
+    ]
     calls = []
     original = predict_module._run_model
 
@@ -124,13 +138,21 @@ def test_concurrent_requests_share_one_model_call_and_each_gets_its_own_answer(s
         return original(served_version, frame_)
 
     monkeypatch.setattr(predict_module, "_run_model", counting)
-    bodies = [{"dataframe_records": frame.iloc[i:i + 3][["f1", "f2", "f3"]].to_dict(orient="records")} for i in range(0, 24, 3)]
+    bodies = [
+        {"dataframe_records": frame.iloc[i : i + 3][["f1", "f2", "f3"]].to_dict(orient="records")}
+        for i in range(0, 24, 3)
+    ]
     bodies.append({"dataframe_records": [{"f1": "bad", "f2": 0, "f3": 0}]})
 
     async def burst():
-        headers = [(b"host", b"testserver"), (b"content-type", b"application/json"),
-                   (b"authorization", f"Bearer {token}".encode())]
-        communicators = [HttpCommunicator(app, "POST", PREDICT, body=json.dumps(b).encode(), headers=headers) for b in bodies]
+        headers = [
+            (b"host", b"testserver"),
+            (b"content-type", b"application/json"),
+            (b"authorization", f"Bearer {token}".encode()),
+        ]
+        communicators = [
+            HttpCommunicator(app, "POST", PREDICT, body=json.dumps(b).encode(), headers=headers) for b in bodies
+        ]
         return await asyncio.gather(*(c.get_response(timeout=30) for c in communicators))
 
     responses = async_to_sync(burst)()
@@ -142,14 +164,21 @@ def test_concurrent_requests_share_one_model_call_and_each_gets_its_own_answer(s
     assert answers[8]["field"] == "f1"
     assert len({a["request_id"] for a in answers[:8]}) == 8
     prediction_logs_flush()
-    statuses = list(PredictionLog.objects.filter(request_id__in=[a["request_id"] for a in answers[:8]]).values_list("status", flat=True))
+    statuses = list(
+        PredictionLog.objects.filter(request_id__in=[a["request_id"] for a in answers[:8]]).values_list(
+            "status", flat=True
+        )
+    )
     assert statuses == ["ok"] * 8
 
 
 def burst_of(app, token, bodies: list[bytes]) -> list[tuple[int, dict]]:
     async def burst():
-        headers = [(b"host", b"testserver"), (b"content-type", b"application/json"),
-                   (b"authorization", f"Bearer {token}".encode())]
+        headers = [
+            (b"host", b"testserver"),
+            (b"content-type", b"application/json"),
+            (b"authorization", f"Bearer {token}".encode()),
+        ]
         communicators = [HttpCommunicator(app, "POST", PREDICT, body=b, headers=headers) for b in bodies]
         return await asyncio.gather(*(c.get_response(timeout=30) for c in communicators))
 

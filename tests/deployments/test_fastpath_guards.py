@@ -1,4 +1,5 @@
 """The prediction fast path skips Django's middleware, never its guards."""
+
 import json
 
 import pytest
@@ -14,11 +15,16 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def post_predict(token: str, host: bytes = b"testserver", extra_headers=()):
     from mlops_portal.asgi import application
 
-    headers = [(b"host", host), (b"authorization", f"Bearer {token}".encode()),
-               (b"content-type", b"application/json"), *extra_headers]
+    headers = [
+        (b"host", host),
+        (b"authorization", f"Bearer {token}".encode()),
+        (b"content-type", b"application/json"),
+        *extra_headers,
+    ]
     body = json.dumps({"instances": [[1.0]]}).encode()
-    communicator = HttpCommunicator(application, "POST", "/api/v1/deployments/no-such-model/predict",
-                                    body=body, headers=headers)
+    communicator = HttpCommunicator(
+        application, "POST", "/api/v1/deployments/no-such-model/predict", body=body, headers=headers
+    )
     return async_to_sync(communicator.get_response)(timeout=10)
 
 

@@ -1,4 +1,5 @@
 """Ground truth is checked against what the version can answer, and recorded once per request."""
+
 import pytest
 
 from apps.monitoring.models import Feedback
@@ -25,8 +26,15 @@ def up_down(staff_user, django_capture_on_commit_callbacks):
 
     frame = classification_frame(n=300, seed=3)
     frame["label"] = frame["label"].map({0: "down", 1: "up"})
-    version = train_version(dataset_name="direction", frame=frame, task="classification", target="label",
-                            spec=SCALE_SPEC, model_name="direction", user=staff_user)
+    version = train_version(
+        dataset_name="direction",
+        frame=frame,
+        task="classification",
+        target="label",
+        spec=SCALE_SPEC,
+        model_name="direction",
+        user=staff_user,
+    )
     assert sorted(version.signature["classes"]) == ["down", "up"]
     with django_capture_on_commit_callbacks(execute=True):
         deployment_create(name="direction", model_version=version, user=staff_user)
@@ -49,7 +57,9 @@ def send(client, name, body, raw=False):
     return client.post(FEEDBACK.format(name=name), body, format="json")
 
 
-def test_a_label_the_classifier_does_not_know_is_a_400_naming_the_field_and_the_allowed_classes(up_down, analyst_api, staff_api):
+def test_a_label_the_classifier_does_not_know_is_a_400_naming_the_field_and_the_allowed_classes(
+    up_down, analyst_api, staff_api
+):
     request_id = predict(analyst_api, up_down, rows())["request_id"]
     response = send(staff_api, up_down, {"request_id": request_id, "ground_truth": ["up", "sideways"]})
     assert response.status_code == 400, response.content
@@ -99,11 +109,17 @@ def test_different_feedback_for_the_same_request_is_a_409_and_the_first_stands(u
 def test_a_batch_with_one_bad_or_conflicting_item_stores_none_of_it(up_down, analyst_api, staff_api):
     first, second, third = (predict(analyst_api, up_down, rows(n=1, seed=s))["request_id"] for s in (1, 2, 3))
     assert send(staff_api, up_down, {"request_id": first, "ground_truth": "up"}).status_code == 200
-    bad_label = send(staff_api, up_down, {"feedback": [{"request_id": second, "ground_truth": "up"},
-                                                       {"request_id": third, "ground_truth": "sideways"}]})
+    bad_label = send(
+        staff_api,
+        up_down,
+        {"feedback": [{"request_id": second, "ground_truth": "up"}, {"request_id": third, "ground_truth": "sideways"}]},
+    )
     assert bad_label.status_code == 400 and bad_label.json()["field"] == "feedback[1].ground_truth", bad_label.content
-    conflict = send(staff_api, up_down, {"feedback": [{"request_id": second, "ground_truth": "up"},
-                                                      {"request_id": first, "ground_truth": "down"}]})
+    conflict = send(
+        staff_api,
+        up_down,
+        {"feedback": [{"request_id": second, "ground_truth": "up"}, {"request_id": first, "ground_truth": "down"}]},
+    )
     assert conflict.status_code == 409 and conflict.json()["field"] == "feedback[1].ground_truth", conflict.content
     assert [str(r) for r in Feedback.objects.values_list("prediction__request_id", flat=True)] == [first]
 
@@ -118,7 +134,9 @@ def test_regression_ground_truth_must_be_a_finite_number(regression_deployment, 
     assert not Feedback.objects.exists()
 
 
-def test_regression_feedback_repeats_idempotently_and_conflicts_on_another_value(regression_deployment, analyst_api, staff_api):
+def test_regression_feedback_repeats_idempotently_and_conflicts_on_another_value(
+    regression_deployment, analyst_api, staff_api
+):
     request_id = predict(analyst_api, regression_deployment, rows(n=1, columns=("f1", "f2")))["request_id"]
     assert send(staff_api, regression_deployment, {"request_id": request_id, "ground_truth": 1.5}).status_code == 200
     assert send(staff_api, regression_deployment, {"request_id": request_id, "ground_truth": [1.5]}).status_code == 200

@@ -1,4 +1,5 @@
 """Gates decide rollouts from real traffic and real feedback: advance, complete, roll back."""
+
 import pytest
 
 from apps.deployments.choices import EventKind, RolloutStatus
@@ -24,10 +25,12 @@ def serve_and_label(client, labeller, *, requests: int, rows_per_request: int = 
     per_version: dict[str, int] = {}
     feedback = []
     for i in range(requests):
-        chunk = frame.iloc[i * rows_per_request:(i + 1) * rows_per_request]
-        response = client.post(PREDICT, {"dataframe_split": {"columns": ["f1", "f2", "f3"],
-                                                             "data": chunk[["f1", "f2", "f3"]].values.tolist()}},
-                                format="json")
+        chunk = frame.iloc[i * rows_per_request : (i + 1) * rows_per_request]
+        response = client.post(
+            PREDICT,
+            {"dataframe_split": {"columns": ["f1", "f2", "f3"], "data": chunk[["f1", "f2", "f3"]].values.tolist()}},
+            format="json",
+        )
         assert response.status_code == 200, response.content
         data = response.json()
         per_version[data["model_version"]] = per_version.get(data["model_version"], 0) + 1
@@ -53,12 +56,14 @@ def poor_champion_deployment(make_version, staff_user, django_capture_on_commit_
     return deployment, champion, challenger
 
 
-def test_a_clearly_worse_challenger_is_rolled_back_automatically(deployment, make_version, staff_user, analyst_api,
-                                                                 staff_api, django_capture_on_commit_callbacks):
+def test_a_clearly_worse_challenger_is_rolled_back_automatically(
+    deployment, make_version, staff_user, analyst_api, staff_api, django_capture_on_commit_callbacks
+):
     worse = make_version(seed=1, flip=0.45)
     with django_capture_on_commit_callbacks(execute=True):
-        rollout = rollout_create(deployment=deployment, challenger=worse, stages=QUICK_STAGES, gates=QUICK_GATES,
-                                 user=staff_user, start=True)
+        rollout = rollout_create(
+            deployment=deployment, challenger=worse, stages=QUICK_STAGES, gates=QUICK_GATES, user=staff_user, start=True
+        )
     for round_ in range(8):
         with django_capture_on_commit_callbacks(execute=True):
             serve_and_label(analyst_api, staff_api, requests=40, seed=round_)
@@ -74,15 +79,23 @@ def test_a_clearly_worse_challenger_is_rolled_back_automatically(deployment, mak
     assert event.metrics["sequential_test"]["decision"] == "worse"
     assert event.metrics["challenger"]["accuracy"] < event.metrics["champion"]["accuracy"]
     assert challenger_share(rollout) == 0
-    assert analyst_api.post(PREDICT, {"instances": [{"f1": 1, "f2": 0, "f3": 0}]}, format="json").json()["model_version"] \
-        == str(deployment.versions.get(weight=100).model_version.version)
+    assert analyst_api.post(PREDICT, {"instances": [{"f1": 1, "f2": 0, "f3": 0}]}, format="json").json()[
+        "model_version"
+    ] == str(deployment.versions.get(weight=100).model_version.version)
 
 
-def test_a_challenger_over_the_latency_limit_is_rolled_back_by_the_health_gate(deployment, challenger, staff_user, analyst_api,
-                                                                                staff_api, django_capture_on_commit_callbacks):
+def test_a_challenger_over_the_latency_limit_is_rolled_back_by_the_health_gate(
+    deployment, challenger, staff_user, analyst_api, staff_api, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
-        rollout = rollout_create(deployment=deployment, challenger=challenger, stages=QUICK_STAGES, user=staff_user, start=True,
-                                 gates={**QUICK_GATES, "max_p99_ms": 0.001})
+        rollout = rollout_create(
+            deployment=deployment,
+            challenger=challenger,
+            stages=QUICK_STAGES,
+            user=staff_user,
+            start=True,
+            gates={**QUICK_GATES, "max_p99_ms": 0.001},
+        )
     for round_ in range(6):
         with django_capture_on_commit_callbacks(execute=True):
             serve_and_label(analyst_api, staff_api, requests=30, rows_per_request=2, seed=round_)
@@ -91,15 +104,20 @@ def test_a_challenger_over_the_latency_limit_is_rolled_back_by_the_health_gate(d
         if rollout.status != RolloutStatus.RUNNING:
             break
     assert rollout.status == RolloutStatus.ROLLED_BACK
-    assert "p99_latency_ms failed" in DeploymentEvent.objects.get(rollout=rollout, kind=EventKind.ROLLOUT_ROLLED_BACK).reason
+    assert (
+        "p99_latency_ms failed"
+        in DeploymentEvent.objects.get(rollout=rollout, kind=EventKind.ROLLOUT_ROLLED_BACK).reason
+    )
 
 
-def test_gates_wait_for_the_stage_minimums_and_say_what_they_wait_for(deployment, challenger, staff_user, analyst_api,
-                                                                      staff_api, django_capture_on_commit_callbacks):
+def test_gates_wait_for_the_stage_minimums_and_say_what_they_wait_for(
+    deployment, challenger, staff_user, analyst_api, staff_api, django_capture_on_commit_callbacks
+):
     stages = [{**QUICK_STAGES[0], "min_duration_s": 3600}, QUICK_STAGES[1], QUICK_STAGES[2]]
     with django_capture_on_commit_callbacks(execute=True):
-        rollout = rollout_create(deployment=deployment, challenger=challenger, stages=stages, gates=QUICK_GATES,
-                                 user=staff_user, start=True)
+        rollout = rollout_create(
+            deployment=deployment, challenger=challenger, stages=stages, gates=QUICK_GATES, user=staff_user, start=True
+        )
         serve_and_label(analyst_api, staff_api, requests=10, seed=1)
         assert rollouts_evaluate_all() == {rollout.pk: "hold"}
     rollout.refresh_from_db()
@@ -112,8 +130,9 @@ def test_gates_wait_for_the_stage_minimums_and_say_what_they_wait_for(deployment
 
 
 @pytest.mark.worker
-def test_a_better_challenger_is_advanced_10_50_100_and_completed_by_the_beat_task(celery_worker, make_version, staff_user,
-                                                                                  analyst_api, staff_api):
+def test_a_better_challenger_is_advanced_10_50_100_and_completed_by_the_beat_task(
+    celery_worker, make_version, staff_user, analyst_api, staff_api
+):
     """The gate task runs in the real worker, as beat sends it; traffic and feedback come through the API."""
     from mlops_portal.celery import app
 
@@ -122,8 +141,14 @@ def test_a_better_challenger_is_advanced_10_50_100_and_completed_by_the_beat_tas
     champion = make_version(seed=0, flip=0.35)
     challenger = make_version(seed=1)
     deployment = deployment_create(name="price-direction", model_version=champion, user=staff_user)
-    rollout = rollout_create(deployment=deployment, challenger=challenger, stages=QUICK_STAGES, gates=QUICK_GATES,
-                             user=staff_user, start=True)
+    rollout = rollout_create(
+        deployment=deployment,
+        challenger=challenger,
+        stages=QUICK_STAGES,
+        gates=QUICK_GATES,
+        user=staff_user,
+        start=True,
+    )
     seen_percents = [challenger_share(rollout)]
     for round_ in range(12):
         served = serve_and_label(analyst_api, staff_api, requests=30, seed=round_)
@@ -141,14 +166,19 @@ def test_a_better_challenger_is_advanced_10_50_100_and_completed_by_the_beat_tas
     assert seen_percents == [10.0, 50.0, 100.0]
     events = list(DeploymentEvent.objects.filter(rollout=rollout).order_by("created_at", "id"))
     automatic = [e for e in events if e.actor_label == "gate-evaluator"]
-    assert [e.kind for e in automatic] == [EventKind.STAGE_ADVANCED, EventKind.STAGE_ADVANCED, EventKind.ROLLOUT_COMPLETED]
+    assert [e.kind for e in automatic] == [
+        EventKind.STAGE_ADVANCED,
+        EventKind.STAGE_ADVANCED,
+        EventKind.ROLLOUT_COMPLETED,
+    ]
     promotion = automatic[1]
     assert promotion.metrics["sequential_test"]["decision"] == "better"
     assert DeploymentVersion.objects.get(deployment=deployment, model_version=challenger).weight == 100.0
 
 
-def test_a_pause_that_lands_while_the_gates_are_computed_is_not_undone_by_their_decision(deployment, challenger, staff_user,
-                                                                                          monkeypatch):
+def test_a_pause_that_lands_while_the_gates_are_computed_is_not_undone_by_their_decision(
+    deployment, challenger, staff_user, monkeypatch
+):
     from apps.deployments.services import gates as gates_module
     from apps.deployments.services.rollouts import rollout_transition
 
@@ -180,10 +210,12 @@ def serve_until_the_challenger_answered(client, challenger, *, times: int) -> No
     frame = classification_frame(n=2000, seed=7)
     answered = 0
     for i in range(400):
-        chunk = frame.iloc[i * 5:(i + 1) * 5]
-        response = client.post(PREDICT, {"dataframe_split": {"columns": ["f1", "f2", "f3"],
-                                                             "data": chunk[["f1", "f2", "f3"]].values.tolist()}},
-                               format="json")
+        chunk = frame.iloc[i * 5 : (i + 1) * 5]
+        response = client.post(
+            PREDICT,
+            {"dataframe_split": {"columns": ["f1", "f2", "f3"], "data": chunk[["f1", "f2", "f3"]].values.tolist()}},
+            format="json",
+        )
         assert response.status_code == 200, response.content
         answered += response.json()["model_version"] == str(challenger.version)
         if answered >= times:
@@ -195,8 +227,14 @@ def serve_until_the_challenger_answered(client, challenger, *, times: int) -> No
 def unlabelled_rollout(deployment, challenger, staff_user, analyst_api, django_capture_on_commit_callbacks):
     """A running rollout whose stage minimums ask for no feedback, with traffic but no feedback at all."""
     with django_capture_on_commit_callbacks(execute=True):
-        rollout = rollout_create(deployment=deployment, challenger=challenger, stages=NO_FEEDBACK_NEEDED_STAGES,
-                                 gates=QUICK_GATES, user=staff_user, start=True)
+        rollout = rollout_create(
+            deployment=deployment,
+            challenger=challenger,
+            stages=NO_FEEDBACK_NEEDED_STAGES,
+            gates=QUICK_GATES,
+            user=staff_user,
+            start=True,
+        )
     serve_until_the_challenger_answered(analyst_api, challenger, times=5)
     return rollout
 
@@ -214,7 +252,9 @@ def test_the_accuracy_gate_is_pending_not_passing_while_no_feedback_has_come(unl
     assert report.action == "hold" and "accuracy_vs_champion" in report.reason
 
 
-def test_a_rollout_whose_accuracy_gate_is_pending_does_not_advance(unlabelled_rollout, django_capture_on_commit_callbacks):
+def test_a_rollout_whose_accuracy_gate_is_pending_does_not_advance(
+    unlabelled_rollout, django_capture_on_commit_callbacks
+):
     """Every other gate passes (minimums of 0 feedback, healthy traffic); without feedback the
     comparison with the champion has not decided, so the evaluator holds at 10%."""
     for _ in range(2):
@@ -224,13 +264,20 @@ def test_a_rollout_whose_accuracy_gate_is_pending_does_not_advance(unlabelled_ro
     assert (rollout.status, rollout.stage_index) == (RolloutStatus.RUNNING, 0)
     assert challenger_share(rollout) == 10.0
     states = {g["name"]: g["state"] for g in rollout.gate_status["gates"]}
-    assert states == {"min_duration": "pass", "min_predictions": "pass", "min_feedback": "pass", "error_rate": "pass",
-                      "p99_latency_ms": "pass", "accuracy_vs_champion": "pending"}
+    assert states == {
+        "min_duration": "pass",
+        "min_predictions": "pass",
+        "min_feedback": "pass",
+        "error_rate": "pass",
+        "p99_latency_ms": "pass",
+        "accuracy_vs_champion": "pending",
+    }
     assert not rollout.events.filter(kind=EventKind.STAGE_ADVANCED).exists()
 
 
-def test_the_deployment_and_dashboard_apis_show_the_undecided_gate_as_pending(unlabelled_rollout, analyst_api,
-                                                                             django_capture_on_commit_callbacks):
+def test_the_deployment_and_dashboard_apis_show_the_undecided_gate_as_pending(
+    unlabelled_rollout, analyst_api, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         rollouts_evaluate_all()
     detail = analyst_api.get("/api/v1/deployments/price-direction").json()
@@ -244,7 +291,8 @@ def test_the_deployment_and_dashboard_apis_show_the_undecided_gate_as_pending(un
 
 
 def test_the_admin_page_shows_the_undecided_gate_as_pending_and_each_threshold_once_with_its_meaning(
-        unlabelled_rollout, staff_user, django_capture_on_commit_callbacks):
+    unlabelled_rollout, staff_user, django_capture_on_commit_callbacks
+):
     import re
 
     from django.test import Client
@@ -279,30 +327,49 @@ def raw_version_windows(*, deployment, since, until=None, feedback_since=None, r
     for version_id in set(logs.values_list("model_version_id", flat=True)):
         mine = list(logs.filter(model_version_id=version_id).values_list("status", "latency_ms"))
         ok = [latency for status, latency in mine if status == "ok"]
-        window = out[version_id] = VersionWindow(version_id=version_id, requests=len(mine), ok=len(ok),
-                                                 client_errors=sum(s == "client_error" for s, _ in mine),
-                                                 server_errors=sum(s == "server_error" for s, _ in mine))
+        window = out[version_id] = VersionWindow(
+            version_id=version_id,
+            requests=len(mine),
+            ok=len(ok),
+            client_errors=sum(s == "client_error" for s, _ in mine),
+            server_errors=sum(s == "server_error" for s, _ in mine),
+        )
         if ok:
             window.p50_ms, window.p95_ms, window.p99_ms = (float(x) for x in np.percentile(ok, [50, 95, 99]))
     feedback = Feedback.objects.filter(deployment=deployment, served_at__gte=feedback_since or since)
     for row in feedback.values("model_version_id", "model_version__task").annotate(
-            rows=Sum("n"), correct=Sum("n_correct"), sq=Sum("sq_error_sum"), sq2=Sum("sq_error_sq_sum")):
+        rows=Sum("n"), correct=Sum("n_correct"), sq=Sum("sq_error_sum"), sq2=Sum("sq_error_sq_sum")
+    ):
         window = out.setdefault(row["model_version_id"], VersionWindow(version_id=row["model_version_id"]))
         window.feedback_rows = row["rows"]
-        window.arm, window.accuracy, window.rmse = _feedback_arm(row["model_version__task"], row["rows"], row["correct"],
-                                                                 row["sq"], row["sq2"])
+        window.arm, window.accuracy, window.rmse = _feedback_arm(
+            row["model_version__task"], row["rows"], row["correct"], row["sq"], row["sq2"]
+        )
     return out
 
 
-@pytest.mark.parametrize("scenario, champion_accuracy, challenger_accuracy, challenger_latency_ms, labelled", [
-    ("worse challenger", 0.9, 0.5, 4.0, 1.0),
-    ("better challenger", 0.6, 0.97, 4.0, 1.0),
-    ("slow challenger", 0.8, 0.8, 60.0, 1.0),
-    ("too little feedback", 0.8, 0.8, 4.0, 0.05),
-])
+@pytest.mark.parametrize(
+    "scenario, champion_accuracy, challenger_accuracy, challenger_latency_ms, labelled",
+    [
+        ("worse challenger", 0.9, 0.5, 4.0, 1.0),
+        ("better challenger", 0.6, 0.97, 4.0, 1.0),
+        ("slow challenger", 0.8, 0.8, 60.0, 1.0),
+        ("too little feedback", 0.8, 0.8, 4.0, 0.05),
+    ],
+)
 def test_gate_decisions_from_the_rollups_are_those_of_the_raw_rows_on_the_same_traffic(
-        deployment, champion, challenger, staff_user, monkeypatch, django_capture_on_commit_callbacks,
-        scenario, champion_accuracy, challenger_accuracy, challenger_latency_ms, labelled):
+    deployment,
+    champion,
+    challenger,
+    staff_user,
+    monkeypatch,
+    django_capture_on_commit_callbacks,
+    scenario,
+    champion_accuracy,
+    challenger_accuracy,
+    challenger_latency_ms,
+    labelled,
+):
     import time
     from datetime import timedelta
 
@@ -313,19 +380,40 @@ def test_gate_decisions_from_the_rollups_are_those_of_the_raw_rows_on_the_same_t
     from tests.monitoring.traffic import label, store_traffic
 
     with django_capture_on_commit_callbacks(execute=True):
-        rollout = rollout_create(deployment=deployment, challenger=challenger, stages=QUICK_STAGES, user=staff_user,
-                                 start=True, gates={**QUICK_GATES, "max_p99_ms": 30})
+        rollout = rollout_create(
+            deployment=deployment,
+            challenger=challenger,
+            stages=QUICK_STAGES,
+            user=staff_user,
+            start=True,
+            gates={**QUICK_GATES, "max_p99_ms": 30},
+        )
     # The rollout began 5 minutes ago and its stage mid-minute 2.5 minutes ago: the windows start
     # inside a minute, so their first part comes from the raw rows and the rest from the rollups.
     now = timezone.now()
-    Rollout.objects.filter(pk=rollout.pk).update(started_at=now - timedelta(seconds=300),
-                                                 stage_started_at=now - timedelta(seconds=150.5))
+    Rollout.objects.filter(pk=rollout.pk).update(
+        started_at=now - timedelta(seconds=300), stage_started_at=now - timedelta(seconds=150.5)
+    )
     rollout.refresh_from_db()
     start = time.time() - 290
-    for version, accuracy, latency, seed in ((champion, champion_accuracy, 4.0, 11),
-                                             (challenger, challenger_accuracy, challenger_latency_ms, 12)):
-        label(deployment, store_traffic(deployment, version, start=start, seconds=288, requests=150, seed=seed,
-                                        latency_ms=latency, accuracy=accuracy), share=labelled)
+    for version, accuracy, latency, seed in (
+        (champion, champion_accuracy, 4.0, 11),
+        (challenger, challenger_accuracy, challenger_latency_ms, 12),
+    ):
+        label(
+            deployment,
+            store_traffic(
+                deployment,
+                version,
+                start=start,
+                seconds=288,
+                requests=150,
+                seed=seed,
+                latency_ms=latency,
+                accuracy=accuracy,
+            ),
+            share=labelled,
+        )
 
     from_rollups = rollout_gates_check(rollout=rollout, now=now)
     monkeypatch.setattr(selectors, "version_windows", raw_version_windows)
@@ -339,9 +427,14 @@ def test_gate_decisions_from_the_rollups_are_those_of_the_raw_rows_on_the_same_t
         assert by_name[name]["value"] == raw_by_name[name]["value"]
     assert by_name["error_rate"]["value"] == raw_by_name["error_rate"]["value"]
     test, raw_test = by_name["accuracy_vs_champion"]["value"], raw_by_name["accuracy_vs_champion"]["value"]
-    assert {k: test[k] for k in ("decision", "n_champion", "n_challenger")} == \
-        {k: raw_test[k] for k in ("decision", "n_champion", "n_challenger")}
+    assert {k: test[k] for k in ("decision", "n_champion", "n_challenger")} == {
+        k: raw_test[k] for k in ("decision", "n_champion", "n_challenger")
+    }
     assert test["log_likelihood_ratio"] == pytest.approx(raw_test["log_likelihood_ratio"], rel=1e-9)
-    expected = {"worse challenger": "rollback", "better challenger": "advance", "slow challenger": "rollback",
-                "too little feedback": "hold"}[scenario]
+    expected = {
+        "worse challenger": "rollback",
+        "better challenger": "advance",
+        "slow challenger": "rollback",
+        "too little feedback": "hold",
+    }[scenario]
     assert from_rollups.action == expected, from_rollups.reason

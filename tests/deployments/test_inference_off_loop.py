@@ -1,5 +1,6 @@
 """Model calls run on inference threads, not on the event loop: while one is in progress the same
 process keeps answering other requests, and requests that arrive meanwhile form the next batch."""
+
 import asyncio
 import json
 import threading
@@ -78,8 +79,10 @@ def test_requests_arriving_during_a_model_call_are_served_together_next(served, 
         first = asyncio.ensure_future(_post(app, token, {"instances": [record()]}).get_response(timeout=30))
         while not in_model.is_set():
             await asyncio.sleep(0.01)
-        rest = [asyncio.ensure_future(_post(app, token, {"instances": [record(f1=i / 10)]}).get_response(timeout=30))
-                for i in range(5)]
+        rest = [
+            asyncio.ensure_future(_post(app, token, {"instances": [record(f1=i / 10)]}).get_response(timeout=30))
+            for i in range(5)
+        ]
         await asyncio.sleep(0.2)  # let all five arrive while the first batch holds the thread
         release.set()
         return [await first, *[await r for r in rest]]

@@ -1,4 +1,5 @@
 """Request bodies to checked raw rows: the four MLflow formats, V2 tensors, and what gets refused."""
+
 import pytest
 
 from apps.deployments.serving.inputs import InputError, InputSpec, check_columns, loads_body, parse_mlflow, parse_v2
@@ -8,14 +9,18 @@ ROWS = [{"f1": 1.0, "f2": 2, "ticker": "AAA"}, {"f1": -1.5, "f2": 0.25, "ticker"
 EXPECTED = {"f1": [1.0, -1.5], "f2": [2, 0.25], "ticker": ["AAA", "BBB"]}
 
 
-@pytest.mark.parametrize("body", [
-    {"dataframe_records": ROWS},
-    {"dataframe_split": {"columns": ["f1", "f2", "ticker"], "data": [[1.0, 2, "AAA"], [-1.5, 0.25, "BBB"]]}},
-    {"instances": ROWS},
-    {"instances": [[1.0, 2, "AAA"], [-1.5, 0.25, "BBB"]]},
-    {"inputs": {"f1": [1.0, -1.5], "f2": [2, 0.25], "ticker": ["AAA", "BBB"]}},
-    {"inputs": [[1.0, 2, "AAA"], [-1.5, 0.25, "BBB"]]},
-], ids=["records", "split", "instances-records", "instances-rows", "inputs-columns", "inputs-rows"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"dataframe_records": ROWS},
+        {"dataframe_split": {"columns": ["f1", "f2", "ticker"], "data": [[1.0, 2, "AAA"], [-1.5, 0.25, "BBB"]]}},
+        {"instances": ROWS},
+        {"instances": [[1.0, 2, "AAA"], [-1.5, 0.25, "BBB"]]},
+        {"inputs": {"f1": [1.0, -1.5], "f2": [2, 0.25], "ticker": ["AAA", "BBB"]}},
+        {"inputs": [[1.0, 2, "AAA"], [-1.5, 0.25, "BBB"]]},
+    ],
+    ids=["records", "split", "instances-records", "instances-rows", "inputs-columns", "inputs-rows"],
+)
 def test_every_mlflow_format_gives_the_same_columns(body):
     columns, _ = parse_mlflow(body, SPEC)
     assert columns == EXPECTED
@@ -24,11 +29,13 @@ def test_every_mlflow_format_gives_the_same_columns(body):
 
 
 def test_v2_column_tensors_and_a_single_matrix_give_the_same_columns():
-    per_column = {"inputs": [
-        {"name": "f1", "shape": [2], "datatype": "FP64", "data": [1.0, -1.5]},
-        {"name": "f2", "shape": [2, 1], "datatype": "FP32", "data": [[2], [0.25]]},
-        {"name": "ticker", "shape": [2], "datatype": "BYTES", "data": ["AAA", "BBB"]},
-    ]}
+    per_column = {
+        "inputs": [
+            {"name": "f1", "shape": [2], "datatype": "FP64", "data": [1.0, -1.5]},
+            {"name": "f2", "shape": [2, 1], "datatype": "FP32", "data": [[2], [0.25]]},
+            {"name": "ticker", "shape": [2], "datatype": "BYTES", "data": ["AAA", "BBB"]},
+        ]
+    }
     assert parse_v2(per_column, SPEC) == EXPECTED
     numeric = InputSpec(columns=("f1", "f2"), kinds={"f1": "numeric", "f2": "numeric"})
     matrix = {"inputs": [{"name": "input-0", "shape": [2, 2], "datatype": "FP64", "data": [1.0, 2, -1.5, 0.25]}]}
@@ -42,9 +49,17 @@ BAD_BODIES = [
     (b'{"dataframe_records": [], "instances": []}', "body", "exactly one of"),
     (b'{"rows": []}', "rows", "unknown field"),
     (b'{"dataframe_records": {"f1": 1}}', "dataframe_records", "expected an array of records"),
-    (b'{"dataframe_records": [{"f1": 1, "f2": 2, "ticker": "A"}, {"f1": 1, "ticker": "A"}]}', "dataframe_records[1]", "lacks 'f2'"),
+    (
+        b'{"dataframe_records": [{"f1": 1, "f2": 2, "ticker": "A"}, {"f1": 1, "ticker": "A"}]}',
+        "dataframe_records[1]",
+        "lacks 'f2'",
+    ),
     (b'{"dataframe_split": {"columns": ["f1", "f1"], "data": []}}', "dataframe_split.columns", "appears twice"),
-    (b'{"dataframe_split": {"columns": ["f1", "f2", "ticker"], "data": [[1, 2]]}}', "dataframe_split.data[0]", "expected 3 values"),
+    (
+        b'{"dataframe_split": {"columns": ["f1", "f2", "ticker"], "data": [[1, 2]]}}',
+        "dataframe_split.data[0]",
+        "expected 3 values",
+    ),
     (b'{"inputs": {"f1": [1, 2], "f2": [1]}}', "inputs.f2", "has 1 values"),
 ]
 
@@ -98,12 +113,32 @@ def test_a_column_another_served_version_needs_is_accepted_and_left_out():
 
 V2_BAD = [
     ({}, "inputs", "non-empty array"),
-    ({"inputs": [{"name": "f1", "shape": [2], "datatype": "FP64", "data": [1.0]}]}, "inputs[0] (f1).data", "needs 2 values"),
-    ({"inputs": [{"name": "f1", "shape": [1], "datatype": "FLOAT", "data": [1.0]}]}, "inputs[0] (f1).datatype", "unknown datatype"),
-    ({"inputs": [{"name": "ticker", "shape": [1], "datatype": "FP64", "data": [1.0]}]}, "inputs[0] (ticker).datatype", "needs datatype BYTES"),
+    (
+        {"inputs": [{"name": "f1", "shape": [2], "datatype": "FP64", "data": [1.0]}]},
+        "inputs[0] (f1).data",
+        "needs 2 values",
+    ),
+    (
+        {"inputs": [{"name": "f1", "shape": [1], "datatype": "FLOAT", "data": [1.0]}]},
+        "inputs[0] (f1).datatype",
+        "unknown datatype",
+    ),
+    (
+        {"inputs": [{"name": "ticker", "shape": [1], "datatype": "FP64", "data": [1.0]}]},
+        "inputs[0] (ticker).datatype",
+        "needs datatype BYTES",
+    ),
     ({"inputs": [{"shape": [1], "datatype": "FP64", "data": [1.0]}]}, "inputs[0].name", "needs a name"),
-    ({"inputs": [{"name": "f1", "shape": [1], "datatype": "FP64", "data": [1]},
-                 {"name": "f2", "shape": [2], "datatype": "FP64", "data": [1, 2]}]}, "inputs[1] (f2).shape", "has 2 rows"),
+    (
+        {
+            "inputs": [
+                {"name": "f1", "shape": [1], "datatype": "FP64", "data": [1]},
+                {"name": "f2", "shape": [2], "datatype": "FP64", "data": [1, 2]},
+            ]
+        },
+        "inputs[1] (f2).shape",
+        "has 2 rows",
+    ),
 ]
 
 

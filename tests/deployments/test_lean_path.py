@@ -1,5 +1,6 @@
 """The lean request path: a request's checked columns go to the preprocessor without a pandas
 DataFrame, and its feature matrix equals the DataFrame path's and training's, bit for bit."""
+
 import json
 
 import numpy as np
@@ -33,15 +34,21 @@ def price_model(prices):
 
 def checked(pre: FittedPreprocessor, frame: pd.DataFrame) -> CheckedRows:
     """What the prediction path makes of a client's dataframe_records body."""
-    spec = InputSpec.from_signature({"raw_columns": pre.raw_columns, "entity_column": pre.entity_column,
-                                     "time_column": pre.time_column, "history_rows": pre.history_rows},
-                                    kinds=pre.raw_kinds)
+    spec = InputSpec.from_signature(
+        {
+            "raw_columns": pre.raw_columns,
+            "entity_column": pre.entity_column,
+            "time_column": pre.time_column,
+            "history_rows": pre.history_rows,
+        },
+        kinds=pre.raw_kinds,
+    )
     body = {"dataframe_records": json.loads(frame[pre.raw_columns].to_json(orient="records", date_format="iso"))}
     return check_columns(parse_mlflow(body, spec)[0], spec, known=set(spec.columns), max_rows=10_000)
 
 
 def request_rows(prices, pre, tickers=("AAA", "CCC"), end=150):
-    parts = [prices[prices.ticker == t].iloc[end - pre.history_rows:end] for t in tickers]
+    parts = [prices[prices.ticker == t].iloc[end - pre.history_rows : end] for t in tickers]
     return pd.concat(parts).sample(frac=1, random_state=1)  # any row order
 
 
@@ -55,7 +62,7 @@ def test_the_lean_history_matrix_equals_the_dataframe_path_and_training_bit_for_
         last_time = data.time_test[mine].max()
         expected[ticker] = data.X_test[mine][data.time_test[mine] == last_time][0]
         position = int(np.flatnonzero(pd.to_datetime(rows.date).to_numpy() == last_time)[0])
-        parts.append(rows.iloc[position + 1 - pre.history_rows: position + 1])
+        parts.append(rows.iloc[position + 1 - pre.history_rows : position + 1])
     rows = checked(pre, pd.concat(parts).sample(frac=1, random_state=1))  # any row order
     lean, labels = pre.serving_matrix(rows)
     through_pandas, pandas_labels = pre.serving_features(rows.to_frame())
@@ -98,7 +105,10 @@ def test_many_requests_in_one_pass_equal_each_alone_and_a_short_one_fails_alone(
     short = checked(pre, prices[prices.ticker == "CCC"].iloc[: pre.history_rows - 1])
     together = pre.serving_matrices([first, short, same_ticker_later])
     assert isinstance(together[1], InsufficientHistory)
-    for outcome, alone in ((together[0], pre.serving_matrix(first)), (together[2], pre.serving_matrix(same_ticker_later))):
+    for outcome, alone in (
+        (together[0], pre.serving_matrix(first)),
+        (together[2], pre.serving_matrix(same_ticker_later)),
+    ):
         np.testing.assert_array_equal(outcome[0], alone[0])
         assert outcome[1] == alone[1]
     assert sorted(together[0][1]) == ["AAA", "BBB"] and together[2][1] == ["AAA"]

@@ -2,6 +2,7 @@
 `…/ping`, `…/version`), reads `text/csv` as well as MLflow's JSON formats, and refuses in MLflow's
 error shape (`error_code`, `message`) beside the portal's (`detail`, `field`). `/invocations` is
 answered alike by the ASGI fast path (token POSTs) and the DRF view, with /predict's predictions."""
+
 import http.client
 import io
 import json
@@ -120,8 +121,9 @@ def test_invocations_answer_every_mlflow_format_and_csv_with_the_predictions_of_
             assert answer["rows"] == reference["rows"] and answer["model_version"] == reference["model_version"]
 
 
-def test_a_csv_body_for_a_history_model_keeps_text_and_dates_as_text_and_matches_json(make_version, staff_user, token,
-                                                                                     fast_app):
+def test_a_csv_body_for_a_history_model_keeps_text_and_dates_as_text_and_matches_json(
+    make_version, staff_user, token, fast_app
+):
     version = make_version("history", model_name="ticker-direction")
     deployment_create(name="ticker-direction", model_version=version, user=staff_user)
     needed = version.signature["history_rows"]
@@ -133,33 +135,38 @@ def test_a_csv_body_for_a_history_model_keeps_text_and_dates_as_text_and_matches
     assert status == 200 and comparable(from_csv) == comparable(from_json)
 
 
-@pytest.mark.parametrize("body, field, words", [
-    (b"f1,f2,f3\n0.1,abc,0.3\n", "f2", "row 0: expected a number, got \"abc\""),
-    (b"f1,f2,f3\n0.1,0.2,0.3\n0.1,,0.3\n", "f2", "row 1: the cell is empty"),
-    (b"f1,f2,f3\n0.1,0.2,0.3\n0.1,0.2\n", "rows[1]", "line 3: expected 3 values (f1, f2, f3), got 2"),
-    (b"f1,f2,f1\n1,2,3\n", "header", "column 'f1' appears twice"),
-    (b"f1,,f3\n1,2,3\n", "header", "column 1 of the header row has no name"),
-    (b"f1,f2\n1,2\n", "f3", "missing column"),
-    (b"f1,f2,f3,f9\n1,2,3,4\n", "f9", "unexpected column"),
-    (b"f1,f2,f3\n1,nan,3\n", "f2", "row 0: nan is not allowed"),
-    (b"f1,f2,f3\n1,1" + b"0" * 400 + b",3\n", "f2", "row 0: the number is too large"),
-    (b"f1,f2,f3\n", "rows", "no rows were sent"),
-    (b'f1,f2,f3\n"1"x,2,3\n', "body", "malformed CSV at line 2"),
-    (b"f1,f2,f3\n1,\xff,3\n", "body", "not UTF-8"),
-    (b"", "body", "the request body is empty"),
-    (b"\xef\xbb\xbf", "body", "the CSV body is empty"),
-])
+@pytest.mark.parametrize(
+    "body, field, words",
+    [
+        (b"f1,f2,f3\n0.1,abc,0.3\n", "f2", 'row 0: expected a number, got "abc"'),
+        (b"f1,f2,f3\n0.1,0.2,0.3\n0.1,,0.3\n", "f2", "row 1: the cell is empty"),
+        (b"f1,f2,f3\n0.1,0.2,0.3\n0.1,0.2\n", "rows[1]", "line 3: expected 3 values (f1, f2, f3), got 2"),
+        (b"f1,f2,f1\n1,2,3\n", "header", "column 'f1' appears twice"),
+        (b"f1,,f3\n1,2,3\n", "header", "column 1 of the header row has no name"),
+        (b"f1,f2\n1,2\n", "f3", "missing column"),
+        (b"f1,f2,f3,f9\n1,2,3,4\n", "f9", "unexpected column"),
+        (b"f1,f2,f3\n1,nan,3\n", "f2", "row 0: nan is not allowed"),
+        (b"f1,f2,f3\n1,1" + b"0" * 400 + b",3\n", "f2", "row 0: the number is too large"),
+        (b"f1,f2,f3\n", "rows", "no rows were sent"),
+        (b'f1,f2,f3\n"1"x,2,3\n', "body", "malformed CSV at line 2"),
+        (b"f1,f2,f3\n1,\xff,3\n", "body", "not UTF-8"),
+        (b"", "body", "the request body is empty"),
+        (b"\xef\xbb\xbf", "body", "the CSV body is empty"),
+    ],
+)
 def test_a_bad_csv_body_is_a_400_naming_the_column_or_row_on_both_paths(served, token, fast_app, body, field, words):
     status, answer = both_paths(fast_app, f"{BASE}/invocations", body, token, CSV)
     assert status == 400 and answer["field"] == field and words in answer["detail"], answer
     assert answer["error_code"] == "BAD_REQUEST" and answer["message"] == answer["detail"]
 
 
-def test_params_pass_probabilities_through_and_refuse_anything_else_as_an_invalid_parameter_value(served, token,
-                                                                                                  fast_app):
+def test_params_pass_probabilities_through_and_refuse_anything_else_as_an_invalid_parameter_value(
+    served, token, fast_app
+):
     records = rows_frame(n=2).to_dict(orient="records")
-    status, answer = both_paths(fast_app, f"{BASE}/invocations",
-                                {"dataframe_records": records, "params": {"probabilities": True}}, token)
+    status, answer = both_paths(
+        fast_app, f"{BASE}/invocations", {"dataframe_records": records, "params": {"probabilities": True}}, token
+    )
     assert status == 200 and len(answer["probabilities"]) == 2 and answer["classes"] == [0, 1]
     refusals = [
         ({"temperature": 0.5}, "params.temperature", "take no prediction-time parameters"),
@@ -167,16 +174,20 @@ def test_params_pass_probabilities_through_and_refuse_anything_else_as_an_invali
         ([1, 2], "params", "expected an object"),
     ]
     for params, field, words in refusals:
-        status, answer = both_paths(fast_app, f"{BASE}/invocations", {"dataframe_records": records, "params": params},
-                                    token)
+        status, answer = both_paths(
+            fast_app, f"{BASE}/invocations", {"dataframe_records": records, "params": params}, token
+        )
         assert status == 400 and answer["field"] == field and words in answer["message"], answer
         assert answer["error_code"] == "INVALID_PARAMETER_VALUE" and answer["detail"] == answer["message"]
-    status, answer = both_paths(fast_app, f"{BASE}/invocations", {"dataframe_records": records, "params": {"top_k": 3}},
-                                token)
+    status, answer = both_paths(
+        fast_app, f"{BASE}/invocations", {"dataframe_records": records, "params": {"top_k": 3}}, token
+    )
     assert "probabilities" in answer["message"], "the refusal names the parameters this server takes"
 
 
-def test_errors_carry_mlflows_error_code_and_message_beside_detail_on_both_paths(served, token, fast_app, outsider_user):
+def test_errors_carry_mlflows_error_code_and_message_beside_detail_on_both_paths(
+    served, token, fast_app, outsider_user
+):
     record = rows_frame(n=1).to_dict(orient="records")
     path = f"{BASE}/invocations"
     cases = [
@@ -189,8 +200,10 @@ def test_errors_carry_mlflows_error_code_and_message_beside_detail_on_both_paths
         answer_status, answer = both_paths(fast_app, case_path, body, token, content_type)
         assert (answer_status, answer["error_code"]) == (status, code), answer
         assert answer["message"] == answer["detail"] and answer["message"]
-    for who, status, code in (("mlp_nope_nope", 401, "UNAUTHENTICATED"),
-                              (api_token_create(user=outsider_user)[1], 403, "PERMISSION_DENIED")):
+    for who, status, code in (
+        ("mlp_nope_nope", 401, "UNAUTHENTICATED"),
+        (api_token_create(user=outsider_user)[1], 403, "PERMISSION_DENIED"),
+    ):
         fast = via_fast_path(fast_app, path, {"dataframe_records": record}, who)
         assert fast == via_drf(path, {"dataframe_records": record}, who)
         assert fast[0] == status and fast[1]["error_code"] == code and fast[1]["message"] == fast[1]["detail"]
@@ -199,8 +212,10 @@ def test_errors_carry_mlflows_error_code_and_message_beside_detail_on_both_paths
 def test_a_client_over_its_rate_gets_request_limit_exceeded_on_both_paths(served, token, fast_app, settings):
     record = rows_frame(n=1).to_dict(orient="records")
     path = f"{BASE}/invocations"
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {
-        **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "predict": "1/minute"}}
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "predict": "1/minute"},
+    }
     statuses = [via_fast_path(fast_app, path, {"dataframe_records": record}, token) for _ in range(2)]
     assert [s for s, _ in statuses] == [200, 429] and statuses[1][1]["error_code"] == "REQUEST_LIMIT_EXCEEDED"
     status, answer = via_drf(path, {"dataframe_records": record}, token)
@@ -221,7 +236,12 @@ def test_ping_answers_200_when_the_deployment_can_serve_and_503_when_it_cannot(s
 
 
 def test_ping_and_version_tell_an_anonymous_caller_nothing_about_which_deployments_exist(served):
-    for path in (f"{BASE}/ping", "/api/v1/deployments/nope/ping", f"{BASE}/version", "/api/v1/deployments/nope/version"):
+    for path in (
+        f"{BASE}/ping",
+        "/api/v1/deployments/nope/ping",
+        f"{BASE}/version",
+        "/api/v1/deployments/nope/version",
+    ):
         status, answer = get(path)
         assert status == 401 and answer["error_code"] == "UNAUTHENTICATED", (path, answer)
 
@@ -231,14 +251,21 @@ def test_version_lists_the_versions_served_with_their_weights(served, make_versi
 
     challenger = make_version(seed=1)
     deployment = Deployment.objects.get(name=NAME)
-    deployment_set_traffic(deployment=deployment, user=staff_user, allocations=[
-        {"model_version": served, "weight": 90}, {"model_version": challenger, "weight": 10}])
+    deployment_set_traffic(
+        deployment=deployment,
+        user=staff_user,
+        allocations=[{"model_version": served, "weight": 90}, {"model_version": challenger, "weight": 10}],
+    )
     status, answer = get(f"{BASE}/version", token)
     assert status == 200 and answer["deployment"] == NAME and answer["model_name"] == NAME
     assert [(v["version"], v["role"], v["weight"], v["shadow"]) for v in answer["versions"]] == [
-        (str(served.version), "champion", 90.0, False), (str(challenger.version), "challenger", 10.0, False)]
-    assert answer["versions"][0]["framework"] == "sklearn" and answer["generation"] == Deployment.objects.get(
-        name=NAME).generation
+        (str(served.version), "champion", 90.0, False),
+        (str(challenger.version), "challenger", 10.0, False),
+    ]
+    assert (
+        answer["versions"][0]["framework"] == "sklearn"
+        and answer["generation"] == Deployment.objects.get(name=NAME).generation
+    )
     status, answer = get("/api/v1/deployments/nope/version", token)
     assert status == 404 and answer["error_code"] == "RESOURCE_DOES_NOT_EXIST"
 
@@ -259,8 +286,9 @@ def test_a_real_web_process_answers_an_mlflow_style_client_on_invocations_ping_a
             connection.close()
             return status, data
 
-        status, from_json = call("POST", "/invocations", json.dumps(
-            {"dataframe_split": frame.to_dict(orient="split")}).encode(), JSON)
+        status, from_json = call(
+            "POST", "/invocations", json.dumps({"dataframe_split": frame.to_dict(orient="split")}).encode(), JSON
+        )
         assert status == 200, from_json
         status, from_csv = call("POST", "/invocations", to_csv(frame), CSV)
         assert status == 200 and from_csv["predictions"] == from_json["predictions"]

@@ -1,4 +1,5 @@
 """The prediction API: MLflow scoring formats, the Open Inference Protocol V2, input checks, auth."""
+
 import math
 import uuid
 
@@ -18,15 +19,24 @@ ROWS = [record(0.5, -0.2, 0.1), record(-1.0, 0.3, 2.0), record(0.05, 0.02, -0.3)
 
 
 def v2_body(rows, **extra):
-    return {"inputs": [{"name": c, "shape": [len(rows)], "datatype": "FP64", "data": [r[c] for r in rows]}
-                       for c in ("f1", "f2", "f3")], **extra}
+    return {
+        "inputs": [
+            {"name": c, "shape": [len(rows)], "datatype": "FP64", "data": [r[c] for r in rows]}
+            for c in ("f1", "f2", "f3")
+        ],
+        **extra,
+    }
 
 
-def test_every_format_and_both_protocols_answer_the_in_memory_prediction_for_the_same_rows(deployment, champion, analyst_api):
+def test_every_format_and_both_protocols_answer_the_in_memory_prediction_for_the_same_rows(
+    deployment, champion, analyst_api
+):
     expected, _ = load_model_version(champion).predict_raw(pd.DataFrame(ROWS))
     bodies = {
         "dataframe_records": {"dataframe_records": ROWS},
-        "dataframe_split": {"dataframe_split": {"columns": ["f1", "f2", "f3"], "data": [[r["f1"], r["f2"], r["f3"]] for r in ROWS]}},
+        "dataframe_split": {
+            "dataframe_split": {"columns": ["f1", "f2", "f3"], "data": [[r["f1"], r["f2"], r["f3"]] for r in ROWS]}
+        },
         "instances": {"instances": ROWS},
         "inputs": {"inputs": {c: [r[c] for r in ROWS] for c in ("f1", "f2", "f3")}},
     }
@@ -65,7 +75,11 @@ def test_every_bad_input_gets_a_400_that_names_the_field_and_never_a_500(deploym
         ("infinity", b'{"dataframe_records": [{"f1": 1, "f2": Infinity, "f3": 3}]}', "f2"),
         ("null", b'{"dataframe_records": [{"f1": 1, "f2": 2, "f3": null}]}', "f3"),
         ("bad routing key", b'{"routing_key": [1], "dataframe_records": [{"f1": 1, "f2": 2, "f3": 3}]}', "routing_key"),
-        ("ragged split", b'{"dataframe_split": {"columns": ["f1", "f2", "f3"], "data": [[1, 2]]}}', "dataframe_split.data[0]"),
+        (
+            "ragged split",
+            b'{"dataframe_split": {"columns": ["f1", "f2", "f3"], "data": [[1, 2]]}}',
+            "dataframe_split.data[0]",
+        ),
     ]
     for name, raw, field in cases:
         if raw is None:
@@ -79,7 +93,11 @@ def test_every_bad_input_gets_a_400_that_names_the_field_and_never_a_500(deploym
     v2_cases = [
         ("v2 missing column", {"inputs": [{"name": "f1", "shape": [1], "datatype": "FP64", "data": [1]}]}, "f2"),
         ("v2 NaN", v2_body([record(float("nan"))]), "nan"),
-        ("v2 wrong shape", {"inputs": [{"name": "f1", "shape": [3], "datatype": "FP64", "data": [1]}]}, "needs 3 values"),
+        (
+            "v2 wrong shape",
+            {"inputs": [{"name": "f1", "shape": [3], "datatype": "FP64", "data": [1]}]},
+            "needs 3 values",
+        ),
     ]
     for name, body, words in v2_cases:
         response = analyst_api.generic("POST", INFER, _json_with_nan(body), content_type="application/json")
@@ -95,7 +113,9 @@ def _json_with_nan(body) -> bytes:
     return json.dumps(body).encode()  # json.dumps writes NaN as the NaN literal, as some clients do
 
 
-def test_a_model_with_history_shows_how_many_rows_it_needs_and_refuses_fewer(make_version, staff_user, analyst_api, django_capture_on_commit_callbacks):
+def test_a_model_with_history_shows_how_many_rows_it_needs_and_refuses_fewer(
+    make_version, staff_user, analyst_api, django_capture_on_commit_callbacks
+):
     from apps.deployments.services.model_deployment_service import deployment_create
 
     version = make_version("history", model_name="ticker-direction")
@@ -113,23 +133,33 @@ def test_a_model_with_history_shows_how_many_rows_it_needs_and_refuses_fewer(mak
     frame = history_frame(seed=0)
     latest = frame.groupby("ticker").tail(needed)[["date", "ticker", "x"]]
     rows = latest.to_dict(orient="records")
-    response = analyst_api.post("/api/v1/deployments/ticker-direction/predict", {"dataframe_records": rows}, format="json")
+    response = analyst_api.post(
+        "/api/v1/deployments/ticker-direction/predict", {"dataframe_records": rows}, format="json"
+    )
     assert response.status_code == 200, response.content
     assert response.json()["rows"] == ["AAA", "BBB"]
     expected, _ = load_model_version(version).predict_raw(latest.reset_index(drop=True))
     assert response.json()["predictions"] == expected
 
     short = frame.groupby("ticker").tail(needed - 1)[["date", "ticker", "x"]].to_dict(orient="records")
-    response = analyst_api.post("/api/v1/deployments/ticker-direction/predict", {"dataframe_records": short}, format="json")
+    response = analyst_api.post(
+        "/api/v1/deployments/ticker-direction/predict", {"dataframe_records": short}, format="json"
+    )
     assert response.status_code == 400
     body = response.json()
     assert body["needed_rows"] == needed
     assert f"needs the last {needed} rows of history" in body["detail"]
-    response = analyst_api.post("/v2/models/ticker-direction/infer", {"inputs": [
-        {"name": "date", "shape": [2], "datatype": "BYTES", "data": [r["date"] for r in short[:2]]},
-        {"name": "ticker", "shape": [2], "datatype": "BYTES", "data": [r["ticker"] for r in short[:2]]},
-        {"name": "x", "shape": [2], "datatype": "FP64", "data": [r["x"] for r in short[:2]]},
-    ]}, format="json")
+    response = analyst_api.post(
+        "/v2/models/ticker-direction/infer",
+        {
+            "inputs": [
+                {"name": "date", "shape": [2], "datatype": "BYTES", "data": [r["date"] for r in short[:2]]},
+                {"name": "ticker", "shape": [2], "datatype": "BYTES", "data": [r["ticker"] for r in short[:2]]},
+                {"name": "x", "shape": [2], "datatype": "FP64", "data": [r["x"] for r in short[:2]]},
+            ]
+        },
+        format="json",
+    )
     assert response.status_code == 400 and f"last {needed} rows" in response.json()["error"]
 
 
@@ -144,8 +174,10 @@ def test_predictions_need_a_token_of_a_user_with_a_portal_role(deployment, anon_
 
 
 def test_a_client_over_its_rate_is_throttled_with_a_retry_after(deployment, analyst_api, staff_api, settings):
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK,
-                               "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "predict": "3/minute"}}
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "predict": "3/minute"},
+    }
     body = {"dataframe_records": [record()]}
     statuses = [analyst_api.post(PREDICT, body, format="json").status_code for _ in range(4)]
     assert statuses == [200, 200, 200, 429]
@@ -155,7 +187,10 @@ def test_a_client_over_its_rate_is_throttled_with_a_retry_after(deployment, anal
 
 
 def test_an_unknown_deployment_is_a_404_in_both_protocols(deployment, analyst_api):
-    assert analyst_api.post("/api/v1/deployments/nope/predict", {"instances": [record()]}, format="json").status_code == 404
+    assert (
+        analyst_api.post("/api/v1/deployments/nope/predict", {"instances": [record()]}, format="json").status_code
+        == 404
+    )
     response = analyst_api.post("/v2/models/nope/infer", v2_body([record()]), format="json")
     assert response.status_code == 404 and "nope" in response.json()["error"]
     assert analyst_api.get("/v2/models/nope").status_code == 404
@@ -182,40 +217,61 @@ def _split(deployment, two_versions, staff_user, champion_weight, challenger_wei
 
     champion, challenger = two_versions
     with capture(execute=True):
-        deployment_set_traffic(deployment=deployment, user=staff_user, allocations=[
-            {"model_version": champion, "weight": champion_weight},
-            {"model_version": challenger, "weight": challenger_weight, "shadow": shadow},
-        ])
+        deployment_set_traffic(
+            deployment=deployment,
+            user=staff_user,
+            allocations=[
+                {"model_version": champion, "weight": champion_weight},
+                {"model_version": challenger, "weight": challenger_weight, "shadow": shadow},
+            ],
+        )
 
 
-def test_traffic_splits_within_statistical_tolerance_of_the_weights(deployment, two_versions, staff_user, analyst_api,
-                                                                      django_capture_on_commit_callbacks):
+def test_traffic_splits_within_statistical_tolerance_of_the_weights(
+    deployment, two_versions, staff_user, analyst_api, django_capture_on_commit_callbacks
+):
     _split(deployment, two_versions, staff_user, 70, 30, capture=django_capture_on_commit_callbacks)
     n = 400
-    versions = [analyst_api.post(PREDICT, {"instances": [record()]}, format="json").json()["model_version"] for _ in range(n)]
+    versions = [
+        analyst_api.post(PREDICT, {"instances": [record()]}, format="json").json()["model_version"] for _ in range(n)
+    ]
     to_challenger = versions.count(str(two_versions[1].version))
     assert abs(to_challenger - n * 0.3) < 4 * math.sqrt(n * 0.3 * 0.7)
 
 
-def test_a_routing_key_sticks_to_one_version_from_the_header_or_the_body(deployment, two_versions, staff_user, analyst_api,
-                                                                          django_capture_on_commit_callbacks):
+def test_a_routing_key_sticks_to_one_version_from_the_header_or_the_body(
+    deployment, two_versions, staff_user, analyst_api, django_capture_on_commit_callbacks
+):
     _split(deployment, two_versions, staff_user, 50, 50, capture=django_capture_on_commit_callbacks)
     seen = {}
     for i in range(12):
         key = f"portfolio-{i}"
-        by_header = {analyst_api.post(PREDICT, {"instances": [record()]}, format="json", HTTP_X_ROUTING_KEY=key).json()["model_version"]
-                     for _ in range(5)}
-        by_body = {analyst_api.post(PREDICT, {"instances": [record()], "routing_key": key}, format="json").json()["model_version"]
-                   for _ in range(5)}
-        by_v2 = {analyst_api.post(INFER, v2_body([record()], parameters={"routing_key": key}), format="json").json()["model_version"]
-                 for _ in range(3)}
+        by_header = {
+            analyst_api.post(PREDICT, {"instances": [record()]}, format="json", HTTP_X_ROUTING_KEY=key).json()[
+                "model_version"
+            ]
+            for _ in range(5)
+        }
+        by_body = {
+            analyst_api.post(PREDICT, {"instances": [record()], "routing_key": key}, format="json").json()[
+                "model_version"
+            ]
+            for _ in range(5)
+        }
+        by_v2 = {
+            analyst_api.post(INFER, v2_body([record()], parameters={"routing_key": key}), format="json").json()[
+                "model_version"
+            ]
+            for _ in range(3)
+        }
         assert len(by_header) == 1 and by_header == by_body == by_v2
         seen[key] = by_header.pop()
     assert len(set(seen.values())) == 2, "twelve keys at 50/50 should reach both versions"
 
 
-def test_a_shadow_challenger_gets_a_copy_that_is_logged_but_never_returned(deployment, two_versions, staff_user, analyst_api,
-                                                                           django_capture_on_commit_callbacks):
+def test_a_shadow_challenger_gets_a_copy_that_is_logged_but_never_returned(
+    deployment, two_versions, staff_user, analyst_api, django_capture_on_commit_callbacks
+):
     champion, challenger = two_versions
     _split(deployment, two_versions, staff_user, 100, 0, shadow=True, capture=django_capture_on_commit_callbacks)
     request_ids = []
@@ -231,7 +287,9 @@ def test_a_shadow_challenger_gets_a_copy_that_is_logged_but_never_returned(deplo
     assert PredictionLog.objects.filter(model_version=champion, shadow=False).count() == 10
 
 
-def test_a_model_answering_nan_fails_as_a_server_error_and_never_sends_nan_in_json(deployment, champion, analyst_api, monkeypatch):
+def test_a_model_answering_nan_fails_as_a_server_error_and_never_sends_nan_in_json(
+    deployment, champion, analyst_api, monkeypatch
+):
     from apps.deployments.serving.state import serving_state
 
     analyst_api.post(PREDICT, {"instances": [record()]}, format="json")

@@ -1,5 +1,6 @@
 """Class probabilities: MLflow's `params.probabilities` and the V2 "probabilities" output, checked
 against the in-memory model, refused for regression, and kept in the prediction logs."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,7 +24,9 @@ def rows_of(n=6, seed=11):
 
 def mlflow_bodies(rows):
     return {
-        "dataframe_split": {"dataframe_split": {"columns": list(COLUMNS), "data": [[r[c] for c in COLUMNS] for r in rows]}},
+        "dataframe_split": {
+            "dataframe_split": {"columns": list(COLUMNS), "data": [[r[c] for c in COLUMNS] for r in rows]}
+        },
         "dataframe_records": {"dataframe_records": rows},
         "instances": {"instances": rows},
         "inputs": {"inputs": {c: [r[c] for r in rows] for c in COLUMNS}},
@@ -31,8 +34,12 @@ def mlflow_bodies(rows):
 
 
 def v2_body(rows, **extra):
-    return {"inputs": [{"name": c, "shape": [len(rows)], "datatype": "FP64", "data": [r[c] for r in rows]} for c in COLUMNS],
-            **extra}
+    return {
+        "inputs": [
+            {"name": c, "shape": [len(rows)], "datatype": "FP64", "data": [r[c] for r in rows]} for c in COLUMNS
+        ],
+        **extra,
+    }
 
 
 def v2_output(data, name):
@@ -40,7 +47,8 @@ def v2_output(data, name):
 
 
 def test_every_mlflow_format_and_v2_give_the_same_probabilities_which_sum_to_one_and_whose_argmax_is_the_label(
-        deployment, champion, analyst_api):
+    deployment, champion, analyst_api
+):
     rows = rows_of()
     loaded = load_model_version(champion)
     expected, _ = loaded.predict_proba_raw(pd.DataFrame(rows))
@@ -52,8 +60,12 @@ def test_every_mlflow_format_and_v2_give_the_same_probabilities_which_sum_to_one
         data = response.json()
         assert data["classes"] == classes, name
         answers.append(data["probabilities"])
-        assert data["predictions"] == loaded.predict_raw(pd.DataFrame(rows))[0], "asking for probabilities changes no label"
-    response = analyst_api.post(INFER, v2_body(rows, outputs=[{"name": "predictions"}, {"name": "probabilities"}]), format="json")
+        assert data["predictions"] == loaded.predict_raw(pd.DataFrame(rows))[0], (
+            "asking for probabilities changes no label"
+        )
+    response = analyst_api.post(
+        INFER, v2_body(rows, outputs=[{"name": "predictions"}, {"name": "probabilities"}]), format="json"
+    )
     assert response.status_code == 200, response.content
     data = response.json()
     tensor = v2_output(data, "probabilities")
@@ -75,14 +87,19 @@ def test_without_asking_the_answers_are_as_before_and_predict_is_an_alias_of_pre
     assert "probabilities" not in data
     data = analyst_api.post(INFER, v2_body(rows), format="json").json()
     assert [o["name"] for o in data["outputs"]] == ["predictions", "rows"]
-    data = analyst_api.post(INFER, v2_body(rows, outputs=[{"name": "probabilities"}, {"name": "predict"}]), format="json").json()
+    data = analyst_api.post(
+        INFER, v2_body(rows, outputs=[{"name": "probabilities"}, {"name": "predict"}]), format="json"
+    ).json()
     assert [o["name"] for o in data["outputs"]] == ["probabilities", "predict"]
     probabilities = np.asarray(data["outputs"][0]["data"]).reshape(3, -1)
-    assert data["outputs"][1]["data"] == [data["outputs"][0]["parameters"]["classes"][i] for i in probabilities.argmax(axis=1)]
+    assert data["outputs"][1]["data"] == [
+        data["outputs"][0]["parameters"]["classes"][i] for i in probabilities.argmax(axis=1)
+    ]
 
 
-def test_a_regression_model_asked_for_probabilities_is_a_400_naming_the_field(make_version, staff_user, analyst_api,
-                                                                                django_capture_on_commit_callbacks):
+def test_a_regression_model_asked_for_probabilities_is_a_400_naming_the_field(
+    make_version, staff_user, analyst_api, django_capture_on_commit_callbacks
+):
     from apps.deployments.services.model_deployment_service import deployment_create
 
     version = make_version("regression")
@@ -93,8 +110,10 @@ def test_a_regression_model_asked_for_probabilities_is_a_400_naming_the_field(ma
     assert response.status_code == 400, response.content
     assert response.json()["field"] == "params.probabilities" and "regression" in response.json()["detail"]
     rows = [{"f1": 0.1, "f2": 0.2}]
-    v2 = {"inputs": [{"name": c, "shape": [1], "datatype": "FP64", "data": [rows[0][c]]} for c in ("f1", "f2")],
-          "outputs": [{"name": "probabilities"}]}
+    v2 = {
+        "inputs": [{"name": c, "shape": [1], "datatype": "FP64", "data": [rows[0][c]]} for c in ("f1", "f2")],
+        "outputs": [{"name": "probabilities"}],
+    }
     response = analyst_api.post(INFER, v2, format="json")
     assert response.status_code == 400 and set(response.json()) == {"error"}
     assert response.json()["error"].startswith("outputs:") and "regression" in response.json()["error"]
@@ -103,15 +122,21 @@ def test_a_regression_model_asked_for_probabilities_is_a_400_naming_the_field(ma
     assert [o["name"] for o in metadata["outputs"]] == ["predictions", "rows"]
     prediction_logs_flush()
     assert list(PredictionLog.objects.order_by("served_at").values_list("status", "probabilities")) == [
-        ("client_error", None), ("client_error", None), ("ok", None)]
+        ("client_error", None),
+        ("client_error", None),
+        ("ok", None),
+    ]
 
 
-@pytest.mark.parametrize("params, field", [
-    ({"probabilities": True, "temperature": 2}, "params.temperature"),
-    ({"probabilities": "yes"}, "params.probabilities"),
-    ({"probabilities": 1}, "params.probabilities"),
-    (["probabilities"], "params"),
-])
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"probabilities": True, "temperature": 2}, "params.temperature"),
+        ({"probabilities": "yes"}, "params.probabilities"),
+        ({"probabilities": 1}, "params.probabilities"),
+        (["probabilities"], "params"),
+    ],
+)
 def test_unknown_or_malformed_params_are_a_400_naming_the_key(deployment, analyst_api, params, field):
     response = analyst_api.post(PREDICT, {"instances": [record()], "params": params}, format="json")
     assert response.status_code == 400, response.content
@@ -119,9 +144,11 @@ def test_unknown_or_malformed_params_are_a_400_naming_the_key(deployment, analys
 
 
 def test_an_unknown_or_repeated_v2_output_is_a_400_in_the_protocols_error_shape(deployment, analyst_api):
-    for outputs, named in (([{"name": "probabilities"}, {"name": "logits"}], "'logits'"),
-                           ([{"name": "predictions"}, {"name": "predict"}], "'predict'"),
-                           ([{"nom": "probabilities"}], "{name}")):
+    for outputs, named in (
+        ([{"name": "probabilities"}, {"name": "logits"}], "'logits'"),
+        ([{"name": "predictions"}, {"name": "predict"}], "'predict'"),
+        ([{"nom": "probabilities"}], "{name}"),
+    ):
         response = analyst_api.post(INFER, v2_body([record()], outputs=outputs), format="json")
         assert response.status_code == 400, response.content
         assert set(response.json()) == {"error"} and response.json()["error"].startswith("outputs:")
@@ -140,13 +167,20 @@ def test_v2_metadata_lists_the_probabilities_output_with_one_column_per_class(de
 
 
 def test_prediction_logs_keep_every_classifier_answers_probabilities_even_when_the_client_did_not_ask(
-        deployment, two_versions, staff_user, analyst_api, django_capture_on_commit_callbacks):
+    deployment, two_versions, staff_user, analyst_api, django_capture_on_commit_callbacks
+):
     from apps.deployments.services.model_deployment_service import deployment_set_traffic
 
     champion, challenger = two_versions
     with django_capture_on_commit_callbacks(execute=True):
-        deployment_set_traffic(deployment=deployment, user=staff_user, allocations=[
-            {"model_version": champion, "weight": 100}, {"model_version": challenger, "weight": 0, "shadow": True}])
+        deployment_set_traffic(
+            deployment=deployment,
+            user=staff_user,
+            allocations=[
+                {"model_version": champion, "weight": 100},
+                {"model_version": challenger, "weight": 0, "shadow": True},
+            ],
+        )
     rows = rows_of(n=4)
     asked = analyst_api.post(PREDICT, {"dataframe_records": rows, **ASK}, format="json").json()
     unasked = analyst_api.post(PREDICT, {"dataframe_records": rows}, format="json").json()
@@ -179,7 +213,12 @@ def test_the_openapi_schema_documents_the_probability_option_outputs_and_monitor
     response = component("/api/v1/deployments/{name}/predict", "post", "responses", "200")
     assert {"probabilities", "classes"} <= set(response["properties"])
     infer = component("/v2/models/{name}/infer", "post", "requestBody")
-    assert "probabilities" in components[infer["properties"]["outputs"]["items"]["$ref"].rsplit("/", 1)[-1]]["properties"]["name"]["description"]
+    assert (
+        "probabilities"
+        in components[infer["properties"]["outputs"]["items"]["$ref"].rsplit("/", 1)[-1]]["properties"]["name"][
+            "description"
+        ]
+    )
     summary = component("/api/v1/monitoring/deployments/{name}/summary", "get", "responses", "200")
     version = components[summary["properties"]["versions"]["items"]["$ref"].rsplit("/", 1)[-1]]
     assert {"log_loss", "calibration"} <= set(version["properties"])

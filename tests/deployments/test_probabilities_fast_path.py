@@ -1,5 +1,6 @@
 """Class probabilities through the ASGI fast path: the same answers and errors as the DRF views, and
 micro-batched requests that ask for them and requests that do not still share one model call."""
+
 import asyncio
 import json
 
@@ -26,15 +27,22 @@ def close(batched, single):
     kernel by shape); the answers are the same model's to within that."""
     np.testing.assert_allclose(np.asarray(batched, dtype=float), np.asarray(single, dtype=float), rtol=1e-6, atol=1e-6)
 
+
 COLUMNS = ("f1", "f2", "f3")
 
 
 def v2_body(rows, **extra):
-    return {"inputs": [{"name": c, "shape": [len(rows)], "datatype": "FP64", "data": [r[c] for r in rows]} for c in COLUMNS],
-            **extra}
+    return {
+        "inputs": [
+            {"name": c, "shape": [len(rows)], "datatype": "FP64", "data": [r[c] for r in rows]} for c in COLUMNS
+        ],
+        **extra,
+    }
 
 
-def test_the_fast_path_and_the_drf_views_answer_probabilities_and_their_refusals_alike(served, make_version, staff_user):
+def test_the_fast_path_and_the_drf_views_answer_probabilities_and_their_refusals_alike(
+    served, make_version, staff_user
+):
     _, token = served
     deployment_create(name="returns", model_version=make_version("regression", model_name="returns"), user=staff_user)
     app = PredictionFastPath(get_asgi_application())
@@ -42,7 +50,10 @@ def test_the_fast_path_and_the_drf_views_answer_probabilities_and_their_refusals
     ask = {"params": {"probabilities": True}}
     cases = [
         (PREDICT, {"dataframe_records": rows, **ask}),
-        (PREDICT, {"dataframe_split": {"columns": list(COLUMNS), "data": [[r[c] for c in COLUMNS] for r in rows]}, **ask}),
+        (
+            PREDICT,
+            {"dataframe_split": {"columns": list(COLUMNS), "data": [[r[c] for c in COLUMNS] for r in rows]}, **ask},
+        ),
         (PREDICT, {"instances": rows, **ask}),
         (PREDICT, {"inputs": {c: [r[c] for r in rows] for c in COLUMNS}, **ask}),
         (INFER, v2_body(rows, outputs=[{"name": "probabilities"}])),
@@ -51,9 +62,16 @@ def test_the_fast_path_and_the_drf_views_answer_probabilities_and_their_refusals
         (PREDICT, {"instances": rows, "params": "probabilities"}),
         (INFER, v2_body(rows, outputs=[{"name": "logits"}])),
         ("/api/v1/deployments/returns/predict", {"instances": [{"f1": 1.0, "f2": 2.0}], **ask}),
-        ("/v2/models/returns/infer", {"inputs": [{"name": "f1", "shape": [1], "datatype": "FP64", "data": [1.0]},
-                                                 {"name": "f2", "shape": [1], "datatype": "FP64", "data": [2.0]}],
-                                      "outputs": [{"name": "probabilities"}]}),
+        (
+            "/v2/models/returns/infer",
+            {
+                "inputs": [
+                    {"name": "f1", "shape": [1], "datatype": "FP64", "data": [1.0]},
+                    {"name": "f2", "shape": [1], "datatype": "FP64", "data": [2.0]},
+                ],
+                "outputs": [{"name": "probabilities"}],
+            },
+        ),
     ]
     statuses = []
     for path, body in cases:
@@ -72,8 +90,10 @@ def test_requests_that_ask_for_probabilities_and_requests_that_do_not_share_one_
     _, token = served
     app = PredictionFastPath(get_asgi_application())
     frame = classification_frame(n=18, seed=9)[list(COLUMNS)]
-    chunks = [frame.iloc[i:i + 3].to_dict(orient="records") for i in range(0, 18, 3)]
-    singles = [call(app, PREDICT, {"dataframe_records": rows, "params": {"probabilities": True}}, token)[1] for rows in chunks]
+    chunks = [frame.iloc[i : i + 3].to_dict(orient="records") for i in range(0, 18, 3)]
+    singles = [
+        call(app, PREDICT, {"dataframe_records": rows, "params": {"probabilities": True}}, token)[1] for rows in chunks
+    ]
     calls = []
     original = predict_module._run_model
 
@@ -92,9 +112,14 @@ def test_requests_that_ask_for_probabilities_and_requests_that_do_not_share_one_
             bodies.append((INFER, v2_body(rows, outputs=[{"name": "predictions"}, {"name": "probabilities"}])))
 
     async def burst():
-        headers = [(b"host", b"testserver"), (b"content-type", b"application/json"),
-                   (b"authorization", f"Bearer {token}".encode())]
-        communicators = [HttpCommunicator(app, "POST", path, body=json.dumps(b).encode(), headers=headers) for path, b in bodies]
+        headers = [
+            (b"host", b"testserver"),
+            (b"content-type", b"application/json"),
+            (b"authorization", f"Bearer {token}".encode()),
+        ]
+        communicators = [
+            HttpCommunicator(app, "POST", path, body=json.dumps(b).encode(), headers=headers) for path, b in bodies
+        ]
         return await asyncio.gather(*(c.get_response(timeout=30) for c in communicators))
 
     answers = [json.loads(r["body"]) for r in async_to_sync(burst)()]
@@ -115,6 +140,8 @@ def test_requests_that_ask_for_probabilities_and_requests_that_do_not_share_one_
             assert "probabilities" not in answer
         request_ids.append(answer["request_id"])
     prediction_logs_flush()
-    logged = {str(log.request_id): log.probabilities for log in PredictionLog.objects.filter(request_id__in=request_ids)}
+    logged = {
+        str(log.request_id): log.probabilities for log in PredictionLog.objects.filter(request_id__in=request_ids)
+    }
     for request_id, single in zip(request_ids, singles):
         close(logged[request_id], single["probabilities"])

@@ -2,6 +2,7 @@
 client on that same process keeps receiving its pushes, all of them and in order: model calls run off
 the event loop, so they cannot hold the socket up. The latency itself is a benchmark's figure
 (bench/bench_log_latency.py --load-connections 32); this test proves arrival and order under load."""
+
 import asyncio
 import json
 import subprocess
@@ -46,15 +47,22 @@ def web(monkeypatch):
     server.stop()
 
 
-def test_pushes_arrive_in_order_while_predictions_saturate_the_same_process(make_version, staff_user, analyst_user, web):
+def test_pushes_arrive_in_order_while_predictions_saturate_the_same_process(
+    make_version, staff_user, analyst_user, web
+):
     deployment_create(name="price-direction", model_version=make_version(seed=0), user=staff_user)
     _, token = api_token_create(user=analyst_user, name="load")
     browser = Client()
     browser.force_login(analyst_user)
     cookie = f"sessionid={browser.cookies['sessionid'].value}"
 
-    load = subprocess.Popen([sys.executable, "-c", LOAD.format(root=str(ROOT), port=web.port, token=token)],
-                            env=worker_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    load = subprocess.Popen(
+        [sys.executable, "-c", LOAD.format(root=str(ROOT), port=web.port, token=token)],
+        env=worker_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         time.sleep(2)  # the load is at full speed before the first push
         received = asyncio.run(push_and_listen(web.port, cookie))
@@ -73,8 +81,11 @@ async def push_and_listen(port: int, cookie: str) -> list[str]:
 
     layer = get_channel_layer()
     received = []
-    async with connect(f"ws://127.0.0.1:{port}/ws/deployments/", additional_headers={"Cookie": cookie},
-                       origin=f"http://127.0.0.1:{port}") as socket:
+    async with connect(
+        f"ws://127.0.0.1:{port}/ws/deployments/",
+        additional_headers={"Cookie": cookie},
+        origin=f"http://127.0.0.1:{port}",
+    ) as socket:
         for i in range(PUSHES):
             await layer.group_send(GROUP, {"type": "deployment.changed", "deployment": f"push-{i}"})
             await asyncio.sleep(0.02)

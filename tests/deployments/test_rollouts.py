@@ -1,4 +1,5 @@
 """The rollout state machine: transitions, weights, events, conflicts, and who may act."""
+
 import threading
 
 import pytest
@@ -22,7 +23,9 @@ STAGES = [
 
 
 def weights(deployment) -> dict[int, float]:
-    return {r.model_version_id: r.weight for r in DeploymentVersion.objects.filter(deployment=deployment) if r.weight > 0}
+    return {
+        r.model_version_id: r.weight for r in DeploymentVersion.objects.filter(deployment=deployment) if r.weight > 0
+    }
 
 
 @pytest.fixture
@@ -31,8 +34,9 @@ def rollout(deployment, challenger, staff_user, django_capture_on_commit_callbac
         return rollout_create(deployment=deployment, challenger=challenger, stages=STAGES, user=staff_user)
 
 
-def test_a_rollout_walks_draft_running_paused_and_completes_with_weights_and_events(rollout, champion, challenger, staff_user,
-                                                                                    django_capture_on_commit_callbacks):
+def test_a_rollout_walks_draft_running_paused_and_completes_with_weights_and_events(
+    rollout, champion, challenger, staff_user, django_capture_on_commit_callbacks
+):
     deployment = rollout.deployment
     assert rollout.status == RolloutStatus.DRAFT and weights(deployment) == {champion.pk: 100.0}
     generation = deployment.generation
@@ -54,9 +58,18 @@ def test_a_rollout_walks_draft_running_paused_and_completes_with_weights_and_eve
     assert ModelAlias.objects.get(registered_model=challenger.registered_model, alias="champion").version == challenger
     deployment.refresh_from_db()
     assert deployment.generation > generation
-    kinds = list(DeploymentEvent.objects.filter(rollout=rollout).order_by("created_at", "id").values_list("kind", flat=True))
-    assert kinds == [EventKind.ROLLOUT_CREATED, EventKind.ROLLOUT_STARTED, EventKind.ROLLOUT_PAUSED, EventKind.ROLLOUT_RESUMED,
-                     EventKind.STAGE_ADVANCED, EventKind.STAGE_ADVANCED, EventKind.ROLLOUT_COMPLETED]
+    kinds = list(
+        DeploymentEvent.objects.filter(rollout=rollout).order_by("created_at", "id").values_list("kind", flat=True)
+    )
+    assert kinds == [
+        EventKind.ROLLOUT_CREATED,
+        EventKind.ROLLOUT_STARTED,
+        EventKind.ROLLOUT_PAUSED,
+        EventKind.ROLLOUT_RESUMED,
+        EventKind.STAGE_ADVANCED,
+        EventKind.STAGE_ADVANCED,
+        EventKind.ROLLOUT_COMPLETED,
+    ]
     started = DeploymentEvent.objects.get(rollout=rollout, kind=EventKind.ROLLOUT_STARTED)
     assert started.actor == staff_user and started.reason == "go"
     assert started.from_status == RolloutStatus.DRAFT and started.to_status == RolloutStatus.RUNNING
@@ -81,7 +94,9 @@ def test_a_promote_for_a_stage_the_rollout_has_left_is_a_conflict(rollout, staff
     assert Rollout.objects.get(pk=rollout.pk).stage_index == 1
 
 
-def test_a_deployment_has_one_open_rollout_at_a_time_and_the_champion_cannot_challenge_itself(rollout, deployment, champion, challenger, staff_user):
+def test_a_deployment_has_one_open_rollout_at_a_time_and_the_champion_cannot_challenge_itself(
+    rollout, deployment, champion, challenger, staff_user
+):
     with pytest.raises(TransitionConflict, match="already has an open rollout"):
         rollout_create(deployment=deployment, challenger=challenger, user=staff_user)
     rollout_transition(rollout=rollout, action=RolloutAction.ABORT, user=staff_user)
@@ -109,8 +124,9 @@ def test_bad_stages_and_gates_are_refused_naming_the_key(deployment, challenger,
     assert not Rollout.objects.exists()
 
 
-def test_rolling_the_deployment_back_to_any_earlier_version_ends_the_open_rollout(rollout, champion, challenger, staff_user,
-                                                                                  make_version, django_capture_on_commit_callbacks):
+def test_rolling_the_deployment_back_to_any_earlier_version_ends_the_open_rollout(
+    rollout, champion, challenger, staff_user, make_version, django_capture_on_commit_callbacks
+):
     deployment = rollout.deployment
     rollout = rollout_transition(rollout=rollout, action=RolloutAction.START, user=staff_user)
     with django_capture_on_commit_callbacks(execute=True):
@@ -140,8 +156,13 @@ def test_two_staff_pressing_promote_at_once_advance_the_rollout_once(make_versio
     def press():
         try:
             barrier.wait()
-            rollout_transition(rollout=Rollout.objects.get(pk=rollout.pk), action=RolloutAction.PROMOTE, user=staff_user,
-                               expected_stage=0, reason="looks good")
+            rollout_transition(
+                rollout=Rollout.objects.get(pk=rollout.pk),
+                action=RolloutAction.PROMOTE,
+                user=staff_user,
+                expected_stage=0,
+                reason="looks good",
+            )
             outcomes.append("promoted")
         except TransitionConflict:
             outcomes.append("conflict")

@@ -1,4 +1,5 @@
 """Weighted splitting and sticky keys, on the router itself (no database)."""
+
 import math
 import random
 
@@ -6,7 +7,9 @@ from apps.deployments.router import Route, RoutingTable, bucket
 
 
 def split_table(challenger_percent: float, generation: int = 1) -> RoutingTable:
-    return RoutingTable("price-direction", generation, [Route(1, 100 - challenger_percent), Route(2, challenger_percent)])
+    return RoutingTable(
+        "price-direction", generation, [Route(1, 100 - challenger_percent), Route(2, challenger_percent)]
+    )
 
 
 def test_random_traffic_splits_within_four_standard_deviations_of_the_weights():

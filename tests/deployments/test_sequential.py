@@ -1,4 +1,5 @@
 """The always-valid sequential test: A/A simulations with a look after every batch of feedback."""
+
 import numpy as np
 import pytest
 
@@ -24,7 +25,9 @@ def simulate_accuracy(p_champion, p_challenger, *, seed=0, alpha=0.05):
             n_a += n_new_a
             s_b += rng.binomial(n_new_b, p_challenger)
             n_b += n_new_b
-            result = msprt(ArmStats.bernoulli(successes=s_a, n=n_a), ArmStats.bernoulli(successes=s_b, n=n_b), alpha=alpha)
+            result = msprt(
+                ArmStats.bernoulli(successes=s_a, n=n_a), ArmStats.bernoulli(successes=s_b, n=n_b), alpha=alpha
+            )
             if result.decision != CONTINUE:
                 decision = result.decision
                 break
@@ -45,8 +48,10 @@ def simulate_rmse(sd_champion, sd_challenger, *, seed=0):
             errors_b = rng.normal(0, sd_challenger, n_b) ** 2
             a = [a[0] + len(errors_a), a[1] + errors_a.sum(), a[2] + (errors_a**2).sum()]
             b = [b[0] + len(errors_b), b[1] + errors_b.sum(), b[2] + (errors_b**2).sum()]
-            result = msprt(ArmStats.squared_errors(n=a[0], sq_error_sum=a[1], sq_error_sq_sum=a[2]),
-                           ArmStats.squared_errors(n=b[0], sq_error_sum=b[1], sq_error_sq_sum=b[2]))
+            result = msprt(
+                ArmStats.squared_errors(n=a[0], sq_error_sum=a[1], sq_error_sq_sum=a[2]),
+                ArmStats.squared_errors(n=b[0], sq_error_sum=b[1], sq_error_sq_sum=b[2]),
+            )
             if result.decision != CONTINUE:
                 decision = result.decision
                 break

@@ -1,5 +1,6 @@
 """A revoked token stops predicting: at once on the process that saved the change, within
 DEPLOYMENTS_AUTH_CACHE_MS on every other one (their change reaches this one only through the database)."""
+
 import time
 
 import pytest

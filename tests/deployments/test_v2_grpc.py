@@ -4,6 +4,7 @@ across transports, versioned requests, a model with history), logging what it se
 routing changes as a web process does; tokens as
 REST takes them, probes without one, bad input named. And the REST and gRPC paths spending one
 client's rate together; a message over the limit refused."""
+
 import json
 import socket
 import subprocess
@@ -48,7 +49,11 @@ class GrpcProcess:
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mlops_portal.grpc_serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=ROOT, env=worker_env(), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT,
+            env=worker_env(),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         return self
 
@@ -129,8 +134,9 @@ def texts(array) -> list[str]:
 
 def rest_predict(api, name: str, records: list, routing_key: str | None = None, **extra) -> dict:
     headers = {"HTTP_X_ROUTING_KEY": routing_key} if routing_key else {}
-    response = api.post(f"/api/v1/deployments/{name}/predict", {"dataframe_records": records, **extra},
-                        format="json", **headers)
+    response = api.post(
+        f"/api/v1/deployments/{name}/predict", {"dataframe_records": records, **extra}, format="json", **headers
+    )
     assert response.status_code == 200, response.content
     return response.json()
 
@@ -143,19 +149,23 @@ def status_of(call) -> tuple[str, str]:
 
 @pytest.fixture
 def served(grpc_process, make_version, staff_user):
-    """"grpc-plain" splitting 50/50 between two classifiers, "grpc-history" a model with history."""
+    """ "grpc-plain" splitting 50/50 between two classifiers, "grpc-history" a model with history."""
     champion = make_version(seed=0, model_name="grpc-plain")
     challenger = make_version(seed=1, model_name="grpc-plain")
     deployment = deployment_create(name="grpc-plain", model_version=champion, user=staff_user)
-    deployment_set_traffic(deployment=deployment, user=staff_user, allocations=[
-        {"model_version": champion, "weight": 50}, {"model_version": challenger, "weight": 50}])
+    deployment_set_traffic(
+        deployment=deployment,
+        user=staff_user,
+        allocations=[{"model_version": champion, "weight": 50}, {"model_version": challenger, "weight": 50}],
+    )
     history = make_version("history", model_name="grpc-history")
     deployment_create(name="grpc-history", model_version=history, user=staff_user)
     return deployment, champion, challenger, history
 
 
 def test_tritonclient_grpc_reads_metadata_and_infers_with_the_predictions_of_the_rest_path(
-        served, client, grpc_process, grpc_port, token, analyst_api, staff_user):
+    served, client, grpc_process, grpc_port, token, analyst_api, staff_user
+):
     deployment, champion, challenger, history = served
 
     server = client.get_server_metadata(headers=bearer(token))
@@ -172,8 +182,13 @@ def test_tritonclient_grpc_reads_metadata_and_infers_with_the_predictions_of_the
     seen = set()
     for key in (f"customer-{i}" for i in range(30)):
         expected = rest_predict(analyst_api, "grpc-plain", records, key, params={"probabilities": True})
-        result = client.infer("grpc-plain", tensors(columns_of(records, FEATURES)), outputs=outputs,
-                              headers=bearer(token), parameters={"routing_key": key})
+        result = client.infer(
+            "grpc-plain",
+            tensors(columns_of(records, FEATURES)),
+            outputs=outputs,
+            headers=bearer(token),
+            parameters={"routing_key": key},
+        )
         assert result.get_response().model_version == expected["model_version"], key
         assert result.as_numpy("predictions").tolist() == expected["predictions"]
         assert texts(result.as_numpy("rows")) == expected["rows"]
@@ -186,15 +201,21 @@ def test_tritonclient_grpc_reads_metadata_and_infers_with_the_predictions_of_the
     assert seen == {str(champion.version), str(challenger.version)}
 
     # Concurrent calls go through the micro-batcher together; each still gets its own answer.
-    asked = {f"customer-{i}": classification_frame(n=1 + i, seed=20 + i)[FEATURES].to_dict(orient="records")
-             for i in range(6)}
+    asked = {
+        f"customer-{i}": classification_frame(n=1 + i, seed=20 + i)[FEATURES].to_dict(orient="records")
+        for i in range(6)
+    }
     expected = {key: rest_predict(analyst_api, "grpc-plain", rows, key) for key, rows in asked.items()}
 
     def infer(key):
         own = triton.InferenceServerClient(url=f"127.0.0.1:{grpc_port}")
         try:
-            result = own.infer("grpc-plain", tensors(columns_of(asked[key], FEATURES)), headers=bearer(token),
-                               parameters={"routing_key": key})
+            result = own.infer(
+                "grpc-plain",
+                tensors(columns_of(asked[key], FEATURES)),
+                headers=bearer(token),
+                parameters={"routing_key": key},
+            )
             return result.get_response().model_version, result.as_numpy("predictions").tolist()
         finally:
             own.close()
@@ -205,8 +226,12 @@ def test_tritonclient_grpc_reads_metadata_and_infers_with_the_predictions_of_the
 
     # A version named in the request is served outside the split, and logged against it by the process.
     for version in (challenger, champion):
-        result = client.infer("grpc-plain", tensors(columns_of(records, FEATURES)), model_version=str(version.version),
-                              headers=bearer(token))
+        result = client.infer(
+            "grpc-plain",
+            tensors(columns_of(records, FEATURES)),
+            model_version=str(version.version),
+            headers=bearer(token),
+        )
         response = result.get_response()
         assert response.model_version == str(version.version)
         request_id = response.parameters["request_id"].string_param
@@ -226,21 +251,36 @@ def test_tritonclient_grpc_reads_metadata_and_infers_with_the_predictions_of_the
     request = pb.ModelInferRequest(model_name="grpc-history")
     for name in ("date", "ticker"):
         request.inputs.add(name=name, datatype="BYTES", shape=[len(latest)]).contents.bytes_contents.extend(
-            value.encode() for value in columns[name])
+            value.encode() for value in columns[name]
+        )
     request.inputs.add(name="x", datatype="FP64", shape=[len(latest)]).contents.fp64_contents.extend(columns["x"])
     with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
         response = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(
-            request, metadata=[("authorization", f"Token {token}")], timeout=30)
+            request, metadata=[("authorization", f"Token {token}")], timeout=30
+        )
     assert [o.name for o in response.outputs] == ["predictions", "rows"]
     assert np.frombuffer(response.raw_output_contents[0], dtype="<i8").tolist() == expected["predictions"]
 
     # A routing change reaches the process as it reaches a web process: it switches, then acknowledges.
-    deployment_set_traffic(deployment=deployment, user=staff_user, allocations=[
-        {"model_version": champion, "weight": 0}, {"model_version": challenger, "weight": 100}])
+    deployment_set_traffic(
+        deployment=deployment,
+        user=staff_user,
+        allocations=[{"model_version": champion, "weight": 0}, {"model_version": challenger, "weight": 100}],
+    )
     deployment.refresh_from_db()
-    assert wait_until(lambda: client.infer(
-        "grpc-plain", tensors(columns_of(records, FEATURES)), headers=bearer(token),
-        parameters={"routing_key": "customer-0"}).get_response().model_version == str(challenger.version))
+    assert wait_until(
+        lambda: (
+            client.infer(
+                "grpc-plain",
+                tensors(columns_of(records, FEATURES)),
+                headers=bearer(token),
+                parameters={"routing_key": "customer-0"},
+            )
+            .get_response()
+            .model_version
+            == str(challenger.version)
+        )
+    )
     process = f"{socket.gethostname()}:{grpc_process.proc.pid}"
 
     def acknowledged():
@@ -251,18 +291,25 @@ def test_tritonclient_grpc_reads_metadata_and_infers_with_the_predictions_of_the
 
 
 def test_grpc_needs_a_portal_token_except_for_probes_and_names_what_is_wrong(
-        client, grpc_port, token, outsider_user, make_version, staff_user):
+    client, grpc_port, token, outsider_user, make_version, staff_user
+):
     version = make_version(seed=0, model_name="grpc-checks")
     deployment_create(name="grpc-checks", model_version=version, user=staff_user)
     good = columns_of(classification_frame(n=3, seed=2)[FEATURES].to_dict(orient="records"), FEATURES)
 
     # Probes for a load balancer need no token; everything about models does.
     assert client.is_server_live() and client.is_server_ready()
-    for call in (client.get_server_metadata, lambda: client.get_model_metadata("grpc-checks"),
-                 lambda: client.is_model_ready("grpc-checks"), lambda: client.infer("grpc-checks", tensors(good))):
+    for call in (
+        client.get_server_metadata,
+        lambda: client.get_model_metadata("grpc-checks"),
+        lambda: client.is_model_ready("grpc-checks"),
+        lambda: client.infer("grpc-checks", tensors(good)),
+    ):
         assert status_of(call)[0] == "StatusCode.UNAUTHENTICATED"
-    assert status_of(lambda: client.infer("grpc-checks", tensors(good), headers=bearer("not-a-token")))[0] == \
-        "StatusCode.UNAUTHENTICATED"
+    assert (
+        status_of(lambda: client.infer("grpc-checks", tensors(good), headers=bearer("not-a-token")))[0]
+        == "StatusCode.UNAUTHENTICATED"
+    )
     outsider = api_token_create(user=outsider_user, name="grpc")[1]
     code, message = status_of(lambda: client.infer("grpc-checks", tensors(good), headers=bearer(outsider)))
     assert code == "StatusCode.PERMISSION_DENIED" and "may not ask for predictions" in message
@@ -277,28 +324,36 @@ def test_grpc_needs_a_portal_token_except_for_probes_and_names_what_is_wrong(
     short = pb.ModelInferRequest(model_name="grpc-checks")
     for name in FEATURES:
         short.inputs.add(name=name, datatype="FP64", shape=[3])
-        short.raw_input_contents.append(np.asarray(good[name][:2 if name == "f1" else 3], dtype="<f8").tobytes())
+        short.raw_input_contents.append(np.asarray(good[name][: 2 if name == "f1" else 3], dtype="<f8").tobytes())
     with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel, pytest.raises(grpc.RpcError) as refused:
         service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(short, metadata=bearer(token).items(), timeout=30)
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "raw_input_contents[0] (f1)" in refused.value.details() and "24 bytes, got 16" in refused.value.details()
 
     # Unknown models and versions: NOT_FOUND, saying what is served.
-    assert status_of(lambda: client.infer("no-such-model", tensors(good), headers=bearer(token)))[0] == \
-        "StatusCode.NOT_FOUND"
-    assert status_of(lambda: client.get_model_metadata("no-such-model", headers=bearer(token)))[0] == \
-        "StatusCode.NOT_FOUND"
-    code, message = status_of(lambda: client.infer("grpc-checks", tensors(good), model_version="99",
-                                                   headers=bearer(token)))
+    assert (
+        status_of(lambda: client.infer("no-such-model", tensors(good), headers=bearer(token)))[0]
+        == "StatusCode.NOT_FOUND"
+    )
+    assert (
+        status_of(lambda: client.get_model_metadata("no-such-model", headers=bearer(token)))[0]
+        == "StatusCode.NOT_FOUND"
+    )
+    code, message = status_of(
+        lambda: client.infer("grpc-checks", tensors(good), model_version="99", headers=bearer(token))
+    )
     assert code == "StatusCode.NOT_FOUND" and f"serves version {version.version}" in message
     assert client.is_model_ready("grpc-checks", headers=bearer(token))
 
 
 def test_rest_and_grpc_spend_one_rate_per_client_and_a_message_over_the_limit_is_refused(
-        settings, token, analyst_api, make_version, staff_user):
+    settings, token, analyst_api, make_version, staff_user
+):
     # An in-process server: the rate is a setting of this process (DRF reads it at request time).
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK,
-                               "DEFAULT_THROTTLE_RATES": {"user": "100000/minute", "predict": "2/minute"}}
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"user": "100000/minute", "predict": "2/minute"},
+    }
     version = make_version(seed=0, model_name="grpc-throttled")
     deployment_create(name="grpc-throttled", model_version=version, user=staff_user)
     records = classification_frame(n=2, seed=3)[FEATURES].to_dict(orient="records")
@@ -309,8 +364,9 @@ def test_rest_and_grpc_spend_one_rate_per_client_and_a_message_over_the_limit_is
     try:
         rest_predict(analyst_api, "grpc-throttled", records)
         client.infer("grpc-throttled", tensors(columns_of(records, FEATURES)), headers=bearer(token))
-        code, message = status_of(lambda: client.infer("grpc-throttled", tensors(columns_of(records, FEATURES)),
-                                                       headers=bearer(token)))
+        code, message = status_of(
+            lambda: client.infer("grpc-throttled", tensors(columns_of(records, FEATURES)), headers=bearer(token))
+        )
         assert code == "StatusCode.RESOURCE_EXHAUSTED" and "throttled" in message
 
         large = triton.InferInput("f1", [10_000], "FP64").set_data_from_numpy(np.zeros(10_000))

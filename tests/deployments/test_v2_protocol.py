@@ -2,6 +2,7 @@
 process, in its default binary encoding and in JSON, giving the REST path's predictions; versioned
 routes; JSON errors everywhere under /v2; health probes without a token. And the binary tensor data
 extension answered alike by the ASGI fast path and the DRF view."""
+
 import http.client
 import json
 
@@ -65,9 +66,13 @@ def request(port: int, method: str, path: str, body: bytes | None = None, header
 
 
 def rest_predict(port: int, token: str, name: str, records: list, **extra) -> dict:
-    status, _, data = request(port, "POST", f"/api/v1/deployments/{name}/predict",
-                              json.dumps({"dataframe_records": records, **extra}).encode(),
-                              {**auth(token), "Content-Type": "application/json"})
+    status, _, data = request(
+        port,
+        "POST",
+        f"/api/v1/deployments/{name}/predict",
+        json.dumps({"dataframe_records": records, **extra}).encode(),
+        {**auth(token), "Content-Type": "application/json"},
+    )
     assert status == 200, data
     return json.loads(data)
 
@@ -95,7 +100,8 @@ def columns_of(records: list, names) -> dict:
 
 
 def test_tritonclient_reads_metadata_and_infers_in_binary_and_json_with_the_predictions_of_the_rest_path(
-        web, token, make_version, staff_user):
+    web, token, make_version, staff_user
+):
     plain = make_version(seed=0)
     history = make_version("history", model_name="ticker-direction")
     deployment_create(name="price-direction", model_version=plain, user=staff_user)
@@ -121,13 +127,21 @@ def test_tritonclient_reads_metadata_and_infers_in_binary_and_json_with_the_pred
     assert texts(result.as_numpy("rows")) == expected["rows"]
     assert response["model_version"] == expected["model_version"]
 
-    result = client.infer("price-direction", tensors(columns, binary=False), outputs=json_outputs("predictions", "rows"),
-                          headers=auth(token))
+    result = client.infer(
+        "price-direction",
+        tensors(columns, binary=False),
+        outputs=json_outputs("predictions", "rows"),
+        headers=auth(token),
+    )
     assert all("data" in o for o in result.get_response()["outputs"])
     assert result.as_numpy("predictions").tolist() == expected["predictions"]
 
-    result = client.infer("price-direction", tensors(columns, binary=True),
-                          outputs=[triton.InferRequestedOutput("probabilities")], headers=auth(token))
+    result = client.infer(
+        "price-direction",
+        tensors(columns, binary=True),
+        outputs=[triton.InferRequestedOutput("probabilities")],
+        headers=auth(token),
+    )
     probabilities = result.as_numpy("probabilities")
     assert probabilities.dtype == np.float32 and probabilities.shape == (5, 2)
     np.testing.assert_allclose(probabilities, np.array(expected["probabilities"], dtype=np.float32), rtol=1e-6)
@@ -160,24 +174,38 @@ def test_tritonclient_reads_metadata_and_infers_in_binary_and_json_with_the_pred
     client.close()
 
 
-def test_a_versioned_route_serves_that_version_outside_the_traffic_split_and_logs_it(web, token, make_version,
-                                                                                        staff_user):
+def test_a_versioned_route_serves_that_version_outside_the_traffic_split_and_logs_it(
+    web, token, make_version, staff_user
+):
     champion, challenger = make_version(seed=0), make_version(seed=1)
     deployment = deployment_create(name="price-direction", model_version=champion, user=staff_user)
-    deployment_set_traffic(deployment=deployment, user=staff_user, allocations=[
-        {"model_version": champion, "weight": 90}, {"model_version": challenger, "weight": 10}])
+    deployment_set_traffic(
+        deployment=deployment,
+        user=staff_user,
+        allocations=[{"model_version": champion, "weight": 90}, {"model_version": challenger, "weight": 10}],
+    )
     client = triton.InferenceServerClient(url=f"127.0.0.1:{web.port}")
     columns = columns_of(classification_frame(n=3, seed=5)[list(FEATURES)].to_dict(orient="records"), FEATURES)
 
     # A routing key the split sends to the champion...
-    key = next(k for k in (f"customer-{i}" for i in range(200))
-               if client.infer("price-direction", tensors(columns, binary=True), headers=auth(token),
-                               parameters={"routing_key": k}).get_response()["model_version"] == str(champion.version))
+    key = next(
+        k
+        for k in (f"customer-{i}" for i in range(200))
+        if client.infer(
+            "price-direction", tensors(columns, binary=True), headers=auth(token), parameters={"routing_key": k}
+        ).get_response()["model_version"]
+        == str(champion.version)
+    )
     # ...still reaches the challenger when the request names it.
     for version in (challenger, champion):
         label = str(version.version)
-        result = client.infer("price-direction", tensors(columns, binary=True), model_version=label, headers=auth(token),
-                              parameters={"routing_key": key})
+        result = client.infer(
+            "price-direction",
+            tensors(columns, binary=True),
+            model_version=label,
+            headers=auth(token),
+            parameters={"routing_key": key},
+        )
         response = result.get_response()
         assert response["model_version"] == label
         assert client.is_model_ready("price-direction", model_version=label, headers=auth(token))
@@ -203,7 +231,8 @@ def test_every_error_under_v2_is_json_with_an_error_field(web, token, make_versi
     deployment_create(name="price-direction", model_version=make_version(seed=0), user=staff_user)
     headers = auth(token)
     body, header_length = triton.InferenceServerClient.generate_request_body(
-        tensors({"f1": [0.1], "f2": [0.2], "f3": [0.3]}, binary=True))
+        tensors({"f1": [0.1], "f2": [0.2], "f3": [0.3]}, binary=True)
+    )
     cases = [
         ("GET", "/v2/nothing-here", None, {}, 404),
         ("GET", "/v2/models/nope", None, {}, 404),
@@ -224,7 +253,9 @@ def test_every_error_under_v2_is_json_with_an_error_field(web, token, make_versi
     # What tritonclient's default encoding got before the extension: now the answer says what is missing.
     answer = request(web.port, "POST", "/v2/models/price-direction/infer", body, headers)[2]
     assert HEADER in json.loads(answer)["error"]
-    status, _, answer = request(web.port, "POST", "/v2/models/price-direction/infer", body, {HEADER: str(header_length)})
+    status, _, answer = request(
+        web.port, "POST", "/v2/models/price-direction/infer", body, {HEADER: str(header_length)}
+    )
     assert status == 401 and set(json.loads(answer)) == {"error"}
 
 
@@ -242,15 +273,16 @@ def fast_path_call(app, path: str, body: bytes, token: str, header_length=None):
 
 def drf_call(path: str, body: bytes, token: str, header_length=None):
     extra = {"HTTP_INFERENCE_HEADER_CONTENT_LENGTH": str(header_length)} if header_length is not None else {}
-    response = Client().post(path, data=body, content_type="application/octet-stream",
-                             HTTP_AUTHORIZATION=f"Bearer {token}", **extra)
+    response = Client().post(
+        path, data=body, content_type="application/octet-stream", HTTP_AUTHORIZATION=f"Bearer {token}", **extra
+    )
     return response.status_code, {k.lower().encode(): v.encode() for k, v in response.headers.items()}, response.content
 
 
 def without_ids(status: int, headers: dict, body: bytes):
     """The answer with what differs on every request (the request id) blanked out; binary tails kept."""
     length = headers.get(HEADER.lower().encode())
-    head, tail = (body[:int(length)], body[int(length):]) if length is not None else (body, b"")
+    head, tail = (body[: int(length)], body[int(length) :]) if length is not None else (body, b"")
     data = json.loads(head)
     if "parameters" in data:
         data.pop("id", None)
@@ -265,8 +297,9 @@ def test_the_fast_path_and_the_drf_view_answer_binary_requests_alike(make_versio
     columns = columns_of(classification_frame(n=4, seed=3)[list(FEATURES)].to_dict(orient="records"), FEATURES)
 
     def body(binary=True, outputs=None, columns=columns, **kwargs):
-        return triton.InferenceServerClient.generate_request_body(tensors(columns, binary=binary), outputs=outputs,
-                                                                  **kwargs)
+        return triton.InferenceServerClient.generate_request_body(
+            tensors(columns, binary=binary), outputs=outputs, **kwargs
+        )
 
     infer, pinned = "/v2/models/price-direction/infer", f"/v2/models/price-direction/versions/{champion.version}/infer"
     binary, length = body()
@@ -296,7 +329,8 @@ def test_the_fast_path_and_the_drf_view_answer_binary_requests_alike(make_versio
     assert statuses == [200] * 5 + [400] * 6 + [404] * 2
     assert answers[0][1] == b"application/octet-stream" and answers[2][1] == b"application/json"
     result = triton.InferenceServerClient.parse_response_body(
-        json.dumps(answers[0][3]).encode() + answers[0][4], header_length=len(json.dumps(answers[0][3])))
+        json.dumps(answers[0][3]).encode() + answers[0][4], header_length=len(json.dumps(answers[0][3]))
+    )
     assert result.as_numpy("predictions").shape == (4,)
     assert "classification" in answers[10][3]["error"]
     assert "serves version 1" in answers[11][3]["error"]

@@ -1,4 +1,5 @@
 """The monitoring tests serve real predictions, so they reuse the deployment fixtures."""
+
 from tests.deployments.conftest import (  # noqa: F401  (fixtures)
     _fresh_serving_state,
     challenger,

@@ -1,5 +1,6 @@
 """Log loss and calibration from ground truth on logged class probabilities: per feedback row, per
 version window, in the summary API and in /metrics."""
+
 import math
 from datetime import timedelta
 
@@ -19,7 +20,10 @@ COLUMNS = ["f1", "f2", "f3"]
 
 
 def predict_with_probabilities(client, frame):
-    body = {"dataframe_split": {"columns": COLUMNS, "data": frame[COLUMNS].values.tolist()}, "params": {"probabilities": True}}
+    body = {
+        "dataframe_split": {"columns": COLUMNS, "data": frame[COLUMNS].values.tolist()},
+        "params": {"probabilities": True},
+    }
     response = client.post(PREDICT, body, format="json")
     assert response.status_code == 200, response.content
     return response.json()
@@ -39,28 +43,40 @@ def expected_scores(answers, truths, classes):
     table = []
     for k in np.flatnonzero(counts):
         inside = (confidence >= edges[k]) & ((confidence < edges[k + 1]) | (k == 9))
-        table.append({"lower": round(edges[k], 2), "upper": round(edges[k + 1], 2), "count": int(counts[k]),
-                      "mean_confidence": float(confidence[inside].mean()),
-                      "accuracy": float((predicted[inside] == truth[inside]).mean())})
+        table.append(
+            {
+                "lower": round(edges[k], 2),
+                "upper": round(edges[k + 1], 2),
+                "count": int(counts[k]),
+                "mean_confidence": float(confidence[inside].mean()),
+                "accuracy": float((predicted[inside] == truth[inside]).mean()),
+            }
+        )
     return log_loss, table
 
 
 def assert_table(actual, expected):
-    assert [(b["lower"], b["upper"], b["count"]) for b in actual] == [(b["lower"], b["upper"], b["count"]) for b in expected]
+    assert [(b["lower"], b["upper"], b["count"]) for b in actual] == [
+        (b["lower"], b["upper"], b["count"]) for b in expected
+    ]
     for got, want in zip(actual, expected):
         assert got["mean_confidence"] == pytest.approx(want["mean_confidence"], abs=1e-4)
         assert got["accuracy"] == pytest.approx(want["accuracy"], abs=1e-4)
 
 
 def test_feedback_on_logged_probabilities_gives_the_windows_log_loss_and_reliability_table(
-        deployment, champion, analyst_api, staff_api):
+    deployment, champion, analyst_api, staff_api
+):
     classes = champion.signature["classes"]
     # Labels flipped at random, so the model is wrong some of the time and its confidence is spread.
     frames = [classification_frame(n=40, seed=21, flip=0.3), classification_frame(n=25, seed=22, flip=0.3)]
     answers = [predict_with_probabilities(analyst_api, frame) for frame in frames]
     truths = [frame["label"].tolist() for frame in frames]
-    response = staff_api.post(FEEDBACK, {"feedback": [{"request_id": a["request_id"], "ground_truth": t}
-                                                      for a, t in zip(answers, truths)]}, format="json")
+    response = staff_api.post(
+        FEEDBACK,
+        {"feedback": [{"request_id": a["request_id"], "ground_truth": t} for a, t in zip(answers, truths)]},
+        format="json",
+    )
     assert response.status_code == 200, response.content
     expected_loss, expected_table = expected_scores(answers, truths, classes)
 
@@ -82,11 +98,15 @@ def test_feedback_on_logged_probabilities_gives_the_windows_log_loss_and_reliabi
     assert_table(version["calibration"], expected_table)
 
     metrics = analyst_api.get("/metrics").content.decode()
-    line = next(line for line in metrics.splitlines() if line.startswith('mlops_model_log_loss{deployment="price-direction"'))
+    line = next(
+        line for line in metrics.splitlines() if line.startswith('mlops_model_log_loss{deployment="price-direction"')
+    )
     assert float(line.rsplit(" ", 1)[1]) == pytest.approx(expected_loss, rel=1e-6)
 
 
-def test_a_label_the_model_never_gave_a_probability_costs_the_clipped_log_loss(deployment, champion, analyst_api, staff_api):
+def test_a_label_the_model_never_gave_a_probability_costs_the_clipped_log_loss(
+    deployment, champion, analyst_api, staff_api
+):
     from apps.registry.models import ModelVersion
 
     answer = analyst_api.post(PREDICT, {"instances": [record()]}, format="json").json()
@@ -105,14 +125,17 @@ def test_a_label_the_model_never_gave_a_probability_costs_the_clipped_log_loss(d
 
 
 def test_answers_logged_without_probabilities_keep_their_accuracy_and_have_no_log_loss(
-        deployment, champion, analyst_api, staff_api):
+    deployment, champion, analyst_api, staff_api
+):
     from apps.monitoring.models import PredictionLog
 
     answer = analyst_api.post(PREDICT, {"instances": [record()]}, format="json").json()
     prediction_logs_flush()
     # An answer logged before probabilities were kept.
     PredictionLog.objects.filter(request_id=answer["request_id"]).update(probabilities=None)
-    staff_api.post(FEEDBACK, {"request_id": answer["request_id"], "ground_truth": answer["predictions"][0]}, format="json")
+    staff_api.post(
+        FEEDBACK, {"request_id": answer["request_id"], "ground_truth": answer["predictions"][0]}, format="json"
+    )
     feedback = Feedback.objects.get()
     assert feedback.n_correct == 1 and feedback.log_loss_sum is None and feedback.calibration is None
     window = version_windows(deployment=deployment, since=timezone.now() - timedelta(hours=1))[champion.pk]

@@ -1,6 +1,7 @@
 """A window's part-minute edge is read from the raw rows once and remembered only while that minute's
 rollups stay the same; the drift sample holds each served row once: a history request contributes the
 rows its predictions are for, a plain one a bounded uniform draw of its rows."""
+
 import random
 import time
 import uuid
@@ -38,14 +39,16 @@ def figures(windows) -> dict:
 
 
 def test_an_edge_minute_is_read_from_the_raw_rows_once_and_again_when_a_late_row_lands_in_it(
-        deployment, champion, monkeypatch):
+    deployment, champion, monkeypatch
+):
     # Whole minutes before the window, then a window that starts 20.5 s into a minute.
     minute = datetime.fromtimestamp((time.time() // 60 - 4) * 60, UTC)
     since = minute + timedelta(seconds=20.5)
     lines = store_traffic(deployment, champion, start=minute.timestamp(), seconds=150, requests=120, seed=3)
     # One answer of the edge minute is left unlabelled: its truth arrives late, below.
-    held_back = next(line for line in lines
-                     if line[0]["st"] == "ok" and since.timestamp() <= line[0]["t"] < minute.timestamp() + 60)
+    held_back = next(
+        line for line in lines if line[0]["st"] == "ok" and since.timestamp() <= line[0]["t"] < minute.timestamp() + 60
+    )
     label(deployment, [line for line in lines if line is not held_back])
     reads = counting_raw_reads(monkeypatch)
 
@@ -56,9 +59,18 @@ def test_an_edge_minute_is_read_from_the_raw_rows_once_and_again_when_a_late_row
     assert len(reads) == 2, "the unchanged edge minute was read from the raw rows again"
 
     # A line flushed late into the edge minute, after the stage began: counted at the next read.
-    late = log_entry(request_id=str(uuid.uuid4()), deployment_id=deployment.pk, version_id=champion.pk, shadow=False,
-                     status="server_error", latency_ms=3.0, n_rows=1, inputs_hash="h", output=[],
-                     served_at=since.timestamp() + 10)
+    late = log_entry(
+        request_id=str(uuid.uuid4()),
+        deployment_id=deployment.pk,
+        version_id=champion.pk,
+        shadow=False,
+        status="server_error",
+        latency_ms=3.0,
+        n_rows=1,
+        inputs_hash="h",
+        output=[],
+        served_at=since.timestamp() + 10,
+    )
     assert logs_store([late]) == []
     after = figures(version_windows(deployment=deployment, since=since, feedback_since=since))
     assert after[champion.pk][:2] == (first[champion.pk][0] + 1, first[champion.pk][1] + 1)
@@ -90,23 +102,26 @@ def test_a_history_request_adds_only_the_rows_its_predictions_are_for_to_the_dri
     window = frame[frame["ticker"] == "AAA"].iloc[-30:].drop(columns="y")
     # Newest first: the predicted row is the newest by date, not the last one sent.
     one_entity = window.iloc[::-1].to_dict("records")
-    answer = predictor.predict(deployment="drift-history", body={"dataframe_records": one_entity},
-                               protocol="mlflow", raw_body=b"{}")
+    answer = predictor.predict(
+        deployment="drift-history", body={"dataframe_records": one_entity}, protocol="mlflow", raw_body=b"{}"
+    )
     assert len(answer.predictions) == 1
     assert logged_features(answer.request_id) == {"x": [float(window["x"].iloc[-1])]}
 
     other = frame[frame["ticker"] == "BBB"].iloc[-30:].drop(columns="y")
     two_entities = window.to_dict("records") + other.to_dict("records")
-    answer = predictor.predict(deployment="drift-history", body={"dataframe_records": two_entities},
-                               protocol="mlflow", raw_body=b"{}")
+    answer = predictor.predict(
+        deployment="drift-history", body={"dataframe_records": two_entities}, protocol="mlflow", raw_body=b"{}"
+    )
     assert len(answer.predictions) == 2
     assert logged_features(answer.request_id) == {"x": [float(window["x"].iloc[-1]), float(other["x"].iloc[-1])]}
 
 
 def test_a_plain_request_adds_a_bounded_uniform_draw_of_its_rows_to_the_drift_sample(deployment, monkeypatch):
     rows = [record(f1=i / 100, f2=-i / 100, f3=0.5) for i in range(50)]
-    answer = predictor.predict(deployment="price-direction", body={"instances": rows}, protocol="mlflow",
-                               raw_body=b"{}")
+    answer = predictor.predict(
+        deployment="price-direction", body={"instances": rows}, protocol="mlflow", raw_body=b"{}"
+    )
     sample = logged_features(answer.request_id)
     assert set(sample) == {"f1", "f2", "f3"}
     assert len(sample["f1"]) == DRIFT_SAMPLE_ROWS == len(set(sample["f1"]))
@@ -116,8 +131,14 @@ def test_a_plain_request_adds_a_bounded_uniform_draw_of_its_rows_to_the_drift_sa
     monkeypatch.setattr(predict_module, "_drift_random", random.Random(7))
     table = predictor.table("price-direction")
     with predictor.state.routing():
-        prepared = predictor.prepare(table=table, body={"instances": rows}, protocol="mlflow", raw_body=b"{}",
-                                     routing_key=None, started=time.perf_counter())
+        prepared = predictor.prepare(
+            table=table,
+            body={"instances": rows},
+            protocol="mlflow",
+            raw_body=b"{}",
+            routing_key=None,
+            started=time.perf_counter(),
+        )
     picks = Counter()
     for _ in range(400):
         picks.update(predict_module._drift_sample(prepared.rows, prepared.served)["f1"])
@@ -125,6 +146,7 @@ def test_a_plain_request_adds_a_bounded_uniform_draw_of_its_rows_to_the_drift_sa
     assert len(picks) == 50
     assert 15 <= min(picks.values()) and max(picks.values()) <= 70, picks
 
-    few = predictor.predict(deployment="price-direction", body={"instances": rows[:3]}, protocol="mlflow",
-                            raw_body=b"{}")
+    few = predictor.predict(
+        deployment="price-direction", body={"instances": rows[:3]}, protocol="mlflow", raw_body=b"{}"
+    )
     assert logged_features(few.request_id)["f1"] == [0.0, 0.01, 0.02]

@@ -7,6 +7,7 @@ request answered 200 must end up with its PredictionLog row.
 A beat-like flusher (prediction_logs_flush every 2 s, as the beat task does) runs beside the load,
 so the same tests measure the design before the writer threads, which buffered lines in Redis.
 """
+
 import http.client
 import json
 import os
@@ -56,10 +57,16 @@ class Load:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         i = 0
         while not self.stopping.is_set():
-            body = json.dumps({"dataframe_records": [record(0.1 * (i % 7), -0.2, 0.3)], "routing_key": f"c{index}-{i % 50}"})
+            body = json.dumps(
+                {"dataframe_records": [record(0.1 * (i % 7), -0.2, 0.3)], "routing_key": f"c{index}-{i % 50}"}
+            )
             try:
-                conn.request("POST", PREDICT, body=body, headers={"Authorization": f"Bearer {self.token}",
-                                                                  "Content-Type": "application/json"})
+                conn.request(
+                    "POST",
+                    PREDICT,
+                    body=body,
+                    headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+                )
                 response = conn.getresponse()
                 data = response.read()
                 request_id = json.loads(data)["request_id"] if response.status == 200 else ""
@@ -88,8 +95,9 @@ class Load:
 
     def wait_for_answers(self, count: int, timeout: float = 30.0) -> None:
         start = time.monotonic()
-        assert wait_until(lambda: self.answered(since=start) >= count, timeout=timeout), \
+        assert wait_until(lambda: self.answered(since=start) >= count, timeout=timeout), (
             f"only {self.answered(since=start)} answers in {timeout}s"
+        )
 
     def served_ids(self) -> set[str]:
         with self.lock:
@@ -98,14 +106,17 @@ class Load:
 
 @pytest.fixture
 def demo_like(make_version, staff_user, analyst_user):
-    """"price-direction": champion 90%, challenger 10%, as seed_demo's; and an analyst's token."""
+    """ "price-direction": champion 90%, challenger 10%, as seed_demo's; and an analyst's token."""
     from apps.core.services import api_token_create
     from apps.deployments.services.model_deployment_service import deployment_create, deployment_set_traffic
 
     champion, challenger = make_version(seed=0), make_version(seed=1)
     deployment = deployment_create(name="price-direction", model_version=champion, user=staff_user)
-    deployment_set_traffic(deployment=deployment, user=staff_user, allocations=[
-        {"model_version": champion, "weight": 90}, {"model_version": challenger, "weight": 10}])
+    deployment_set_traffic(
+        deployment=deployment,
+        user=staff_user,
+        allocations=[{"model_version": champion, "weight": 90}, {"model_version": challenger, "weight": 10}],
+    )
     _, token = api_token_create(user=analyst_user, name="durability")
     return token
 
@@ -122,7 +133,9 @@ def started(web: WebProcess, token: str) -> WebProcess:
 
 def lost_logs(load: Load) -> tuple[int, int]:
     served = load.served_ids()
-    logged = {str(r) for r in PredictionLog.objects.filter(request_id__in=list(served)).values_list("request_id", flat=True)}
+    logged = {
+        str(r) for r in PredictionLog.objects.filter(request_id__in=list(served)).values_list("request_id", flat=True)
+    }
     return len(served - logged), len(served)
 
 
@@ -130,13 +143,21 @@ def server_connection(dbname: str, autocommit: bool = True):
     """A connection of the test's own to the test server, beside the ones under test: to the
     maintenance database for ALTER DATABASE and pg_terminate_backend, to the test database to lock."""
     s = connection.settings_dict
-    return psycopg.connect(host=s.get("HOST") or "127.0.0.1", port=s.get("PORT") or 5432, user=s.get("USER") or "postgres",
-                           password=s.get("PASSWORD") or None, dbname=dbname, autocommit=autocommit)
+    return psycopg.connect(
+        host=s.get("HOST") or "127.0.0.1",
+        port=s.get("PORT") or 5432,
+        user=s.get("USER") or "postgres",
+        password=s.get("PASSWORD") or None,
+        dbname=dbname,
+        autocommit=autocommit,
+    )
 
 
 def terminate_writers(admin) -> int:
-    return admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s AND "
-                         "application_name = %s", [connection.settings_dict["NAME"], WRITER_APPLICATION_NAME]).fetchone()[0]
+    return admin.execute(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s AND application_name = %s",
+        [connection.settings_dict["NAME"], WRITER_APPLICATION_NAME],
+    ).fetchone()[0]
 
 
 def test_a_redis_restart_under_load_loses_no_prediction_log(demo_like, settings, tmp_path):
@@ -202,11 +223,15 @@ def test_terminated_connections_an_outage_and_a_shutdown_during_a_stall_lose_no_
             stall_answers = load.answered(since=stall_start)
             exit_code = web.proc.wait(20)
         lost, answered = lost_logs(load)
-        print(f"database faults under load: {lost} of {answered} answered predictions have no log "
-              f"({load.answered(outage_start, outage_end)} answered during the outage, {stall_answers} during the stall)")
+        print(
+            f"database faults under load: {lost} of {answered} answered predictions have no log "
+            f"({load.answered(outage_start, outage_end)} answered during the outage, {stall_answers} during the stall)"
+        )
         assert lost == 0 and answered >= 450
         assert terminated == 3, "the writer's connection was found by its application_name and cut three times"
-        assert outlived and exit_code in (0, -signal.SIGTERM), "on SIGTERM the web process waited for its writer, then ended"
+        assert outlived and exit_code in (0, -signal.SIGTERM), (
+            "on SIGTERM the web process waited for its writer, then ended"
+        )
         assert stall_answers >= 100
     finally:
         if staller is not None:

@@ -2,6 +2,7 @@
 PostgreSQL: through its writer thread, a flush in the caller's transaction, a terminated connection,
 a full buffer (counted drops) and Redis being away. The fault tests with real processes are in
 test_log_durability.py."""
+
 import json
 import threading
 import time
@@ -31,9 +32,20 @@ PREDICT = "/api/v1/deployments/price-direction/predict"
 
 
 def line(deployment_id, version_id, **changes) -> dict:
-    return {**logbuffer.log_entry(request_id=str(uuid.uuid4()), deployment_id=deployment_id, version_id=version_id,
-                                  shadow=False, status="ok", latency_ms=1.5, n_rows=1, inputs_hash="h", output=[1]),
-            **changes}
+    return {
+        **logbuffer.log_entry(
+            request_id=str(uuid.uuid4()),
+            deployment_id=deployment_id,
+            version_id=version_id,
+            shadow=False,
+            status="ok",
+            latency_ms=1.5,
+            n_rows=1,
+            inputs_hash="h",
+            output=[1],
+        ),
+        **changes,
+    }
 
 
 def legacy_push(deployment, champion) -> str:
@@ -84,14 +96,16 @@ def test_the_writer_thread_stores_answers_without_anyone_flushing(make_version, 
     def progress():
         return prediction_log_writers().get(logbuffer._writer_id)
 
-    assert wait_until(lambda: progress() and progress()["c"] >= answered and progress()["p"] == 0, timeout=5), \
+    assert wait_until(lambda: progress() and progress()["c"] >= answered and progress()["p"] == 0, timeout=5), (
         "the writer tells other processes it has stored what it was given"
+    )
     assert progress()["d"] == dropped, "and that it dropped nothing"
 
 
 @pytest.mark.django_db(transaction=True)
-def test_terminating_the_writer_connection_under_load_loses_no_line_and_stores_none_twice(make_version, staff_user,
-                                                                                         analyst_user):
+def test_terminating_the_writer_connection_under_load_loses_no_line_and_stores_none_twice(
+    make_version, staff_user, analyst_user
+):
     from rest_framework.test import APIClient
 
     from apps.core.services import api_token_create
@@ -119,8 +133,11 @@ def test_terminating_the_writer_connection_under_load_loses_no_line_and_stores_n
         deadline = time.monotonic() + 20
         while terminated < 3 and time.monotonic() < deadline:
             with connection.cursor() as cursor:
-                cursor.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                               "WHERE application_name = %s AND datname = current_database()", [APPLICATION_NAME])
+                cursor.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE application_name = %s AND datname = current_database()",
+                    [APPLICATION_NAME],
+                )
                 terminated += cursor.fetchone()[0]
             time.sleep(0.05)
     finally:
@@ -189,11 +206,14 @@ def test_the_writer_drops_a_line_of_a_deleted_deployment_after_the_grace(make_ve
     assert logged_ids() == {good["r"]}
 
 
-def test_with_redis_unreachable_answers_are_still_logged_and_their_counts_arrive_once_it_is_back(deployment, champion,
-                                                                                                 analyst_api, settings):
+def test_with_redis_unreachable_answers_are_still_logged_and_their_counts_arrive_once_it_is_back(
+    deployment, champion, analyst_api, settings
+):
     suite_redis = settings.REDIS_URL
     settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there
-    served = {analyst_api.post(PREDICT, {"instances": [record()]}, format="json").json()["request_id"] for _ in range(3)}
+    served = {
+        analyst_api.post(PREDICT, {"instances": [record()]}, format="json").json()["request_id"] for _ in range(3)
+    }
     assert prediction_logs_flush() == 3
     assert logged_ids() == served
     settings.REDIS_URL = suite_redis
@@ -257,7 +277,8 @@ def test_under_concurrent_load_the_logged_count_equals_the_served_count(make_ver
 
 
 def test_a_drainer_of_the_old_list_that_dies_after_inserting_loses_nothing_and_counts_nothing_twice(
-        deployment, champion, monkeypatch):
+    deployment, champion, monkeypatch
+):
     ids = {legacy_push(deployment, champion) for _ in range(5)}
 
     def crash(*args, **kwargs):
@@ -274,7 +295,8 @@ def test_a_drainer_of_the_old_list_that_dies_after_inserting_loses_nothing_and_c
 
 
 def test_unreadable_lines_and_lines_of_deleted_deployments_in_the_old_list_are_dropped_without_blocking_the_rest(
-        deployment, champion):
+    deployment, champion
+):
     served = legacy_push(deployment, champion)
     client = get_redis()
     client.rpush(PENDING_KEY, b"{not json")
@@ -285,9 +307,19 @@ def test_unreadable_lines_and_lines_of_deleted_deployments_in_the_old_list_are_d
 
 def test_old_served_at_timestamps_survive_the_round_trip(deployment, champion):
     when = datetime.now(UTC) - timedelta(minutes=42)
-    entry = logbuffer.log_entry(request_id="1c3e5a7b-9d0f-4a2b-8c4d-6e8f0a1b2c3d", deployment_id=deployment.pk,
-                                version_id=champion.pk, shadow=True, status="server_error", latency_ms=3.0, n_rows=0,
-                                inputs_hash="h", output=[], error="boom", served_at=when.timestamp())
+    entry = logbuffer.log_entry(
+        request_id="1c3e5a7b-9d0f-4a2b-8c4d-6e8f0a1b2c3d",
+        deployment_id=deployment.pk,
+        version_id=champion.pk,
+        shadow=True,
+        status="server_error",
+        latency_ms=3.0,
+        n_rows=0,
+        inputs_hash="h",
+        output=[],
+        error="boom",
+        served_at=when.timestamp(),
+    )
     logbuffer.prediction_log_push(entries=[entry], labels=[("price-direction", "1")])
     prediction_logs_flush()
     log = PredictionLog.objects.get()
@@ -297,7 +329,9 @@ def test_old_served_at_timestamps_survive_the_round_trip(deployment, champion):
 def test_a_nul_in_a_field_name_does_not_stop_the_log_flusher(deployment, analyst_api):
     rejected = analyst_api.post(PREDICT, {"dataframe_records": [{**record(), "x\u0000": 1}]}, format="json")
     assert rejected.status_code == 400
-    served = {analyst_api.post(PREDICT, {"instances": [record()]}, format="json").json()["request_id"] for _ in range(2)}
+    served = {
+        analyst_api.post(PREDICT, {"instances": [record()]}, format="json").json()["request_id"] for _ in range(2)
+    }
     assert prediction_logs_flush() == 3
     assert prediction_logs_pending() == 0
     assert served <= {str(r) for r in PredictionLog.objects.values_list("request_id", flat=True)}
@@ -307,8 +341,17 @@ def test_a_nul_in_a_field_name_does_not_stop_the_log_flusher(deployment, analyst
 
 def test_a_line_postgresql_refuses_is_dropped_and_the_lines_behind_it_are_stored(deployment, champion):
     def line(request_id, **changes):
-        entry = logbuffer.log_entry(request_id=request_id, deployment_id=deployment.pk, version_id=champion.pk,
-                                    shadow=False, status="ok", latency_ms=1.0, n_rows=1, inputs_hash="h", output=[1])
+        entry = logbuffer.log_entry(
+            request_id=request_id,
+            deployment_id=deployment.pk,
+            version_id=champion.pk,
+            shadow=False,
+            status="ok",
+            latency_ms=1.0,
+            n_rows=1,
+            inputs_hash="h",
+            output=[1],
+        )
         return json.dumps({**entry, **changes})
 
     good = "3f0c1a2b-4d5e-4f60-8a7b-9c0d1e2f3a4b"
@@ -320,9 +363,18 @@ def test_a_line_postgresql_refuses_is_dropped_and_the_lines_behind_it_are_stored
 
 
 def test_non_finite_numbers_and_nul_in_a_log_line_are_stored_as_null_and_a_replacement_character(deployment, champion):
-    entry = logbuffer.log_entry(request_id="7d8e9f0a-1b2c-4d3e-8f4a-5b6c7d8e9f0a", deployment_id=deployment.pk,
-                                version_id=champion.pk, shadow=False, status="ok", latency_ms=1.0, n_rows=3,
-                                inputs_hash="h", output=[float("nan"), float("inf"), 0.5], features={"f\x001": [1.0]})
+    entry = logbuffer.log_entry(
+        request_id="7d8e9f0a-1b2c-4d3e-8f4a-5b6c7d8e9f0a",
+        deployment_id=deployment.pk,
+        version_id=champion.pk,
+        shadow=False,
+        status="ok",
+        latency_ms=1.0,
+        n_rows=3,
+        inputs_hash="h",
+        output=[float("nan"), float("inf"), 0.5],
+        features={"f\x001": [1.0]},
+    )
     logbuffer.prediction_log_push(entries=[entry], labels=[("price-direction", "1")])
     assert prediction_logs_flush() == 1
     log = PredictionLog.objects.get()
@@ -330,7 +382,8 @@ def test_non_finite_numbers_and_nul_in_a_log_line_are_stored_as_null_and_a_repla
 
 
 def test_a_drainer_of_the_old_list_whose_lock_expired_during_its_insert_leaves_the_batch_for_the_new_holder(
-        deployment, champion, monkeypatch):
+    deployment, champion, monkeypatch
+):
     ids = {legacy_push(deployment, champion) for _ in range(3)}
     inserted = logbuffer._insert_or_drop
 

@@ -1,4 +1,5 @@
 """Retention removes only what is older than its setting, in batches, and admin shows what is stored."""
+
 import time
 
 from django.test import Client
@@ -14,7 +15,8 @@ DAY = 86400
 
 
 def test_retention_deletes_raw_rows_past_14_days_and_rollups_past_400_in_batches_keeping_the_rest(
-        deployment, champion, settings):
+    deployment, champion, settings
+):
     settings.MONITORING_RETENTION_BATCH = 7  # several batches per table
     now = time.time()
     ancient = store_traffic(deployment, champion, start=now - 401 * DAY, seconds=60, requests=12, seed=1)
@@ -31,7 +33,8 @@ def test_retention_deletes_raw_rows_past_14_days_and_rollups_past_400_in_batches
     assert {str(r) for r in PredictionLog.objects.values_list("request_id", flat=True)} == kept_ids
     assert pruned["prediction_logs"] == 42 and pruned["feedback"] > 0
     assert set(Feedback.objects.values_list("prediction__request_id", flat=True)) <= set(
-        PredictionLog.objects.values_list("request_id", flat=True))
+        PredictionLog.objects.values_list("request_id", flat=True)
+    )
     cutoff = timezone.now() - timezone.timedelta(days=400)
     rows_after = set(PredictionRollup.objects.values_list("span", "minute"))
     assert rows_after == {(span, m) for span, m in rows_before if m >= cutoff or m == ALL_TIME}

@@ -1,6 +1,7 @@
 """Per-minute rollups stand in for the raw rows: the same counts, percentiles within one bin, the
 same feedback sums in the minute each answer was served in, and a rebuild that gives what the writer
 and the feedback service added up incrementally."""
+
 import time
 from datetime import timedelta
 
@@ -18,31 +19,72 @@ from .traffic import label, store_traffic
 
 
 def snapshot() -> list[tuple]:
-    rows = [("r", r.deployment_id, r.model_version_id, r.span, r.minute.isoformat(), r.requests, r.ok, r.client_errors,
-             r.server_errors, round(r.latency_ms_sum, 6), r.feedback_rows, r.feedback_correct, round(r.sq_error_sum, 6),
-             round(r.sq_error_sq_sum, 6), r.scored_rows, round(r.log_loss_sum, 6)) for r in PredictionRollup.objects.all()]
-    bins = [("b", b.deployment_id, b.model_version_id, b.span, b.minute.isoformat(), b.kind, b.bin, b.count, b.correct,
-             round(b.value_sum, 6)) for b in RollupBin.objects.exclude(count=0)]
+    rows = [
+        (
+            "r",
+            r.deployment_id,
+            r.model_version_id,
+            r.span,
+            r.minute.isoformat(),
+            r.requests,
+            r.ok,
+            r.client_errors,
+            r.server_errors,
+            round(r.latency_ms_sum, 6),
+            r.feedback_rows,
+            r.feedback_correct,
+            round(r.sq_error_sum, 6),
+            round(r.sq_error_sq_sum, 6),
+            r.scored_rows,
+            round(r.log_loss_sum, 6),
+        )
+        for r in PredictionRollup.objects.all()
+    ]
+    bins = [
+        (
+            "b",
+            b.deployment_id,
+            b.model_version_id,
+            b.span,
+            b.minute.isoformat(),
+            b.kind,
+            b.bin,
+            b.count,
+            b.correct,
+            round(b.value_sum, 6),
+        )
+        for b in RollupBin.objects.exclude(count=0)
+    ]
     return sorted(rows + bins)
 
 
 def raw_frames(deployment):
-    logs = pd.DataFrame(list(PredictionLog.objects.filter(deployment=deployment).values(
-        "id", "model_version_id", "served_at", "status", "latency_ms")))
+    logs = pd.DataFrame(
+        list(
+            PredictionLog.objects.filter(deployment=deployment).values(
+                "id", "model_version_id", "served_at", "status", "latency_ms"
+            )
+        )
+    )
     logs["minute"] = logs["served_at"].dt.floor("min")
-    feedback = pd.DataFrame(list(Feedback.objects.filter(deployment=deployment).values(
-        "prediction_id", "model_version_id", "n", "n_correct")))
+    feedback = pd.DataFrame(
+        list(
+            Feedback.objects.filter(deployment=deployment).values("prediction_id", "model_version_id", "n", "n_correct")
+        )
+    )
     return logs, feedback
 
 
 def test_rollups_equal_the_raw_aggregates_late_feedback_lands_in_its_minute_and_a_rebuild_changes_nothing(
-        deployment, two_versions):
+    deployment, two_versions
+):
     champion, challenger = two_versions
     # Three hours ago, two minutes and a bit before a quarter hour: the windows read raw rows for the
     # first part-minute, minute rows up to the quarter and quarter-hour rows after it.
     start = (time.time() // 900) * 900 - 3 * 3600 - 137.5
-    lines = (store_traffic(deployment, champion, start=start, seconds=240, requests=300, seed=1, latency_ms=4)
-             + store_traffic(deployment, challenger, start=start, seconds=240, requests=200, seed=2, latency_ms=12))
+    lines = store_traffic(
+        deployment, champion, start=start, seconds=240, requests=300, seed=1, latency_ms=4
+    ) + store_traffic(deployment, challenger, start=start, seconds=240, requests=200, seed=2, latency_ms=12)
     label(deployment, lines, share=0.6)
     logs, feedback = raw_frames(deployment)
     assert len(logs) == 500 and len(PredictionRollup.objects.filter(minute=ALL_TIME)) == 2
@@ -51,15 +93,20 @@ def test_rollups_equal_the_raw_aggregates_late_feedback_lands_in_its_minute_and_
     # served in that minute, however late it came.
     served = logs.set_index("id")
     feedback["minute"] = served.loc[feedback["prediction_id"], "minute"].to_numpy()
-    rollups = {(r.model_version_id, pd.Timestamp(r.minute)): r
-               for r in PredictionRollup.objects.filter(deployment=deployment, span=60).exclude(minute=ALL_TIME)}
+    rollups = {
+        (r.model_version_id, pd.Timestamp(r.minute)): r
+        for r in PredictionRollup.objects.filter(deployment=deployment, span=60).exclude(minute=ALL_TIME)
+    }
     minutes = logs.groupby(["model_version_id", "minute"])
     assert set(rollups) == set(minutes.groups) and len(rollups) >= 8
     for (version_id, minute), group in minutes:
         row = rollups[(version_id, minute)]
         assert (row.requests, row.ok, row.client_errors, row.server_errors) == (
-            len(group), (group.status == "ok").sum(), (group.status == "client_error").sum(),
-            (group.status == "server_error").sum())
+            len(group),
+            (group.status == "ok").sum(),
+            (group.status == "client_error").sum(),
+            (group.status == "server_error").sum(),
+        )
         labelled = feedback[(feedback.model_version_id == version_id) & (feedback.minute == minute)]
         assert (row.feedback_rows, row.feedback_correct) == (labelled.n.sum(), labelled.n_correct.sum())
 
@@ -77,7 +124,9 @@ def test_rollups_equal_the_raw_aggregates_late_feedback_lands_in_its_minute_and_
         assert window.feedback_rows == labelled.n.sum() and window.log_loss is not None
         assert sum(b["count"] for b in window.calibration) == labelled.n.sum()
     # The dashboard's day (15-minute buckets, from the quarter-hour rows) counts every request once.
-    day = deployment_series(deployment=deployment, labels=deployment_version_labels(deployment=deployment), window="24h")
+    day = deployment_series(
+        deployment=deployment, labels=deployment_version_labels(deployment=deployment), window="24h"
+    )
     assert sum(p["count"] for v in day["versions"] for p in v["points"]) == len(logs)
     assert sum(p["feedback"] for v in day["versions"] for p in v["points"]) == feedback.n.sum()
 
@@ -97,7 +146,8 @@ def test_sending_the_same_ground_truth_twice_counts_it_once(deployment, champion
 
 
 def test_drift_uses_the_training_profiles_fixed_bins_so_it_does_not_grow_with_traffic_and_warns_past_the_thresholds(
-        deployment, champion):
+    deployment, champion
+):
     from apps.monitoring.selectors import deployment_drift, drift_warnings, served_drift_warnings
 
     start = time.time() - 3600
@@ -115,16 +165,19 @@ def test_drift_uses_the_training_profiles_fixed_bins_so_it_does_not_grow_with_tr
     # Shifted traffic later on, in a quarter hour (drift's resolution) after the earlier traffic's.
     later = (start // 900 + 2) * 900
     store_traffic(deployment, champion, start=later, seconds=60, requests=600, seed=7, f3_shift=1.5)
-    shifted = deployment_drift(deployment=deployment, versions=[champion],
-                               since=pd.Timestamp(later, unit="s", tz="UTC").to_pydatetime())[champion]
+    shifted = deployment_drift(
+        deployment=deployment, versions=[champion], since=pd.Timestamp(later, unit="s", tz="UTC").to_pydatetime()
+    )[champion]
     assert shifted["f3"]["level"] == "alert" and shifted["f3"]["psi"] > 0.25 and shifted["f3"]["js"] > 0.05
     assert shifted["f1"]["level"] == "ok"
     assert [w["feature"] for w in drift_warnings(shifted)] == ["f3"]
     # The admin's drift panel (prediction logs page) finds it from the versions that served then.
-    panel = served_drift_warnings(window=timedelta(seconds=60),
-                                  now=pd.Timestamp(later + 60, unit="s", tz="UTC").to_pydatetime())
+    panel = served_drift_warnings(
+        window=timedelta(seconds=60), now=pd.Timestamp(later + 60, unit="s", tz="UTC").to_pydatetime()
+    )
     assert [(w["deployment"], w["version"], w["feature"], w["level"]) for w in panel] == [
-        (deployment.name, str(champion.version), "f3", "alert")]
+        (deployment.name, str(champion.version), "f3", "alert")
+    ]
 
 
 def test_a_version_with_history_counts_only_each_lines_latest_row_for_drift_and_others_every_row():

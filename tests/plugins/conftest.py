@@ -1,4 +1,5 @@
 """Fixtures for plugin tests: throwaway plugin modules on sys.path and a fresh model-type catalog."""
+
 import importlib
 import sys
 import textwrap

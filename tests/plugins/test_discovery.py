@@ -1,4 +1,5 @@
 """Model types come from the built-ins, installed packages' entry points and MODEL_TYPE_PLUGINS."""
+
 import io
 
 import pytest
@@ -91,15 +92,21 @@ def test_a_plugin_that_fails_to_import_is_reported_and_the_rest_keeps_working(pl
     assert "team_models_broken" in err.getvalue()
 
 
-@pytest.mark.parametrize(("source", "message"), [
-    ("""
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (
+            """
         from apps.training.plugins import ModelType
         class Bad(ModelType):
             framework = "sklearn"
             name = "Has Spaces"
             def build(self, **kw): ...
-     """, "name must be a lowercase identifier"),
-    ("""
+     """,
+            "name must be a lowercase identifier",
+        ),
+        (
+            """
         from apps.training.plugins import ModelType, ParamSpec
         class Bad(ModelType):
             framework = "sklearn"
@@ -107,28 +114,40 @@ def test_a_plugin_that_fails_to_import_is_reported_and_the_rest_keeps_working(pl
             uses_history = True
             params = {"window": ParamSpec("int", 3, 2, 9)}
             def build(self, **kw): ...
-     """, "sklearn models cannot use history windows"),
-    ("""
+     """,
+            "sklearn models cannot use history windows",
+        ),
+        (
+            """
         from apps.training.plugins import ModelType
         class Bad(ModelType):
             framework = "jax"
             name = "thing"
             def build(self, **kw): ...
-     """, "framework must be one of"),
-    ("""
+     """,
+            "framework must be one of",
+        ),
+        (
+            """
         from apps.training.plugins import ModelType
         class Bad(ModelType):
             framework = "sklearn"
             name = "linear"
             def build(self, **kw): ...
-     """, "sklearn/linear is already provided by apps.frameworks.builtin"),
-    ("""
+     """,
+            "sklearn/linear is already provided by apps.frameworks.builtin",
+        ),
+        (
+            """
         from apps.training.plugins import ModelType
         class Bad(ModelType):
             framework = "torch"
             name = "no_build"
-     """, "implement build()"),
-])
+     """,
+            "implement build()",
+        ),
+    ],
+)
 def test_a_malformed_model_type_is_reported_and_skipped(plugin_module, source, message):
     plugin_module("team_models_bad", source)
     errors = [str(e) for e in plugin_errors()]

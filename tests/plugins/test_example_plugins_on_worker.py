@@ -4,6 +4,7 @@ Train now (API) → live epochs and logs → registered version recording the pl
 predictions equal to what the in-memory model predicted right after training; and a tuning study
 over a plugin's own hyperparameters.
 """
+
 import sys
 import textwrap
 
@@ -31,13 +32,17 @@ EXAMPLES = [
 
 
 def test_each_example_plugin_goes_from_train_now_to_served_predictions_of_the_trained_model(
-        celery_worker, serving_in_request, staff_user, staff_api, analyst_api):
+    celery_worker, serving_in_request, staff_user, staff_api, analyst_api
+):
     dataset, _, spec = factories.price_dataset(user=staff_user)
     experiment = factories.experiment(dataset=dataset, spec=spec, name="plugin-direction", user=staff_user)
     run_ids = []
     for framework, model_type, params, _ in EXAMPLES:
-        response = staff_api.post("/api/v1/runs/", {"experiment": experiment.pk, "framework": framework,
-                                                    "model_type": model_type, "params": params}, format="json")
+        response = staff_api.post(
+            "/api/v1/runs/",
+            {"experiment": experiment.pk, "framework": framework, "model_type": model_type, "params": params},
+            format="json",
+        )
         assert response.status_code == 201, response.content
         run_ids.append(response.json()["id"])
 
@@ -58,8 +63,11 @@ def test_each_example_plugin_goes_from_train_now_to_served_predictions_of_the_tr
         assert created.status_code == 201, created.content
 
         example = _input_example(version)
-        answer = staff_api.post(f"/api/v1/deployments/{name}/predict", {
-            "dataframe_records": example["rows"], "params": {"probabilities": True}}, format="json")
+        answer = staff_api.post(
+            f"/api/v1/deployments/{name}/predict",
+            {"dataframe_records": example["rows"], "params": {"probabilities": True}},
+            format="json",
+        )
         assert answer.status_code == 200, answer.content
         assert answer.json()["predictions"] == example["predictions"], model_type
         # The served model is the trained one, not merely one that agrees on a couple of labels.
@@ -76,16 +84,31 @@ def _input_example(version) -> dict:
 
 def test_a_study_over_a_plugins_own_parameters_registers_its_best(celery_worker, staff_user):
     dataset, _, spec = factories.diabetes_dataset(user=staff_user)
-    experiment = factories.experiment(dataset=dataset, spec=spec, name="plugin-diabetes", model_type="rbf_kernel_linear",
-                                      params={"n_components": 20}, user=staff_user)
+    experiment = factories.experiment(
+        dataset=dataset,
+        spec=spec,
+        name="plugin-diabetes",
+        model_type="rbf_kernel_linear",
+        params={"n_components": 20},
+        user=staff_user,
+    )
     space = [
         {"name": "gamma", "type": "float", "low": 0.001, "high": 1.0, "log": True},
         {"name": "alpha", "type": "float", "low": 0.01, "high": 10.0, "log": True},
     ]
-    study = study_create(name="plugin-kernel", experiment=experiment, model_type="rbf_kernel_linear",
-                         search_space=space, fixed_params={"n_components": 20}, strategy="bayesian",
-                         strategy_options={"n_initial_points": 2}, max_trials=4, parallelism=2, user=staff_user,
-                         start=True)
+    study = study_create(
+        name="plugin-kernel",
+        experiment=experiment,
+        model_type="rbf_kernel_linear",
+        search_space=space,
+        fixed_params={"n_components": 20},
+        strategy="bayesian",
+        strategy_options={"n_initial_points": 2},
+        max_trials=4,
+        parallelism=2,
+        user=staff_user,
+        start=True,
+    )
 
     study = wait_for_study(study, timeout=180)
 
@@ -105,35 +128,42 @@ TEAM_MODEL = textwrap.dedent(TEAM_LOGIT)
 
 
 def test_a_version_trained_on_the_worker_is_refused_where_its_plugin_code_differs(
-        worker_factory, settings, tmp_path, monkeypatch, serving_in_request, fresh_catalog, staff_user, staff_api):
+    worker_factory, settings, tmp_path, monkeypatch, serving_in_request, fresh_catalog, staff_user, staff_api
+):
     from apps.frameworks.discovery import reset_catalog
 
     (tmp_path / "team_plugin.py").write_text(TEAM_MODEL)
     # A worker of its own with the plugin on its path, on a queue of its own.
     settings.TRAINING_CPU_QUEUE = "plugin-provenance"
-    worker_factory(queues="plugin-provenance", extra_env={
-        "PYTHONPATH": str(tmp_path), "MODEL_TYPE_PLUGINS": "team_plugin"})
+    worker_factory(
+        queues="plugin-provenance", extra_env={"PYTHONPATH": str(tmp_path), "MODEL_TYPE_PLUGINS": "team_plugin"}
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     settings.MODEL_TYPE_PLUGINS = ["team_plugin"]
     reset_catalog()
 
     dataset, _, spec = factories.price_dataset(user=staff_user)
-    experiment = factories.experiment(dataset=dataset, spec=spec, name="team-direction", model_type="team_logit",
-                                      params={}, user=staff_user)
+    experiment = factories.experiment(
+        dataset=dataset, spec=spec, name="team-direction", model_type="team_logit", params={}, user=staff_user
+    )
     response = staff_api.post("/api/v1/runs/", {"experiment": experiment.pk}, format="json")
     assert response.status_code == 201, response.content
     run = wait_for_run(TrainingRun.objects.get(pk=response.json()["id"]), timeout=120)
     assert run.status == RunStatus.SUCCEEDED, run.error_message
     version = run.model_versions.get()
     assert version.plugin["module"] == "team_plugin"
-    assert staff_api.post("/api/v1/deployments/", {"name": "team-direction", "model_version_id": version.pk},
-                          format="json").status_code == 201
+    assert (
+        staff_api.post(
+            "/api/v1/deployments/", {"name": "team-direction", "model_version_id": version.pk}, format="json"
+        ).status_code
+        == 201
+    )
     rows = _input_example(version)["rows"]
     url = "/api/v1/deployments/team-direction/predict"
     assert staff_api.post(url, {"dataframe_records": rows}, format="json").status_code == 200
 
     # This web process now runs other code under the same name (a later release of the plugin).
-    (tmp_path / "team_plugin.py").write_text(TEAM_MODEL.replace("C=params[\"c\"]", "C=params[\"c\"] / 2"))
+    (tmp_path / "team_plugin.py").write_text(TEAM_MODEL.replace('C=params["c"]', 'C=params["c"] / 2'))
     sys.modules.pop("team_plugin", None)
     reset_catalog()
     serving_in_request.reset()

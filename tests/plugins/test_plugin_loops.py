@@ -1,4 +1,5 @@
 """Plugins that bring their own loop stop when asked; plugin networks with tied weights round-trip."""
+
 import numpy as np
 
 from apps.frameworks import get_adapter
@@ -9,8 +10,13 @@ def test_an_own_loop_stops_when_cancelled_and_keeps_its_last_reported_best():
     data = make_data("binary")
     # 210 rows in batches of 64: 4 checks per epoch, so check 9 is inside epoch 3.
     reporter = RecordingReporter("cancelled", stop_after_checks=8)
-    trained = get_adapter("sklearn").fit(data=data, task="classification", model_type="sgd_linear",
-                                         params={"epochs": 10, "patience": 10}, reporter=reporter)
+    trained = get_adapter("sklearn").fit(
+        data=data,
+        task="classification",
+        model_type="sgd_linear",
+        params={"epochs": 10, "patience": 10},
+        reporter=reporter,
+    )
     assert trained.stopped_reason == "cancelled" and reporter.checks == 9
     assert [e for e, _, _ in reporter.epochs] == [1, 2] and trained.epochs_trained == 2
     assert trained.best_epoch in (1, 2)
@@ -19,8 +25,9 @@ def test_an_own_loop_stops_when_cancelled_and_keeps_its_last_reported_best():
 
 def test_an_own_loop_cancelled_before_its_first_epoch_has_nothing_to_save():
     reporter = RecordingReporter("cancelled", stop_after_checks=0)
-    trained = get_adapter("sklearn").fit(data=make_data("regression"), task="regression", model_type="sgd_linear",
-                                         reporter=reporter)
+    trained = get_adapter("sklearn").fit(
+        data=make_data("regression"), task="regression", model_type="sgd_linear", reporter=reporter
+    )
     assert trained.stopped_reason == "cancelled" and trained.epochs_trained == 0 and trained.estimator is None
 
 

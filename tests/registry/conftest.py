@@ -16,8 +16,9 @@ def trained_run(db, inline_runs, staff_user):
 
     dataset, _, spec = factories.price_dataset()
     experiment = factories.experiment(dataset=dataset, spec=spec, user=staff_user)
-    run = training_run_start(experiment=experiment, framework="sklearn", model_type="linear", params={},
-                             user=staff_user, dispatch=False)
+    run = training_run_start(
+        experiment=experiment, framework="sklearn", model_type="linear", params={}, user=staff_user, dispatch=False
+    )
     return training_run_execute(run_id=run.pk)
 
 

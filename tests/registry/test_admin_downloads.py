@@ -1,5 +1,6 @@
 """The version page's artifact download: ML Staff only, streamed, and the MANIFEST.json inside hashes
 to the sha256 the registry recorded."""
+
 import hashlib
 import io
 import json

@@ -1,5 +1,6 @@
 """Versions are numbered race-free per model, aliases move only through the service, and the API
 lets analysts read while only ML Staff register and move aliases."""
+
 import threading
 
 import pytest
@@ -76,7 +77,9 @@ def test_moving_an_alias_records_who_moved_it_from_where_to_where(trained_run, v
     assert model.aliases.get(alias="champion").version == second
     events = list(AliasEvent.objects.filter(registered_model=model).order_by("id"))
     assert [(e.from_version, e.to_version, e.actor, e.reason) for e in events] == [
-        (None, version, staff_user, "first"), (version, second, staff_user, "better")]
+        (None, version, staff_user, "first"),
+        (version, second, staff_user, "better"),
+    ]
     model_alias_set(model=model, alias="champion", version=None, user=staff_user)
     assert not model.aliases.exists() and AliasEvent.objects.count() == 3
 
@@ -95,13 +98,17 @@ def test_analysts_read_models_and_versions(analyst_api, version):
     assert [(m["name"], m["latest_version"]) for m in listing] == [(name, 1)]
     detail = analyst_api.get(f"/api/v1/models/{name}/versions/1/").json()
     assert detail["artifact_sha256"] == version.artifact_sha256
-    assert detail["signature"]["history_rows"] == version.history_rows and detail["training_run"] == version.training_run_id
+    assert (
+        detail["signature"]["history_rows"] == version.history_rows
+        and detail["training_run"] == version.training_run_id
+    )
     assert analyst_api.get(f"/api/v1/models/{name}/versions/7/").status_code == 404
     assert analyst_api.get("/api/v1/models/nope/").status_code == 404
 
 
-def test_only_ml_staff_move_aliases_and_register_runs(staff_api, analyst_api, outsider_api, anon_api, version,
-                                                      trained_run):
+def test_only_ml_staff_move_aliases_and_register_runs(
+    staff_api, analyst_api, outsider_api, anon_api, version, trained_run
+):
     name = version.registered_model.name
     url = f"/api/v1/models/{name}/aliases/"
     body = {"alias": "champion", "version": 1}
@@ -118,8 +125,9 @@ def test_only_ml_staff_move_aliases_and_register_runs(staff_api, analyst_api, ou
     assert bad.status_code == 400 and "version" in bad.json()
 
     copy = _copies(trained_run, 1)[0]
-    registered = staff_api.post(f"/api/v1/models/{name}/versions/", {"run": copy.pk, "tags": {"note": "api"}},
-                                format="json")
+    registered = staff_api.post(
+        f"/api/v1/models/{name}/versions/", {"run": copy.pk, "tags": {"note": "api"}}, format="json"
+    )
     assert registered.status_code == 201 and registered.json()["version"] == 2
     assert registered.json()["tags"]["note"] == "api"
     assert staff_api.post(f"/api/v1/models/{name}/versions/", {"run": 999999}, format="json").status_code == 400

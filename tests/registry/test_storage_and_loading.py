@@ -1,4 +1,5 @@
 """Artifacts are committed whole and verified on every load; altered or pickle-based ones are refused."""
+
 import hashlib
 import json
 import pickle
@@ -34,8 +35,13 @@ def _folder(tmp_path: Path, name: str = "artifact") -> Path:
 @pytest.fixture
 def local_artifacts(tmp_path, settings):
     """storages["artifacts"] in a folder of this test's own."""
-    settings.STORAGES = {**settings.STORAGES, "artifacts": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(tmp_path / "media")}}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "artifacts": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "media")},
+        },
+    }
 
 
 def _rewrite(uri: str, name: str, content: bytes) -> None:
@@ -89,16 +95,22 @@ def test_manifest_entries_that_escape_the_artifact_folder_are_refused(tmp_path, 
 
 
 def test_a_version_whose_artifact_was_tampered_with_is_not_loaded(version):
-    model_file = next(f for f in artifact_read_manifest(uri=version.artifact_uri, sha256=version.artifact_sha256)["files"]
-                      if f.startswith("model/") and not f.endswith(".json"))
+    model_file = next(
+        f
+        for f in artifact_read_manifest(uri=version.artifact_uri, sha256=version.artifact_sha256)["files"]
+        if f.startswith("model/") and not f.endswith(".json")
+    )
     _rewrite(version.artifact_uri, model_file, b"not the model that was trained")
     with pytest.raises(ArtifactIntegrityError, match="sha256"):
         load_model_version(version)
 
 
 def test_a_pickle_smuggled_into_an_artifact_is_refused_even_with_every_hash_fixed(version):
-    model_file = next(f for f in artifact_read_manifest(uri=version.artifact_uri, sha256=version.artifact_sha256)["files"]
-                      if f.startswith("model/") and not f.endswith(".json"))
+    model_file = next(
+        f
+        for f in artifact_read_manifest(uri=version.artifact_uri, sha256=version.artifact_sha256)["files"]
+        if f.startswith("model/") and not f.endswith(".json")
+    )
     _reseal(version, file=model_file, content=pickle.dumps({"looks": "harmless"}))
     with pytest.raises(UnsafeArtifact, match="pickle"):
         load_model_version(version)
@@ -136,17 +148,29 @@ def s3_artifacts(settings, monkeypatch):
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(name, value)
     bucket = f"mlops-{uuid.uuid4().hex[:12]}"  # moto keeps its buckets per process, not per server
     client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
     client.create_bucket(Bucket=bucket)
     settings.STORAGES = {
         **settings.STORAGES,
-        "artifacts": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
-            "bucket_name": bucket, "endpoint_url": endpoint, "region_name": "us-east-1", "location": "mlops",
-            "default_acl": None, "file_overwrite": True, "querystring_auth": True}},
+        "artifacts": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": bucket,
+                "endpoint_url": endpoint,
+                "region_name": "us-east-1",
+                "location": "mlops",
+                "default_acl": None,
+                "file_overwrite": True,
+                "querystring_auth": True,
+            },
+        },
     }
     yield SimpleNamespace(client=client, bucket=bucket)
     server.stop()
@@ -168,6 +192,8 @@ def test_the_s3_backend_commits_verifies_and_refuses_like_the_local_one(s3_artif
 def test_a_model_trained_onto_s3_loads_from_s3(s3_artifacts, trained_run):
     version = trained_run.model_versions.get()
     loaded = load_model_version(version)
-    stored = s3_artifacts.client.list_objects_v2(Bucket=s3_artifacts.bucket, Prefix=f"mlops/{version.artifact_uri}/")["Contents"]
+    stored = s3_artifacts.client.list_objects_v2(Bucket=s3_artifacts.bucket, Prefix=f"mlops/{version.artifact_uri}/")[
+        "Contents"
+    ]
     assert len(stored) == len(loaded.manifest["files"]) + 1
     assert loaded.predict_raw(pd.DataFrame(loaded.input_example["rows"]))[0] == loaded.input_example["predictions"]

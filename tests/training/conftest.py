@@ -28,8 +28,9 @@ def start_inline(experiment, *, framework=None, model_type=None, params=None, de
     from apps.training.services.experiments import experiment_training_config
     from apps.training.services.training_pipeline import training_run_start
 
-    config = experiment_training_config(experiment=experiment, framework=framework, model_type=model_type,
-                                        params=params, device=device)
+    config = experiment_training_config(
+        experiment=experiment, framework=framework, model_type=model_type, params=params, device=device
+    )
     if params is None and framework is not None:
         config["params"] = factories.fast_params(config["framework"], config["model_type"])
     return training_run_start(experiment=experiment, dispatch=False, **config, **kwargs)

@@ -1,4 +1,5 @@
 """Tiny real datasets and experiments built through the datasets and training services."""
+
 from django.core.files.base import ContentFile
 
 TINY_PRICE_SPEC = {
@@ -39,8 +40,9 @@ def price_dataset(*, name: str = "tiny-prices", tickers=("AAA", "BBB"), days: in
     from apps.datasets.generators import generate_ohlcv
     from apps.datasets.services import dataset_create, dataset_version_create, feature_spec_create
 
-    dataset = dataset_create(name=name, task="classification", target_column="close", time_column="date",
-                             entity_column="ticker", user=user)
+    dataset = dataset_create(
+        name=name, task="classification", target_column="close", time_column="date", entity_column="ticker", user=user
+    )
     csv = generate_ohlcv(tickers=tickers, days=days, seed=seed).to_csv(index=False).encode()
     version, _ = dataset_version_create(dataset=dataset, file=ContentFile(csv), filename="prices.csv", user=user)
     spec, _ = feature_spec_create(dataset=dataset, name="tiny-features", spec=TINY_PRICE_SPEC, user=user)
@@ -69,13 +71,28 @@ def diabetes_dataset(*, name: str = "tiny-diabetes", rows: int = 200, user=None)
     return dataset, version, spec
 
 
-def experiment(*, dataset, spec, name: str = "tiny-direction", framework: str = "sklearn", model_type: str = "",
-               params: dict | None = None, user=None, **kwargs):
+def experiment(
+    *,
+    dataset,
+    spec,
+    name: str = "tiny-direction",
+    framework: str = "sklearn",
+    model_type: str = "",
+    params: dict | None = None,
+    user=None,
+    **kwargs,
+):
     from apps.frameworks import get_adapter
     from apps.training.services.experiments import experiment_create
 
     model_type = model_type or next(iter(get_adapter(framework).model_types))
     return experiment_create(
-        name=name, dataset=dataset, feature_spec=spec, default_framework=framework, default_model_type=model_type,
-        default_params=fast_params(framework, model_type) if params is None else params, user=user, **kwargs,
+        name=name,
+        dataset=dataset,
+        feature_spec=spec,
+        default_framework=framework,
+        default_model_type=model_type,
+        default_params=fast_params(framework, model_type) if params is None else params,
+        user=user,
+        **kwargs,
     )

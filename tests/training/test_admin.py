@@ -1,4 +1,5 @@
 """Admin: Train now / Cancel / Retry for ML Staff only; the run page is one live component; schedule fire times."""
+
 import re
 
 import pytest
@@ -25,23 +26,49 @@ def test_train_now_asks_for_settings_then_queues_a_run_per_experiment(staff_user
     client = _client(staff_user)
     page = client.post(url, {"action": "train_now", "_selected_action": [price_experiment.pk]})
     assert page.status_code == 200 and b'name="params"' in page.content
-    bad = client.post(url, {"action": "train_now", "_selected_action": [price_experiment.pk], "apply": "1",
-                            "framework": "torch", "model_type": "mlp", "params": '{"epochs": "many"}'}, follow=True)
+    bad = client.post(
+        url,
+        {
+            "action": "train_now",
+            "_selected_action": [price_experiment.pk],
+            "apply": "1",
+            "framework": "torch",
+            "model_type": "mlp",
+            "params": '{"epochs": "many"}',
+        },
+        follow=True,
+    )
     assert b"epochs" in bad.content and not TrainingRun.objects.exists()
-    client.post(url, {"action": "train_now", "_selected_action": [price_experiment.pk], "apply": "1",
-                      "framework": "sklearn", "model_type": "gradient_boosting", "params": '{"max_iter": 20}',
-                      "seed": "5"})
+    client.post(
+        url,
+        {
+            "action": "train_now",
+            "_selected_action": [price_experiment.pk],
+            "apply": "1",
+            "framework": "sklearn",
+            "model_type": "gradient_boosting",
+            "params": '{"max_iter": 20}',
+            "seed": "5",
+        },
+    )
     run = TrainingRun.objects.get()
     assert (run.framework, run.model_type, run.params["max_iter"], run.seed, run.origin) == (
-        "sklearn", "gradient_boosting", 20, 5, "admin")
+        "sklearn",
+        "gradient_boosting",
+        20,
+        5,
+        "admin",
+    )
 
 
 def test_analysts_see_experiments_and_runs_but_cannot_train_cancel_or_retry(analyst_user, price_experiment):
     client = _client(analyst_user)
     changelist = client.get(reverse("admin:training_experiment_changelist"))
     assert changelist.status_code == 200 and b"train_now" not in changelist.content
-    client.post(reverse("admin:training_experiment_changelist"),
-                {"action": "train_now", "_selected_action": [price_experiment.pk], "apply": "1"})
+    client.post(
+        reverse("admin:training_experiment_changelist"),
+        {"action": "train_now", "_selected_action": [price_experiment.pk], "apply": "1"},
+    )
     assert not TrainingRun.objects.exists()
     run = start_inline(price_experiment)
     client.post(reverse("admin:training_trainingrun_changelist"), {"action": "cancel", "_selected_action": [run.pk]})
@@ -60,8 +87,9 @@ def test_ml_staff_cancel_and_retry_runs_from_the_list(staff_user, price_experime
     assert TrainingRun.objects.filter(retry_of=run, status=RunStatus.QUEUED).exists()
 
 
-def test_the_run_page_has_one_live_component_and_no_server_rendered_copy_to_disagree_with_it(analyst_user,
-                                                                                            price_experiment):
+def test_the_run_page_has_one_live_component_and_no_server_rendered_copy_to_disagree_with_it(
+    analyst_user, price_experiment
+):
     run = training_run_execute(run_id=start_inline(price_experiment, framework="torch", model_type="mlp").pk)
     page = _client(analyst_user).get(reverse("admin:training_trainingrun_change", args=[run.pk]))
     html = page.content.decode()
@@ -75,7 +103,7 @@ def test_the_run_page_has_one_live_component_and_no_server_rendered_copy_to_disa
     assert "Registered as" in html and 'name="_save"' not in html
     # Metrics are rounded and shown as formatted JSON, not one long line.
     assert '<details class="portal-json" open><summary>' in html
-    assert not re.search(r"\d\.\d{6,}", html[html.index("Validation metrics"):html.index("Test metrics")])
+    assert not re.search(r"\d\.\d{6,}", html[html.index("Validation metrics") : html.index("Test metrics")])
 
 
 def test_train_now_prefills_an_empty_object_and_keeps_the_input_with_each_error_once(staff_user, price_experiment):
@@ -83,9 +111,18 @@ def test_train_now_prefills_an_empty_object_and_keeps_the_input_with_each_error_
     client = _client(staff_user)
     first = client.post(url, {"action": "train_now", "_selected_action": [price_experiment.pk]}).content.decode()
     assert re.search(r'<textarea name="params"[^>]*>\s*\{\}</textarea>', first) and ">null<" not in first
-    bad = client.post(url, {"action": "train_now", "_selected_action": [price_experiment.pk], "apply": "1",
-                            "framework": "sklearn", "model_type": "no_such_type", "params": '{"max_iter": 7}',
-                            "seed": "11"})
+    bad = client.post(
+        url,
+        {
+            "action": "train_now",
+            "_selected_action": [price_experiment.pk],
+            "apply": "1",
+            "framework": "sklearn",
+            "model_type": "no_such_type",
+            "params": '{"max_iter": 7}',
+            "seed": "11",
+        },
+    )
     html = bad.content.decode()
     assert bad.status_code == 200 and not TrainingRun.objects.exists()
     assert 'value="no_such_type"' in html and "max_iter&quot;: 7" in html and 'value="11"' in html
@@ -119,10 +156,14 @@ def test_the_schedule_list_shows_when_each_schedule_last_fired_and_fires_next(st
 
     client = _client(staff_user)
     base = {"experiment": price_experiment.pk, "params": "{}", "enabled": "on"}
-    client.post(reverse("admin:training_trainingschedule_add"), base | {"name": "weekday", "kind": "cron",
-                                                                         "cron": "0 6 * * 1-5"})
-    client.post(reverse("admin:training_trainingschedule_add"), base | {"name": "two-hourly", "kind": "interval",
-                                                                         "every": "2", "unit": "hours"})
+    client.post(
+        reverse("admin:training_trainingschedule_add"),
+        base | {"name": "weekday", "kind": "cron", "cron": "0 6 * * 1-5"},
+    )
+    client.post(
+        reverse("admin:training_trainingschedule_add"),
+        base | {"name": "two-hourly", "kind": "interval", "every": "2", "unit": "hours"},
+    )
     cron = TrainingSchedule.objects.select_related("periodic_task").get(name="weekday")
     last, upcoming = schedule_fire_times(cron)
     now = timezone.now()

@@ -1,4 +1,5 @@
 """REST API for experiments and runs: who may do what, and 400s that name the field."""
+
 import pytest
 
 from apps.training.choices import RunStatus
@@ -12,8 +13,14 @@ pytestmark = pytest.mark.usefixtures("inline_runs")
 
 def _experiment_body(price_data, **overrides):
     dataset, _, spec = price_data
-    return {"name": "api-direction", "dataset": dataset.pk, "feature_spec": spec.pk, "default_framework": "torch",
-            "default_model_type": "mlp", "default_params": {"epochs": 2}} | overrides
+    return {
+        "name": "api-direction",
+        "dataset": dataset.pk,
+        "feature_spec": spec.pk,
+        "default_framework": "torch",
+        "default_model_type": "mlp",
+        "default_params": {"epochs": 2},
+    } | overrides
 
 
 def test_ml_staff_create_experiments_with_defaults_from_the_dataset_and_spec(staff_api, price_data):
@@ -21,18 +28,25 @@ def test_ml_staff_create_experiments_with_defaults_from_the_dataset_and_spec(sta
     assert response.status_code == 201, response.content
     body = response.json()
     assert (body["target"], body["task"], body["primary_metric"], body["metric_direction"]) == (
-        "direction", "classification", "accuracy", "maximize")
+        "direction",
+        "classification",
+        "accuracy",
+        "maximize",
+    )
     assert body["default_params"]["epochs"] == 2 and body["default_params"]["hidden_size"] == 32
 
 
-@pytest.mark.parametrize("overrides, field", [
-    ({"primary_metric": "rmse"}, "primary_metric"),
-    ({"primary_metric": "accuracy", "metric_direction": "minimize"}, "metric_direction"),
-    ({"default_params": {"epochs": -1}}, "default_params"),
-    ({"default_framework": "jax"}, "default_framework"),
-    ({"dataset": 999999}, "dataset"),
-    ({"name": "has spaces"}, "name"),
-])
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"primary_metric": "rmse"}, "primary_metric"),
+        ({"primary_metric": "accuracy", "metric_direction": "minimize"}, "metric_direction"),
+        ({"default_params": {"epochs": -1}}, "default_params"),
+        ({"default_framework": "jax"}, "default_framework"),
+        ({"dataset": 999999}, "dataset"),
+        ({"name": "has spaces"}, "name"),
+    ],
+)
 def test_bad_experiments_are_refused_naming_the_field(staff_api, price_data, overrides, field):
     response = staff_api.post("/api/v1/experiments/", _experiment_body(price_data, **overrides), format="json")
     assert response.status_code == 400 and field in response.json(), response.content
@@ -43,8 +57,9 @@ def test_a_feature_spec_of_another_dataset_is_refused(staff_api, price_data):
     from tests.training.factories import diabetes_dataset
 
     _, _, other_spec = diabetes_dataset()
-    response = staff_api.post("/api/v1/experiments/", _experiment_body(price_data, feature_spec=other_spec.pk),
-                              format="json")
+    response = staff_api.post(
+        "/api/v1/experiments/", _experiment_body(price_data, feature_spec=other_spec.pk), format="json"
+    )
     assert response.status_code == 400 and "feature_spec" in response.json()
 
 
@@ -53,7 +68,9 @@ def test_who_may_read_and_who_may_write(price_experiment, analyst_api, outsider_
     assert analyst_api.get(f"/api/v1/experiments/{price_experiment.pk}/").status_code == 200
     assert analyst_api.get("/api/v1/runs/").status_code == 200
     assert analyst_api.get("/api/v1/frameworks/").status_code == 200
-    assert analyst_api.patch(f"/api/v1/experiments/{price_experiment.pk}/", {"seed": 3}, format="json").status_code == 403
+    assert (
+        analyst_api.patch(f"/api/v1/experiments/{price_experiment.pk}/", {"seed": 3}, format="json").status_code == 403
+    )
     assert analyst_api.post(f"/api/v1/experiments/{price_experiment.pk}/train", {}, format="json").status_code == 403
     for client, code in ((outsider_api, 403), (anon_api, 401)):
         assert client.get("/api/v1/runs/").status_code == code
@@ -123,6 +140,12 @@ def test_the_frameworks_endpoint_describes_every_model_type(analyst_api):
 
 def test_the_openapi_schema_documents_the_training_and_registry_endpoints(analyst_api):
     paths = analyst_api.get("/api/schema/?format=json").json()["paths"]
-    for path in ("/api/v1/runs/", "/api/v1/runs/{id}/cancel", "/api/v1/runs/{id}/logs", "/api/v1/experiments/",
-                 "/api/v1/models/{name}/aliases/", "/api/v1/models/{name}/versions/{version}/"):
+    for path in (
+        "/api/v1/runs/",
+        "/api/v1/runs/{id}/cancel",
+        "/api/v1/runs/{id}/logs",
+        "/api/v1/experiments/",
+        "/api/v1/models/{name}/aliases/",
+        "/api/v1/models/{name}/versions/{version}/",
+    ):
         assert path in paths, path

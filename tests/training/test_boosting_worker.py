@@ -1,4 +1,5 @@
 """XGBoost and LightGBM end to end on the real Celery worker: API → worker → native model file → registry."""
+
 import pandas as pd
 import pytest
 
@@ -19,11 +20,18 @@ FAST = {
 
 @pytest.mark.parametrize("framework", ["xgboost", "lightgbm"])
 def test_a_boosting_run_on_the_worker_ends_as_a_version_that_loads_and_predicts_as_trained(
-        celery_worker, price_experiment, staff_api, framework):
-    response = staff_api.post("/api/v1/runs/", {
-        "experiment": price_experiment.pk, "framework": framework, "model_type": "gradient_boosting",
-        "params": FAST[framework],
-    }, format="json")
+    celery_worker, price_experiment, staff_api, framework
+):
+    response = staff_api.post(
+        "/api/v1/runs/",
+        {
+            "experiment": price_experiment.pk,
+            "framework": framework,
+            "model_type": "gradient_boosting",
+            "params": FAST[framework],
+        },
+        format="json",
+    )
     assert response.status_code == 201, response.content
     assert response.json()["queue"] == "cpu"
 
@@ -41,11 +49,19 @@ def test_a_boosting_run_on_the_worker_ends_as_a_version_that_loads_and_predicts_
 
 @pytest.mark.skipif(gpu_available("xgboost"), reason="this host has a GPU XGBoost can use")
 def test_an_xgboost_gpu_run_goes_to_the_gpu_queue_and_fails_clearly_on_a_worker_without_one(
-        celery_worker, price_experiment, staff_api):
-    response = staff_api.post("/api/v1/runs/", {
-        "experiment": price_experiment.pk, "framework": "xgboost", "model_type": "gradient_boosting",
-        "device": "gpu", "params": FAST["xgboost"],
-    }, format="json")
+    celery_worker, price_experiment, staff_api
+):
+    response = staff_api.post(
+        "/api/v1/runs/",
+        {
+            "experiment": price_experiment.pk,
+            "framework": "xgboost",
+            "model_type": "gradient_boosting",
+            "device": "gpu",
+            "params": FAST["xgboost"],
+        },
+        format="json",
+    )
     assert response.status_code == 201, response.content
     assert response.json()["queue"] == "gpu"
     run = wait_for_run(TrainingRun.objects.get(pk=response.json()["id"]), timeout=60)

@@ -2,6 +2,7 @@
 
 Each test has a broker of its own (a private redis-server, or a private RabbitMQ vhost) so that
 stopping it never touches the machine's shared services."""
+
 import time
 import uuid
 
@@ -27,8 +28,9 @@ def private_redis(tmp_path):
 
 
 def _dispatch(run, worker):
-    worker.client.send_task("training.run", args=[run.pk], queue=run.queue, routing_key=run.queue,
-                            task_id=run.celery_task_id)
+    worker.client.send_task(
+        "training.run", args=[run.pk], queue=run.queue, routing_key=run.queue, task_id=run.celery_task_id
+    )
 
 
 def _answers(worker, timeout: float = 60) -> bool:
@@ -45,7 +47,8 @@ def _start_worker(worker_factory, settings, broker_url: str, result_url: str):
 
 
 def test_the_worker_survives_a_redis_restart_with_a_run_in_flight_and_the_run_succeeds(
-        worker_factory, price_experiment, settings, private_redis):
+    worker_factory, price_experiment, settings, private_redis
+):
     worker = _start_worker(worker_factory, settings, private_redis.url, private_redis.url)
     run = start_inline(price_experiment, framework="sklearn", model_type="gradient_boosting", params=LONG)
     _dispatch(run, worker)
@@ -66,7 +69,8 @@ def test_the_worker_survives_a_redis_restart_with_a_run_in_flight_and_the_run_su
 
 @pytest.mark.skipif(not PrivateRabbitVhost.available(), reason="no RabbitMQ on this machine")
 def test_the_worker_survives_a_rabbitmq_restart_with_a_run_in_flight_and_the_run_succeeds_once(
-        worker_factory, price_experiment, settings, private_redis):
+    worker_factory, price_experiment, settings, private_redis
+):
     vhost = PrivateRabbitVhost().start()
     try:
         worker = _start_worker(worker_factory, settings, vhost.url, private_redis.url)

@@ -1,5 +1,6 @@
 """Folders that killed attempts leave behind are removed once old; a live run's and a recorded
 artifact's folders never are."""
+
 import io
 import logging
 import os
@@ -27,8 +28,10 @@ def media(settings, tmp_path):
     the dataset fixtures: the dataset's file is stored there too)."""
     root = tmp_path / "media"
     root.mkdir()
-    settings.STORAGES = {**settings.STORAGES, "artifacts": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(root)}}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "artifacts": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(root)}},
+    }
     settings.TRAINING_ORPHAN_MAX_AGE_SECONDS = MAX_AGE
     return root
 
@@ -68,7 +71,8 @@ def sweep(temp_dir, **kwargs):
 
 
 def test_old_orphaned_attempt_upload_and_temp_folders_are_removed_with_their_reason(
-        media, price_experiment, temp_dir, caplog):
+    media, price_experiment, temp_dir, caplog
+):
     run = failed_run(price_experiment)
     attempt = make_folder(media / f"runs/{run.pk}/attempt-1-0badc0de", age_hours=7)
     ghost = make_folder(media / "runs/987654/attempt-2-feedface", age_hours=30)
@@ -82,8 +86,13 @@ def test_old_orphaned_attempt_upload_and_temp_folders_are_removed_with_their_rea
     assert not any(p.exists() for p in (attempt, ghost, upload, local, verify))
     assert not (media / f"runs/{run.pk}").exists(), "the emptied run folder goes too"
     removed = {r.path: r for r in result.removed}
-    assert set(removed) == {f"runs/{run.pk}/attempt-1-0badc0de", "runs/987654/attempt-2-feedface",
-                            "tmp/20250101-00112233aabbccdd", str(local), str(verify)}
+    assert set(removed) == {
+        f"runs/{run.pk}/attempt-1-0badc0de",
+        "runs/987654/attempt-2-feedface",
+        "tmp/20250101-00112233aabbccdd",
+        str(local),
+        str(verify),
+    }
     assert f"run {run.pk} (failed)" in removed[f"runs/{run.pk}/attempt-1-0badc0de"].reason
     assert "run 987654 (deleted)" in removed["runs/987654/attempt-2-feedface"].reason
     assert removed[str(local)].kind == "temp-run" and removed[str(local)].bytes == 200
@@ -95,8 +104,12 @@ def test_old_orphaned_attempt_upload_and_temp_folders_are_removed_with_their_rea
 
 def test_a_live_runs_folders_survive_however_old(media, price_experiment, temp_dir):
     queued = start_inline(price_experiment)
-    running = run_status_transition(run_id=start_inline(price_experiment).pk, to=RunStatus.RUNNING,
-                                    reason="attempt 1 in a test", fields={"attempts": 1})
+    running = run_status_transition(
+        run_id=start_inline(price_experiment).pk,
+        to=RunStatus.RUNNING,
+        reason="attempt 1 in a test",
+        fields={"attempts": 1},
+    )
     kept = [
         make_folder(media / f"runs/{queued.pk}/attempt-1-aaaaaaaa", age_hours=48),
         make_folder(media / f"runs/{running.pk}/attempt-1-bbbbbbbb", age_hours=48),
@@ -110,7 +123,8 @@ def test_a_live_runs_folders_survive_however_old(media, price_experiment, temp_d
 
 
 def test_a_registered_versions_artifact_and_a_runs_recorded_artifact_survive(
-        media, price_experiment, temp_dir, inline_runs):
+    media, price_experiment, temp_dir, inline_runs
+):
     registered = training_run_execute(run_id=start_inline(price_experiment).pk)
     trial = training_run_execute(run_id=start_inline(price_experiment, register_model=False).pk)
     version = registered.model_versions.get()
@@ -140,7 +154,9 @@ def test_young_folders_and_old_folders_with_a_fresh_file_inside_survive(media, p
     assert result.removed == [] and result.kept_young == 2
 
 
-def test_the_sweep_touches_only_folders_it_knows_and_never_follows_a_symlink(media, price_experiment, temp_dir, tmp_path):
+def test_the_sweep_touches_only_folders_it_knows_and_never_follows_a_symlink(
+    media, price_experiment, temp_dir, tmp_path
+):
     precious = make_folder(tmp_path / "precious", age_hours=48)
     (temp_dir / "run-1-linklink").symlink_to(precious, target_is_directory=True)
     strangers = [
@@ -165,7 +181,10 @@ def test_the_command_says_what_it_would_remove_and_then_removes_it(media, price_
 
     out = io.StringIO()
     call_command("remove_orphaned_folders", "--dry-run", stdout=out)
-    assert f"would remove runs/{run.pk}/attempt-1-cafecafe (attempt, 7.0 h old, 200 B): run {run.pk} (failed)" in out.getvalue()
+    assert (
+        f"would remove runs/{run.pk}/attempt-1-cafecafe (attempt, 7.0 h old, 200 B): run {run.pk} (failed)"
+        in out.getvalue()
+    )
     assert orphan.exists()
 
     out = io.StringIO()

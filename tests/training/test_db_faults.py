@@ -1,5 +1,6 @@
 """A training run survives its database connections being dropped (a PgBouncer restart, a failover,
 an idle timeout): every thread of the attempt reconnects and the run finishes on the same attempt."""
+
 import uuid
 
 import pytest
@@ -16,8 +17,10 @@ pytestmark = pytest.mark.worker
 # ~100 reported stages on tiny data: several seconds of training after the connections are dropped.
 LONG = {"max_iter": 1000, "stage_size": 10, "patience": 1000, "min_samples_leaf": 5}
 
-TERMINATE = ("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-             "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+TERMINATE = (
+    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+)
 
 
 @pytest.fixture
@@ -42,7 +45,8 @@ def _terminate_other_backends() -> int:
 
 
 def test_a_run_whose_database_connections_are_terminated_mid_run_still_succeeds_on_its_first_attempt(
-        worker_factory, price_experiment, private_queue):
+    worker_factory, price_experiment, private_queue
+):
     worker_factory(queues=private_queue, concurrency=1)
     run = _start(price_experiment)
     run = wait_for_epoch(run, 3)
@@ -71,9 +75,14 @@ class _Outage:
 
         s = connection.settings_dict
         self.name = s["NAME"]
-        self.admin = psycopg.connect(host=s.get("HOST") or "127.0.0.1", port=s.get("PORT") or 5432,
-                                     user=s.get("USER") or "postgres", password=s.get("PASSWORD") or None,
-                                     dbname="postgres", autocommit=True)
+        self.admin = psycopg.connect(
+            host=s.get("HOST") or "127.0.0.1",
+            port=s.get("PORT") or 5432,
+            user=s.get("USER") or "postgres",
+            password=s.get("PASSWORD") or None,
+            dbname="postgres",
+            autocommit=True,
+        )
 
     def _allow(self, allowed: bool):
         quoted = connection.ops.quote_name(self.name)
@@ -143,7 +152,8 @@ def test_a_database_outage_shorter_than_the_retry_budget_is_waited_out(transacti
 
 
 def test_a_database_that_stays_away_ends_the_last_attempt_failed_naming_the_database(
-        transactional_db, price_experiment, settings):
+    transactional_db, price_experiment, settings
+):
     from django.db import OperationalError
 
     from apps.training.services.training_pipeline import _requeue_or_fail_after_db_loss
@@ -165,7 +175,8 @@ def test_a_database_that_stays_away_ends_the_last_attempt_failed_naming_the_data
 
 
 def test_a_database_loss_with_attempts_left_requeues_the_run_for_another_attempt(
-        transactional_db, price_experiment, settings):
+    transactional_db, price_experiment, settings
+):
     from django.db import OperationalError
 
     from apps.training.services.training_pipeline import _requeue_or_fail_after_db_loss

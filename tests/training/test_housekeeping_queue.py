@@ -1,5 +1,6 @@
 """Housekeeping (log flush, reaper, gates, study keeper, schedule ticks, cleanup) has a queue and a
 worker of its own, so two long training runs never starve it."""
+
 import json
 import re
 import time
@@ -57,15 +58,21 @@ def test_every_beat_task_and_every_task_but_training_goes_to_the_housekeeping_qu
     from mlops_portal.celery import app
 
     rows = list(PeriodicTask.objects.values_list("task", "queue"))
-    assert {"monitoring.flush_prediction_logs", "training.reap_stale_runs", "deployments.evaluate_rollouts",
-            "tuning.keep_studies", "training.remove_orphaned_folders"} <= {task for task, _ in rows}
+    assert {
+        "monitoring.flush_prediction_logs",
+        "training.reap_stale_runs",
+        "deployments.evaluate_rollouts",
+        "tuning.keep_studies",
+        "training.remove_orphaned_folders",
+    } <= {task for task, _ in rows}
     assert {queue for _, queue in rows} == {"housekeeping"}, rows
 
     app.loader.import_default_modules()
     ours = {name for name in app.tasks if not name.startswith("celery.")}
     # Scoring a delivery candidate loads and runs models like training: sent to the training cpu queue.
-    assert ours - set(django_settings.HOUSEKEEPING_TASKS) == {"training.run", "delivery.evaluate_candidate"}, \
+    assert ours - set(django_settings.HOUSEKEEPING_TASKS) == {"training.run", "delivery.evaluate_candidate"}, (
         "a new task needs a route"
+    )
     for name in django_settings.HOUSEKEEPING_TASKS:
         assert app.amqp.router.route({}, name)["queue"].name == "housekeeping", name
 
@@ -88,8 +95,12 @@ def _start_long(experiment):
 def _lost_run(experiment):
     """A run whose worker died long ago on its last attempt: the reaper must end it FAILED."""
     run = start_inline(experiment)
-    run_status_transition(run_id=run.pk, to=RunStatus.RUNNING, reason="attempt 3 on a host that is gone",
-                          fields={"attempts": run.max_attempts, "worker_host": "gone.example", "worker_pid": 1})
+    run_status_transition(
+        run_id=run.pk,
+        to=RunStatus.RUNNING,
+        reason="attempt 3 on a host that is gone",
+        fields={"attempts": run.max_attempts, "worker_host": "gone.example", "worker_pid": 1},
+    )
     # Its last heartbeat, ten minutes ago (the reaper runs in the worker: no `now=` to pass it).
     TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=10))
     return run
@@ -97,15 +108,22 @@ def _lost_run(experiment):
 
 @pytest.mark.worker
 def test_housekeeping_keeps_reaping_and_ticking_while_both_training_slots_are_busy(
-        worker_factory, price_experiment, private_queues, staff_user):
+    worker_factory, price_experiment, private_queues, staff_user
+):
     from mlops_portal.celery import app
 
     procfile = procfile_workers()
     env = {"TRAINING_CPU_QUEUE": private_queues["cpu"]}  # where the housekeeping worker dispatches new runs
-    training = worker_factory(queues=",".join(private_queues[q] for q in sorted(procfile["worker"]["queues"])),
-                              concurrency=procfile["worker"]["concurrency"], extra_env=env)
-    worker_factory(queues=",".join(private_queues[q] for q in sorted(procfile["housekeeping"]["queues"])),
-                   concurrency=procfile["housekeeping"]["concurrency"], extra_env=env)
+    training = worker_factory(
+        queues=",".join(private_queues[q] for q in sorted(procfile["worker"]["queues"])),
+        concurrency=procfile["worker"]["concurrency"],
+        extra_env=env,
+    )
+    worker_factory(
+        queues=",".join(private_queues[q] for q in sorted(procfile["housekeeping"]["queues"])),
+        concurrency=procfile["housekeeping"]["concurrency"],
+        extra_env=env,
+    )
     housekeeping_queue = private_queues[django_settings.HOUSEKEEPING_QUEUE]
 
     busy = [_start_long(price_experiment) for _ in range(procfile["worker"]["concurrency"])]
@@ -116,7 +134,8 @@ def test_housekeeping_keeps_reaping_and_ticking_while_both_training_slots_are_bu
     lost = _lost_run(price_experiment)
     schedule = training_schedule_save(
         schedule=TrainingSchedule(name="nightly", experiment=price_experiment, kind="cron", cron="30 2 * * *"),
-        user=staff_user)
+        user=staff_user,
+    )
     task = schedule.periodic_task
     sent = time.monotonic()
     # What beat sends when these are due, to the housekeeping queue.
@@ -124,13 +143,18 @@ def test_housekeeping_keeps_reaping_and_ticking_while_both_training_slots_are_bu
     app.send_task(task.task, kwargs=json.loads(task.kwargs), queue=housekeeping_queue)
     try:
         # Under the old layout (one worker on default+cpu, -c 2) the reaper still had not run after 120 s.
-        reaped = wait_for(lambda: TrainingRun.objects.filter(pk=lost.pk, status=RunStatus.FAILED).first(),
-                          timeout=30, what="the reaper to end the lost run")
+        reaped = wait_for(
+            lambda: TrainingRun.objects.filter(pk=lost.pk, status=RunStatus.FAILED).first(),
+            timeout=30,
+            what="the reaper to end the lost run",
+        )
         reaped_after = time.monotonic() - sent
         # The tick's first run start imports the frameworks in a cold pool process: give it longer.
-        ticked = wait_for(lambda: TrainingRun.objects.filter(experiment=price_experiment,
-                                                             origin=RunOrigin.SCHEDULE).first(),
-                          timeout=60, what="the schedule tick to start its run")
+        ticked = wait_for(
+            lambda: TrainingRun.objects.filter(experiment=price_experiment, origin=RunOrigin.SCHEDULE).first(),
+            timeout=60,
+            what="the schedule tick to start its run",
+        )
         ticked_after = time.monotonic() - sent
         still = {r.pk: (r.status, r.current_epoch) for r in TrainingRun.objects.filter(pk__in=[r.pk for r in busy])}
         assert all(status == RunStatus.RUNNING for status, _ in still.values()), still

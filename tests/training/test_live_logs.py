@@ -1,4 +1,5 @@
 """WebSocket ws/training/runs/<id>/?after=N: auth, replay-then-stream, nothing missing after a reconnect."""
+
 import pytest
 from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
@@ -57,13 +58,18 @@ async def _collect(communicator, *, until, timeout=90.0):
 
 
 @pytest.mark.worker
-def test_a_viewer_gets_live_lines_in_order_and_misses_none_after_reconnecting(celery_worker, price_experiment,
-                                                                              analyst_user):
+def test_a_viewer_gets_live_lines_in_order_and_misses_none_after_reconnecting(
+    celery_worker, price_experiment, analyst_user
+):
     from apps.training.models import RunLogLine
     from apps.training.services.training_pipeline import _dispatch
 
-    run = start_inline(price_experiment, framework="sklearn", model_type="gradient_boosting",
-                       params={"max_iter": 120, "stage_size": 10, "patience": 1000, "min_samples_leaf": 5})
+    run = start_inline(
+        price_experiment,
+        framework="sklearn",
+        model_type="gradient_boosting",
+        params={"max_iter": 120, "stage_size": 10, "patience": 1000, "min_samples_leaf": 5},
+    )
     headers = _headers(analyst_user)
 
     async def watch():

@@ -1,4 +1,5 @@
 """The pipeline executed in-process (as seed_demo does): status machine, logs, metrics, artifact."""
+
 import pandas as pd
 import pytest
 

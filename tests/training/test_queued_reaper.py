@@ -1,5 +1,6 @@
 """A QUEUED run whose queue message is gone (queued while no worker ran, then the broker restarted)
 does not wait forever: the reaper publishes it again, and gives up naming the lost message."""
+
 import uuid
 from datetime import timedelta
 
@@ -34,12 +35,14 @@ def _purge(queue: str) -> None:
 
 
 def _lost_message_events(run):
-    return RunEvent.objects.filter(run=run, from_status=RunStatus.QUEUED, to_status=RunStatus.QUEUED,
-                                   reason__startswith="queue message lost")
+    return RunEvent.objects.filter(
+        run=run, from_status=RunStatus.QUEUED, to_status=RunStatus.QUEUED, reason__startswith="queue message lost"
+    )
 
 
 def test_a_queued_run_whose_message_never_reached_the_broker_is_published_again_and_a_worker_finishes_it(
-        worker_factory, price_experiment, private_queue):
+    worker_factory, price_experiment, private_queue
+):
     run = start_inline(price_experiment, framework="sklearn", model_type="linear")  # no message at all
     queued_at = TrainingRun.objects.get(pk=run.pk).queued_at
 
@@ -58,7 +61,8 @@ def test_a_queued_run_whose_message_never_reached_the_broker_is_published_again_
 
 
 def test_a_queued_run_whose_message_waits_on_the_broker_is_not_touched_and_one_lost_too_often_fails_naming_it(
-        transactional_db, price_experiment, private_queue, settings):
+    transactional_db, price_experiment, private_queue, settings
+):
     from apps.training.services.training_pipeline import _dispatch
 
     settings.CELERY_TASK_MAX_ATTEMPTS = 2

@@ -1,4 +1,5 @@
 """Status machine, attempts, duplicates, the reaper and stop requests (no worker involved)."""
+
 import os
 import re
 import socket
@@ -33,9 +34,12 @@ def _dead_pid() -> int:
 
 def _running(run, *, attempts=1, host=None, pid=None, heartbeat_age=0.0):
     """Puts a run in the state a worker leaves it in mid-attempt."""
-    run = run_status_transition(run_id=run.pk, to=RunStatus.RUNNING, reason="test: attempt started",
-                                fields={"attempts": attempts, "worker_host": host or socket.gethostname(),
-                                        "worker_pid": pid or os.getpid()})
+    run = run_status_transition(
+        run_id=run.pk,
+        to=RunStatus.RUNNING,
+        reason="test: attempt started",
+        fields={"attempts": attempts, "worker_host": host or socket.gethostname(), "worker_pid": pid or os.getpid()},
+    )
     TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=heartbeat_age))
     run.refresh_from_db()
     return run
@@ -172,8 +176,12 @@ def test_a_stop_requested_from_an_epoch_receiver_prunes_the_run_at_the_next_boun
 
     run_epoch_completed.connect(prune_after_first_epoch, dispatch_uid="test-prune")
     try:
-        run = start_inline(price_experiment, framework="torch", model_type="mlp",
-                           params={"epochs": 50, "patience": 50, "hidden_size": 8})
+        run = start_inline(
+            price_experiment,
+            framework="torch",
+            model_type="mlp",
+            params={"epochs": 50, "patience": 50, "hidden_size": 8},
+        )
         run = training_run_execute(run_id=run.pk)
     finally:
         run_epoch_completed.disconnect(dispatch_uid="test-prune")
@@ -182,8 +190,9 @@ def test_a_stop_requested_from_an_epoch_receiver_prunes_the_run_at_the_next_boun
     assert not run.model_versions.exists() and not run.artifact_uri
 
 
-def test_a_prune_that_lands_after_the_last_epoch_still_ends_the_run_pruned_with_nothing_kept(price_experiment,
-                                                                                            monkeypatch):
+def test_a_prune_that_lands_after_the_last_epoch_still_ends_the_run_pruned_with_nothing_kept(
+    price_experiment, monkeypatch
+):
     """The pruner may judge an earlier epoch only once the run has trained to the end (its epoch
     signal comes from the write-behind thread). The request wins: PRUNED, never SUCCEEDED, no
     model version although this run would register one, and its artifact removed from storage."""
@@ -225,8 +234,9 @@ def test_a_prune_that_comes_after_the_run_ended_is_refused(price_experiment):
     assert run.status == RunStatus.SUCCEEDED and run.stop_requested == ""
 
 
-def test_a_queued_run_that_is_pruned_ends_pruned_at_once_and_every_screen_says_pruned(price_experiment, staff_user,
-                                                                                      staff_api):
+def test_a_queued_run_that_is_pruned_ends_pruned_at_once_and_every_screen_says_pruned(
+    price_experiment, staff_user, staff_api
+):
     from django.test import Client
 
     run = start_inline(price_experiment)
@@ -254,7 +264,8 @@ def test_the_reaper_ends_a_stale_run_that_was_being_pruned_as_pruned(price_exper
 
 
 def test_a_run_whose_message_the_broker_refuses_ends_failed_instead_of_waiting_forever(
-        price_experiment, monkeypatch, django_capture_on_commit_callbacks):
+    price_experiment, monkeypatch, django_capture_on_commit_callbacks
+):
     from kombu.exceptions import OperationalError
 
     from mlops_portal.celery import app

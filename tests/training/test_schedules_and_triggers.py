@@ -1,4 +1,5 @@
 """Beat ticks and new dataset versions start runs through the same path as manual ones."""
+
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
@@ -36,12 +37,15 @@ def test_a_schedule_keeps_its_beat_task_in_step(price_experiment):
     assert not PeriodicTask.objects.filter(pk=task.pk).exists()
 
 
-@pytest.mark.parametrize("fields, field", [
-    ({"kind": "cron", "cron": "* * *"}, "cron"),
-    ({"kind": "cron", "cron": "0 25 * * *"}, "cron"),
-    ({"every": 0}, "every"),
-    ({"framework": "torch", "model_type": "mlp", "params": {"epochs": 0}}, "params"),
-])
+@pytest.mark.parametrize(
+    "fields, field",
+    [
+        ({"kind": "cron", "cron": "* * *"}, "cron"),
+        ({"kind": "cron", "cron": "0 25 * * *"}, "cron"),
+        ({"every": 0}, "every"),
+        ({"framework": "torch", "model_type": "mlp", "params": {"epochs": 0}}, "params"),
+    ],
+)
 def test_bad_schedules_are_refused_naming_the_field(price_experiment, fields, field):
     with pytest.raises(ValidationError) as exc:
         _schedule(price_experiment, **fields)
@@ -83,8 +87,9 @@ def test_a_new_dataset_version_retrains_the_experiments_that_ask_for_it(price_da
 
 
 def test_the_train_command_trains_inline_and_reports_the_registered_version(price_experiment, capsys):
-    call_command("train", "--experiment", price_experiment.name, "--framework", "sklearn", "--model-type", "linear",
-                 "--inline")
+    call_command(
+        "train", "--experiment", price_experiment.name, "--framework", "sklearn", "--model-type", "linear", "--inline"
+    )
     out = capsys.readouterr().out
     run = TrainingRun.objects.get()
     assert run.status == RunStatus.SUCCEEDED and run.origin == "cli"
@@ -96,7 +101,8 @@ def test_the_train_command_names_what_is_wrong(price_experiment):
     with pytest.raises(CommandError, match="No experiment named 'nope'"):
         call_command("train", "--experiment", "nope")
     with pytest.raises(CommandError, match="params"):
-        call_command("train", "--experiment", price_experiment.name, "--framework", "torch", "--params",
-                     '{"epochs": 0}')
+        call_command(
+            "train", "--experiment", price_experiment.name, "--framework", "torch", "--params", '{"epochs": 0}'
+        )
     with pytest.raises(CommandError, match="not valid JSON"):
         call_command("train", "--experiment", price_experiment.name, "--params", "{oops")

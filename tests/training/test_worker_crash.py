@@ -1,6 +1,7 @@
 """A worker killed mid-run never leaves the run RUNNING: redelivery to a new attempt, or the reaper.
 
 (The reaper failing a run whose last attempt was lost is in test_run_lifecycle.)"""
+
 import os
 import signal
 import uuid
@@ -40,7 +41,8 @@ def _start(experiment):
 
 
 def test_a_sigkilled_pool_process_is_redelivered_and_the_next_attempt_finishes(
-        worker_factory, price_experiment, private_queue):
+    worker_factory, price_experiment, private_queue
+):
     worker = worker_factory(queues=private_queue, concurrency=1)
     run = _start(price_experiment)
     run = wait_for_epoch(run, 1)
@@ -58,7 +60,8 @@ def test_a_sigkilled_pool_process_is_redelivered_and_the_next_attempt_finishes(
 
 
 def test_a_whole_worker_sigkilled_is_found_by_the_reaper_and_finished_by_another(
-        worker_factory, price_experiment, private_queue):
+    worker_factory, price_experiment, private_queue
+):
     first = worker_factory(queues=private_queue, concurrency=1)
     run = _start(price_experiment)
     run = wait_for_epoch(run, 1)

@@ -1,4 +1,5 @@
 """End to end on the real Celery worker, Redis and PostgreSQL: Train now → worker → artifact → registry."""
+
 import json
 
 import pandas as pd
@@ -30,8 +31,9 @@ def _assert_loaded_model_answers_as_the_trained_one(run):
 def test_train_now_in_admin_takes_each_framework_to_a_loadable_version(celery_worker, price_data, staff_user):
     dataset, _, spec = price_data
     experiments = [
-        factories.experiment(dataset=dataset, spec=spec, name=f"admin-{framework}", framework=framework,
-                             model_type=model_type)
+        factories.experiment(
+            dataset=dataset, spec=spec, name=f"admin-{framework}", framework=framework, model_type=model_type
+        )
         for framework, model_type in (("torch", "mlp"), ("keras", "mlp"), ("sklearn", "gradient_boosting"))
     ]
     client = Client()
@@ -59,10 +61,16 @@ def test_the_api_starts_runs_that_end_as_registered_versions(celery_worker, pric
     started = []
     # Keras goes through the admin test above; here a recurrent model and a baseline.
     for framework, model_type in (("torch", "lstm"), ("sklearn", "linear")):
-        response = staff_api.post("/api/v1/runs/", {
-            "experiment": price_experiment.pk, "framework": framework, "model_type": model_type,
-            "params": factories.fast_params(framework, model_type),
-        }, format="json")
+        response = staff_api.post(
+            "/api/v1/runs/",
+            {
+                "experiment": price_experiment.pk,
+                "framework": framework,
+                "model_type": model_type,
+                "params": factories.fast_params(framework, model_type),
+            },
+            format="json",
+        )
         assert response.status_code == 201, response.content
         assert response.json()["status"] == "queued" and response.json()["queue"] == "cpu"
         started.append(response.json()["id"])
@@ -74,7 +82,9 @@ def test_the_api_starts_runs_that_end_as_registered_versions(celery_worker, pric
         assert run.status == RunStatus.SUCCEEDED, f"{run.framework}: {run.error_message}"
         _assert_loaded_model_answers_as_the_trained_one(run)
         detail = analyst_api.get(f"/api/v1/runs/{run_id}/").json()
-        assert detail["model_versions"] == [{"model": price_experiment.name, "version": detail["model_versions"][0]["version"]}]
+        assert detail["model_versions"] == [
+            {"model": price_experiment.name, "version": detail["model_versions"][0]["version"]}
+        ]
         logs = analyst_api.get(f"/api/v1/runs/{run_id}/logs?after=2").json()
         assert [line["seq"] for line in logs["lines"]] == list(range(3, run.log_seq + 1))
     versions = analyst_api.get(f"/api/v1/models/{price_experiment.name}/versions/").json()["results"]
@@ -82,9 +92,15 @@ def test_the_api_starts_runs_that_end_as_registered_versions(celery_worker, pric
 
 
 def test_cancelling_a_running_run_stops_it_at_the_next_boundary(celery_worker, price_experiment, staff_api):
-    response = staff_api.post(f"/api/v1/experiments/{price_experiment.pk}/train", {
-        "framework": "torch", "model_type": "mlp", "params": {"epochs": 500, "patience": 500, "hidden_size": 8},
-    }, format="json")
+    response = staff_api.post(
+        f"/api/v1/experiments/{price_experiment.pk}/train",
+        {
+            "framework": "torch",
+            "model_type": "mlp",
+            "params": {"epochs": 500, "patience": 500, "hidden_size": 8},
+        },
+        format="json",
+    )
     run = TrainingRun.objects.get(pk=response.json()["id"])
     wait_for_epoch(run, 2)
 
@@ -99,10 +115,17 @@ def test_cancelling_a_running_run_stops_it_at_the_next_boundary(celery_worker, p
 
 
 def test_a_gpu_run_on_a_worker_without_a_gpu_fails_with_a_clear_message(celery_worker, price_experiment, staff_api):
-    response = staff_api.post("/api/v1/runs/", {
-        "experiment": price_experiment.pk, "framework": "torch", "model_type": "mlp", "device": "gpu",
-        "params": factories.fast_params("torch", "mlp"),
-    }, format="json")
+    response = staff_api.post(
+        "/api/v1/runs/",
+        {
+            "experiment": price_experiment.pk,
+            "framework": "torch",
+            "model_type": "mlp",
+            "device": "gpu",
+            "params": factories.fast_params("torch", "mlp"),
+        },
+        format="json",
+    )
     assert response.json()["queue"] == "gpu"
     run = wait_for_run(TrainingRun.objects.get(pk=response.json()["id"]), timeout=60)
     assert run.status == RunStatus.FAILED
@@ -125,8 +148,11 @@ def test_a_schedule_tick_retrains_the_experiment_on_the_newest_data(celery_worke
     # Exactly what beat sends when the crontab is due.
     app.send_task(task.task, args=json.loads(task.args or "[]"), kwargs=json.loads(task.kwargs), queue=task.queue)
 
-    run = wait_for(lambda: TrainingRun.objects.filter(experiment=price_experiment, origin="schedule").first(),
-                   timeout=30, what="the scheduled run")
+    run = wait_for(
+        lambda: TrainingRun.objects.filter(experiment=price_experiment, origin="schedule").first(),
+        timeout=30,
+        what="the scheduled run",
+    )
     run = wait_for_run(run, timeout=90)
     assert run.status == RunStatus.SUCCEEDED, run.error_message
     assert run.dataset_version == newest and run.model_versions.exists()

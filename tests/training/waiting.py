@@ -35,5 +35,9 @@ def wait_for_run(run, *, statuses=RUN_TERMINAL, timeout: float = 120):
 def wait_for_epoch(run, epoch: int, *, timeout: float = 60):
     from apps.training.models import TrainingRun
 
-    return wait_for(lambda: TrainingRun.objects.filter(pk=run.pk, current_epoch__gte=epoch).first(),
-                    timeout=timeout, interval=0.05, what=f"run {run.pk} to finish epoch {epoch}")
+    return wait_for(
+        lambda: TrainingRun.objects.filter(pk=run.pk, current_epoch__gte=epoch).first(),
+        timeout=timeout,
+        interval=0.05,
+        what=f"run {run.pk} to finish epoch {epoch}",
+    )

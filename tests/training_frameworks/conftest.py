@@ -1,4 +1,5 @@
 """Fixtures: the three synthetic datasets and one fitted model per contract combination."""
+
 import os
 
 import pytest
@@ -27,8 +28,13 @@ def fitted(datasets):
         if key not in cache:
             reporter = RecordingReporter()
             trained = get_adapter(framework).fit(
-                data=datasets[kind], task=task_of(kind), model_type=model_type,
-                params=TINY_PARAMS[(framework, model_type)], seed=7, device="cpu", reporter=reporter,
+                data=datasets[kind],
+                task=task_of(kind),
+                model_type=model_type,
+                params=TINY_PARAMS[(framework, model_type)],
+                seed=7,
+                device="cpu",
+                reporter=reporter,
             )
             cache[key] = (trained, reporter)
         return cache[key]

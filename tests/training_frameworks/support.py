@@ -3,6 +3,7 @@
 The adapters only rely on PreparedData's array attributes, so these tests build them directly:
 300 rows of two interleaved entities, split in time order 70/15/15.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -17,8 +18,12 @@ TINY_PARAMS = {
     ("sklearn", "linear"): {},
     ("sklearn", "gradient_boosting"): {"max_iter": 20, "stage_size": 10},
     ("xgboost", "gradient_boosting"): {"n_estimators": 8, "max_depth": 3, "learning_rate": 0.3},
-    ("lightgbm", "gradient_boosting"): {"n_estimators": 8, "num_leaves": 7, "min_child_samples": 5,
-                                        "learning_rate": 0.3},
+    ("lightgbm", "gradient_boosting"): {
+        "n_estimators": 8,
+        "num_leaves": 7,
+        "min_child_samples": 5,
+        "learning_rate": 0.3,
+    },
     # The example plugin package (examples/portal-example-models) keeps the same contract.
     ("torch", "tcn"): {"epochs": 3, "channels": 4, "batch_size": 32, "learning_rate": 0.01, "window": 4},
     ("sklearn", "rbf_kernel_linear"): {"n_components": 20},
@@ -48,8 +53,9 @@ def task_of(kind: str) -> str:
     return "regression" if kind == "regression" else "classification"
 
 
-def make_data(kind: str, *, rows: int = 300, n_features: int = 6, seed: int = 0, noise_target: bool = False,
-              groups: bool = True) -> FakePreparedData:
+def make_data(
+    kind: str, *, rows: int = 300, n_features: int = 6, seed: int = 0, noise_target: bool = False, groups: bool = True
+) -> FakePreparedData:
     """A learnable problem: the target depends on the first two features of the same row."""
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(rows, n_features)).astype(np.float32)
@@ -72,9 +78,17 @@ def make_data(kind: str, *, rows: int = 300, n_features: int = 6, seed: int = 0,
         return None if arr is None else arr[lo:hi]
 
     return FakePreparedData(
-        X[:a], y[:a], X[a:b], y[a:b], X[b:], y[b:],
-        part(entity, 0, a), part(entity, a, b), part(entity, b, rows),
-        classes, [f"f{i}" for i in range(n_features)],
+        X[:a],
+        y[:a],
+        X[a:b],
+        y[a:b],
+        X[b:],
+        y[b:],
+        part(entity, 0, a),
+        part(entity, a, b),
+        part(entity, b, rows),
+        classes,
+        [f"f{i}" for i in range(n_features)],
     )
 
 
@@ -85,8 +99,13 @@ class RecordingReporter:
     stop_after_epochs: stop once this many epochs were reported (a pruner at an epoch boundary).
     """
 
-    def __init__(self, stop_reason: str | None = None, *, stop_after_checks: int | None = None,
-                 stop_after_epochs: int | None = None):
+    def __init__(
+        self,
+        stop_reason: str | None = None,
+        *,
+        stop_after_checks: int | None = None,
+        stop_after_epochs: int | None = None,
+    ):
         self.epochs: list[tuple[int, int, dict]] = []
         self.logs: list[tuple[str, str]] = []
         self.checks = 0

@@ -1,4 +1,5 @@
 """The contract every framework adapter keeps, run for each (framework, model_type, task)."""
+
 import json
 
 import numpy as np
@@ -65,22 +66,26 @@ def test_a_loaded_model_predicts_exactly_like_the_trained_one(fitted, datasets, 
     adapter = get_adapter(framework)
     adapter.save(trained, tmp_path / "model")
     loaded = adapter.load(tmp_path / "model", device="cpu")
-    np.testing.assert_array_equal(loaded.predict(data.X_test, data.groups_test),
-                                  trained.predict(data.X_test, data.groups_test))
+    np.testing.assert_array_equal(
+        loaded.predict(data.X_test, data.groups_test), trained.predict(data.X_test, data.groups_test)
+    )
     if kind != "regression":
-        np.testing.assert_array_equal(loaded.predict_proba(data.X_test, data.groups_test),
-                                      trained.predict_proba(data.X_test, data.groups_test))
+        np.testing.assert_array_equal(
+            loaded.predict_proba(data.X_test, data.groups_test), trained.predict_proba(data.X_test, data.groups_test)
+        )
     assert (loaded.window, loaded.task, loaded.classes) == (trained.window, trained.task, trained.classes)
-    assert load_trained(tmp_path / "model").evaluate(data.X_test, data.y_test, data.groups_test) == \
-        trained.evaluate(data.X_test, data.y_test, data.groups_test)
+    assert load_trained(tmp_path / "model").evaluate(data.X_test, data.y_test, data.groups_test) == trained.evaluate(
+        data.X_test, data.y_test, data.groups_test
+    )
 
 
 def test_the_saved_directory_holds_a_safe_model_file_and_its_meta(fitted, framework, model_type, kind, tmp_path):
     trained, _ = fitted(framework, model_type, kind)
     get_adapter(framework).save(trained, tmp_path)
     meta = json.loads((tmp_path / "meta.json").read_text())
-    suffix = {"torch": ".safetensors", "keras": ".keras", "sklearn": ".skops", "xgboost": ".ubj",
-              "lightgbm": ".txt"}[framework]
+    suffix = {"torch": ".safetensors", "keras": ".keras", "sklearn": ".skops", "xgboost": ".ubj", "lightgbm": ".txt"}[
+        framework
+    ]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["meta.json", f"model{suffix}"])
     assert meta["framework"] == framework and meta["model_type"] == model_type
     assert meta["task"] == task_of(kind)
@@ -88,6 +93,7 @@ def test_the_saved_directory_holds_a_safe_model_file_and_its_meta(fitted, framew
     assert meta["window"] == trained.window == (4 if get_adapter(framework).model_type(model_type).uses_history else 1)
     assert meta["classes"] == ({"binary": ["down", "up"], "multiclass": ["sell", "hold", "buy"]}.get(kind))
     assert meta["params"] == get_adapter(framework).validate_params(model_type, meta["params"])
-    library = {"torch": "torch", "keras": "keras", "sklearn": "sklearn", "xgboost": "xgboost",
-               "lightgbm": "lightgbm"}[framework]
+    library = {"torch": "torch", "keras": "keras", "sklearn": "sklearn", "xgboost": "xgboost", "lightgbm": "lightgbm"}[
+        framework
+    ]
     assert {"python", "numpy", library} <= set(meta["library_versions"])

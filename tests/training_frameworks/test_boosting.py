@@ -1,4 +1,5 @@
 """What is particular to XGBoost and LightGBM: rounds as epochs, the best rounds kept, native files."""
+
 import importlib
 import json
 import pickle
@@ -26,9 +27,13 @@ pytestmark = pytest.mark.parametrize("framework", BOOSTERS)
 
 def _fit(framework, kind="binary", *, params=None, data=None, reporter=None, **kwargs):
     return get_adapter(framework).fit(
-        data=data or make_data(kind), task="regression" if kind == "regression" else "classification",
-        model_type="gradient_boosting", seed=3,
-        params=TINY_PARAMS[(framework, "gradient_boosting")] if params is None else params, reporter=reporter or RecordingReporter(), **kwargs,
+        data=data or make_data(kind),
+        task="regression" if kind == "regression" else "classification",
+        model_type="gradient_boosting",
+        seed=3,
+        params=TINY_PARAMS[(framework, "gradient_boosting")] if params is None else params,
+        reporter=reporter or RecordingReporter(),
+        **kwargs,
     )
 
 
@@ -58,8 +63,7 @@ def test_early_stopping_keeps_the_best_rounds_and_the_loaded_model_is_that_model
 
 def test_an_epoch_is_rounds_per_epoch_boosting_rounds(framework):
     reporter = RecordingReporter()
-    params = TINY_PARAMS[(framework, "gradient_boosting")] | {"n_estimators": 10, "rounds_per_epoch": 4,
-                                                               "patience": 50}
+    params = TINY_PARAMS[(framework, "gradient_boosting")] | {"n_estimators": 10, "rounds_per_epoch": 4, "patience": 50}
     trained = _fit(framework, params=params, reporter=reporter)
     assert [(e, total) for e, total, _ in reporter.epochs] == [(1, 3), (2, 3), (3, 3)]  # rounds 4, 8 and 10
     assert trained.describe()["boosted_rounds"] == {1: 4, 2: 8, 3: 10}[trained.best_epoch]
@@ -229,8 +233,7 @@ def test_a_plugin_model_type_trains_saves_and_loads_like_the_built_in_one(framew
     data = make_data("multiclass")
     reporter = RecordingReporter()
     params = {"n_estimators": 6} if framework == "xgboost" else {"rounds": 4}
-    trained = adapter.fit(data=data, task="classification", model_type=plugin, params=params, seed=1,
-                          reporter=reporter)
+    trained = adapter.fit(data=data, task="classification", model_type=plugin, params=params, seed=1, reporter=reporter)
     assert len(reporter.epochs) == trained.epochs_trained == (6 if framework == "xgboost" else 4)
     assert trained.best_epoch is not None
     adapter.save(trained, tmp_path)

@@ -1,4 +1,5 @@
 """Device resolution: CPU placement here, a clear refusal when a GPU is asked for and absent."""
+
 import pytest
 import torch
 
@@ -37,8 +38,14 @@ def test_asking_for_a_gpu_on_a_host_without_one_explains_where_to_route_the_run(
 def test_fit_on_gpu_without_one_fails_before_training():
     reporter = RecordingReporter()
     with pytest.raises(NoGpuAvailable):
-        get_adapter("torch").fit(data=make_data("binary"), task="classification", model_type="mlp",
-                                 params=TINY_PARAMS[("torch", "mlp")], device="gpu", reporter=reporter)
+        get_adapter("torch").fit(
+            data=make_data("binary"),
+            task="classification",
+            model_type="mlp",
+            params=TINY_PARAMS[("torch", "mlp")],
+            device="gpu",
+            reporter=reporter,
+        )
     assert reporter.epochs == []
 
 
@@ -61,12 +68,15 @@ def test_a_cpu_run_keeps_the_network_and_its_predictions_on_the_cpu(fitted):
 def test_a_gpu_run_trains_on_cuda_and_loads_back_on_cpu(tmp_path):
     data = make_data("binary")
     adapter = get_adapter("torch")
-    trained = adapter.fit(data=data, task="classification", model_type="lstm",
-                          params=TINY_PARAMS[("torch", "lstm")], device="gpu")
+    trained = adapter.fit(
+        data=data, task="classification", model_type="lstm", params=TINY_PARAMS[("torch", "lstm")], device="gpu"
+    )
     assert {p.device.type for p in trained.network.parameters()} == {"cuda"}
     adapter.save(trained, tmp_path)
     on_cpu = adapter.load(tmp_path, device="cpu")
-    assert (on_cpu.predict(data.X_test, data.groups_test) == trained.predict(data.X_test, data.groups_test)).mean() > 0.95
+    assert (
+        on_cpu.predict(data.X_test, data.groups_test) == trained.predict(data.X_test, data.groups_test)
+    ).mean() > 0.95
 
 
 def test_training_threads_come_from_the_environment(monkeypatch):

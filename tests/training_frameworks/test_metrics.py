@@ -1,4 +1,5 @@
 """apps.frameworks.metrics: the numbers every page and study share."""
+
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score

@@ -1,4 +1,5 @@
 """Hyperparameter schemas and validation, and the checks on PreparedData before any training."""
+
 import json
 
 import numpy as np
@@ -8,8 +9,13 @@ from apps.frameworks import FRAMEWORKS, InvalidParameter, get_adapter
 
 from .support import RecordingReporter, make_data
 
-MODEL_TYPES = {"torch": {"mlp", "lstm"}, "keras": {"mlp", "lstm"}, "sklearn": {"linear", "gradient_boosting"},
-               "xgboost": {"gradient_boosting"}, "lightgbm": {"gradient_boosting"}}
+MODEL_TYPES = {
+    "torch": {"mlp", "lstm"},
+    "keras": {"mlp", "lstm"},
+    "sklearn": {"linear", "gradient_boosting"},
+    "xgboost": {"gradient_boosting"},
+    "lightgbm": {"gradient_boosting"},
+}
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
@@ -34,13 +40,16 @@ def test_it_names_an_unknown_parameter():
     assert caught.value.param == "hidden_units"
 
 
-@pytest.mark.parametrize(("params", "message"), [
-    ({"epochs": 0}, "epochs: must be between 1 and 1000"),
-    ({"learning_rate": "fast"}, "learning_rate: must be a number"),
-    ({"batch_size": 12.5}, "batch_size: must be a whole number"),
-    ({"dropout": True}, "dropout: must be a number"),
-    ({"dropout": float("nan")}, "dropout: must be finite"),
-])
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"epochs": 0}, "epochs: must be between 1 and 1000"),
+        ({"learning_rate": "fast"}, "learning_rate: must be a number"),
+        ({"batch_size": 12.5}, "batch_size: must be a whole number"),
+        ({"dropout": True}, "dropout: must be a number"),
+        ({"dropout": float("nan")}, "dropout: must be finite"),
+    ],
+)
 def test_it_refuses_out_of_range_or_mistyped_values(params, message):
     with pytest.raises(InvalidParameter, match=message):
         get_adapter("keras").validate_params("mlp", params)
@@ -60,8 +69,9 @@ def test_it_refuses_an_unknown_model_type_and_framework():
 
 
 def _fit(data, *, framework="sklearn", model_type="linear", task="classification", params=None):
-    return get_adapter(framework).fit(data=data, task=task, model_type=model_type, params=params or {},
-                                      seed=0, reporter=RecordingReporter())
+    return get_adapter(framework).fit(
+        data=data, task=task, model_type=model_type, params=params or {}, seed=0, reporter=RecordingReporter()
+    )
 
 
 def test_it_rejects_features_with_nan_naming_the_split():

@@ -1,4 +1,5 @@
 """Same seed, same data, CPU: the same model, epoch for epoch."""
+
 import numpy as np
 import pytest
 
@@ -6,10 +7,17 @@ from apps.frameworks import get_adapter
 
 from .support import TINY_PARAMS, RecordingReporter, make_data
 
-CASES = [("torch", "mlp", "binary"), ("torch", "lstm", "regression"), ("keras", "mlp", "multiclass"),
-         ("keras", "lstm", "regression"), ("sklearn", "gradient_boosting", "multiclass"),
-         ("xgboost", "gradient_boosting", "multiclass"), ("xgboost", "gradient_boosting", "regression"),
-         ("lightgbm", "gradient_boosting", "binary"), ("lightgbm", "gradient_boosting", "regression")]
+CASES = [
+    ("torch", "mlp", "binary"),
+    ("torch", "lstm", "regression"),
+    ("keras", "mlp", "multiclass"),
+    ("keras", "lstm", "regression"),
+    ("sklearn", "gradient_boosting", "multiclass"),
+    ("xgboost", "gradient_boosting", "multiclass"),
+    ("xgboost", "gradient_boosting", "regression"),
+    ("lightgbm", "gradient_boosting", "binary"),
+    ("lightgbm", "gradient_boosting", "regression"),
+]
 # Row and feature sampling make the boosters' result depend on the seed.
 SAMPLED = {"subsample": 0.7, "colsample_bytree": 0.7}
 
@@ -23,11 +31,18 @@ def _run(framework, model_type, kind, seed):
     if framework in ("xgboost", "lightgbm"):
         params = params | SAMPLED
     trained = get_adapter(framework).fit(
-        data=data, task="regression" if kind == "regression" else "classification", model_type=model_type,
-        params=params, seed=seed, reporter=reporter,
+        data=data,
+        task="regression" if kind == "regression" else "classification",
+        model_type=model_type,
+        params=params,
+        seed=seed,
+        reporter=reporter,
     )
-    raw = trained.predict(data.X_test, data.groups_test) if kind == "regression" else \
-        trained.predict_proba(data.X_test, data.groups_test)
+    raw = (
+        trained.predict(data.X_test, data.groups_test)
+        if kind == "regression"
+        else trained.predict_proba(data.X_test, data.groups_test)
+    )
     return reporter.epochs, raw
 
 
@@ -39,8 +54,10 @@ def test_the_same_seed_gives_identical_metrics_and_predictions(framework, model_
     np.testing.assert_array_equal(raw_a, raw_b)
 
 
-@pytest.mark.parametrize(("framework", "model_type"), [("torch", "mlp"), ("keras", "mlp"),
-                                                       ("xgboost", "gradient_boosting"), ("lightgbm", "gradient_boosting")])
+@pytest.mark.parametrize(
+    ("framework", "model_type"),
+    [("torch", "mlp"), ("keras", "mlp"), ("xgboost", "gradient_boosting"), ("lightgbm", "gradient_boosting")],
+)
 def test_another_seed_gives_another_network(framework, model_type):
     _, raw_a = _run(framework, model_type, "regression", seed=11)
     _, raw_b = _run(framework, model_type, "regression", seed=12)

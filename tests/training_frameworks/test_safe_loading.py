@@ -3,6 +3,7 @@
 An attacker who can write the model directory can also rewrite meta.json, so most tests re-seal
 the tampered file's sha256 to prove the format checks hold on their own.
 """
+
 import json
 import os
 import pickle

@@ -1,4 +1,5 @@
 """Cancellation, pruning, early stopping with best-weight restore, and the monitored metric."""
+
 import numpy as np
 import pytest
 
@@ -13,8 +14,13 @@ BOOSTERS = [("xgboost", "gradient_boosting"), ("lightgbm", "gradient_boosting")]
 def _fit(framework, model_type, reporter, *, kind="binary", params=None, data=None, monitor=None):
     task = "regression" if kind == "regression" else "classification"
     return get_adapter(framework).fit(
-        data=data or make_data(kind), task=task, model_type=model_type,
-        params=params or TINY_PARAMS[(framework, model_type)], seed=1, reporter=reporter, monitor=monitor,
+        data=data or make_data(kind),
+        task=task,
+        model_type=model_type,
+        params=params or TINY_PARAMS[(framework, model_type)],
+        seed=1,
+        reporter=reporter,
+        monitor=monitor,
     )
 
 
@@ -48,13 +54,16 @@ def test_xgboost_and_lightgbm_check_for_cancellation_before_every_round(framewor
     assert trained.describe()["boosted_rounds"] <= 3
 
 
-@pytest.mark.parametrize(("framework", "model_type"),
-                         [("torch", "mlp"), ("keras", "mlp"), ("sklearn", "gradient_boosting"), *BOOSTERS])
+@pytest.mark.parametrize(
+    ("framework", "model_type"), [("torch", "mlp"), ("keras", "mlp"), ("sklearn", "gradient_boosting"), *BOOSTERS]
+)
 def test_a_pruned_run_stops_at_the_epoch_boundary_and_still_predicts(framework, model_type):
     params = {
         ("sklearn", "gradient_boosting"): {"max_iter": 60, "stage_size": 10, "patience": 10},
-        **{booster: TINY_PARAMS[booster] | {"n_estimators": 30, "rounds_per_epoch": 3, "patience": 10}
-           for booster in BOOSTERS},
+        **{
+            booster: TINY_PARAMS[booster] | {"n_estimators": 30, "rounds_per_epoch": 3, "patience": 10}
+            for booster in BOOSTERS
+        },
     }.get((framework, model_type), TINY_PARAMS[(framework, model_type)] | {"epochs": 6, "patience": 10})
     reporter = RecordingReporter("pruned", stop_after_epochs=2)
     trained = _fit(framework, model_type, reporter, params=params)
@@ -66,14 +75,30 @@ def test_a_pruned_run_stops_at_the_epoch_boundary_and_still_predicts(framework, 
 
 EARLY_STOPPING = {
     ("torch", "mlp"): {"epochs": 40, "hidden_size": 32, "learning_rate": 0.05, "patience": 2, "dropout": 0.0},
-    ("torch", "lstm"): {"epochs": 40, "hidden_size": 16, "learning_rate": 0.05, "patience": 2, "window": 4,
-                        "dropout": 0.0},
+    ("torch", "lstm"): {
+        "epochs": 40,
+        "hidden_size": 16,
+        "learning_rate": 0.05,
+        "patience": 2,
+        "window": 4,
+        "dropout": 0.0,
+    },
     ("keras", "mlp"): {"epochs": 40, "hidden_size": 32, "learning_rate": 0.05, "patience": 2, "dropout": 0.0},
-    ("sklearn", "gradient_boosting"): {"max_iter": 400, "stage_size": 5, "learning_rate": 0.5, "patience": 2,
-                                       "min_samples_leaf": 2},
+    ("sklearn", "gradient_boosting"): {
+        "max_iter": 400,
+        "stage_size": 5,
+        "learning_rate": 0.5,
+        "patience": 2,
+        "min_samples_leaf": 2,
+    },
     ("xgboost", "gradient_boosting"): {"n_estimators": 400, "learning_rate": 0.5, "max_depth": 4, "patience": 3},
-    ("lightgbm", "gradient_boosting"): {"n_estimators": 400, "learning_rate": 0.5, "num_leaves": 15,
-                                        "min_child_samples": 3, "patience": 3},
+    ("lightgbm", "gradient_boosting"): {
+        "n_estimators": 400,
+        "learning_rate": 0.5,
+        "num_leaves": 15,
+        "min_child_samples": 3,
+        "patience": 3,
+    },
 }
 
 
@@ -99,8 +124,15 @@ def test_early_stopping_ends_on_a_stale_validation_loss_and_restores_the_best_ep
 def test_early_stopping_follows_the_monitored_metric_and_its_direction():
     reporter = RecordingReporter()
     params = {"max_iter": 200, "stage_size": 5, "learning_rate": 0.5, "patience": 3, "min_samples_leaf": 2}
-    trained = _fit("sklearn", "gradient_boosting", reporter, kind="regression", params=params, monitor="r2",
-                   data=make_data("regression", noise_target=True))
+    trained = _fit(
+        "sklearn",
+        "gradient_boosting",
+        reporter,
+        kind="regression",
+        params=params,
+        monitor="r2",
+        data=make_data("regression", noise_target=True),
+    )
     r2 = [m["val_r2"] for _, _, m in reporter.epochs]
     assert trained.monitor == "val_r2"
     assert trained.best_epoch == int(np.argmax(r2)) + 1
@@ -122,5 +154,6 @@ def test_a_network_whose_predictions_blow_up_fails_with_a_message_naming_the_lea
     for split in ("train", "val", "test"):
         setattr(data, f"X_{split}", getattr(data, f"X_{split}") * np.float32(1e36))  # overflows float32
     with pytest.raises(ValueError, match="learning_rate: training diverged in epoch 1"):
-        _fit(framework, "mlp", RecordingReporter(), kind="regression", data=data,
-             params=TINY_PARAMS[(framework, "mlp")])
+        _fit(
+            framework, "mlp", RecordingReporter(), kind="regression", data=data, params=TINY_PARAMS[(framework, "mlp")]
+        )

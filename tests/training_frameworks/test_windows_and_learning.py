@@ -1,4 +1,5 @@
 """Windows stay inside one entity's series; each framework actually learns a learnable signal."""
+
 import numpy as np
 import pytest
 
@@ -48,7 +49,8 @@ LEARNING = {
 def test_it_learns_a_signal_far_beyond_chance(framework):
     model_type, params = LEARNING[framework]
     data = make_data("binary", rows=400, seed=5)
-    trained = get_adapter(framework).fit(data=data, task="classification", model_type=model_type, params=params,
-                                         seed=0, reporter=RecordingReporter())
+    trained = get_adapter(framework).fit(
+        data=data, task="classification", model_type=model_type, params=params, seed=0, reporter=RecordingReporter()
+    )
     test = trained.evaluate(data.X_test, data.y_test)
     assert test["accuracy"] > 0.8 and test["roc_auc"] > 0.85, test

@@ -1,4 +1,5 @@
 """Tuning fixtures: tiny real datasets and experiments, built through the other apps' services."""
+
 import time
 
 import pytest

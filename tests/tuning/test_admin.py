@@ -1,4 +1,5 @@
 """The study pages in Django admin: create, act (ML Staff only), and the one live component."""
+
 import json
 
 import pytest
@@ -22,11 +23,25 @@ def logged_in(user):
 
 
 def form(experiment, **overrides):
-    data = {"name": "from-admin", "experiment": experiment.pk, "framework": "", "model_type": "",
-            "search_space": json.dumps(ALPHA_SPACE), "fixed_params": "{}", "strategy": "random",
-            "strategy_options": "{}", "objective_metric": "", "direction": "", "max_trials": "3",
-            "max_wall_seconds": "", "parallelism": "1", "pruner": "none", "pruner_options": "{}", "device": "cpu",
-            "seed": ""}
+    data = {
+        "name": "from-admin",
+        "experiment": experiment.pk,
+        "framework": "",
+        "model_type": "",
+        "search_space": json.dumps(ALPHA_SPACE),
+        "fixed_params": "{}",
+        "strategy": "random",
+        "strategy_options": "{}",
+        "objective_metric": "",
+        "direction": "",
+        "max_trials": "3",
+        "max_wall_seconds": "",
+        "parallelism": "1",
+        "pruner": "none",
+        "pruner_options": "{}",
+        "device": "cpu",
+        "seed": "",
+    }
     return {**data, **overrides}
 
 
@@ -39,7 +54,11 @@ def test_staff_create_a_study_in_admin_with_the_experiments_defaults(staff_user,
     assert response.status_code == 302, response.context["adminform"].form.errors
     study = TuningStudy.objects.get(name="from-admin")
     assert (study.status, study.framework, study.model_type, study.objective_metric) == (
-        StudyStatus.DRAFT, "sklearn", "linear", "rmse")
+        StudyStatus.DRAFT,
+        "sklearn",
+        "linear",
+        "rmse",
+    )
     assert study.created_by == staff_user and study.seed == regression_experiment.seed
 
 
@@ -54,8 +73,12 @@ def test_the_admin_form_shows_which_parameter_is_wrong(staff_user, regression_ex
 def test_staff_start_pause_resume_and_stop_a_study_with_admin_actions(staff_user, regression_experiment):
     study = study_create(name="acted", experiment=regression_experiment, search_space=ALPHA_SPACE, max_trials=2)
     client = logged_in(staff_user)
-    for action, status in (("start_studies", "running"), ("pause_studies", "paused"),
-                           ("resume_studies", "running"), ("stop_studies", "stopped")):
+    for action, status in (
+        ("start_studies", "running"),
+        ("pause_studies", "paused"),
+        ("resume_studies", "running"),
+        ("stop_studies", "stopped"),
+    ):
         act(client, action, study)
         study.refresh_from_db()
         assert study.status == status

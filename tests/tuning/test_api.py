@@ -1,4 +1,5 @@
 """REST API for studies: staff write, analysts read, everyone else is refused; bad input is a 400."""
+
 import pytest
 
 from apps.tuning.choices import StudyStatus, TrialStatus
@@ -10,8 +11,14 @@ pytestmark = pytest.mark.usefixtures("parked_runs")
 
 
 def payload(study_experiment, **overrides):
-    return {"name": "api-study", "experiment": study_experiment.pk, "search_space": ALPHA_SPACE, "strategy": "random",
-            "max_trials": 3, **overrides}
+    return {
+        "name": "api-study",
+        "experiment": study_experiment.pk,
+        "search_space": ALPHA_SPACE,
+        "strategy": "random",
+        "max_trials": 3,
+        **overrides,
+    }
 
 
 @pytest.fixture
@@ -19,21 +26,39 @@ def finished_study(regression_experiment):
     """A completed study with four trials (values written directly: this is about reading them)."""
     from apps.tuning.services import study_create
 
-    study = study_create(name="done", experiment=regression_experiment, strategy="random", max_trials=4,
-                         search_space=[*ALPHA_SPACE, {"name": "max_iter", "type": "int", "low": 50, "high": 500}])
+    study = study_create(
+        name="done",
+        experiment=regression_experiment,
+        strategy="random",
+        max_trials=4,
+        search_space=[*ALPHA_SPACE, {"name": "max_iter", "type": "int", "low": 50, "high": 500}],
+    )
     TuningStudy.objects.filter(pk=study.pk).update(status=StudyStatus.COMPLETED)
     rows = [(1, 0.01, 100, 60.0), (2, 1.0, 400, 55.0), (3, 30.0, 200, 70.0)]
     for number, alpha, max_iter, value in rows:
-        Trial.objects.create(study=study, number=number, params={"alpha": alpha, "max_iter": max_iter},
-                             status=TrialStatus.COMPLETED, value=value, intermediate_values={"1": value})
-    Trial.objects.create(study=study, number=4, params={"alpha": 5.0, "max_iter": 60}, status=TrialStatus.PRUNED,
-                         intermediate_values={"1": 90.0}, prune_requested_at_epoch=1)
+        Trial.objects.create(
+            study=study,
+            number=number,
+            params={"alpha": alpha, "max_iter": max_iter},
+            status=TrialStatus.COMPLETED,
+            value=value,
+            intermediate_values={"1": value},
+        )
+    Trial.objects.create(
+        study=study,
+        number=4,
+        params={"alpha": 5.0, "max_iter": 60},
+        status=TrialStatus.PRUNED,
+        intermediate_values={"1": 90.0},
+        prune_requested_at_epoch=1,
+    )
     return study
 
 
 def test_staff_create_a_study_and_start_it_in_one_call(staff_api, regression_experiment):
-    response = staff_api.post("/api/v1/studies/", payload(regression_experiment, start=True, parallelism=2),
-                              format="json")
+    response = staff_api.post(
+        "/api/v1/studies/", payload(regression_experiment, start=True, parallelism=2), format="json"
+    )
     assert response.status_code == 201, response.json()
     body = response.json()
     assert body["status"] == "running" and body["framework"] == "sklearn" and body["model_type"] == "linear"
@@ -49,13 +74,16 @@ def test_an_invalid_space_is_a_400_naming_the_parameter(staff_api, regression_ex
     assert not TuningStudy.objects.exists()
 
 
-@pytest.mark.parametrize("overrides, field", [
-    ({"search_space": [{"name": "depth", "type": "int", "low": 1, "high": 9}]}, "search_space"),
-    ({"experiment": 999999}, "experiment"),
-    ({"strategy": "annealing"}, "strategy"),
-    ({"max_trials": "many"}, "max_trials"),
-    ({"pruner_options": {"n_startup_trials": -1}, "pruner": "median"}, "pruner_options"),
-])
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"search_space": [{"name": "depth", "type": "int", "low": 1, "high": 9}]}, "search_space"),
+        ({"experiment": 999999}, "experiment"),
+        ({"strategy": "annealing"}, "strategy"),
+        ({"max_trials": "many"}, "max_trials"),
+        ({"pruner_options": {"n_startup_trials": -1}, "pruner": "median"}, "pruner_options"),
+    ],
+)
 def test_bad_input_is_a_400_naming_the_field(staff_api, regression_experiment, overrides, field):
     response = staff_api.post("/api/v1/studies/", payload(regression_experiment, **overrides), format="json")
     assert response.status_code == 400 and field in response.json()
@@ -95,7 +123,11 @@ def test_the_detail_names_the_best_trial(analyst_api, finished_study):
 def test_history_lists_every_trial_with_the_best_value_so_far(analyst_api, finished_study):
     history = analyst_api.get(f"/api/v1/studies/{finished_study.pk}/history").json()
     assert [(h["number"], h["value"], h["best_value"]) for h in history] == [
-        (1, 60.0, 60.0), (2, 55.0, 55.0), (3, 70.0, 55.0), (4, None, 55.0)]
+        (1, 60.0, 60.0),
+        (2, 55.0, 55.0),
+        (3, 70.0, 55.0),
+        (4, None, 55.0),
+    ]
     assert history[3]["status"] == "pruned" and history[3]["last_intermediate"] == 90.0
 
 

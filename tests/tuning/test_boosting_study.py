@@ -1,4 +1,5 @@
 """A tuning study over XGBoost parameters, its trials executed in-process as a worker would."""
+
 import pytest
 
 from apps.registry.loading import load_model_version
@@ -16,12 +17,22 @@ SPACE = [
 
 
 def test_a_study_tunes_xgboost_params_and_registers_its_best_booster(
-        regression_experiment, staff_user, django_capture_on_commit_callbacks, settings):
+    regression_experiment, staff_user, django_capture_on_commit_callbacks, settings
+):
     settings.TRAINING_WRITE_BEHIND = False  # epochs written by the training thread, inside the test's transaction
     study = study_create(
-        name="xgb", experiment=regression_experiment, framework="xgboost", model_type="gradient_boosting",
-        search_space=SPACE, fixed_params={"n_estimators": 15, "rounds_per_epoch": 5}, strategy="bayesian",
-        strategy_options={"n_initial_points": 2}, max_trials=3, parallelism=1, start=True, user=staff_user,
+        name="xgb",
+        experiment=regression_experiment,
+        framework="xgboost",
+        model_type="gradient_boosting",
+        search_space=SPACE,
+        fixed_params={"n_estimators": 15, "rounds_per_epoch": 5},
+        strategy="bayesian",
+        strategy_options={"n_initial_points": 2},
+        max_trials=3,
+        parallelism=1,
+        start=True,
+        user=staff_user,
     )
 
     execute_queued_trials(study, django_capture_on_commit_callbacks)

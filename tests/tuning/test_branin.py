@@ -3,6 +3,7 @@
 Each seed is a sequential ask/tell loop through `suggest` with the records a study would store.
 Seeds run in two processes: the work is pure numpy/scikit-learn, independent per seed.
 """
+
 import math
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -14,8 +15,10 @@ from apps.tuning.space import SearchSpace
 from apps.tuning.strategies import TrialRecord, get_strategy
 
 BRANIN_MIN = 0.397887
-SPACE = [{"name": "x1", "type": "float", "low": -5.0, "high": 10.0},
-         {"name": "x2", "type": "float", "low": 0.0, "high": 15.0}]
+SPACE = [
+    {"name": "x1", "type": "float", "low": -5.0, "high": 10.0},
+    {"name": "x2", "type": "float", "low": 0.0, "high": 15.0},
+]
 SEEDS = range(int(os.environ.get("BRANIN_SEEDS", 10)))
 
 

@@ -50,12 +50,15 @@ def test_successive_halving_lets_the_first_trial_at_a_rung_through():
     assert not pruner.should_prune(trial=curve(1, [100.0], "pending"), others=[], epoch=1)
 
 
-@pytest.mark.parametrize("name, options, option", [
-    ("median", {"n_startup_trials": 0}, "n_startup_trials"),
-    ("median", {"patience": 2}, "patience"),
-    ("successive_halving", {"reduction_factor": 1}, "reduction_factor"),
-    ("none", {"anything": 1}, "anything"),
-])
+@pytest.mark.parametrize(
+    "name, options, option",
+    [
+        ("median", {"n_startup_trials": 0}, "n_startup_trials"),
+        ("median", {"patience": 2}, "patience"),
+        ("successive_halving", {"reduction_factor": 1}, "reduction_factor"),
+        ("none", {"anything": 1}, "anything"),
+    ],
+)
 def test_bad_pruner_options_are_refused_by_name(name, options, option):
     with pytest.raises(PrunerOptionError) as caught:
         get_pruner(name, options)

@@ -54,11 +54,13 @@ def test_it_refuses_a_space_that_is_not_a_list_of_named_parameters(spec):
 
 
 def test_the_grid_spaces_log_parameters_geometrically_and_takes_every_small_integer():
-    space = SearchSpace.from_spec([
-        {"name": "alpha", "type": "float", "low": 0.01, "high": 100.0, "log": True, "grid_points": 5},
-        {"name": "depth", "type": "int", "low": 2, "high": 4},
-        {"name": "loss", "type": "categorical", "choices": ["a", "b"]},
-    ])
+    space = SearchSpace.from_spec(
+        [
+            {"name": "alpha", "type": "float", "low": 0.01, "high": 100.0, "log": True, "grid_points": 5},
+            {"name": "depth", "type": "int", "low": 2, "high": 4},
+            {"name": "loss", "type": "categorical", "choices": ["a", "b"]},
+        ]
+    )
     assert space.parameters[0].grid_values() == pytest.approx([0.01, 0.1, 1.0, 10.0, 100.0])
     assert space.parameters[1].grid_values() == [2, 3, 4]
     assert space.grid_size() == 5 * 3 * 2 == len(space.grid())

@@ -1,4 +1,5 @@
 """One contract for every search strategy, then what each one promises on its own."""
+
 import math
 
 import numpy as np
@@ -7,15 +8,19 @@ import pytest
 from apps.tuning.space import SearchSpace
 from apps.tuning.strategies import STRATEGIES, StrategyOptionError, TrialRecord, get_strategy
 
-MIXED = SearchSpace.from_spec([
-    {"name": "lr", "type": "float", "low": 1e-3, "high": 1.0, "log": True, "grid_points": 3},
-    {"name": "depth", "type": "int", "low": 1, "high": 4, "grid_points": 2},
-    {"name": "kind", "type": "categorical", "choices": ["a", "b"]},
-])
-SMALL_DISCRETE = SearchSpace.from_spec([
-    {"name": "depth", "type": "int", "low": 1, "high": 3},
-    {"name": "kind", "type": "categorical", "choices": ["a", "b"]},
-])
+MIXED = SearchSpace.from_spec(
+    [
+        {"name": "lr", "type": "float", "low": 1e-3, "high": 1.0, "log": True, "grid_points": 3},
+        {"name": "depth", "type": "int", "low": 1, "high": 4, "grid_points": 2},
+        {"name": "kind", "type": "categorical", "choices": ["a", "b"]},
+    ]
+)
+SMALL_DISCRETE = SearchSpace.from_spec(
+    [
+        {"name": "depth", "type": "int", "low": 1, "high": 3},
+        {"name": "kind", "type": "categorical", "choices": ["a", "b"]},
+    ]
+)
 # Cheap Bayesian settings: the contract is about bookkeeping, not about the surrogate's quality.
 FAST = {"bayesian": {"n_initial_points": 3, "n_points": 200, "gp_restarts": 0}}
 
@@ -95,10 +100,16 @@ def test_random_search_draws_different_points_for_different_seeds():
     assert make("random", seed=1).suggest([], 3) != make("random", seed=2).suggest([], 3)
 
 
-@pytest.mark.parametrize("options, option", [
-    ({"acq_func": "MES"}, "acq_func"), ({"n_initial_points": 0}, "n_initial_points"), ({"liar": "cl_x"}, "liar"),
-    ({"xi": -1}, "xi"), ({"initial_point_generator": "grid"}, "initial_point_generator"),
-])
+@pytest.mark.parametrize(
+    "options, option",
+    [
+        ({"acq_func": "MES"}, "acq_func"),
+        ({"n_initial_points": 0}, "n_initial_points"),
+        ({"liar": "cl_x"}, "liar"),
+        ({"xi": -1}, "xi"),
+        ({"initial_point_generator": "grid"}, "initial_point_generator"),
+    ],
+)
 def test_the_bayesian_strategy_refuses_bad_options(options, option):
     with pytest.raises(StrategyOptionError) as caught:
         get_strategy("bayesian", space=MIXED, options=options)
@@ -106,10 +117,15 @@ def test_the_bayesian_strategy_refuses_bad_options(options, option):
 
 
 def test_the_bayesian_strategy_homes_in_on_the_optimum_after_its_initial_design():
-    space = SearchSpace.from_spec([{"name": "x", "type": "float", "low": -5.0, "high": 5.0},
-                                   {"name": "y", "type": "float", "low": -5.0, "high": 5.0}])
-    strategy = get_strategy("bayesian", space=space, seed=3,
-                            options={"n_initial_points": 5, "gp_restarts": 0, "n_points": 300})
+    space = SearchSpace.from_spec(
+        [
+            {"name": "x", "type": "float", "low": -5.0, "high": 5.0},
+            {"name": "y", "type": "float", "low": -5.0, "high": 5.0},
+        ]
+    )
+    strategy = get_strategy(
+        "bayesian", space=space, seed=3, options={"n_initial_points": 5, "gp_restarts": 0, "n_points": 300}
+    )
     records = []
     for _ in range(13):
         params = strategy.suggest(records, 1)[0]
@@ -122,8 +138,9 @@ def test_the_bayesian_strategy_homes_in_on_the_optimum_after_its_initial_design(
 
 
 def test_the_bayesian_strategy_can_use_a_latin_hypercube_initial_design():
-    strategy = get_strategy("bayesian", space=MIXED, seed=2,
-                            options={"initial_point_generator": "lhs", "n_initial_points": 4})
+    strategy = get_strategy(
+        "bayesian", space=MIXED, seed=2, options={"initial_point_generator": "lhs", "n_initial_points": 4}
+    )
     records = []
     for _ in range(4):
         records = tell(records, strategy.suggest(records, 1))

@@ -1,4 +1,5 @@
 """Studies end to end: a real Celery worker, PostgreSQL and Redis; sklearn trials on tiny data."""
+
 import time
 from datetime import timedelta
 
@@ -36,8 +37,15 @@ def assert_best_registered(study):
 
 
 def test_a_grid_study_covers_exactly_its_grid(celery_worker, regression_experiment, staff_user):
-    study = study_create(name="grid", experiment=regression_experiment, search_space=LINEAR_SPACE, strategy="grid",
-                         parallelism=2, user=staff_user, start=True)
+    study = study_create(
+        name="grid",
+        experiment=regression_experiment,
+        search_space=LINEAR_SPACE,
+        strategy="grid",
+        parallelism=2,
+        user=staff_user,
+        start=True,
+    )
 
     study = wait_for_study(study)
 
@@ -50,8 +58,16 @@ def test_a_grid_study_covers_exactly_its_grid(celery_worker, regression_experime
 
 
 def test_a_random_study_registers_its_best_model(celery_worker, regression_experiment, staff_user):
-    study = study_create(name="random", experiment=regression_experiment, search_space=LINEAR_SPACE,
-                         strategy="random", max_trials=4, parallelism=2, user=staff_user, start=True)
+    study = study_create(
+        name="random",
+        experiment=regression_experiment,
+        search_space=LINEAR_SPACE,
+        strategy="random",
+        max_trials=4,
+        parallelism=2,
+        user=staff_user,
+        start=True,
+    )
 
     study = wait_for_study(study)
 
@@ -60,11 +76,20 @@ def test_a_random_study_registers_its_best_model(celery_worker, regression_exper
     assert_best_registered(study)
 
 
-def test_a_bayesian_study_with_parallel_trials_registers_its_best_model(celery_worker, regression_experiment,
-                                                                        staff_user):
-    study = study_create(name="bayes", experiment=regression_experiment, search_space=LINEAR_SPACE,
-                         strategy="bayesian", strategy_options={"n_initial_points": 2}, max_trials=5, parallelism=2,
-                         user=staff_user, start=True)
+def test_a_bayesian_study_with_parallel_trials_registers_its_best_model(
+    celery_worker, regression_experiment, staff_user
+):
+    study = study_create(
+        name="bayes",
+        experiment=regression_experiment,
+        search_space=LINEAR_SPACE,
+        strategy="bayesian",
+        strategy_options={"n_initial_points": 2},
+        max_trials=5,
+        parallelism=2,
+        user=staff_user,
+        start=True,
+    )
 
     study = wait_for_study(study)
 
@@ -78,11 +103,18 @@ def test_a_bayesian_study_with_parallel_trials_registers_its_best_model(celery_w
 def test_pruning_stops_a_bad_trial_early(celery_worker, regression_experiment, staff_user):
     # A good learning rate first, then a hopeless one: at epoch 3 its error is far above the median.
     study = study_create(
-        name="pruned", experiment=regression_experiment, model_type="gradient_boosting",
+        name="pruned",
+        experiment=regression_experiment,
+        model_type="gradient_boosting",
         search_space=[{"name": "learning_rate", "type": "categorical", "choices": [0.5, 0.001]}],
         fixed_params={"max_iter": 30, "stage_size": 1, "patience": 30},
-        strategy="grid", strategy_options={"shuffle": False}, parallelism=1,
-        pruner="median", pruner_options={"n_startup_trials": 1, "n_warmup_epochs": 2}, user=staff_user, start=True,
+        strategy="grid",
+        strategy_options={"shuffle": False},
+        parallelism=1,
+        pruner="median",
+        pruner_options={"n_startup_trials": 1, "n_warmup_epochs": 2},
+        user=staff_user,
+        start=True,
     )
 
     study = wait_for_study(study)
@@ -97,14 +129,23 @@ def test_pruning_stops_a_bad_trial_early(celery_worker, regression_experiment, s
 
 
 def test_a_study_interrupted_by_a_worker_crash_resumes_without_duplicates(
-        celery_worker, worker_factory, regression_experiment, staff_user, settings):
+    celery_worker, worker_factory, regression_experiment, staff_user, settings
+):
     settings.TRAINING_HEARTBEAT_STALE_SECONDS = 8  # for the reaper this test calls as beat would
     study = study_create(
-        name="crash", experiment=regression_experiment, model_type="gradient_boosting",
-        search_space=[{"name": "learning_rate", "type": "float", "low": 0.01, "high": 0.3, "log": True},
-                      {"name": "max_leaf_nodes", "type": "int", "low": 4, "high": 16}],
+        name="crash",
+        experiment=regression_experiment,
+        model_type="gradient_boosting",
+        search_space=[
+            {"name": "learning_rate", "type": "float", "low": 0.01, "high": 0.3, "log": True},
+            {"name": "max_leaf_nodes", "type": "int", "low": 4, "high": 16},
+        ],
         fixed_params={"max_iter": 80, "stage_size": 1, "patience": 80, "min_samples_leaf": 5},
-        strategy="random", max_trials=3, parallelism=2, user=staff_user, start=True,
+        strategy="random",
+        max_trials=3,
+        parallelism=2,
+        user=staff_user,
+        start=True,
     )
     deadline = time.monotonic() + 90
     training = TrainingRun.objects.filter(trial_id__isnull=False, status=RunStatus.RUNNING, current_epoch__gte=2)

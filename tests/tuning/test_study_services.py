@@ -1,4 +1,5 @@
 """Study services without a worker: runs are executed in-process where a test needs them to end."""
+
 import threading
 
 import pytest
@@ -55,7 +56,8 @@ def test_starting_a_study_queues_parallelism_trials_as_runs_that_register_nothin
 
 
 def test_a_study_spends_its_budget_and_registers_its_best_trial_tagged_with_the_study(
-        regression_experiment, staff_user, django_capture_on_commit_callbacks):
+    regression_experiment, staff_user, django_capture_on_commit_callbacks
+):
     study = create(regression_experiment, strategy="random", parallelism=2, max_trials=4, start=True, user=staff_user)
 
     execute_queued_trials(study, django_capture_on_commit_callbacks)
@@ -74,15 +76,21 @@ def test_a_study_spends_its_budget_and_registers_its_best_trial_tagged_with_the_
     assert last.to_status == "completed" and "all 4 trials done" in last.reason and f"#{best.number}" in last.reason
 
 
-@pytest.mark.parametrize("space, words", [
-    ([{"name": "depth", "type": "int", "low": 1, "high": 3}], "'depth': is not a hyperparameter of sklearn linear"),
-    ([{"name": "alpha", "type": "float", "low": 1e-3, "high": 1e6, "log": True}], "'alpha': 1000000.0 is not accepted"),
-    ([{"name": "max_iter", "type": "float", "low": 10, "high": 20}], "'max_iter': takes whole numbers"),
-    ([{"name": "alpha", "type": "float", "low": 0, "high": 1, "log": True}], "'alpha': a log-scale range needs"),
-    ([{"name": "alpha", "type": "float", "low": 2, "high": 1}], "'alpha': low (2) is greater than high (1)"),
-    ([{"name": "max_iter", "type": "int", "low": 50, "high": 50}], "'max_iter': the range is empty"),
-    ([], "non-empty list"),
-])
+@pytest.mark.parametrize(
+    "space, words",
+    [
+        ([{"name": "depth", "type": "int", "low": 1, "high": 3}], "'depth': is not a hyperparameter of sklearn linear"),
+        (
+            [{"name": "alpha", "type": "float", "low": 1e-3, "high": 1e6, "log": True}],
+            "'alpha': 1000000.0 is not accepted",
+        ),
+        ([{"name": "max_iter", "type": "float", "low": 10, "high": 20}], "'max_iter': takes whole numbers"),
+        ([{"name": "alpha", "type": "float", "low": 0, "high": 1, "log": True}], "'alpha': a log-scale range needs"),
+        ([{"name": "alpha", "type": "float", "low": 2, "high": 1}], "'alpha': low (2) is greater than high (1)"),
+        ([{"name": "max_iter", "type": "int", "low": 50, "high": 50}], "'max_iter': the range is empty"),
+        ([], "non-empty list"),
+    ],
+)
 def test_an_invalid_search_space_is_refused_naming_the_parameter(regression_experiment, space, words):
     with pytest.raises(ValidationError) as caught:
         create(regression_experiment, search_space=space)
@@ -97,20 +105,23 @@ def test_a_categorical_parameter_must_offer_only_values_the_model_accepts(regres
     assert "'l2_regularization': -1.0 is not accepted" in caught.value.message_dict["search_space"][0]
 
 
-@pytest.mark.parametrize("kwargs, field, words", [
-    ({"fixed_params": {"alpha": 1.0}}, "fixed_params", "'alpha' is also in the search space"),
-    ({"fixed_params": {"max_iter": 5}}, "fixed_params", "max_iter"),
-    ({"fixed_params": {"colour": "red"}}, "fixed_params", "colour"),
-    ({"objective_metric": "accuracy"}, "objective_metric", "not a regression metric"),
-    ({"objective_metric": "rmse", "direction": "maximize"}, "direction", "rmse should be minimized"),
-    ({"strategy": "annealing"}, "strategy", "must be one of"),
-    ({"strategy": "bayesian", "strategy_options": {"acq_func": "MES"}}, "strategy_options", "acq_func"),
-    ({"pruner": "median", "pruner_options": {"n_startup_trials": 0}}, "pruner_options", "n_startup_trials"),
-    ({"parallelism": 0}, "parallelism", "at least 1"),
-    ({"max_trials": 0}, "max_trials", "at least 1"),
-    ({"device": "gpu"}, "device", "CPU only"),
-    ({"model_type": "forest"}, "model_type", "no model type 'forest'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, field, words",
+    [
+        ({"fixed_params": {"alpha": 1.0}}, "fixed_params", "'alpha' is also in the search space"),
+        ({"fixed_params": {"max_iter": 5}}, "fixed_params", "max_iter"),
+        ({"fixed_params": {"colour": "red"}}, "fixed_params", "colour"),
+        ({"objective_metric": "accuracy"}, "objective_metric", "not a regression metric"),
+        ({"objective_metric": "rmse", "direction": "maximize"}, "direction", "rmse should be minimized"),
+        ({"strategy": "annealing"}, "strategy", "must be one of"),
+        ({"strategy": "bayesian", "strategy_options": {"acq_func": "MES"}}, "strategy_options", "acq_func"),
+        ({"pruner": "median", "pruner_options": {"n_startup_trials": 0}}, "pruner_options", "n_startup_trials"),
+        ({"parallelism": 0}, "parallelism", "at least 1"),
+        ({"max_trials": 0}, "max_trials", "at least 1"),
+        ({"device": "gpu"}, "device", "CPU only"),
+        ({"model_type": "forest"}, "model_type", "no model type 'forest'"),
+    ],
+)
 def test_a_bad_setting_is_refused_with_a_message_naming_the_field(regression_experiment, kwargs, field, words):
     with pytest.raises(ValidationError) as caught:
         create(regression_experiment, **kwargs)
@@ -125,13 +136,16 @@ def test_names_are_unique(regression_experiment):
 
 
 def test_a_grid_study_defaults_its_budget_to_the_size_of_the_grid(regression_experiment):
-    space = [{"name": "alpha", "type": "float", "low": 0.01, "high": 1.0, "log": True, "grid_points": 3},
-             {"name": "max_iter", "type": "int", "low": 50, "high": 52}]
+    space = [
+        {"name": "alpha", "type": "float", "low": 0.01, "high": 1.0, "log": True, "grid_points": 3},
+        {"name": "max_iter", "type": "int", "low": 50, "high": 52},
+    ]
     assert create(regression_experiment, strategy="grid", search_space=space).max_trials == 9
 
 
 def test_pause_resume_and_stop_follow_the_state_machine_and_leave_an_event_each(
-        regression_experiment, staff_user, django_capture_on_commit_callbacks):
+    regression_experiment, staff_user, django_capture_on_commit_callbacks
+):
     study = create(regression_experiment, max_trials=3, start=True, user=staff_user)
     with pytest.raises(StudyStateError):
         study_resume(study=study, user=staff_user)
@@ -153,12 +167,18 @@ def test_pause_resume_and_stop_follow_the_state_machine_and_leave_an_event_each(
     with pytest.raises(StudyStateError):
         study_pause(study=study, user=staff_user)
     reasons = list(study.events.filter(trial=None).values_list("to_status", "actor__username"))
-    assert reasons == [("draft", "staffer"), ("running", "staffer"), ("paused", "staffer"), ("running", "staffer"),
-                       ("stopped", "staffer")]
+    assert reasons == [
+        ("draft", "staffer"),
+        ("running", "staffer"),
+        ("paused", "staffer"),
+        ("running", "staffer"),
+        ("stopped", "staffer"),
+    ]
 
 
 def test_a_spent_time_budget_ends_the_study_once_its_trials_are_done(
-        regression_experiment, django_capture_on_commit_callbacks):
+    regression_experiment, django_capture_on_commit_callbacks
+):
     study = create(regression_experiment, max_trials=10, max_wall_seconds=60, start=True)
     TuningStudy.objects.filter(pk=study.pk).update(running_seconds=60)  # an hour of the budget gone by
 
@@ -221,8 +241,9 @@ def test_two_workers_finishing_trials_at_once_do_not_launch_more_than_the_budget
     study = create(regression_experiment, strategy="random", parallelism=2, max_trials=3, start=True)
     runs = list(TrainingRun.objects.filter(trial_id__in=study.trials.values("pk")))
     # Both runs end "at once": no signal yet, each worker's receiver is about to record its own.
-    TrainingRun.objects.filter(pk__in=[r.pk for r in runs]).update(status=RunStatus.SUCCEEDED,
-                                                                   val_metrics={"rmse": 50.0})
+    TrainingRun.objects.filter(pk__in=[r.pk for r in runs]).update(
+        status=RunStatus.SUCCEEDED, val_metrics={"rmse": 50.0}
+    )
     errors, backend_pids = [], []
 
     def finish(run_id):
@@ -238,8 +259,9 @@ def test_two_workers_finishing_trials_at_once_do_not_launch_more_than_the_budget
 
     def both_receivers_wait_on_a_row_lock():
         with connection.cursor() as cursor:
-            cursor.execute("SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted AND pid = ANY(%s)",
-                           [list(backend_pids)])
+            cursor.execute(
+                "SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted AND pid = ANY(%s)", [list(backend_pids)]
+            )
             return cursor.fetchone()[0] == len(threads)
 
     threads = [threading.Thread(target=finish, args=(r.pk,)) for r in runs]
@@ -251,8 +273,12 @@ def test_two_workers_finishing_trials_at_once_do_not_launch_more_than_the_budget
         list(Trial.objects.select_for_update().filter(study=study))
         for thread in threads:
             thread.start()
-        wait_for(both_receivers_wait_on_a_row_lock, timeout=20, interval=0.02,
-                 what="both receivers to wait on a row lock (pg_locks shows fewer ungranted)")
+        wait_for(
+            both_receivers_wait_on_a_row_lock,
+            timeout=20,
+            interval=0.02,
+            what="both receivers to wait on a row lock (pg_locks shows fewer ungranted)",
+        )
     for thread in threads:
         thread.join(30)
     assert not any(thread.is_alive() for thread in threads), "a receiver did not finish within 30 s"

@@ -1,6 +1,7 @@
 """A pruned trial and its run say the same thing: the run is PRUNED whenever the trial is, however late
 the pruner's verdict reaches it, and a verdict that comes after the run ended is refused (the trial keeps
 its measured result). Runs execute in-process; the pruner's verdicts come from tuning's own receiver."""
+
 import pytest
 
 from apps.training.choices import RunStatus
@@ -27,11 +28,18 @@ def good_then_hopeless(regression_experiment, staff_user, django_capture_on_comm
     stored; the second (a hopeless learning rate) is queued, and the median rule will prune it after
     epoch 2."""
     study = study_create(
-        name="pruning", experiment=regression_experiment, model_type="gradient_boosting",
+        name="pruning",
+        experiment=regression_experiment,
+        model_type="gradient_boosting",
         search_space=[{"name": "learning_rate", "type": "categorical", "choices": [0.5, 0.001]}],
         fixed_params={"max_iter": 12, "stage_size": 1, "patience": 12},
-        strategy="grid", strategy_options={"shuffle": False}, parallelism=1,
-        pruner="median", pruner_options={"n_startup_trials": 1, "n_warmup_epochs": 2}, user=staff_user, start=True,
+        strategy="grid",
+        strategy_options={"shuffle": False},
+        parallelism=1,
+        pruner="median",
+        pruner_options={"n_startup_trials": 1, "n_warmup_epochs": 2},
+        user=staff_user,
+        start=True,
     )
     good = study.trials.get(number=1)
     with django_capture_on_commit_callbacks(execute=True):
@@ -63,7 +71,8 @@ def deliver(held):
 
 
 def test_a_prune_that_reaches_the_run_after_its_last_epoch_ends_run_and_trial_pruned(
-        good_then_hopeless, held_verdicts, monkeypatch, django_capture_on_commit_callbacks):
+    good_then_hopeless, held_verdicts, monkeypatch, django_capture_on_commit_callbacks
+):
     from apps.training.services import run_execution as training_pipeline  # _train looks the step up there
 
     evaluate = training_pipeline._evaluate_and_describe
@@ -91,8 +100,9 @@ def test_a_prune_that_reaches_the_run_after_its_last_epoch_ends_run_and_trial_pr
     assert study.model_version.training_run_id == study.trials.get(number=1).run_id
 
 
-def test_a_prune_that_comes_after_the_run_ended_is_refused_and_the_trial_keeps_its_result(good_then_hopeless,
-                                                                                        held_verdicts):
+def test_a_prune_that_comes_after_the_run_ended_is_refused_and_the_trial_keeps_its_result(
+    good_then_hopeless, held_verdicts
+):
     study, hopeless = good_then_hopeless
     # No on-commit callbacks: the run has ended but its run_finished (which records the trial) has not
     # been delivered yet, the window in which a late verdict could still land.
@@ -119,8 +129,9 @@ def test_runs_of_pruned_trials_from_before_the_pruned_status_read_pruned_after_t
     from apps.training.services.runs import run_status_transition
     from apps.tuning.services import trial_status_change
 
-    study = study_create(name="old", experiment=regression_experiment, search_space=ALPHA_SPACE, max_trials=2,
-                         parallelism=2, start=True)
+    study = study_create(
+        name="old", experiment=regression_experiment, search_space=ALPHA_SPACE, max_trials=2, parallelism=2, start=True
+    )
     late, early = study.trials.select_related("run").order_by("number")
     for trial in (late, early):
         run_status_transition(run_id=trial.run_id, to=RunStatus.RUNNING)

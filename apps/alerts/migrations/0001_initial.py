@@ -8,101 +8,243 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('deployments', '0003_deployment_batch_settings'),
-        ('training', '0007_schedule_tick_outcome_and_force'),
+        ("deployments", "0003_deployment_batch_settings"),
+        ("training", "0007_schedule_tick_outcome_and_force"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='AlertRule',
+            name="AlertRule",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('name', models.CharField(max_length=100)),
-                ('kind', models.CharField(choices=[('error_rate', 'Server error rate (0–1)'), ('p99_latency', 'p99 latency (seconds, worst version)'), ('accuracy_drop', 'Drop below the training validation score (metric units, worst version)'), ('drift', 'Feature drift (highest PSI)'), ('no_traffic', 'No traffic (requests in the window at or below the threshold)')], max_length=20)),
-                ('threshold', models.FloatField(help_text='Fires above this value (no_traffic: at or below it).')),
-                ('duration_minutes', models.PositiveIntegerField(default=5, help_text="How long the breach must last before the rule fires (Prometheus' `for`); 0 fires at once.", validators=[django.core.validators.MaxValueValidator(1440)])),
-                ('window_minutes', models.PositiveIntegerField(default=5, help_text='The stretch of recent traffic each check looks at.', validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(1440)])),
-                ('enabled', models.BooleanField(default=True)),
-                ('state', models.CharField(choices=[('ok', 'OK'), ('pending', 'Pending'), ('firing', 'Firing')], default='ok', editable=False, max_length=10)),
-                ('pending_since', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('last_value', models.FloatField(blank=True, editable=False, null=True)),
-                ('last_evaluated_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('created_by', models.ForeignKey(blank=True, editable=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('deployment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='alert_rules', to='deployments.deployment')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("name", models.CharField(max_length=100)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("error_rate", "Server error rate (0–1)"),
+                            ("p99_latency", "p99 latency (seconds, worst version)"),
+                            ("accuracy_drop", "Drop below the training validation score (metric units, worst version)"),
+                            ("drift", "Feature drift (highest PSI)"),
+                            ("no_traffic", "No traffic (requests in the window at or below the threshold)"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("threshold", models.FloatField(help_text="Fires above this value (no_traffic: at or below it).")),
+                (
+                    "duration_minutes",
+                    models.PositiveIntegerField(
+                        default=5,
+                        help_text="How long the breach must last before the rule fires (Prometheus' `for`); 0 fires at once.",
+                        validators=[django.core.validators.MaxValueValidator(1440)],
+                    ),
+                ),
+                (
+                    "window_minutes",
+                    models.PositiveIntegerField(
+                        default=5,
+                        help_text="The stretch of recent traffic each check looks at.",
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(1440),
+                        ],
+                    ),
+                ),
+                ("enabled", models.BooleanField(default=True)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[("ok", "OK"), ("pending", "Pending"), ("firing", "Firing")],
+                        default="ok",
+                        editable=False,
+                        max_length=10,
+                    ),
+                ),
+                ("pending_since", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("last_value", models.FloatField(blank=True, editable=False, null=True)),
+                ("last_evaluated_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        editable=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "deployment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="alert_rules",
+                        to="deployments.deployment",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['deployment__name', 'name'],
+                "ordering": ["deployment__name", "name"],
             },
         ),
         migrations.CreateModel(
-            name='AlertEvent',
+            name="AlertEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('firing', 'Firing'), ('resolved', 'Resolved')], max_length=10)),
-                ('value', models.FloatField(blank=True, help_text='The measured value (none: no data in the window).', null=True)),
-                ('threshold', models.FloatField()),
-                ('started_at', models.DateTimeField(help_text='When the firing began (for a resolved event too).')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('message', models.TextField(blank=True)),
-                ('retrain_note', models.TextField(blank=True, help_text='Why a retrain was or was not started.')),
-                ('retrain_run', models.ForeignKey(blank=True, help_text='The retrain this firing started (delivery policy).', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='training.trainingrun')),
-                ('rule', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='alerts.alertrule')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("kind", models.CharField(choices=[("firing", "Firing"), ("resolved", "Resolved")], max_length=10)),
+                (
+                    "value",
+                    models.FloatField(
+                        blank=True, help_text="The measured value (none: no data in the window).", null=True
+                    ),
+                ),
+                ("threshold", models.FloatField()),
+                ("started_at", models.DateTimeField(help_text="When the firing began (for a resolved event too).")),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                ("message", models.TextField(blank=True)),
+                ("retrain_note", models.TextField(blank=True, help_text="Why a retrain was or was not started.")),
+                (
+                    "retrain_run",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="The retrain this firing started (delivery policy).",
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="training.trainingrun",
+                    ),
+                ),
+                (
+                    "rule",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="events", to="alerts.alertrule"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='Webhook',
+            name="Webhook",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('name', models.CharField(max_length=100, unique=True)),
-                ('url', models.CharField(help_text='http:// or https:// only.', max_length=500, validators=[django.core.validators.URLValidator(schemes=['http', 'https'])])),
-                ('enabled', models.BooleanField(default=True)),
-                ('max_attempts', models.PositiveSmallIntegerField(default=5, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(20)])),
-                ('retry_backoff_seconds', models.FloatField(default=30.0, help_text='Wait before the first retry; each next one waits twice as long.', validators=[django.core.validators.MinValueValidator(0.1), django.core.validators.MaxValueValidator(3600)])),
-                ('deployments', models.ManyToManyField(blank=True, help_text="Only these deployments' events (none chosen: any deployment).", related_name='+', to='deployments.deployment')),
-                ('rules', models.ManyToManyField(blank=True, help_text="Only these rules' events (none chosen: any rule).", related_name='webhooks', to='alerts.alertrule')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("name", models.CharField(max_length=100, unique=True)),
+                (
+                    "url",
+                    models.CharField(
+                        help_text="http:// or https:// only.",
+                        max_length=500,
+                        validators=[django.core.validators.URLValidator(schemes=["http", "https"])],
+                    ),
+                ),
+                ("enabled", models.BooleanField(default=True)),
+                (
+                    "max_attempts",
+                    models.PositiveSmallIntegerField(
+                        default=5,
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(20),
+                        ],
+                    ),
+                ),
+                (
+                    "retry_backoff_seconds",
+                    models.FloatField(
+                        default=30.0,
+                        help_text="Wait before the first retry; each next one waits twice as long.",
+                        validators=[
+                            django.core.validators.MinValueValidator(0.1),
+                            django.core.validators.MaxValueValidator(3600),
+                        ],
+                    ),
+                ),
+                (
+                    "deployments",
+                    models.ManyToManyField(
+                        blank=True,
+                        help_text="Only these deployments' events (none chosen: any deployment).",
+                        related_name="+",
+                        to="deployments.deployment",
+                    ),
+                ),
+                (
+                    "rules",
+                    models.ManyToManyField(
+                        blank=True,
+                        help_text="Only these rules' events (none chosen: any rule).",
+                        related_name="webhooks",
+                        to="alerts.alertrule",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='AlertDelivery',
+            name="AlertDelivery",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('delivered', 'Delivered'), ('failed', 'Failed (attempts used up)')], db_index=True, default='pending', max_length=10)),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('last_status_code', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('last_error', models.TextField(blank=True)),
-                ('errors', models.JSONField(blank=True, default=list, help_text='[{at, attempt, error}] of each failed attempt')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('last_attempt_at', models.DateTimeField(blank=True, null=True)),
-                ('delivered_at', models.DateTimeField(blank=True, null=True)),
-                ('event', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='alerts.alertevent')),
-                ('webhook', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='alerts.webhook')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("delivered", "Delivered"),
+                            ("failed", "Failed (attempts used up)"),
+                        ],
+                        db_index=True,
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                ("last_status_code", models.PositiveSmallIntegerField(blank=True, null=True)),
+                ("last_error", models.TextField(blank=True)),
+                (
+                    "errors",
+                    models.JSONField(
+                        blank=True, default=list, help_text="[{at, attempt, error}] of each failed attempt"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("last_attempt_at", models.DateTimeField(blank=True, null=True)),
+                ("delivered_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "event",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="deliveries", to="alerts.alertevent"
+                    ),
+                ),
+                (
+                    "webhook",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="deliveries", to="alerts.webhook"
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'alert deliveries',
-                'ordering': ['-created_at', '-id'],
+                "verbose_name_plural": "alert deliveries",
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.AddConstraint(
-            model_name='alertrule',
-            constraint=models.UniqueConstraint(fields=('deployment', 'name'), name='alert_rule_name_per_deployment'),
+            model_name="alertrule",
+            constraint=models.UniqueConstraint(fields=("deployment", "name"), name="alert_rule_name_per_deployment"),
         ),
         migrations.AddConstraint(
-            model_name='alertdelivery',
-            constraint=models.UniqueConstraint(fields=('event', 'webhook'), name='one_delivery_per_event_and_webhook'),
+            model_name="alertdelivery",
+            constraint=models.UniqueConstraint(fields=("event", "webhook"), name="one_delivery_per_event_and_webhook"),
         ),
     ]

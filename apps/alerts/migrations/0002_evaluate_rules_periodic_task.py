@@ -1,4 +1,5 @@
 """The beat task that checks every alert rule each minute, on the housekeeping queue."""
+
 from django.db import migrations
 
 from apps.core.beat_migrations import PeriodicTaskOperation
@@ -12,9 +13,13 @@ class Migration(migrations.Migration):
 
     operations = [
         PeriodicTaskOperation(
-            name="alerts: evaluate alert rules", task="alerts.evaluate_rules", every=60, expire_seconds=50,
+            name="alerts: evaluate alert rules",
+            task="alerts.evaluate_rules",
+            every=60,
+            expire_seconds=50,
             queue="housekeeping",
             description="Every enabled alert rule is measured over its window from the monitoring rollups; a breach "
-                        "that lasts its duration fires (an AlertEvent, pushed to dashboards and webhooks) and "
-                        "resolves once the breach ends."),
+            "that lasts its duration fires (an AlertEvent, pushed to dashboards and webhooks) and "
+            "resolves once the breach ends.",
+        ),
     ]

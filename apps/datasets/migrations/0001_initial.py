@@ -7,7 +7,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -16,63 +15,149 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Dataset',
+            name="Dataset",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('name', models.SlugField(max_length=100, unique=True)),
-                ('description', models.TextField(blank=True)),
-                ('task', models.CharField(choices=[('regression', 'Regression'), ('classification', 'Classification')], max_length=20)),
-                ('target_column', models.CharField(help_text="Raw column the label comes from. A feature spec's horizon target may derive the label from it (e.g. direction of the forward return of 'close').", max_length=200)),
-                ('time_column', models.CharField(blank=True, help_text='Optional: makes the data a time series.', max_length=200)),
-                ('entity_column', models.CharField(blank=True, help_text='Optional: one series per value (e.g. a ticker); no leakage across them.', max_length=200)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("name", models.SlugField(max_length=100, unique=True)),
+                ("description", models.TextField(blank=True)),
+                (
+                    "task",
+                    models.CharField(
+                        choices=[("regression", "Regression"), ("classification", "Classification")], max_length=20
+                    ),
+                ),
+                (
+                    "target_column",
+                    models.CharField(
+                        help_text="Raw column the label comes from. A feature spec's horizon target may derive the label from it (e.g. direction of the forward return of 'close').",
+                        max_length=200,
+                    ),
+                ),
+                (
+                    "time_column",
+                    models.CharField(blank=True, help_text="Optional: makes the data a time series.", max_length=200),
+                ),
+                (
+                    "entity_column",
+                    models.CharField(
+                        blank=True,
+                        help_text="Optional: one series per value (e.g. a ticker); no leakage across them.",
+                        max_length=200,
+                    ),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='DatasetVersion',
+            name="DatasetVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('version', models.PositiveIntegerField()),
-                ('file', models.CharField(help_text='Path of the content in artifact storage.', max_length=500)),
-                ('original_filename', models.CharField(blank=True, max_length=255)),
-                ('file_format', models.CharField(choices=[('csv', 'CSV'), ('parquet', 'Parquet')], max_length=10)),
-                ('size_bytes', models.BigIntegerField()),
-                ('sha256', models.CharField(db_index=True, max_length=64)),
-                ('rows', models.PositiveIntegerField()),
-                ('schema', models.JSONField(help_text='[{name, dtype, nulls}] in file order.')),
-                ('profile', models.JSONField(help_text='{column: {mean, std, min, max, quantiles, histogram}} for numeric columns.')),
-                ('source', models.CharField(choices=[('upload', 'API upload'), ('admin', 'Admin upload'), ('generator', 'Generated (demo)'), ('sklearn', 'scikit-learn bundled dataset')], default='upload', max_length=20)),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('dataset', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='versions', to='datasets.dataset')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("version", models.PositiveIntegerField()),
+                ("file", models.CharField(help_text="Path of the content in artifact storage.", max_length=500)),
+                ("original_filename", models.CharField(blank=True, max_length=255)),
+                ("file_format", models.CharField(choices=[("csv", "CSV"), ("parquet", "Parquet")], max_length=10)),
+                ("size_bytes", models.BigIntegerField()),
+                ("sha256", models.CharField(db_index=True, max_length=64)),
+                ("rows", models.PositiveIntegerField()),
+                ("schema", models.JSONField(help_text="[{name, dtype, nulls}] in file order.")),
+                (
+                    "profile",
+                    models.JSONField(
+                        help_text="{column: {mean, std, min, max, quantiles, histogram}} for numeric columns."
+                    ),
+                ),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[
+                            ("upload", "API upload"),
+                            ("admin", "Admin upload"),
+                            ("generator", "Generated (demo)"),
+                            ("sklearn", "scikit-learn bundled dataset"),
+                        ],
+                        default="upload",
+                        max_length=20,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "dataset",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="versions", to="datasets.dataset"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['dataset', '-version'],
-                'constraints': [models.UniqueConstraint(fields=('dataset', 'version'), name='dataset_version_unique_number'), models.UniqueConstraint(fields=('dataset', 'sha256'), name='dataset_version_unique_content')],
+                "ordering": ["dataset", "-version"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("dataset", "version"), name="dataset_version_unique_number"),
+                    models.UniqueConstraint(fields=("dataset", "sha256"), name="dataset_version_unique_content"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='FeatureSpec',
+            name="FeatureSpec",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('name', models.SlugField(max_length=100)),
-                ('version', models.PositiveIntegerField()),
-                ('description', models.TextField(blank=True)),
-                ('spec', models.JSONField()),
-                ('history_rows', models.PositiveIntegerField(default=1, help_text='Raw rows per entity that one prediction needs (longest lag or window + 1).')),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('dataset', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='feature_specs', to='datasets.dataset')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("name", models.SlugField(max_length=100)),
+                ("version", models.PositiveIntegerField()),
+                ("description", models.TextField(blank=True)),
+                ("spec", models.JSONField()),
+                (
+                    "history_rows",
+                    models.PositiveIntegerField(
+                        default=1,
+                        help_text="Raw rows per entity that one prediction needs (longest lag or window + 1).",
+                    ),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "dataset",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="feature_specs", to="datasets.dataset"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['dataset', 'name', '-version'],
-                'constraints': [models.UniqueConstraint(fields=('dataset', 'name', 'version'), name='feature_spec_unique_version')],
+                "ordering": ["dataset", "name", "-version"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("dataset", "name", "version"), name="feature_spec_unique_version")
+                ],
             },
         ),
     ]

@@ -7,6 +7,7 @@
 
 See spec.py for the spec format and apps/CONTRACTS.md for the contract.
 """
+
 from .errors import DataError, InsufficientHistory, InvalidInput, PreprocessingError, SpecError
 from .fitted import FittedPreprocessor
 from .frame import column_kind
@@ -14,7 +15,18 @@ from .prepare import PreparedData, prepare_training_data
 from .spec import DatasetInfo, normalize_spec, spec_history_rows, target_name, validate_spec
 
 __all__ = [
-    "DataError", "DatasetInfo", "FittedPreprocessor", "InsufficientHistory", "InvalidInput", "PreparedData",
-    "PreprocessingError", "SpecError", "column_kind", "normalize_spec", "prepare_training_data",
-    "spec_history_rows", "target_name", "validate_spec",
+    "DataError",
+    "DatasetInfo",
+    "FittedPreprocessor",
+    "InsufficientHistory",
+    "InvalidInput",
+    "PreparedData",
+    "PreprocessingError",
+    "SpecError",
+    "column_kind",
+    "normalize_spec",
+    "prepare_training_data",
+    "spec_history_rows",
+    "target_name",
+    "validate_spec",
 ]

@@ -1,4 +1,5 @@
 """The fitted preprocessor: what training learned, saved as JSON beside the model and used at serving."""
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,8 +32,12 @@ class FittedPreprocessor:
 
     @property
     def info(self) -> DatasetInfo:
-        return DatasetInfo(task=self.task, target_column=self.target_column, time_column=self.time_column,
-                           entity_column=self.entity_column)
+        return DatasetInfo(
+            task=self.task,
+            target_column=self.target_column,
+            time_column=self.time_column,
+            entity_column=self.entity_column,
+        )
 
     @property
     def needs_history(self) -> bool:
@@ -64,9 +69,23 @@ class FittedPreprocessor:
             raise ValueError("not a fitted preprocessor document")
         if data.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"fitted preprocessor format {data.get('format_version')!r} is not supported")
-        fields = {k: data[k] for k in (
-            "spec", "fitted", "feature_names", "raw_columns", "raw_kinds", "history_rows", "task", "target_column",
-            "target_name", "entity_column", "time_column", "classes")}
+        fields = {
+            k: data[k]
+            for k in (
+                "spec",
+                "fitted",
+                "feature_names",
+                "raw_columns",
+                "raw_kinds",
+                "history_rows",
+                "task",
+                "target_column",
+                "target_name",
+                "entity_column",
+                "time_column",
+                "classes",
+            )
+        }
         return cls(**fields, extra=data.get("extra") or {})
 
     def _frame(self, df) -> Frame:
@@ -77,8 +96,13 @@ class FittedPreprocessor:
             if column not in df.columns:
                 raise InvalidInput(column, "missing column")
         value_columns = [c for c in self.raw_columns if c not in (self.time_column, self.entity_column)]
-        return build_frame(df, columns=value_columns, time_column=self.time_column,
-                           entity_column=self.entity_column, kinds=self.raw_kinds)
+        return build_frame(
+            df,
+            columns=value_columns,
+            time_column=self.time_column,
+            entity_column=self.entity_column,
+            kinds=self.raw_kinds,
+        )
 
     def _features(self, frame: Frame) -> list[np.ndarray]:
         run_steps(frame, spec=self.spec, info=self.info, fitted=self.fitted)
@@ -163,7 +187,9 @@ class FittedPreprocessor:
             group += groups
         return out
 
-    def _history_rows(self, table, frame: Frame, columns: list[np.ndarray], first: int, last: int) -> tuple[np.ndarray, list]:
+    def _history_rows(
+        self, table, frame: Frame, columns: list[np.ndarray], first: int, last: int
+    ) -> tuple[np.ndarray, list]:
         """The feature rows of groups first..last-1 of a windows frame (each group's newest row)."""
         rows = frame.starts[first:last] + self.history_rows - 1
         if self.entity_column:

@@ -6,6 +6,7 @@ kernels blank the rows whose window would reach into the previous entity.
 table of already checked columns (`columns`, `len()`, `table[name]` -> a float64 array or a list, as
 apps.deployments.serving.inputs.CheckedRows): no DataFrame is built for a request, and both give the
 same float32 columns because they start from the same float64 values."""
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -167,7 +168,7 @@ class Frame:
             values[:lookback] = np.nan
             return values
         offsets = np.arange(lookback)
-        index = (self.starts[:, None] + offsets[None, :])
+        index = self.starts[:, None] + offsets[None, :]
         valid = offsets[None, :] < self.sizes[:, None]
         values[index[valid]] = np.nan
         return values
@@ -241,8 +242,18 @@ def build_frame(
             values = np.asarray(series, dtype=object)
         out_columns[name] = values[order] if order is not None else values
         out_kinds[name] = kind
-    return Frame(n=n, columns=out_columns, kinds=out_kinds, starts=starts, sizes=sizes, order=order,
-                 time=time, entities=entities, time_codes=time_codes, time_values=time_values)
+    return Frame(
+        n=n,
+        columns=out_columns,
+        kinds=out_kinds,
+        starts=starts,
+        sizes=sizes,
+        order=order,
+        time=time,
+        entities=entities,
+        time_codes=time_codes,
+        time_values=time_values,
+    )
 
 
 def _runs(entity: np.ndarray) -> tuple[np.ndarray | None, list]:

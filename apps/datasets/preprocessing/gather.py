@@ -1,6 +1,7 @@
 """Gathering rows by index. The rows of a time-ordered split are long runs of consecutive frame rows
 (each entity's stretch of time), and copying slices beats an index gather, which reads an index for
 every value and cannot stream."""
+
 import numpy as np
 
 MIN_MEAN_RUN = 64  # below this many rows per run, the Python loop over runs costs more than it saves
@@ -29,6 +30,6 @@ def take_rows(values: np.ndarray, rows: np.ndarray, *, runs=None, out: np.ndarra
         return out
     at = 0
     for start, length in zip(runs[0].tolist(), runs[1].tolist()):
-        out[at:at + length] = values[start:start + length]
+        out[at : at + length] = values[start : start + length]
         at += length
     return out

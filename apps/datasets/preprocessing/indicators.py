@@ -1,4 +1,5 @@
 """Price indicators and calendar features (the steps that know about markets and dates)."""
+
 import numpy as np
 import pandas as pd
 
@@ -24,8 +25,13 @@ class Rsi(Step):
 
     def declare(self, state):
         (column,) = self._columns(state, key="column")
-        state.add(self.name, lookback=state.lookback[column] + self.params["window"], sources=state.sources[column],
-                  step=self.index, key="window")
+        state.add(
+            self.name,
+            lookback=state.lookback[column] + self.params["window"],
+            sources=state.sources[column],
+            step=self.index,
+            key="window",
+        )
 
     def run(self, frame, state, fitted, fit_rows):
         x = frame.columns[self.params["column"]]
@@ -116,8 +122,13 @@ class Bollinger(Step):
 
     def declare(self, state):
         (column,) = self._columns(state, key="column")
-        state.add(self.name, lookback=state.lookback[column] + self.params["window"] - 1,
-                  sources=state.sources[column], step=self.index, key="window")
+        state.add(
+            self.name,
+            lookback=state.lookback[column] + self.params["window"] - 1,
+            sources=state.sources[column],
+            step=self.index,
+            key="window",
+        )
 
     def run(self, frame, state, fitted, fit_rows):
         x = frame.columns[self.params["column"]]
@@ -146,8 +157,7 @@ class Calendar(Step):
     def _column(self, state):
         column = self.params["column"] or state.time_column
         if not column:
-            raise SpecError("no date column: name one, or set the dataset's time column", step=self.index,
-                            key="column")
+            raise SpecError("no date column: name one, or set the dataset's time column", step=self.index, key="column")
         return column
 
     def declare(self, state):
@@ -185,7 +195,7 @@ def calendar_parts(values: np.ndarray, features: list[str]) -> dict[str, np.ndar
         "quarter": lambda: (months.astype(np.int64) % 12) // 3 + 1,
         "year": lambda: years.astype(np.int64) + 1970,
         "dayofyear": lambda: (days - years.astype("datetime64[D]")).astype(np.int64) + 1,
-        "is_month_start": lambda: (days == months.astype("datetime64[D]")),
-        "is_month_end": lambda: ((days + 1).astype("datetime64[M]") != months),
+        "is_month_start": lambda: days == months.astype("datetime64[D]"),
+        "is_month_end": lambda: (days + 1).astype("datetime64[M]") != months,
     }
     return {feature: parts[feature]() for feature in features}

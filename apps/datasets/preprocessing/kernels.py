@@ -10,6 +10,7 @@ training history bit-for-bit equal to the same feature computed at serving time 
 Windows are combined by doubling: the sum over 2m rows is the sum over m rows plus the sum over the m
 rows before, so a window of w rows costs about log2(w) passes over the data instead of w.
 """
+
 import numpy as np
 
 DTYPE = np.float32
@@ -37,7 +38,7 @@ def _combine_add(a, b, size, decay, out):
     if decay is None:
         np.add(a, b, out=out)
     else:
-        np.multiply(b, out.dtype.type(decay ** size), out=out)
+        np.multiply(b, out.dtype.type(decay**size), out=out)
         out += a
 
 
@@ -203,6 +204,6 @@ def truncated_ema(x: np.ndarray, span: int) -> np.ndarray:
     length = ema_window(span)
     decay = 1.0 - 2.0 / (span + 1.0)
     out = _window(x, length, _combine_add, decay=decay)
-    weight = (1.0 - decay ** length) / (1.0 - decay)
+    weight = (1.0 - decay**length) / (1.0 - decay)
     out *= out.dtype.type(1.0 / weight)
     return out

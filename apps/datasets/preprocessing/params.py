@@ -1,4 +1,5 @@
 """Typed parameters of spec steps: each checks one value and names the step and key when it is wrong."""
+
 from dataclasses import dataclass
 from typing import Any
 

@@ -1,4 +1,5 @@
 """Runs a spec's steps over a Frame: the one code path behind training and serving."""
+
 import numpy as np
 
 from .frame import Frame
@@ -6,8 +7,9 @@ from .spec import DatasetInfo, build_steps, new_state
 from .steps import State
 
 
-def run_steps(frame: Frame, *, spec: dict, info: DatasetInfo, fitted: list | None = None,
-              fit_rows: np.ndarray | None = None) -> tuple[State, list]:
+def run_steps(
+    frame: Frame, *, spec: dict, info: DatasetInfo, fitted: list | None = None, fit_rows: np.ndarray | None = None
+) -> tuple[State, list]:
     """Applies every step in order. Without `fitted`, stateful steps fit on `fit_rows` (indices of the
     training rows) as they go, so each sees the columns exactly as the steps before it left them. Returns the
     final column state and the fitted parameters of every step (None for stateless ones)."""

@@ -1,4 +1,5 @@
 """prepare_training_data: raw table + dataset + spec -> split float32 arrays and a fitted preprocessor."""
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,13 +41,19 @@ class PreparedData:
         return len(self.feature_names)
 
     def summary(self) -> dict:
-        return {"train_rows": len(self.y_train), "val_rows": len(self.y_val), "test_rows": len(self.y_test),
-                "features": len(self.feature_names), "history_rows": self.preprocessor.history_rows,
-                "classes": self.classes}
+        return {
+            "train_rows": len(self.y_train),
+            "val_rows": len(self.y_val),
+            "test_rows": len(self.y_test),
+            "features": len(self.feature_names),
+            "history_rows": self.preprocessor.history_rows,
+            "classes": self.classes,
+        }
 
 
-def prepare_training_data(*, df: pd.DataFrame, dataset, spec: dict, seed: int = 0,
-                          fractions=(0.7, 0.15, 0.15)) -> PreparedData:
+def prepare_training_data(
+    *, df: pd.DataFrame, dataset, spec: dict, seed: int = 0, fractions=(0.7, 0.15, 0.15)
+) -> PreparedData:
     """Builds features per the spec, splits (time-ordered for time series, stratified random
     otherwise), fits the stateful steps on the training rows only, and returns float32 arrays.
 
@@ -61,8 +68,13 @@ def prepare_training_data(*, df: pd.DataFrame, dataset, spec: dict, seed: int = 
     checked = plan(spec, info, kinds)
     load = [c for c in df.columns if c in checked.needed_columns and c not in (info.time_column, info.entity_column)]
     try:
-        frame = build_frame(df, columns=load, time_column=info.time_column, entity_column=info.entity_column,
-                            kinds={c: kinds[c] for c in load})
+        frame = build_frame(
+            df,
+            columns=load,
+            time_column=info.time_column,
+            entity_column=info.entity_column,
+            kinds={c: kinds[c] for c in load},
+        )
     except InvalidInput as exc:
         raise DataError(str(exc)) from None
 
@@ -93,8 +105,7 @@ def prepare_training_data(*, df: pd.DataFrame, dataset, spec: dict, seed: int = 
     features = spec["features"] if spec["features"] is not None else state.candidates()
     missing = [f for f in features if f not in frame.columns]
     if missing:
-        raise SpecError(f"feature {missing[0]!r} was not produced (is it a category seen in training?)",
-                        key="features")
+        raise SpecError(f"feature {missing[0]!r} was not produced (is it a category seen in training?)", key="features")
     if not features:
         raise SpecError("the spec leaves no numeric feature column", key="steps")
 
@@ -105,8 +116,9 @@ def prepare_training_data(*, df: pd.DataFrame, dataset, spec: dict, seed: int = 
     split_rows = [r[usable[r]] for r in (rows.train, rows.val, rows.test)]
     for name, r in zip(("train", "validation", "test"), split_rows):
         if len(r) == 0:
-            raise DataError(f"the {name} split has no row with every feature present; "
-                            "impute missing values or use a longer history")
+            raise DataError(
+                f"the {name} split has no row with every feature present; impute missing values or use a longer history"
+            )
 
     raw_columns = _raw_columns(state, features, info)
     preprocessor = FittedPreprocessor(
@@ -130,10 +142,21 @@ def prepare_training_data(*, df: pd.DataFrame, dataset, spec: dict, seed: int = 
     groups = [_groups(frame, r) if info.entity_column else None for r in split_rows]
     times = [frame.time[r] if frame.time is not None else None for r in split_rows]
     return PreparedData(
-        X_train=X[0], y_train=y[0], X_val=X[1], y_val=y[1], X_test=X[2], y_test=y[2],
-        groups_train=groups[0], groups_val=groups[1], groups_test=groups[2],
-        classes=classes, feature_names=list(features), preprocessor=preprocessor,
-        time_train=times[0], time_val=times[1], time_test=times[2],
+        X_train=X[0],
+        y_train=y[0],
+        X_val=X[1],
+        y_val=y[1],
+        X_test=X[2],
+        y_test=y[2],
+        groups_train=groups[0],
+        groups_val=groups[1],
+        groups_test=groups[2],
+        classes=classes,
+        feature_names=list(features),
+        preprocessor=preprocessor,
+        time_train=times[0],
+        time_val=times[1],
+        time_test=times[2],
     )
 
 
@@ -179,8 +202,10 @@ def _targets(frame: Frame, spec: dict, info: DatasetInfo) -> tuple[np.ndarray, l
             values = raw[present].astype(np.float64)
         uniques, inverse = np.unique(values, return_inverse=True)
         if len(uniques) > 1000:
-            raise DataError(f"target column {info.target_column!r} has {len(uniques)} distinct values; "
-                            "a classification target needs a few classes")
+            raise DataError(
+                f"target column {info.target_column!r} has {len(uniques)} distinct values; "
+                "a classification target needs a few classes"
+            )
         if raw.dtype == object:
             classes = [str(c) for c in uniques]
         else:
@@ -222,16 +247,16 @@ def _matrix(frame: Frame, features: list[str], rows: np.ndarray, block: int = 81
     if runs is not None:
         at = 0
         for start, length in zip(runs[0].tolist(), runs[1].tolist()):
-            np.stack([values[start:start + length] for values in columns], axis=1, out=out[at:at + length])
+            np.stack([values[start : start + length] for values in columns], axis=1, out=out[at : at + length])
             at += length
         return out
     scratch = np.empty((len(features), block), dtype=np.float32)
     for start in range(0, len(rows), block):
-        chunk = rows[start:start + block]
+        chunk = rows[start : start + block]
         size = len(chunk)
         for j, values in enumerate(columns):
             np.take(values, chunk, out=scratch[j, :size])
-        out[start:start + size] = scratch[:, :size].T
+        out[start : start + size] = scratch[:, :size].T
     return out
 
 

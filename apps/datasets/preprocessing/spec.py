@@ -26,6 +26,7 @@ numeric columns left at the end (minus time, entity, a same-row target and `excl
 `horizon` rows ahead: `direction` (classes "down"/"up": is the forward return > 0), `return`,
 `log_return` or `value`. Without it the label is the target column itself, on the same row.
 """
+
 from dataclasses import dataclass
 
 from .errors import SpecError
@@ -63,8 +64,12 @@ class DatasetInfo:
             return dataset
         if isinstance(dataset, dict):
             return cls(**{k: dataset.get(k) or "" for k in ("task", "target_column", "time_column", "entity_column")})
-        return cls(task=dataset.task, target_column=dataset.target_column, time_column=dataset.time_column or "",
-                   entity_column=dataset.entity_column or "")
+        return cls(
+            task=dataset.task,
+            target_column=dataset.target_column,
+            time_column=dataset.time_column or "",
+            entity_column=dataset.entity_column or "",
+        )
 
 
 def target_name(spec: dict, info: DatasetInfo) -> str:
@@ -90,8 +95,9 @@ def normalize_spec(spec) -> dict:
         raise SpecError(f"unknown top-level key (allowed: {', '.join(TOP_LEVEL_KEYS)})", key=unknown[0])
     version = spec.get("version", SPEC_FORMAT_VERSION)
     if version != SPEC_FORMAT_VERSION:
-        raise SpecError(f"unsupported spec format {version!r}; this portal reads version {SPEC_FORMAT_VERSION}",
-                        key="version")
+        raise SpecError(
+            f"unsupported spec format {version!r}; this portal reads version {SPEC_FORMAT_VERSION}", key="version"
+        )
     raw_steps = spec.get("steps", [])
     if not isinstance(raw_steps, list):
         raise SpecError("must be a list of steps", key="steps")
@@ -138,8 +144,13 @@ def new_state(spec: dict, info: DatasetInfo, kinds: dict[str, str]) -> State:
     direct = "" if spec.get("target") else info.target_column
     if direct:
         reserved.add(direct)
-    return State(kinds=dict(kinds), reserved=reserved, exclude=set(spec.get("exclude") or ()),
-                 time_column=info.time_column, direct_target=direct)
+    return State(
+        kinds=dict(kinds),
+        reserved=reserved,
+        exclude=set(spec.get("exclude") or ()),
+        time_column=info.time_column,
+        direct_target=direct,
+    )
 
 
 @dataclass
@@ -156,8 +167,11 @@ class Plan:
 
 def plan(spec: dict, info: DatasetInfo, kinds: dict[str, str]) -> Plan:
     """Validates `spec` (normalized) against raw column kinds; raises SpecError naming step and key."""
-    for key, column in (("target_column", info.target_column), ("time_column", info.time_column),
-                        ("entity_column", info.entity_column)):
+    for key, column in (
+        ("target_column", info.target_column),
+        ("time_column", info.time_column),
+        ("entity_column", info.entity_column),
+    ):
         if column and column not in kinds:
             raise SpecError(f"the dataset's {key.replace('_', ' ')} {column!r} is not in the data", key=key)
     if info.time_column and kinds[info.time_column] not in (DATETIME, "text"):
@@ -166,11 +180,13 @@ def plan(spec: dict, info: DatasetInfo, kinds: dict[str, str]) -> Plan:
     if target:
         wanted = "classification" if target["kind"] == "direction" else "regression"
         if info.task != wanted:
-            raise SpecError(f"a {target['kind']!r} target makes a {wanted} task but the dataset is {info.task}",
-                            key="target.kind")
+            raise SpecError(
+                f"a {target['kind']!r} target makes a {wanted} task but the dataset is {info.task}", key="target.kind"
+            )
         if kinds[info.target_column] != NUMERIC:
-            raise SpecError(f"a horizon target needs a numeric target column; {info.target_column!r} is not",
-                            key="target.kind")
+            raise SpecError(
+                f"a horizon target needs a numeric target column; {info.target_column!r} is not", key="target.kind"
+            )
         if target_name(spec, info) in kinds:
             raise SpecError(f"target name {target_name(spec, info)!r} is already a column", key="target.name")
     state = new_state(spec, info, kinds)
@@ -197,8 +213,9 @@ def plan(spec: dict, info: DatasetInfo, kinds: dict[str, str]) -> Plan:
     for name in list(listed) + sorted(state.read) + sorted(state.consumed):
         needed |= set(state.sources.get(name, {name})) & raw
     needed.add(info.target_column)
-    return Plan(spec=spec, steps=steps, state=state, features=features, history_rows=1 + lookback,
-                needed_columns=needed)
+    return Plan(
+        spec=spec, steps=steps, state=state, features=features, history_rows=1 + lookback, needed_columns=needed
+    )
 
 
 def validate_spec(spec, *, dataset=None, kinds: dict[str, str] | None = None) -> dict:

@@ -6,6 +6,7 @@ label comes from `horizon` rows later, so rows whose label lies beyond their spl
 purged, or the last training labels would be read from the validation period. Other data are split
 at random, stratified by class for classification.
 """
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,8 +31,9 @@ def check_fractions(fractions) -> tuple[float, float, float]:
     return train, val, test
 
 
-def time_ordered_split(*, candidates: np.ndarray, times: np.ndarray, fractions,
-                       label_times: np.ndarray | None = None) -> SplitRows:
+def time_ordered_split(
+    *, candidates: np.ndarray, times: np.ndarray, fractions, label_times: np.ndarray | None = None
+) -> SplitRows:
     """`candidates`: usable row indices; `times`: the ordering value of every row (int64);
     `label_times`: when each row's label becomes known (horizon targets), for purging."""
     train_f, val_f, _ = check_fractions(fractions)
@@ -77,8 +79,8 @@ def random_split(*, candidates: np.ndarray, fractions, seed: int, labels: np.nda
             n_train = min(max(n_train, 1), len(group) - 2)
             n_val = min(max(n_val, 1), len(group) - n_train - 1)
         parts[0].append(group[:n_train])
-        parts[1].append(group[n_train:n_train + n_val])
-        parts[2].append(group[n_train + n_val:])
+        parts[1].append(group[n_train : n_train + n_val])
+        parts[2].append(group[n_train + n_val :])
     rows = SplitRows(*(np.sort(np.concatenate(p)) for p in parts))
     _check_nonempty(rows, hint="add rows or change the fractions")
     return rows

@@ -7,6 +7,7 @@
   or median, scale, one-hot) and reusing the fitted ones afterwards: one code path for training
   and serving.
 """
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -87,7 +88,8 @@ class Step:
             if name == state.direct_target and not self.reads_target_ok:
                 raise SpecError(
                     f"reads the target column {name!r} at the same row (leakage); only 'lags' may use it",
-                    step=self.index, key=key,
+                    step=self.index,
+                    key=key,
                 )
         return names
 
@@ -114,8 +116,9 @@ class Lags(Step):
     def declare(self, state):
         self._columns(state)
         for column, lag, name in self._outputs():
-            state.add(name, lookback=state.lookback[column] + lag, sources=state.sources[column],
-                      step=self.index, key="lags")
+            state.add(
+                name, lookback=state.lookback[column] + lag, sources=state.sources[column], step=self.index, key="lags"
+            )
 
     def run(self, frame, state, fitted, fit_rows):
         for column, lag, name in self._outputs():
@@ -126,8 +129,7 @@ class Lags(Step):
 class Returns(Step):
     op = "returns"
     log = False
-    PARAMS = {"columns": Param("columns", required=True),
-              "periods": Param("ints", default=[1], low=1, high=MAX_WINDOW)}
+    PARAMS = {"columns": Param("columns", required=True), "periods": Param("ints", default=[1], low=1, high=MAX_WINDOW)}
 
     def _outputs(self):
         tag = "logret" if self.log else "ret"
@@ -136,8 +138,13 @@ class Returns(Step):
     def declare(self, state):
         self._columns(state)
         for column, period, name in self._outputs():
-            state.add(name, lookback=state.lookback[column] + period, sources=state.sources[column],
-                      step=self.index, key="periods")
+            state.add(
+                name,
+                lookback=state.lookback[column] + period,
+                sources=state.sources[column],
+                step=self.index,
+                key="periods",
+            )
 
     def run(self, frame, state, fitted, fit_rows):
         for column, period, name in self._outputs():
@@ -166,18 +173,32 @@ class Rolling(Step):
         "windows": Param("ints", required=True, low=2, high=MAX_WINDOW),
         "stats": Param("enums", default=["mean", "std"], choices=ROLLING_STATS),
     }
-    KERNELS = {"mean": k.window_mean, "std": k.window_std, "min": k.window_min, "max": k.window_max,
-               "sum": k.window_sum}
+    KERNELS = {
+        "mean": k.window_mean,
+        "std": k.window_std,
+        "min": k.window_min,
+        "max": k.window_max,
+        "sum": k.window_sum,
+    }
 
     def _outputs(self):
-        return [(c, w, s, f"{c}_roll{w}_{s}") for c in self.params["columns"] for w in self.params["windows"]
-                for s in self.params["stats"]]
+        return [
+            (c, w, s, f"{c}_roll{w}_{s}")
+            for c in self.params["columns"]
+            for w in self.params["windows"]
+            for s in self.params["stats"]
+        ]
 
     def declare(self, state):
         self._columns(state)
         for column, window, _, name in self._outputs():
-            state.add(name, lookback=state.lookback[column] + window - 1, sources=state.sources[column],
-                      step=self.index, key="windows")
+            state.add(
+                name,
+                lookback=state.lookback[column] + window - 1,
+                sources=state.sources[column],
+                step=self.index,
+                key="windows",
+            )
 
     def run(self, frame, state, fitted, fit_rows):
         stats = self.params["stats"]
@@ -284,7 +305,7 @@ class Scale(Step):
         finite = np.isfinite(sample)
         if not finite.all():
             sample = sample[finite]
-            scratch = scratch[:len(sample)]
+            scratch = scratch[: len(sample)]
         if not len(sample):
             return [0.0, 1.0]
         method = self.params["method"]

@@ -7,67 +7,200 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('datasets', '0001_initial'),
-        ('deployments', '0002_gate_evaluation_periodic_task'),
-        ('registry', '0003_modelversion_plugin'),
+        ("datasets", "0001_initial"),
+        ("deployments", "0002_gate_evaluation_periodic_task"),
+        ("registry", "0003_modelversion_plugin"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='DeliveryPolicy',
+            name="DeliveryPolicy",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('auto_challenge', models.BooleanField(default=False, help_text='Evaluate each new version and roll out the ones that clear the margin.')),
-                ('metric', models.CharField(blank=True, help_text='Offline metric to compare on (empty: accuracy for classifiers, rmse for regression).', max_length=50)),
-                ('min_improvement', models.FloatField(default=0.0, help_text="How much better than the champion the candidate must score (in the metric's units, its direction taken into account).")),
-                ('min_evaluation_rows', models.PositiveIntegerField(default=20, help_text="Fewest labelled rows after both models' training data for a verdict.")),
-                ('stages', models.JSONField(blank=True, help_text='Rollout stages; empty: the deployment defaults.', null=True)),
-                ('gates', models.JSONField(blank=True, help_text='Rollout gate settings; empty: the defaults.', null=True)),
-                ('when_rollout_open', models.CharField(choices=[('queue', 'Queue the newest candidate until the open rollout ends'), ('replace', "Replace the open rollout's candidate if it has not passed a stage yet")], default='queue', max_length=10)),
-                ('deployment', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='delivery_policy', to='deployments.deployment')),
-                ('registered_model', models.ForeignKey(help_text='The model whose new versions feed this deployment (the one it serves).', on_delete=django.db.models.deletion.PROTECT, related_name='delivery_policies', to='registry.registeredmodel')),
-                ('updated_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "auto_challenge",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Evaluate each new version and roll out the ones that clear the margin.",
+                    ),
+                ),
+                (
+                    "metric",
+                    models.CharField(
+                        blank=True,
+                        help_text="Offline metric to compare on (empty: accuracy for classifiers, rmse for regression).",
+                        max_length=50,
+                    ),
+                ),
+                (
+                    "min_improvement",
+                    models.FloatField(
+                        default=0.0,
+                        help_text="How much better than the champion the candidate must score (in the metric's units, its direction taken into account).",
+                    ),
+                ),
+                (
+                    "min_evaluation_rows",
+                    models.PositiveIntegerField(
+                        default=20, help_text="Fewest labelled rows after both models' training data for a verdict."
+                    ),
+                ),
+                (
+                    "stages",
+                    models.JSONField(
+                        blank=True, help_text="Rollout stages; empty: the deployment defaults.", null=True
+                    ),
+                ),
+                (
+                    "gates",
+                    models.JSONField(blank=True, help_text="Rollout gate settings; empty: the defaults.", null=True),
+                ),
+                (
+                    "when_rollout_open",
+                    models.CharField(
+                        choices=[
+                            ("queue", "Queue the newest candidate until the open rollout ends"),
+                            ("replace", "Replace the open rollout's candidate if it has not passed a stage yet"),
+                        ],
+                        default="queue",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "deployment",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="delivery_policy",
+                        to="deployments.deployment",
+                    ),
+                ),
+                (
+                    "registered_model",
+                    models.ForeignKey(
+                        help_text="The model whose new versions feed this deployment (the one it serves).",
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="delivery_policies",
+                        to="registry.registeredmodel",
+                    ),
+                ),
+                (
+                    "updated_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'delivery policies',
-                'ordering': ['deployment__name'],
+                "verbose_name_plural": "delivery policies",
+                "ordering": ["deployment__name"],
             },
         ),
         migrations.CreateModel(
-            name='CandidateEvaluation',
+            name="CandidateEvaluation",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('trigger', models.CharField(blank=True, help_text='What asked for it.', max_length=200)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('passed', 'Passed (cleared the margin)'), ('rejected', 'Rejected (did not clear the margin)'), ('failed', 'Failed')], db_index=True, default='queued', max_length=10)),
-                ('action', models.CharField(blank=True, choices=[('', 'Nothing'), ('rollout_started', 'Rollout started'), ('waiting', 'Waiting for the open rollout to end'), ('superseded', 'Superseded by a newer candidate'), ('reevaluated', 'Champion changed: evaluated again')], default='', max_length=20)),
-                ('metric', models.CharField(blank=True, max_length=50)),
-                ('min_improvement', models.FloatField(default=0.0)),
-                ('candidate_value', models.FloatField(blank=True, null=True)),
-                ('champion_value', models.FloatField(blank=True, null=True)),
-                ('candidate_metrics', models.JSONField(blank=True, default=dict)),
-                ('champion_metrics', models.JSONField(blank=True, default=dict)),
-                ('window', models.JSONField(blank=True, default=dict, help_text='{after, start, end, rows, times}')),
-                ('reason', models.TextField(blank=True)),
-                ('log', models.JSONField(blank=True, default=list, help_text='[{ts, level, message}]')),
-                ('celery_task_id', models.CharField(blank=True, max_length=64)),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('candidate', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='registry.modelversion')),
-                ('champion', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='registry.modelversion')),
-                ('dataset_version', models.ForeignKey(blank=True, help_text='The labelled data it was scored on.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='datasets.datasetversion')),
-                ('rollout', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='deployments.rollout')),
-                ('policy', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='evaluations', to='delivery.deliverypolicy')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("trigger", models.CharField(blank=True, help_text="What asked for it.", max_length=200)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("passed", "Passed (cleared the margin)"),
+                            ("rejected", "Rejected (did not clear the margin)"),
+                            ("failed", "Failed"),
+                        ],
+                        db_index=True,
+                        default="queued",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "action",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("", "Nothing"),
+                            ("rollout_started", "Rollout started"),
+                            ("waiting", "Waiting for the open rollout to end"),
+                            ("superseded", "Superseded by a newer candidate"),
+                            ("reevaluated", "Champion changed: evaluated again"),
+                        ],
+                        default="",
+                        max_length=20,
+                    ),
+                ),
+                ("metric", models.CharField(blank=True, max_length=50)),
+                ("min_improvement", models.FloatField(default=0.0)),
+                ("candidate_value", models.FloatField(blank=True, null=True)),
+                ("champion_value", models.FloatField(blank=True, null=True)),
+                ("candidate_metrics", models.JSONField(blank=True, default=dict)),
+                ("champion_metrics", models.JSONField(blank=True, default=dict)),
+                ("window", models.JSONField(blank=True, default=dict, help_text="{after, start, end, rows, times}")),
+                ("reason", models.TextField(blank=True)),
+                ("log", models.JSONField(blank=True, default=list, help_text="[{ts, level, message}]")),
+                ("celery_task_id", models.CharField(blank=True, max_length=64)),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "candidate",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="registry.modelversion"
+                    ),
+                ),
+                (
+                    "champion",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="registry.modelversion",
+                    ),
+                ),
+                (
+                    "dataset_version",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="The labelled data it was scored on.",
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="datasets.datasetversion",
+                    ),
+                ),
+                (
+                    "rollout",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="deployments.rollout",
+                    ),
+                ),
+                (
+                    "policy",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="evaluations",
+                        to="delivery.deliverypolicy",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
     ]

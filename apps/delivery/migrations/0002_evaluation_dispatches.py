@@ -4,20 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('delivery', '0001_initial'),
+        ("delivery", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='candidateevaluation',
-            name='dispatched_at',
+            model_name="candidateevaluation",
+            name="dispatched_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='candidateevaluation',
-            name='dispatches',
+            model_name="candidateevaluation",
+            name="dispatches",
             field=models.PositiveSmallIntegerField(default=0),
         ),
     ]

@@ -9,100 +9,243 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('registry', '0002_initial'),
+        ("registry", "0002_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Deployment',
+            name="Deployment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('name', models.SlugField(max_length=100, unique=True)),
-                ('description', models.TextField(blank=True)),
-                ('generation', models.PositiveBigIntegerField(default=1, editable=False)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('registered_model', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='deployments', to='registry.registeredmodel')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("name", models.SlugField(max_length=100, unique=True)),
+                ("description", models.TextField(blank=True)),
+                ("generation", models.PositiveBigIntegerField(default=1, editable=False)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "registered_model",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="deployments",
+                        to="registry.registeredmodel",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Rollout',
+            name="Rollout",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('status', models.CharField(choices=[('draft', 'Draft'), ('running', 'Running'), ('paused', 'Paused'), ('completed', 'Completed'), ('aborted', 'Aborted'), ('rolled_back', 'Rolled back')], db_index=True, default='draft', max_length=20)),
-                ('stage_index', models.PositiveSmallIntegerField(default=0)),
-                ('stages', models.JSONField(default=apps.deployments.models.default_stages)),
-                ('gates', models.JSONField(default=apps.deployments.models.default_gates)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('stage_started_at', models.DateTimeField(blank=True, null=True)),
-                ('ended_at', models.DateTimeField(blank=True, null=True)),
-                ('gate_status', models.JSONField(blank=True, default=dict)),
-                ('evaluated_at', models.DateTimeField(blank=True, null=True)),
-                ('challenger', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='registry.modelversion')),
-                ('champion', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='registry.modelversion')),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('deployment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='rollouts', to='deployments.deployment')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("draft", "Draft"),
+                            ("running", "Running"),
+                            ("paused", "Paused"),
+                            ("completed", "Completed"),
+                            ("aborted", "Aborted"),
+                            ("rolled_back", "Rolled back"),
+                        ],
+                        db_index=True,
+                        default="draft",
+                        max_length=20,
+                    ),
+                ),
+                ("stage_index", models.PositiveSmallIntegerField(default=0)),
+                ("stages", models.JSONField(default=apps.deployments.models.default_stages)),
+                ("gates", models.JSONField(default=apps.deployments.models.default_gates)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("stage_started_at", models.DateTimeField(blank=True, null=True)),
+                ("ended_at", models.DateTimeField(blank=True, null=True)),
+                ("gate_status", models.JSONField(blank=True, default=dict)),
+                ("evaluated_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "challenger",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="registry.modelversion"
+                    ),
+                ),
+                (
+                    "champion",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="registry.modelversion"
+                    ),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "deployment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="rollouts",
+                        to="deployments.deployment",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='DeploymentEvent',
+            name="DeploymentEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('deployment_created', 'Deployment created'), ('traffic_changed', 'Traffic changed'), ('rolled_back_to_version', 'Rolled back to a version'), ('rollout_created', 'Rollout created'), ('rollout_started', 'Rollout started'), ('stage_advanced', 'Stage advanced'), ('rollout_paused', 'Rollout paused'), ('rollout_resumed', 'Rollout resumed'), ('rollout_completed', 'Rollout completed'), ('rollout_aborted', 'Rollout aborted'), ('rollout_rolled_back', 'Rollout rolled back')], max_length=40)),
-                ('from_status', models.CharField(blank=True, max_length=20)),
-                ('to_status', models.CharField(blank=True, max_length=20)),
-                ('stage_index', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('actor_label', models.CharField(help_text='Username, or the automatic process that acted.', max_length=150)),
-                ('reason', models.TextField(blank=True)),
-                ('traffic', models.JSONField(blank=True, default=list, help_text='Weights after the change.')),
-                ('metrics', models.JSONField(blank=True, default=dict, help_text='Metrics snapshot when it happened.')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('deployment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='deployments.deployment')),
-                ('rollout', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='events', to='deployments.rollout')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("deployment_created", "Deployment created"),
+                            ("traffic_changed", "Traffic changed"),
+                            ("rolled_back_to_version", "Rolled back to a version"),
+                            ("rollout_created", "Rollout created"),
+                            ("rollout_started", "Rollout started"),
+                            ("stage_advanced", "Stage advanced"),
+                            ("rollout_paused", "Rollout paused"),
+                            ("rollout_resumed", "Rollout resumed"),
+                            ("rollout_completed", "Rollout completed"),
+                            ("rollout_aborted", "Rollout aborted"),
+                            ("rollout_rolled_back", "Rollout rolled back"),
+                        ],
+                        max_length=40,
+                    ),
+                ),
+                ("from_status", models.CharField(blank=True, max_length=20)),
+                ("to_status", models.CharField(blank=True, max_length=20)),
+                ("stage_index", models.PositiveSmallIntegerField(blank=True, null=True)),
+                (
+                    "actor_label",
+                    models.CharField(help_text="Username, or the automatic process that acted.", max_length=150),
+                ),
+                ("reason", models.TextField(blank=True)),
+                ("traffic", models.JSONField(blank=True, default=list, help_text="Weights after the change.")),
+                ("metrics", models.JSONField(blank=True, default=dict, help_text="Metrics snapshot when it happened.")),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "deployment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="events", to="deployments.deployment"
+                    ),
+                ),
+                (
+                    "rollout",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="events",
+                        to="deployments.rollout",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='DeploymentVersion',
+            name="DeploymentVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('role', models.CharField(choices=[('champion', 'Champion'), ('challenger', 'Challenger'), ('retired', 'Retired')], default='champion', max_length=20)),
-                ('weight', models.FloatField(default=0.0, validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(100.0)])),
-                ('shadow', models.BooleanField(default=False, help_text='Receives a copy of traffic; its answers are logged, not returned.')),
-                ('position', models.PositiveIntegerField(default=0)),
-                ('deployment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='versions', to='deployments.deployment')),
-                ('model_version', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='registry.modelversion')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[("champion", "Champion"), ("challenger", "Challenger"), ("retired", "Retired")],
+                        default="champion",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "weight",
+                    models.FloatField(
+                        default=0.0,
+                        validators=[
+                            django.core.validators.MinValueValidator(0.0),
+                            django.core.validators.MaxValueValidator(100.0),
+                        ],
+                    ),
+                ),
+                (
+                    "shadow",
+                    models.BooleanField(
+                        default=False, help_text="Receives a copy of traffic; its answers are logged, not returned."
+                    ),
+                ),
+                ("position", models.PositiveIntegerField(default=0)),
+                (
+                    "deployment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="versions",
+                        to="deployments.deployment",
+                    ),
+                ),
+                (
+                    "model_version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="registry.modelversion"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['deployment', 'position', 'id'],
-                'constraints': [models.UniqueConstraint(fields=('deployment', 'model_version'), name='deployment_version_unique'), models.CheckConstraint(condition=models.Q(('weight__gte', 0), ('weight__lte', 100)), name='deployment_version_weight_range')],
+                "ordering": ["deployment", "position", "id"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("deployment", "model_version"), name="deployment_version_unique"),
+                    models.CheckConstraint(
+                        condition=models.Q(("weight__gte", 0), ("weight__lte", 100)),
+                        name="deployment_version_weight_range",
+                    ),
+                ],
             },
         ),
         migrations.AddConstraint(
-            model_name='rollout',
-            constraint=models.UniqueConstraint(condition=models.Q(('status__in', ['draft', 'running', 'paused'])), fields=('deployment',), name='one_open_rollout_per_deployment'),
+            model_name="rollout",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("status__in", ["draft", "running", "paused"])),
+                fields=("deployment",),
+                name="one_open_rollout_per_deployment",
+            ),
         ),
         migrations.AddIndex(
-            model_name='deploymentevent',
-            index=models.Index(fields=['deployment', '-created_at'], name='deployment_event_recent'),
+            model_name="deploymentevent",
+            index=models.Index(fields=["deployment", "-created_at"], name="deployment_event_recent"),
         ),
     ]

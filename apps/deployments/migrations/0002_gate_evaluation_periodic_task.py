@@ -1,4 +1,5 @@
 """The beat task that evaluates the gates of running rollouts (deployments.evaluate_rollouts)."""
+
 from django.db import migrations
 
 from apps.core.beat_migrations import PeriodicTaskOperation
@@ -12,8 +13,11 @@ class Migration(migrations.Migration):
 
     operations = [
         PeriodicTaskOperation(
-            name="deployments: evaluate rollout gates", task="deployments.evaluate_rollouts", every=15,
+            name="deployments: evaluate rollout gates",
+            task="deployments.evaluate_rollouts",
+            every=15,
             queue="default",
             description="Check error rate, p99 latency and the sequential accuracy test of running "
-                        "rollouts; advance, complete or roll back when the gates decide."),
+            "rollouts; advance, complete or roll back when the gates decide.",
+        ),
     ]

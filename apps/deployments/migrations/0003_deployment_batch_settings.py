@@ -6,28 +6,47 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('deployments', '0002_gate_evaluation_periodic_task'),
+        ("deployments", "0002_gate_evaluation_periodic_task"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='deployment',
-            name='max_batch_size',
-            field=models.PositiveIntegerField(default=apps.deployments.models.default_max_batch_size, help_text='Most prediction requests one model call serves (1 turns batching off; at most 1024).', validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(1024)]),
+            model_name="deployment",
+            name="max_batch_size",
+            field=models.PositiveIntegerField(
+                default=apps.deployments.models.default_max_batch_size,
+                help_text="Most prediction requests one model call serves (1 turns batching off; at most 1024).",
+                validators=[
+                    django.core.validators.MinValueValidator(1),
+                    django.core.validators.MaxValueValidator(1024),
+                ],
+            ),
         ),
         migrations.AddField(
-            model_name='deployment',
-            name='max_batch_wait_ms',
-            field=models.FloatField(default=apps.deployments.models.default_max_batch_wait_ms, help_text='Milliseconds a batch waits for more requests before its model call (0: none; requests that arrive during a model call still batch). At most 1000.', validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1000.0)]),
+            model_name="deployment",
+            name="max_batch_wait_ms",
+            field=models.FloatField(
+                default=apps.deployments.models.default_max_batch_wait_ms,
+                help_text="Milliseconds a batch waits for more requests before its model call (0: none; requests that arrive during a model call still batch). At most 1000.",
+                validators=[
+                    django.core.validators.MinValueValidator(0.0),
+                    django.core.validators.MaxValueValidator(1000.0),
+                ],
+            ),
         ),
         migrations.AddConstraint(
-            model_name='deployment',
-            constraint=models.CheckConstraint(condition=models.Q(('max_batch_size__gte', 1), ('max_batch_size__lte', 1024)), name='deployment_max_batch_size_range'),
+            model_name="deployment",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("max_batch_size__gte", 1), ("max_batch_size__lte", 1024)),
+                name="deployment_max_batch_size_range",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='deployment',
-            constraint=models.CheckConstraint(condition=models.Q(('max_batch_wait_ms__gte', 0), ('max_batch_wait_ms__lte', 1000.0)), name='deployment_max_batch_wait_ms_range'),
+            model_name="deployment",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("max_batch_wait_ms__gte", 0), ("max_batch_wait_ms__lte", 1000.0)),
+                name="deployment_max_batch_wait_ms_range",
+            ),
         ),
     ]

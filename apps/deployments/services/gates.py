@@ -20,6 +20,7 @@ on (policy); `min_feedback_per_arm` is how many labelled rows each version needs
 sequential test's variances can be trusted at all (statistics; it counts the champion too and
 everything since the rollout began). Each gate carries a plain `label` saying what it counts.
 """
+
 from __future__ import annotations
 
 import logging
@@ -84,8 +85,14 @@ class GateReport:
 
 
 def _gate(name: str, state: str, value, threshold, detail: str) -> dict:
-    return {"name": name, "label": GATE_LABELS.get(name, name), "state": state, "value": value,
-            "threshold": threshold, "detail": detail}
+    return {
+        "name": name,
+        "label": GATE_LABELS.get(name, name),
+        "state": state,
+        "value": value,
+        "threshold": threshold,
+        "detail": detail,
+    }
 
 
 def gate_label(gate: dict) -> str:
@@ -109,14 +116,18 @@ def rollout_gates_check(*, rollout: Rollout, now=None) -> GateReport:
     stage_index = rollout.stage_index
     # Both read the per-minute rollups (raw rows only for the part of a minute the stage began in),
     # so an evaluation costs the same at any traffic.
-    windows = selectors.version_windows(deployment=rollout.deployment, since=rollout.stage_started_at,
-                                        feedback_since=rollout.started_at)
-    stage_feedback = selectors.version_windows(deployment=rollout.deployment, since=rollout.stage_started_at,
-                                               requests=False)
+    windows = selectors.version_windows(
+        deployment=rollout.deployment, since=rollout.stage_started_at, feedback_since=rollout.started_at
+    )
+    stage_feedback = selectors.version_windows(
+        deployment=rollout.deployment, since=rollout.stage_started_at, requests=False
+    )
     champion = windows.get(rollout.champion_id)
     challenger = windows.get(rollout.challenger_id)
     challenger_requests = challenger.requests if challenger else 0
-    challenger_stage_feedback = stage_feedback[rollout.challenger_id].feedback_rows if rollout.challenger_id in stage_feedback else 0
+    challenger_stage_feedback = (
+        stage_feedback[rollout.challenger_id].feedback_rows if rollout.challenger_id in stage_feedback else 0
+    )
     elapsed = (now - rollout.stage_started_at).total_seconds()
     gates = []
 
@@ -137,27 +148,44 @@ def rollout_gates_check(*, rollout: Rollout, now=None) -> GateReport:
         gates.append(_gate("p99_latency_ms", GateState.PENDING, None, gates_conf["max_p99_ms"], not_yet))
     else:
         ok = error_rate <= gates_conf["max_error_rate"]
-        gates.append(_gate("error_rate", GateState.PASS if ok else GateState.FAIL, round(error_rate, 4),
-                           gates_conf["max_error_rate"], f"{challenger.server_errors} errors in {challenger_requests} requests"))
+        gates.append(
+            _gate(
+                "error_rate",
+                GateState.PASS if ok else GateState.FAIL,
+                round(error_rate, 4),
+                gates_conf["max_error_rate"],
+                f"{challenger.server_errors} errors in {challenger_requests} requests",
+            )
+        )
         p99 = challenger.p99_ms
         ok = p99 is not None and p99 <= gates_conf["max_p99_ms"]
-        gates.append(_gate("p99_latency_ms", GateState.PASS if ok else GateState.FAIL,
-                           None if p99 is None else round(p99, 3), gates_conf["max_p99_ms"],
-                           "no answered request" if p99 is None else f"p99 {p99:.1f} ms"))
+        gates.append(
+            _gate(
+                "p99_latency_ms",
+                GateState.PASS if ok else GateState.FAIL,
+                None if p99 is None else round(p99, 3),
+                gates_conf["max_p99_ms"],
+                "no answered request" if p99 is None else f"p99 {p99:.1f} ms",
+            )
+        )
 
     empty = ArmStats(n=0, mean=0.0, variance=0.0)
     test = msprt(
         champion.arm if champion and champion.arm else empty,
         challenger.arm if challenger and challenger.arm else empty,
-        alpha=gates_conf["alpha"], tau=gates_conf["tau"], min_n=int(gates_conf["min_feedback_per_arm"]),
+        alpha=gates_conf["alpha"],
+        tau=gates_conf["tau"],
+        min_n=int(gates_conf["min_feedback_per_arm"]),
     )
     entering_full = stage_index + 1 < len(rollout.stages) and rollout.stages[stage_index + 1]["percent"] >= 100
     needs_better = entering_full and gates_conf.get("require_superiority", True)
     if test.waiting_for_feedback:
         # No comparison has been made, so there is no verdict either way: never "pass" here.
         state = GateState.PENDING
-        detail = (f"not decided yet: needs {test.min_n} labelled rows per version since the rollout began "
-                  f"(champion {test.n_champion}, challenger {test.n_challenger})")
+        detail = (
+            f"not decided yet: needs {test.min_n} labelled rows per version since the rollout began "
+            f"(champion {test.n_champion}, challenger {test.n_challenger})"
+        )
     elif test.decision == WORSE:
         state, detail = GateState.FAIL, test.reason
     elif test.decision == BETTER:
@@ -181,14 +209,20 @@ def rollout_gates_check(*, rollout: Rollout, now=None) -> GateReport:
         return GateReport(ROLLBACK, reason, gates, metrics, stage_index)
     if all(g["state"] == GateState.PASS for g in gates):
         last = stage_index + 1 >= len(rollout.stages)
-        reason = "all gates passed" + ("; completing the rollout" if last else
-                                       f"; advancing to {rollout.stages[stage_index + 1]['percent']:g}%")
+        reason = "all gates passed" + (
+            "; completing the rollout" if last else f"; advancing to {rollout.stages[stage_index + 1]['percent']:g}%"
+        )
         return GateReport(COMPLETE if last else ADVANCE, reason, gates, metrics, stage_index)
     limit = float(gates_conf.get("max_stage_duration_s") or 0)
     if limit and elapsed > limit:
         pending = ", ".join(g["name"] for g in gates if g["state"] == GateState.PENDING)
-        return GateReport(ROLLBACK, f"stage {stage_index + 1} did not pass within {limit:g}s (pending: {pending})",
-                          gates, metrics, stage_index)
+        return GateReport(
+            ROLLBACK,
+            f"stage {stage_index + 1} did not pass within {limit:g}s (pending: {pending})",
+            gates,
+            metrics,
+            stage_index,
+        )
     pending = ", ".join(g["name"] for g in gates if g["state"] == GateState.PENDING)
     return GateReport(HOLD, f"waiting on {pending}", gates, metrics, stage_index)
 
@@ -215,9 +249,15 @@ def rollout_evaluate(*, rollout_id: int) -> GateReport | None:
 
     action = RolloutAction.ROLLBACK if report.action == ROLLBACK else RolloutAction.PROMOTE
     try:
-        rollout_transition(rollout=rollout, action=action, actor_label=EVALUATOR, reason=report.reason,
-                           expected_stage=report.stage_index, expected_status=RolloutStatus.RUNNING,
-                           metrics=report.metrics)
+        rollout_transition(
+            rollout=rollout,
+            action=action,
+            actor_label=EVALUATOR,
+            reason=report.reason,
+            expected_stage=report.stage_index,
+            expected_status=RolloutStatus.RUNNING,
+            metrics=report.metrics,
+        )
     except TransitionConflict as exc:
         logger.info("gate decision on rollout %s not applied: %s", rollout.pk, exc)
     return report

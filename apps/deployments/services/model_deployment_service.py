@@ -29,6 +29,7 @@ FEATURES:
 AUTHOR: AI Investor Team
 ==============================================================================
 """
+
 from __future__ import annotations
 
 from apps.monitoring.services.feedback import FeedbackResult
@@ -45,16 +46,44 @@ from .rollouts import deployment_rollback, rollout_create, rollout_transition, v
 from .traffic import TransitionConflict, deployment_create, deployment_set_traffic
 
 __all__ = [
-    "Deployment", "DeploymentNotFound", "FeedbackResult", "GateReport", "InputError", "ModelUnavailable", "Prediction",
-    "PredictionFailed", "PredictionInputError", "Rollout", "RolloutAction", "TransitionConflict", "deployment_create",
-    "deployment_rollback", "deployment_set_traffic", "feedback_record", "predict", "rollout_create",
-    "rollout_evaluate", "rollout_gates_check", "rollout_transition", "rollouts_evaluate_all", "validate_gates",
+    "Deployment",
+    "DeploymentNotFound",
+    "FeedbackResult",
+    "GateReport",
+    "InputError",
+    "ModelUnavailable",
+    "Prediction",
+    "PredictionFailed",
+    "PredictionInputError",
+    "Rollout",
+    "RolloutAction",
+    "TransitionConflict",
+    "deployment_create",
+    "deployment_rollback",
+    "deployment_set_traffic",
+    "feedback_record",
+    "predict",
+    "rollout_create",
+    "rollout_evaluate",
+    "rollout_gates_check",
+    "rollout_transition",
+    "rollouts_evaluate_all",
+    "validate_gates",
     "validate_stages",
 ]
 
 
-def predict(*, deployment: str, body: dict, raw_body: bytes, protocol: str = "mlflow", routing_key: str | None = None,
-            started: float | None = None, served_at: float | None = None, version: str | None = None) -> Prediction:
+def predict(
+    *,
+    deployment: str,
+    body: dict,
+    raw_body: bytes,
+    protocol: str = "mlflow",
+    routing_key: str | None = None,
+    started: float | None = None,
+    served_at: float | None = None,
+    version: str | None = None,
+) -> Prediction:
     """Serves one prediction request of `deployment` (by name).
 
     Raises DeploymentNotFound, ModelUnavailable (no loadable version), PredictionInputError (bad
@@ -63,8 +92,16 @@ def predict(*, deployment: str, body: dict, raw_body: bytes, protocol: str = "ml
     `version` (a version number, as answered in `model_version`) serves that version outside the
     traffic split (V2 `/versions/<v>/infer`); VersionNotServed when the deployment does not serve it.
     """
-    return predictor.predict(deployment=deployment, body=body, protocol=protocol, raw_body=raw_body,
-                             routing_key=routing_key, started=started, served_at=served_at, version=version)
+    return predictor.predict(
+        deployment=deployment,
+        body=body,
+        protocol=protocol,
+        raw_body=raw_body,
+        routing_key=routing_key,
+        started=started,
+        served_at=served_at,
+        version=version,
+    )
 
 
 def feedback_record(*, deployment: Deployment, items: list, user=None) -> FeedbackResult:

@@ -1,7 +1,7 @@
 """The rollout state machine.
 
     draft ──start──► running (stage k) ──promote──► running (stage k+1) … ──promote at last──► completed
-                        │  ▲                                                      
+                        │  ▲
                    pause│  │resume                  running|paused ──rollback──► rolled_back
                         ▼  │                        draft|running|paused ──abort──► aborted
                       paused
@@ -13,6 +13,7 @@ row, then the rollout row (`select_for_update`), checks the move is allowed from
 promote at once advance it once, the second gets a conflict), sets the weights, and writes a
 DeploymentEvent with who or what acted, why, and the metrics at that moment.
 """
+
 from __future__ import annotations
 
 import math
@@ -66,12 +67,19 @@ def validate_stages(stages) -> list[dict]:
     for i, stage in enumerate(stages):
         field = f"stages[{i}]"
         if not isinstance(stage, dict):
-            raise ValidationError({field: "expected an object {percent, min_duration_s, min_predictions, min_feedback}"})
+            raise ValidationError(
+                {field: "expected an object {percent, min_duration_s, min_predictions, min_feedback}"}
+            )
         unknown = set(stage) - STAGE_KEYS
         if unknown:
             raise ValidationError({f"{field}.{sorted(unknown)[0]}": "unknown key"})
         percent = stage.get("percent")
-        if isinstance(percent, bool) or not isinstance(percent, (int, float)) or not math.isfinite(percent) or not 0 < percent <= 100:
+        if (
+            isinstance(percent, bool)
+            or not isinstance(percent, (int, float))
+            or not math.isfinite(percent)
+            or not 0 < percent <= 100
+        ):
             raise ValidationError({f"{field}.percent": "a percentage above 0 and at most 100"})
         if percent <= previous:
             raise ValidationError({f"{field}.percent": f"must be above the previous stage's {previous:g}"})
@@ -101,18 +109,32 @@ def validate_gates(gates) -> dict:
             merged[key] = value
             continue
         if key not in GATE_KEYS:
-            raise ValidationError({f"gates.{key}": f"unknown gate setting; known: {', '.join(sorted([*GATE_KEYS, 'require_superiority']))}"})
+            raise ValidationError(
+                {
+                    f"gates.{key}": f"unknown gate setting; known: {', '.join(sorted([*GATE_KEYS, 'require_superiority']))}"
+                }
+            )
         low, high = GATE_KEYS[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ValidationError({f"gates.{key}": "expected a number"})
         if value < low or (high is not None and value > high):
-            raise ValidationError({f"gates.{key}": f"must be between {low:g} and {high:g}" if high is not None else f"must be at least {low:g}"})
+            raise ValidationError(
+                {
+                    f"gates.{key}": f"must be between {low:g} and {high:g}"
+                    if high is not None
+                    else f"must be at least {low:g}"
+                }
+            )
         merged[key] = value
     return merged
 
 
 def _current_champion(deployment) -> DeploymentVersion:
-    rows = list(DeploymentVersion.objects.filter(deployment=deployment, shadow=False, weight__gt=0).select_related("model_version"))
+    rows = list(
+        DeploymentVersion.objects.filter(deployment=deployment, shadow=False, weight__gt=0).select_related(
+            "model_version"
+        )
+    )
     if not rows:
         raise ValidationError({"deployment": f"{deployment.name} serves no version"})
     champions = [r for r in rows if r.role == VersionRole.CHAMPION] or rows
@@ -120,29 +142,54 @@ def _current_champion(deployment) -> DeploymentVersion:
 
 
 @transaction.atomic
-def rollout_create(*, deployment, challenger, stages=None, gates=None, user=None, start: bool = False,
-                   reason: str = "", actor_label: str | None = None) -> Rollout:
+def rollout_create(
+    *,
+    deployment,
+    challenger,
+    stages=None,
+    gates=None,
+    user=None,
+    start: bool = False,
+    reason: str = "",
+    actor_label: str | None = None,
+) -> Rollout:
     """A rollout from the deployment's current champion to `challenger` (draft, or started).
     `actor_label` names the automatic process that acted when there is no user."""
     deployment = lock_deployment(deployment.pk)
     check_version_fits(deployment, challenger, field="challenger")
-    open_rollout = Rollout.objects.filter(deployment=deployment, status__in=[s for s in ALLOWED_FROM[RolloutAction.ABORT]]).first()
+    open_rollout = Rollout.objects.filter(
+        deployment=deployment, status__in=[s for s in ALLOWED_FROM[RolloutAction.ABORT]]
+    ).first()
     if open_rollout is not None:
-        raise TransitionConflict(f"deployment {deployment.name} already has an open rollout ({open_rollout.pk}, {open_rollout.status})")
+        raise TransitionConflict(
+            f"deployment {deployment.name} already has an open rollout ({open_rollout.pk}, {open_rollout.status})"
+        )
     champion = _current_champion(deployment).model_version
     if champion.pk == challenger.pk:
         raise ValidationError({"challenger": f"{challenger} is already the champion"})
     rollout = Rollout.objects.create(
-        deployment=deployment, champion=champion, challenger=challenger, stages=validate_stages(stages),
-        gates=validate_gates(gates), created_by=user if getattr(user, "is_authenticated", False) else None,
+        deployment=deployment,
+        champion=champion,
+        challenger=challenger,
+        stages=validate_stages(stages),
+        gates=validate_gates(gates),
+        created_by=user if getattr(user, "is_authenticated", False) else None,
     )
-    record_event(deployment=deployment, rollout=rollout, kind=EventKind.ROLLOUT_CREATED, user=user,
-                 actor_label=actor_label, to_status=rollout.status, reason=reason or f"{champion} → {challenger}",
-                 metrics={})
+    record_event(
+        deployment=deployment,
+        rollout=rollout,
+        kind=EventKind.ROLLOUT_CREATED,
+        user=user,
+        actor_label=actor_label,
+        to_status=rollout.status,
+        reason=reason or f"{champion} → {challenger}",
+        metrics={},
+    )
     after_commit(deployment.name)
     if start:
-        rollout = rollout_transition(rollout=rollout, action=RolloutAction.START, user=user, actor_label=actor_label,
-                                     reason=reason)
+        rollout = rollout_transition(
+            rollout=rollout, action=RolloutAction.START, user=user, actor_label=actor_label, reason=reason
+        )
     return rollout
 
 
@@ -156,14 +203,24 @@ def _split(rollout: Rollout, percent: float) -> dict[int, dict]:
 def rollout_metrics(rollout: Rollout) -> dict:
     if rollout.started_at is None:
         return {}
-    return metrics_snapshot(rollout.deployment, since=rollout.stage_started_at or rollout.started_at,
-                            feedback_since=rollout.started_at)
+    return metrics_snapshot(
+        rollout.deployment, since=rollout.stage_started_at or rollout.started_at, feedback_since=rollout.started_at
+    )
 
 
 @transaction.atomic
-def rollout_transition(*, rollout: Rollout, action: str, user=None, actor_label: str | None = None, reason: str = "",
-                       expected_stage: int | None = None, expected_status: str | None = None,
-                       metrics: dict | None = None, serve_after=None) -> Rollout:
+def rollout_transition(
+    *,
+    rollout: Rollout,
+    action: str,
+    user=None,
+    actor_label: str | None = None,
+    reason: str = "",
+    expected_stage: int | None = None,
+    expected_status: str | None = None,
+    metrics: dict | None = None,
+    serve_after=None,
+) -> Rollout:
     """Moves a rollout by `action` (RolloutAction). Raises TransitionConflict when the rollout is not
     in a state that allows it, or no longer at `expected_stage` or in `expected_status` (the gate
     evaluator passes RUNNING: a Pause that lands while it computes must stand).
@@ -178,7 +235,9 @@ def rollout_transition(*, rollout: Rollout, action: str, user=None, actor_label:
     rollout = Rollout.objects.select_for_update().get(pk=rollout.pk)
     rollout.deployment = deployment
     if rollout.status not in ALLOWED_FROM[action]:
-        raise TransitionConflict(f"cannot {action.label.lower()} rollout {rollout.pk}: it is {rollout.get_status_display().lower()}")
+        raise TransitionConflict(
+            f"cannot {action.label.lower()} rollout {rollout.pk}: it is {rollout.get_status_display().lower()}"
+        )
     if expected_status is not None and rollout.status != expected_status:
         raise TransitionConflict(
             f"rollout {rollout.pk} is {rollout.get_status_display().lower()} now, not "
@@ -230,8 +289,17 @@ def rollout_transition(*, rollout: Rollout, action: str, user=None, actor_label:
         routing_changed(deployment)
     else:
         after_commit(deployment.name)
-    record_event(deployment=deployment, rollout=rollout, kind=kind, user=user, actor_label=actor_label, reason=reason,
-                 from_status=before, to_status=rollout.status, metrics=snapshot)
+    record_event(
+        deployment=deployment,
+        rollout=rollout,
+        kind=kind,
+        user=user,
+        actor_label=actor_label,
+        reason=reason,
+        from_status=before,
+        to_status=rollout.status,
+        metrics=snapshot,
+    )
     if kind == EventKind.ROLLOUT_COMPLETED:
         # After the event, so the alias move follows the completion in the timeline (a no-op when
         # the delivery receiver of that event moved it already).
@@ -240,8 +308,9 @@ def rollout_transition(*, rollout: Rollout, action: str, user=None, actor_label:
 
 
 @transaction.atomic
-def deployment_rollback(*, deployment, model_version, user=None, actor_label: str | None = None,
-                        reason: str = "") -> Deployment:
+def deployment_rollback(
+    *, deployment, model_version, user=None, actor_label: str | None = None, reason: str = ""
+) -> Deployment:
     """One action back to `model_version` (any version of the deployment's model) at 100% of traffic.
 
     An open rollout ends as rolled back (a draft, which never served, as aborted). Web processes
@@ -256,9 +325,21 @@ def deployment_rollback(*, deployment, model_version, user=None, actor_label: st
         routing_changed(deployment)
     else:
         action = RolloutAction.ABORT if rollout.status == RolloutStatus.DRAFT else RolloutAction.ROLLBACK
-        rollout_transition(rollout=rollout, action=action, user=user, actor_label=actor_label, serve_after=model_version,
-                           reason=reason or f"deployment rolled back to {model_version}")
+        rollout_transition(
+            rollout=rollout,
+            action=action,
+            user=user,
+            actor_label=actor_label,
+            serve_after=model_version,
+            reason=reason or f"deployment rolled back to {model_version}",
+        )
     champion_alias_move(deployment, model_version, user, reason or f"deployment {deployment.name} rolled back")
-    record_event(deployment=deployment, kind=EventKind.ROLLED_BACK_TO_VERSION, user=user, actor_label=actor_label,
-                 to_status=str(model_version.version), reason=reason or f"rolled back to {model_version}")
+    record_event(
+        deployment=deployment,
+        kind=EventKind.ROLLED_BACK_TO_VERSION,
+        user=user,
+        actor_label=actor_label,
+        to_status=str(model_version.version),
+        reason=reason or f"rolled back to {model_version}",
+    )
     return deployment

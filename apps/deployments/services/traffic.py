@@ -5,6 +5,7 @@ Every change locks the deployment row (`select_for_update`), rewrites the weight
 routing generation, writes a DeploymentEvent and, on commit, tells web processes and dashboards.
 Lock order everywhere: deployment row first, then its rollout row.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,8 +40,12 @@ def lock_deployment(deployment_id: int) -> Deployment:
 
 def check_version_fits(deployment: Deployment, model_version, *, field: str = "model_version") -> None:
     if model_version.registered_model_id != deployment.registered_model_id:
-        raise ValidationError({field: f"{model_version} is not a version of {deployment.registered_model.name}, "
-                                      f"the model deployment {deployment.name!r} serves"})
+        raise ValidationError(
+            {
+                field: f"{model_version} is not a version of {deployment.registered_model.name}, "
+                f"the model deployment {deployment.name!r} serves"
+            }
+        )
     check_version_not_archived(model_version, field=field)
 
 
@@ -48,16 +53,26 @@ def check_version_not_archived(model_version, *, field: str = "model_version") -
     # Read from the database: the retention sweep may have archived it after the caller loaded it.
     archived_at = type(model_version).objects.filter(pk=model_version.pk).values_list("archived_at", flat=True).first()
     if archived_at is not None:
-        raise ValidationError({field: f"{model_version} was archived on {archived_at:%Y-%m-%d} (never deployed, past "
-                                      f"the registry's retention); un-archive it first to deploy it"})
+        raise ValidationError(
+            {
+                field: f"{model_version} was archived on {archived_at:%Y-%m-%d} (never deployed, past "
+                f"the registry's retention); un-archive it first to deploy it"
+            }
+        )
 
 
 def traffic_snapshot(deployment: Deployment) -> list[dict]:
     rows = DeploymentVersion.objects.filter(deployment=deployment).select_related("model_version")
     return [
-        {"model_version_id": r.model_version_id, "version": r.model_version.version, "role": r.role,
-         "weight": r.weight, "shadow": r.shadow}
-        for r in rows if r.weight > 0 or r.shadow
+        {
+            "model_version_id": r.model_version_id,
+            "version": r.model_version.version,
+            "role": r.role,
+            "weight": r.weight,
+            "shadow": r.shadow,
+        }
+        for r in rows
+        if r.weight > 0 or r.shadow
     ]
 
 
@@ -87,8 +102,12 @@ def apply_traffic(deployment: Deployment, allocations: dict[int, dict]) -> None:
         row = rows.get(version_id)
         if row is None:
             DeploymentVersion.objects.create(
-                deployment=deployment, model_version_id=version_id, weight=allocation["weight"],
-                role=allocation["role"], shadow=bool(allocation.get("shadow")), position=next_position,
+                deployment=deployment,
+                model_version_id=version_id,
+                weight=allocation["weight"],
+                role=allocation["role"],
+                shadow=bool(allocation.get("shadow")),
+                position=next_position,
             )
             next_position += 1
         else:
@@ -106,14 +125,28 @@ def bump_generation(deployment: Deployment) -> int:
     return deployment.generation
 
 
-def record_event(*, deployment: Deployment, kind: str, user=None, actor_label: str | None = None, reason: str = "",
-                 rollout: Rollout | None = None, from_status: str = "", to_status: str = "",
-                 metrics: dict | None = None) -> DeploymentEvent:
+def record_event(
+    *,
+    deployment: Deployment,
+    kind: str,
+    user=None,
+    actor_label: str | None = None,
+    reason: str = "",
+    rollout: Rollout | None = None,
+    from_status: str = "",
+    to_status: str = "",
+    metrics: dict | None = None,
+) -> DeploymentEvent:
     return DeploymentEvent.objects.create(
-        deployment=deployment, rollout=rollout, kind=kind, from_status=from_status, to_status=to_status,
+        deployment=deployment,
+        rollout=rollout,
+        kind=kind,
+        from_status=from_status,
+        to_status=to_status,
         stage_index=rollout.stage_index if rollout is not None else None,
         actor=user if user is not None and getattr(user, "is_authenticated", False) else None,
-        actor_label=actor_label or actor_label_of(user), reason=reason,
+        actor_label=actor_label or actor_label_of(user),
+        reason=reason,
         traffic=traffic_snapshot(deployment),
         metrics=metrics if metrics is not None else metrics_snapshot(deployment),
     )
@@ -123,8 +156,14 @@ def champion_alias_move(deployment: Deployment, version, user, reason: str, roll
     """Keeps the registry's `champion` alias on the version that now serves as champion."""
     from apps.registry.services import model_alias_set
 
-    model_alias_set(model=deployment.registered_model, alias="champion", version=version, user=user, reason=reason,
-                    rollout_id=getattr(rollout, "pk", None))
+    model_alias_set(
+        model=deployment.registered_model,
+        alias="champion",
+        version=version,
+        user=user,
+        reason=reason,
+        rollout_id=getattr(rollout, "pk", None),
+    )
 
 
 def routing_changed(deployment: Deployment) -> None:
@@ -138,14 +177,23 @@ def deployment_create(*, name: str, model_version, user=None, description: str =
     if Deployment.objects.filter(name=name).exists():
         raise ValidationError({"name": f"a deployment named {name!r} already exists"})
     check_version_not_archived(model_version)
-    deployment = Deployment(name=name, description=description, registered_model=model_version.registered_model,
-                            created_by=user if getattr(user, "is_authenticated", False) else None)
+    deployment = Deployment(
+        name=name,
+        description=description,
+        registered_model=model_version.registered_model,
+        created_by=user if getattr(user, "is_authenticated", False) else None,
+    )
     deployment.full_clean()
     deployment.save()
     apply_traffic(deployment, {model_version.pk: {"weight": 100.0, "role": VersionRole.CHAMPION}})
     routing_changed(deployment)
-    record_event(deployment=deployment, kind=EventKind.DEPLOYMENT_CREATED, user=user,
-                 reason=f"serving {model_version} at 100%", metrics={})
+    record_event(
+        deployment=deployment,
+        kind=EventKind.DEPLOYMENT_CREATED,
+        user=user,
+        reason=f"serving {model_version} at 100%",
+        metrics={},
+    )
     return deployment
 
 
@@ -154,25 +202,35 @@ def open_rollout(deployment: Deployment) -> Rollout | None:
 
 
 @transaction.atomic
-def deployment_set_traffic(*, deployment: Deployment, allocations: list[dict], user=None, reason: str = "") -> Deployment:
+def deployment_set_traffic(
+    *, deployment: Deployment, allocations: list[dict], user=None, reason: str = ""
+) -> Deployment:
     """Sets the weights by hand: `allocations` = [{model_version, weight (percent), shadow}], the
     serving weights adding up to 100. Refused while a rollout is running: the rollout owns them."""
     deployment = lock_deployment(deployment.pk)
     rollout = open_rollout(deployment)
     if rollout is not None and rollout.status != RolloutStatus.DRAFT:
-        raise TransitionConflict(f"rollout {rollout.pk} is {rollout.status} and controls the weights; pause or end it first")
+        raise TransitionConflict(
+            f"rollout {rollout.pk} is {rollout.status} and controls the weights; pause or end it first"
+        )
     if not allocations:
         raise ValidationError({"traffic": "name at least one version"})
     planned: dict[int, dict] = {}
     for i, allocation in enumerate(allocations):
-        version, weight, shadow = allocation["model_version"], float(allocation["weight"]), bool(allocation.get("shadow"))
+        version, weight, shadow = (
+            allocation["model_version"],
+            float(allocation["weight"]),
+            bool(allocation.get("shadow")),
+        )
         check_version_fits(deployment, version, field=f"traffic[{i}].model_version")
         if version.pk in planned:
             raise ValidationError({f"traffic[{i}].model_version": f"{version} is listed twice"})
         if not 0 <= weight <= 100 or not math.isfinite(weight):
             raise ValidationError({f"traffic[{i}].weight": "a weight is a percentage between 0 and 100"})
         if shadow and weight:
-            raise ValidationError({f"traffic[{i}].weight": "a shadow version gets a copy of traffic, not a share: weight 0"})
+            raise ValidationError(
+                {f"traffic[{i}].weight": "a shadow version gets a copy of traffic, not a share: weight 0"}
+            )
         planned[version.pk] = {"weight": weight, "shadow": shadow}
     live = [(vid, a) for vid, a in planned.items() if not a["shadow"] and a["weight"] > 0]
     if not live:
@@ -182,5 +240,7 @@ def deployment_set_traffic(*, deployment: Deployment, allocations: list[dict], u
         allocation["role"] = VersionRole.CHAMPION if version_id == champion_id else VersionRole.CHALLENGER
     apply_traffic(deployment, {vid: a for vid, a in planned.items() if a["weight"] > 0 or a["shadow"]})
     routing_changed(deployment)
-    record_event(deployment=deployment, kind=EventKind.TRAFFIC_CHANGED, user=user, reason=reason or "weights set by hand")
+    record_event(
+        deployment=deployment, kind=EventKind.TRAFFIC_CHANGED, user=user, reason=reason or "weights set by hand"
+    )
     return deployment

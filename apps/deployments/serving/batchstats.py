@@ -3,6 +3,7 @@
 Every web worker counts its batches in memory and a background thread adds them to one Redis hash
 once a second, so the histogram covers every process and no batch ever waits on Redis. Buckets are powers of two up to DEPLOYMENTS_BATCH_MAX_JOBS's default.
 """
+
 from __future__ import annotations
 
 import logging

@@ -1,5 +1,6 @@
 """The errors the prediction path raises past a request's parsing: here, apart from predict.py, so
 protocol.describe_error can map them to statuses without importing the predictor."""
+
 from __future__ import annotations
 
 from .inputs import InputError

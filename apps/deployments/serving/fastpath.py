@@ -23,6 +23,7 @@ many and amortises the fixed per-call cost of the preprocessor and the estimator
 
 Wired in mlops_portal/asgi.py as `"http": PredictionFastPath(django_asgi_app)`.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -74,8 +75,19 @@ class Throttled(Exception):
 class InferenceJob:
     """One request for the Batcher, from either transport (this HTTP fast path, the gRPC service)."""
 
-    __slots__ = ("table", "body", "raw", "protocol", "routing_key", "started", "ident", "future", "prepared", "version",
-                 "queued_at")
+    __slots__ = (
+        "table",
+        "body",
+        "raw",
+        "protocol",
+        "routing_key",
+        "started",
+        "ident",
+        "future",
+        "prepared",
+        "version",
+        "queued_at",
+    )
 
     def __init__(self, **kwargs):
         for key, value in kwargs.items():
@@ -209,9 +221,15 @@ class Batcher:
         ready: list[int] = []
         for index, job in enumerate(jobs):
             try:
-                job.prepared = predictor.prepare(table=job.table, body=job.body, protocol=job.protocol,
-                                                 raw_body=job.raw, routing_key=job.routing_key, started=job.started,
-                                                 version=job.version)
+                job.prepared = predictor.prepare(
+                    table=job.table,
+                    body=job.body,
+                    protocol=job.protocol,
+                    raw_body=job.raw,
+                    routing_key=job.routing_key,
+                    started=job.started,
+                    version=job.version,
+                )
             except Exception as exc:
                 # One request's failure (bad input, or a bug it triggers) is that request's alone. A
                 # version that cannot be loaded was logged once when its table was built; a version
@@ -250,8 +268,9 @@ def _async_redis() -> aioredis.Redis:
     url = settings.REDIS_URL
     client = clients.get(url)
     if client is None:
-        client = clients[url] = aioredis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5,
-                                                        health_check_interval=30)
+        client = clients[url] = aioredis.Redis.from_url(
+            url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=30
+        )
     return client
 
 
@@ -282,8 +301,9 @@ class PredictionFastPath:
                 if match:
                     headers = dict(scope["headers"])
                     if b"authorization" in headers and _django_would_serve(scope, headers):
-                        return await self.serve(match["name"], protocol, headers, receive, send,
-                                                match.groupdict().get("version"))
+                        return await self.serve(
+                            match["name"], protocol, headers, receive, send, match.groupdict().get("version")
+                        )
                     break
         return await self.app(scope, receive, send)
 
@@ -301,24 +321,36 @@ class PredictionFastPath:
             else:  # JSON, or text/csv
                 body = loads_mlflow_body(raw, headers.get(b"content-type"))
             routing_header = headers.get(b"x-routing-key")
-            options = request_options(protocol, body, routing_header.decode(errors="replace") if routing_header else None)
+            options = request_options(
+                protocol, body, routing_header.decode(errors="replace") if routing_header else None
+            )
             table = serving_state.table_nowait(name)
             if table is None:
                 table = await database_sync_to_async(serving_state.table)(name)
-            result = await self.batcher.submit(InferenceJob(
-                table=table, body=body, raw=raw, protocol=protocol, routing_key=options.routing_key,
-                started=started, ident=user.pk, version=version,
-            ))
+            result = await self.batcher.submit(
+                InferenceJob(
+                    table=table,
+                    body=body,
+                    raw=raw,
+                    protocol=protocol,
+                    routing_key=options.routing_key,
+                    started=started,
+                    ident=user.pk,
+                    version=version,
+                )
+            )
         except exceptions.APIException as exc:
             extra = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else {}
-            return await _respond(send, exc.status_code, error_body(protocol, str(exc.detail), status=exc.status_code),
-                                  extra)
+            return await _respond(
+                send, exc.status_code, error_body(protocol, str(exc.detail), status=exc.status_code), extra
+            )
         except BodyTooLarge:
             raise  # the body-limit middleware answers it (413)
         except Throttled as exc:
             message = f"Request was throttled. Expected available in {max(1, round(exc.wait))} seconds."
-            return await _respond(send, 429, error_body(protocol, message, status=429),
-                                  {"Retry-After": str(max(1, round(exc.wait)))})
+            return await _respond(
+                send, 429, error_body(protocol, message, status=429), {"Retry-After": str(max(1, round(exc.wait)))}
+            )
         except Exception as exc:
             described = describe_error(exc, name)
             if described is None:
@@ -386,4 +418,3 @@ async def _send(send, status: int, body: bytes, content_type: str, headers: dict
     raw_headers += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})
     await send({"type": "http.response.body", "body": body})
-

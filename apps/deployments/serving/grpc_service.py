@@ -23,6 +23,7 @@ same throttle round trip per batch, on DEPLOYMENTS_INFERENCE_THREADS threads (de
 RPC thread pool's size, since Keras and torch do not promise that one model object may be called
 from several threads at once. The RPC threads only check tokens, decode and encode.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -64,17 +65,31 @@ logger = logging.getLogger(__name__)
 
 ROUTING_KEY_METADATA = "x-routing-key"
 STATUS_CODES = {
-    400: grpc.StatusCode.INVALID_ARGUMENT, 401: grpc.StatusCode.UNAUTHENTICATED,
-    403: grpc.StatusCode.PERMISSION_DENIED, 404: grpc.StatusCode.NOT_FOUND,
-    413: grpc.StatusCode.RESOURCE_EXHAUSTED, 415: grpc.StatusCode.INVALID_ARGUMENT,
-    429: grpc.StatusCode.RESOURCE_EXHAUSTED, 500: grpc.StatusCode.INTERNAL, 503: grpc.StatusCode.UNAVAILABLE,
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.NOT_FOUND,
+    413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    415: grpc.StatusCode.INVALID_ARGUMENT,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    500: grpc.StatusCode.INTERNAL,
+    503: grpc.StatusCode.UNAVAILABLE,
 }
 # Where each datatype's values sit in InferTensorContents when they are not in raw_input_contents.
 # FP16 has no typed field: raw only, as in Triton.
 CONTENTS_FIELDS = {
-    "BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
-    "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
-    "UINT64": "uint64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
 }
 
 
@@ -95,8 +110,10 @@ def _failure(exc: Exception, model: str) -> RpcFailure:
     if isinstance(exc, RpcFailure):
         return exc
     if isinstance(exc, Throttled):
-        return RpcFailure(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                          f"Request was throttled. Expected available in {retry_after(exc)} seconds.")
+        return RpcFailure(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"Request was throttled. Expected available in {retry_after(exc)} seconds.",
+        )
     if isinstance(exc, exceptions.APIException):  # 401, 403 from the token and role checks
         return RpcFailure(grpc_code(exc.status_code), str(exc.detail))
     if isinstance(exc, (ModelNotFound, VersionNotServed)):
@@ -138,8 +155,9 @@ def authenticate(metadata):
     header = next((value for key, value in metadata or () if key == "authorization"), None)
     raw = split_authorization(header) if header else None
     if raw is None:
-        raise exceptions.NotAuthenticated("Authentication credentials were not provided: send the metadata "
-                                          "'authorization: Bearer <token>'.")
+        raise exceptions.NotAuthenticated(
+            "Authentication credentials were not provided: send the metadata 'authorization: Bearer <token>'."
+        )
     user, _ = verify_token(raw)
     if not may_predict(user):
         raise exceptions.PermissionDenied(PREDICT_DENIED)
@@ -183,14 +201,20 @@ def set_parameters(target, values: dict) -> None:
 def _typed_contents(tensor, count: int, where: str) -> list:
     field = CONTENTS_FIELDS.get(tensor.datatype)
     if field is None:
-        detail = "it goes in raw_input_contents" if tensor.datatype == "FP16" else f"unknown datatype {tensor.datatype!r}"
+        detail = (
+            "it goes in raw_input_contents" if tensor.datatype == "FP16" else f"unknown datatype {tensor.datatype!r}"
+        )
         raise InputError(f"{where}.datatype", detail)
     for other, _values in tensor.contents.ListFields():
         if other.name != field:
-            raise InputError(f"{where}.contents.{other.name}", f"a {tensor.datatype} input's values go in contents.{field}")
+            raise InputError(
+                f"{where}.contents.{other.name}", f"a {tensor.datatype} input's values go in contents.{field}"
+            )
     values = list(getattr(tensor.contents, field))
     if len(values) != count:
-        raise InputError(f"{where}.contents.{field}", f"shape {list(tensor.shape)} needs {count} values, got {len(values)}")
+        raise InputError(
+            f"{where}.contents.{field}", f"shape {list(tensor.shape)} needs {count} values, got {len(values)}"
+        )
     if tensor.datatype == "BYTES":
         try:
             return [value.decode("utf-8") for value in values]
@@ -204,8 +228,11 @@ def request_body(request: pb.ModelInferRequest) -> dict:
     and the prediction log see one shape whatever the transport."""
     raw = request.raw_input_contents
     if raw and len(raw) != len(request.inputs):
-        raise InputError("raw_input_contents", f"{len(raw)} raw tensors for {len(request.inputs)} inputs: send one "
-                                               "per input, in input order (or every input's values in contents)")
+        raise InputError(
+            "raw_input_contents",
+            f"{len(raw)} raw tensors for {len(request.inputs)} inputs: send one "
+            "per input, in input order (or every input's values in contents)",
+        )
     inputs = []
     for i, tensor in enumerate(request.inputs):
         where = f"inputs[{i}] ({tensor.name})" if tensor.name else f"inputs[{i}]"
@@ -217,14 +244,17 @@ def request_body(request: pb.ModelInferRequest) -> dict:
         count = math.prod(shape)
         if raw:
             if tensor.HasField("contents"):
-                raise InputError(f"{where}.contents", "send the values either in contents or in raw_input_contents, "
-                                                      "not both")
-            data = decode_tensor(tensor.datatype, raw[i], count, where, size_field=f"raw_input_contents[{i}] "
-                                                                                   f"({tensor.name})")
+                raise InputError(
+                    f"{where}.contents", "send the values either in contents or in raw_input_contents, not both"
+                )
+            data = decode_tensor(
+                tensor.datatype, raw[i], count, where, size_field=f"raw_input_contents[{i}] ({tensor.name})"
+            )
         else:
             data = _typed_contents(tensor, count, where)
-        inputs.append({"name": tensor.name, "datatype": tensor.datatype, "shape": shape, "data": data,
-                       "parameters": parameters})
+        inputs.append(
+            {"name": tensor.name, "datatype": tensor.datatype, "shape": shape, "data": data, "parameters": parameters}
+        )
     body: dict = {"inputs": inputs}
     if request.id:
         body["id"] = request.id
@@ -255,8 +285,10 @@ def infer_response(body: dict) -> pb.ModelInferResponse:
 
 
 def _tensor_metadata(tensors: list[dict]) -> list:
-    return [pb.ModelMetadataResponse.TensorMetadata(name=t["name"], datatype=t["datatype"], shape=t["shape"])
-            for t in tensors]
+    return [
+        pb.ModelMetadataResponse.TensorMetadata(name=t["name"], datatype=t["datatype"], shape=t["shape"])
+        for t in tensors
+    ]
 
 
 class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
@@ -294,9 +326,13 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
     @rpc()
     def ModelMetadata(self, request, context, user):
         metadata = model_metadata(request.name, request.version or None)
-        return pb.ModelMetadataResponse(name=metadata["name"], versions=metadata["versions"],
-                                        platform=metadata["platform"], inputs=_tensor_metadata(metadata["inputs"]),
-                                        outputs=_tensor_metadata(metadata["outputs"]))
+        return pb.ModelMetadataResponse(
+            name=metadata["name"],
+            versions=metadata["versions"],
+            platform=metadata["platform"],
+            inputs=_tensor_metadata(metadata["inputs"]),
+            outputs=_tensor_metadata(metadata["outputs"]),
+        )
 
     @rpc()
     def ModelInfer(self, request, context, user):
@@ -309,8 +345,16 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         table = serving_state.table(name)
         # The request's own bytes identify it in the log (inputs_hash), as the HTTP body does there.
         raw = request.SerializeToString(deterministic=True)
-        job = InferenceJob(table=table, body=body, raw=raw, protocol=V2, routing_key=options.routing_key, started=started,
-                   ident=user.pk, version=request.model_version or None)
+        job = InferenceJob(
+            table=table,
+            body=body,
+            raw=raw,
+            protocol=V2,
+            routing_key=options.routing_key,
+            started=started,
+            ident=user.pk,
+            version=request.model_version or None,
+        )
         result = asyncio.run_coroutine_threadsafe(self._batcher.submit(job), self._loop).result()
         return infer_response(response_body(V2, name, result, options))
 

@@ -8,6 +8,7 @@ model version needs: every raw column present, no column no served version knows
 each column's kind asks for, finite numbers, no nulls, a row count between 1 and the batch limit.
 Every rejection is an InputError naming the field, which the views turn into a 400.
 """
+
 from __future__ import annotations
 
 import csv
@@ -30,8 +31,20 @@ CSV_FORMAT = "text/csv"
 # MLflow's scoring server also reads Parquet; this one does not (answered 415, naming what it reads).
 UNSUPPORTED_MLFLOW_TYPES = ("application/vnd.apache.parquet",)
 
-V2_NUMERIC_TYPES = {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-                    "FP16", "FP32", "FP64"}
+V2_NUMERIC_TYPES = {
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+}
 V2_TYPES = V2_NUMERIC_TYPES | {"BYTES"}
 
 
@@ -78,8 +91,13 @@ class InputSpec:
         time_column = signature.get("time_column") or ""
         for name in columns:
             kinds.setdefault(name, DATETIME if name == time_column else TEXT if name == entity else NUMERIC)
-        return cls(columns=columns, kinds=kinds, history_rows=int(signature.get("history_rows") or 1),
-                   entity_column=entity, time_column=time_column)
+        return cls(
+            columns=columns,
+            kinds=kinds,
+            history_rows=int(signature.get("history_rows") or 1),
+            entity_column=entity,
+            time_column=time_column,
+        )
 
     def v2_datatype(self, column: str) -> str:
         return "FP64" if self.kinds.get(column) == NUMERIC else "BYTES"
@@ -124,15 +142,21 @@ def loads_mlflow_body(raw: bytes, content_type: str | bytes | None) -> dict:
     if not raw:
         # Said the same whatever the Content-Type: some clients (Django's test client too) send none
         # with an empty body.
-        raise InputError("body", "the request body is empty; send a JSON object (dataframe_split, dataframe_records, "
-                                 "instances or inputs) or text/csv with a header row")
+        raise InputError(
+            "body",
+            "the request body is empty; send a JSON object (dataframe_split, dataframe_records, "
+            "instances or inputs) or text/csv with a header row",
+        )
     media_type = _media_type(content_type)
     if media_type == CSV_FORMAT:
         return loads_csv(raw)
     if media_type in UNSUPPORTED_MLFLOW_TYPES:
-        raise UnsupportedMediaType("Content-Type", f"{media_type} is not read here; send application/json "
-                                                   "(dataframe_split, dataframe_records, instances or inputs) "
-                                                   "or text/csv")
+        raise UnsupportedMediaType(
+            "Content-Type",
+            f"{media_type} is not read here; send application/json "
+            "(dataframe_split, dataframe_records, instances or inputs) "
+            "or text/csv",
+        )
     return loads_body(raw)
 
 
@@ -308,7 +332,9 @@ def parse_mlflow(body: dict, spec: InputSpec) -> tuple[dict[str, list], str]:
     present = [key for key in MLFLOW_FORMATS if key in body]
     unknown = [key for key in body if key not in MLFLOW_FORMATS and key not in ("routing_key", "params")]
     if unknown:
-        raise InputError(unknown[0], f"unknown field; send one of {', '.join(MLFLOW_FORMATS)} (and optionally routing_key)")
+        raise InputError(
+            unknown[0], f"unknown field; send one of {', '.join(MLFLOW_FORMATS)} (and optionally routing_key)"
+        )
     if len(present) != 1:
         what = "none" if not present else ", ".join(present)
         raise InputError("body", f"send exactly one of {', '.join(MLFLOW_FORMATS)}; got {what}")
@@ -350,7 +376,11 @@ def parse_v2(body: dict, spec: InputSpec) -> dict[str, list]:
         if not isinstance(name, str) or not name:
             raise InputError(f"{where}.name", "each input needs a name")
         where = f"inputs[{i}] ({name})"
-        if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        if (
+            not isinstance(shape, list)
+            or not shape
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+        ):
             raise InputError(f"{where}.shape", "expected an array of non-negative integers")
         if datatype not in V2_TYPES:
             raise InputError(f"{where}.datatype", f"unknown datatype {datatype!r}")
@@ -369,7 +399,10 @@ def parse_v2(body: dict, spec: InputSpec) -> dict[str, list]:
         name, shape, datatype, flat, where = tensors[0]
         rows, width = shape
         if width != len(spec.columns):
-            raise InputError(f"{where}.shape", f"a [rows, columns] input needs {len(spec.columns)} columns ({', '.join(spec.columns)})")
+            raise InputError(
+                f"{where}.shape",
+                f"a [rows, columns] input needs {len(spec.columns)} columns ({', '.join(spec.columns)})",
+            )
         return {column: flat[j::width] for j, column in enumerate(spec.columns)}
     columns = {}
     length = None
@@ -382,7 +415,9 @@ def parse_v2(body: dict, spec: InputSpec) -> dict[str, list]:
             raise InputError(f"{where}.shape", f"has {shape[0]} rows, other inputs have {length}")
         kind = spec.kinds.get(name)
         if kind is not None and (kind == NUMERIC) != (datatype in V2_NUMERIC_TYPES):
-            raise InputError(f"{where}.datatype", f"column {name!r} needs datatype {spec.v2_datatype(name)}, got {datatype}")
+            raise InputError(
+                f"{where}.datatype", f"column {name!r} needs datatype {spec.v2_datatype(name)}, got {datatype}"
+            )
         if datatype == "BOOL":
             flat = [float(v) if isinstance(v, bool) else v for v in flat]
         columns[name] = flat
@@ -436,7 +471,9 @@ class CheckedRows:
         data = {}
         for name in parts[0].columns:
             values = [part.data[name] for part in parts]
-            data[name] = np.concatenate(values) if isinstance(values[0], np.ndarray) else [v for vs in values for v in vs]
+            data[name] = (
+                np.concatenate(values) if isinstance(values[0], np.ndarray) else [v for vs in values for v in vs]
+            )
         return cls(data, sum(part.n_rows for part in parts))
 
 
@@ -471,7 +508,9 @@ def check_columns(columns: dict[str, list], spec: InputSpec, *, known: set[str],
                 elif type(value) is int:
                     # Python ints are unbounded; float64 is not (np.asarray would raise OverflowError).
                     if abs(value) > sys.float_info.max:
-                        raise InputError(name, f"row {i}: the number is too large; send a finite number within ±1.8e308")
+                        raise InputError(
+                            name, f"row {i}: the number is too large; send a finite number within ±1.8e308"
+                        )
                 else:
                     if value is None:
                         raise InputError(name, f"row {i}: null is not allowed; send a number")
@@ -481,9 +520,14 @@ def check_columns(columns: dict[str, list], spec: InputSpec, *, known: set[str],
             allowed = (str, int) if name == spec.entity_column else (str,)
             for i, value in enumerate(values):
                 if type(value) not in allowed:
-                    raise InputError(name, f"row {i}: expected a string{' date' if kind == DATETIME else ''}, got {_json_type(value)} {_short(value)}")
+                    raise InputError(
+                        name,
+                        f"row {i}: expected a string{' date' if kind == DATETIME else ''}, got {_json_type(value)} {_short(value)}",
+                    )
                 if type(value) is str and "\x00" in value:
-                    raise InputError(name, f"row {i}: the value holds a NUL character (\\u0000), which no column may hold")
+                    raise InputError(
+                        name, f"row {i}: the value holds a NUL character (\\u0000), which no column may hold"
+                    )
         table[name] = np.asarray(values, dtype=np.float64) if kind == NUMERIC else list(values)
     return CheckedRows(table, n_rows)
 

@@ -24,6 +24,7 @@ A classifier is always asked for its class probabilities, whether the client wan
 its labels are their argmax (exactly what `predict` computes), so this costs no second model call,
 and the prediction log keeps them for log loss and calibration once ground truth arrives.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -232,10 +233,17 @@ def _input_error(served: ServedVersion, exc: Exception) -> PredictionInputError:
     from apps.datasets.preprocessing import InsufficientHistory
 
     if isinstance(exc, InsufficientHistory):
-        who = f" for {served.spec.entity_column} {exc.entity!r}" if exc.entity is not None and served.spec.entity_column else ""
+        who = (
+            f" for {served.spec.entity_column} {exc.entity!r}"
+            if exc.entity is not None and served.spec.entity_column
+            else ""
+        )
         return PredictionInputError(
-            "rows", f"this model needs the last {exc.needed} rows of history{who} (in time order), got {exc.got}",
-            version=served.label, needed_rows=exc.needed)
+            "rows",
+            f"this model needs the last {exc.needed} rows of history{who} (in time order), got {exc.got}",
+            version=served.label,
+            needed_rows=exc.needed,
+        )
     return PredictionInputError(exc.field, exc.message, version=served.label)
 
 
@@ -273,10 +281,10 @@ def model_inputs(served: ServedVersion, tables: list[CheckedRows]) -> list:
             out, offset = [], 0
             for table in tables:
                 n = len(table)
-                own = labels[offset:offset + n]
+                own = labels[offset : offset + n]
                 if not served.spec.entity_column and not served.spec.time_column:
                     own = [str(i) for i in range(n)]  # labelled by position in its own request
-                out.append(ModelInput(X[offset:offset + n], own))
+                out.append(ModelInput(X[offset : offset + n], own))
                 offset += n
             return out
     out = []
@@ -298,8 +306,18 @@ class Predictor:
     def table(self, deployment: str) -> ServingTable:
         return self.state.table(deployment)
 
-    def prepare(self, *, table: ServingTable, body: dict, protocol: str, raw_body: bytes, routing_key: str | None,
-                started: float, served_at: float | None = None, version: str | None = None) -> Prepared:
+    def prepare(
+        self,
+        *,
+        table: ServingTable,
+        body: dict,
+        protocol: str,
+        raw_body: bytes,
+        routing_key: str | None,
+        started: float,
+        served_at: float | None = None,
+        version: str | None = None,
+    ) -> Prepared:
         """Routes the request and checks its input against the chosen version (InputError is logged
         against that version and re-raised as PredictionInputError). Call inside `state.routing()`,
         until the answer is logged: routing takes the deployment's newest table, however old
@@ -313,35 +331,90 @@ class Predictor:
         broken = table.unavailable.get(version_id)
         if broken is not None:
             # Logged as the version's server error, so its error rate (and the rollout gates) see it.
-            self._push([self._entry(table, broken, request_id, started, PredictionStatus.SERVER_ERROR, inputs_hash,
-                                    key_hash, error=broken.reason, served_at=served_at)])
+            self._push(
+                [
+                    self._entry(
+                        table,
+                        broken,
+                        request_id,
+                        started,
+                        PredictionStatus.SERVER_ERROR,
+                        inputs_hash,
+                        key_hash,
+                        error=broken.reason,
+                        served_at=served_at,
+                    )
+                ]
+            )
             raise ModelUnavailable(broken.reason)
         served = table.versions[version_id]
         try:
             if not is_classifier(served) and probabilities_requested(protocol, body):
-                raise InputError(probabilities_field(protocol),
-                                 f"class probabilities are for classification models; version {served.label} "
-                                 f"is a {served.task} model")
+                raise InputError(
+                    probabilities_field(protocol),
+                    f"class probabilities are for classification models; version {served.label} "
+                    f"is a {served.task} model",
+                )
             columns = parse_v2(body, served.spec) if protocol == "v2" else parse_mlflow(body, served.spec)[0]
             rows = check_columns(columns, served.spec, known=table.known_columns, max_rows=max_batch_rows())
         except InputError as exc:
-            self._push([self._entry(table, served, request_id, started, PredictionStatus.CLIENT_ERROR, inputs_hash,
-                                    key_hash, error=str(exc), served_at=served_at)])
+            self._push(
+                [
+                    self._entry(
+                        table,
+                        served,
+                        request_id,
+                        started,
+                        PredictionStatus.CLIENT_ERROR,
+                        inputs_hash,
+                        key_hash,
+                        error=str(exc),
+                        served_at=served_at,
+                    )
+                ]
+            )
             raise PredictionInputError(exc.field, exc.message, version=served.label) from None
-        return Prepared(table=table, served=served, request_id=request_id, columns=columns, rows=rows,
-                        inputs_hash=inputs_hash, key_hash=key_hash, started=started, served_at=served_at,
-                        pinned=version is not None)
+        return Prepared(
+            table=table,
+            served=served,
+            request_id=request_id,
+            columns=columns,
+            rows=rows,
+            inputs_hash=inputs_hash,
+            key_hash=key_hash,
+            started=started,
+            served_at=served_at,
+            pinned=version is not None,
+        )
 
-    def predict(self, *, deployment: str, body: dict, protocol: str, raw_body: bytes, routing_key: str | None = None,
-                started: float | None = None, served_at: float | None = None, version: str | None = None) -> Prediction:
+    def predict(
+        self,
+        *,
+        deployment: str,
+        body: dict,
+        protocol: str,
+        raw_body: bytes,
+        routing_key: str | None = None,
+        started: float | None = None,
+        served_at: float | None = None,
+        version: str | None = None,
+    ) -> Prediction:
         """Serves one request. `protocol` is "mlflow" or "v2"; `started` a perf_counter() taken when the
         request arrived (the logged latency covers everything from there to the answer); `served_at`
         (epoch seconds) only when replaying recorded traffic, e.g. the demo's history."""
         started = time.perf_counter() if started is None else started
         table = self.table(deployment)
         with self.state.routing():
-            prepared = self.prepare(table=table, body=body, protocol=protocol, raw_body=raw_body,
-                                    routing_key=routing_key, started=started, served_at=served_at, version=version)
+            prepared = self.prepare(
+                table=table,
+                body=body,
+                protocol=protocol,
+                raw_body=raw_body,
+                routing_key=routing_key,
+                started=started,
+                served_at=served_at,
+                version=version,
+            )
             self.run_batch([prepared])
         return self.result(prepared)
 
@@ -352,7 +425,9 @@ class Predictor:
         retried alone so an error is charged to the request that caused it."""
         served = batch[0].served
         inputs = self._inputs(served, [item.rows for item in batch])
-        ready = [(item, model_input) for item, model_input in zip(batch, inputs) if not isinstance(model_input, Exception)]
+        ready = [
+            (item, model_input) for item, model_input in zip(batch, inputs) if not isinstance(model_input, Exception)
+        ]
         for item, model_input in zip(batch, inputs):
             if isinstance(model_input, Exception):
                 item.outcome = model_input
@@ -369,18 +444,50 @@ class Predictor:
         entries = []
         for item in batch:
             if isinstance(item.outcome, PredictionInputError):
-                entries.append(self._entry(item.table, item.served, item.request_id, item.started,
-                                           PredictionStatus.CLIENT_ERROR, item.inputs_hash, item.key_hash,
-                                           error=str(item.outcome), served_at=item.served_at))
+                entries.append(
+                    self._entry(
+                        item.table,
+                        item.served,
+                        item.request_id,
+                        item.started,
+                        PredictionStatus.CLIENT_ERROR,
+                        item.inputs_hash,
+                        item.key_hash,
+                        error=str(item.outcome),
+                        served_at=item.served_at,
+                    )
+                )
             elif isinstance(item.outcome, Exception):
-                entries.append(self._entry(item.table, item.served, item.request_id, item.started,
-                                           PredictionStatus.SERVER_ERROR, item.inputs_hash, item.key_hash,
-                                           error=f"{type(item.outcome).__name__}: {item.outcome}", served_at=item.served_at))
+                entries.append(
+                    self._entry(
+                        item.table,
+                        item.served,
+                        item.request_id,
+                        item.started,
+                        PredictionStatus.SERVER_ERROR,
+                        item.inputs_hash,
+                        item.key_hash,
+                        error=f"{type(item.outcome).__name__}: {item.outcome}",
+                        served_at=item.served_at,
+                    )
+                )
             else:
-                entries.append(self._entry(item.table, item.served, item.request_id, item.started, PredictionStatus.OK,
-                                           item.inputs_hash, item.key_hash, output=item.outcome[0], n_rows=item.n_rows,
-                                           features=_drift_sample(item.rows, item.served), served_at=item.served_at,
-                                           probabilities=item.outcome[2]))
+                entries.append(
+                    self._entry(
+                        item.table,
+                        item.served,
+                        item.request_id,
+                        item.started,
+                        PredictionStatus.OK,
+                        item.inputs_hash,
+                        item.key_hash,
+                        output=item.outcome[0],
+                        n_rows=item.n_rows,
+                        features=_drift_sample(item.rows, item.served),
+                        served_at=item.served_at,
+                        probabilities=item.outcome[2],
+                    )
+                )
         self._push(entries)
         for item in batch:
             if not isinstance(item.outcome, Exception) and item.table.router.shadow_ids and not item.pinned:
@@ -391,17 +498,26 @@ class Predictor:
         if isinstance(item.outcome, PredictionInputError):
             raise item.outcome
         if isinstance(item.outcome, Exception):
-            raise PredictionFailed(f"model version {item.served.label} failed: {type(item.outcome).__name__}") from item.outcome
+            raise PredictionFailed(
+                f"model version {item.served.label} failed: {type(item.outcome).__name__}"
+            ) from item.outcome
         predictions, labels, probabilities = item.outcome
         classes = None
         if probabilities is not None:
             width = len(probabilities[0]) if probabilities else len(getattr(item.served.loaded, "classes", None) or ())
             classes = class_labels(item.served, width)
         return Prediction(
-            request_id=item.request_id, deployment=item.table.name, model_name=item.served.model_name,
-            model_version=item.served.label, version_id=item.served.version_id, task=item.served.task,
-            predictions=predictions, row_labels=labels, latency_ms=(time.perf_counter() - item.started) * 1000,
-            probabilities=probabilities, classes=classes,
+            request_id=item.request_id,
+            deployment=item.table.name,
+            model_name=item.served.model_name,
+            model_version=item.served.label,
+            version_id=item.served.version_id,
+            task=item.served.task,
+            predictions=predictions,
+            row_labels=labels,
+            latency_ms=(time.perf_counter() - item.started) * 1000,
+            probabilities=probabilities,
+            classes=classes,
         )
 
     @staticmethod
@@ -423,21 +539,48 @@ class Predictor:
             return exc
 
     @staticmethod
-    def _split(ready: list[tuple[Prepared, ModelInput]], predictions: list, labels: list, probabilities: list | None) -> None:
+    def _split(
+        ready: list[tuple[Prepared, ModelInput]], predictions: list, labels: list, probabilities: list | None
+    ) -> None:
         offset = 0
         for item, model_input in ready:
             n = len(model_input)
-            own_probabilities = probabilities[offset:offset + n] if probabilities is not None else None
-            item.outcome = (predictions[offset:offset + n], model_input.labels, own_probabilities)
+            own_probabilities = probabilities[offset : offset + n] if probabilities is not None else None
+            item.outcome = (predictions[offset : offset + n], model_input.labels, own_probabilities)
             offset += n
 
     @staticmethod
-    def _entry(table, served, request_id, started, status, inputs_hash, key_hash, *, output=None, n_rows=0,
-               features=None, error="", shadow=False, served_at=None, probabilities=None) -> tuple[dict, tuple[str, str]]:
+    def _entry(
+        table,
+        served,
+        request_id,
+        started,
+        status,
+        inputs_hash,
+        key_hash,
+        *,
+        output=None,
+        n_rows=0,
+        features=None,
+        error="",
+        shadow=False,
+        served_at=None,
+        probabilities=None,
+    ) -> tuple[dict, tuple[str, str]]:
         entry = log_entry(
-            request_id=request_id, deployment_id=table.deployment_id, version_id=served.version_id, shadow=shadow,
-            status=status, latency_ms=(time.perf_counter() - started) * 1000, n_rows=n_rows, inputs_hash=inputs_hash,
-            output=output or [], error=error, routing_key_hash=key_hash, features=features, served_at=served_at,
+            request_id=request_id,
+            deployment_id=table.deployment_id,
+            version_id=served.version_id,
+            shadow=shadow,
+            status=status,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            n_rows=n_rows,
+            inputs_hash=inputs_hash,
+            output=output or [],
+            error=error,
+            routing_key_hash=key_hash,
+            features=features,
+            served_at=served_at,
             probabilities=probabilities,
         )
         return entry, (table.name, served.label)
@@ -471,16 +614,45 @@ class Predictor:
                 raise model_input
             predictions, _, probabilities = _run_model(served, model_input)
         except InputError as exc:
-            entry = self._entry(table, served, request_id, started, PredictionStatus.CLIENT_ERROR, inputs_hash, key_hash,
-                                error=str(exc), shadow=True)
+            entry = self._entry(
+                table,
+                served,
+                request_id,
+                started,
+                PredictionStatus.CLIENT_ERROR,
+                inputs_hash,
+                key_hash,
+                error=str(exc),
+                shadow=True,
+            )
         except Exception as exc:
             logger.exception("shadow %s v%s failed", served.model_name, served.version)
-            entry = self._entry(table, served, request_id, started, PredictionStatus.SERVER_ERROR, inputs_hash, key_hash,
-                                error=f"{type(exc).__name__}: {exc}", shadow=True)
+            entry = self._entry(
+                table,
+                served,
+                request_id,
+                started,
+                PredictionStatus.SERVER_ERROR,
+                inputs_hash,
+                key_hash,
+                error=f"{type(exc).__name__}: {exc}",
+                shadow=True,
+            )
         else:
-            entry = self._entry(table, served, request_id, started, PredictionStatus.OK, inputs_hash, key_hash,
-                                output=predictions, n_rows=len(rows), features=_drift_sample(rows, served),
-                                shadow=True, probabilities=probabilities)
+            entry = self._entry(
+                table,
+                served,
+                request_id,
+                started,
+                PredictionStatus.OK,
+                inputs_hash,
+                key_hash,
+                output=predictions,
+                n_rows=len(rows),
+                features=_drift_sample(rows, served),
+                shadow=True,
+                probabilities=probabilities,
+            )
         try:
             self._push([entry])
         finally:

@@ -1,5 +1,6 @@
 """The two prediction protocols' request options and response bodies, shared by the DRF views and
 the ASGI fast path so both answer byte for byte alike."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,14 @@ MLFLOW_PARAMS = (PROBABILITIES,)
 # MLflow's own params checks answer; any other 400 BAD_REQUEST, as its scoring server answers
 # unreadable, malformed or incompatible input.
 MLFLOW_ERROR_CODES = {
-    400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "RESOURCE_DOES_NOT_EXIST",
-    409: "RESOURCE_CONFLICT", 429: "REQUEST_LIMIT_EXCEEDED", 500: "INTERNAL_ERROR", 503: "TEMPORARILY_UNAVAILABLE",
+    400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "RESOURCE_DOES_NOT_EXIST",
+    409: "RESOURCE_CONFLICT",
+    429: "REQUEST_LIMIT_EXCEEDED",
+    500: "INTERNAL_ERROR",
+    503: "TEMPORARILY_UNAVAILABLE",
 }
 
 
@@ -61,12 +68,15 @@ def _mlflow_params(body: dict) -> dict:
     if params is None:
         return {}
     if not isinstance(params, dict):
-        raise InputError("params", "expected an object, e.g. {\"probabilities\": true}")
+        raise InputError("params", 'expected an object, e.g. {"probabilities": true}')
     for key, value in params.items():
         if key not in MLFLOW_PARAMS:
-            raise InputError(f"params.{key}", f"unknown parameter; the models served here take no prediction-time "
-                                              f"parameters, and this server's own are: {', '.join(MLFLOW_PARAMS)} "
-                                              f"(true or false)")
+            raise InputError(
+                f"params.{key}",
+                f"unknown parameter; the models served here take no prediction-time "
+                f"parameters, and this server's own are: {', '.join(MLFLOW_PARAMS)} "
+                f"(true or false)",
+            )
         if not isinstance(value, bool):
             raise InputError(f"params.{key}", "expected true or false")
     return params
@@ -76,7 +86,9 @@ def _v2_outputs(body: dict) -> tuple[str, ...]:
     requested = body.get("outputs")
     if requested is None:
         return V2_OUTPUTS
-    if not isinstance(requested, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in requested):
+    if not isinstance(requested, list) or not all(
+        isinstance(o, dict) and isinstance(o.get("name"), str) for o in requested
+    ):
         raise InputError("outputs", "expected an array of {name}")
     names = tuple(o["name"] for o in requested)
     if not names:
@@ -108,8 +120,10 @@ def probabilities_requested(protocol: str, body: dict) -> bool:
 
 def request_options(protocol: str, body: dict, routing_header: str | None) -> RequestOptions:
     if protocol == MLFLOW:
-        return RequestOptions(routing_key=routing_key_of(routing_header, body.get("routing_key")),
-                              probabilities=probabilities_requested(MLFLOW, body))
+        return RequestOptions(
+            routing_key=routing_key_of(routing_header, body.get("routing_key")),
+            probabilities=probabilities_requested(MLFLOW, body),
+        )
     parameters = body.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise InputError("parameters", "expected an object")
@@ -117,10 +131,13 @@ def request_options(protocol: str, body: dict, routing_header: str | None) -> Re
     if client_id is not None and not isinstance(client_id, str):
         raise InputError("id", "expected a string")
     names = _v2_outputs(body)
-    return RequestOptions(routing_key=routing_key_of(routing_header, parameters.get("routing_key")),
-                          client_id=client_id, outputs=names, probabilities=PROBABILITIES in names,
-                          binary_outputs=binary_outputs(body, names))
-
+    return RequestOptions(
+        routing_key=routing_key_of(routing_header, parameters.get("routing_key")),
+        client_id=client_id,
+        outputs=names,
+        probabilities=PROBABILITIES in names,
+        binary_outputs=binary_outputs(body, names),
+    )
 
 
 def response_body(protocol: str, deployment: str, prediction, options: RequestOptions) -> dict:
@@ -132,17 +149,29 @@ def response_body(protocol: str, deployment: str, prediction, options: RequestOp
         if probabilities is not None:
             body["probabilities"] = probabilities
             body["classes"] = prediction.classes
-        body.update({"model_version": prediction.model_version, "model_name": prediction.model_name,
-                     "request_id": prediction.request_id, "rows": prediction.row_labels})
+        body.update(
+            {
+                "model_version": prediction.model_version,
+                "model_name": prediction.model_name,
+                "request_id": prediction.request_id,
+                "rows": prediction.row_labels,
+            }
+        )
         return body
     outputs = []
     for name in options.outputs:
         canonical = V2_OUTPUT_ALIASES.get(name, name)
         if canonical == PROBABILITIES:
             width = len(prediction.classes or ())
-            outputs.append({"name": name, "shape": [len(probabilities), width], "datatype": "FP32",
-                            "data": [p for row in probabilities for p in row],
-                            "parameters": {"classes": prediction.classes}})
+            outputs.append(
+                {
+                    "name": name,
+                    "shape": [len(probabilities), width],
+                    "datatype": "FP32",
+                    "data": [p for row in probabilities for p in row],
+                    "parameters": {"classes": prediction.classes},
+                }
+            )
             continue
         data = prediction.predictions if canonical == "predictions" else [str(r) for r in prediction.row_labels]
         if canonical == "rows":
@@ -150,9 +179,13 @@ def response_body(protocol: str, deployment: str, prediction, options: RequestOp
         else:
             datatype = "FP64" if prediction.task == DatasetTask.REGRESSION else v2_datatype(data)
         outputs.append({"name": name, "shape": [len(data)], "datatype": datatype, "data": data})
-    return {"model_name": deployment, "model_version": prediction.model_version,
-            "id": options.client_id or prediction.request_id,
-            "parameters": {"request_id": prediction.request_id, "model": prediction.model_name}, "outputs": outputs}
+    return {
+        "model_name": deployment,
+        "model_version": prediction.model_version,
+        "id": options.client_id or prediction.request_id,
+        "parameters": {"request_id": prediction.request_id, "model": prediction.model_name},
+        "outputs": outputs,
+    }
 
 
 def render(protocol: str, body: dict, options: RequestOptions) -> tuple[bytes, dict[str, str]]:
@@ -181,15 +214,22 @@ def error_body(protocol: str, message: str, status: int | None = None, **extra) 
     `status`, which the error code follows. V2: {"error"} as the protocol says."""
     if protocol == V2:
         return {"error": message}
-    return {"error_code": mlflow_error_code(status, extra.get("field")), "message": message, "detail": message,
-            **{k: v for k, v in extra.items() if v is not None}}
+    return {
+        "error_code": mlflow_error_code(status, extra.get("field")),
+        "message": message,
+        "detail": message,
+        **{k: v for k, v in extra.items() if v is not None},
+    }
 
 
 def describe_error(exc: Exception, deployment: str) -> tuple[int, str, dict] | None:
     """(status, message, extra fields) for an error of the prediction path; None if it is not one."""
     if isinstance(exc, PredictionInputError):
-        return 400, f"{exc.field}: {exc.message}", {"field": exc.field, "needed_rows": exc.needed_rows,
-                                                    "model_version": exc.version}
+        return (
+            400,
+            f"{exc.field}: {exc.message}",
+            {"field": exc.field, "needed_rows": exc.needed_rows, "model_version": exc.version},
+        )
     if isinstance(exc, InputError):
         # UnsupportedMediaType is a 415.
         return getattr(exc, "status", 400), f"{exc.field}: {exc.message}", {"field": exc.field}

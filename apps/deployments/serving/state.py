@@ -24,6 +24,7 @@ uncommitted transaction).
 The table's generation is the one read from the database *before* the versions are read: a change
 committing in between leaves the table looking older than it is, which only causes one more reload.
 """
+
 from __future__ import annotations
 
 import logging
@@ -121,7 +122,6 @@ class ServingTable:
         return self.versions[best]
 
 
-
 def _setting(name: str, default):
     return getattr(settings, name, default)
 
@@ -194,7 +194,6 @@ class ServingState:
         if served:
             notify.withdraw(notify.process_id(), served)
 
-
     def _poll(self, force: bool = False) -> None:
         now = time.monotonic()
         if now < self._next_poll and not force:
@@ -246,8 +245,11 @@ class ServingState:
         if not names:
             return
         try:
-            rows = list(Deployment.objects.filter(name__in=names).values_list(
-                "name", "generation", "created_at", "max_batch_size", "max_batch_wait_ms"))
+            rows = list(
+                Deployment.objects.filter(name__in=names).values_list(
+                    "name", "generation", "created_at", "max_batch_size", "max_batch_wait_ms"
+                )
+            )
         finally:
             close_old_connections()
             connection.close()
@@ -284,8 +286,11 @@ class ServingState:
 
     def _behind_s(self, name: str, table: ServingTable) -> float:
         """How long this process has known of a routing of `name` newer than `table`."""
-        pending = [t for stamp, generation, t in self._heard.get(name, ())
-                   if stamp != table.stamp or generation > table.generation]
+        pending = [
+            t
+            for stamp, generation, t in self._heard.get(name, ())
+            if stamp != table.stamp or generation > table.generation
+        ]
         return time.monotonic() - pending[0] if pending else 0.0
 
     def _check_bound(self, name: str, current: ServingTable) -> None:
@@ -299,7 +304,6 @@ class ServingState:
                 f"this server has not finished within {notify.rebuild_timeout_s():g}s; it refuses rather than answer "
                 f"with the old routing — retry shortly"
             )
-
 
     def table(self, name: str) -> ServingTable:
         """The table to route this request with (DeploymentNotFound, ModelUnavailable, RoutingStale)."""
@@ -356,7 +360,6 @@ class ServingState:
         latest = self._tables.get(table.name)
         return latest if latest is not None else table
 
-
     def _build_now(self, name: str) -> ServingTable:
         with self._lock:
             current = self._tables.get(name)
@@ -375,7 +378,9 @@ class ServingState:
                 # beside it (it may still finish); more would only pile up on the same stall.
                 if len(building) >= 2 or now - max(building.values()) < notify.rebuild_timeout_s():
                     return
-                logger.error("the rebuild of %s has run for %.0fs; starting another", name, now - max(building.values()))
+                logger.error(
+                    "the rebuild of %s has run for %.0fs; starting another", name, now - max(building.values())
+                )
             # A version that cannot be loaded is retried every couple of seconds, not on every request.
             elif now - self._failed_at.get(name, -1e9) < float(_setting("DEPLOYMENTS_REBUILD_RETRY_S", 2.0)):
                 return
@@ -393,8 +398,11 @@ class ServingState:
                     self._acks.pop(name, None)
                 notify.withdraw(notify.process_id(), [name])
             except Exception:
-                logger.exception("could not build the new routing table of %s; the old one keeps serving "
-                                 "within the propagation bound", name)
+                logger.exception(
+                    "could not build the new routing table of %s; the old one keeps serving "
+                    "within the propagation bound",
+                    name,
+                )
                 self._failed_at[name] = time.monotonic()
             finally:
                 with self._lock:
@@ -427,10 +435,10 @@ class ServingState:
                 self._remote = {**self._remote, table.name: (table.stamp, table.generation)}
         with self._remote_lock:
             # What this table serves is no longer news; another incarnation's generations never will be.
-            self._heard[table.name] = [e for e in self._heard.get(table.name, ())
-                                       if e[0] == table.stamp and e[1] > table.generation]
+            self._heard[table.name] = [
+                e for e in self._heard.get(table.name, ()) if e[0] == table.stamp and e[1] > table.generation
+            ]
         return table
-
 
     def _flush_acks(self, heartbeat: bool = False) -> None:
         """Acknowledges every swapped-in table whose old one is out of use; with `heartbeat`, rewrites
@@ -449,11 +457,13 @@ class ServingState:
         records = {}
         for name, ack in acks.items():
             table = self._tables.get(name)
-            refusing = table is not None and not self._is_current(table, self._remote.get(name)) \
+            refusing = (
+                table is not None
+                and not self._is_current(table, self._remote.get(name))
                 and self._behind_s(name, table) > timeout
+            )
             records[name] = {**ack, "refusing": refusing}
         notify.acknowledge(notify.process_id(), records)
-
 
     def _watching(self) -> bool:
         return self._watcher is not None and self._watcher.is_alive()
@@ -464,8 +474,9 @@ class ServingState:
             return
         with self._lock:
             if not self._watching():
-                self._watcher = threading.Thread(target=self._watch, args=(self._stop,), name="routing-watcher",
-                                                 daemon=True)
+                self._watcher = threading.Thread(
+                    target=self._watch, args=(self._stop,), name="routing-watcher", daemon=True
+                )
                 self._watcher.start()
 
     def _watch(self, stop: threading.Event) -> None:
@@ -490,8 +501,11 @@ class ServingState:
     def _build(self, name: str) -> ServingTable:
         from ..models import Deployment, DeploymentVersion
 
-        head = Deployment.objects.filter(name=name).values(
-            "pk", "generation", "created_at", "max_batch_size", "max_batch_wait_ms").first()
+        head = (
+            Deployment.objects.filter(name=name)
+            .values("pk", "generation", "created_at", "max_batch_size", "max_batch_wait_ms")
+            .first()
+        )
         if head is None:
             raise DeploymentNotFound(name)
         rows = list(
@@ -520,21 +534,36 @@ class ServingState:
                     unavailable[mv.pk] = UnavailableVersion(mv.pk, mv.version, reason)
                     continue
                 self._models[key] = loaded
-            spec = InputSpec.from_signature(mv.signature or getattr(loaded, "signature", {}) or {},
-                                            kinds=getattr(getattr(loaded, "preprocessor", None), "raw_kinds", None))
+            spec = InputSpec.from_signature(
+                mv.signature or getattr(loaded, "signature", {}) or {},
+                kinds=getattr(getattr(loaded, "preprocessor", None), "raw_kinds", None),
+            )
             versions[mv.pk] = ServedVersion(
-                version_id=mv.pk, model_name=mv.registered_model.name, version=mv.version, task=mv.task,
-                framework=mv.framework, spec=spec, loaded=loaded,
+                version_id=mv.pk,
+                model_name=mv.registered_model.name,
+                version=mv.version,
+                task=mv.task,
+                framework=mv.framework,
+                spec=spec,
+                loaded=loaded,
                 numeric_columns=tuple(c for c in spec.columns if spec.kinds.get(c) == "numeric"),
             )
         if not any(r.version_id in versions for r in routes if r.weight > 0):
-            raise ModelUnavailable("; ".join(u.reason for u in unavailable.values())
-                                   or f"deployment {name!r} has no loadable version")
+            raise ModelUnavailable(
+                "; ".join(u.reason for u in unavailable.values()) or f"deployment {name!r} has no loadable version"
+            )
         known = frozenset(c for v in versions.values() for c in v.spec.columns)
         return ServingTable(
-            deployment_id=head["pk"], name=name, stamp=deployment_stamp(head["created_at"]), generation=head["generation"],
-            router=RoutingTable(name, head["generation"], routes), versions=versions, known_columns=known,
-            unavailable=unavailable, max_batch_size=head["max_batch_size"], max_batch_wait_ms=head["max_batch_wait_ms"],
+            deployment_id=head["pk"],
+            name=name,
+            stamp=deployment_stamp(head["created_at"]),
+            generation=head["generation"],
+            router=RoutingTable(name, head["generation"], routes),
+            versions=versions,
+            known_columns=known,
+            unavailable=unavailable,
+            max_batch_size=head["max_batch_size"],
+            max_batch_wait_ms=head["max_batch_wait_ms"],
         )
 
     def tables(self) -> dict[str, ServingTable]:

@@ -21,6 +21,7 @@ What a model is and whether it is ready (`model_metadata`, `model_ready`, `serve
 here too, for both transports: the HTTP views (apps.deployments.api_predict) and the gRPC server
 (serving/grpc_service.py) only turn these answers and errors into their own wire form.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,7 +33,9 @@ from django.conf import settings
 
 from .inputs import InputError, loads_body
 
-PROBABILITIES = "probabilities"  # the classifier's output tensor (and MLflow's params key, apps.deployments.serving.protocol)
+PROBABILITIES = (
+    "probabilities"  # the classifier's output tensor (and MLflow's params key, apps.deployments.serving.protocol)
+)
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 BINARY_CONTENT_TYPE = "application/octet-stream"
@@ -42,9 +45,18 @@ EXTENSIONS = ("binary_tensor_data",)
 
 # Little-endian, as the extension says, whatever the host's byte order.
 NUMPY_DTYPES = {
-    "BOOL": np.dtype("?"), "UINT8": np.dtype("<u1"), "UINT16": np.dtype("<u2"), "UINT32": np.dtype("<u4"),
-    "UINT64": np.dtype("<u8"), "INT8": np.dtype("<i1"), "INT16": np.dtype("<i2"), "INT32": np.dtype("<i4"),
-    "INT64": np.dtype("<i8"), "FP16": np.dtype("<f2"), "FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"),
+    "BOOL": np.dtype("?"),
+    "UINT8": np.dtype("<u1"),
+    "UINT16": np.dtype("<u2"),
+    "UINT32": np.dtype("<u4"),
+    "UINT64": np.dtype("<u8"),
+    "INT8": np.dtype("<i1"),
+    "INT16": np.dtype("<i2"),
+    "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"),
+    "FP16": np.dtype("<f2"),
+    "FP32": np.dtype("<f4"),
+    "FP64": np.dtype("<f8"),
 }
 _LENGTH = struct.Struct("<I")
 
@@ -64,8 +76,10 @@ class VersionNotServed(LookupError):
     def __init__(self, deployment: str, version: str, served: list[str]):
         self.deployment, self.version, self.served = deployment, version, served
         listed = ", ".join(served) if served else "none"
-        super().__init__(f"model {deployment!r} has no version {version!r} being served; it serves version"
-                         f"{'s' if len(served) != 1 else ''} {listed}")
+        super().__init__(
+            f"model {deployment!r} has no version {version!r} being served; it serves version"
+            f"{'s' if len(served) != 1 else ''} {listed}"
+        )
 
 
 def served_versions(versions) -> list[str]:
@@ -76,16 +90,21 @@ def served_versions(versions) -> list[str]:
 def pinned_version_id(table, version: str) -> int:
     """The id of `version` (its number, as in `model_version`) among the versions `table` routes to
     or mirrors (loaded or not). VersionNotServed otherwise."""
-    candidates = {**{v.label: v.version_id for v in table.unavailable.values()},
-                  **{v.label: v.version_id for v in table.versions.values()}}
+    candidates = {
+        **{v.label: v.version_id for v in table.unavailable.values()},
+        **{v.label: v.version_id for v in table.versions.values()},
+    }
     if version not in candidates:
         raise VersionNotServed(table.name, version, served_versions(candidates))
     return candidates[version]
 
 
 def server_metadata() -> dict:
-    return {"name": SERVER_NAME, "version": str(settings.SPECTACULAR_SETTINGS.get("VERSION", "")),
-            "extensions": list(EXTENSIONS)}
+    return {
+        "name": SERVER_NAME,
+        "version": str(settings.SPECTACULAR_SETTINGS.get("VERSION", "")),
+        "extensions": list(EXTENSIONS),
+    }
 
 
 def decode_tensor(datatype: str, raw: bytes, count: int, where: str, size_field: str | None = None) -> list:
@@ -108,19 +127,22 @@ def _decode_bytes(raw: bytes, count: int, where: str, size_field: str) -> list:
     values, offset, size = [], 0, len(raw)
     for i in range(count):
         if offset + 4 > size:
-            raise InputError(size_field,
-                             f"BYTES element {i} of {count} is missing: the data ends after {len(values)} elements")
+            raise InputError(
+                size_field, f"BYTES element {i} of {count} is missing: the data ends after {len(values)} elements"
+            )
         (length,) = _LENGTH.unpack_from(raw, offset)
         offset += 4
         if offset + length > size:
             raise InputError(size_field, f"BYTES element {i} says {length} bytes but only {size - offset} remain")
         try:
-            values.append(raw[offset:offset + length].decode("utf-8"))
+            values.append(raw[offset : offset + length].decode("utf-8"))
         except UnicodeDecodeError:
             raise InputError(where, f"BYTES element {i} is not UTF-8 text") from None
         offset += length
     if offset != size:
-        raise InputError(size_field, f"{size - offset} bytes are left after the {count} BYTES elements the shape asks for")
+        raise InputError(
+            size_field, f"{size - offset} bytes are left after the {count} BYTES elements the shape asks for"
+        )
     return values
 
 
@@ -165,8 +187,11 @@ def decode_request(raw: bytes, header_length: str | None) -> dict:
         # where the JSON ends (what tritonclient's default encoding looks like to a JSON-only server).
         if length is not None or not (exc.message.endswith("not UTF-8 text") or exc.message.endswith("Extra data")):
             raise
-        raise InputError("body", f"{exc.message} (a body with binary tensor data needs the {HEADER_LENGTH} "
-                                 "header: the byte length of its JSON part)") from None
+        raise InputError(
+            "body",
+            f"{exc.message} (a body with binary tensor data needs the {HEADER_LENGTH} "
+            "header: the byte length of its JSON part)",
+        ) from None
     offset = length if length is not None else len(raw)
     inputs = body.get("inputs")
     if isinstance(inputs, list):
@@ -186,22 +211,30 @@ def decode_request(raw: bytes, header_length: str | None) -> dict:
             if isinstance(size, bool) or not isinstance(size, int) or size < 0:
                 raise InputError(f"{where}.parameters.binary_data_size", "expected a non-negative integer")
             if length is None:
-                raise InputError(f"{where}.parameters.binary_data_size",
-                                 f"binary tensor data needs the {HEADER_LENGTH} header (the JSON header's length)")
+                raise InputError(
+                    f"{where}.parameters.binary_data_size",
+                    f"binary tensor data needs the {HEADER_LENGTH} header (the JSON header's length)",
+                )
             if "data" in tensor:
                 raise InputError(f"{where}.data", "send the values either in `data` or as binary data, not both")
             if offset + size > len(raw):
-                raise InputError(f"{where}.parameters.binary_data_size",
-                                 f"{size} bytes asked for, but only {len(raw) - offset} remain in the body")
+                raise InputError(
+                    f"{where}.parameters.binary_data_size",
+                    f"{size} bytes asked for, but only {len(raw) - offset} remain in the body",
+                )
             shape = tensor.get("shape")
-            if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                                                      for d in shape):
+            if not isinstance(shape, list) or not all(
+                isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+            ):
                 raise InputError(f"{where}.shape", "expected an array of non-negative integers")
-            tensor["data"] = decode_tensor(tensor.get("datatype"), raw[offset:offset + size], math.prod(shape), where)
+            tensor["data"] = decode_tensor(tensor.get("datatype"), raw[offset : offset + size], math.prod(shape), where)
             offset += size
     if offset != len(raw):
-        raise InputError("body", f"{len(raw) - offset} bytes after the JSON header belong to no input "
-                                 "(each binary input says its parameters.binary_data_size)")
+        raise InputError(
+            "body",
+            f"{len(raw) - offset} bytes after the JSON header belong to no input "
+            "(each binary input says its parameters.binary_data_size)",
+        )
     return body
 
 
@@ -222,8 +255,10 @@ def binary_outputs(body: dict, names: tuple[str, ...]) -> frozenset[str]:
             raise InputError(f"{where}.parameters", "expected an object")
         refuse_shared_memory(parameters, where)
         if "classification" in parameters:
-            raise InputError(f"{where}.parameters.classification",
-                             "the classification extension is not supported; ask for the 'probabilities' output")
+            raise InputError(
+                f"{where}.parameters.classification",
+                "the classification extension is not supported; ask for the 'probabilities' output",
+            )
         if "binary_data" in parameters:
             if not isinstance(parameters["binary_data"], bool):
                 raise InputError(f"{where}.parameters.binary_data", "expected true or false")
@@ -323,7 +358,9 @@ def model_metadata(name: str, version: str | None = None) -> dict:
         "name": name,
         "versions": [str(v.version) for v in versions],
         "platform": f"mlops-portal/{'+'.join(frameworks)}",
-        "inputs": [{"name": c["name"], "datatype": c["v2_datatype"], "shape": [-1]} for c in signature.get("inputs", [])],
+        "inputs": [
+            {"name": c["name"], "datatype": c["v2_datatype"], "shape": [-1]} for c in signature.get("inputs", [])
+        ],
         "outputs": model_outputs(signature),
         "parameters": {
             "task": signature.get("task"),

@@ -1,4 +1,5 @@
 """Built-in Keras model types: the same MLP and LSTM as the torch ones, from built-in layers only."""
+
 from __future__ import annotations
 
 from ..model_types import ModelType
@@ -40,8 +41,9 @@ class KerasLSTM(ModelType):
         inputs = keras.Input(shape=(window, n_features), name="window")
         x = inputs
         for i in range(params["num_layers"]):
-            x = keras.layers.LSTM(params["hidden_size"], return_sequences=i < params["num_layers"] - 1,
-                                  name=f"lstm_{i}")(x)
+            x = keras.layers.LSTM(
+                params["hidden_size"], return_sequences=i < params["num_layers"] - 1, name=f"lstm_{i}"
+            )(x)
             x = keras.layers.Dropout(params["dropout"], name=f"dropout_{i}")(x)
         outputs = keras.layers.Dense(n_outputs, name="head")(x)
         return keras.Model(inputs, outputs, name="lstm")

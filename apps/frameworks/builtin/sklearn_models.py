@@ -3,6 +3,7 @@
 Gradient boosting brings its own loop: it grows `stage_size` trees per reported epoch with
 warm_start, so progress, cancellation and early stopping work as for the neural networks.
 """
+
 from __future__ import annotations
 
 import math
@@ -49,9 +50,13 @@ class SklearnGradientBoosting(ModelType):
 
         cls = HistGradientBoostingRegressor if task == REGRESSION else HistGradientBoostingClassifier
         return cls(
-            max_iter=max_iter or params["max_iter"], learning_rate=params["learning_rate"],
-            max_leaf_nodes=params["max_leaf_nodes"], min_samples_leaf=params["min_samples_leaf"],
-            l2_regularization=params["l2_regularization"], early_stopping=False, warm_start=True,
+            max_iter=max_iter or params["max_iter"],
+            learning_rate=params["learning_rate"],
+            max_leaf_nodes=params["max_leaf_nodes"],
+            min_samples_leaf=params["min_samples_leaf"],
+            l2_regularization=params["l2_regularization"],
+            early_stopping=False,
+            warm_start=True,
             random_state=seed,
         )
 
@@ -73,17 +78,28 @@ class SklearnGradientBoosting(ModelType):
             if stopper.update(stage, metrics):
                 best_iterations = model.n_iter_
             elif stopper.exhausted:
-                ctx.log(f"early stopping after stage {stage}: {stopper.monitor} has not improved for "
-                        f"{stopper.patience} stages")
+                ctx.log(
+                    f"early stopping after stage {stage}: {stopper.monitor} has not improved for "
+                    f"{stopper.patience} stages"
+                )
                 break
         if epochs == 0:
             return None
         if best_iterations < model.n_iter_:
             # warm_start cannot drop trees; a fresh fit to the best stage yields the same trees.
-            ctx.log(f"restoring the best stage {stopper.best_epoch} ({stopper.monitor}={stopper.best_value:.6g}, "
-                    f"{best_iterations} iterations)")
-            model = self.build(task=ctx.task, params=p, n_features=ctx.n_features, n_outputs=0, window=1,
-                               seed=ctx.seed, max_iter=best_iterations)
+            ctx.log(
+                f"restoring the best stage {stopper.best_epoch} ({stopper.monitor}={stopper.best_value:.6g}, "
+                f"{best_iterations} iterations)"
+            )
+            model = self.build(
+                task=ctx.task,
+                params=p,
+                n_features=ctx.n_features,
+                n_outputs=0,
+                window=1,
+                seed=ctx.seed,
+                max_iter=best_iterations,
+            )
             model.fit(train.X, train.y)
         model.set_params(warm_start=False)
         return model

@@ -1,4 +1,5 @@
 """Built-in PyTorch model types: an MLP on feature rows and an LSTM over windows of one entity's rows."""
+
 from __future__ import annotations
 
 from ..model_types import ModelType
@@ -14,8 +15,13 @@ class TorchMLP(ModelType):
     def build(self, *, task, params, n_features, n_outputs, window, seed):
         from .torch_networks import MLP
 
-        return MLP(n_features, n_outputs, hidden_size=params["hidden_size"], num_layers=params["num_layers"],
-                   dropout=params["dropout"])
+        return MLP(
+            n_features,
+            n_outputs,
+            hidden_size=params["hidden_size"],
+            num_layers=params["num_layers"],
+            dropout=params["dropout"],
+        )
 
 
 class TorchLSTM(ModelType):
@@ -28,5 +34,10 @@ class TorchLSTM(ModelType):
     def build(self, *, task, params, n_features, n_outputs, window, seed):
         from .torch_networks import LSTMNet
 
-        return LSTMNet(n_features, n_outputs, hidden_size=params["hidden_size"], num_layers=params["num_layers"],
-                       dropout=params["dropout"])
+        return LSTMNet(
+            n_features,
+            n_outputs,
+            hidden_size=params["hidden_size"],
+            num_layers=params["num_layers"],
+            dropout=params["dropout"],
+        )

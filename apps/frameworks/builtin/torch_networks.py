@@ -1,4 +1,5 @@
 """The built-in torch networks (imported when a model is built, so discovery never imports torch)."""
+
 from __future__ import annotations
 
 from torch import nn
@@ -21,8 +22,9 @@ class MLP(nn.Module):
 class LSTMNet(nn.Module):
     def __init__(self, n_features: int, n_outputs: int, *, hidden_size: int, num_layers: int, dropout: float):
         super().__init__()
-        self.rnn = nn.LSTM(n_features, hidden_size, num_layers=num_layers, batch_first=True,
-                           dropout=dropout if num_layers > 1 else 0.0)
+        self.rnn = nn.LSTM(
+            n_features, hidden_size, num_layers=num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0
+        )
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size, n_outputs)
 

@@ -6,75 +6,114 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('deployments', '0001_initial'),
-        ('registry', '0002_initial'),
+        ("deployments", "0001_initial"),
+        ("registry", "0002_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='PredictionLog',
+            name="PredictionLog",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('request_id', models.UUIDField(db_index=True)),
-                ('shadow', models.BooleanField(default=False)),
-                ('status', models.CharField(choices=[('ok', 'OK'), ('client_error', 'Rejected input'), ('server_error', 'Model error')], default='ok', max_length=20)),
-                ('error', models.TextField(blank=True)),
-                ('latency_ms', models.FloatField()),
-                ('n_rows', models.PositiveIntegerField(default=0)),
-                ('inputs_hash', models.CharField(max_length=64)),
-                ('output', models.JSONField(blank=True, default=list)),
-                ('routing_key_hash', models.CharField(blank=True, max_length=32)),
-                ('features', models.JSONField(blank=True, default=dict)),
-                ('served_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('deployment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='prediction_logs', to='deployments.deployment')),
-                ('model_version', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='registry.modelversion')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("request_id", models.UUIDField(db_index=True)),
+                ("shadow", models.BooleanField(default=False)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("ok", "OK"), ("client_error", "Rejected input"), ("server_error", "Model error")],
+                        default="ok",
+                        max_length=20,
+                    ),
+                ),
+                ("error", models.TextField(blank=True)),
+                ("latency_ms", models.FloatField()),
+                ("n_rows", models.PositiveIntegerField(default=0)),
+                ("inputs_hash", models.CharField(max_length=64)),
+                ("output", models.JSONField(blank=True, default=list)),
+                ("routing_key_hash", models.CharField(blank=True, max_length=32)),
+                ("features", models.JSONField(blank=True, default=dict)),
+                ("served_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "deployment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="prediction_logs",
+                        to="deployments.deployment",
+                    ),
+                ),
+                (
+                    "model_version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="registry.modelversion"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-served_at'],
+                "ordering": ["-served_at"],
             },
         ),
         migrations.CreateModel(
-            name='Feedback',
+            name="Feedback",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('shadow', models.BooleanField(default=False)),
-                ('ground_truth', models.JSONField()),
-                ('n', models.PositiveIntegerField()),
-                ('n_correct', models.PositiveIntegerField(blank=True, null=True)),
-                ('sq_error_sum', models.FloatField(blank=True, null=True)),
-                ('sq_error_sq_sum', models.FloatField(blank=True, null=True)),
-                ('served_at', models.DateTimeField()),
-                ('received_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('deployment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='feedback', to='deployments.deployment')),
-                ('model_version', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='registry.modelversion')),
-                ('prediction', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='feedback', to='monitoring.predictionlog')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("shadow", models.BooleanField(default=False)),
+                ("ground_truth", models.JSONField()),
+                ("n", models.PositiveIntegerField()),
+                ("n_correct", models.PositiveIntegerField(blank=True, null=True)),
+                ("sq_error_sum", models.FloatField(blank=True, null=True)),
+                ("sq_error_sq_sum", models.FloatField(blank=True, null=True)),
+                ("served_at", models.DateTimeField()),
+                ("received_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "deployment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="feedback",
+                        to="deployments.deployment",
+                    ),
+                ),
+                (
+                    "model_version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="registry.modelversion"
+                    ),
+                ),
+                (
+                    "prediction",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="feedback",
+                        to="monitoring.predictionlog",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-received_at'],
+                "ordering": ["-received_at"],
             },
         ),
         migrations.AddIndex(
-            model_name='predictionlog',
-            index=models.Index(fields=['deployment', 'served_at'], name='predlog_deployment_time'),
+            model_name="predictionlog",
+            index=models.Index(fields=["deployment", "served_at"], name="predlog_deployment_time"),
         ),
         migrations.AddIndex(
-            model_name='predictionlog',
-            index=models.Index(fields=['model_version', 'served_at'], name='predlog_version_time'),
+            model_name="predictionlog",
+            index=models.Index(fields=["model_version", "served_at"], name="predlog_version_time"),
         ),
         migrations.AddConstraint(
-            model_name='predictionlog',
-            constraint=models.UniqueConstraint(fields=('request_id', 'model_version'), name='prediction_log_once_per_version'),
+            model_name="predictionlog",
+            constraint=models.UniqueConstraint(
+                fields=("request_id", "model_version"), name="prediction_log_once_per_version"
+            ),
         ),
         migrations.AddIndex(
-            model_name='feedback',
-            index=models.Index(fields=['deployment', 'served_at'], name='feedback_deployment_time'),
+            model_name="feedback",
+            index=models.Index(fields=["deployment", "served_at"], name="feedback_deployment_time"),
         ),
         migrations.AddIndex(
-            model_name='feedback',
-            index=models.Index(fields=['model_version', 'served_at'], name='feedback_version_time'),
+            model_name="feedback",
+            index=models.Index(fields=["model_version", "served_at"], name="feedback_version_time"),
         ),
     ]

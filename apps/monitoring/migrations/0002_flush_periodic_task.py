@@ -1,4 +1,5 @@
 """The beat task that moves buffered prediction logs from Redis into PostgreSQL."""
+
 from django.db import migrations
 
 from apps.core.beat_migrations import PeriodicTaskOperation
@@ -12,7 +13,11 @@ class Migration(migrations.Migration):
 
     operations = [
         PeriodicTaskOperation(
-            name="monitoring: flush prediction logs", task="monitoring.flush_prediction_logs", every=2,
-            expire_seconds=30, queue="default",
-            description="Drain the Redis prediction-log buffer into PostgreSQL in batches."),
+            name="monitoring: flush prediction logs",
+            task="monitoring.flush_prediction_logs",
+            every=2,
+            expire_seconds=30,
+            queue="default",
+            description="Drain the Redis prediction-log buffer into PostgreSQL in batches.",
+        ),
     ]

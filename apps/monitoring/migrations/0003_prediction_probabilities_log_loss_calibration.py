@@ -4,25 +4,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('monitoring', '0002_flush_periodic_task'),
+        ("monitoring", "0002_flush_periodic_task"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='feedback',
-            name='calibration',
+            model_name="feedback",
+            name="calibration",
             field=models.JSONField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='feedback',
-            name='log_loss_sum',
+            model_name="feedback",
+            name="log_loss_sum",
             field=models.FloatField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='predictionlog',
-            name='probabilities',
+            model_name="predictionlog",
+            name="probabilities",
             field=models.JSONField(blank=True, null=True),
         ),
     ]

@@ -5,98 +5,110 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         # The oldest migrations that have the models the rollups point to (Deployment, ModelVersion),
         # so this app's graph does not wait on later changes of those apps.
-        ('deployments', '0001_initial'),
-        ('monitoring', '0003_prediction_probabilities_log_loss_calibration'),
-        ('registry', '0002_initial'),
+        ("deployments", "0001_initial"),
+        ("monitoring", "0003_prediction_probabilities_log_loss_calibration"),
+        ("registry", "0002_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='PredictionRollup',
+            name="PredictionRollup",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('span', models.PositiveIntegerField(default=60)),
-                ('minute', models.DateTimeField()),
-                ('requests', models.BigIntegerField(default=0)),
-                ('ok', models.BigIntegerField(default=0)),
-                ('client_errors', models.BigIntegerField(default=0)),
-                ('server_errors', models.BigIntegerField(default=0)),
-                ('latency_ms_sum', models.FloatField(default=0.0)),
-                ('feedback_rows', models.BigIntegerField(default=0)),
-                ('feedback_correct', models.BigIntegerField(default=0)),
-                ('sq_error_sum', models.FloatField(default=0.0)),
-                ('sq_error_sq_sum', models.FloatField(default=0.0)),
-                ('scored_rows', models.BigIntegerField(default=0)),
-                ('log_loss_sum', models.FloatField(default=0.0)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("span", models.PositiveIntegerField(default=60)),
+                ("minute", models.DateTimeField()),
+                ("requests", models.BigIntegerField(default=0)),
+                ("ok", models.BigIntegerField(default=0)),
+                ("client_errors", models.BigIntegerField(default=0)),
+                ("server_errors", models.BigIntegerField(default=0)),
+                ("latency_ms_sum", models.FloatField(default=0.0)),
+                ("feedback_rows", models.BigIntegerField(default=0)),
+                ("feedback_correct", models.BigIntegerField(default=0)),
+                ("sq_error_sum", models.FloatField(default=0.0)),
+                ("sq_error_sq_sum", models.FloatField(default=0.0)),
+                ("scored_rows", models.BigIntegerField(default=0)),
+                ("log_loss_sum", models.FloatField(default=0.0)),
             ],
         ),
         migrations.CreateModel(
-            name='RollupBin',
+            name="RollupBin",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('span', models.PositiveIntegerField(default=60)),
-                ('minute', models.DateTimeField()),
-                ('kind', models.CharField(max_length=64)),
-                ('bin', models.SmallIntegerField()),
-                ('count', models.BigIntegerField(default=0)),
-                ('correct', models.BigIntegerField(default=0)),
-                ('value_sum', models.FloatField(default=0.0)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("span", models.PositiveIntegerField(default=60)),
+                ("minute", models.DateTimeField()),
+                ("kind", models.CharField(max_length=64)),
+                ("bin", models.SmallIntegerField()),
+                ("count", models.BigIntegerField(default=0)),
+                ("correct", models.BigIntegerField(default=0)),
+                ("value_sum", models.FloatField(default=0.0)),
             ],
         ),
         migrations.AddIndex(
-            model_name='feedback',
-            index=models.Index(fields=['served_at'], name='feedback_served_at'),
+            model_name="feedback",
+            index=models.Index(fields=["served_at"], name="feedback_served_at"),
         ),
         migrations.AddIndex(
-            model_name='predictionlog',
-            index=models.Index(fields=['served_at'], name='predlog_served_at'),
+            model_name="predictionlog",
+            index=models.Index(fields=["served_at"], name="predlog_served_at"),
         ),
         migrations.AddField(
-            model_name='predictionrollup',
-            name='deployment',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='deployments.deployment'),
+            model_name="predictionrollup",
+            name="deployment",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="+", to="deployments.deployment"
+            ),
         ),
         migrations.AddField(
-            model_name='predictionrollup',
-            name='model_version',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='registry.modelversion'),
+            model_name="predictionrollup",
+            name="model_version",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="+", to="registry.modelversion"
+            ),
         ),
         migrations.AddField(
-            model_name='rollupbin',
-            name='deployment',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='deployments.deployment'),
+            model_name="rollupbin",
+            name="deployment",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="+", to="deployments.deployment"
+            ),
         ),
         migrations.AddField(
-            model_name='rollupbin',
-            name='model_version',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='registry.modelversion'),
+            model_name="rollupbin",
+            name="model_version",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="+", to="registry.modelversion"
+            ),
         ),
         migrations.AddIndex(
-            model_name='predictionrollup',
-            index=models.Index(fields=['deployment', 'span', 'minute'], name='rollup_deployment_minute'),
+            model_name="predictionrollup",
+            index=models.Index(fields=["deployment", "span", "minute"], name="rollup_deployment_minute"),
         ),
         migrations.AddIndex(
-            model_name='predictionrollup',
-            index=models.Index(fields=['minute'], name='rollup_minute'),
+            model_name="predictionrollup",
+            index=models.Index(fields=["minute"], name="rollup_minute"),
         ),
         migrations.AddConstraint(
-            model_name='predictionrollup',
-            constraint=models.UniqueConstraint(fields=('deployment', 'model_version', 'span', 'minute'), name='rollup_once_per_minute'),
+            model_name="predictionrollup",
+            constraint=models.UniqueConstraint(
+                fields=("deployment", "model_version", "span", "minute"), name="rollup_once_per_minute"
+            ),
         ),
         migrations.AddIndex(
-            model_name='rollupbin',
-            index=models.Index(fields=['deployment', 'kind', 'span', 'minute'], name='rollup_bin_kind_minute'),
+            model_name="rollupbin",
+            index=models.Index(fields=["deployment", "kind", "span", "minute"], name="rollup_bin_kind_minute"),
         ),
         migrations.AddIndex(
-            model_name='rollupbin',
-            index=models.Index(fields=['minute'], name='rollup_bin_minute'),
+            model_name="rollupbin",
+            index=models.Index(fields=["minute"], name="rollup_bin_minute"),
         ),
         migrations.AddConstraint(
-            model_name='rollupbin',
-            constraint=models.UniqueConstraint(fields=('deployment', 'model_version', 'span', 'minute', 'kind', 'bin'), name='rollup_bin_once_per_minute'),
+            model_name="rollupbin",
+            constraint=models.UniqueConstraint(
+                fields=("deployment", "model_version", "span", "minute", "kind", "bin"),
+                name="rollup_bin_once_per_minute",
+            ),
         ),
     ]

@@ -1,4 +1,5 @@
 """Ground truth for served predictions, matched by request id, scored per model version."""
+
 from __future__ import annotations
 
 import uuid
@@ -54,13 +55,17 @@ def _truth_list(value, n: int, field: str, task: str, classes: list | None = Non
     only count as a wrong answer and move the gates)."""
     values = value if isinstance(value, list) else [value]
     if len(values) != n:
-        raise ValidationError({field: f"this request had {n} prediction(s); send {n} ground-truth value(s), got {len(values)}"})
+        raise ValidationError(
+            {field: f"this request had {n} prediction(s); send {n} ground-truth value(s), got {len(values)}"}
+        )
     for i, item in enumerate(values):
         if task == DatasetTask.REGRESSION:
             # Bounded, not just finite: squared errors, and their squares for the sequential test, must
             # stay finite floats. (The comparison is False for NaN and exact for ints of any size.)
             if isinstance(item, bool) or not isinstance(item, (int, float)) or not abs(item) <= MAX_REGRESSION_TRUTH:
-                raise ValidationError({field: f"value {i}: expected a finite number within ±{MAX_REGRESSION_TRUTH:g}, got {_short(item)}"})
+                raise ValidationError(
+                    {field: f"value {i}: expected a finite number within ±{MAX_REGRESSION_TRUTH:g}, got {_short(item)}"}
+                )
         elif item is None or isinstance(item, (list, dict)):
             raise ValidationError({field: f"value {i}: expected a class label, got {item!r}"})
         elif (isinstance(item, str) and "\x00" in item) or (isinstance(item, float) and not abs(item) < float("inf")):
@@ -68,7 +73,9 @@ def _truth_list(value, n: int, field: str, task: str, classes: list | None = Non
             raise ValidationError({field: f"value {i}: expected a class label, got {_short(item)}"})
         elif classes and not any(same_label(c, item) for c in classes):
             allowed = ", ".join(_short(c) for c in classes)
-            raise ValidationError({field: f"value {i}: {_short(item)} is not one of the model's classes; allowed: {allowed}"})
+            raise ValidationError(
+                {field: f"value {i}: {_short(item)} is not one of the model's classes; allowed: {allowed}"}
+            )
     return values
 
 
@@ -102,11 +109,22 @@ def _probability_scores(log: PredictionLog, truth: list) -> dict:
 def _score(log: PredictionLog, truth: list, task: str) -> dict:
     if task == DatasetTask.REGRESSION:
         errors = [(float(p) - float(t)) ** 2 for p, t in zip(log.output, truth)]
-        return {"n": len(errors), "n_correct": None, "sq_error_sum": sum(errors),
-                "sq_error_sq_sum": sum(e * e for e in errors), "log_loss_sum": None, "calibration": None}
+        return {
+            "n": len(errors),
+            "n_correct": None,
+            "sq_error_sum": sum(errors),
+            "sq_error_sq_sum": sum(e * e for e in errors),
+            "log_loss_sum": None,
+            "calibration": None,
+        }
     correct = sum(1 for p, t in zip(log.output, truth) if same_label(p, t))
-    return {"n": len(truth), "n_correct": correct, "sq_error_sum": None, "sq_error_sq_sum": None,
-            **_probability_scores(log, truth)}
+    return {
+        "n": len(truth),
+        "n_correct": correct,
+        "sq_error_sum": None,
+        "sq_error_sq_sum": None,
+        **_probability_scores(log, truth),
+    }
 
 
 def feedback_record(*, deployment, items: list, user=None) -> FeedbackResult:
@@ -146,7 +164,9 @@ def feedback_record(*, deployment, items: list, user=None) -> FeedbackResult:
 
     def logs_by_request():
         grouped: dict[uuid.UUID, list[PredictionLog]] = {}
-        for log in PredictionLog.objects.filter(deployment=deployment, request_id__in=list(parsed)).select_related("model_version"):
+        for log in PredictionLog.objects.filter(deployment=deployment, request_id__in=list(parsed)).select_related(
+            "model_version"
+        ):
             grouped.setdefault(log.request_id, []).append(log)
         return grouped
 
@@ -171,29 +191,46 @@ def _feedback_store(*, deployment, parsed: dict, logs: dict) -> FeedbackResult:
         field = f"feedback[{i}]"
         answers = logs.get(request_id)
         if not answers:
-            raise ValidationError({f"{field}.request_id": f"no prediction of deployment {deployment.name!r} has request id {request_id}"})
+            raise ValidationError(
+                {f"{field}.request_id": f"no prediction of deployment {deployment.name!r} has request id {request_id}"}
+            )
         for log in answers:
             if log.status != PredictionStatus.OK:
                 continue
             version = log.model_version
-            values = _truth_list(truth, len(log.output), f"{field}.ground_truth", version.task,
-                                 classes=(version.signature or {}).get("classes"))
+            values = _truth_list(
+                truth,
+                len(log.output),
+                f"{field}.ground_truth",
+                version.task,
+                classes=(version.signature or {}).get("classes"),
+            )
             scored += 1
             if log.pk in stored:
                 _check_repeat(stored[log.pk], values, field, request_id)
                 continue
             fields[log.pk] = (field, request_id, values)
-            rows.append(Feedback(
-                prediction=log, deployment=deployment, model_version_id=log.model_version_id, shadow=log.shadow,
-                ground_truth=values, served_at=log.served_at, received_at=now, **_score(log, values, version.task),
-            ))
+            rows.append(
+                Feedback(
+                    prediction=log,
+                    deployment=deployment,
+                    model_version_id=log.model_version_id,
+                    shadow=log.shadow,
+                    ground_truth=values,
+                    served_at=log.served_at,
+                    received_at=now,
+                    **_score(log, values, version.task),
+                )
+            )
     # Insert-or-nothing, then read back: a concurrent sender's row cannot be locked before it exists,
     # so ON CONFLICT waits for that sender's commit and the read-back says whether it sent the same.
     # Only the rows this call created go into the rollups (into the minute each answer was served in),
     # so two senders of the same truth count it once.
     created = _insert_new(rows)
     rollups_add(rollup_sums_for_feedback(created))
-    for log_id, truth in Feedback.objects.filter(prediction_id__in=list(fields)).values_list("prediction_id", "ground_truth"):
+    for log_id, truth in Feedback.objects.filter(prediction_id__in=list(fields)).values_list(
+        "prediction_id", "ground_truth"
+    ):
         field, request_id, values = fields[log_id]
         _check_repeat(truth, values, field, request_id)
     return FeedbackResult(requests=len(parsed), answers_scored=scored)
@@ -214,7 +251,7 @@ def _insert_new(rows: list[Feedback]) -> list[Feedback]:
     created = set()
     with connection.cursor() as cursor:
         for start in range(0, len(rows), 500):
-            chunk = rows[start:start + 500]
+            chunk = rows[start : start + 500]
             cursor.execute(
                 f"INSERT INTO {quote(Feedback._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
                 f"VALUES {', '.join([placeholder] * len(chunk))} ON CONFLICT DO NOTHING "
@@ -227,6 +264,8 @@ def _insert_new(rows: list[Feedback]) -> list[Feedback]:
 
 def _check_repeat(stored, values: list, field: str, request_id) -> None:
     if not _same_truth(stored, values):
-        raise FeedbackConflict(f"{field}.ground_truth",
-                               f"request {request_id} already has ground truth {_short(stored)}; it is recorded once "
-                               f"and a different value ({_short(values)}) is refused")
+        raise FeedbackConflict(
+            f"{field}.ground_truth",
+            f"request {request_id} already has ground truth {_short(stored)}; it is recorded once "
+            f"and a different value ({_short(values)}) is refused",
+        )

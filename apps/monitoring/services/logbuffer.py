@@ -15,6 +15,7 @@ lines an older web process may leave during a rolling upgrade.
 A line PostgreSQL refuses (it should not happen: `log_entry` strips what PostgreSQL cannot store)
 is dropped with an error log rather than retried: retrying would stop every line behind it forever.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -53,9 +54,23 @@ WRITER_STALE_S = 5.0  # a writer silent this long is gone (SIGKILLed) or stuck: 
 WRITER_FORGET_S = 60.0
 
 
-def log_entry(*, request_id: str, deployment_id: int, version_id: int, shadow: bool, status: str, latency_ms: float,
-              n_rows: int, inputs_hash: str, output: list, error: str = "", routing_key_hash: str = "",
-              features: dict | None = None, served_at: float | None = None, probabilities: list | None = None) -> dict:
+def log_entry(
+    *,
+    request_id: str,
+    deployment_id: int,
+    version_id: int,
+    shadow: bool,
+    status: str,
+    latency_ms: float,
+    n_rows: int,
+    inputs_hash: str,
+    output: list,
+    error: str = "",
+    routing_key_hash: str = "",
+    features: dict | None = None,
+    served_at: float | None = None,
+    probabilities: list | None = None,
+) -> dict:
     """The line one answer becomes (short keys: it waits in memory, then goes to PostgreSQL as JSON).
 
     The error text quotes the client's field names and values verbatim, and PostgreSQL refuses NUL
@@ -64,9 +79,18 @@ def log_entry(*, request_id: str, deployment_id: int, version_id: int, shadow: b
     are stored as they are, since the serving path refuses a model answering non-finite ones.
     """
     entry = {
-        "r": request_id, "d": deployment_id, "v": version_id, "s": int(shadow), "st": status, "l": round(latency_ms, 4),
-        "n": n_rows, "h": inputs_hash, "o": storable(output), "e": error[:2000].replace("\x00", "\ufffd"),
-        "k": routing_key_hash, "f": storable(features or {}),
+        "r": request_id,
+        "d": deployment_id,
+        "v": version_id,
+        "s": int(shadow),
+        "st": status,
+        "l": round(latency_ms, 4),
+        "n": n_rows,
+        "h": inputs_hash,
+        "o": storable(output),
+        "e": error[:2000].replace("\x00", "\ufffd"),
+        "k": routing_key_hash,
+        "f": storable(features or {}),
         "t": served_at if served_at is not None else time.time(),
     }
     if probabilities is not None:
@@ -94,8 +118,10 @@ def counter_field(deployment: str, version: str, status: str, shadow: bool) -> s
 def prediction_log_push(*, entries: list[dict], labels: list[tuple[str, str]]) -> None:
     """Queues answers for this process's writer and counts them; `labels[i]` is (deployment name,
     version) of `entries[i]`, the Prometheus labels. No I/O: safe on the event loop."""
-    fields = [counter_field(deployment, version, entry["st"], bool(entry["s"]))
-              for entry, (deployment, version) in zip(entries, labels)]
+    fields = [
+        counter_field(deployment, version, entry["st"], bool(entry["s"]))
+        for entry, (deployment, version) in zip(entries, labels)
+    ]
     process_writer().push(entries, fields)
 
 
@@ -116,7 +142,8 @@ def process_writer() -> LogWriter:
                 writer = LogWriter(
                     # Its own id bound in: a writer outliving its replacement (a test's, after a timed-out
                     # close) must not report under the new one's name.
-                    store=logs_store, report=functools.partial(_report, _writer_id),
+                    store=logs_store,
+                    report=functools.partial(_report, _writer_id),
                     capacity=int(getattr(settings, "PREDICTION_LOG_BUFFER_MAX", 50_000)),
                     batch_max=int(getattr(settings, "PREDICTION_LOG_BATCH_MAX", 1000)),
                     shutdown_s=float(getattr(settings, "PREDICTION_LOG_SHUTDOWN_S", 10)),
@@ -225,8 +252,9 @@ def logs_store(entries: list[dict], *, background: bool = False) -> list[dict]:
         connection = transaction.get_connection()
         postgres = connection.vendor == "postgresql"
         # A deployment deleted since the request would make the whole batch fail on its foreign key.
-        deployments, versions = _visible(connection, {d for d, _, _ in lines}, {v for _, v, _ in lines},
-                                         lock_timeout=background and postgres)
+        deployments, versions = _visible(
+            connection, {d for d, _, _ in lines}, {v for _, v, _ in lines}, lock_timeout=background and postgres
+        )
         kept = [entry for d, v, entry in lines if d in deployments and v in versions]
         unseen = [entry for d, v, entry in lines if not (d in deployments and v in versions)]
         if kept:
@@ -242,8 +270,12 @@ def logs_store(entries: list[dict], *, background: bool = False) -> list[dict]:
                         with transaction.atomic():
                             created += insert([entry])
                     except REFUSED as exc:
-                        logger.error("dropping a prediction log line the database refuses (%s): request %s, version %s",
-                                     str(exc).strip(), entry.get("r"), entry.get("v"))
+                        logger.error(
+                            "dropping a prediction log line the database refuses (%s): request %s, version %s",
+                            str(exc).strip(),
+                            entry.get("r"),
+                            entry.get("v"),
+                        )
             sums = rollup_sums_for_logs(row[:5] for row in created)
             add_feature_bins(sums, _drift_rows(created, kept))
             rollups_add(sums, connection=connection)
@@ -268,8 +300,10 @@ def _visible(connection, deployment_ids: set, version_ids: set, *, lock_timeout:
     Deployment = PredictionLog._meta.get_field("deployment").related_model
 
     if connection.vendor != "postgresql":
-        return (set(Deployment.objects.filter(pk__in=deployment_ids).values_list("pk", flat=True)),
-                set(ModelVersion.objects.filter(pk__in=version_ids).values_list("pk", flat=True)))
+        return (
+            set(Deployment.objects.filter(pk__in=deployment_ids).values_list("pk", flat=True)),
+            set(ModelVersion.objects.filter(pk__in=version_ids).values_list("pk", flat=True)),
+        )
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT CASE WHEN %s THEN set_config('lock_timeout', %s, true) END, "
@@ -277,7 +311,8 @@ def _visible(connection, deployment_ids: set, version_ids: set, *, lock_timeout:
             f'WHERE "{Deployment._meta.pk.column}" = ANY(%s)), '
             f'(SELECT array_agg("{ModelVersion._meta.pk.column}") FROM "{ModelVersion._meta.db_table}" '
             f'WHERE "{ModelVersion._meta.pk.column}" = ANY(%s))',
-            [lock_timeout, WRITER_LOCK_TIMEOUT, list(deployment_ids), list(version_ids)])
+            [lock_timeout, WRITER_LOCK_TIMEOUT, list(deployment_ids), list(version_ids)],
+        )
         _, deployments, versions = cursor.fetchone()
     return set(deployments or ()), set(versions or ())
 
@@ -300,10 +335,12 @@ def _insert_sql() -> str:
         "probabilities": "nullif(x->'p', 'null')",
         "served_at": "to_timestamp((x->>'t')::double precision)",
     }
-    return (f'INSERT INTO "{PredictionLog._meta.db_table}" ({", ".join(chr(34) + column[n] + chr(34) for n in values)}) '
-            f"SELECT {', '.join(values.values())} FROM jsonb_array_elements(%s::jsonb) AS x ON CONFLICT DO NOTHING "
-            f'RETURNING "{column["deployment"]}", "{column["model_version"]}", "{column["served_at"]}", '
-            f'"{column["status"]}", "{column["latency_ms"]}", "{column["request_id"]}"')
+    return (
+        f'INSERT INTO "{PredictionLog._meta.db_table}" ({", ".join(chr(34) + column[n] + chr(34) for n in values)}) '
+        f"SELECT {', '.join(values.values())} FROM jsonb_array_elements(%s::jsonb) AS x ON CONFLICT DO NOTHING "
+        f'RETURNING "{column["deployment"]}", "{column["model_version"]}", "{column["served_at"]}", '
+        f'"{column["status"]}", "{column["latency_ms"]}", "{column["request_id"]}"'
+    )
 
 
 _INSERT_SQL: str | None = None
@@ -329,13 +366,16 @@ def _insert_orm(entries: list[dict]) -> list[tuple]:
     transaction at a time (IMMEDIATE), so the rows already stored cannot change under the check."""
     rows = {(uuid.UUID(entry["r"]), int(entry["v"])): _model(entry) for entry in entries}
     stored = set()
-    for request_id, version_id in PredictionLog.objects.filter(
-            request_id__in={r for r, _ in rows}).values_list("request_id", "model_version_id"):
+    for request_id, version_id in PredictionLog.objects.filter(request_id__in={r for r, _ in rows}).values_list(
+        "request_id", "model_version_id"
+    ):
         stored.add((request_id, version_id))
     new = [row for key, row in rows.items() if key not in stored]
     PredictionLog.objects.bulk_create(new, batch_size=1000)
-    return [(row.deployment_id, row.model_version_id, row.served_at, row.status, row.latency_ms, row.request_id)
-            for row in new]
+    return [
+        (row.deployment_id, row.model_version_id, row.served_at, row.status, row.latency_ms, row.request_id)
+        for row in new
+    ]
 
 
 def prediction_logs_flush(*, batch_size: int = 2000, wait_s: float = 10.0) -> int:
@@ -357,8 +397,12 @@ def prediction_logs_flush(*, batch_size: int = 2000, wait_s: float = 10.0) -> in
         if wait_s > 0:
             behind = _writers_behind(since=since, deadline=deadline)
             if behind:
-                logger.warning("prediction logs of %d other process(es) not yet stored after %.1f s: %s",
-                               len(behind), wait_s, ", ".join(sorted(behind)))
+                logger.warning(
+                    "prediction logs of %d other process(es) not yet stored after %.1f s: %s",
+                    len(behind),
+                    wait_s,
+                    ", ".join(sorted(behind)),
+                )
     except redis.RedisError as exc:
         logger.warning("prediction log flush: Redis unavailable (%s); other processes' writers not awaited", exc)
     return moved

@@ -29,6 +29,7 @@ drops it as a deleted deployment's; a flush is the last word and drops what it c
 at exit held lines are dropped untried. Held lines are not `pending`: nothing waits for them but
 their own transaction.
 """
+
 from __future__ import annotations
 
 import logging
@@ -61,8 +62,16 @@ class LogWriter:
     the writer ends.
     """
 
-    def __init__(self, *, store: Callable[[list], list], report: Callable[[dict, dict | None], None], capacity: int,
-                 batch_max: int = 1000, shutdown_s: float = 10.0, orphan_grace_s: float = 30.0):
+    def __init__(
+        self,
+        *,
+        store: Callable[[list], list],
+        report: Callable[[dict, dict | None], None],
+        capacity: int,
+        batch_max: int = 1000,
+        shutdown_s: float = 10.0,
+        orphan_grace_s: float = 30.0,
+    ):
         self._store = store
         self._report = report
         self.capacity = capacity
@@ -125,8 +134,12 @@ class LogWriter:
         self._drops_unlogged += count
         now = time.monotonic()
         if now - self._drop_logged_at >= COMPLAIN_EVERY_S:
-            logger.error("prediction log buffer full (%d lines): dropped %d new line(s), %d since this process "
-                         "started", self.capacity, self._drops_unlogged, self.dropped)
+            logger.error(
+                "prediction log buffer full (%d lines): dropped %d new line(s), %d since this process started",
+                self.capacity,
+                self._drops_unlogged,
+                self.dropped,
+            )
             self._drop_logged_at = now
             self._drops_unlogged = 0
 
@@ -155,8 +168,9 @@ class LogWriter:
             with self._cond:
                 if self._taken >= target and not self._draining and not (first and self._held):
                     break
-            outcome = self._drain_once(deadline=deadline, take_held=first, batch_max=batch_max or self.batch_max,
-                                       foreground=True)
+            outcome = self._drain_once(
+                deadline=deadline, take_held=first, batch_max=batch_max or self.batch_max, foreground=True
+            )
             if outcome is None:
                 break  # the thread still has an insert in hand at the deadline
             stored += outcome
@@ -250,8 +264,10 @@ class LogWriter:
                 if stopping and self._held:
                     # Tried once already: their transaction never flushed them, and it will not now.
                     # (Debug: at interpreter exit the log handlers may already be closed.)
-                    logger.debug("dropping %d held prediction log(s) at exit: their deployment was never visible",
-                                 len(self._held))
+                    logger.debug(
+                        "dropping %d held prediction log(s) at exit: their deployment was never visible",
+                        len(self._held),
+                    )
                     self.dropped += len(self._held)
                     self._held = []
             self._send_report()  # counters first: a scrape right after an answer sees it
@@ -266,8 +282,10 @@ class LogWriter:
                 backoff = min(BACKOFF_MAX_S, max(0.05, backoff * 2))
             else:
                 if self._failing_since is not None:
-                    logger.warning("prediction log writer: the database takes lines again after %.1f s",
-                                   time.monotonic() - self._failing_since)
+                    logger.warning(
+                        "prediction log writer: the database takes lines again after %.1f s",
+                        time.monotonic() - self._failing_since,
+                    )
                     self._failing_since = None
                 backoff = 0.0
             self._send_report()
@@ -290,8 +308,12 @@ class LogWriter:
             self._failing_since = now
         if now - self._complained_at >= COMPLAIN_EVERY_S:
             first_line = (str(exc).strip().splitlines() or [""])[0]
-            logger.warning("prediction log writer: the database refused a batch (%s: %s); %d line(s) kept, retrying",
-                           type(exc).__name__, first_line, self.pending())
+            logger.warning(
+                "prediction log writer: the database refused a batch (%s: %s); %d line(s) kept, retrying",
+                type(exc).__name__,
+                first_line,
+                self.pending(),
+            )
             self._complained_at = now
 
     @staticmethod
@@ -318,12 +340,17 @@ class LogWriter:
         # Counters go out as soon as there are some, the progress at most every REPORT_EVERY_S
         # (HEARTBEAT_S when idle); after a failure, nothing for a second.
         now = time.monotonic()
-        if not force and (now < self._report_retry_at or (not self._counters and now - self._reported_at < REPORT_EVERY_S)):
+        if not force and (
+            now < self._report_retry_at or (not self._counters and now - self._reported_at < REPORT_EVERY_S)
+        ):
             return
         with self._cond:
             counters, self._counters = self._counters, {}
-            progress = None if final else {"c": self.caught_up, "p": len(self._queue) + self._in_hand,
-                                           "d": self.dropped, "t": time.time()}
+            progress = (
+                None
+                if final
+                else {"c": self.caught_up, "p": len(self._queue) + self._in_hand, "d": self.dropped, "t": time.time()}
+            )
         try:
             self._report(counters, progress)
         except Exception as exc:

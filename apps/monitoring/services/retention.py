@@ -7,6 +7,7 @@ goes before its prediction logs (it references them, and a feedback row's served
 Plain DELETE … WHERE id IN (SELECT … LIMIT n) rather than the ORM's delete(), which would load every
 row to follow the cascade in Python.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -42,20 +43,30 @@ def _delete_older(model, column: str, cutoff: datetime, batch: int, *, keep_all_
     total = 0
     while True:
         with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(f"DELETE FROM {table} WHERE {pk} IN (SELECT {pk} FROM {table} "
-                           f"WHERE {quote(field.column)} < %s{keep} LIMIT %s)", [*params, batch])
+            cursor.execute(
+                f"DELETE FROM {table} WHERE {pk} IN (SELECT {pk} FROM {table} "
+                f"WHERE {quote(field.column)} < %s{keep} LIMIT %s)",
+                [*params, batch],
+            )
             deleted = cursor.rowcount
         total += deleted
         if deleted < batch:
             return total
 
 
-def monitoring_prune(*, now: datetime | None = None, raw_days: int | None = None, rollup_days: int | None = None,
-                     batch: int | None = None) -> Pruned:
+def monitoring_prune(
+    *,
+    now: datetime | None = None,
+    raw_days: int | None = None,
+    rollup_days: int | None = None,
+    batch: int | None = None,
+) -> Pruned:
     """Deletes what is older than the retention settings (arguments override them); returns the counts."""
     now = now or timezone.now()
     raw_cutoff = now - timedelta(days=settings.MONITORING_RAW_RETENTION_DAYS if raw_days is None else raw_days)
-    rollup_cutoff = now - timedelta(days=settings.MONITORING_ROLLUP_RETENTION_DAYS if rollup_days is None else rollup_days)
+    rollup_cutoff = now - timedelta(
+        days=settings.MONITORING_ROLLUP_RETENTION_DAYS if rollup_days is None else rollup_days
+    )
     batch = int(batch or settings.MONITORING_RETENTION_BATCH)
     if batch < 1:
         raise ValueError("batch must be at least 1")
@@ -75,15 +86,28 @@ def monitoring_storage() -> dict:
         table = model._meta.db_table
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
-                cursor.execute("SELECT greatest(c.reltuples, 0)::bigint, pg_total_relation_size(c.oid) FROM pg_class c "
-                               "WHERE c.oid = to_regclass(%s)", [table])
+                cursor.execute(
+                    "SELECT greatest(c.reltuples, 0)::bigint, pg_total_relation_size(c.oid) FROM pg_class c "
+                    "WHERE c.oid = to_regclass(%s)",
+                    [table],
+                )
                 rows, size = cursor.fetchone() or (0, 0)
         else:
             rows, size = model.objects.count(), None
-        tables.append({"model": model._meta.verbose_name_plural, "table": table, "rows": int(rows),
-                       "bytes": None if size is None else int(size)})
+        tables.append(
+            {
+                "model": model._meta.verbose_name_plural,
+                "table": table,
+                "rows": int(rows),
+                "bytes": None if size is None else int(size),
+            }
+        )
     oldest_log = PredictionLog.objects.order_by("served_at").values_list("served_at", flat=True).first()
     oldest_feedback = Feedback.objects.order_by("served_at").values_list("served_at", flat=True).first()
-    return {"tables": tables, "oldest_prediction_log": oldest_log, "oldest_feedback": oldest_feedback,
-            "raw_retention_days": settings.MONITORING_RAW_RETENTION_DAYS,
-            "rollup_retention_days": settings.MONITORING_ROLLUP_RETENTION_DAYS}
+    return {
+        "tables": tables,
+        "oldest_prediction_log": oldest_log,
+        "oldest_feedback": oldest_feedback,
+        "raw_retention_days": settings.MONITORING_RAW_RETENTION_DAYS,
+        "rollup_retention_days": settings.MONITORING_ROLLUP_RETENTION_DAYS,
+    }

@@ -6,6 +6,7 @@ caller's transaction, with its keys in one fixed order (deployment, version, min
 several web processes writing the same minute queue on the row instead of losing an update, and
 never lock two rows in opposite orders. The lifetime row (minute ALL_TIME) gets every increment too.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -57,9 +58,14 @@ def rollup_sums_for_feedback(rows: Iterable[Feedback]) -> dict[Key, Sums]:
             sums = out.get(key)
             if sums is None:
                 sums = out[key] = Sums()
-            sums.add_feedback(n=row.n, n_correct=row.n_correct, sq_error_sum=row.sq_error_sum,
-                              sq_error_sq_sum=row.sq_error_sq_sum, log_loss_sum=row.log_loss_sum,
-                              calibration=row.calibration)
+            sums.add_feedback(
+                n=row.n,
+                n_correct=row.n_correct,
+                sq_error_sum=row.sq_error_sum,
+                sq_error_sq_sum=row.sq_error_sq_sum,
+                log_loss_sum=row.log_loss_sum,
+                calibration=row.calibration,
+            )
     return out
 
 
@@ -97,10 +103,22 @@ def rollups_add(sums: dict[Key, Sums], *, connection=None) -> None:
                 continue
             bin_rows.append((d, v, span, prepared, kind, k, count, correct, value))
     with connection.cursor() as cursor:
-        _upsert(cursor, connection, PredictionRollup, ["deployment_id", "model_version_id", "span", "minute"],
-                list(SCALARS), scalar_rows)
-        _upsert(cursor, connection, RollupBin, ["deployment_id", "model_version_id", "span", "minute", "kind", "bin"],
-                ["count", "correct", "value_sum"], bin_rows)
+        _upsert(
+            cursor,
+            connection,
+            PredictionRollup,
+            ["deployment_id", "model_version_id", "span", "minute"],
+            list(SCALARS),
+            scalar_rows,
+        )
+        _upsert(
+            cursor,
+            connection,
+            RollupBin,
+            ["deployment_id", "model_version_id", "span", "minute", "kind", "bin"],
+            ["count", "correct", "value_sum"],
+            bin_rows,
+        )
 
 
 def _upsert(cursor, connection, model, key_columns: list[str], add_columns: list[str], rows: list[tuple]) -> None:
@@ -110,7 +128,7 @@ def _upsert(cursor, connection, model, key_columns: list[str], add_columns: list
     placeholder = "(" + ", ".join(["%s"] * (len(key_columns) + len(add_columns))) + ")"
     updates = ", ".join(f"{quote(c)} = {table}.{quote(c)} + EXCLUDED.{quote(c)}" for c in add_columns)
     for start in range(0, len(rows), STATEMENT_ROWS):
-        chunk = rows[start:start + STATEMENT_ROWS]
+        chunk = rows[start : start + STATEMENT_ROWS]
         cursor.execute(
             f"INSERT INTO {table} ({columns}) VALUES {', '.join([placeholder] * len(chunk))} "
             f"ON CONFLICT ({', '.join(quote(c) for c in key_columns)}) DO UPDATE SET {updates}",
@@ -129,7 +147,8 @@ def stored_rollup_sums(*, deployment_ids: list[int] | None, start: datetime, end
         key = (row["deployment_id"], row["model_version_id"], row["minute"])
         out[key] = Sums(values={s: row[s] for s in SCALARS})
     for d, v, m, kind, k, count, correct, value in bins.values_list(
-            "deployment_id", "model_version_id", "minute", "kind", "bin", "count", "correct", "value_sum"):
+        "deployment_id", "model_version_id", "minute", "kind", "bin", "count", "correct", "value_sum"
+    ):
         out.setdefault((d, v, m), Sums()).add_bin(kind, k, count, correct, value)
     return out
 
@@ -139,17 +158,32 @@ def raw_sums(*, deployment_ids: list[int] | None, start: datetime, end: datetime
     logs = PredictionLog.objects.filter(served_at__gte=start, served_at__lt=end)
     feedback = Feedback.objects.filter(served_at__gte=start, served_at__lt=end)
     if deployment_ids is not None:
-        logs, feedback = logs.filter(deployment_id__in=deployment_ids), feedback.filter(deployment_id__in=deployment_ids)
+        logs, feedback = (
+            logs.filter(deployment_id__in=deployment_ids),
+            feedback.filter(deployment_id__in=deployment_ids),
+        )
     out: dict[Key, Sums] = {}
     fields = ("deployment_id", "model_version_id", "served_at", "status", "latency_ms")
     for key, sums in rollup_sums_for_logs(logs.values_list(*fields).iterator(chunk_size=5000)).items():
         if key[2] != ALL_TIME:
             out[key] = sums
-    drift_rows = logs.filter(status=PredictionStatus.OK).exclude(features={}).values_list(
-        "deployment_id", "model_version_id", "served_at", "features")
+    drift_rows = (
+        logs.filter(status=PredictionStatus.OK)
+        .exclude(features={})
+        .values_list("deployment_id", "model_version_id", "served_at", "features")
+    )
     add_feature_bins(out, ((d, v, minute_of(t), f) for d, v, t, f in drift_rows.iterator(chunk_size=5000)))
-    feedback_rows = feedback.only("deployment_id", "model_version_id", "served_at", "n", "n_correct", "sq_error_sum",
-                                  "sq_error_sq_sum", "log_loss_sum", "calibration")
+    feedback_rows = feedback.only(
+        "deployment_id",
+        "model_version_id",
+        "served_at",
+        "n",
+        "n_correct",
+        "sq_error_sum",
+        "sq_error_sq_sum",
+        "log_loss_sum",
+        "calibration",
+    )
     for key, sums in rollup_sums_for_feedback(feedback_rows.iterator(chunk_size=5000)).items():
         if key[2] != ALL_TIME:
             out.setdefault(key, Sums()).merge(sums)
@@ -170,7 +204,9 @@ def rollups_rebuild(*, start: datetime, end: datetime, deployment_ids: list[int]
     connection = transaction.get_connection()
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute(f"LOCK TABLE {PredictionRollup._meta.db_table}, {RollupBin._meta.db_table} IN EXCLUSIVE MODE")
+            cursor.execute(
+                f"LOCK TABLE {PredictionRollup._meta.db_table}, {RollupBin._meta.db_table} IN EXCLUSIVE MODE"
+            )
     start = quarter_of(start)
     end = quarter_of(end) + timedelta(minutes=15)
     old = stored_rollup_sums(deployment_ids=deployment_ids, start=start, end=end)

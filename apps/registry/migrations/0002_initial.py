@@ -6,62 +6,89 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('registry', '0001_initial'),
-        ('training', '0001_initial'),
+        ("registry", "0001_initial"),
+        ("training", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='modelversion',
-            name='training_run',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='model_versions', to='training.trainingrun'),
+            model_name="modelversion",
+            name="training_run",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="model_versions", to="training.trainingrun"
+            ),
         ),
         migrations.AddField(
-            model_name='modelalias',
-            name='version',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='alias_set', to='registry.modelversion'),
+            model_name="modelalias",
+            name="version",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="alias_set", to="registry.modelversion"
+            ),
         ),
         migrations.AddField(
-            model_name='aliasevent',
-            name='from_version',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='registry.modelversion'),
+            model_name="aliasevent",
+            name="from_version",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="registry.modelversion",
+            ),
         ),
         migrations.AddField(
-            model_name='aliasevent',
-            name='to_version',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='registry.modelversion'),
+            model_name="aliasevent",
+            name="to_version",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="registry.modelversion",
+            ),
         ),
         migrations.AddField(
-            model_name='registeredmodel',
-            name='created_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="registeredmodel",
+            name="created_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='modelversion',
-            name='registered_model',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='versions', to='registry.registeredmodel'),
+            model_name="modelversion",
+            name="registered_model",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="versions", to="registry.registeredmodel"
+            ),
         ),
         migrations.AddField(
-            model_name='modelalias',
-            name='registered_model',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='aliases', to='registry.registeredmodel'),
+            model_name="modelalias",
+            name="registered_model",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="aliases", to="registry.registeredmodel"
+            ),
         ),
         migrations.AddField(
-            model_name='aliasevent',
-            name='registered_model',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='alias_events', to='registry.registeredmodel'),
+            model_name="aliasevent",
+            name="registered_model",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="alias_events", to="registry.registeredmodel"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='modelversion',
-            constraint=models.UniqueConstraint(fields=('registered_model', 'version'), name='registry_version_unique'),
+            model_name="modelversion",
+            constraint=models.UniqueConstraint(fields=("registered_model", "version"), name="registry_version_unique"),
         ),
         migrations.AddConstraint(
-            model_name='modelalias',
-            constraint=models.UniqueConstraint(fields=('registered_model', 'alias'), name='registry_alias_unique'),
+            model_name="modelalias",
+            constraint=models.UniqueConstraint(fields=("registered_model", "alias"), name="registry_alias_unique"),
         ),
     ]

@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('registry', '0002_initial'),
+        ("registry", "0002_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='modelversion',
-            name='plugin',
-            field=models.JSONField(blank=True, default=dict, help_text="The model type's provenance: module, package, version, code sha256."),
+            model_name="modelversion",
+            name="plugin",
+            field=models.JSONField(
+                blank=True,
+                default=dict,
+                help_text="The model type's provenance: module, package, version, code sha256.",
+            ),
         ),
     ]

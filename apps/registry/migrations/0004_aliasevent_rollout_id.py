@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('registry', '0003_modelversion_plugin'),
+        ("registry", "0003_modelversion_plugin"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='aliasevent',
-            name='rollout_id',
+            model_name="aliasevent",
+            name="rollout_id",
             field=models.PositiveBigIntegerField(blank=True, db_index=True, null=True),
         ),
     ]

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('registry', '0004_aliasevent_rollout_id'),
+        ("registry", "0004_aliasevent_rollout_id"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='modelversion',
-            name='archived_at',
+            model_name="modelversion",
+            name="archived_at",
             field=models.DateTimeField(blank=True, db_index=True, null=True),
         ),
     ]

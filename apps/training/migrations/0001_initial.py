@@ -7,177 +7,411 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('datasets', '0001_initial'),
-        ('django_celery_beat', '0019_alter_periodictasks_options'),
+        ("datasets", "0001_initial"),
+        ("django_celery_beat", "0019_alter_periodictasks_options"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Experiment',
+            name="Experiment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('name', models.CharField(max_length=120, unique=True)),
-                ('description', models.TextField(blank=True)),
-                ('target', models.CharField(help_text='Column the model predicts (after feature engineering).', max_length=200)),
-                ('task', models.CharField(choices=[('regression', 'Regression'), ('classification', 'Classification')], max_length=20)),
-                ('primary_metric', models.CharField(help_text='e.g. accuracy, f1, roc_auc, rmse, mae, r2', max_length=50)),
-                ('metric_direction', models.CharField(choices=[('maximize', 'Maximise'), ('minimize', 'Minimise')], max_length=10)),
-                ('default_framework', models.CharField(choices=[('torch', 'PyTorch'), ('keras', 'TensorFlow / Keras'), ('sklearn', 'scikit-learn')], default='sklearn', max_length=10)),
-                ('default_model_type', models.CharField(default='linear', max_length=50)),
-                ('default_params', models.JSONField(blank=True, default=dict)),
-                ('default_device', models.CharField(choices=[('cpu', 'CPU'), ('gpu', 'GPU')], default='cpu', max_length=3)),
-                ('seed', models.IntegerField(default=0)),
-                ('registered_model_name', models.CharField(blank=True, help_text='Registry model that successful runs register under (empty: this name).', max_length=120)),
-                ('retrain_on_new_data', models.BooleanField(default=False, help_text='Train with the defaults whenever a new version of the dataset arrives.')),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('dataset', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='experiments', to='datasets.dataset')),
-                ('feature_spec', models.ForeignKey(blank=True, help_text="Empty: the dataset's columns are used as they are.", null=True, on_delete=django.db.models.deletion.PROTECT, related_name='experiments', to='datasets.featurespec')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("name", models.CharField(max_length=120, unique=True)),
+                ("description", models.TextField(blank=True)),
+                (
+                    "target",
+                    models.CharField(
+                        help_text="Column the model predicts (after feature engineering).", max_length=200
+                    ),
+                ),
+                (
+                    "task",
+                    models.CharField(
+                        choices=[("regression", "Regression"), ("classification", "Classification")], max_length=20
+                    ),
+                ),
+                (
+                    "primary_metric",
+                    models.CharField(help_text="e.g. accuracy, f1, roc_auc, rmse, mae, r2", max_length=50),
+                ),
+                (
+                    "metric_direction",
+                    models.CharField(choices=[("maximize", "Maximise"), ("minimize", "Minimise")], max_length=10),
+                ),
+                (
+                    "default_framework",
+                    models.CharField(
+                        choices=[("torch", "PyTorch"), ("keras", "TensorFlow / Keras"), ("sklearn", "scikit-learn")],
+                        default="sklearn",
+                        max_length=10,
+                    ),
+                ),
+                ("default_model_type", models.CharField(default="linear", max_length=50)),
+                ("default_params", models.JSONField(blank=True, default=dict)),
+                (
+                    "default_device",
+                    models.CharField(choices=[("cpu", "CPU"), ("gpu", "GPU")], default="cpu", max_length=3),
+                ),
+                ("seed", models.IntegerField(default=0)),
+                (
+                    "registered_model_name",
+                    models.CharField(
+                        blank=True,
+                        help_text="Registry model that successful runs register under (empty: this name).",
+                        max_length=120,
+                    ),
+                ),
+                (
+                    "retrain_on_new_data",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Train with the defaults whenever a new version of the dataset arrives.",
+                    ),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "dataset",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="experiments", to="datasets.dataset"
+                    ),
+                ),
+                (
+                    "feature_spec",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Empty: the dataset's columns are used as they are.",
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="experiments",
+                        to="datasets.featurespec",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='TrainingRun',
+            name="TrainingRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('dataset_sha256', models.CharField(max_length=64)),
-                ('feature_spec', models.JSONField(blank=True, default=dict, help_text='The spec as it was when the run started.')),
-                ('framework', models.CharField(choices=[('torch', 'PyTorch'), ('keras', 'TensorFlow / Keras'), ('sklearn', 'scikit-learn')], max_length=10)),
-                ('model_type', models.CharField(max_length=50)),
-                ('params', models.JSONField(blank=True, default=dict)),
-                ('device', models.CharField(choices=[('cpu', 'CPU'), ('gpu', 'GPU')], default='cpu', max_length=3)),
-                ('queue', models.CharField(max_length=100)),
-                ('seed', models.IntegerField(default=0)),
-                ('origin', models.CharField(choices=[('api', 'API'), ('admin', 'Admin'), ('cli', 'Command line'), ('schedule', 'Schedule'), ('dataset', 'New dataset version'), ('tuning', 'Tuning trial'), ('retry', 'Retry'), ('demo', 'Demo seed'), ('code', 'Code')], default='code', max_length=10)),
-                ('register_model', models.BooleanField(default=True)),
-                ('trial_id', models.PositiveBigIntegerField(blank=True, db_index=True, help_text='tuning.Trial id, if any', null=True)),
-                ('idempotency_key', models.CharField(blank=True, max_length=200, null=True, unique=True)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], db_index=True, default='queued', max_length=10)),
-                ('celery_task_id', models.CharField(blank=True, max_length=64)),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('max_attempts', models.PositiveSmallIntegerField(default=3)),
-                ('stop_requested', models.CharField(blank=True, help_text='Set by a cancel or prune request.', max_length=20)),
-                ('stop_reason', models.CharField(blank=True, max_length=20)),
-                ('queued_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('heartbeat_at', models.DateTimeField(blank=True, db_index=True, null=True)),
-                ('worker_host', models.CharField(blank=True, max_length=255)),
-                ('worker_pid', models.PositiveIntegerField(blank=True, null=True)),
-                ('current_epoch', models.PositiveIntegerField(default=0)),
-                ('total_epochs', models.PositiveIntegerField(default=0)),
-                ('progress', models.FloatField(default=0.0, help_text='Percent done, 0-100.')),
-                ('eta_seconds', models.FloatField(blank=True, null=True)),
-                ('log_seq', models.PositiveIntegerField(default=0, help_text='Last sequence number given to a log line.')),
-                ('val_metrics', models.JSONField(blank=True, default=dict)),
-                ('test_metrics', models.JSONField(blank=True, default=dict)),
-                ('primary_metric_value', models.FloatField(blank=True, null=True)),
-                ('error_message', models.TextField(blank=True)),
-                ('traceback', models.TextField(blank=True)),
-                ('code_version', models.CharField(blank=True, max_length=64)),
-                ('library_versions', models.JSONField(blank=True, default=dict)),
-                ('artifact_uri', models.CharField(blank=True, max_length=500)),
-                ('artifact_sha256', models.CharField(blank=True, max_length=64)),
-                ('signature', models.JSONField(blank=True, default=dict)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('dataset_version', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='training_runs', to='datasets.datasetversion')),
-                ('experiment', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='runs', to='training.experiment')),
-                ('retry_of', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='retries', to='training.trainingrun')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("dataset_sha256", models.CharField(max_length=64)),
+                (
+                    "feature_spec",
+                    models.JSONField(blank=True, default=dict, help_text="The spec as it was when the run started."),
+                ),
+                (
+                    "framework",
+                    models.CharField(
+                        choices=[("torch", "PyTorch"), ("keras", "TensorFlow / Keras"), ("sklearn", "scikit-learn")],
+                        max_length=10,
+                    ),
+                ),
+                ("model_type", models.CharField(max_length=50)),
+                ("params", models.JSONField(blank=True, default=dict)),
+                ("device", models.CharField(choices=[("cpu", "CPU"), ("gpu", "GPU")], default="cpu", max_length=3)),
+                ("queue", models.CharField(max_length=100)),
+                ("seed", models.IntegerField(default=0)),
+                (
+                    "origin",
+                    models.CharField(
+                        choices=[
+                            ("api", "API"),
+                            ("admin", "Admin"),
+                            ("cli", "Command line"),
+                            ("schedule", "Schedule"),
+                            ("dataset", "New dataset version"),
+                            ("tuning", "Tuning trial"),
+                            ("retry", "Retry"),
+                            ("demo", "Demo seed"),
+                            ("code", "Code"),
+                        ],
+                        default="code",
+                        max_length=10,
+                    ),
+                ),
+                ("register_model", models.BooleanField(default=True)),
+                (
+                    "trial_id",
+                    models.PositiveBigIntegerField(
+                        blank=True, db_index=True, help_text="tuning.Trial id, if any", null=True
+                    ),
+                ),
+                ("idempotency_key", models.CharField(blank=True, max_length=200, null=True, unique=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        db_index=True,
+                        default="queued",
+                        max_length=10,
+                    ),
+                ),
+                ("celery_task_id", models.CharField(blank=True, max_length=64)),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                ("max_attempts", models.PositiveSmallIntegerField(default=3)),
+                (
+                    "stop_requested",
+                    models.CharField(blank=True, help_text="Set by a cancel or prune request.", max_length=20),
+                ),
+                ("stop_reason", models.CharField(blank=True, max_length=20)),
+                ("queued_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("heartbeat_at", models.DateTimeField(blank=True, db_index=True, null=True)),
+                ("worker_host", models.CharField(blank=True, max_length=255)),
+                ("worker_pid", models.PositiveIntegerField(blank=True, null=True)),
+                ("current_epoch", models.PositiveIntegerField(default=0)),
+                ("total_epochs", models.PositiveIntegerField(default=0)),
+                ("progress", models.FloatField(default=0.0, help_text="Percent done, 0-100.")),
+                ("eta_seconds", models.FloatField(blank=True, null=True)),
+                (
+                    "log_seq",
+                    models.PositiveIntegerField(default=0, help_text="Last sequence number given to a log line."),
+                ),
+                ("val_metrics", models.JSONField(blank=True, default=dict)),
+                ("test_metrics", models.JSONField(blank=True, default=dict)),
+                ("primary_metric_value", models.FloatField(blank=True, null=True)),
+                ("error_message", models.TextField(blank=True)),
+                ("traceback", models.TextField(blank=True)),
+                ("code_version", models.CharField(blank=True, max_length=64)),
+                ("library_versions", models.JSONField(blank=True, default=dict)),
+                ("artifact_uri", models.CharField(blank=True, max_length=500)),
+                ("artifact_sha256", models.CharField(blank=True, max_length=64)),
+                ("signature", models.JSONField(blank=True, default=dict)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "dataset_version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="training_runs",
+                        to="datasets.datasetversion",
+                    ),
+                ),
+                (
+                    "experiment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="runs", to="training.experiment"
+                    ),
+                ),
+                (
+                    "retry_of",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="retries",
+                        to="training.trainingrun",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='RunLogLine',
+            name="RunLogLine",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('seq', models.PositiveIntegerField()),
-                ('attempt', models.PositiveSmallIntegerField(default=0)),
-                ('level', models.CharField(choices=[('DEBUG', 'Debug'), ('INFO', 'Info'), ('WARNING', 'Warning'), ('ERROR', 'Error')], default='INFO', max_length=10)),
-                ('message', models.TextField()),
-                ('ts', models.DateTimeField(default=django.utils.timezone.now)),
-                ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='log_lines', to='training.trainingrun')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("seq", models.PositiveIntegerField()),
+                ("attempt", models.PositiveSmallIntegerField(default=0)),
+                (
+                    "level",
+                    models.CharField(
+                        choices=[("DEBUG", "Debug"), ("INFO", "Info"), ("WARNING", "Warning"), ("ERROR", "Error")],
+                        default="INFO",
+                        max_length=10,
+                    ),
+                ),
+                ("message", models.TextField()),
+                ("ts", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "run",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="log_lines", to="training.trainingrun"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['run', 'seq'],
+                "ordering": ["run", "seq"],
             },
         ),
         migrations.CreateModel(
-            name='RunEvent',
+            name="RunEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('from_status', models.CharField(blank=True, max_length=10)),
-                ('to_status', models.CharField(max_length=10)),
-                ('attempt', models.PositiveSmallIntegerField(default=0)),
-                ('reason', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='training.trainingrun')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("from_status", models.CharField(blank=True, max_length=10)),
+                ("to_status", models.CharField(max_length=10)),
+                ("attempt", models.PositiveSmallIntegerField(default=0)),
+                ("reason", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "run",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="events", to="training.trainingrun"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created_at', 'id'],
+                "ordering": ["created_at", "id"],
             },
         ),
         migrations.CreateModel(
-            name='RunEpoch',
+            name="RunEpoch",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('attempt', models.PositiveSmallIntegerField(default=1)),
-                ('epoch', models.PositiveIntegerField()),
-                ('total_epochs', models.PositiveIntegerField()),
-                ('metrics', models.JSONField(default=dict)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='epochs', to='training.trainingrun')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("attempt", models.PositiveSmallIntegerField(default=1)),
+                ("epoch", models.PositiveIntegerField()),
+                ("total_epochs", models.PositiveIntegerField()),
+                ("metrics", models.JSONField(default=dict)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "run",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="epochs", to="training.trainingrun"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['run', 'attempt', 'epoch'],
+                "ordering": ["run", "attempt", "epoch"],
             },
         ),
         migrations.CreateModel(
-            name='TrainingSchedule',
+            name="TrainingSchedule",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('name', models.CharField(max_length=120, unique=True)),
-                ('kind', models.CharField(choices=[('cron', 'Cron expression'), ('interval', 'Every N units')], default='cron', max_length=10)),
-                ('cron', models.CharField(blank=True, help_text='Five fields: minute hour day-of-month month day-of-week, e.g. "0 6 * * 1-5".', max_length=100)),
-                ('every', models.PositiveIntegerField(blank=True, null=True)),
-                ('unit', models.CharField(blank=True, choices=[('minutes', 'Minutes'), ('hours', 'Hours'), ('days', 'Days')], max_length=10)),
-                ('framework', models.CharField(blank=True, choices=[('torch', 'PyTorch'), ('keras', 'TensorFlow / Keras'), ('sklearn', 'scikit-learn')], help_text='Empty: experiment default.', max_length=10)),
-                ('model_type', models.CharField(blank=True, help_text='Empty: experiment default.', max_length=50)),
-                ('params', models.JSONField(blank=True, default=dict, help_text='Empty: experiment default.')),
-                ('device', models.CharField(blank=True, choices=[('cpu', 'CPU'), ('gpu', 'GPU')], help_text='Empty: experiment default.', max_length=3)),
-                ('enabled', models.BooleanField(default=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('experiment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='schedules', to='training.experiment')),
-                ('periodic_task', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='training_schedule', to='django_celery_beat.periodictask')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("name", models.CharField(max_length=120, unique=True)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("cron", "Cron expression"), ("interval", "Every N units")],
+                        default="cron",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "cron",
+                    models.CharField(
+                        blank=True,
+                        help_text='Five fields: minute hour day-of-month month day-of-week, e.g. "0 6 * * 1-5".',
+                        max_length=100,
+                    ),
+                ),
+                ("every", models.PositiveIntegerField(blank=True, null=True)),
+                (
+                    "unit",
+                    models.CharField(
+                        blank=True,
+                        choices=[("minutes", "Minutes"), ("hours", "Hours"), ("days", "Days")],
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "framework",
+                    models.CharField(
+                        blank=True,
+                        choices=[("torch", "PyTorch"), ("keras", "TensorFlow / Keras"), ("sklearn", "scikit-learn")],
+                        help_text="Empty: experiment default.",
+                        max_length=10,
+                    ),
+                ),
+                ("model_type", models.CharField(blank=True, help_text="Empty: experiment default.", max_length=50)),
+                ("params", models.JSONField(blank=True, default=dict, help_text="Empty: experiment default.")),
+                (
+                    "device",
+                    models.CharField(
+                        blank=True,
+                        choices=[("cpu", "CPU"), ("gpu", "GPU")],
+                        help_text="Empty: experiment default.",
+                        max_length=3,
+                    ),
+                ),
+                ("enabled", models.BooleanField(default=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "experiment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="schedules", to="training.experiment"
+                    ),
+                ),
+                (
+                    "periodic_task",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="training_schedule",
+                        to="django_celery_beat.periodictask",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.AddIndex(
-            model_name='trainingrun',
-            index=models.Index(fields=['status', 'heartbeat_at'], name='training_run_status_hb'),
+            model_name="trainingrun",
+            index=models.Index(fields=["status", "heartbeat_at"], name="training_run_status_hb"),
         ),
         migrations.AddConstraint(
-            model_name='runlogline',
-            constraint=models.UniqueConstraint(fields=('run', 'seq'), name='training_log_seq_unique'),
+            model_name="runlogline",
+            constraint=models.UniqueConstraint(fields=("run", "seq"), name="training_log_seq_unique"),
         ),
         migrations.AddConstraint(
-            model_name='runepoch',
-            constraint=models.UniqueConstraint(fields=('run', 'attempt', 'epoch'), name='training_epoch_unique'),
+            model_name="runepoch",
+            constraint=models.UniqueConstraint(fields=("run", "attempt", "epoch"), name="training_epoch_unique"),
         ),
     ]

@@ -1,4 +1,5 @@
 """The beat task that requeues or fails runs whose worker died (see training_pipeline.training_runs_reap)."""
+
 from django.db import migrations
 
 from apps.core.beat_migrations import PeriodicTaskOperation
@@ -12,6 +13,10 @@ class Migration(migrations.Migration):
 
     operations = [
         PeriodicTaskOperation(
-            name="training: reap runs with a stale heartbeat", task="training.reap_stale_runs", every=30,
-            queue="default", description="Requeue or fail RUNNING training runs whose heartbeat is stale."),
+            name="training: reap runs with a stale heartbeat",
+            task="training.reap_stale_runs",
+            every=30,
+            queue="default",
+            description="Requeue or fail RUNNING training runs whose heartbeat is stale.",
+        ),
     ]

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('training', '0002_reaper_periodic_task'),
+        ("training", "0002_reaper_periodic_task"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='trainingrun',
-            name='cpu_seconds',
+            model_name="trainingrun",
+            name="cpu_seconds",
             field=models.FloatField(blank=True, help_text="CPU time of the last attempt's process.", null=True),
         ),
     ]

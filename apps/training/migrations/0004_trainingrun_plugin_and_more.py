@@ -4,30 +4,63 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('training', '0003_run_cpu_seconds'),
+        ("training", "0003_run_cpu_seconds"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='trainingrun',
-            name='plugin',
-            field=models.JSONField(blank=True, default=dict, help_text="The model type's provenance: module, package, version, code sha256."),
+            model_name="trainingrun",
+            name="plugin",
+            field=models.JSONField(
+                blank=True,
+                default=dict,
+                help_text="The model type's provenance: module, package, version, code sha256.",
+            ),
         ),
         migrations.AlterField(
-            model_name='experiment',
-            name='default_framework',
-            field=models.CharField(choices=[('torch', 'PyTorch'), ('keras', 'TensorFlow / Keras'), ('sklearn', 'scikit-learn'), ('xgboost', 'XGBoost'), ('lightgbm', 'LightGBM')], default='sklearn', max_length=10),
+            model_name="experiment",
+            name="default_framework",
+            field=models.CharField(
+                choices=[
+                    ("torch", "PyTorch"),
+                    ("keras", "TensorFlow / Keras"),
+                    ("sklearn", "scikit-learn"),
+                    ("xgboost", "XGBoost"),
+                    ("lightgbm", "LightGBM"),
+                ],
+                default="sklearn",
+                max_length=10,
+            ),
         ),
         migrations.AlterField(
-            model_name='trainingrun',
-            name='framework',
-            field=models.CharField(choices=[('torch', 'PyTorch'), ('keras', 'TensorFlow / Keras'), ('sklearn', 'scikit-learn'), ('xgboost', 'XGBoost'), ('lightgbm', 'LightGBM')], max_length=10),
+            model_name="trainingrun",
+            name="framework",
+            field=models.CharField(
+                choices=[
+                    ("torch", "PyTorch"),
+                    ("keras", "TensorFlow / Keras"),
+                    ("sklearn", "scikit-learn"),
+                    ("xgboost", "XGBoost"),
+                    ("lightgbm", "LightGBM"),
+                ],
+                max_length=10,
+            ),
         ),
         migrations.AlterField(
-            model_name='trainingschedule',
-            name='framework',
-            field=models.CharField(blank=True, choices=[('torch', 'PyTorch'), ('keras', 'TensorFlow / Keras'), ('sklearn', 'scikit-learn'), ('xgboost', 'XGBoost'), ('lightgbm', 'LightGBM')], help_text='Empty: experiment default.', max_length=10),
+            model_name="trainingschedule",
+            name="framework",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("torch", "PyTorch"),
+                    ("keras", "TensorFlow / Keras"),
+                    ("sklearn", "scikit-learn"),
+                    ("xgboost", "XGBoost"),
+                    ("lightgbm", "LightGBM"),
+                ],
+                help_text="Empty: experiment default.",
+                max_length=10,
+            ),
         ),
     ]

@@ -4,6 +4,7 @@ and the beat task that removes orphaned attempt and temp folders (services/clean
 
 Only rows still on `default` move: a queue an operator chose on purpose is left alone. The names are
 written out (not read from settings) so the migration means the same thing whenever it runs."""
+
 from django.db import migrations
 
 from apps.core.beat_migrations import PeriodicTaskOperation
@@ -25,8 +26,9 @@ def move_to_housekeeping(apps, schema_editor):
 
 
 def move_back_to_default(apps, schema_editor):
-    apps.get_model("django_celery_beat", "PeriodicTask").objects.filter(
-        task__in=MOVED_TASKS, queue=QUEUE).update(queue="default")
+    apps.get_model("django_celery_beat", "PeriodicTask").objects.filter(task__in=MOVED_TASKS, queue=QUEUE).update(
+        queue="default"
+    )
 
 
 class Migration(migrations.Migration):
@@ -43,8 +45,12 @@ class Migration(migrations.Migration):
     operations = [
         migrations.RunPython(move_to_housekeeping, move_back_to_default),
         PeriodicTaskOperation(
-            name="training: remove orphaned attempt and temp folders", task="training.remove_orphaned_folders",
-            every=3600, expire_seconds=1800, queue=QUEUE,
+            name="training: remove orphaned attempt and temp folders",
+            task="training.remove_orphaned_folders",
+            every=3600,
+            expire_seconds=1800,
+            queue=QUEUE,
             description="Remove attempt, artifact-temp and system-temp folders that killed attempts left "
-                        "behind (older than TRAINING_ORPHAN_MAX_AGE_SECONDS)."),
+            "behind (older than TRAINING_ORPHAN_MAX_AGE_SECONDS).",
+        ),
     ]

@@ -5,35 +5,44 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('training', '0006_run_status_pruned'),
+        ("training", "0006_run_status_pruned"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='trainingschedule',
-            name='force_next',
-            field=models.BooleanField(default=False, help_text='Train at the next tick even if the data and settings are unchanged (cleared by that tick).'),
+            model_name="trainingschedule",
+            name="force_next",
+            field=models.BooleanField(
+                default=False,
+                help_text="Train at the next tick even if the data and settings are unchanged (cleared by that tick).",
+            ),
         ),
         migrations.AddField(
-            model_name='trainingschedule',
-            name='last_tick_at',
+            model_name="trainingschedule",
+            name="last_tick_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='trainingschedule',
-            name='last_tick_outcome',
-            field=models.CharField(blank=True, help_text='started or skipped', max_length=10),
+            model_name="trainingschedule",
+            name="last_tick_outcome",
+            field=models.CharField(blank=True, help_text="started or skipped", max_length=10),
         ),
         migrations.AddField(
-            model_name='trainingschedule',
-            name='last_tick_reason',
+            model_name="trainingschedule",
+            name="last_tick_reason",
             field=models.TextField(blank=True),
         ),
         migrations.AddField(
-            model_name='trainingschedule',
-            name='last_tick_run',
-            field=models.ForeignKey(blank=True, help_text='The run the last tick started (or, when skipped, the run whose result still stands).', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='training.trainingrun'),
+            model_name="trainingschedule",
+            name="last_tick_run",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="The run the last tick started (or, when skipped, the run whose result still stands).",
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="training.trainingrun",
+            ),
         ),
     ]

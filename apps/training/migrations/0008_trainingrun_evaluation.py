@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('training', '0007_schedule_tick_outcome_and_force'),
+        ("training", "0007_schedule_tick_outcome_and_force"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='trainingrun',
-            name='evaluation',
-            field=models.JSONField(blank=True, default=dict, help_text='Confusion matrix and ROC/PR curves (classifiers) or residual summary (regressors) on the test split; see apps.training.evaluation.'),
+            model_name="trainingrun",
+            name="evaluation",
+            field=models.JSONField(
+                blank=True,
+                default=dict,
+                help_text="Confusion matrix and ROC/PR curves (classifiers) or residual summary (regressors) on the test split; see apps.training.evaluation.",
+            ),
         ),
     ]

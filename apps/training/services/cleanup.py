@@ -23,6 +23,7 @@ Only a local artifact storage (FileSystemStorage) is swept here; on an object st
 `tmp/` prefix a lifecycle rule. The system temp directory is the one of the host the sweep runs on
 (the housekeeping worker's); a training host elsewhere runs the management command from cron.
 """
+
 from __future__ import annotations
 
 import logging
@@ -56,8 +57,7 @@ class RemovedFolder:
     reason: str
 
     def describe(self) -> str:
-        return (f"{self.path} ({self.kind}, {self.age_seconds / 3600:.1f} h old, {_size(self.bytes)}): "
-                f"{self.reason}")
+        return f"{self.path} ({self.kind}, {self.age_seconds / 3600:.1f} h old, {_size(self.bytes)}): {self.reason}"
 
 
 @dataclass
@@ -74,13 +74,20 @@ class OrphanSweep:
     notes: list[str] = field(default_factory=list)
 
     def counts(self) -> dict:
-        return {"removed": len(self.removed), "bytes": sum(r.bytes for r in self.removed),
-                "kept_live": self.kept_live, "kept_recorded": self.kept_recorded, "kept_young": self.kept_young,
-                "failed": len(self.failed), "dry_run": self.dry_run}
+        return {
+            "removed": len(self.removed),
+            "bytes": sum(r.bytes for r in self.removed),
+            "kept_live": self.kept_live,
+            "kept_recorded": self.kept_recorded,
+            "kept_young": self.kept_young,
+            "failed": len(self.failed),
+            "dry_run": self.dry_run,
+        }
 
 
-def training_orphans_remove(*, now=None, max_age_seconds: float | None = None, dry_run: bool = False,
-                            temp_dir: str | Path | None = None) -> OrphanSweep:
+def training_orphans_remove(
+    *, now=None, max_age_seconds: float | None = None, dry_run: bool = False, temp_dir: str | Path | None = None
+) -> OrphanSweep:
     """Removes orphaned attempt, artifact-temp and system-temp folders (see the module docstring).
 
     `now` (an aware datetime) and `max_age_seconds` (default TRAINING_ORPHAN_MAX_AGE_SECONDS) decide
@@ -102,7 +109,9 @@ def training_orphans_remove(*, now=None, max_age_seconds: float | None = None, d
 
     # Order matters (module docstring): live runs first, then what is recorded.
     live = set(TrainingRun.objects.filter(status__in=RUN_ACTIVE).values_list("pk", flat=True))
-    recorded = {uri.strip("/") for uri in TrainingRun.objects.exclude(artifact_uri="").values_list("artifact_uri", flat=True)}
+    recorded = {
+        uri.strip("/") for uri in TrainingRun.objects.exclude(artifact_uri="").values_list("artifact_uri", flat=True)
+    }
     recorded |= {uri.strip("/") for uri in ModelVersion.objects.values_list("artifact_uri", flat=True) if uri}
     holds_recorded = recorded | {parent for uri in recorded for parent in _parents(uri)}
 
@@ -139,32 +148,60 @@ def training_orphans_remove(*, now=None, max_age_seconds: float | None = None, d
             for attempt in _own_dirs(run_dir):
                 if not attempt.name.startswith("attempt-"):
                     continue
-                consider(attempt, key=f"{RUNS_PREFIX}/{run_dir.name}/{attempt.name}", kind="attempt", run_id=run_id,
-                         reason=lambda r=run_id: _attempt_reason(r))
+                consider(
+                    attempt,
+                    key=f"{RUNS_PREFIX}/{run_dir.name}/{attempt.name}",
+                    kind="attempt",
+                    run_id=run_id,
+                    reason=lambda r=run_id: _attempt_reason(r),
+                )
             if not dry_run and run_id not in live:
                 _remove_if_empty(run_dir)
         for tmp in _own_dirs(root / TMP_PREFIX):
-            consider(tmp, key=f"{TMP_PREFIX}/{tmp.name}", kind="artifact-tmp",
-                     reason=lambda: "an artifact upload that never reached its final rename")
+            consider(
+                tmp,
+                key=f"{TMP_PREFIX}/{tmp.name}",
+                kind="artifact-tmp",
+                reason=lambda: "an artifact upload that never reached its final rename",
+            )
     else:
-        sweep.notes.append(f"artifact storage {type(storage).__name__} is not a local folder: not swept "
-                           f"(give its {TMP_PREFIX}/ prefix a lifecycle rule)")
+        sweep.notes.append(
+            f"artifact storage {type(storage).__name__} is not a local folder: not swept "
+            f"(give its {TMP_PREFIX}/ prefix a lifecycle rule)"
+        )
 
     temp_root = Path(temp_dir or tempfile.gettempdir())
     for folder in _own_dirs(temp_root):
         if match := _TEMP_RUN.match(folder.name):
             run_id = int(match["run"])
-            consider(folder, key=str(folder), kind="temp-run", run_id=run_id,
-                     reason=lambda r=run_id: f"the local save folder of {_run_state(r)}")
+            consider(
+                folder,
+                key=str(folder),
+                kind="temp-run",
+                run_id=run_id,
+                reason=lambda r=run_id: f"the local save folder of {_run_state(r)}",
+            )
         elif match := _TEMP_OTHER.match(folder.name):
-            consider(folder, key=str(folder), kind=f"temp-{match['kind']}",
-                     reason=lambda: "left by a process killed while verifying or loading an artifact")
+            consider(
+                folder,
+                key=str(folder),
+                kind=f"temp-{match['kind']}",
+                reason=lambda: "left by a process killed while verifying or loading an artifact",
+            )
 
     if sweep.removed or sweep.failed:
-        logger.info("orphan sweep: %s %d folder(s), %s; kept %d of live runs, %d recorded artifacts, %d younger "
-                    "than %.1f h; %d failed", "would remove" if dry_run else "removed", len(sweep.removed),
-                    _size(sum(r.bytes for r in sweep.removed)), sweep.kept_live, sweep.kept_recorded,
-                    sweep.kept_young, max_age / 3600, len(sweep.failed))
+        logger.info(
+            "orphan sweep: %s %d folder(s), %s; kept %d of live runs, %d recorded artifacts, %d younger "
+            "than %.1f h; %d failed",
+            "would remove" if dry_run else "removed",
+            len(sweep.removed),
+            _size(sum(r.bytes for r in sweep.removed)),
+            sweep.kept_live,
+            sweep.kept_recorded,
+            sweep.kept_young,
+            max_age / 3600,
+            len(sweep.failed),
+        )
     return sweep
 
 

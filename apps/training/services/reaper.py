@@ -3,6 +3,7 @@
 RUNNING runs whose heartbeat went stale are requeued, FAILED after their attempts or CANCELLED when
 a stop was requested; QUEUED runs whose message is gone are published again, then FAILED.
 """
+
 import logging
 import uuid
 from datetime import timedelta
@@ -28,30 +29,43 @@ def training_runs_reap(*, now=None) -> dict:
     stale_after = float(conf.get("TRAINING_HEARTBEAT_STALE_SECONDS"))
     cutoff = now - timedelta(seconds=stale_after)
     counts = {"requeued": 0, "failed": 0, "cancelled": 0}
-    candidates = TrainingRun.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff).values_list("pk", flat=True)
+    candidates = TrainingRun.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff).values_list(
+        "pk", flat=True
+    )
     for run_id in list(candidates):
         with transaction.atomic():
             run = TrainingRun.objects.select_for_update().get(pk=run_id)
             if run.status != RunStatus.RUNNING or (run.heartbeat_at and run.heartbeat_at >= cutoff):
                 continue
             since = run.heartbeat_at.isoformat() if run.heartbeat_at else "never"
-            lost = (f"no heartbeat from attempt {run.attempts} on {run.worker_host or '?'} since {since} "
-                    f"(stale after {stale_after:g}s)")
+            lost = (
+                f"no heartbeat from attempt {run.attempts} on {run.worker_host or '?'} since {since} "
+                f"(stale after {stale_after:g}s)"
+            )
             run_log_append(run_id=run.pk, level="ERROR", message=lost, attempt=run.attempts)
             if run.stop_requested:
-                run_status_transition(run_id=run.pk, to=stopped_status(run.stop_requested),
-                                      reason=f"{lost}; stop was requested", fields={"stop_reason": run.stop_requested})
+                run_status_transition(
+                    run_id=run.pk,
+                    to=stopped_status(run.stop_requested),
+                    reason=f"{lost}; stop was requested",
+                    fields={"stop_reason": run.stop_requested},
+                )
                 counts["cancelled"] += 1
             elif run.attempts >= run.max_attempts:
                 run_status_transition(
-                    run_id=run.pk, to=RunStatus.FAILED, reason=f"{lost}; giving up",
-                    fields={"error_message": f"worker lost: {lost}; gave up after {run.attempts} of {run.max_attempts} attempts."},
+                    run_id=run.pk,
+                    to=RunStatus.FAILED,
+                    reason=f"{lost}; giving up",
+                    fields={
+                        "error_message": f"worker lost: {lost}; gave up after {run.attempts} of {run.max_attempts} attempts."
+                    },
                 )
                 counts["failed"] += 1
             else:
                 task_id = str(uuid.uuid4())
-                run_status_transition(run_id=run.pk, to=RunStatus.QUEUED, reason=f"{lost}; requeued",
-                                      fields={"celery_task_id": task_id})
+                run_status_transition(
+                    run_id=run.pk, to=RunStatus.QUEUED, reason=f"{lost}; requeued", fields={"celery_task_id": task_id}
+                )
                 transaction.on_commit(lambda r=run.pk, q=run.queue, t=task_id: dispatch_or_fail(r, q, t))
                 counts["requeued"] += 1
     for outcome, count in _reap_lost_messages(now=now).items():
@@ -111,8 +125,11 @@ def _reap_lost_messages(*, now) -> dict:
     stale_after = float(conf.get("TRAINING_QUEUED_STALE_SECONDS"))
     cutoff = now - timedelta(seconds=stale_after)
     counts = {"requeued": 0, "failed": 0}
-    stale = list(TrainingRun.objects.filter(status=RunStatus.QUEUED, queued_at__lt=cutoff)
-                 .values_list("pk", "queue", "celery_task_id"))
+    stale = list(
+        TrainingRun.objects.filter(status=RunStatus.QUEUED, queued_at__lt=cutoff).values_list(
+            "pk", "queue", "celery_task_id"
+        )
+    )
     if not stale:
         return counts
     try:
@@ -127,18 +144,30 @@ def _reap_lost_messages(*, now) -> dict:
                 continue
             if held is not None and run.celery_task_id in held:
                 continue  # still waiting on the broker or held by a worker: a busy queue, not a lost message
-            republished = RunEvent.objects.filter(run=run, from_status=RunStatus.QUEUED, to_status=RunStatus.QUEUED,
-                                                  reason__startswith=LOST_MESSAGE).count()
-            where = "is not on the broker nor held by any worker" if held is not None else "may be lost (broker not inspectable)"
-            lost = (f"{LOST_MESSAGE}: queued since {run.queued_at.isoformat()} (stale after {stale_after:g}s), "
-                    f"task {run.celery_task_id or '?'} on {run.queue!r} {where}")
-            run_log_append(run_id=run.pk, level="ERROR" if held is not None else "WARNING", message=lost,
-                           attempt=run.attempts)
+            republished = RunEvent.objects.filter(
+                run=run, from_status=RunStatus.QUEUED, to_status=RunStatus.QUEUED, reason__startswith=LOST_MESSAGE
+            ).count()
+            where = (
+                "is not on the broker nor held by any worker"
+                if held is not None
+                else "may be lost (broker not inspectable)"
+            )
+            lost = (
+                f"{LOST_MESSAGE}: queued since {run.queued_at.isoformat()} (stale after {stale_after:g}s), "
+                f"task {run.celery_task_id or '?'} on {run.queue!r} {where}"
+            )
+            run_log_append(
+                run_id=run.pk, level="ERROR" if held is not None else "WARNING", message=lost, attempt=run.attempts
+            )
             if held is not None and republished >= run.max_attempts:
                 run_status_transition(
-                    run_id=run.pk, to=RunStatus.FAILED, reason=f"{lost}; giving up after {republished} republishes",
-                    fields={"error_message": f"{lost}; published again {republished} of {run.max_attempts} times, "
-                                             f"giving up."[:4000]},
+                    run_id=run.pk,
+                    to=RunStatus.FAILED,
+                    reason=f"{lost}; giving up after {republished} republishes",
+                    fields={
+                        "error_message": f"{lost}; published again {republished} of {run.max_attempts} times, "
+                        f"giving up."[:4000]
+                    },
                 )
                 counts["failed"] += 1
                 continue
@@ -147,10 +176,18 @@ def _reap_lost_messages(*, now) -> dict:
             # queued_at gives the new message a whole stale period before it is looked at again.
             TrainingRun.objects.filter(pk=run.pk).update(queued_at=now, celery_task_id=task_id)
             count = republished + 1 if held is not None else republished
-            RunEvent.objects.create(run=run, from_status=RunStatus.QUEUED, to_status=RunStatus.QUEUED,
-                                    attempt=run.attempts, created_at=timezone.now(),
-                                    reason=(f"{lost}; published again ({count}/{run.max_attempts})" if held is not None
-                                            else f"republished: {lost}")[:4000])
+            RunEvent.objects.create(
+                run=run,
+                from_status=RunStatus.QUEUED,
+                to_status=RunStatus.QUEUED,
+                attempt=run.attempts,
+                created_at=timezone.now(),
+                reason=(
+                    f"{lost}; published again ({count}/{run.max_attempts})"
+                    if held is not None
+                    else f"republished: {lost}"
+                )[:4000],
+            )
             transaction.on_commit(lambda r=run.pk, q=run.queue, t=task_id: dispatch_or_fail(r, q, t))
             counts["requeued"] += 1
     return counts

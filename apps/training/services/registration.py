@@ -1,5 +1,6 @@
 """A succeeded run becomes a model version (MLflow's register_model): the run is checked and its
 fields gathered here; the registry numbers the version, verifies the artifact and stores it."""
+
 from django.core.exceptions import ValidationError
 
 from apps.registry.models import ModelVersion
@@ -9,8 +10,9 @@ from ..choices import RunStatus
 from ..models import TrainingRun
 
 
-def model_version_create_from_run(*, run, name: str | None = None, user=None, tags: dict | None = None,
-                                  description: str = "") -> ModelVersion:
+def model_version_create_from_run(
+    *, run, name: str | None = None, user=None, tags: dict | None = None, description: str = ""
+) -> ModelVersion:
     """Registers a succeeded run's committed artifact as the next version of model `name`
     (default: the experiment's name). Registering the same run under the same name again returns
     the existing version."""

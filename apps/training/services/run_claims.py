@@ -5,6 +5,7 @@ locks the run and decides: a run that ended, or whose current attempt is still a
 not started again; a lost attempt counts against max_attempts; otherwise this process takes the
 next attempt and records where it runs and with which code and libraries.
 """
+
 import logging
 import os
 import platform
@@ -25,8 +26,21 @@ from apps.training.services.runs import run_log_append, run_status_transition
 
 logger = logging.getLogger(__name__)
 
-LIBRARIES = ("django", "celery", "numpy", "pandas", "scikit-learn", "torch", "tensorflow-cpu", "tensorflow", "keras",
-             "skops", "safetensors", "xgboost", "lightgbm")
+LIBRARIES = (
+    "django",
+    "celery",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "torch",
+    "tensorflow-cpu",
+    "tensorflow",
+    "keras",
+    "skops",
+    "safetensors",
+    "xgboost",
+    "lightgbm",
+)
 
 
 @lru_cache(maxsize=1)
@@ -95,33 +109,53 @@ def claim_attempt(*, run_id: int, celery_task_id: str) -> TrainingRun | None:
             if attempt_alive(run):
                 logger.info("training run %s attempt %s is alive elsewhere; duplicate dropped", run_id, run.attempts)
                 return None
-            lost = f"attempt {run.attempts} on {run.worker_host or '?'} (pid {run.worker_pid}) was lost: its worker died"
+            lost = (
+                f"attempt {run.attempts} on {run.worker_host or '?'} (pid {run.worker_pid}) was lost: its worker died"
+            )
             run_log_append(run_id=run.pk, level="ERROR", message=lost, attempt=run.attempts)
             if run.attempts >= run.max_attempts:
                 run_status_transition(
-                    run_id=run.pk, to=RunStatus.FAILED, reason=f"{lost}; giving up after {run.attempts} attempts",
+                    run_id=run.pk,
+                    to=RunStatus.FAILED,
+                    reason=f"{lost}; giving up after {run.attempts} attempts",
                     fields={"error_message": f"{lost}; gave up after {run.attempts} of {run.max_attempts} attempts."},
                 )
                 return None
             run = run_status_transition(run_id=run.pk, to=RunStatus.QUEUED, reason=f"{lost}; redelivered")
         if run.stop_requested:
-            run_status_transition(run_id=run.pk, to=stopped_status(run.stop_requested),
-                                  reason=f"{run.stop_requested} before start", fields={"stop_reason": run.stop_requested})
+            run_status_transition(
+                run_id=run.pk,
+                to=stopped_status(run.stop_requested),
+                reason=f"{run.stop_requested} before start",
+                fields={"stop_reason": run.stop_requested},
+            )
             return None
         if run.attempts >= run.max_attempts:
             run_status_transition(
-                run_id=run.pk, to=RunStatus.FAILED, reason=f"no attempts left ({run.attempts}/{run.max_attempts})",
+                run_id=run.pk,
+                to=RunStatus.FAILED,
+                reason=f"no attempts left ({run.attempts}/{run.max_attempts})",
                 fields={"error_message": f"gave up after {run.attempts} of {run.max_attempts} attempts."},
             )
             return None
         attempt = run.attempts + 1
         host = socket.gethostname()
         return run_status_transition(
-            run_id=run.pk, to=RunStatus.RUNNING, reason=f"attempt {attempt}/{run.max_attempts} on {host} pid {os.getpid()}",
+            run_id=run.pk,
+            to=RunStatus.RUNNING,
+            reason=f"attempt {attempt}/{run.max_attempts} on {host} pid {os.getpid()}",
             fields={
-                "attempts": attempt, "worker_host": host, "worker_pid": os.getpid(),
-                "celery_task_id": celery_task_id or run.celery_task_id, "code_version": code_version(),
-                "library_versions": library_versions(), "current_epoch": 0, "total_epochs": 0, "progress": 0.0,
-                "eta_seconds": None, "error_message": "", "traceback": "",
+                "attempts": attempt,
+                "worker_host": host,
+                "worker_pid": os.getpid(),
+                "celery_task_id": celery_task_id or run.celery_task_id,
+                "code_version": code_version(),
+                "library_versions": library_versions(),
+                "current_epoch": 0,
+                "total_epochs": 0,
+                "progress": 0.0,
+                "eta_seconds": None,
+                "error_message": "",
+                "traceback": "",
             },
         )

@@ -6,6 +6,7 @@ logs and epochs, writes the artifact (model, preprocessor, signature, input exam
 run SUCCEEDED with its registered version in one transaction, or CANCELLED / PRUNED / FAILED with
 the reason. A lost database is retried, then the attempt is requeued or the run failed.
 """
+
 import json
 import logging
 import secrets
@@ -65,8 +66,11 @@ def _train(run: TrainingRun, reporter, watcher) -> dict:
 
     experiment = run.experiment
     version = run.dataset_version
-    reporter.log("INFO", f"attempt {run.attempts}/{run.max_attempts} on {run.worker_host} (pid {run.worker_pid}), "
-                         f"{run.framework}/{run.model_type} on {run.device}, seed {run.seed}")
+    reporter.log(
+        "INFO",
+        f"attempt {run.attempts}/{run.max_attempts} on {run.worker_host} (pid {run.worker_pid}), "
+        f"{run.framework}/{run.model_type} on {run.device}, seed {run.seed}",
+    )
     reporter.log("INFO", f"loading {version} ({version.rows} rows, sha256 {version.sha256[:12]})")
     df = dataset_version_dataframe(version=version)
     check_stop()
@@ -78,26 +82,39 @@ def _train(run: TrainingRun, reporter, watcher) -> dict:
     adapter = get_adapter(run.framework)
     fit_started, fit_cpu = time.perf_counter(), time.process_time()
     trained = adapter.fit(
-        data=data, task=experiment.task, model_type=run.model_type, params=run.params, seed=run.seed,
-        device=run.device, reporter=reporter, monitor=experiment.primary_metric,
+        data=data,
+        task=experiment.task,
+        model_type=run.model_type,
+        params=run.params,
+        seed=run.seed,
+        device=run.device,
+        reporter=reporter,
+        monitor=experiment.primary_metric,
     )
     if trained.stopped_reason:
         raise _Stopped(trained.stopped_reason)
-    reporter.log("INFO", f"fit: {trained.epochs_trained} epochs in {time.perf_counter() - fit_started:.1f} s "
-                         f"({time.process_time() - fit_cpu:.1f} s CPU)")
+    reporter.log(
+        "INFO",
+        f"fit: {trained.epochs_trained} epochs in {time.perf_counter() - fit_started:.1f} s "
+        f"({time.process_time() - fit_cpu:.1f} s CPU)",
+    )
     check_stop()
     # The adapter caps threads during the fit only; evaluation and the input example predict too, and
     # uncapped OpenMP pools in two pool processes on two cores spin against each other (~4x slower).
     with threadpool_limits(limits=training_threads()):
         evaluation, signature, example = _evaluate_and_describe(
-            run=run, df=df, data=data, trained=trained, experiment=experiment, dataset_version=version)
+            run=run, df=df, data=data, trained=trained, experiment=experiment, dataset_version=version
+        )
         plots = _evaluation_plots(trained=trained, data=data, reporter=reporter)
     val_metrics = json_safe(evaluation.get("val", {}))
     test_metrics = json_safe(evaluation.get("test", {}))
     primary = val_metrics.get(experiment.primary_metric)
     shown = f"{primary:.4g}" if isinstance(primary, (int, float)) else "n/a"
-    reporter.log("INFO", f"validation {experiment.primary_metric}={shown}; test: "
-                         + ", ".join(f"{k}={v:.4g}" for k, v in test_metrics.items() if isinstance(v, (int, float))))
+    reporter.log(
+        "INFO",
+        f"validation {experiment.primary_metric}={shown}; test: "
+        + ", ".join(f"{k}={v:.4g}" for k, v in test_metrics.items() if isinstance(v, (int, float))),
+    )
 
     if example is None:
         reporter.log("WARNING", "no input example: the newest rows could not be predicted")
@@ -109,15 +126,24 @@ def _train(run: TrainingRun, reporter, watcher) -> dict:
         if example is not None:
             (folder / EXAMPLE_FILE).write_text(json.dumps(example, sort_keys=True))
         committed = artifact_commit(
-            local_dir=folder, prefix=f"runs/{run.pk}/attempt-{run.attempts}-{secrets.token_hex(4)}",
+            local_dir=folder,
+            prefix=f"runs/{run.pk}/attempt-{run.attempts}-{secrets.token_hex(4)}",
             extra={"run": run.pk, "framework": run.framework, "model_type": run.model_type},
         )
-    reporter.log("INFO", f"artifact committed at {committed.uri} (manifest sha256 {committed.sha256[:12]}, "
-                         f"{len(committed.manifest['files'])} files)")
+    reporter.log(
+        "INFO",
+        f"artifact committed at {committed.uri} (manifest sha256 {committed.sha256[:12]}, "
+        f"{len(committed.manifest['files'])} files)",
+    )
     return {
-        "val_metrics": val_metrics, "test_metrics": test_metrics, "primary_metric_value": primary,
-        "artifact_uri": committed.uri, "artifact_sha256": committed.sha256, "signature": signature,
-        "plugin": plugin_provenance(adapter.model_type(run.model_type)), "evaluation": plots,
+        "val_metrics": val_metrics,
+        "test_metrics": test_metrics,
+        "primary_metric_value": primary,
+        "artifact_uri": committed.uri,
+        "artifact_sha256": committed.sha256,
+        "signature": signature,
+        "plugin": plugin_provenance(adapter.model_type(run.model_type)),
+        "evaluation": plots,
     }
 
 
@@ -135,8 +161,13 @@ def _evaluation_plots(*, trained, data, reporter) -> dict:
 
 def _evaluate_and_describe(*, run, df, data, trained, experiment, dataset_version):
     evaluation = trained.evaluate_data(data)
-    signature = build_signature(data=data, preprocessor=data.preprocessor, trained=trained, experiment=experiment,
-                                dataset_version=dataset_version)
+    signature = build_signature(
+        data=data,
+        preprocessor=data.preprocessor,
+        trained=trained,
+        experiment=experiment,
+        dataset_version=dataset_version,
+    )
     example = input_example(df=df, preprocessor=data.preprocessor, trained=trained, signature=signature, run=run)
     return evaluation, signature, example
 
@@ -151,10 +182,18 @@ def _finish_success(run: TrainingRun, fields: dict) -> TrainingRun:
         nonlocal tries
         tries += 1
         if tries > 1:  # the commit may have gone through and only its answer been lost
-            done = TrainingRun.objects.filter(pk=run.pk, status=RunStatus.SUCCEEDED, attempts=run.attempts,
-                                              artifact_uri=fields["artifact_uri"]).first()
-            done = done or TrainingRun.objects.filter(pk=run.pk, attempts=run.attempts, stop_reason__gt="",
-                                                      status__in=(RunStatus.CANCELLED, RunStatus.PRUNED)).first()
+            done = TrainingRun.objects.filter(
+                pk=run.pk, status=RunStatus.SUCCEEDED, attempts=run.attempts, artifact_uri=fields["artifact_uri"]
+            ).first()
+            done = (
+                done
+                or TrainingRun.objects.filter(
+                    pk=run.pk,
+                    attempts=run.attempts,
+                    stop_reason__gt="",
+                    status__in=(RunStatus.CANCELLED, RunStatus.PRUNED),
+                ).first()
+            )
             if done is not None:
                 return done
         with transaction.atomic():
@@ -162,8 +201,12 @@ def _finish_success(run: TrainingRun, fields: dict) -> TrainingRun:
             done = run_finish(run_id=run.pk, fields=fields, expected_attempt=run.attempts)
             if run.register_model and done.status == RunStatus.SUCCEEDED:
                 version = model_version_create_from_run(run=done, name=run.experiment.model_name, user=run.created_by)
-                run_log_append(run_id=run.pk, level="INFO", attempt=run.attempts,
-                               message=f"registered as {version.registered_model.name} version {version.version}")
+                run_log_append(
+                    run_id=run.pk,
+                    level="INFO",
+                    attempt=run.attempts,
+                    message=f"registered as {version.registered_model.name} version {version.version}",
+                )
             # After the last log line: a viewer may stop listening at the terminal status.
             run_status_announce(done)
         return done
@@ -201,15 +244,24 @@ def requeue_or_fail_after_db_loss(run: TrainingRun, exc: Exception, extra: dict)
             run_log_append(run_id=run.pk, level="ERROR", message=lost, attempt=run.attempts)
             if current.attempts >= current.max_attempts:
                 run_status_transition(
-                    run_id=run.pk, to=RunStatus.FAILED, reason=f"{lost}; giving up after {current.attempts} attempts"[:4000],
-                    fields={"error_message": f"database unavailable: {lost}; gave up after {current.attempts} of "
-                                             f"{current.max_attempts} attempts."[:4000],
-                            "traceback": traceback.format_exc()[-20000:]} | extra,
+                    run_id=run.pk,
+                    to=RunStatus.FAILED,
+                    reason=f"{lost}; giving up after {current.attempts} attempts"[:4000],
+                    fields={
+                        "error_message": f"database unavailable: {lost}; gave up after {current.attempts} of "
+                        f"{current.max_attempts} attempts."[:4000],
+                        "traceback": traceback.format_exc()[-20000:],
+                    }
+                    | extra,
                 )
             else:
                 task_id = str(uuid.uuid4())
-                run_status_transition(run_id=run.pk, to=RunStatus.QUEUED, reason=f"{lost}; requeued"[:4000],
-                                      fields={"celery_task_id": task_id})
+                run_status_transition(
+                    run_id=run.pk,
+                    to=RunStatus.QUEUED,
+                    reason=f"{lost}; requeued"[:4000],
+                    fields={"celery_task_id": task_id},
+                )
                 transaction.on_commit(lambda: dispatch_or_fail(run.pk, current.queue, task_id))
 
     try:
@@ -263,12 +315,18 @@ def training_run_execute(*, run_id: int, celery_task_id: str = "") -> TrainingRu
                     artifact_delete(uri=artifact_uri)  # stopped after its last epoch: nothing owns it
             except _Stopped as stop:
                 if stop.reason == "superseded":
-                    logger.warning("run %s attempt %s was superseded; stopping without a status change", run.pk, attempt)
+                    logger.warning(
+                        "run %s attempt %s was superseded; stopping without a status change", run.pk, attempt
+                    )
                 else:
                     reporter.log("WARNING", f"stopped: {stop.reason}")
                     reporter.flush()
-                    _safe_transition(run, to=stopped_status(stop.reason), reason=f"stopped ({stop.reason})",
-                                     fields={"stop_reason": stop.reason} | cpu())
+                    _safe_transition(
+                        run,
+                        to=stopped_status(stop.reason),
+                        reason=f"stopped ({stop.reason})",
+                        fields={"stop_reason": stop.reason} | cpu(),
+                    )
             except DB_CONNECTION_ERRORS as exc:  # still no database after the retries
                 logger.exception("training run %s lost the database", run.pk)
                 writer.flush(timeout=float(conf.get("TRAINING_DB_RETRY_SECONDS")))
@@ -283,11 +341,13 @@ def training_run_execute(*, run_id: int, celery_task_id: str = "") -> TrainingRu
                 logger.exception("training run %s failed", run.pk)
                 reporter.log("ERROR", message)
                 reporter.flush()
-                _safe_transition(run, to=RunStatus.FAILED, reason=message[:500],
-                                 fields={"error_message": message[:4000], "traceback": traceback.format_exc()[-20000:]}
-                                 | cpu())
+                _safe_transition(
+                    run,
+                    to=RunStatus.FAILED,
+                    reason=message[:500],
+                    fields={"error_message": message[:4000], "traceback": traceback.format_exc()[-20000:]} | cpu(),
+                )
     finally:
         live.flush(timeout=5)
         sys.setswitchinterval(switch_interval)
     return db_retrying(lambda: TrainingRun.objects.select_related("experiment").get(pk=run.pk), what=f"run {run.pk}")
-

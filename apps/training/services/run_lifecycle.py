@@ -3,6 +3,7 @@
 training_run_start creates the QUEUED row and, once the transaction commits, publishes its message
 on the `cpu` or `gpu` queue; a broker that refuses the message ends the run FAILED at once.
 """
+
 import logging
 import uuid
 
@@ -28,8 +29,9 @@ def queue_for_device(device: str) -> str:
 def dispatch_run(run_id: int, queue: str, task_id: str) -> None:
     """Publishes the run's task message (no status change: callers decide what a failure means).
     By task name: apps.training.tasks imports these services, so they never import it back."""
-    current_app.send_task("training.run", args=[run_id], queue=queue, routing_key=queue, task_id=task_id,
-                          ignore_result=True)
+    current_app.send_task(
+        "training.run", args=[run_id], queue=queue, routing_key=queue, task_id=task_id, ignore_result=True
+    )
 
 
 def dispatch_or_fail(run_id: int, queue: str, task_id: str) -> None:
@@ -41,8 +43,9 @@ def dispatch_or_fail(run_id: int, queue: str, task_id: str) -> None:
         logger.exception("could not queue training run %s", run_id)
         reason = f"could not queue the run on {queue!r}: {type(exc).__name__}: {exc}"
         try:
-            run_status_transition(run_id=run_id, to=RunStatus.FAILED, reason=reason[:500],
-                                  fields={"error_message": reason[:4000]})
+            run_status_transition(
+                run_id=run_id, to=RunStatus.FAILED, reason=reason[:500], fields={"error_message": reason[:4000]}
+            )
         except RunStateError:
             pass  # already picked up or ended meanwhile
 
@@ -94,12 +97,25 @@ def training_run_start(
     queue = queue_for_device(device)
     task_id = str(uuid.uuid4())
     fields = dict(
-        experiment=experiment, dataset_version=dataset_version, dataset_sha256=dataset_version.sha256,
+        experiment=experiment,
+        dataset_version=dataset_version,
+        dataset_sha256=dataset_version.sha256,
         feature_spec=experiment.feature_spec.spec if experiment.feature_spec_id else {},
-        framework=framework, model_type=model_type, params=params, device=device, queue=queue, seed=seed,
-        origin=origin, register_model=register_model, trial_id=getattr(trial, "pk", trial), retry_of=retry_of,
-        idempotency_key=idempotency_key or None, created_by=user, celery_task_id=task_id,
-        max_attempts=conf.max_attempts(), status=RunStatus.QUEUED,
+        framework=framework,
+        model_type=model_type,
+        params=params,
+        device=device,
+        queue=queue,
+        seed=seed,
+        origin=origin,
+        register_model=register_model,
+        trial_id=getattr(trial, "pk", trial),
+        retry_of=retry_of,
+        idempotency_key=idempotency_key or None,
+        created_by=user,
+        celery_task_id=task_id,
+        max_attempts=conf.max_attempts(),
+        status=RunStatus.QUEUED,
     )
     try:
         with transaction.atomic():
@@ -109,8 +125,9 @@ def training_run_start(
             return TrainingRun.objects.get(idempotency_key=idempotency_key)
         raise
     who = f" by {user}" if user else ""
-    RunEvent.objects.create(run=run, from_status="", to_status=RunStatus.QUEUED, reason=f"created ({origin}){who}",
-                            actor=user)
+    RunEvent.objects.create(
+        run=run, from_status="", to_status=RunStatus.QUEUED, reason=f"created ({origin}){who}", actor=user
+    )
     message = status_message(run)
 
     def after_commit():
@@ -135,16 +152,26 @@ def training_run_request_stop(*, run: TrainingRun, reason: str = StopReason.CANC
         raise RunStateError({"status": f"run {locked.pk} already ended ({locked.status})."})
     if locked.status == RunStatus.QUEUED:
         return run_status_transition(
-            run_id=locked.pk, to=stopped_status(reason), reason=f"{reason}{who} before it started", actor=user,
+            run_id=locked.pk,
+            to=stopped_status(reason),
+            reason=f"{reason}{who} before it started",
+            actor=user,
             fields={"stop_requested": reason, "stop_reason": reason},
         )
     if not locked.stop_requested:
         TrainingRun.objects.filter(pk=locked.pk).update(stop_requested=reason)
         locked.stop_requested = reason
-        RunEvent.objects.create(run=locked, from_status=locked.status, to_status=locked.status,
-                                attempt=locked.attempts, reason=f"stop requested ({reason}){who}", actor=user)
-        run_log_append(run_id=locked.pk, level="WARNING", message=f"stop requested ({reason}){who}",
-                       attempt=locked.attempts)
+        RunEvent.objects.create(
+            run=locked,
+            from_status=locked.status,
+            to_status=locked.status,
+            attempt=locked.attempts,
+            reason=f"stop requested ({reason}){who}",
+            actor=user,
+        )
+        run_log_append(
+            run_id=locked.pk, level="WARNING", message=f"stop requested ({reason}){who}", attempt=locked.attempts
+        )
 
         def tell_local_watcher():
             from apps.training.reporter import local_stop
@@ -161,7 +188,16 @@ def training_run_retry(*, run: TrainingRun, user=None) -> TrainingRun:
     if run.status not in (RunStatus.FAILED, RunStatus.CANCELLED):
         raise RunStateError({"status": f"only failed or cancelled runs can be retried; run {run.pk} is {run.status}."})
     return training_run_start(
-        experiment=run.experiment, framework=run.framework, model_type=run.model_type, params=run.params,
-        device=run.device, user=user, seed=run.seed, register_model=run.register_model, trial=run.trial_id,
-        origin=RunOrigin.RETRY, dataset_version=run.dataset_version, retry_of=run,
+        experiment=run.experiment,
+        framework=run.framework,
+        model_type=run.model_type,
+        params=run.params,
+        device=run.device,
+        user=user,
+        seed=run.seed,
+        register_model=run.register_model,
+        trial=run.trial_id,
+        origin=RunOrigin.RETRY,
+        dataset_version=run.dataset_version,
+        retry_of=run,
     )

@@ -1,4 +1,5 @@
 """The one place a run's status, progress and log change. Every status change writes a RunEvent."""
+
 import logging
 import math
 import time
@@ -70,8 +71,13 @@ def db_retrying(fn, *, what: str, seconds: float | None = None):
             if time.monotonic() + pause > deadline:
                 logger.error("%s: database still unavailable after %d tries in %.0f s: %s", what, tries, budget, exc)
                 raise
-            logger.warning("%s: database connection lost (%s: %s); reconnecting (try %d)", what,
-                           type(exc).__name__, str(exc).strip()[:200], tries)
+            logger.warning(
+                "%s: database connection lost (%s: %s); reconnecting (try %d)",
+                what,
+                type(exc).__name__,
+                str(exc).strip()[:200],
+                tries,
+            )
             time.sleep(pause)
             pause = min(pause * 2, 2.0)
 
@@ -119,7 +125,9 @@ def run_status_transition(
         raise RunStateError({"status": f"run {run_id} is {run.status}; it cannot become {to}."})
     if expected_attempt is not None and run.attempts != expected_attempt:
         raise RunStateError(
-            {"status": f"run {run_id} is on attempt {run.attempts}, not {expected_attempt}; this attempt was superseded."}
+            {
+                "status": f"run {run_id} is on attempt {run.attempts}, not {expected_attempt}; this attempt was superseded."
+            }
         )
     now = timezone.now()
     previous = run.status
@@ -137,7 +145,12 @@ def run_status_transition(
     # Only the columns this change owns: progress and log counters are written concurrently elsewhere.
     run.save(update_fields=[*changed, "updated_at"])
     RunEvent.objects.create(
-        run=run, from_status=previous, to_status=to, attempt=run.attempts, reason=reason[:4000], actor=actor,
+        run=run,
+        from_status=previous,
+        to_status=to,
+        attempt=run.attempts,
+        reason=reason[:4000],
+        actor=actor,
         created_at=now,
     )
     if announce:
@@ -159,15 +172,29 @@ def run_finish(*, run_id: int, fields: dict, expected_attempt: int) -> TrainingR
     locked = TrainingRun.objects.select_for_update().get(pk=run_id)
     stop = locked.stop_requested
     if not stop:
-        return run_status_transition(run_id=run_id, to=RunStatus.SUCCEEDED, reason="training finished", fields=fields,
-                                     expected_attempt=expected_attempt, announce=False)
+        return run_status_transition(
+            run_id=run_id,
+            to=RunStatus.SUCCEEDED,
+            reason="training finished",
+            fields=fields,
+            expected_attempt=expected_attempt,
+            announce=False,
+        )
     kept = {key: fields[key] for key in ("cpu_seconds",) if key in fields}
     run = run_status_transition(
-        run_id=run_id, to=stopped_status(stop), reason=f"stopped ({stop}) after its last epoch; the artifact is discarded",
-        fields={"stop_reason": stop, **kept}, expected_attempt=expected_attempt, announce=False,
+        run_id=run_id,
+        to=stopped_status(stop),
+        reason=f"stopped ({stop}) after its last epoch; the artifact is discarded",
+        fields={"stop_reason": stop, **kept},
+        expected_attempt=expected_attempt,
+        announce=False,
     )
-    run_log_append(run_id=run_id, level=LogLevel.WARNING, attempt=run.attempts,
-                   message=f"stopped ({stop}): the request came after the last epoch; nothing is kept or registered")
+    run_log_append(
+        run_id=run_id,
+        level=LogLevel.WARNING,
+        attempt=run.attempts,
+        message=f"stopped ({stop}): the request came after the last epoch; nothing is kept or registered",
+    )
     return run
 
 
@@ -211,8 +238,12 @@ def run_log_append(*, run_id: int, level: str, message: str, attempt: int = 0) -
     emitted = timezone.now()  # the line's time is when it was emitted, before any I/O
     with transaction.atomic():
         line = RunLogLine.objects.create(
-            run_id=run_id, seq=_allocate_seqs(run_id, 1), attempt=attempt, level=_level(level),
-            message=str(message)[:20000], ts=emitted,
+            run_id=run_id,
+            seq=_allocate_seqs(run_id, 1),
+            attempt=attempt,
+            level=_level(level),
+            message=str(message)[:20000],
+            ts=emitted,
         )
         payload = log_message(line)
         transaction.on_commit(lambda: live.publish(live.run_group(run_id), payload))
@@ -273,8 +304,10 @@ def run_records_write(*, run: TrainingRun, attempt: int, records: list[tuple]) -
                 cursor.execute("SET LOCAL synchronous_commit = off")
         if latest is not None:
             epoch, total, percent, eta = latest
-            sql = (f"UPDATE {table} SET log_seq = log_seq + %s, current_epoch = %s, total_epochs = %s, progress = %s, "
-                   f"eta_seconds = %s, heartbeat_at = %s WHERE id = %s RETURNING log_seq")
+            sql = (
+                f"UPDATE {table} SET log_seq = log_seq + %s, current_epoch = %s, total_epochs = %s, progress = %s, "
+                f"eta_seconds = %s, heartbeat_at = %s WHERE id = %s RETURNING log_seq"
+            )
             params = [count, epoch, total, percent, eta, timezone.now(), run.pk]
         else:
             sql, params = f"UPDATE {table} SET log_seq = log_seq + %s WHERE id = %s RETURNING log_seq", [count, run.pk]
@@ -293,19 +326,33 @@ def run_records_write(*, run: TrainingRun, attempt: int, records: list[tuple]) -
                 payloads.append(log_message(line))
             else:
                 _, epoch, total, metrics, eta, ts = record
-                epochs.append(RunEpoch(run_id=run.pk, attempt=attempt, epoch=epoch, total_epochs=total,
-                                       metrics=metrics, created_at=ts))
-                payloads.append({
-                    "type": "run.progress", "run": run.pk, "epoch": epoch, "total_epochs": total,
-                    "percent": round(100.0 * epoch / total, 2), "eta_seconds": None if eta is None else round(eta, 1),
-                    "metrics": metrics, "attempt": attempt,
-                })
+                epochs.append(
+                    RunEpoch(
+                        run_id=run.pk, attempt=attempt, epoch=epoch, total_epochs=total, metrics=metrics, created_at=ts
+                    )
+                )
+                payloads.append(
+                    {
+                        "type": "run.progress",
+                        "run": run.pk,
+                        "epoch": epoch,
+                        "total_epochs": total,
+                        "percent": round(100.0 * epoch / total, 2),
+                        "eta_seconds": None if eta is None else round(eta, 1),
+                        "metrics": metrics,
+                        "attempt": attempt,
+                    }
+                )
                 stored.append((epoch, metrics))
         if lines:
             RunLogLine.objects.bulk_create(lines)
         if epochs:
-            RunEpoch.objects.bulk_create(epochs, update_conflicts=True, unique_fields=["run", "attempt", "epoch"],
-                                         update_fields=["total_epochs", "metrics", "created_at"])
+            RunEpoch.objects.bulk_create(
+                epochs,
+                update_conflicts=True,
+                unique_fields=["run", "attempt", "epoch"],
+                update_fields=["total_epochs", "metrics", "created_at"],
+            )
         if latest is not None:
             run.current_epoch, run.total_epochs, run.progress, run.eta_seconds = latest
         group = live.run_group(run.pk)

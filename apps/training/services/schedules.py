@@ -1,5 +1,6 @@
 """Retraining schedules: TrainingSchedule rows kept in step with django-celery-beat PeriodicTasks,
 and the two retraining triggers (a beat tick, a new dataset version)."""
+
 import json
 import logging
 
@@ -24,7 +25,9 @@ def parse_cron(expression: str) -> dict:
 
     parts = (expression or "").split()
     if len(parts) != 5:
-        raise ValidationError({"cron": f"needs 5 fields (minute hour day-of-month month day-of-week), got {len(parts)}."})
+        raise ValidationError(
+            {"cron": f"needs 5 fields (minute hour day-of-month month day-of-week), got {len(parts)}."}
+        )
     fields = dict(zip(CRON_FIELDS, parts))
     for name, value in fields.items():
         try:
@@ -36,8 +39,11 @@ def parse_cron(expression: str) -> dict:
 
 def _config(schedule: TrainingSchedule) -> dict:
     return experiment_training_config(
-        experiment=schedule.experiment, framework=schedule.framework or None, model_type=schedule.model_type or None,
-        params=schedule.params or None, device=schedule.device or None,
+        experiment=schedule.experiment,
+        framework=schedule.framework or None,
+        model_type=schedule.model_type or None,
+        params=schedule.params or None,
+        device=schedule.device or None,
     )
 
 
@@ -111,8 +117,12 @@ def _record_tick(schedule: TrainingSchedule | None, *, outcome: str, reason: str
     """Stamps what this tick did on the schedule (an update, so a concurrent admin edit is not undone)."""
     if schedule is None:
         return
-    changes = {"last_tick_at": timezone.now(), "last_tick_outcome": outcome, "last_tick_reason": reason,
-               "last_tick_run": run}
+    changes = {
+        "last_tick_at": timezone.now(),
+        "last_tick_outcome": outcome,
+        "last_tick_reason": reason,
+        "last_tick_run": run,
+    }
     if outcome == TICK_STARTED:
         changes["force_next"] = False
     TrainingSchedule.objects.filter(pk=schedule.pk).update(**changes)
@@ -133,16 +143,21 @@ def _unchanged_since_last_success(*, experiment: Experiment, config: dict) -> Tr
     params = validate_training_config(**config)
     spec = experiment.feature_spec.spec if experiment.feature_spec_id else {}
     same = (
-        last.dataset_version_id == latest.pk and last.framework == config["framework"]
-        and last.model_type == config["model_type"] and last.params == params and last.device == config["device"]
-        and last.feature_spec == spec and last.seed == experiment.seed
+        last.dataset_version_id == latest.pk
+        and last.framework == config["framework"]
+        and last.model_type == config["model_type"]
+        and last.params == params
+        and last.device == config["device"]
+        and last.feature_spec == spec
+        and last.seed == experiment.seed
     )
     return last if same else None
 
 
 @transaction.atomic
-def experiment_retrain_scheduled(*, experiment_id: int, schedule_id: int | None = None,
-                                 tick: str | None = None, force: bool = False) -> TrainingRun | None:
+def experiment_retrain_scheduled(
+    *, experiment_id: int, schedule_id: int | None = None, tick: str | None = None, force: bool = False
+) -> TrainingRun | None:
     """One beat tick: starts a run on the dataset's newest version, unless a scheduled run of the
     experiment is still queued or running, or the newest dataset version and the training settings
     are the same as the last succeeded run's (a retrain would only repeat it) — unless `force` or
@@ -167,8 +182,12 @@ def experiment_retrain_scheduled(*, experiment_id: int, schedule_id: int | None 
     active = experiment.runs.filter(status__in=RUN_ACTIVE, origin=RunOrigin.SCHEDULE).order_by("pk").first()
     if active is not None:
         logger.info("scheduled retrain of %s skipped: run %s is still %s", experiment.name, active.pk, active.status)
-        _record_tick(schedule, outcome=TICK_SKIPPED, run=active,
-                     reason=f"run {active.pk} of this experiment is still {active.status}")
+        _record_tick(
+            schedule,
+            outcome=TICK_SKIPPED,
+            run=active,
+            reason=f"run {active.pk} of this experiment is still {active.status}",
+        )
         return None
     if schedule is not None:
         config = _config(schedule)
@@ -180,14 +199,20 @@ def experiment_retrain_scheduled(*, experiment_id: int, schedule_id: int | None 
     if not force:
         same = _unchanged_since_last_success(experiment=experiment, config=config)
         if same is not None:
-            reason = (f"dataset version {same.dataset_version.version} and the training settings are unchanged "
-                      f"since run {same.pk} succeeded; force to retrain anyway")
+            reason = (
+                f"dataset version {same.dataset_version.version} and the training settings are unchanged "
+                f"since run {same.pk} succeeded; force to retrain anyway"
+            )
             logger.info("scheduled retrain of %s skipped: %s", experiment.name, reason)
             _record_tick(schedule, outcome=TICK_SKIPPED, reason=reason, run=same)
             return None
     run = training_run_start(experiment=experiment, user=user, origin=RunOrigin.SCHEDULE, idempotency_key=key, **config)
-    _record_tick(schedule, outcome=TICK_STARTED, run=run,
-                 reason="forced" if force else "new data or changed settings since the last succeeded run")
+    _record_tick(
+        schedule,
+        outcome=TICK_STARTED,
+        run=run,
+        reason="forced" if force else "new data or changed settings since the last succeeded run",
+    )
     return run
 
 
@@ -198,12 +223,18 @@ def experiments_retrain_on_new_version(*, version) -> list[TrainingRun]:
     runs = []
     for experiment in Experiment.objects.filter(dataset_id=version.dataset_id, retrain_on_new_data=True):
         try:
-            runs.append(training_run_start(
-                experiment=experiment, framework=experiment.default_framework,
-                model_type=experiment.default_model_type, params=experiment.default_params,
-                device=experiment.default_device, origin=RunOrigin.DATASET, dataset_version=version,
-                idempotency_key=f"dataset-version:{version.pk}:experiment:{experiment.pk}",
-            ))
+            runs.append(
+                training_run_start(
+                    experiment=experiment,
+                    framework=experiment.default_framework,
+                    model_type=experiment.default_model_type,
+                    params=experiment.default_params,
+                    device=experiment.default_device,
+                    origin=RunOrigin.DATASET,
+                    dataset_version=version,
+                    idempotency_key=f"dataset-version:{version.pk}:experiment:{experiment.pk}",
+                )
+            )
         except ValidationError as exc:
             logger.error("retrain of %s on %s not started: %s", experiment.name, version, exc)
     return runs

@@ -5,6 +5,7 @@ the artifact and the registered version. The input example holds the newest raw 
 entities and what the freshly trained, in-memory model predicts for them, so anyone can check that
 the saved-and-loaded model answers exactly as the trained one did.
 """
+
 import json
 import logging
 
@@ -21,22 +22,28 @@ def build_signature(*, data, preprocessor, trained, experiment: Experiment, data
     window = int(getattr(trained, "window", 1) or 1)
     preprocessor_rows = int(getattr(preprocessor, "history_rows", 1) or 1)
     classes = list(data.classes) if getattr(data, "classes", None) is not None else None
-    return json_safe({
-        "inputs": [{"name": c, "dtype": schema.get(c, "unknown")} for c in raw_columns],
-        "raw_columns": raw_columns,
-        "feature_names": list(data.feature_names),
-        "feature_dtypes": {name: "float32" for name in data.feature_names},
-        "entity_column": getattr(preprocessor, "entity_column", None) or "",
-        "time_column": getattr(preprocessor, "time_column", None) or "",
-        "preprocessor_history_rows": preprocessor_rows,
-        "window": window,
-        "history_rows": preprocessor_rows + window - 1,
-        "task": experiment.task,
-        "target": experiment.target,
-        "classes": classes,
-        "output": {"name": "prediction", "dtype": "string" if classes and any(isinstance(c, str) for c in classes)
-                   else ("int64" if experiment.task == "classification" else "float64")},
-    })
+    return json_safe(
+        {
+            "inputs": [{"name": c, "dtype": schema.get(c, "unknown")} for c in raw_columns],
+            "raw_columns": raw_columns,
+            "feature_names": list(data.feature_names),
+            "feature_dtypes": {name: "float32" for name in data.feature_names},
+            "entity_column": getattr(preprocessor, "entity_column", None) or "",
+            "time_column": getattr(preprocessor, "time_column", None) or "",
+            "preprocessor_history_rows": preprocessor_rows,
+            "window": window,
+            "history_rows": preprocessor_rows + window - 1,
+            "task": experiment.task,
+            "target": experiment.target,
+            "classes": classes,
+            "output": {
+                "name": "prediction",
+                "dtype": "string"
+                if classes and any(isinstance(c, str) for c in classes)
+                else ("int64" if experiment.task == "classification" else "float64"),
+            },
+        }
+    )
 
 
 EXAMPLE_ENTITIES = 3
@@ -59,9 +66,17 @@ def input_example(*, df, preprocessor, trained, signature: dict, run: TrainingRu
     else:
         rows = rows.tail(max(need, 5))
     rows = rows[list(preprocessor.raw_columns)].reset_index(drop=True)
-    model = LoadedModel(version_id=0, name="", version=0, framework=run.framework, task=run.experiment.task,
-                        signature=signature, preprocessor=preprocessor, trained=trained,
-                        classes=signature.get("classes"))
+    model = LoadedModel(
+        version_id=0,
+        name="",
+        version=0,
+        framework=run.framework,
+        task=run.experiment.task,
+        signature=signature,
+        preprocessor=preprocessor,
+        trained=trained,
+        classes=signature.get("classes"),
+    )
     try:
         predictions, labels = model.predict_raw(rows)
         probabilities = model.predict_proba_raw(rows)[0].tolist() if model.task == "classification" else None

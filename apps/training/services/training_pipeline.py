@@ -33,6 +33,7 @@ FEATURES:
 AUTHOR: AI Investor Team
 ==============================================================================
 """
+
 from apps.training.services.reaper import training_runs_reap
 from apps.training.services.run_claims import claim_attempt
 from apps.training.services.run_execution import requeue_or_fail_after_db_loss, training_run_execute

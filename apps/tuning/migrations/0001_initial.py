@@ -7,104 +7,232 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('registry', '0002_initial'),
-        ('training', '0002_reaper_periodic_task'),
+        ("registry", "0002_initial"),
+        ("training", "0002_reaper_periodic_task"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Trial',
+            name="Trial",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('number', models.PositiveIntegerField()),
-                ('params', models.JSONField(default=dict, help_text='The searched parameters (fixed_params excluded).')),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('completed', 'Completed'), ('pruned', 'Pruned'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], db_index=True, default='queued', max_length=20)),
-                ('intermediate_values', models.JSONField(blank=True, default=dict)),
-                ('value', models.FloatField(blank=True, null=True)),
-                ('prune_requested_at_epoch', models.PositiveIntegerField(blank=True, null=True)),
-                ('error', models.TextField(blank=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('run', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='trial', to='training.trainingrun')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("number", models.PositiveIntegerField()),
+                (
+                    "params",
+                    models.JSONField(default=dict, help_text="The searched parameters (fixed_params excluded)."),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("completed", "Completed"),
+                            ("pruned", "Pruned"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        db_index=True,
+                        default="queued",
+                        max_length=20,
+                    ),
+                ),
+                ("intermediate_values", models.JSONField(blank=True, default=dict)),
+                ("value", models.FloatField(blank=True, null=True)),
+                ("prune_requested_at_epoch", models.PositiveIntegerField(blank=True, null=True)),
+                ("error", models.TextField(blank=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "run",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="trial",
+                        to="training.trainingrun",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['study', 'number'],
+                "ordering": ["study", "number"],
             },
         ),
         migrations.CreateModel(
-            name='TuningStudy',
+            name="TuningStudy",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('name', models.CharField(max_length=120, unique=True)),
-                ('framework', models.CharField(max_length=20)),
-                ('model_type', models.CharField(max_length=50)),
-                ('search_space', models.JSONField(default=list)),
-                ('fixed_params', models.JSONField(blank=True, default=dict, help_text='Hyperparameters every trial uses as given.')),
-                ('strategy', models.CharField(choices=[('grid', 'Grid search'), ('random', 'Random search'), ('bayesian', 'Bayesian optimisation (Gaussian process)')], default='random', max_length=20)),
-                ('strategy_options', models.JSONField(blank=True, default=dict)),
-                ('objective_metric', models.CharField(max_length=50)),
-                ('direction', models.CharField(choices=[('maximize', 'Maximise'), ('minimize', 'Minimise')], default='maximize', max_length=10)),
-                ('max_trials', models.PositiveIntegerField(default=20)),
-                ('max_wall_seconds', models.PositiveIntegerField(blank=True, help_text='Time budget; empty means none.', null=True)),
-                ('parallelism', models.PositiveSmallIntegerField(default=1)),
-                ('pruner', models.CharField(choices=[('none', 'No pruning'), ('median', 'Median rule'), ('successive_halving', 'Successive halving')], default='none', max_length=30)),
-                ('pruner_options', models.JSONField(blank=True, default=dict)),
-                ('device', models.CharField(choices=[('cpu', 'CPU'), ('gpu', 'GPU')], default='cpu', max_length=3)),
-                ('seed', models.IntegerField(default=0)),
-                ('status', models.CharField(choices=[('draft', 'Draft'), ('running', 'Running'), ('paused', 'Paused'), ('completed', 'Completed'), ('stopped', 'Stopped'), ('failed', 'Failed')], db_index=True, default='draft', max_length=20)),
-                ('running_seconds', models.FloatField(default=0.0)),
-                ('running_since', models.DateTimeField(blank=True, null=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('experiment', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='tuning_studies', to='training.experiment')),
-                ('model_version', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='tuning_studies', to='registry.modelversion')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now, editable=False)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("name", models.CharField(max_length=120, unique=True)),
+                ("framework", models.CharField(max_length=20)),
+                ("model_type", models.CharField(max_length=50)),
+                ("search_space", models.JSONField(default=list)),
+                (
+                    "fixed_params",
+                    models.JSONField(blank=True, default=dict, help_text="Hyperparameters every trial uses as given."),
+                ),
+                (
+                    "strategy",
+                    models.CharField(
+                        choices=[
+                            ("grid", "Grid search"),
+                            ("random", "Random search"),
+                            ("bayesian", "Bayesian optimisation (Gaussian process)"),
+                        ],
+                        default="random",
+                        max_length=20,
+                    ),
+                ),
+                ("strategy_options", models.JSONField(blank=True, default=dict)),
+                ("objective_metric", models.CharField(max_length=50)),
+                (
+                    "direction",
+                    models.CharField(
+                        choices=[("maximize", "Maximise"), ("minimize", "Minimise")], default="maximize", max_length=10
+                    ),
+                ),
+                ("max_trials", models.PositiveIntegerField(default=20)),
+                (
+                    "max_wall_seconds",
+                    models.PositiveIntegerField(blank=True, help_text="Time budget; empty means none.", null=True),
+                ),
+                ("parallelism", models.PositiveSmallIntegerField(default=1)),
+                (
+                    "pruner",
+                    models.CharField(
+                        choices=[
+                            ("none", "No pruning"),
+                            ("median", "Median rule"),
+                            ("successive_halving", "Successive halving"),
+                        ],
+                        default="none",
+                        max_length=30,
+                    ),
+                ),
+                ("pruner_options", models.JSONField(blank=True, default=dict)),
+                ("device", models.CharField(choices=[("cpu", "CPU"), ("gpu", "GPU")], default="cpu", max_length=3)),
+                ("seed", models.IntegerField(default=0)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("draft", "Draft"),
+                            ("running", "Running"),
+                            ("paused", "Paused"),
+                            ("completed", "Completed"),
+                            ("stopped", "Stopped"),
+                            ("failed", "Failed"),
+                        ],
+                        db_index=True,
+                        default="draft",
+                        max_length=20,
+                    ),
+                ),
+                ("running_seconds", models.FloatField(default=0.0)),
+                ("running_since", models.DateTimeField(blank=True, null=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "experiment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="tuning_studies",
+                        to="training.experiment",
+                    ),
+                ),
+                (
+                    "model_version",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="tuning_studies",
+                        to="registry.modelversion",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'tuning studies',
-                'ordering': ['-created_at'],
+                "verbose_name_plural": "tuning studies",
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='TuningEvent',
+            name="TuningEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('from_status', models.CharField(blank=True, max_length=20)),
-                ('to_status', models.CharField(max_length=20)),
-                ('reason', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('trial', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='events', to='tuning.trial')),
-                ('study', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='tuning.tuningstudy')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("from_status", models.CharField(blank=True, max_length=20)),
+                ("to_status", models.CharField(max_length=20)),
+                ("reason", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "trial",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="events",
+                        to="tuning.trial",
+                    ),
+                ),
+                (
+                    "study",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="events", to="tuning.tuningstudy"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created_at', 'id'],
+                "ordering": ["created_at", "id"],
             },
         ),
         migrations.AddField(
-            model_name='trial',
-            name='study',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='trials', to='tuning.tuningstudy'),
+            model_name="trial",
+            name="study",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="trials", to="tuning.tuningstudy"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='tuningstudy',
-            constraint=models.CheckConstraint(condition=models.Q(('parallelism__gte', 1)), name='tuning_study_parallelism_positive'),
+            model_name="tuningstudy",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("parallelism__gte", 1)), name="tuning_study_parallelism_positive"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='tuningstudy',
-            constraint=models.CheckConstraint(condition=models.Q(('max_trials__gte', 1)), name='tuning_study_max_trials_positive'),
+            model_name="tuningstudy",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("max_trials__gte", 1)), name="tuning_study_max_trials_positive"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='trial',
-            constraint=models.UniqueConstraint(fields=('study', 'number'), name='tuning_trial_number_unique'),
+            model_name="trial",
+            constraint=models.UniqueConstraint(fields=("study", "number"), name="tuning_trial_number_unique"),
         ),
     ]

@@ -1,4 +1,5 @@
 """The beat task that keeps studies going (see apps.tuning.services.trials.studies_keep)."""
+
 from django.db import migrations
 
 from apps.core.beat_migrations import PeriodicTaskOperation
@@ -12,6 +13,10 @@ class Migration(migrations.Migration):
 
     operations = [
         PeriodicTaskOperation(
-            name="tuning: keep studies going", task="tuning.keep_studies", every=30, queue="default",
-            description="Record finished trials, launch missing ones, end studies whose budget is spent."),
+            name="tuning: keep studies going",
+            task="tuning.keep_studies",
+            every=30,
+            queue="default",
+            description="Record finished trials, launch missing ones, end studies whose budget is spent.",
+        ),
     ]

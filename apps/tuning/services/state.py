@@ -1,4 +1,5 @@
 """The one place a study's or a trial's status changes. Every change writes a TuningEvent."""
+
 from django.db import transaction
 from django.utils import timezone
 
@@ -7,7 +8,6 @@ from apps.core.live import STUDIES_GROUP
 
 from ..choices import STUDY_TERMINAL, STUDY_TRANSITIONS, TRIAL_TERMINAL, TRIAL_TRANSITIONS, StudyStatus, TrialStatus
 from ..models import Trial, TuningEvent, TuningStudy
-
 
 
 class StudyStateError(StateConflict):
@@ -26,8 +26,9 @@ def publish_study_changed(study_id: int) -> None:
 
 
 @transaction.atomic
-def study_status_change(*, study: TuningStudy, to: str, reason: str = "", user=None,
-                        fields: dict | None = None) -> TuningStudy:
+def study_status_change(
+    *, study: TuningStudy, to: str, reason: str = "", user=None, fields: dict | None = None
+) -> TuningStudy:
     """Moves the study to `to` under a row lock and records why. Keeps the wall-time budget's
     bookkeeping: only time spent RUNNING counts. Returns the locked, updated study."""
     locked = TuningStudy.objects.select_for_update().get(pk=study.pk)
@@ -47,8 +48,9 @@ def study_status_change(*, study: TuningStudy, to: str, reason: str = "", user=N
     for name, value in changed.items():
         setattr(locked, name, value)
     locked.save(update_fields=[*changed, "updated_at"])
-    TuningEvent.objects.create(study=locked, from_status=previous, to_status=to, reason=reason[:4000], actor=user,
-                               created_at=now)
+    TuningEvent.objects.create(
+        study=locked, from_status=previous, to_status=to, reason=reason[:4000], actor=user, created_at=now
+    )
     publish_study_changed(locked.pk)
     return locked
 
@@ -70,8 +72,15 @@ def trial_status_change(*, trial: Trial, to: str, reason: str = "", user=None, f
     for name, value in changed.items():
         setattr(locked, name, value)
     locked.save(update_fields=[*changed, "updated_at"])
-    TuningEvent.objects.create(study_id=locked.study_id, trial=locked, from_status=previous, to_status=to,
-                               reason=reason[:4000], actor=user, created_at=now)
+    TuningEvent.objects.create(
+        study_id=locked.study_id,
+        trial=locked,
+        from_status=previous,
+        to_status=to,
+        reason=reason[:4000],
+        actor=user,
+        created_at=now,
+    )
     publish_study_changed(locked.study_id)
     return locked
 

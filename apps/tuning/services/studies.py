@@ -4,6 +4,7 @@ Everything a study needs to continue lives in its rows: any process (web, worker
 may call study_advance, and the row lock on the study makes concurrent callers launch each missing
 trial once.
 """
+
 import logging
 
 from django.core.exceptions import ValidationError
@@ -20,14 +21,37 @@ from .validation import StudyConfig, validate_study_config
 logger = logging.getLogger(__name__)
 
 EDITABLE_FIELDS = (
-    "framework", "model_type", "search_space", "fixed_params", "strategy", "strategy_options", "objective_metric",
-    "direction", "max_trials", "max_wall_seconds", "parallelism", "pruner", "pruner_options", "device", "seed",
+    "framework",
+    "model_type",
+    "search_space",
+    "fixed_params",
+    "strategy",
+    "strategy_options",
+    "objective_metric",
+    "direction",
+    "max_trials",
+    "max_wall_seconds",
+    "parallelism",
+    "pruner",
+    "pruner_options",
+    "device",
+    "seed",
 )
 
 
-def study_config_resolve(*, experiment, framework=None, model_type=None, objective_metric=None, direction=None,
-                         strategy_options=None, pruner_options=None, max_trials=None, seed=None,
-                         **rest) -> StudyConfig:
+def study_config_resolve(
+    *,
+    experiment,
+    framework=None,
+    model_type=None,
+    objective_metric=None,
+    direction=None,
+    strategy_options=None,
+    pruner_options=None,
+    max_trials=None,
+    seed=None,
+    **rest,
+) -> StudyConfig:
     """The validated configuration of a new study; blanks (None or "") come from the experiment:
     framework, model type, metric and direction, seed; a grid's default budget is its size."""
     from apps.frameworks import FRAMEWORKS, get_adapter
@@ -57,19 +81,42 @@ def study_config_resolve(*, experiment, framework=None, model_type=None, objecti
             except ValueError:
                 pass
     return validate_study_config(
-        experiment=experiment, framework=framework, model_type=model_type or "", objective_metric=objective_metric,
-        direction=direction, strategy_options=strategy_options or {}, pruner_options=pruner_options or {},
-        max_trials=max_trials, seed=experiment.seed if seed is None else seed, **rest,
+        experiment=experiment,
+        framework=framework,
+        model_type=model_type or "",
+        objective_metric=objective_metric,
+        direction=direction,
+        strategy_options=strategy_options or {},
+        pruner_options=pruner_options or {},
+        max_trials=max_trials,
+        seed=experiment.seed if seed is None else seed,
+        **rest,
     )
 
 
 @transaction.atomic
-def study_create(*, name: str, experiment, search_space, strategy: str = "random", user=None,
-                 framework: str | None = None, model_type: str | None = None, fixed_params: dict | None = None,
-                 strategy_options: dict | None = None, objective_metric: str | None = None,
-                 direction: str | None = None, max_trials: int | None = None, max_wall_seconds: int | None = None,
-                 parallelism: int = 1, pruner: str = "none", pruner_options: dict | None = None,
-                 device: str = "cpu", seed: int | None = None, start: bool = False) -> TuningStudy:
+def study_create(
+    *,
+    name: str,
+    experiment,
+    search_space,
+    strategy: str = "random",
+    user=None,
+    framework: str | None = None,
+    model_type: str | None = None,
+    fixed_params: dict | None = None,
+    strategy_options: dict | None = None,
+    objective_metric: str | None = None,
+    direction: str | None = None,
+    max_trials: int | None = None,
+    max_wall_seconds: int | None = None,
+    parallelism: int = 1,
+    pruner: str = "none",
+    pruner_options: dict | None = None,
+    device: str = "cpu",
+    seed: int | None = None,
+    start: bool = False,
+) -> TuningStudy:
     """Creates a DRAFT study (and starts it when `start`). Blank framework, model type, metric,
     direction and seed come from the experiment; a grid's default budget is its size.
     Raises ValidationError naming the field, e.g. {"search_space": "parameter 'alpha': ..."}."""
@@ -79,19 +126,31 @@ def study_create(*, name: str, experiment, search_space, strategy: str = "random
     if TuningStudy.objects.filter(name=name).exists():
         raise ValidationError({"name": f"a study named {name!r} already exists."})
     config = study_config_resolve(
-        experiment=experiment, framework=framework, model_type=model_type, search_space=search_space,
-        fixed_params=fixed_params, strategy=strategy, strategy_options=strategy_options,
-        objective_metric=objective_metric, direction=direction, max_trials=max_trials,
-        max_wall_seconds=max_wall_seconds, parallelism=parallelism, pruner=pruner, pruner_options=pruner_options,
-        device=device, seed=seed,
+        experiment=experiment,
+        framework=framework,
+        model_type=model_type,
+        search_space=search_space,
+        fixed_params=fixed_params,
+        strategy=strategy,
+        strategy_options=strategy_options,
+        objective_metric=objective_metric,
+        direction=direction,
+        max_trials=max_trials,
+        max_wall_seconds=max_wall_seconds,
+        parallelism=parallelism,
+        pruner=pruner,
+        pruner_options=pruner_options,
+        device=device,
+        seed=seed,
     )
     try:
         with transaction.atomic():
             study = TuningStudy.objects.create(name=name, experiment=experiment, created_by=user, **vars(config))
     except IntegrityError:  # the same name won a race a moment ago
         raise ValidationError({"name": f"a study named {name!r} already exists."}) from None
-    TuningEvent.objects.create(study=study, from_status="", to_status=StudyStatus.DRAFT,
-                               reason=_by("created", user), actor=user)
+    TuningEvent.objects.create(
+        study=study, from_status="", to_status=StudyStatus.DRAFT, reason=_by("created", user), actor=user
+    )
     if start:
         study = study_start(study=study, user=user)
     return study
@@ -198,8 +257,9 @@ def study_advance(*, study_id: int) -> list[Trial]:
         return []
     trials = list(study.trials.order_by("number"))
     active = [t for t in trials if t.status in TRIAL_ACTIVE]
-    strategy = get_strategy(study.strategy, space=SearchSpace.from_spec(study.search_space), seed=study.seed,
-                            options=study.strategy_options)
+    strategy = get_strategy(
+        study.strategy, space=SearchSpace.from_spec(study.search_space), seed=study.seed, options=study.strategy_options
+    )
     capacity = strategy.capacity()
     time_up = study.max_wall_seconds is not None and study.elapsed_seconds() >= study.max_wall_seconds
     slots = min(study.parallelism - len(active), study.max_trials - len(trials))
@@ -232,15 +292,23 @@ def _launch(study: TuningStudy, *, number: int, params: dict) -> Trial:
     try:
         with transaction.atomic():
             run = training_run_start(
-                experiment=study.experiment, framework=study.framework, model_type=study.model_type,
-                params={**study.fixed_params, **params}, device=study.device, user=study.created_by,
-                seed=study.seed, register_model=False, trial=trial, origin=RunOrigin.TUNING,
+                experiment=study.experiment,
+                framework=study.framework,
+                model_type=study.model_type,
+                params={**study.fixed_params, **params},
+                device=study.device,
+                user=study.created_by,
+                seed=study.seed,
+                register_model=False,
+                trial=trial,
+                origin=RunOrigin.TUNING,
             )
     except ValidationError as exc:
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"run": exc.messages}
         message = "; ".join(f"{field}: {', '.join(messages)}" for field, messages in detail.items())
-        return trial_status_change(trial=trial, to=TrialStatus.FAILED, reason=f"could not start: {message}",
-                                   fields={"error": message})
+        return trial_status_change(
+            trial=trial, to=TrialStatus.FAILED, reason=f"could not start: {message}", fields={"error": message}
+        )
     Trial.objects.filter(pk=trial.pk).update(run=run)
     trial.run = run
     return trial
@@ -261,14 +329,18 @@ def _finish(study: TuningStudy, *, to: str, reason: str, user=None) -> TuningStu
     try:
         with transaction.atomic():
             version = model_version_create_from_run(
-                run=best.run, name=study.experiment.model_name, user=user or study.created_by,
+                run=best.run,
+                name=study.experiment.model_name,
+                user=user or study.created_by,
                 tags={"tuning_study": study.name, "tuning_study_id": study.pk, "tuning_trial": best.number},
                 description=f"Best trial (#{best.number}) of tuning study {study.name}: "
-                            f"{study.objective_metric}={best.value:.6g}, params {best.params}",
+                f"{study.objective_metric}={best.value:.6g}, params {best.params}",
             )
         fields["model_version"] = version
-        reason = (f"{reason}; best trial #{best.number} ({study.objective_metric}={best.value:.6g}) registered as "
-                  f"{version.registered_model.name} v{version.version}")
+        reason = (
+            f"{reason}; best trial #{best.number} ({study.objective_metric}={best.value:.6g}) registered as "
+            f"{version.registered_model.name} v{version.version}"
+        )
     except ValidationError as exc:
         logger.error("study %s: best trial #%s could not be registered: %s", study.pk, best.number, exc)
         reason = f"{reason}; best trial #{best.number} could not be registered: {'; '.join(exc.messages)}"

@@ -3,6 +3,7 @@
 Called from the training signals (in the worker) and from the study keeper (beat), which repairs
 whatever a crash between a run's end and its signal left behind.
 """
+
 import logging
 
 from django.db import transaction
@@ -47,8 +48,12 @@ def trial_record_epoch(*, run, epoch: int, metrics: dict) -> Trial | None:
     from apps.training.services.training_pipeline import RunStateError, training_run_request_stop
 
     with transaction.atomic():
-        trial = (Trial.objects.select_for_update(of=("self",)).select_related("study__experiment")
-                 .filter(pk=run.trial_id).first())
+        trial = (
+            Trial.objects.select_for_update(of=("self",))
+            .select_related("study__experiment")
+            .filter(pk=run.trial_id)
+            .first()
+        )
         if trial is None or trial.status in TRIAL_TERMINAL or (trial.run_id and trial.run_id != run.pk):
             return trial
         if trial.status == TrialStatus.QUEUED:
@@ -73,8 +78,13 @@ def trial_record_epoch(*, run, epoch: int, metrics: dict) -> Trial | None:
             # honours a request that lands after its last epoch), or it has ended and refuses.
             stopped = training_run_request_stop(run=run, reason=StopReason.PRUNED)
         except RunStateError:
-            logger.info("study %s trial #%s: prune at epoch %s came after run %s ended; the trial keeps its result",
-                        study.pk, trial.number, epoch, run.pk)
+            logger.info(
+                "study %s trial #%s: prune at epoch %s came after run %s ended; the trial keeps its result",
+                study.pk,
+                trial.number,
+                epoch,
+                run.pk,
+            )
             return trial
         if stopped.stop_requested != StopReason.PRUNED:
             return trial  # a cancel got there first: the run ends CANCELLED and so does the trial
@@ -142,7 +152,8 @@ def studies_keep() -> dict:
     counts = {"recorded": 0, "launched": 0, "studies": 0}
     study_ids = list(
         TuningStudy.objects.filter(Q(status=StudyStatus.RUNNING) | Q(trials__status__in=TRIAL_ACTIVE))
-        .values_list("pk", flat=True).distinct()
+        .values_list("pk", flat=True)
+        .distinct()
     )
     for study_id in study_ids:
         counts["studies"] += 1
@@ -158,8 +169,9 @@ def studies_keep() -> dict:
                     with transaction.atomic():
                         locked = Trial.objects.select_for_update().get(pk=trial.pk)
                         if locked.status == TrialStatus.QUEUED:
-                            trial_status_change(trial=locked, to=TrialStatus.RUNNING,
-                                                reason=f"run {trial.run_id} training")
+                            trial_status_change(
+                                trial=locked, to=TrialStatus.RUNNING, reason=f"run {trial.run_id} training"
+                            )
             counts["launched"] += len(study_advance(study_id=study_id))
         except Exception:  # one broken study must not stop the keeper from tending the others
             logger.exception("study keeper failed on study %s", study_id)

@@ -1,4 +1,5 @@
 """Checks a study's configuration before it is stored; errors name the field and the parameter."""
+
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
@@ -58,8 +59,9 @@ def check_space_against_model(space: SearchSpace, *, framework: str, model_type:
                 spec.validate(parameter.name, value)
             except InvalidParameter as exc:
                 detail = str(exc).removeprefix(f"{parameter.name}: ")
-                raise SearchSpaceError(parameter.name,
-                                       f"{value!r} is not accepted by {framework} {model_type}: {detail}")
+                raise SearchSpaceError(
+                    parameter.name, f"{value!r} is not accepted by {framework} {model_type}: {detail}"
+                )
 
 
 def _representative_point(space: SearchSpace) -> dict:
@@ -73,10 +75,25 @@ def _positive_int(value, *, field: str, maximum: int | None = None, errors: dict
         errors[field] = f"must be at most {maximum}, got {value}."
 
 
-def validate_study_config(*, experiment, framework: str, model_type: str, search_space, fixed_params,
-                          strategy: str, strategy_options, objective_metric: str, direction: str, max_trials,
-                          max_wall_seconds, parallelism, pruner: str, pruner_options, device: str,
-                          seed) -> StudyConfig:
+def validate_study_config(
+    *,
+    experiment,
+    framework: str,
+    model_type: str,
+    search_space,
+    fixed_params,
+    strategy: str,
+    strategy_options,
+    objective_metric: str,
+    direction: str,
+    max_trials,
+    max_wall_seconds,
+    parallelism,
+    pruner: str,
+    pruner_options,
+    device: str,
+    seed,
+) -> StudyConfig:
     """Returns the normalised configuration or raises ValidationError({field: message})."""
     from apps.frameworks import FRAMEWORKS, get_adapter
     from apps.frameworks.metrics import greater_is_better, metric_names
@@ -88,8 +105,10 @@ def validate_study_config(*, experiment, framework: str, model_type: str, search
     adapter = get_adapter(framework)
     if model_type not in adapter.model_types:
         raise ValidationError(
-            {"model_type": f"{framework} has no model type {model_type!r}; "
-                           f"choose from {', '.join(adapter.model_types)}."}
+            {
+                "model_type": f"{framework} has no model type {model_type!r}; "
+                f"choose from {', '.join(adapter.model_types)}."
+            }
         )
     if device not in Device.values:
         errors["device"] = f"must be one of {', '.join(Device.values)}, got {device!r}."
@@ -113,8 +132,12 @@ def validate_study_config(*, experiment, framework: str, model_type: str, search
             errors["fixed_params"] = f"{overlap[0]!r} is also in the search space; keep it in one place."
         else:
             try:
-                validate_training_config(framework=framework, model_type=model_type, device=device,
-                                         params={**fixed_params, **_representative_point(space)})
+                validate_training_config(
+                    framework=framework,
+                    model_type=model_type,
+                    device=device,
+                    params={**fixed_params, **_representative_point(space)},
+                )
             except ValidationError as exc:
                 errors["fixed_params"] = "; ".join(m for ms in exc.message_dict.values() for m in ms)
 
@@ -155,8 +178,19 @@ def validate_study_config(*, experiment, framework: str, model_type: str, search
     if errors:
         raise ValidationError(errors)
     return StudyConfig(
-        framework=framework, model_type=model_type, search_space=space.to_spec(), fixed_params=fixed_params,
-        strategy=strategy, strategy_options=strategy_options, objective_metric=objective_metric, direction=direction,
-        max_trials=max_trials, max_wall_seconds=max_wall_seconds, parallelism=parallelism, pruner=pruner,
-        pruner_options=pruner_options, device=device, seed=seed,
+        framework=framework,
+        model_type=model_type,
+        search_space=space.to_spec(),
+        fixed_params=fixed_params,
+        strategy=strategy,
+        strategy_options=strategy_options,
+        objective_metric=objective_metric,
+        direction=direction,
+        max_trials=max_trials,
+        max_wall_seconds=max_wall_seconds,
+        parallelism=parallelism,
+        pruner=pruner,
+        pruner_options=pruner_options,
+        device=device,
+        seed=seed,
     )

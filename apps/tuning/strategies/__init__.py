@@ -1,4 +1,5 @@
 """Search strategies, one class per `Strategy` choice, all behind `SearchStrategy.suggest`."""
+
 from collections.abc import Mapping
 
 from ..space import SearchSpace

@@ -4,6 +4,7 @@ A strategy keeps no state between calls. Every `suggest` receives the study's tr
 (the "tell" half of ask/tell is the database), so any worker can continue any study, and a process
 restart loses nothing. Suggestions are deterministic for a given seed and history.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -52,8 +53,14 @@ class SearchStrategy(ABC):
     @classmethod
     def validate_options(cls, options: Mapping) -> dict:
         """Returns the options merged over the defaults; raises StrategyOptionError naming a bad one."""
-        return options_merged(options, defaults=cls.default_options, minimums=cls.minimums,
-                              owner=f"the {cls.name} strategy", field="strategy_options", error=StrategyOptionError)
+        return options_merged(
+            options,
+            defaults=cls.default_options,
+            minimums=cls.minimums,
+            owner=f"the {cls.name} strategy",
+            field="strategy_options",
+            error=StrategyOptionError,
+        )
 
     def capacity(self) -> int | None:
         """How many distinct trials this strategy can ever suggest (None: unbounded)."""

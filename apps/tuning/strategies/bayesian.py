@@ -80,8 +80,11 @@ class BayesianStrategy(SearchStrategy):
             # duplicate check below does the same, so the warning only adds noise to worker logs.
             warnings.filterwarnings("ignore", message="The objective has been evaluated at point")
             optimizer.tell(xs, ys)
-            points = [optimizer.ask()] if remaining == 1 else optimizer.ask(n_points=remaining,
-                                                                           strategy=self.options["liar"])
+            points = (
+                [optimizer.ask()]
+                if remaining == 1
+                else optimizer.ask(n_points=remaining, strategy=self.options["liar"])
+            )
         for point in points:
             params = self.space.from_point(point)
             key = self.space.key(params)
@@ -109,7 +112,7 @@ class BayesianStrategy(SearchStrategy):
         generator = cook_initial_point_generator(self.options["initial_point_generator"])
         design = generator.generate(self.space.dimensions(), self.options["n_initial_points"], random_state=self.seed)
         points = []
-        for row in design[len(trials):]:
+        for row in design[len(trials) :]:
             params = self.space.from_point(row)
             key = self.space.key(params)
             if key not in used:

@@ -1,6 +1,7 @@
 """Option checking shared by the two plug-in families that take options: search strategies and
 pruners. Each declares its options with their defaults (anything else is refused) and the smallest
 value of its integer options; a family adds its own checks after these."""
+
 from collections.abc import Mapping
 
 
@@ -12,8 +13,9 @@ class OptionError(ValueError):
         super().__init__(f"option {option!r}: {message}")
 
 
-def options_merged(options, *, defaults: Mapping, minimums: Mapping, owner: str, field: str,
-                   error: type[OptionError]) -> dict:
+def options_merged(
+    options, *, defaults: Mapping, minimums: Mapping, owner: str, field: str, error: type[OptionError]
+) -> dict:
     """Returns `options` over `defaults`, or raises `error` naming the first bad one.
 
     owner: what takes the options, for the message ("the median pruner");

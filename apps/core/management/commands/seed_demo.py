@@ -1,4 +1,5 @@
 """Idempotent demo: users first, then each domain app's own `demo.seed` in data-flow order."""
+
 from importlib import import_module
 
 from django.core.management.base import BaseCommand

@@ -5,8 +5,10 @@ from apps.delivery.demo import DATASET, demo_new_data
 
 
 class Command(BaseCommand):
-    help = ("Adds the next days of the demo price series as a new dataset version; experiments that retrain on "
-            "new data start, and the delivery policy evaluates and rolls out what they register.")
+    help = (
+        "Adds the next days of the demo price series as a new dataset version; experiments that retrain on "
+        "new data start, and the delivery policy evaluates and rolls out what they register."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--dataset", default=DATASET)

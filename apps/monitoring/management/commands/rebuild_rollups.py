@@ -9,11 +9,15 @@ from apps.monitoring.services.rollups import rollups_rebuild
 
 
 class Command(BaseCommand):
-    help = ("Recomputes the per-minute monitoring rollups from the raw prediction logs and feedback "
-            "(backfills after an upgrade, repairs). Defaults to the raw retention window.")
+    help = (
+        "Recomputes the per-minute monitoring rollups from the raw prediction logs and feedback "
+        "(backfills after an upgrade, repairs). Defaults to the raw retention window."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--deployment", action="append", default=[], help="deployment name (repeatable); default all")
+        parser.add_argument(
+            "--deployment", action="append", default=[], help="deployment name (repeatable); default all"
+        )
         parser.add_argument("--since", help="ISO datetime; default now - MONITORING_RAW_RETENTION_DAYS")
         parser.add_argument("--until", help="ISO datetime; default now")
 
@@ -23,7 +27,9 @@ class Command(BaseCommand):
         # The logs' deployment table, through the foreign key: monitoring imports no app above it.
         Deployment = PredictionLog._meta.get_field("deployment").related_model
         now = timezone.now()
-        start = self._moment(since, "--since") if since else now - timedelta(days=settings.MONITORING_RAW_RETENTION_DAYS)
+        start = (
+            self._moment(since, "--since") if since else now - timedelta(days=settings.MONITORING_RAW_RETENTION_DAYS)
+        )
         end = self._moment(until, "--until") if until else now
         if end <= start:
             raise CommandError("--until must be after --since")

@@ -5,13 +5,18 @@ from apps.training.services.cleanup import training_orphans_remove
 
 
 class Command(BaseCommand):
-    help = ("Removes attempt, artifact-temp and system-temp folders that killed attempts left behind, when "
-            "older than TRAINING_ORPHAN_MAX_AGE_SECONDS and owned by no live run and no recorded artifact.")
+    help = (
+        "Removes attempt, artifact-temp and system-temp folders that killed attempts left behind, when "
+        "older than TRAINING_ORPHAN_MAX_AGE_SECONDS and owned by no live run and no recorded artifact."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--dry-run", action="store_true", help="only say what would be removed")
-        parser.add_argument("--max-age-seconds", type=float,
-                            help=f"remove folders older than this (default {conf.get('TRAINING_ORPHAN_MAX_AGE_SECONDS')})")
+        parser.add_argument(
+            "--max-age-seconds",
+            type=float,
+            help=f"remove folders older than this (default {conf.get('TRAINING_ORPHAN_MAX_AGE_SECONDS')})",
+        )
 
     def handle(self, *args, dry_run, max_age_seconds, **options):
         try:

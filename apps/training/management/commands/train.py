@@ -17,11 +17,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--experiment", help="experiment name")
-        parser.add_argument("--list-model-types", action="store_true",
-                            help="list every framework's model types (built-in and plugins) and exit")
+        parser.add_argument(
+            "--list-model-types",
+            action="store_true",
+            help="list every framework's model types (built-in and plugins) and exit",
+        )
         parser.add_argument("--framework", choices=list(FRAMEWORKS))
         parser.add_argument("--model-type", dest="model_type")
-        parser.add_argument("--params", help='JSON object, e.g. \'{"epochs": 5}\'')
+        parser.add_argument("--params", help="JSON object, e.g. '{\"epochs\": 5}'")
         parser.add_argument("--device", choices=["cpu", "gpu"])
         parser.add_argument("--seed", type=int)
         parser.add_argument("--no-register", action="store_true", help="do not register the model")
@@ -29,8 +32,22 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, default=3600, help="seconds --wait waits (default 3600)")
         parser.add_argument("--inline", action="store_true", help="train in this process instead of a worker")
 
-    def handle(self, *args, experiment, framework, model_type, params, device, seed, no_register, wait, timeout,
-               inline, list_model_types, **options):
+    def handle(
+        self,
+        *args,
+        experiment,
+        framework,
+        model_type,
+        params,
+        device,
+        seed,
+        no_register,
+        wait,
+        timeout,
+        inline,
+        list_model_types,
+        **options,
+    ):
         if list_model_types:
             self._list_model_types()
             return
@@ -48,13 +65,23 @@ class Command(BaseCommand):
             if not isinstance(params, dict):
                 raise CommandError("--params must be a JSON object.")
         try:
-            config = experiment_training_config(experiment=found, framework=framework, model_type=model_type,
-                                                params=params, device=device)
-            run = training_run_start(experiment=found, seed=seed, register_model=not no_register, origin=RunOrigin.CLI,
-                                     dispatch=not inline, **config)
+            config = experiment_training_config(
+                experiment=found, framework=framework, model_type=model_type, params=params, device=device
+            )
+            run = training_run_start(
+                experiment=found,
+                seed=seed,
+                register_model=not no_register,
+                origin=RunOrigin.CLI,
+                dispatch=not inline,
+                **config,
+            )
         except ValidationError as exc:
-            details = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items()) \
-                if hasattr(exc, "error_dict") else " ".join(exc.messages)
+            details = (
+                "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
+                if hasattr(exc, "error_dict")
+                else " ".join(exc.messages)
+            )
             raise CommandError(details) from exc
         where = "in this process" if inline else f"on queue {run.queue}"
         self.stdout.write(f"run {run.pk}: {run.framework}/{run.model_type} on {run.device}, {where}")
@@ -88,8 +115,10 @@ class Command(BaseCommand):
     def _summary(self, run: TrainingRun):
         self.stdout.write(f"run {run.pk} {run.status} after {run.attempts} attempt(s)")
         if run.val_metrics:
-            self.stdout.write("validation: " + ", ".join(f"{k}={v:.4g}" for k, v in run.val_metrics.items()
-                                                        if isinstance(v, (int, float))))
+            self.stdout.write(
+                "validation: "
+                + ", ".join(f"{k}={v:.4g}" for k, v in run.val_metrics.items() if isinstance(v, (int, float)))
+            )
         for version in run.model_versions.select_related("registered_model"):
             self.stdout.write(f"registered {version.registered_model.name} version {version.version}")
 
@@ -98,7 +127,9 @@ class Command(BaseCommand):
             for name, described in get_adapter(framework).describe().items():
                 plugin = described["plugin"]
                 params = ", ".join(described["params"])
-                self.stdout.write(f"{framework}/{name}  [{'/'.join(described['tasks'])}]  "
-                                  f"{plugin['package']} {plugin['package_version']}  params: {params}")
+                self.stdout.write(
+                    f"{framework}/{name}  [{'/'.join(described['tasks'])}]  "
+                    f"{plugin['package']} {plugin['package_version']}  params: {params}"
+                )
         for error in plugin_errors():
             self.stderr.write(f"plugin not loaded: {error}")

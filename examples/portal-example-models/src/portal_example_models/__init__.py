@@ -3,6 +3,7 @@
 The portal imports this module through the `mlops_portal.model_types` entry point and registers
 every model type listed in MODEL_TYPES.
 """
+
 from .sgd import SGDLinear
 from .kernels import KernelLinear
 from .tcn import TemporalConv

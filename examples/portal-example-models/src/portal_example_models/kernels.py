@@ -1,4 +1,5 @@
 """A scikit-learn Pipeline: standardise, map to approximate RBF-kernel features, fit a linear model."""
+
 from sklearn.kernel_approximation import Nystroem
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
@@ -24,9 +25,15 @@ class KernelLinear(ModelType):
             model = Ridge(alpha=params["alpha"])
         else:
             model = LogisticRegression(C=1.0 / params["alpha"], max_iter=1000, random_state=seed)
-        return Pipeline([
-            ("scale", StandardScaler()),
-            ("kernel", Nystroem(kernel="rbf", gamma=params["gamma"], n_components=params["n_components"],
-                                random_state=seed)),
-            ("model", model),
-        ])
+        return Pipeline(
+            [
+                ("scale", StandardScaler()),
+                (
+                    "kernel",
+                    Nystroem(
+                        kernel="rbf", gamma=params["gamma"], n_components=params["n_components"], random_state=seed
+                    ),
+                ),
+                ("model", model),
+            ]
+        )

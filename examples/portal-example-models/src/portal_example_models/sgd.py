@@ -1,4 +1,5 @@
 """A model with its own training loop: linear SGD, one pass over shuffled mini-batches per epoch."""
+
 import copy
 
 import numpy as np
@@ -40,7 +41,7 @@ class SGDLinear(ModelType):
                 if ctx.should_stop():
                     # The last reported epoch's best state; None when no epoch finished.
                     return best
-                rows = order[start:start + p["batch_size"]]
+                rows = order[start : start + p["batch_size"]]
                 model.partial_fit(X[rows], y[rows], **extra)
             metrics = ctx.report_epoch(epoch, p["epochs"], model)
             if stopper.update(epoch, metrics):

@@ -1,4 +1,5 @@
 """A temporal-convolution network over the history window: the portal's torch loop trains it."""
+
 from torch import nn
 
 from apps.training.plugins import ModelType, ParamSpec
@@ -7,12 +8,13 @@ from apps.training.plugins import ModelType, ParamSpec
 class CausalConvNet(nn.Module):
     """Dilated causal 1-D convolutions over (batch, window, features); predicts from the last step."""
 
-    def __init__(self, n_features: int, n_outputs: int, *, channels: int, kernel_size: int, levels: int,
-                 dropout: float):
+    def __init__(
+        self, n_features: int, n_outputs: int, *, channels: int, kernel_size: int, levels: int, dropout: float
+    ):
         super().__init__()
         blocks, width = [], n_features
         for level in range(levels):
-            dilation = 2 ** level
+            dilation = 2**level
             blocks += [
                 # Left padding only: step t never sees a later step.
                 nn.ConstantPad1d(((kernel_size - 1) * dilation, 0), 0.0),
@@ -45,5 +47,11 @@ class TemporalConv(ModelType):
     }
 
     def build(self, *, task, params, n_features, n_outputs, window, seed):
-        return CausalConvNet(n_features, n_outputs, channels=params["channels"], kernel_size=params["kernel_size"],
-                             levels=params["levels"], dropout=params["dropout"])
+        return CausalConvNet(
+            n_features,
+            n_outputs,
+            channels=params["channels"],
+            kernel_size=params["kernel_size"],
+            levels=params["levels"],
+            dropout=params["dropout"],
+        )
