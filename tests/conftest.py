@@ -41,6 +41,34 @@ def pytest_runtest_teardown(item, nextitem):
     logbuffer.forget_process_writer()
 
 
+def clear_portal_keys():
+    """The serving keys only: the same Redis database is the test worker's broker."""
+    from apps.core.redis_client import get_redis
+
+    client = get_redis()
+    for pattern in ("mlops:predlog:*", "mlops:deployments:*", "mlops:throttle:*"):
+        keys = list(client.scan_iter(match=pattern, count=1000))
+        if keys:
+            client.delete(*keys)
+
+
+@pytest.fixture
+def fresh_serving_state(settings):
+    """A cold process cache of routing tables and tokens and an empty Redis buffer; tables are built
+    in the request (not a background thread), so they see the test's uncommitted rows."""
+    from apps.deployments.auth import CachedApiTokenAuthentication
+    from apps.deployments.serving.state import serving_state
+
+    settings.DEPLOYMENTS_RELOAD_IN_BACKGROUND = False
+    settings.DEPLOYMENTS_GENERATION_POLL_S = 0.0
+    serving_state.reset()
+    CachedApiTokenAuthentication.forget_all()
+    clear_portal_keys()
+    yield serving_state
+    serving_state.reset()
+    clear_portal_keys()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _clean_test_redis():
     """The suite owns its Redis database number (REDIS_URL in `make test`); start it empty."""

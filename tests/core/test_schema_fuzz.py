@@ -29,7 +29,7 @@ from django.db import close_old_connections, transaction
 from schemathesis.config import SchemathesisConfig
 from schemathesis.core.failures import FailureGroup
 
-from tests.deployments.conftest import SCALE_SPEC, classification_frame, clear_portal_keys, train_version
+from tests.deployments.conftest import SCALE_SPEC, classification_frame, train_version
 
 MAX_EXAMPLES = 12
 SEED = 20240615
@@ -139,23 +139,6 @@ def api_schema(fuzz_world, wsgi_app):
     return schemathesis.openapi.from_wsgi("/api/schema/", wsgi_app, config=fuzz_config(fuzz_world))
 
 
-@pytest.fixture
-def fresh_serving(settings):
-    """Routing tables and token caches rebuilt in the request, inside the case's savepoint, not in a
-    background thread that could not see the test's rows."""
-    from apps.deployments.auth import CachedApiTokenAuthentication
-    from apps.deployments.serving.state import serving_state
-
-    settings.DEPLOYMENTS_RELOAD_IN_BACKGROUND = False
-    settings.DEPLOYMENTS_GENERATION_POLL_S = 0.0
-    serving_state.reset()
-    CachedApiTokenAuthentication.forget_all()
-    clear_portal_keys()
-    yield
-    serving_state.reset()
-    clear_portal_keys()
-
-
 class FuzzTally:
     """What the run sent and got; printed with the test's output (shown on failure, or with -s)."""
 
@@ -212,7 +195,9 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 
 @pytest.mark.django_db
 @schema.parametrize()
-def test_every_operation_answers_what_the_schema_documents_and_never_a_5xx(case, fuzz_world, fresh_serving, fuzz_tally):
+def test_every_operation_answers_what_the_schema_documents_and_never_a_5xx(
+    case, fuzz_world, fresh_serving_state, fuzz_tally
+):
     auth = {"Authorization": f"Bearer {fuzz_world['token']}"}
     started = time.perf_counter()
     with transaction.atomic():

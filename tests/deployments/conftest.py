@@ -13,9 +13,6 @@ import pandas as pd
 import pytest
 from django.core.files.base import ContentFile
 
-from apps.deployments.auth import CachedApiTokenAuthentication
-from apps.deployments.serving.state import serving_state
-from apps.core.redis_client import get_redis
 from tests.brokers import free_port  # noqa: F401  (tests here import it from this module)
 
 SCALE_SPEC = {"version": 1, "steps": [{"op": "scale", "columns": "*", "method": "standard"}]}
@@ -127,26 +124,10 @@ def train_version(
     return ModelVersion.objects.select_related("registered_model").get(training_run=run)
 
 
-def clear_portal_keys():
-    """The serving keys only: the same Redis database is the test worker's broker."""
-    client = get_redis()
-    for pattern in ("mlops:predlog:*", "mlops:deployments:*", "mlops:throttle:*"):
-        keys = list(client.scan_iter(match=pattern, count=1000))
-        if keys:
-            client.delete(*keys)
-
-
 @pytest.fixture(autouse=True)
-def _fresh_serving_state(settings):
-    """Each test starts with a cold process cache and an empty Redis buffer; tables are built in the
-    request so they see the test's uncommitted rows."""
-    settings.DEPLOYMENTS_RELOAD_IN_BACKGROUND = False
-    settings.DEPLOYMENTS_GENERATION_POLL_S = 0.0
-    serving_state.reset()
-    CachedApiTokenAuthentication.forget_all()
-    clear_portal_keys()
+def _fresh_serving_state(fresh_serving_state):
+    """Every deployments test starts from a cold serving cache (tests/conftest.py)."""
     yield
-    serving_state.reset()
 
 
 @pytest.fixture

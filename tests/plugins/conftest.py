@@ -40,20 +40,6 @@ def plugin_module(tmp_path, monkeypatch, settings, fresh_catalog):
 
 
 @pytest.fixture
-def serving_in_request(settings):
-    """Routing tables built in the request (they must see the test's rows) from a cold cache."""
-    from apps.deployments.serving.state import serving_state
-    from tests.deployments.conftest import clear_portal_keys
-
-    settings.DEPLOYMENTS_RELOAD_IN_BACKGROUND = False
-    settings.DEPLOYMENTS_GENERATION_POLL_S = 0.0
-    serving_state.reset()
-    clear_portal_keys()
-    yield serving_state
-    serving_state.reset()
-
-
-@pytest.fixture
 def inline_runs(settings):
     """Runs executed in the test's transaction: no heartbeat thread, log lines written inline."""
     settings.TRAINING_HEARTBEAT_SECONDS = 3600

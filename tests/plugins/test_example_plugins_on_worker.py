@@ -32,7 +32,7 @@ EXAMPLES = [
 
 
 def test_each_example_plugin_goes_from_train_now_to_served_predictions_of_the_trained_model(
-    celery_worker, serving_in_request, staff_user, staff_api, analyst_api
+    celery_worker, fresh_serving_state, staff_user, staff_api, analyst_api
 ):
     dataset, _, spec = factories.price_dataset(user=staff_user)
     experiment = factories.experiment(dataset=dataset, spec=spec, name="plugin-direction", user=staff_user)
@@ -128,7 +128,7 @@ TEAM_MODEL = textwrap.dedent(TEAM_LOGIT)
 
 
 def test_a_version_trained_on_the_worker_is_refused_where_its_plugin_code_differs(
-    worker_factory, settings, tmp_path, monkeypatch, serving_in_request, fresh_catalog, staff_user, staff_api
+    worker_factory, settings, tmp_path, monkeypatch, fresh_serving_state, fresh_catalog, staff_user, staff_api
 ):
     from apps.frameworks.discovery import reset_catalog
 
@@ -166,7 +166,7 @@ def test_a_version_trained_on_the_worker_is_refused_where_its_plugin_code_differ
     (tmp_path / "team_plugin.py").write_text(TEAM_MODEL.replace('C=params["c"]', 'C=params["c"] / 2'))
     sys.modules.pop("team_plugin", None)
     reset_catalog()
-    serving_in_request.reset()
+    fresh_serving_state.reset()
     refused = staff_api.post(url, {"dataframe_records": rows}, format="json")
     assert refused.status_code == 503
     assert "model type sklearn/team_logit changed since this model was trained" in refused.json()["detail"]
@@ -174,7 +174,7 @@ def test_a_version_trained_on_the_worker_is_refused_where_its_plugin_code_differ
     # And where the plugin is not installed at all.
     settings.MODEL_TYPE_PLUGINS = []
     reset_catalog()
-    serving_in_request.reset()
+    fresh_serving_state.reset()
     missing = staff_api.post(url, {"dataframe_records": rows}, format="json")
     assert missing.status_code == 503
     assert "sklearn/team_logit (plugin module team_plugin" in missing.json()["detail"]

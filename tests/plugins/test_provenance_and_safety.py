@@ -55,7 +55,7 @@ def test_a_model_whose_plugin_code_changed_is_refused_naming_both_versions(plugi
 
 
 def test_serving_answers_503_naming_the_plugin_when_its_code_changed(
-    plugin_module, serving_in_request, inline_runs, staff_user, staff_api
+    plugin_module, fresh_serving_state, inline_runs, staff_user, staff_api
 ):
     from apps.deployments.services.model_deployment_service import deployment_create
 
@@ -76,7 +76,7 @@ def test_serving_answers_503_naming_the_plugin_when_its_code_changed(
     assert staff_api.post(url, {"dataframe_records": [record()]}, format="json").status_code == 200
 
     plugin_module("team_logit_mod", TEAM_LOGIT + "    # a later release\n")
-    serving_in_request.reset()
+    fresh_serving_state.reset()
     response = staff_api.post(url, {"dataframe_records": [record()]}, format="json")
     assert response.status_code == 503
     assert "sklearn/team_logit changed since this model was trained" in response.json()["detail"]
@@ -179,7 +179,7 @@ def test_a_keras_plugin_loads_only_the_custom_layers_it_declares(plugin_module, 
 
 
 def test_a_challenger_whose_plugin_changed_answers_503_while_the_champion_keeps_serving(
-    plugin_module, serving_in_request, inline_runs, staff_user, staff_api
+    plugin_module, fresh_serving_state, inline_runs, staff_user, staff_api
 ):
     from apps.deployments.services.model_deployment_service import deployment_create
     from apps.deployments.services.traffic import deployment_set_traffic
@@ -211,7 +211,7 @@ def test_a_challenger_whose_plugin_changed_answers_503_while_the_champion_keeps_
         allocations=[{"model_version": champion, "weight": 50}, {"model_version": challenger, "weight": 50}],
     )
     plugin_module("team_logit_mod", TEAM_LOGIT + "    # a later release\n")
-    serving_in_request.reset()
+    fresh_serving_state.reset()
 
     answers = [
         staff_api.post(
@@ -242,7 +242,7 @@ def test_a_challenger_whose_plugin_changed_answers_503_while_the_champion_keeps_
 
 
 def test_a_load_failure_that_may_pass_is_retried_instead_of_marking_the_version_unavailable(
-    serving_in_request, inline_runs, staff_user
+    fresh_serving_state, inline_runs, staff_user
 ):
     from apps.deployments.serving.state import ModelUnavailable, ServingState, _load_model
     from apps.deployments.services.model_deployment_service import deployment_create
