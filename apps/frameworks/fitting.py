@@ -1,6 +1,6 @@
 """What a model type's fit is given and may raise: parameter specs, the fit context (data splits,
-reporter, early stopping) and the adapter errors. Below base.py and model_types.py, which both
-build on it, so neither imports the other at load time.
+reporter, early stopping) and the adapter errors. Below both base.py (the adapters, which use model
+types) and model_types.py (the plugins, which need only this), so no import runs back between them.
 
 Reporter protocol (implemented by the training pipeline): see base.py.
 """
