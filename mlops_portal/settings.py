@@ -263,7 +263,8 @@ CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", REDIS_URL)
 CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 6 * 3600)
 CELERY_TASK_MAX_ATTEMPTS = env_int("CELERY_TASK_MAX_ATTEMPTS", 3)
-CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# No CELERY_TASK_ALWAYS_EAGER: services queue tasks by name (send_task), which eager mode does not
+# run inline, and a training run inside a web request is not a mode the portal supports.
 # Housekeeping has a queue and a worker of its own (Procfile `housekeeping`): two long training runs
 # on the cpu worker must never hold up the log flush, the reaper, the gates, the study keeper or a
 # schedule tick. Beat's PeriodicTask rows name this queue too (training migration 0005); the routes

@@ -1,6 +1,6 @@
 """MLflow pyfunc for the benchmark: the portal's torch MLP rebuilt from its meta.json and weights.
 
-Mirrors apps.frameworks.torch_adapter.MLP (Linear/ReLU/Dropout blocks, then a Linear
+Mirrors apps.frameworks.builtin.torch_networks.MLP (Linear/ReLU/Dropout blocks, then a Linear
 head; softmax then argmax for a classifier) so both servers compute the same function."""
 
 import json
